@@ -1,0 +1,81 @@
+//! ChaCha20-Poly1305 (RFC 8439).
+//!
+//! Every key used with these functions in Confide is single-use or paired with a nonce that
+//! the caller guarantees unique for that key; the protocol documents which, per use.
+
+use crate::{CryptoError, secret::AeadKey};
+use chacha20poly1305::{
+    ChaCha20Poly1305, KeyInit, Nonce,
+    aead::{AeadInOut, Buffer},
+};
+use zeroize::Zeroizing;
+
+/// Length of the authentication tag appended to every ciphertext.
+pub const TAG_LEN: usize = 16;
+/// Length of a nonce.
+pub const NONCE_LEN: usize = 12;
+
+/// Encrypts `plaintext` with `aad`; returns `ciphertext || tag`.
+#[must_use]
+pub fn seal(key: &AeadKey, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(plaintext.len().saturating_add(TAG_LEN));
+    buf.extend_from_slice(plaintext);
+    seal_in_place(key, nonce, aad, &mut buf);
+    buf
+}
+
+/// Encrypts `buf` in place and appends the tag.
+pub fn seal_in_place(key: &AeadKey, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) {
+    let cipher = ChaCha20Poly1305::new(key.expose().into());
+    // Encryption fails only for inputs longer than 256 GiB; callers bound lengths far below.
+    if cipher
+        .encrypt_in_place(&Nonce::from(*nonce), aad, buf as &mut dyn Buffer)
+        .is_err()
+    {
+        buf.clear();
+    }
+}
+
+/// Decrypts `ciphertext || tag`; the plaintext is zeroized when dropped.
+pub fn open(
+    key: &AeadKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if ciphertext.len() < TAG_LEN {
+        return Err(CryptoError::AeadFailure);
+    }
+    let mut buf = Zeroizing::new(ciphertext.to_vec());
+    let cipher = ChaCha20Poly1305::new(key.expose().into());
+    cipher
+        .decrypt_in_place(&Nonce::from(*nonce), aad, &mut *buf as &mut dyn Buffer)
+        .map_err(|_| CryptoError::AeadFailure)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc8439_vector() {
+        let key = AeadKey::from_slice(
+            &hex::decode("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f")
+                .unwrap(),
+        )
+        .unwrap();
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&hex::decode("070000004041424344454647").unwrap());
+        let aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
+        let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let ct = seal(&key, &nonce, &aad, pt);
+        assert_eq!(hex::encode(&ct[ct.len() - 16..]), "1ae10b594f09e26a7e902ecbd0600691");
+        assert_eq!(&open(&key, &nonce, &aad, &ct).unwrap()[..], &pt[..]);
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert_eq!(open(&key, &nonce, &aad, &bad), Err(CryptoError::AeadFailure));
+        assert_eq!(open(&key, &nonce, b"", &ct), Err(CryptoError::AeadFailure));
+        assert_eq!(open(&key, &nonce, &aad, &ct[..15]), Err(CryptoError::AeadFailure));
+    }
+}

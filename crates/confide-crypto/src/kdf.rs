@@ -1,0 +1,168 @@
+//! HKDF-SHA256 and HMAC-SHA256 with named labels.
+//!
+//! Every `info` string and every signature context in Confide is a constant in [`labels`],
+//! so an auditor can see all domain separation in one place and no two uses collide.
+
+use crate::CryptoError;
+use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Every KDF `info` label and signature context used by Confide. Each is unique.
+pub mod labels {
+    /// Signature context: an identity's Ed25519 key signs its X25519 key.
+    pub const IDENTITY_BINDING: &[u8] = b"Confide_v1_IdentityBinding";
+    /// Signature context: a signed X25519 prekey.
+    pub const SIGNED_PREKEY: &[u8] = b"Confide_v1_SignedPreKey";
+    /// Signature context: a signed ML-KEM-768 prekey.
+    pub const KEM_PREKEY: &[u8] = b"Confide_v1_KemPreKey";
+    /// HKDF info: the hybrid handshake's shared key.
+    pub const HANDSHAKE: &[u8] = b"Confide_v1_PQXDH_X25519_SHA-256_ML-KEM-768";
+    /// Prefix of every session's associated data.
+    pub const ASSOCIATED_DATA: &[u8] = b"Confide_v1_AssociatedData";
+    /// HKDF info: a Double Ratchet root-key step.
+    pub const ROOT_STEP: &[u8] = b"Confide_v1_RootStep";
+    /// HMAC input that derives a message key from a chain key.
+    pub const MESSAGE_KEY_SEED: &[u8] = &[0x01];
+    /// HMAC input that advances a chain key.
+    pub const CHAIN_KEY_SEED: &[u8] = &[0x02];
+    /// HKDF info: the key that encrypts stored state.
+    pub const STATE_ENCRYPTION: &[u8] = b"Confide_v1_StateEncryption";
+    /// HKDF info: the key-check value that tells a wrong storage key from tampering.
+    pub const STATE_KEY_CHECK: &[u8] = b"Confide_v1_StateKeyCheck";
+    /// Hash prefix: safety-number fingerprints.
+    pub const SAFETY_NUMBER: &[u8] = b"Confide_v1_SafetyNumber";
+    /// HKDF info: the session identifier.
+    pub const SESSION_ID: &[u8] = b"Confide_v1_SessionId";
+    /// Signature context: a server certificate, signed by a trust root.
+    pub const SERVER_CERTIFICATE: &[u8] = b"Confide_v1_ServerCertificate";
+    /// Signature context: a sender certificate, signed by a server key.
+    pub const SENDER_CERTIFICATE: &[u8] = b"Confide_v1_SenderCertificate";
+    /// HKDF info: sealed-sender ephemeral layer.
+    pub const SEALED_EPHEMERAL: &[u8] = b"Confide_v1_SealedSender_Ephemeral";
+    /// HKDF info: sealed-sender static layer.
+    pub const SEALED_STATIC: &[u8] = b"Confide_v1_SealedSender_Static";
+    /// HKDF info: delivery (unidentified access) tokens.
+    pub const DELIVERY_TOKEN: &[u8] = b"Confide_v1_DeliveryToken";
+}
+
+/// HKDF-SHA256: extract with `salt` (or 32 zero bytes when `None`), then expand `info` into `out`.
+pub fn hkdf_sha256(
+    salt: Option<&[u8]>,
+    ikm: &[u8],
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    Hkdf::<Sha256>::new(salt, ikm)
+        .expand(info, out)
+        .map_err(|_| CryptoError::KdfLength)
+}
+
+/// HKDF-SHA256 with `info` given in parts that are concatenated (no copy).
+pub fn hkdf_sha256_multi(
+    salt: Option<&[u8]>,
+    ikm: &[u8],
+    info: &[&[u8]],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    Hkdf::<Sha256>::new(salt, ikm)
+        .expand_multi_info(info, out)
+        .map_err(|_| CryptoError::KdfLength)
+}
+
+/// HMAC-SHA256 of `data` under `key`.
+#[must_use]
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    hmac_sha256_parts(key, &[data])
+}
+
+/// HMAC-SHA256 of the concatenation of `parts` under `key`.
+#[must_use]
+pub fn hmac_sha256_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match HmacSha256::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return [0u8; 32],
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// SHA-256 of the concatenation of `parts`.
+#[must_use]
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// SHA-512 of the concatenation of `parts`.
+#[must_use]
+pub fn sha512(parts: &[&[u8]]) -> [u8; 64] {
+    use sha2::Digest;
+    let mut h = sha2::Sha512::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc5869_case_1() {
+        let ikm = [0x0b; 22];
+        let salt = hex::decode("000102030405060708090a0b0c").unwrap();
+        let info = hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap();
+        let mut okm = [0u8; 42];
+        hkdf_sha256(Some(&salt), &ikm, &info, &mut okm).unwrap();
+        assert_eq!(
+            hex::encode(okm),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+        );
+    }
+
+    #[test]
+    fn rfc4231_case_2() {
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let all: &[&[u8]] = &[
+            labels::IDENTITY_BINDING,
+            labels::SIGNED_PREKEY,
+            labels::KEM_PREKEY,
+            labels::HANDSHAKE,
+            labels::ASSOCIATED_DATA,
+            labels::ROOT_STEP,
+            labels::STATE_ENCRYPTION,
+            labels::STATE_KEY_CHECK,
+            labels::SAFETY_NUMBER,
+            labels::SESSION_ID,
+            labels::SERVER_CERTIFICATE,
+            labels::SENDER_CERTIFICATE,
+            labels::SEALED_EPHEMERAL,
+            labels::SEALED_STATIC,
+            labels::DELIVERY_TOKEN,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+                assert!(!a.starts_with(b) && !b.starts_with(a), "no label is a prefix of another");
+            }
+        }
+    }
+}

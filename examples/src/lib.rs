@@ -1,0 +1,2 @@
+//! Runnable examples live in src/bin.
+#![forbid(unsafe_code)]
