@@ -70,12 +70,21 @@ mod tests {
         let aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
         let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
         let ct = seal(&key, &nonce, &aad, pt);
-        assert_eq!(hex::encode(&ct[ct.len() - 16..]), "1ae10b594f09e26a7e902ecbd0600691");
+        assert_eq!(
+            hex::encode(&ct[ct.len() - 16..]),
+            "1ae10b594f09e26a7e902ecbd0600691"
+        );
         assert_eq!(&open(&key, &nonce, &aad, &ct).unwrap()[..], &pt[..]);
         let mut bad = ct.clone();
         bad[0] ^= 1;
-        assert_eq!(open(&key, &nonce, &aad, &bad), Err(CryptoError::AeadFailure));
+        assert_eq!(
+            open(&key, &nonce, &aad, &bad),
+            Err(CryptoError::AeadFailure)
+        );
         assert_eq!(open(&key, &nonce, b"", &ct), Err(CryptoError::AeadFailure));
-        assert_eq!(open(&key, &nonce, &aad, &ct[..15]), Err(CryptoError::AeadFailure));
+        assert_eq!(
+            open(&key, &nonce, &aad, &ct[..15]),
+            Err(CryptoError::AeadFailure)
+        );
     }
 }

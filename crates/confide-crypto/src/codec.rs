@@ -80,14 +80,20 @@ impl<'a> Reader<'a> {
 
     /// Takes the next `len` bytes.
     pub fn bytes(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.offset.checked_add(len).ok_or(DecodeError::UnexpectedEnd {
-            offset: self.offset,
-            needed: len,
-        })?;
-        let out = self.input.get(self.offset..end).ok_or(DecodeError::UnexpectedEnd {
-            offset: self.offset,
-            needed: end.saturating_sub(self.input.len()),
-        })?;
+        let end = self
+            .offset
+            .checked_add(len)
+            .ok_or(DecodeError::UnexpectedEnd {
+                offset: self.offset,
+                needed: len,
+            })?;
+        let out = self
+            .input
+            .get(self.offset..end)
+            .ok_or(DecodeError::UnexpectedEnd {
+                offset: self.offset,
+                needed: end.saturating_sub(self.input.len()),
+            })?;
         self.offset = end;
         Ok(out)
     }
@@ -334,10 +340,7 @@ mod tests {
             Err(DecodeError::UnexpectedEnd { .. })
         ));
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff]);
-        assert!(matches!(
-            r.var32("x", 10),
-            Err(DecodeError::TooLong { .. })
-        ));
+        assert!(matches!(r.var32("x", 10), Err(DecodeError::TooLong { .. })));
     }
 
     #[test]

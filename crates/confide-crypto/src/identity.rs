@@ -79,13 +79,17 @@ impl IdentityPublicKey {
 
     /// Reads 128 bytes from `r` and verifies the binding signature.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let signing = VerifyingKey::from_bytes(&r.array::<32>()?)
-            .map_err(|_| DecodeError::InvalidValue { field: "identity signing key" })?;
+        let signing =
+            VerifyingKey::from_bytes(&r.array::<32>()?).map_err(|_| DecodeError::InvalidValue {
+                field: "identity signing key",
+            })?;
         let agreement = X25519PublicKey::from_bytes(r.array::<32>()?);
         let binding = Signature::from_bytes(r.array::<64>()?);
         signing
             .verify(&binding_message(&agreement), &binding)
-            .map_err(|_| DecodeError::InvalidValue { field: "identity binding signature" })?;
+            .map_err(|_| DecodeError::InvalidValue {
+                field: "identity binding signature",
+            })?;
         Ok(Self {
             signing,
             agreement,
@@ -237,7 +241,10 @@ mod tests {
             for bit in 0..8 {
                 let mut b = bytes;
                 b[i] ^= 1 << bit;
-                assert!(IdentityPublicKey::from_bytes(&b).is_err(), "byte {i} bit {bit}");
+                assert!(
+                    IdentityPublicKey::from_bytes(&b).is_err(),
+                    "byte {i} bit {bit}"
+                );
             }
         }
     }

@@ -161,7 +161,10 @@ mod tests {
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a, b);
-                assert!(!a.starts_with(b) && !b.starts_with(a), "no label is a prefix of another");
+                assert!(
+                    !a.starts_with(b) && !b.starts_with(a),
+                    "no label is a prefix of another"
+                );
             }
         }
     }

@@ -7,10 +7,7 @@
 use core::fmt;
 
 use crate::{CryptoError, CryptoRng, secret::SharedSecret};
-use ml_kem::{
-    Decapsulate, Encapsulate, KeyExport, MlKem768,
-    array::Array,
-};
+use ml_kem::{Decapsulate, Encapsulate, KeyExport, MlKem768, array::Array};
 use zeroize::Zeroize;
 
 /// Length of an ML-KEM-768 encapsulation (public) key.
@@ -56,7 +53,10 @@ impl KemPublicKey {
         let mut ss_bytes = [0u8; 32];
         ss_bytes.copy_from_slice(ss.as_slice());
         ss.zeroize();
-        (KemCiphertext(Box::new(ct_bytes)), SharedSecret::new(ss_bytes))
+        (
+            KemCiphertext(Box::new(ct_bytes)),
+            SharedSecret::new(ss_bytes),
+        )
     }
 }
 
@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(kp.decapsulate(&ct), ss);
         let mut bad = *ct.as_bytes();
         bad[5] ^= 1;
-        assert_ne!(kp.decapsulate(&KemCiphertext::from_bytes(&bad).unwrap()), ss);
+        assert_ne!(
+            kp.decapsulate(&KemCiphertext::from_bytes(&bad).unwrap()),
+            ss
+        );
         let again = KemKeyPair::from_seed(kp.seed().clone());
         assert_eq!(again.public_key(), kp.public_key());
     }

@@ -1,0 +1,77 @@
+//! Every limit of the session layer, each with its reason.
+
+/// Version byte of every session wire format defined here.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// How far ahead of the next expected message a message may be within one chain.
+///
+/// Reason: deriving a skipped key costs two HMACs, so this bounds the work one hostile message
+/// can cause (about 1 ms), while still covering a client who writes hundreds of messages that a
+/// flaky mobile network delivers out of order. libsignal allows 25,000, vodozemac 2,000; a chat
+/// session in which 2,000 consecutive messages are lost is better re-established.
+pub const MAX_FORWARD_JUMP: u32 = 2_000;
+
+/// Maximum skipped message keys stored per session, all chains together; the oldest is evicted
+/// first when more arrive.
+///
+/// Reason: bounds memory (about 100 bytes a key) and the number of keys an attacker who later
+/// seizes the device could use; equal to [`MAX_FORWARD_JUMP`] so one full jump fits.
+pub const MAX_SKIPPED_KEYS: usize = 2_000;
+
+/// How many previous remote ratchet keys a session remembers, to tell a late duplicate from a
+/// forged ratchet step.
+///
+/// Reason: late messages of older chains are served from stored skipped keys; this list only
+/// improves the error (duplicate instead of authentication failure) and must stay small.
+pub const MAX_REMEMBERED_RATCHET_KEYS: usize = 16;
+
+/// Archived session states a record keeps besides the current one.
+///
+/// Reason: when both sides start a session at once, or a device restores from backup, messages
+/// in flight on an older session must still decrypt; libsignal keeps 40, but a counseling
+/// conversation has two devices at most, so 10 is ample and bounds state size.
+pub const MAX_ARCHIVED_SESSIONS: usize = 10;
+
+/// One-time X25519 prekeys a store may hold.
+///
+/// Reason: a counselor publishes a batch and replenishes; this bounds storage and the bundle
+/// directory's share per device.
+pub const MAX_ONE_TIME_PREKEYS: usize = 1_000;
+
+/// One-time ML-KEM-768 prekeys a store may hold (each keeps a 64-byte seed, publishes 1,184 bytes).
+///
+/// Reason: as [`MAX_ONE_TIME_PREKEYS`], smaller because each public key is large.
+pub const MAX_ONE_TIME_KEM_PREKEYS: usize = 200;
+
+/// Signed (and last-resort KEM) prekeys kept after rotation so messages in flight still decrypt.
+///
+/// Reason: with weekly rotation, a sender offline for a month can still start a session.
+pub const MAX_RETAINED_SIGNED_PREKEYS: usize = 4;
+
+/// Initial-message base keys remembered to detect replays of a prekey message.
+///
+/// Reason: a replayed initial message that used no one-time prekey would otherwise start a new
+/// session again and surface its first message twice. 10,000 covers far more new sessions per
+/// signed-prekey lifetime than a counselor sees; the oldest is forgotten first, and a base key
+/// whose signed prekey has been retired is refused anyway.
+pub const MAX_SEEN_BASE_KEYS: usize = 10_000;
+
+/// Largest ciphertext (padded plaintext plus tag) a message may carry.
+pub const MAX_CIPHERTEXT_LEN: usize = 147_456 + confide_crypto::aead::TAG_LEN;
+
+/// Safety-number hash iterations, as in Signal's numeric fingerprints.
+///
+/// Reason: makes a brute-force search for a colliding identity 5,200 times more expensive
+/// while costing about a millisecond per display.
+pub const SAFETY_NUMBER_ITERATIONS: u32 = 5_200;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn max_ciphertext_covers_max_plaintext() {
+        let padded =
+            confide_crypto::padding::padded_len(confide_crypto::padding::MAX_PLAINTEXT_LEN)
+                .unwrap();
+        assert!(padded + confide_crypto::aead::TAG_LEN <= super::MAX_CIPHERTEXT_LEN);
+    }
+}

@@ -1,0 +1,285 @@
+//! The sessions held for one peer: the current one plus a bounded archive.
+
+use std::collections::VecDeque;
+
+use confide_crypto::{
+    CryptoRng, Timestamp,
+    codec::{DecodeError, Reader, Writer},
+    identity::IdentityPublicKey,
+};
+
+use crate::{
+    consts::MAX_ARCHIVED_SESSIONS,
+    error::{DecryptError, EncryptError},
+    message::SessionMessage,
+    prekeys::PreKeyStore,
+    session::{Decrypted, Session},
+};
+
+/// Whether a prekey message from a different identity than the conversation knows may start
+/// a new session. The app decides (after showing the user); the library never accepts silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdentityChangePolicy {
+    /// Refuse with [`DecryptError::IdentityChanged`]; nothing changes.
+    Refuse,
+    /// The app has decided to accept the new identity.
+    Accept,
+}
+
+/// The sessions with one peer. All decryption goes through here.
+#[derive(Clone, Default)]
+pub struct SessionRecord {
+    current: Option<Session>,
+    /// Newest first.
+    archived: VecDeque<Session>,
+}
+
+impl core::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("current", &self.current)
+            .field("archived", &self.archived.len())
+            .finish()
+    }
+}
+
+impl SessionRecord {
+    /// An empty record.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A record whose current session is `session` (typically from [`Session::initiate`]).
+    #[must_use]
+    pub fn with_session(session: Session) -> Self {
+        Self {
+            current: Some(session),
+            archived: VecDeque::new(),
+        }
+    }
+
+    /// Makes `session` current, archiving the previous one.
+    pub fn promote(&mut self, session: Session) {
+        if let Some(old) = self.current.replace(session) {
+            self.archived.push_front(old);
+            self.archived.truncate(MAX_ARCHIVED_SESSIONS);
+        }
+    }
+
+    /// The current session.
+    #[must_use]
+    pub fn current(&self) -> Option<&Session> {
+        self.current.as_ref()
+    }
+
+    /// Archived sessions kept for messages in flight.
+    #[must_use]
+    pub fn archived_count(&self) -> usize {
+        self.archived.len()
+    }
+
+    /// The peer's identity according to the current session.
+    #[must_use]
+    pub fn remote_identity(&self) -> Option<&IdentityPublicKey> {
+        self.current.as_ref().map(Session::remote_identity)
+    }
+
+    /// Encrypts on the current session.
+    pub fn encrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, RecordEncryptError> {
+        let session = self.current.as_mut().ok_or(RecordEncryptError::NoSession)?;
+        Ok(session.encrypt(rng, plaintext)?.to_bytes())
+    }
+
+    /// Decrypts any message from this peer: an established-session message, or a prekey message
+    /// that continues a known session or starts a new one (using and then updating `store`).
+    ///
+    /// Transactional: on any error neither the record nor the store changes. On success a
+    /// one-time prekey is consumed only now, after the first message authenticated.
+    pub fn decrypt(
+        &mut self,
+        store: &mut PreKeyStore,
+        bytes: &[u8],
+        now: Timestamp,
+        identity_change: IdentityChangePolicy,
+    ) -> Result<Decrypted, DecryptError> {
+        let message = SessionMessage::from_bytes(bytes)?;
+        match &message {
+            SessionMessage::Ratchet(_) => self.decrypt_existing(&message, now),
+            SessionMessage::PreKey(p) => {
+                let known = self.position_of(|s| {
+                    s.base_key() == p.base_key() && s.remote_identity() == p.initiator_identity()
+                });
+                if known.is_some() {
+                    return self.decrypt_existing(&message, now);
+                }
+                if p.initiator_identity() == &store.identity().public() {
+                    return Err(DecryptError::OwnIdentity);
+                }
+                if let Some(known) = self.remote_identity()
+                    && known != p.initiator_identity()
+                    && identity_change == IdentityChangePolicy::Refuse
+                {
+                    return Err(DecryptError::IdentityChanged);
+                }
+                if store.has_seen(p.signed_prekey_id, &p.base_key) {
+                    return Err(DecryptError::ReplayedInitialMessage);
+                }
+                let (session, plaintext) = Session::accept(store, p, now)?;
+                store.consume(
+                    p.signed_prekey_id,
+                    p.kem_prekey_id,
+                    p.one_time_prekey_id,
+                    p.base_key,
+                );
+                let remote_identity = *session.remote_identity();
+                self.promote(session);
+                Ok(Decrypted {
+                    plaintext,
+                    remote_identity,
+                    new_session: true,
+                })
+            }
+        }
+    }
+
+    /// Index: `None` = current, `Some(i)` = archived[i]; outer `None` = not found.
+    fn position_of(&self, f: impl Fn(&Session) -> bool) -> Option<Option<usize>> {
+        if self.current.as_ref().is_some_and(&f) {
+            return Some(None);
+        }
+        self.archived.iter().position(f).map(Some)
+    }
+
+    fn decrypt_existing(
+        &mut self,
+        message: &SessionMessage,
+        now: Timestamp,
+    ) -> Result<Decrypted, DecryptError> {
+        let mut first_error = None;
+        if let Some(current) = self.current.as_mut() {
+            match current.decrypt(message, now) {
+                Ok(plaintext) => {
+                    return Ok(Decrypted {
+                        plaintext,
+                        remote_identity: *current.remote_identity(),
+                        new_session: false,
+                    });
+                }
+                Err(e) => first_error = Some(e),
+            }
+        }
+        for i in 0..self.archived.len() {
+            let Some(session) = self.archived.get_mut(i) else {
+                break;
+            };
+            match session.decrypt(message, now) {
+                Ok(plaintext) => {
+                    let remote_identity = *session.remote_identity();
+                    // The peer is using this session: make it current again.
+                    if let Some(s) = self.archived.remove(i) {
+                        self.promote(s);
+                    }
+                    return Ok(Decrypted {
+                        plaintext,
+                        remote_identity,
+                        new_session: false,
+                    });
+                }
+                Err(e) => {
+                    if first_error.is_none() || e == DecryptError::Duplicate {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        Err(first_error.unwrap_or(DecryptError::NoSession))
+    }
+
+    /// Erases skipped message keys stored before `cutoff` in every session; returns how many.
+    pub fn prune_skipped_keys(&mut self, cutoff: Timestamp) -> usize {
+        let mut n = 0usize;
+        for s in self.current.iter_mut().chain(self.archived.iter_mut()) {
+            n = n.saturating_add(s.prune_skipped_keys(cutoff));
+        }
+        n
+    }
+
+    /// Erases every session (conversation closed). Dropping the sessions zeroizes their keys.
+    pub fn erase(&mut self) {
+        for s in self.current.iter_mut().chain(self.archived.iter_mut()) {
+            s.clear_skipped_keys();
+        }
+        self.current = None;
+        self.archived.clear();
+    }
+
+    /// Serializes the record (secrets included: encrypt it with [`crate::storage`]).
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(1024);
+        w.u8(crate::state::STATE_VERSION);
+        match &self.current {
+            None => {
+                w.u8(0);
+            }
+            Some(s) => {
+                w.u8(1);
+                s.write(&mut w);
+            }
+        }
+        w.u8(u8::try_from(self.archived.len()).unwrap_or(u8::MAX));
+        for s in &self.archived {
+            s.write(&mut w);
+        }
+        w.into_vec()
+    }
+
+    /// Restores a record from [`SessionRecord::to_bytes`], strictly.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != crate::state::STATE_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                what: "session record",
+                found: version,
+            });
+        }
+        let current = if r.bool("current session flag")? {
+            Some(Session::read(&mut r)?)
+        } else {
+            None
+        };
+        let n = usize::from(r.u8()?);
+        if n > MAX_ARCHIVED_SESSIONS {
+            return Err(DecodeError::TooLong {
+                field: "archived sessions",
+                len: n,
+                max: MAX_ARCHIVED_SESSIONS,
+            });
+        }
+        let mut archived = VecDeque::with_capacity(n);
+        for _ in 0..n {
+            archived.push_back(Session::read(&mut r)?);
+        }
+        r.finish()?;
+        Ok(Self { current, archived })
+    }
+}
+
+/// Why [`SessionRecord::encrypt`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordEncryptError {
+    /// The record has no current session (never started, or erased).
+    #[error("no session")]
+    NoSession,
+    /// The session refused.
+    #[error(transparent)]
+    Encrypt(#[from] EncryptError),
+}

@@ -1,0 +1,33 @@
+//! Versioned state serialization and serde support.
+//!
+//! Every state type ([`crate::Session`], [`crate::SessionRecord`], [`crate::PreKeyStore`])
+//! has a canonical binary form (`to_bytes` / `from_bytes`) that starts with
+//! [`STATE_VERSION`]. Their serde implementations carry that binary form as one byte string,
+//! so any serde format stores exactly the canonical bytes. The plain form contains secrets:
+//! store it only through [`crate::storage`].
+
+/// Version byte that starts every serialized state.
+pub const STATE_VERSION: u8 = 1;
+
+macro_rules! serde_via_bytes {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let bytes = zeroize::Zeroizing::new(self.to_bytes());
+                s.serialize_bytes(&bytes)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let bytes =
+                    zeroize::Zeroizing::new(<Vec<u8> as serde::Deserialize>::deserialize(d)?);
+                Self::from_bytes(&bytes).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+serde_via_bytes!(crate::Session);
+serde_via_bytes!(crate::SessionRecord);
+serde_via_bytes!(crate::PreKeyStore);
