@@ -1,0 +1,499 @@
+//! Decode-and-check logic shared by the session fuzz targets (`fuzz/fuzz_targets/session_*.rs`
+//! include this file with `#[path]`), the corpus replay test and the conversation proptest, so
+//! the three can never drift apart.
+//!
+//! Every function panics (through `assert!`) exactly when it finds a violated property; a
+//! return means the input was handled correctly.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::OnceLock;
+
+use chacha20::ChaCha20Rng;
+use confide_crypto::{
+    Timestamp,
+    identity::{IdentityKeyPair, IdentityPublicKey},
+    secret::SecretBytes,
+};
+use confide_session::{
+    DecryptError, ExpectedIdentity, IdentityChangePolicy, PreKeyBundle, PreKeyStore,
+    RecordEncryptError, Session, SessionMessage, SessionRecord, storage::StorageKey,
+};
+use rand_core::SeedableRng;
+
+const NOW: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+
+/// Selector bytes of the `session_state` target (first input byte modulo 3).
+pub const STATE_RECORD: u8 = 0;
+/// See [`STATE_RECORD`].
+pub const STATE_PREKEY_STORE: u8 = 1;
+/// See [`STATE_RECORD`].
+pub const STATE_SESSION: u8 = 2;
+
+fn fixed_identity() -> &'static IdentityKeyPair {
+    static ID: OnceLock<IdentityKeyPair> = OnceLock::new();
+    ID.get_or_init(|| IdentityKeyPair::from_secret_bytes(&SecretBytes::new([0x42; 64])))
+}
+
+/// `session_bundle`: strict parse, canonical re-encoding, then verification; a bundle that
+/// verifies must start a session.
+pub fn bundle_input(data: &[u8]) {
+    let Ok(bundle) = PreKeyBundle::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(bundle.to_bytes(), data, "bundle re-encoding differs");
+    let own = fixed_identity();
+    let identity = *bundle.identity();
+    let tofu = bundle
+        .clone()
+        .verify(ExpectedIdentity::TrustOnFirstUse, &own.public());
+    let exact = bundle.verify(ExpectedIdentity::Exactly(&identity), &own.public());
+    assert_eq!(
+        tofu.is_ok(),
+        exact.is_ok(),
+        "verification depends on the mode"
+    );
+    if let Ok(verified) = tofu {
+        let mut rng = ChaCha20Rng::from_seed([0x11; 32]);
+        // A low-order signed or one-time prekey may be refused, but never with a panic.
+        if let Ok(mut session) = Session::initiate(&mut rng, own, &verified) {
+            let m = session.encrypt(&mut rng, b"fuzz").unwrap();
+            let bytes = m.to_bytes();
+            assert_eq!(SessionMessage::from_bytes(&bytes).unwrap(), m);
+        }
+    }
+}
+
+/// `session_message`: strict parse and canonical re-encoding.
+pub fn message_input(data: &[u8]) {
+    let Ok(message) = SessionMessage::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(message.to_bytes(), data, "message re-encoding differs");
+    let body = match &message {
+        SessionMessage::Ratchet(m) => m.clone(),
+        SessionMessage::PreKey(p) => p.message().clone(),
+        _ => return,
+    };
+    assert_eq!(body.header_bytes()[2..34], body.ratchet_key().to_bytes());
+    assert!(!format!("{message:?}").is_empty());
+}
+
+/// `session_state`: the first byte selects the state type; a state that decodes re-encodes
+/// to the same bytes and can be used without panicking.
+pub fn state_input(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let mut rng = ChaCha20Rng::from_seed([0x22; 32]);
+    match selector % 3 {
+        STATE_RECORD => {
+            let Ok(mut record) = SessionRecord::from_bytes(rest) else {
+                return;
+            };
+            assert_eq!(record.to_bytes(), rest, "record re-encoding differs");
+            let _ = record.encrypt(&mut rng, b"fuzz");
+            let _ = record.prune_skipped_keys(NOW);
+        }
+        STATE_PREKEY_STORE => {
+            let Ok(store) = PreKeyStore::from_bytes(rest) else {
+                return;
+            };
+            assert_eq!(store.to_bytes(), rest, "store re-encoding differs");
+            let _ = store.bundles();
+            let _ = store.last_resort_bundle();
+        }
+        _ => {
+            let Ok(mut session) = Session::from_bytes(rest) else {
+                return;
+            };
+            assert_eq!(session.to_bytes(), rest, "session re-encoding differs");
+            let before = session.to_bytes();
+            if session.encrypt(&mut rng, b"fuzz").is_err() {
+                assert_eq!(
+                    session.to_bytes(),
+                    before,
+                    "failed encrypt changed the session"
+                );
+            }
+        }
+    }
+}
+
+/// Messages each side may send in one interaction run: far below `MAX_FORWARD_JUMP` and
+/// `MAX_SKIPPED_KEYS`, so every authentic message must decrypt.
+pub const SIM_MAX_SENDS: usize = 200;
+
+/// Retired remote ratchet keys a receiver surely still remembers (one below
+/// `MAX_REMEMBERED_RATCHET_KEYS`, because the initiator also retires the responder's signed
+/// prekey). A replay from an older chain may also fail as an authentication error.
+const SURELY_REMEMBERED: usize = 15;
+
+/// Offset of the first prekey-naming field (signed prekey id) in a prekey message:
+/// version, kind, identity (128), base key (32).
+const PREKEY_ENVELOPE_START: usize = 2 + 128 + 32;
+/// Offset of the one-time-prekey flag: after the two ids (4 + 4) and the KEM ciphertext.
+const PREKEY_FLAG_AT: usize = PREKEY_ENVELOPE_START + 8 + 1088;
+
+/// Two parties in conversation over a hostile network: the state machine the
+/// `session_interaction` target and the conversation proptest drive.
+pub struct Sim {
+    rng: ChaCha20Rng,
+    ids: [IdentityPublicKey; 2],
+    stores: [PreKeyStore; 2],
+    records: [SessionRecord; 2],
+    /// `queues[d]`: copies in flight from party `d` to party `1 - d`, as (id, bytes).
+    queues: [Vec<(usize, Vec<u8>)>; 2],
+    sent: [Vec<Vec<u8>>; 2],
+    delivered: [Vec<bool>; 2],
+    /// Ratchet keys of direction `d`, in the order the receiver first decrypted under them.
+    chains: [Vec<[u8; 32]>; 2],
+    storage_key: StorageKey,
+    /// Successful deliveries so far (for tests that want to see progress).
+    pub deliveries: usize,
+    /// Rejected duplicates so far.
+    pub duplicates: usize,
+    /// Rejected modified messages so far.
+    pub rejected_flips: usize,
+}
+
+impl Clone for Sim {
+    fn clone(&self) -> Self {
+        Self {
+            rng: ChaCha20Rng::deserialize_state(&self.rng.serialize_state()),
+            ids: self.ids,
+            stores: self.stores.clone(),
+            records: self.records.clone(),
+            queues: self.queues.clone(),
+            sent: self.sent.clone(),
+            delivered: self.delivered.clone(),
+            chains: self.chains.clone(),
+            storage_key: self.storage_key.clone(),
+            deliveries: self.deliveries,
+            duplicates: self.duplicates,
+            rejected_flips: self.rejected_flips,
+        }
+    }
+}
+
+/// What party `d` says in its message number `id`.
+pub fn sim_plaintext(d: usize, id: usize) -> Vec<u8> {
+    let mut v = format!("{}{id}:", if d == 0 { "A" } else { "B" }).into_bytes();
+    v.resize(v.len() + (id * 41) % 290, b'x');
+    v
+}
+
+impl Sim {
+    fn build() -> Self {
+        let mut rng = ChaCha20Rng::from_seed([0x5e; 32]);
+        let a = IdentityKeyPair::generate(&mut rng);
+        let b = IdentityKeyPair::generate(&mut rng);
+        let a_store = PreKeyStore::new(a.clone(), &mut rng, NOW);
+        let mut b_store = PreKeyStore::new(b.clone(), &mut rng, NOW);
+        b_store.generate_one_time_prekeys(&mut rng, 1);
+        b_store.generate_one_time_kem_prekeys(&mut rng, 1);
+        let bundle = PreKeyBundle::from_bytes(&b_store.bundles()[0].to_bytes())
+            .unwrap()
+            .verify(ExpectedIdentity::Exactly(&b.public()), &a.public())
+            .unwrap();
+        let session = Session::initiate(&mut rng, &a, &bundle).unwrap();
+        Self {
+            rng,
+            ids: [a.public(), b.public()],
+            stores: [a_store, b_store],
+            records: [SessionRecord::with_session(session), SessionRecord::new()],
+            queues: [Vec::new(), Vec::new()],
+            sent: [Vec::new(), Vec::new()],
+            delivered: [Vec::new(), Vec::new()],
+            chains: [Vec::new(), Vec::new()],
+            storage_key: StorageKey::new([0x77; 32]),
+            deliveries: 0,
+            duplicates: 0,
+            rejected_flips: 0,
+        }
+    }
+
+    /// Alice has initiated to Bob; nothing is in flight. Built once, cloned per run.
+    pub fn new() -> Self {
+        static TEMPLATE: OnceLock<Sim> = OnceLock::new();
+        TEMPLATE.get_or_init(Self::build).clone()
+    }
+
+    /// Party `d` writes its next message.
+    pub fn send(&mut self, d: usize) {
+        if self.sent[d].len() >= SIM_MAX_SENDS {
+            return;
+        }
+        let id = self.sent[d].len();
+        match self.records[d].encrypt(&mut self.rng, &sim_plaintext(d, id)) {
+            Ok(bytes) => {
+                self.sent[d].push(bytes.clone());
+                self.delivered[d].push(false);
+                self.queues[d].push((id, bytes));
+            }
+            Err(RecordEncryptError::NoSession) => {
+                assert!(
+                    d == 1 && self.records[1].current().is_none(),
+                    "lost session"
+                );
+            }
+            Err(e) => panic!("encrypt failed: {e:?}"),
+        }
+    }
+
+    fn take(&mut self, d: usize, index: usize) -> Option<(usize, Vec<u8>)> {
+        let q = &mut self.queues[d];
+        if q.is_empty() {
+            return None;
+        }
+        let i = index % q.len();
+        Some(q.remove(i))
+    }
+
+    /// Delivers in-flight copy `index` of direction `d`.
+    pub fn deliver(&mut self, d: usize, index: usize) {
+        if let Some((id, bytes)) = self.take(d, index) {
+            self.receive(d, id, &bytes, None);
+        }
+    }
+
+    /// Loses in-flight copy `index` of direction `d`.
+    pub fn drop_message(&mut self, d: usize, index: usize) {
+        let _ = self.take(d, index);
+    }
+
+    /// The network repeats sent message `index` of direction `d`.
+    pub fn duplicate(&mut self, d: usize, index: usize) {
+        if self.sent[d].is_empty() {
+            return;
+        }
+        let id = index % self.sent[d].len();
+        self.queues[d].push((id, self.sent[d][id].clone()));
+    }
+
+    /// An attacker flips one bit of a copy of in-flight (or else sent) message `index`.
+    pub fn flip(&mut self, d: usize, index: usize, bit: usize) {
+        let (id, mut bytes) = if self.queues[d].is_empty() {
+            if self.sent[d].is_empty() {
+                return;
+            }
+            let id = index % self.sent[d].len();
+            (id, self.sent[d][id].clone())
+        } else {
+            self.queues[d][index % self.queues[d].len()].clone()
+        };
+        let bit = bit % (bytes.len() * 8);
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        self.receive(d, id, &bytes, Some(bit / 8));
+    }
+
+    /// Party `p` saves and restores its state (mode selects the form).
+    pub fn snapshot(&mut self, p: usize, mode: u8) {
+        match mode % 4 {
+            0 => {
+                let bytes = self.records[p].to_bytes();
+                let restored = SessionRecord::from_bytes(&bytes).unwrap();
+                assert_eq!(restored.to_bytes(), bytes, "record round trip differs");
+                self.records[p] = restored;
+            }
+            1 => {
+                let blob = self.records[p].to_encrypted(&mut self.rng, &self.storage_key);
+                let restored = SessionRecord::from_encrypted(&self.storage_key, &blob).unwrap();
+                assert_eq!(restored.to_bytes(), self.records[p].to_bytes());
+                self.records[p] = restored;
+            }
+            2 => {
+                let Some(current) = self.records[p].current() else {
+                    return;
+                };
+                // Restoring only the current session is what an app that stores sessions
+                // separately does; the archive is empty in this simulation.
+                let bytes = current.to_bytes();
+                let restored = Session::from_bytes(&bytes).unwrap();
+                assert_eq!(restored.to_bytes(), bytes, "session round trip differs");
+                assert_eq!(self.records[p].archived_count(), 0);
+                self.records[p] = SessionRecord::with_session(restored);
+            }
+            _ => {
+                let bytes = self.stores[p].to_bytes();
+                let restored = PreKeyStore::from_bytes(&bytes).unwrap();
+                assert_eq!(restored.to_bytes(), bytes, "store round trip differs");
+                self.stores[p] = restored;
+            }
+        }
+    }
+
+    fn receive(&mut self, d: usize, id: usize, bytes: &[u8], flipped_at: Option<usize>) {
+        let r = 1 - d;
+        let record_before = self.records[r].to_bytes();
+        let store_before = self.stores[r].to_bytes();
+        let had_session = self.records[r].current().is_some();
+        let result = self.records[r].decrypt(
+            &mut self.stores[r],
+            bytes,
+            NOW,
+            IdentityChangePolicy::Refuse,
+        );
+        match result {
+            Ok(got) => {
+                if let Some(at) = flipped_at {
+                    // Only the prekey envelope fields that name the responder's prekeys
+                    // (signed/KEM/one-time ids and the KEM ciphertext) are not re-checked once
+                    // the session exists; the authenticated body inside is the original.
+                    let original = SessionMessage::from_bytes(&self.sent[d][id]).unwrap();
+                    let SessionMessage::PreKey(p) = original else {
+                        panic!("a modified ratchet message was accepted (byte {at})");
+                    };
+                    let body_start =
+                        self.sent[d][id].len() - (32 + 4 + 4 + 4 + p.message().ciphertext().len());
+                    assert!(had_session, "a modified prekey message started a session");
+                    assert!(
+                        (PREKEY_ENVELOPE_START..body_start).contains(&at) && at != PREKEY_FLAG_AT,
+                        "a modified prekey message was accepted (byte {at})"
+                    );
+                }
+                assert_eq!(
+                    &got.plaintext[..],
+                    &sim_plaintext(d, id)[..],
+                    "wrong plaintext"
+                );
+                assert!(!self.delivered[d][id], "message {d}/{id} surfaced twice");
+                assert_eq!(got.remote_identity, self.ids[d], "wrong sender");
+                assert_eq!(got.new_session, !had_session, "wrong new-session flag");
+                self.delivered[d][id] = true;
+                self.deliveries += 1;
+                let key = ratchet_key_of(bytes);
+                if !self.chains[d].contains(&key) {
+                    self.chains[d].push(key);
+                }
+            }
+            Err(e) => {
+                assert_eq!(
+                    self.records[r].to_bytes(),
+                    record_before,
+                    "failure changed record"
+                );
+                assert_eq!(
+                    self.stores[r].to_bytes(),
+                    store_before,
+                    "failure changed store"
+                );
+                if flipped_at.is_some() {
+                    self.rejected_flips += 1;
+                    return;
+                }
+                assert!(
+                    self.delivered[d][id],
+                    "authentic message {d}/{id} refused: {e:?}"
+                );
+                let key = ratchet_key_of(bytes);
+                let age = self.chains[d]
+                    .iter()
+                    .rev()
+                    .position(|k| *k == key)
+                    .expect("a delivered message's chain is known");
+                if age <= SURELY_REMEMBERED {
+                    assert_eq!(e, DecryptError::Duplicate, "replay of {d}/{id}");
+                } else {
+                    assert!(
+                        matches!(e, DecryptError::Duplicate | DecryptError::Authentication),
+                        "replay of {d}/{id}: {e:?}"
+                    );
+                }
+                self.duplicates += 1;
+            }
+        }
+    }
+
+    /// Delivers everything still in flight, then checks that both sides can still talk.
+    pub fn finish(&mut self) {
+        while !self.queues[0].is_empty() || !self.queues[1].is_empty() {
+            for d in 0..2 {
+                if !self.queues[d].is_empty() {
+                    self.deliver(d, 0);
+                }
+            }
+        }
+        for d in [0, 1, 0] {
+            let before = self.sent[d].len();
+            if before >= SIM_MAX_SENDS {
+                continue;
+            }
+            self.send(d);
+            if self.sent[d].len() > before {
+                self.deliver(d, self.queues[d].len() - 1);
+                assert!(
+                    self.delivered[d][before],
+                    "fresh message {d}/{before} not delivered"
+                );
+            }
+        }
+    }
+
+    /// Messages sent in direction `d` that were delivered.
+    pub fn delivered_count(&self, d: usize) -> usize {
+        self.delivered[d].iter().filter(|x| **x).count()
+    }
+
+    /// Messages sent in direction `d`.
+    pub fn sent_count(&self, d: usize) -> usize {
+        self.sent[d].len()
+    }
+
+    /// Runs the operations encoded in `data` (see [`interaction_input`]).
+    pub fn run(&mut self, data: &[u8]) {
+        let mut it = data.iter().copied();
+        while let Some(op) = it.next() {
+            let mut arg = || usize::from(it.next().unwrap_or(0));
+            match op % 10 {
+                0 | 1 => self.send(0),
+                2 | 3 => self.send(1),
+                4 | 5 => {
+                    let a = arg();
+                    self.deliver(a & 1, a >> 1);
+                }
+                6 => {
+                    let a = arg();
+                    self.drop_message(a & 1, a >> 1);
+                }
+                7 => {
+                    let a = arg();
+                    self.duplicate(a & 1, a >> 1);
+                }
+                8 => {
+                    let a = arg();
+                    let bit = (arg() << 8) | arg();
+                    self.flip(a & 1, a >> 1, bit);
+                }
+                _ => {
+                    let a = arg();
+                    self.snapshot(a & 1, (a >> 1) as u8);
+                }
+            }
+        }
+    }
+}
+
+fn ratchet_key_of(bytes: &[u8]) -> [u8; 32] {
+    match SessionMessage::from_bytes(bytes).unwrap() {
+        SessionMessage::Ratchet(m) => m.ratchet_key().to_bytes(),
+        SessionMessage::PreKey(p) => p.message().ratchet_key().to_bytes(),
+        _ => panic!("unknown message kind"),
+    }
+}
+
+/// `session_interaction`: each byte is an operation (`op % 10`: 0-1 Alice sends, 2-3 Bob
+/// sends, 4-5 deliver, 6 drop, 7 duplicate, 8 flip a bit, 9 save/restore), most followed by
+/// one argument byte (bit 0 = direction or party, the rest = which message or mode); a flip
+/// takes two more bytes for the bit position. Then everything in flight is delivered.
+pub fn interaction_input(data: &[u8]) {
+    let mut sim = Sim::new();
+    sim.run(data);
+    sim.finish();
+}

@@ -1,0 +1,256 @@
+//! Serialized state: round trips mid-conversation, serde, and encrypted storage.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{Pair, clone_rng, text};
+use confide_crypto::codec::DecodeError;
+use confide_session::{
+    PreKeyStore, Session, SessionRecord, StateError,
+    storage::{self, MAGIC, STORAGE_VERSION, StateKind, StorageKey},
+};
+
+/// A pair in mid-conversation with skipped keys, an archived session and a prekey phase
+/// behind it.
+fn busy_pair() -> Pair {
+    let mut p = Pair::established(80);
+    let msgs: Vec<_> = (0..5).map(|i| p.a_sends(&text(i))).collect();
+    p.b_gets(&msgs[4]).unwrap();
+    p.b_gets(&msgs[1]).unwrap();
+    let r = p.b_sends(b"r");
+    p.a_gets(&r).unwrap();
+    p
+}
+
+#[test]
+fn restored_state_continues_identically() {
+    let mut p = busy_pair();
+    let mut q = Pair {
+        rng: clone_rng(&p.rng),
+        alice: p.alice.clone(),
+        bob: common::Party {
+            id: p.bob.id.clone(),
+            store: PreKeyStore::from_bytes(&p.bob.store.to_bytes()).unwrap(),
+        },
+        a: SessionRecord::from_bytes(&p.a.to_bytes()).unwrap(),
+        b: SessionRecord::from_bytes(&p.b.to_bytes()).unwrap(),
+    };
+    assert_eq!(q.bob_state(), p.bob_state());
+    assert_eq!(q.alice_state(), p.alice_state());
+    // Same inputs, same outputs, byte for byte, in both copies.
+    for i in 0..6 {
+        let (mp, mq) = (p.a_sends(&text(i)), q.a_sends(&text(i)));
+        assert_eq!(mp, mq);
+        assert_eq!(
+            p.b_gets(&mp).unwrap().plaintext,
+            q.b_gets(&mq).unwrap().plaintext
+        );
+        let (rp, rq) = (p.b_sends(&text(50 + i)), q.b_sends(&text(50 + i)));
+        assert_eq!(rp, rq);
+        if i % 2 == 0 {
+            p.a_gets(&rp).unwrap();
+            q.a_gets(&rq).unwrap();
+        }
+        assert_eq!(q.bob_state(), p.bob_state());
+        assert_eq!(q.alice_state(), p.alice_state());
+    }
+}
+
+#[test]
+fn session_round_trip_and_strict_decoding() {
+    let p = busy_pair();
+    for s in [p.a.current().unwrap(), p.b.current().unwrap()] {
+        let bytes = s.to_bytes();
+        let back = Session::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        assert_eq!(back.base_key(), s.base_key());
+        assert_eq!(back.role(), s.role());
+        assert_eq!(back.skipped_key_count(), s.skipped_key_count());
+        assert_eq!(back.current_ratchet_key(), s.current_ratchet_key());
+        assert!(Session::from_bytes(&[&bytes[..], &[0]].concat()).is_err());
+        assert!(Session::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        assert_eq!(
+            Session::from_bytes(&v2).unwrap_err(),
+            DecodeError::UnknownVersion {
+                what: "session state",
+                found: 2
+            }
+        );
+    }
+    // A session restored into a record keeps working.
+    let mut p = p;
+    let session = Session::from_bytes(&p.b.current().unwrap().to_bytes()).unwrap();
+    p.b = SessionRecord::with_session(session);
+    let m = p.a_sends(b"after restore");
+    assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], b"after restore");
+
+    // Every truncation of a record and store is refused.
+    let rec = p.b.to_bytes();
+    for len in 0..rec.len() {
+        assert!(
+            SessionRecord::from_bytes(&rec[..len]).is_err(),
+            "record len {len}"
+        );
+    }
+    let store = p.alice.store.to_bytes();
+    for len in 0..store.len() {
+        assert!(
+            PreKeyStore::from_bytes(&store[..len]).is_err(),
+            "store len {len}"
+        );
+    }
+    assert!(PreKeyStore::from_bytes(&[&store[..], &[0]].concat()).is_err());
+    assert!(SessionRecord::from_bytes(&[&rec[..], &[0]].concat()).is_err());
+}
+
+#[test]
+fn serde_json_round_trip() {
+    let mut p = busy_pair();
+    let json = serde_json::to_string(&p.b).unwrap();
+    let back: SessionRecord = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.to_bytes(), p.b.to_bytes());
+    let json = serde_json::to_string(&p.bob.store).unwrap();
+    let store: PreKeyStore = serde_json::from_str(&json).unwrap();
+    assert_eq!(store.to_bytes(), p.bob.store.to_bytes());
+    let session = p.a.current().unwrap();
+    let json = serde_json::to_vec(session).unwrap();
+    let s: Session = serde_json::from_slice(&json).unwrap();
+    assert_eq!(s.to_bytes(), session.to_bytes());
+    // The serde form is exactly the canonical bytes.
+    assert_eq!(
+        serde_json::to_value(&p.b).unwrap(),
+        serde_json::to_value(p.b.to_bytes()).unwrap()
+    );
+    // Malformed input is an error, not a panic.
+    assert!(serde_json::from_str::<SessionRecord>("[1,2,3]").is_err());
+    assert!(serde_json::from_str::<Session>("\"x\"").is_err());
+    // The restored record continues.
+    p.b = back;
+    let m = p.a_sends(b"after serde");
+    assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], b"after serde");
+}
+
+#[test]
+fn encrypted_storage_round_trip_and_distinct_errors() {
+    let mut p = busy_pair();
+    let key = StorageKey::new([0x3c; 32]);
+    let record_blob = p.b.to_encrypted(&mut p.rng, &key);
+    let store_blob = p.bob.store.to_encrypted(&mut p.rng, &key);
+    let session_blob = p.b.current().unwrap().to_encrypted(&mut p.rng, &key);
+    assert_eq!(
+        SessionRecord::from_encrypted(&key, &record_blob)
+            .unwrap()
+            .to_bytes(),
+        p.b.to_bytes()
+    );
+    assert_eq!(
+        PreKeyStore::from_encrypted(&key, &store_blob)
+            .unwrap()
+            .to_bytes(),
+        p.bob.store.to_bytes()
+    );
+    assert_eq!(
+        Session::from_encrypted(&key, &session_blob)
+            .unwrap()
+            .to_bytes(),
+        p.b.current().unwrap().to_bytes()
+    );
+    // The plaintext state does not appear in the blob, and sealing twice differs (fresh salt).
+    let plain = p.b.to_bytes();
+    assert!(
+        !record_blob
+            .windows(32)
+            .any(|w| plain.windows(32).any(|x| x == w))
+    );
+    assert_ne!(p.b.to_encrypted(&mut p.rng, &key), record_blob);
+    assert_eq!(&record_blob[..4], MAGIC);
+    assert_eq!(record_blob[4], STORAGE_VERSION);
+
+    let open = |blob: &[u8]| SessionRecord::from_encrypted(&key, blob).map(|r| r.to_bytes());
+    // Wrong key.
+    assert_eq!(
+        SessionRecord::from_encrypted(&StorageKey::new([0x3d; 32]), &record_blob).unwrap_err(),
+        StateError::WrongKey
+    );
+    // Truncated below header + key check + tag (4 + 1 + 1 + 32 + 16 + 16 bytes).
+    for len in 0..70 {
+        assert_eq!(
+            open(&record_blob[..len]).unwrap_err(),
+            StateError::Truncated,
+            "{len}"
+        );
+    }
+    // Truncated within the ciphertext: the tag no longer matches.
+    for len in [70, record_blob.len() / 2, record_blob.len() - 1] {
+        assert_eq!(open(&record_blob[..len]).unwrap_err(), StateError::Tampered);
+    }
+    // Tampered ciphertext and tag, anywhere after the key check.
+    for at in [54, 100, record_blob.len() - 1] {
+        let mut b = record_blob.clone();
+        b[at] ^= 1;
+        assert_eq!(open(&b).unwrap_err(), StateError::Tampered, "{at}");
+    }
+    // Tampered salt or key check reads as a wrong key.
+    for at in [6, 37, 38, 53] {
+        let mut b = record_blob.clone();
+        b[at] ^= 1;
+        assert_eq!(open(&b).unwrap_err(), StateError::WrongKey, "{at}");
+    }
+    // Unknown version.
+    let mut b = record_blob.clone();
+    b[4] = 9;
+    assert_eq!(open(&b).unwrap_err(), StateError::UnknownVersion(9));
+    // Wrong kind: a store blob given as a record, and a record blob as a session.
+    assert_eq!(
+        open(&store_blob).unwrap_err(),
+        StateError::WrongKind {
+            found: StateKind::PreKeyStore.to_byte(),
+            expected: StateKind::SessionRecord.to_byte()
+        }
+    );
+    assert_eq!(
+        Session::from_encrypted(&key, &record_blob).unwrap_err(),
+        StateError::WrongKind {
+            found: 2,
+            expected: 1
+        }
+    );
+    // Bad magic.
+    let mut b = record_blob.clone();
+    b[0] = b'X';
+    assert_eq!(open(&b).unwrap_err(), StateError::BadMagic);
+    // Authentic blob whose contents do not decode as the kind it claims.
+    let garbage = storage::seal(&mut p.rng, &key, StateKind::SessionRecord, &[1, 7]);
+    assert!(matches!(open(&garbage).unwrap_err(), StateError::Decode(_)));
+    // Raw seal/open with an app-defined kind.
+    let blob = storage::seal(&mut p.rng, &key, StateKind::Other(0x80), b"app state");
+    assert_eq!(
+        &storage::open(&key, StateKind::Other(0x80), &blob).unwrap()[..],
+        b"app state"
+    );
+    assert!(storage::open(&key, StateKind::Other(0x81), &blob).is_err());
+    // All the errors are distinct values.
+    let errors = [
+        StateError::WrongKey,
+        StateError::Truncated,
+        StateError::Tampered,
+        StateError::UnknownVersion(9),
+        StateError::BadMagic,
+        StateError::WrongKind {
+            found: 3,
+            expected: 2,
+        },
+    ];
+    for (i, a) in errors.iter().enumerate() {
+        for b in &errors[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+}

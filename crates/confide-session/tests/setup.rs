@@ -1,0 +1,439 @@
+//! Session setup: bundles, verification, the hybrid handshake, prekey consumption and replays.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{NOW, Pair, Party, is_prekey, rng};
+use confide_crypto::identity::IdentityKeyPair;
+use confide_session::{
+    BundleError, DecryptError, ExpectedIdentity, IdentityChangePolicy, KemPreKeyKind, PreKeyBundle,
+    Session, SessionRecord, SessionRole, consts::MAX_RETAINED_SIGNED_PREKEYS,
+};
+
+/// Runs a first message from `alice` over `bundle` into a fresh record of `bob`; returns
+/// Bob's record.
+fn first_contact(
+    rng: &mut chacha20::ChaCha20Rng,
+    alice: &Party,
+    bob: &mut Party,
+    bundle: &PreKeyBundle,
+) -> (SessionRecord, SessionRecord) {
+    let mut a = SessionRecord::with_session(alice.initiate(rng, bundle));
+    let m = a.encrypt(rng, b"first").unwrap();
+    assert!(is_prekey(&m));
+    let mut b = SessionRecord::new();
+    let got = bob.decrypt(&mut b, &m).unwrap();
+    assert_eq!(&got.plaintext[..], b"first");
+    assert!(got.new_session);
+    assert_eq!(got.remote_identity, alice.id.public());
+    let reply = b.encrypt(rng, b"reply").unwrap();
+    assert!(!is_prekey(&reply));
+    let mut alice_store = alice.clone();
+    let got = alice_store.decrypt(&mut a, &reply).unwrap();
+    assert_eq!(&got.plaintext[..], b"reply");
+    assert!(!got.new_session);
+    assert_eq!(got.remote_identity, bob.id.public());
+    (a, b)
+}
+
+#[test]
+fn setup_with_and_without_one_time_prekeys() {
+    let mut rng = rng(1);
+    let alice = Party::new(&mut rng, 0, 0);
+    // Two one-time X25519 prekeys, one one-time KEM prekey: bundles are
+    // [one-time KEM + OTK, last-resort KEM + OTK]; the last-resort bundle has no OTK.
+    let mut bob = Party::new(&mut rng, 2, 1);
+    let bundles = bob.store.bundles();
+    assert_eq!(bundles.len(), 2);
+    assert_eq!(bundles[0].kem_kind(), KemPreKeyKind::OneTime);
+    assert!(bundles[0].one_time_prekey_id().is_some());
+    assert_eq!(bundles[1].kem_kind(), KemPreKeyKind::LastResort);
+    assert!(bundles[1].one_time_prekey_id().is_some());
+    let bare = bob.store.last_resort_bundle().unwrap();
+    assert_eq!(bare.kem_kind(), KemPreKeyKind::LastResort);
+    assert_eq!(bare.one_time_prekey_id(), None);
+
+    // One-time KEM + one-time X25519: both consumed.
+    first_contact(&mut rng, &alice, &mut bob, &bundles[0]);
+    assert_eq!(bob.store.one_time_prekey_count(), 1);
+    assert_eq!(bob.store.one_time_kem_prekey_count(), 0);
+    // Last-resort KEM + one-time X25519: the OTK is consumed, the last-resort key is not.
+    first_contact(&mut rng, &alice, &mut bob, &bundles[1]);
+    assert_eq!(bob.store.one_time_prekey_count(), 0);
+    assert_eq!(bob.store.one_time_kem_prekey_count(), 0);
+    // No one-time keys at all, several times over the same last-resort bundle.
+    for _ in 0..2 {
+        first_contact(&mut rng, &alice, &mut bob, &bare);
+    }
+    // The store now only publishes the last-resort bundle.
+    let left = bob.store.bundles();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].to_bytes(), bare.to_bytes());
+}
+
+#[test]
+fn one_time_kem_without_one_time_x25519() {
+    let mut rng = rng(2);
+    let alice = Party::new(&mut rng, 0, 0);
+    let mut bob = Party::new(&mut rng, 0, 2);
+    let bundles = bob.store.bundles();
+    assert_eq!(bundles.len(), 3);
+    assert_eq!(bundles[0].one_time_prekey_id(), None);
+    assert_eq!(bundles[0].kem_kind(), KemPreKeyKind::OneTime);
+    first_contact(&mut rng, &alice, &mut bob, &bundles[1]);
+    assert_eq!(bob.store.one_time_kem_prekey_count(), 1);
+    assert_eq!(bob.store.bundles().len(), 2);
+}
+
+#[test]
+fn bundle_verification_refusals() {
+    let mut rng = rng(3);
+    let alice = Party::new(&mut rng, 0, 0);
+    let bob = Party::new(&mut rng, 1, 1);
+    let carol = IdentityKeyPair::generate(&mut rng);
+    let bytes = bob.store.bundles()[0].to_bytes();
+    let parse = |b: &[u8]| PreKeyBundle::from_bytes(b).unwrap();
+
+    // Accepted: TOFU and the exact identity.
+    assert!(
+        parse(&bytes)
+            .verify(ExpectedIdentity::TrustOnFirstUse, &alice.id.public())
+            .is_ok()
+    );
+    assert!(
+        parse(&bytes)
+            .verify(
+                ExpectedIdentity::Exactly(&bob.id.public()),
+                &alice.id.public()
+            )
+            .is_ok()
+    );
+    // Another identity than expected.
+    assert_eq!(
+        parse(&bytes)
+            .verify(
+                ExpectedIdentity::Exactly(&carol.public()),
+                &alice.id.public()
+            )
+            .unwrap_err(),
+        BundleError::UnexpectedIdentity
+    );
+    // Our own bundle.
+    assert_eq!(
+        parse(&bytes)
+            .verify(ExpectedIdentity::TrustOnFirstUse, &bob.id.public())
+            .unwrap_err(),
+        BundleError::OwnIdentity
+    );
+
+    // Layout: version(1) identity(128) spk_id(4) spk(32) spk_sig(64) kem_id(4) kind(1)
+    // kem(1184) kem_sig(64) ...
+    let spk_sig_at = 1 + 128 + 4 + 32;
+    let kem_sig_at = spk_sig_at + 64 + 4 + 1 + 1184;
+    for (at, expected) in [
+        (spk_sig_at + 10, BundleError::BadSignedPreKeySignature),
+        // The signed prekey itself: the signature no longer matches it.
+        (1 + 128 + 4 + 3, BundleError::BadSignedPreKeySignature),
+        // The signed prekey id is signed too.
+        (1 + 128 + 3, BundleError::BadSignedPreKeySignature),
+        (kem_sig_at + 20, BundleError::BadKemPreKeySignature),
+        // The KEM prekey id is signed.
+        (spk_sig_at + 64 + 3, BundleError::BadKemPreKeySignature),
+    ] {
+        let mut b = bytes.clone();
+        b[at] ^= 0x01;
+        assert_eq!(
+            parse(&b)
+                .verify(ExpectedIdentity::TrustOnFirstUse, &alice.id.public())
+                .unwrap_err(),
+            expected,
+            "flip at {at}"
+        );
+    }
+
+    // A bundle whose KEM prekey is signed by someone else (carol signs her own key, then
+    // the key and signature are pasted into bob's bundle).
+    let carol_store = confide_session::PreKeyStore::new(carol.clone(), &mut rng, NOW);
+    let carol_bytes = carol_store.last_resort_bundle().unwrap().to_bytes();
+    let mut mixed = bytes.clone();
+    let kem_at = spk_sig_at + 64;
+    let kem_len = 4 + 1 + 1184 + 64;
+    mixed[kem_at..kem_at + kem_len].copy_from_slice(&carol_bytes[kem_at..kem_at + kem_len]);
+    assert_eq!(
+        parse(&mixed)
+            .verify(ExpectedIdentity::TrustOnFirstUse, &alice.id.public())
+            .unwrap_err(),
+        BundleError::BadKemPreKeySignature
+    );
+}
+
+#[test]
+fn initiator_sends_prekey_messages_until_reply() {
+    let mut p = Pair::new(4);
+    let session = p.a.current().unwrap();
+    assert_eq!(session.role(), SessionRole::Initiator);
+    assert!(session.awaiting_reply());
+    let early: Vec<Vec<u8>> = (0..3).map(|i| p.a_sends(&[i; 5])).collect();
+    assert!(early.iter().all(|m| is_prekey(m)));
+    // Bob gets the second one first: it starts the session; the others continue it.
+    let got = p.b_gets(&early[1]).unwrap();
+    assert!(got.new_session);
+    assert_eq!(p.b.current().unwrap().role(), SessionRole::Responder);
+    assert!(!p.b.current().unwrap().awaiting_reply());
+    // Alice keeps sending prekey messages while no reply has arrived.
+    let more = p.a_sends(b"still waiting");
+    assert!(is_prekey(&more));
+    for (m, want) in [(&early[0], vec![0; 5]), (&early[2], vec![2; 5])] {
+        let got = p.b_gets(m).unwrap();
+        assert!(!got.new_session);
+        assert_eq!(&got.plaintext[..], &want[..]);
+    }
+    assert_eq!(&p.b_gets(&more).unwrap().plaintext[..], b"still waiting");
+    // One prekey was consumed, once.
+    assert_eq!(p.bob.store.one_time_prekey_count(), 2);
+    assert_eq!(p.bob.store.one_time_kem_prekey_count(), 2);
+
+    let reply = p.b_sends(b"here");
+    assert!(!is_prekey(&reply));
+    p.a_gets(&reply).unwrap();
+    assert!(!p.a.current().unwrap().awaiting_reply());
+    for i in 0..3 {
+        let m = p.a_sends(&[i]);
+        assert!(!is_prekey(&m), "ratchet messages after the reply");
+        assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], &[i]);
+    }
+}
+
+#[test]
+fn one_time_prekey_consumed_only_after_authentication() {
+    let mut p = Pair::new(5);
+    let first = p.a_sends(b"first");
+    let count = p.bob.store.one_time_prekey_count();
+    let kem_count = p.bob.store.one_time_kem_prekey_count();
+    let store_before = p.bob.store.to_bytes();
+    let record_before = p.b.to_bytes();
+    // Tamper with the encrypted body (last byte of the tag) and with the KEM ciphertext.
+    for at in [first.len() - 1, 2 + 128 + 32 + 8 + 500] {
+        let mut bad = first.clone();
+        bad[at] ^= 0x80;
+        assert_eq!(p.b_gets(&bad).unwrap_err(), DecryptError::Authentication);
+        assert_eq!(p.bob.store.one_time_prekey_count(), count);
+        assert_eq!(p.bob.store.one_time_kem_prekey_count(), kem_count);
+        assert_eq!(p.bob.store.to_bytes(), store_before);
+        assert_eq!(p.b.to_bytes(), record_before);
+        assert!(p.b.current().is_none());
+    }
+    // The authentic message still works and consumes the keys now.
+    assert_eq!(&p.b_gets(&first).unwrap().plaintext[..], b"first");
+    assert_eq!(p.bob.store.one_time_prekey_count(), count - 1);
+    assert_eq!(p.bob.store.one_time_kem_prekey_count(), kem_count - 1);
+}
+
+#[test]
+fn replayed_initial_message_is_detected() {
+    let mut p = Pair::new(6);
+    let first = p.a_sends(b"only once");
+    assert_eq!(&p.b_gets(&first).unwrap().plaintext[..], b"only once");
+
+    // Same record: the session exists, so the repeat is a duplicate.
+    let (rec, store) = p.bob_state();
+    assert_eq!(p.b_gets(&first).unwrap_err(), DecryptError::Duplicate);
+    assert_eq!(p.bob_state(), (rec.clone(), store.clone()));
+
+    // A fresh record with the same store (e.g. the conversation was deleted, or the attacker
+    // replays to another device state): the store remembers the base key. It used a one-time
+    // prekey too, but the replay check comes first.
+    let mut fresh = SessionRecord::new();
+    assert_eq!(
+        p.bob.decrypt(&mut fresh, &first).unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    assert!(fresh.current().is_none());
+    assert_eq!(p.bob.store.to_bytes(), store);
+
+    // The same over the last-resort bundle with no one-time key at all.
+    let mut rng = rng(60);
+    let alice2 = Party::new(&mut rng, 0, 0);
+    let bare = p.bob.store.last_resort_bundle().unwrap();
+    let mut a2 = SessionRecord::with_session(alice2.initiate(&mut rng, &bare));
+    let m = a2.encrypt(&mut rng, b"no one-time keys").unwrap();
+    let mut b2 = SessionRecord::new();
+    assert!(p.bob.decrypt(&mut b2, &m).unwrap().new_session);
+    let store = p.bob.store.to_bytes();
+    let mut b3 = SessionRecord::new();
+    assert_eq!(
+        p.bob.decrypt(&mut b3, &m).unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    assert_eq!(
+        p.bob.decrypt(&mut b2, &m).unwrap_err(),
+        DecryptError::Duplicate
+    );
+    assert_eq!(p.bob.store.to_bytes(), store);
+}
+
+#[test]
+fn used_one_time_keys_are_unknown_to_a_second_initiator() {
+    let mut rng = rng(7);
+    let mut bob = Party::new(&mut rng, 2, 1);
+    let bundles = bob.store.bundles();
+    // Two initiators got the same bundle from a misbehaving directory.
+    for (bundle, expected) in [
+        (&bundles[0], DecryptError::UnknownKemPreKey),
+        (&bundles[1], DecryptError::UnknownOneTimePreKey),
+    ] {
+        let x = Party::new(&mut rng, 0, 0);
+        let y = Party::new(&mut rng, 0, 0);
+        let mx = SessionRecord::with_session(x.initiate(&mut rng, bundle))
+            .encrypt(&mut rng, b"x")
+            .unwrap();
+        let my = SessionRecord::with_session(y.initiate(&mut rng, bundle))
+            .encrypt(&mut rng, b"y")
+            .unwrap();
+        bob.decrypt(&mut SessionRecord::new(), &mx).unwrap();
+        let store = bob.store.to_bytes();
+        let mut fresh = SessionRecord::new();
+        assert_eq!(bob.decrypt(&mut fresh, &my).unwrap_err(), expected);
+        assert_eq!(bob.store.to_bytes(), store);
+        assert!(fresh.current().is_none());
+    }
+}
+
+#[test]
+fn signed_prekey_rotation_keeps_recent_keys() {
+    let mut rng = rng(8);
+    let alice = Party::new(&mut rng, 0, 0);
+    let mut bob = Party::new(&mut rng, 0, 0);
+    let old = bob.store.last_resort_bundle().unwrap();
+    let mut in_flight = Vec::new();
+    for _ in 0..2 {
+        in_flight.push(
+            SessionRecord::with_session(alice.initiate(&mut rng, &old))
+                .encrypt(&mut rng, b"old bundle")
+                .unwrap(),
+        );
+    }
+    // Accept one before rotation, so its base key is remembered.
+    bob.decrypt(&mut SessionRecord::new(), &in_flight[0])
+        .unwrap();
+    for _ in 0..MAX_RETAINED_SIGNED_PREKEYS - 1 {
+        bob.store.rotate_signed_prekey(&mut rng, NOW);
+        bob.store.rotate_last_resort_kem_prekey(&mut rng, NOW);
+    }
+    assert_ne!(
+        bob.store.last_resort_bundle().unwrap().signed_prekey_id(),
+        old.signed_prekey_id()
+    );
+    // Still retained: a message in flight decrypts, the replay is still refused.
+    let mut kept = bob.clone();
+    assert!(
+        kept.decrypt(&mut SessionRecord::new(), &in_flight[1])
+            .is_ok()
+    );
+    assert_eq!(
+        kept.decrypt(&mut SessionRecord::new(), &in_flight[0])
+            .unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    // One more rotation retires it: both are now unknown.
+    bob.store.rotate_signed_prekey(&mut rng, NOW);
+    bob.store.rotate_last_resort_kem_prekey(&mut rng, NOW);
+    for m in &in_flight {
+        assert_eq!(
+            bob.decrypt(&mut SessionRecord::new(), m).unwrap_err(),
+            DecryptError::UnknownSignedPreKey
+        );
+    }
+    // The current bundle works.
+    let fresh = bob.store.last_resort_bundle().unwrap();
+    let m = SessionRecord::with_session(alice.initiate(&mut rng, &fresh))
+        .encrypt(&mut rng, b"new bundle")
+        .unwrap();
+    assert!(bob.decrypt(&mut SessionRecord::new(), &m).is_ok());
+}
+
+#[test]
+fn identity_change_needs_the_apps_consent() {
+    let mut p = Pair::established(9);
+    let mut rng = rng(90);
+    let mallory = Party::new(&mut rng, 0, 0);
+    let bundle = p.bob.store.last_resort_bundle().unwrap();
+    let m = SessionRecord::with_session(mallory.initiate(&mut rng, &bundle))
+        .encrypt(&mut rng, b"it's me, alice, new phone")
+        .unwrap();
+    let (rec, store) = p.bob_state();
+    assert_eq!(p.b_gets(&m).unwrap_err(), DecryptError::IdentityChanged);
+    assert_eq!(p.bob_state(), (rec, store));
+    // The app shows the change and the user accepts it.
+    let got =
+        p.b.decrypt(&mut p.bob.store, &m, NOW, IdentityChangePolicy::Accept)
+            .unwrap();
+    assert!(got.new_session);
+    assert_eq!(got.remote_identity, mallory.id.public());
+    assert_eq!(p.b.remote_identity(), Some(&mallory.id.public()));
+    assert_eq!(p.b.archived_count(), 1);
+}
+
+#[test]
+fn own_identity_is_refused() {
+    let mut rng = rng(10);
+    let mut bob = Party::new(&mut rng, 1, 1);
+    // Bob's other device (same identity) tries to start a session with this one.
+    let twin = Party::with_identity(&mut rng, &bob.id);
+    let outsider = IdentityKeyPair::generate(&mut rng);
+    // The twin would refuse its own bundle; pretend it is someone else to build the message.
+    let verified = PreKeyBundle::from_bytes(&bob.store.bundles()[0].to_bytes())
+        .unwrap()
+        .verify(ExpectedIdentity::TrustOnFirstUse, &outsider.public())
+        .unwrap();
+    let m = SessionRecord::with_session(Session::initiate(&mut rng, &twin.id, &verified).unwrap())
+        .encrypt(&mut rng, b"me")
+        .unwrap();
+    let store = bob.store.to_bytes();
+    let mut fresh = SessionRecord::new();
+    assert_eq!(
+        bob.decrypt(&mut fresh, &m).unwrap_err(),
+        DecryptError::OwnIdentity
+    );
+    assert_eq!(bob.store.to_bytes(), store);
+    assert!(fresh.current().is_none());
+}
+
+#[test]
+fn ratchet_message_without_session() {
+    let mut p = Pair::established(11);
+    let m = p.a_sends(b"hi");
+    let mut fresh = SessionRecord::new();
+    assert_eq!(
+        p.bob.decrypt(&mut fresh, &m).unwrap_err(),
+        DecryptError::NoSession
+    );
+    assert_eq!(
+        fresh.encrypt(&mut p.rng, b"x").unwrap_err(),
+        confide_session::RecordEncryptError::NoSession
+    );
+    // Erasing a record ends the conversation on this side.
+    p.b.erase();
+    assert_eq!(p.b_gets(&m).unwrap_err(), DecryptError::NoSession);
+    assert!(p.b.current().is_none());
+}
+
+#[test]
+fn oversized_plaintext_is_refused_without_change() {
+    let mut p = Pair::established(12);
+    let before = p.a.to_bytes();
+    let big = vec![0u8; confide_crypto::padding::MAX_PLAINTEXT_LEN + 1];
+    assert!(matches!(
+        p.a.encrypt(&mut p.rng, &big).unwrap_err(),
+        confide_session::RecordEncryptError::Encrypt(confide_session::EncryptError::TooLong { .. })
+    ));
+    assert_eq!(p.a.to_bytes(), before);
+    let max = vec![7u8; confide_crypto::padding::MAX_PLAINTEXT_LEN];
+    let m = p.a_sends(&max);
+    assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], &max[..]);
+}

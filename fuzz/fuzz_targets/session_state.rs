@@ -1,0 +1,13 @@
+//! Fuzz target `session_state`: SessionRecord / PreKeyStore / Session::from_bytes selected by the first byte (mod 3); re-encoding equality, then use without panic.
+//!
+//! The decode-and-check logic is shared with the corpus replay test
+//! (crates/confide-session/tests/fuzz_corpus.rs) and lives in
+//! crates/confide-session/tests/fuzz_logic/mod.rs.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../crates/confide-session/tests/fuzz_logic/mod.rs"]
+mod fuzz_logic;
+
+fuzz_target!(|data: &[u8]| fuzz_logic::state_input(data));
