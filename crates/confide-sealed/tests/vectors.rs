@@ -1,0 +1,136 @@
+//! Deterministic test vectors in docs/test-vectors/sealed/: regenerated and compared.
+//!
+//! Set `CONFIDE_REGENERATE_VECTORS=1` to rewrite the file after a deliberate format change.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use chacha20::ChaCha20Rng;
+use common::*;
+use confide_sealed::{DeliveryToken, ProfileKey, TrustRoots, open, seal};
+use rand_core::SeedableRng;
+use serde_json::{Value, json};
+
+fn vectors_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/test-vectors/sealed/vectors.json")
+}
+
+fn generate() -> Value {
+    let cert = sender_certificate();
+    let sender = sender();
+    let recipient = recipient();
+    let envelopes: Vec<Value> = [
+        (0x51u8, Vec::new()),
+        (
+            0x52,
+            (0..1024u32).map(|i| (i % 256) as u8).collect::<Vec<u8>>(),
+        ),
+    ]
+    .into_iter()
+    .map(|(seed, payload)| {
+        let env = seal(
+            &mut ChaCha20Rng::from_seed([seed; 32]),
+            &sender,
+            &cert,
+            &recipient.public(),
+            &payload,
+        )
+        .unwrap();
+        json!({
+            "rng": format!("ChaCha20Rng::from_seed([0x{seed:02x}; 32])"),
+            "payload": hex::encode(&payload),
+            "envelope": hex::encode(&env),
+        })
+    })
+    .collect();
+    let profile_key = ProfileKey::new([0x61; 32]);
+    let token = DeliveryToken::derive(&profile_key).unwrap();
+    let mut config = roots();
+    config.revoke_server_key(0xDEAD_0001).unwrap();
+    json!({
+        "description": "Confide sealed sender v1 test vectors. Keys come from fixed seeds: SigningKey::from_seed, IdentityKeyPair::from_secret_bytes (signing seed || X25519 secret). See docs/sealed-sender.md.",
+        "now_ms": NOW.as_millis(),
+        "root_key_id": ROOT_KEY_ID,
+        "root_signing_seed": hex::encode([0x01u8; 32]),
+        "root_public_key": hex::encode(root_key().verifying_key().to_bytes()),
+        "server_key_id": SERVER_KEY_ID,
+        "server_signing_seed": hex::encode([0x02u8; 32]),
+        "server_certificate": hex::encode(cert.server_certificate().as_bytes()),
+        "sender_identity_secret": hex::encode([0x03u8; 64]),
+        "sender_identity_public": hex::encode(sender.public().to_bytes()),
+        "sender_address": hex::encode(SENDER_ADDRESS),
+        "sender_device_id": 7,
+        "sender_role": "Counselor",
+        "sender_display_name": SENDER_NAME,
+        "sender_certificate": hex::encode(cert.as_bytes()),
+        "recipient_identity_secret": hex::encode([0x04u8; 64]),
+        "recipient_identity_public": hex::encode(recipient.public().to_bytes()),
+        "envelopes": envelopes,
+        "profile_key": hex::encode(profile_key.expose()),
+        "delivery_token": hex::encode(token.expose()),
+        "token_verifier": hex::encode(token.verifier().to_bytes()),
+        "trust_config_with_revocation_of_0xdead0001": hex::encode(config.to_bytes()),
+    })
+}
+
+#[test]
+fn vectors_match_the_code() {
+    let generated = generate();
+    let path = vectors_path();
+    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&generated).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        generated,
+        "the code's output no longer matches {}",
+        path.display()
+    );
+}
+
+#[test]
+fn stored_envelopes_open_with_the_stored_keys() {
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap();
+    let recipient_secret =
+        hex::decode(stored["recipient_identity_secret"].as_str().unwrap()).unwrap();
+    let recipient = confide_crypto::identity::IdentityKeyPair::from_secret_bytes(
+        &confide_crypto::secret::SecretBytes::from_slice(&recipient_secret).unwrap(),
+    );
+    let mut roots = TrustRoots::new();
+    let root_key: [u8; 32] = hex::decode(stored["root_public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    roots
+        .add_root(
+            u32::try_from(stored["root_key_id"].as_u64().unwrap()).unwrap(),
+            confide_crypto::signing::VerifyingKey::from_bytes(&root_key).unwrap(),
+        )
+        .unwrap();
+    let now = confide_crypto::Timestamp::from_millis(stored["now_ms"].as_u64().unwrap());
+    let sender_public = hex::decode(stored["sender_identity_public"].as_str().unwrap()).unwrap();
+    for e in stored["envelopes"].as_array().unwrap() {
+        let env = hex::decode(e["envelope"].as_str().unwrap()).unwrap();
+        let opened = open(&recipient, &roots, now, &env).unwrap();
+        assert_eq!(hex::encode(&opened.payload), e["payload"].as_str().unwrap());
+        assert_eq!(opened.sender.identity().to_bytes().to_vec(), sender_public);
+    }
+    let token_verifier = hex::decode(stored["token_verifier"].as_str().unwrap()).unwrap();
+    let token = hex::decode(stored["delivery_token"].as_str().unwrap()).unwrap();
+    let verifier = confide_sealed::TokenVerifier::from_bytes(token_verifier.try_into().unwrap());
+    assert!(confide_sealed::relay_check(&verifier, &token));
+}

@@ -1,0 +1,988 @@
+//! The sans-IO reliable delivery machine: message ids, outbox, retransmission with backoff,
+//! give-up, end-to-end acknowledgement bookkeeping and a dedup window.
+//!
+//! The machine never does I/O, never reads a clock and holds no keys. The facade drives it:
+//!
+//! * Outgoing: [`Delivery::send`] stores the (already sealed) payload in the outbox under a
+//!   fresh random [`MessageId`] and queues a transmit. Until the facade reports an
+//!   authenticated acknowledgement with [`Delivery::on_ack`], the message is retransmitted with
+//!   exponential backoff and jitter; after [`GIVE_UP_AFTER`] it leaves the outbox with
+//!   [`DeliveryEvent::DeliveryFailed`].
+//! * Incoming: for a received frame the facade asks [`Delivery::check_incoming`] whether its id
+//!   is new. For a duplicate it re-acknowledges to the peer recorded earlier. For a new id it
+//!   opens and decrypts the payload and, only once that succeeded, records the id and the
+//!   authenticated sender with [`Delivery::accept_incoming`]. Recording only after
+//!   authentication means a relay that rewrites a frame's payload cannot poison the dedup
+//!   window and make the genuine retransmission look like a duplicate.
+//! * Acknowledgements are sealed session messages; the facade sends them with
+//!   [`Delivery::send_unacknowledged`] (one transmission, no outbox entry, no events).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use confide_crypto::codec::{DecodeError, Reader, Writer};
+use confide_crypto::{CryptoRng, Duration, Timestamp};
+use thiserror::Error;
+
+use crate::consts::{
+    DEDUP_WINDOW_AGE, GIVE_UP_AFTER, INITIAL_RETRANSMIT_TIMEOUT, MAX_DEDUP_ENTRIES,
+    MAX_HELD_PAYLOAD_BYTES, MAX_OUTBOX_MESSAGES, MAX_PAYLOAD_LEN, MAX_QUEUED_UNACKNOWLEDGED,
+    MAX_RETRANSMIT_BACKOFF, RETRANSMIT_JITTER_PERCENT, STATE_VERSION,
+};
+use crate::frame::encode_data;
+use crate::{Address, MessageId, Transmit};
+
+/// Something the app should learn about an outgoing message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub enum DeliveryEvent {
+    /// The recipient acknowledged the message (the facade authenticated the ack).
+    Delivered(MessageId),
+    /// No acknowledgement arrived within [`GIVE_UP_AFTER`]; the message left the outbox.
+    /// (The recipient may still have received it if every acknowledgement was lost.)
+    DeliveryFailed(MessageId),
+}
+
+/// The result of [`Delivery::on_ack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub enum AckOutcome {
+    /// The message left the outbox; a [`DeliveryEvent::Delivered`] was queued.
+    Delivered,
+    /// No message with this id is waiting (never sent, already acknowledged, or given up).
+    /// Nothing changed.
+    UnknownId,
+    /// The id is waiting, but for a different peer than the one who acknowledged it.
+    /// Nothing changed.
+    PeerMismatch,
+}
+
+/// Whether a received message id was seen before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub enum IncomingStatus {
+    /// Not seen within the dedup window: open it, and if it authenticates, record it.
+    New,
+    /// Seen before from `from` (as the facade recorded after authenticating it): do not
+    /// deliver it to the app again, but acknowledge it again to `from`.
+    Duplicate {
+        /// The authenticated sender recorded for this id.
+        from: Address,
+    },
+}
+
+/// Why [`Delivery::send`] or [`Delivery::send_unacknowledged`] refused a message. A refused
+/// send changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The payload is longer than [`MAX_PAYLOAD_LEN`].
+    #[error("payload of {len} bytes exceeds the maximum {max}")]
+    PayloadTooLarge {
+        /// Its length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The outbox (waiting messages plus unpolled events) is full.
+    #[error("outbox full ({max} messages)")]
+    OutboxFull {
+        /// The maximum.
+        max: usize,
+    },
+    /// Holding this payload would exceed [`MAX_HELD_PAYLOAD_BYTES`].
+    #[error("holding {len} more bytes on top of {held} would exceed {max}")]
+    TooManyBytesHeld {
+        /// Bytes already held.
+        held: usize,
+        /// Length of the refused payload.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// Too many unacknowledged frames wait to be polled.
+    #[error("{max} unacknowledged frames already wait to be polled")]
+    UnacknowledgedQueueFull {
+        /// The maximum.
+        max: usize,
+    },
+    /// The random source kept producing ids already in use (it is broken).
+    #[error("random source produced colliding message ids")]
+    IdCollision,
+}
+
+/// Counters kept with the state (for diagnostics; they never affect behaviour).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryStats {
+    /// Messages accepted by [`Delivery::send`].
+    pub sent: u64,
+    /// Retransmissions queued.
+    pub retransmitted: u64,
+    /// Messages acknowledged.
+    pub delivered: u64,
+    /// Messages given up.
+    pub failed: u64,
+    /// New incoming ids recorded by [`Delivery::accept_incoming`].
+    pub received: u64,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct OutboxEntry {
+    id: MessageId,
+    seq: u64,
+    to: Address,
+    created_at: Timestamp,
+    /// Transmissions queued so far (at least 1).
+    attempts: u32,
+    /// When the next retransmission is due; never after the give-up time.
+    next_attempt_at: Timestamp,
+    payload: Vec<u8>,
+}
+
+impl OutboxEntry {
+    fn give_up_at(&self) -> Timestamp {
+        self.created_at.saturating_add(GIVE_UP_AFTER)
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum QueuedTransmit {
+    /// Transmit (or retransmit) the outbox entry with this id.
+    Outbox(MessageId),
+    /// Transmit once; nothing is kept after polling.
+    Unacknowledged {
+        id: MessageId,
+        to: Address,
+        payload: Vec<u8>,
+    },
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct SeenEntry {
+    from: Address,
+    seen_at: Timestamp,
+}
+
+const QUEUE_TAG_OUTBOX: u8 = 1;
+const QUEUE_TAG_UNACKNOWLEDGED: u8 = 2;
+const EVENT_TAG_DELIVERED: u8 = 1;
+const EVENT_TAG_FAILED: u8 = 2;
+/// How many fresh ids [`Delivery::send`] draws before declaring the random source broken.
+const ID_ATTEMPTS: usize = 4;
+
+/// The delivery state machine. See the [module documentation](self) for the flow and
+/// `docs/transport.md` for timers, limits and the state encoding.
+///
+/// `Debug` prints counts only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    next_seq: u64,
+    stats: DeliveryStats,
+    /// Waiting messages, in send order (`seq` strictly increasing).
+    outbox: Vec<OutboxEntry>,
+    transmit_queue: VecDeque<QueuedTransmit>,
+    events: VecDeque<DeliveryEvent>,
+    seen: BTreeMap<MessageId, SeenEntry>,
+    /// Ids of `seen`, oldest recorded first.
+    seen_order: VecDeque<MessageId>,
+}
+
+impl core::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("outbox", &self.outbox.len())
+            .field("queued_transmits", &self.transmit_queue.len())
+            .field("events", &self.events.len())
+            .field("dedup_entries", &self.seen.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The wait before retransmission number `attempts` (1 = the first retransmission):
+/// `min(INITIAL * 2^(attempts-1), MAX)` plus 0..=25% jitter.
+///
+/// The jitter is derived from the random message id and the attempt number, so it is
+/// unpredictable across messages, yet restoring a saved state replays it exactly.
+#[must_use]
+pub fn retransmit_wait(id: &MessageId, attempts: u32) -> Duration {
+    let shift = attempts.saturating_sub(1).min(40);
+    let base = INITIAL_RETRANSMIT_TIMEOUT
+        .as_millis()
+        .saturating_mul(1u64 << shift)
+        .min(MAX_RETRANSMIT_BACKOFF.as_millis());
+    let spread = base.saturating_mul(RETRANSMIT_JITTER_PERCENT) / 100;
+    let jitter = jitter_source(id, attempts)
+        .checked_rem(spread.saturating_add(1))
+        .unwrap_or(0);
+    Duration::from_millis(base.saturating_add(jitter))
+}
+
+/// A well-mixed 64-bit value from an id and an attempt number (SplitMix64 finalizer).
+fn jitter_source(id: &MessageId, attempts: u32) -> u64 {
+    let bytes = id.as_bytes();
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(bytes.get(..8).unwrap_or(&[0; 8]));
+    hi.copy_from_slice(bytes.get(8..).unwrap_or(&[0; 8]));
+    let mut z =
+        u64::from_be_bytes(lo) ^ u64::from_be_bytes(hi).rotate_left(29) ^ u64::from(attempts);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Delivery {
+    /// An empty machine.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts `payload` (an opaque sealed envelope) in the outbox for `to` under a fresh random
+    /// id and queues its first transmission. Retransmits until [`Delivery::on_ack`] or
+    /// [`GIVE_UP_AFTER`]. A refused send changes nothing.
+    pub fn send<R: CryptoRng + ?Sized>(
+        &mut self,
+        to: Address,
+        payload: Vec<u8>,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<MessageId, SendError> {
+        self.check_payload(payload.len())?;
+        if self.outbox.len().saturating_add(self.events.len()) >= MAX_OUTBOX_MESSAGES {
+            return Err(SendError::OutboxFull {
+                max: MAX_OUTBOX_MESSAGES,
+            });
+        }
+        let id = self.fresh_id(rng)?;
+        let seq = self.next_seq;
+        let give_up_at = now.saturating_add(GIVE_UP_AFTER);
+        let next_attempt_at = now.saturating_add(retransmit_wait(&id, 1)).min(give_up_at);
+        self.outbox.push(OutboxEntry {
+            id,
+            seq,
+            to,
+            created_at: now,
+            attempts: 1,
+            next_attempt_at,
+            payload,
+        });
+        self.next_seq = seq.saturating_add(1);
+        self.transmit_queue.push_back(QueuedTransmit::Outbox(id));
+        self.stats.sent = self.stats.sent.saturating_add(1);
+        Ok(id)
+    }
+
+    /// Queues one transmission of `payload` to `to` with a fresh id, keeping nothing after it
+    /// is polled: no retransmission, no outbox entry, no event. For end-to-end
+    /// acknowledgements. A refused send changes nothing.
+    pub fn send_unacknowledged<R: CryptoRng + ?Sized>(
+        &mut self,
+        to: Address,
+        payload: Vec<u8>,
+        rng: &mut R,
+    ) -> Result<MessageId, SendError> {
+        self.check_payload(payload.len())?;
+        let queued = self
+            .transmit_queue
+            .iter()
+            .filter(|q| matches!(q, QueuedTransmit::Unacknowledged { .. }))
+            .count();
+        if queued >= MAX_QUEUED_UNACKNOWLEDGED {
+            return Err(SendError::UnacknowledgedQueueFull {
+                max: MAX_QUEUED_UNACKNOWLEDGED,
+            });
+        }
+        let id = MessageId::random(rng);
+        self.transmit_queue
+            .push_back(QueuedTransmit::Unacknowledged { id, to, payload });
+        Ok(id)
+    }
+
+    /// Reports an acknowledgement of `id` that the facade authenticated as coming from `from`.
+    /// Only an ack from the peer the message was sent to completes it; anything else changes
+    /// nothing (unknown ids, duplicate acks, acks from another peer).
+    pub fn on_ack(&mut self, from: &Address, id: MessageId) -> AckOutcome {
+        let Some(index) = self.outbox.iter().position(|e| e.id == id) else {
+            return AckOutcome::UnknownId;
+        };
+        if self.outbox.get(index).is_none_or(|e| &e.to != from) {
+            return AckOutcome::PeerMismatch;
+        }
+        self.outbox.remove(index);
+        self.unqueue(id);
+        self.events.push_back(DeliveryEvent::Delivered(id));
+        self.stats.delivered = self.stats.delivered.saturating_add(1);
+        AckOutcome::Delivered
+    }
+
+    /// Removes a waiting message without an event (for example, the user unsent it before it
+    /// was acknowledged). Returns whether it was waiting.
+    pub fn cancel(&mut self, id: MessageId) -> bool {
+        let Some(index) = self.outbox.iter().position(|e| e.id == id) else {
+            return false;
+        };
+        self.outbox.remove(index);
+        self.unqueue(id);
+        true
+    }
+
+    /// Whether a received id is new or a duplicate within the dedup window. Changes nothing.
+    pub fn check_incoming(&self, id: MessageId, now: Timestamp) -> IncomingStatus {
+        match self.seen.get(&id) {
+            Some(entry) if !Self::expired(entry, now) => IncomingStatus::Duplicate {
+                from: entry.from.clone(),
+            },
+            _ => IncomingStatus::New,
+        }
+    }
+
+    /// Records a received id and its authenticated sender `from`. Call only after the payload
+    /// authenticated. Returns [`IncomingStatus::New`] if it was recorded now, or
+    /// [`IncomingStatus::Duplicate`] (changing nothing) if it was already recorded. The window
+    /// forgets ids after [`DEDUP_WINDOW_AGE`] and the oldest beyond [`MAX_DEDUP_ENTRIES`].
+    pub fn accept_incoming(
+        &mut self,
+        id: MessageId,
+        from: Address,
+        now: Timestamp,
+    ) -> IncomingStatus {
+        if let status @ IncomingStatus::Duplicate { .. } = self.check_incoming(id, now) {
+            return status;
+        }
+        if self.seen.remove(&id).is_some() {
+            self.seen_order.retain(|s| *s != id);
+        }
+        self.seen.insert(id, SeenEntry { from, seen_at: now });
+        self.seen_order.push_back(id);
+        while self.seen_order.len() > MAX_DEDUP_ENTRIES {
+            if let Some(oldest) = self.seen_order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        self.stats.received = self.stats.received.saturating_add(1);
+        IncomingStatus::New
+    }
+
+    /// Advances timers to `now`: gives up messages past [`GIVE_UP_AFTER`], queues one
+    /// retransmission of each message whose wait elapsed (after a long sleep, one, not one per
+    /// missed interval), and forgets expired dedup entries. Calling it early is a no-op.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let mut index = 0;
+        while let Some(entry) = self.outbox.get_mut(index) {
+            let give_up_at = entry.give_up_at();
+            if now >= give_up_at {
+                let id = entry.id;
+                self.outbox.remove(index);
+                self.unqueue(id);
+                self.events.push_back(DeliveryEvent::DeliveryFailed(id));
+                self.stats.failed = self.stats.failed.saturating_add(1);
+                continue;
+            }
+            if now >= entry.next_attempt_at {
+                entry.attempts = entry.attempts.saturating_add(1);
+                entry.next_attempt_at = now
+                    .saturating_add(retransmit_wait(&entry.id, entry.attempts))
+                    .min(give_up_at);
+                let id = entry.id;
+                if !self
+                    .transmit_queue
+                    .iter()
+                    .any(|q| matches!(q, QueuedTransmit::Outbox(queued) if *queued == id))
+                {
+                    self.transmit_queue.push_back(QueuedTransmit::Outbox(id));
+                    self.stats.retransmitted = self.stats.retransmitted.saturating_add(1);
+                }
+            }
+            index = index.saturating_add(1);
+        }
+        let seen = &self.seen;
+        let before = self.seen_order.len();
+        self.seen_order
+            .retain(|id| seen.get(id).is_some_and(|e| !Self::expired(e, now)));
+        if self.seen_order.len() != before {
+            let keep: std::collections::BTreeSet<MessageId> =
+                self.seen_order.iter().copied().collect();
+            self.seen.retain(|id, _| keep.contains(id));
+        }
+    }
+
+    /// The earliest time [`Delivery::handle_timeout`] has work to do, or `None` if no timer is
+    /// running. May be in the past (then call `handle_timeout` now).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let retransmit = self.outbox.iter().map(|e| e.next_attempt_at).min();
+        let forget = self
+            .seen
+            .values()
+            .map(|e| e.seen_at.saturating_add(DEDUP_WINDOW_AGE))
+            .min();
+        match (retransmit, forget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next frame to hand to the transport, if any.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        while let Some(queued) = self.transmit_queue.pop_front() {
+            let (to, frame) = match &queued {
+                QueuedTransmit::Outbox(id) => {
+                    let Some(entry) = self.outbox.iter().find(|e| e.id == *id) else {
+                        continue;
+                    };
+                    (entry.to.clone(), encode_data(id, &entry.payload))
+                }
+                QueuedTransmit::Unacknowledged { id, to, payload } => {
+                    (to.clone(), encode_data(id, payload))
+                }
+            };
+            // Payload lengths are checked on entry, so encoding cannot fail; skip defensively.
+            if let Ok(frame) = frame {
+                return Some(Transmit { to, frame });
+            }
+        }
+        None
+    }
+
+    /// The next event for the app, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<DeliveryEvent> {
+        self.events.pop_front()
+    }
+
+    /// Messages waiting for an acknowledgement.
+    #[must_use]
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Whether `id` is waiting for an acknowledgement.
+    #[must_use]
+    pub fn is_waiting(&self, id: MessageId) -> bool {
+        self.outbox.iter().any(|e| e.id == id)
+    }
+
+    /// The peer a waiting message is addressed to.
+    #[must_use]
+    pub fn waiting_recipient(&self, id: MessageId) -> Option<&Address> {
+        self.outbox.iter().find(|e| e.id == id).map(|e| &e.to)
+    }
+
+    /// Ids remembered in the dedup window.
+    #[must_use]
+    pub fn dedup_len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Diagnostic counters.
+    #[must_use]
+    pub fn stats(&self) -> DeliveryStats {
+        self.stats
+    }
+
+    fn expired(entry: &SeenEntry, now: Timestamp) -> bool {
+        now >= entry.seen_at.saturating_add(DEDUP_WINDOW_AGE)
+    }
+
+    fn unqueue(&mut self, id: MessageId) {
+        self.transmit_queue
+            .retain(|q| !matches!(q, QueuedTransmit::Outbox(queued) if *queued == id));
+    }
+
+    fn held_bytes(&self) -> usize {
+        let outbox = self.outbox.iter().map(|e| e.payload.len());
+        let queued = self.transmit_queue.iter().map(|q| match q {
+            QueuedTransmit::Outbox(_) => 0,
+            QueuedTransmit::Unacknowledged { payload, .. } => payload.len(),
+        });
+        outbox.chain(queued).fold(0usize, usize::saturating_add)
+    }
+
+    fn check_payload(&self, len: usize) -> Result<(), SendError> {
+        if len > MAX_PAYLOAD_LEN {
+            return Err(SendError::PayloadTooLarge {
+                len,
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
+        let held = self.held_bytes();
+        if held.saturating_add(len) > MAX_HELD_PAYLOAD_BYTES {
+            return Err(SendError::TooManyBytesHeld {
+                held,
+                len,
+                max: MAX_HELD_PAYLOAD_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    fn fresh_id<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Result<MessageId, SendError> {
+        for _ in 0..ID_ATTEMPTS {
+            let id = MessageId::random(rng);
+            if !self.is_waiting(id) {
+                return Ok(id);
+            }
+        }
+        Err(SendError::IdCollision)
+    }
+
+    /// Serializes the whole machine (outbox, queued transmits, unpolled events, dedup window,
+    /// counters) to versioned canonical bytes; see `docs/transport.md`.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(self.held_bytes().saturating_add(1024));
+        w.u8(STATE_VERSION).u64(self.next_seq);
+        let s = &self.stats;
+        w.u64(s.sent)
+            .u64(s.retransmitted)
+            .u64(s.delivered)
+            .u64(s.failed)
+            .u64(s.received);
+        w.u16(count16(self.outbox.len()));
+        for e in &self.outbox {
+            w.bytes(e.id.as_bytes()).u64(e.seq);
+            e.to.write(&mut w);
+            w.u64(e.created_at.as_millis())
+                .u32(e.attempts)
+                .u64(e.next_attempt_at.as_millis());
+            write_payload(&mut w, &e.payload);
+        }
+        w.u16(count16(self.transmit_queue.len()));
+        for q in &self.transmit_queue {
+            match q {
+                QueuedTransmit::Outbox(id) => {
+                    w.u8(QUEUE_TAG_OUTBOX).bytes(id.as_bytes());
+                }
+                QueuedTransmit::Unacknowledged { id, to, payload } => {
+                    w.u8(QUEUE_TAG_UNACKNOWLEDGED).bytes(id.as_bytes());
+                    to.write(&mut w);
+                    write_payload(&mut w, payload);
+                }
+            }
+        }
+        w.u16(count16(self.events.len()));
+        for event in &self.events {
+            let (tag, id) = match event {
+                DeliveryEvent::Delivered(id) => (EVENT_TAG_DELIVERED, id),
+                DeliveryEvent::DeliveryFailed(id) => (EVENT_TAG_FAILED, id),
+            };
+            w.u8(tag).bytes(id.as_bytes());
+        }
+        w.u16(count16(self.seen_order.len()));
+        for id in &self.seen_order {
+            if let Some(entry) = self.seen.get(id) {
+                w.bytes(id.as_bytes());
+                entry.from.write(&mut w);
+                w.u64(entry.seen_at.as_millis());
+            }
+        }
+        w.into_vec()
+    }
+
+    /// Restores a machine from [`Delivery::to_bytes`] output. Strict: unknown version, any
+    /// broken invariant, limit exceeded or trailing byte is an error.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != STATE_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                what: "delivery state",
+                found: version,
+            });
+        }
+        let mut d = Self {
+            next_seq: r.u64()?,
+            ..Self::default()
+        };
+        d.stats = DeliveryStats {
+            sent: r.u64()?,
+            retransmitted: r.u64()?,
+            delivered: r.u64()?,
+            failed: r.u64()?,
+            received: r.u64()?,
+        };
+
+        let outbox_len = r.count16("outbox", MAX_OUTBOX_MESSAGES)?;
+        for _ in 0..outbox_len {
+            let id = MessageId::from_bytes(r.array()?);
+            let seq = r.u64()?;
+            let to = Address::read(&mut r)?;
+            let created_at = Timestamp::from_millis(r.u64()?);
+            let attempts = r.u32()?;
+            let next_attempt_at = Timestamp::from_millis(r.u64()?);
+            let payload = r.var32("payload", MAX_PAYLOAD_LEN)?.to_vec();
+            let entry = OutboxEntry {
+                id,
+                seq,
+                to,
+                created_at,
+                attempts,
+                next_attempt_at,
+                payload,
+            };
+            let in_order = d.outbox.last().is_none_or(|prev| prev.seq < seq);
+            if !in_order || seq >= d.next_seq {
+                return Err(DecodeError::InvalidValue {
+                    field: "outbox seq",
+                });
+            }
+            if attempts == 0 {
+                return Err(DecodeError::InvalidValue {
+                    field: "outbox attempts",
+                });
+            }
+            if next_attempt_at > entry.give_up_at() {
+                return Err(DecodeError::InvalidValue {
+                    field: "outbox next attempt",
+                });
+            }
+            if d.is_waiting(id) {
+                return Err(DecodeError::InvalidValue { field: "outbox id" });
+            }
+            d.outbox.push(entry);
+        }
+
+        let queue_len = r.count16(
+            "transmit queue",
+            MAX_OUTBOX_MESSAGES.saturating_add(MAX_QUEUED_UNACKNOWLEDGED),
+        )?;
+        let mut unacknowledged = 0usize;
+        for _ in 0..queue_len {
+            let tag = r.u8()?;
+            let id = MessageId::from_bytes(r.array()?);
+            let queued = match tag {
+                QUEUE_TAG_OUTBOX => {
+                    let already = d
+                        .transmit_queue
+                        .iter()
+                        .any(|q| matches!(q, QueuedTransmit::Outbox(x) if *x == id));
+                    if !d.is_waiting(id) || already {
+                        return Err(DecodeError::InvalidValue {
+                            field: "transmit queue id",
+                        });
+                    }
+                    QueuedTransmit::Outbox(id)
+                }
+                QUEUE_TAG_UNACKNOWLEDGED => {
+                    unacknowledged = unacknowledged.saturating_add(1);
+                    if unacknowledged > MAX_QUEUED_UNACKNOWLEDGED {
+                        return Err(DecodeError::TooLong {
+                            field: "unacknowledged queue",
+                            len: unacknowledged,
+                            max: MAX_QUEUED_UNACKNOWLEDGED,
+                        });
+                    }
+                    let to = Address::read(&mut r)?;
+                    let payload = r.var32("payload", MAX_PAYLOAD_LEN)?.to_vec();
+                    QueuedTransmit::Unacknowledged { id, to, payload }
+                }
+                _ => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "transmit queue tag",
+                    });
+                }
+            };
+            d.transmit_queue.push_back(queued);
+        }
+        let held = d.held_bytes();
+        if held > MAX_HELD_PAYLOAD_BYTES {
+            return Err(DecodeError::TooLong {
+                field: "held payload bytes",
+                len: held,
+                max: MAX_HELD_PAYLOAD_BYTES,
+            });
+        }
+
+        let events_max = MAX_OUTBOX_MESSAGES.saturating_sub(d.outbox.len());
+        let events_len = r.count16("events", events_max)?;
+        for _ in 0..events_len {
+            let tag = r.u8()?;
+            let id = MessageId::from_bytes(r.array()?);
+            d.events.push_back(match tag {
+                EVENT_TAG_DELIVERED => DeliveryEvent::Delivered(id),
+                EVENT_TAG_FAILED => DeliveryEvent::DeliveryFailed(id),
+                _ => return Err(DecodeError::InvalidValue { field: "event tag" }),
+            });
+        }
+
+        let seen_len = r.count16("dedup window", MAX_DEDUP_ENTRIES)?;
+        for _ in 0..seen_len {
+            let id = MessageId::from_bytes(r.array()?);
+            let from = Address::read(&mut r)?;
+            let seen_at = Timestamp::from_millis(r.u64()?);
+            if d.seen.insert(id, SeenEntry { from, seen_at }).is_some() {
+                return Err(DecodeError::InvalidValue {
+                    field: "dedup window id",
+                });
+            }
+            d.seen_order.push_back(id);
+        }
+        r.finish()?;
+        Ok(d)
+    }
+}
+
+/// Counts are bounded far below `u16::MAX` by the limits in [`crate::consts`].
+fn count16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+/// Payloads are checked against [`MAX_PAYLOAD_LEN`] on entry, so the length fits a `u32`.
+fn write_payload(w: &mut Writer, payload: &[u8]) {
+    w.u32(u32::try_from(payload.len()).unwrap_or(u32::MAX))
+        .bytes(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Frame;
+    use chacha20::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn addr(n: u8) -> Address {
+        Address::new(&[n; 8]).unwrap()
+    }
+
+    fn t(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn frame_id(tx: &Transmit) -> MessageId {
+        match Frame::from_bytes(&tx.frame).unwrap() {
+            Frame::Data { id, .. } => id,
+        }
+    }
+
+    #[test]
+    fn send_queues_one_transmit_then_retransmits_with_backoff() {
+        let mut rng = ChaCha20Rng::from_seed([1; 32]);
+        let mut d = Delivery::new();
+        let id = d
+            .send(addr(2), b"hello".to_vec(), t(1_000), &mut rng)
+            .unwrap();
+        let tx = d.poll_transmit().unwrap();
+        assert_eq!(tx.to, addr(2));
+        assert_eq!(frame_id(&tx), id);
+        assert!(d.poll_transmit().is_none());
+
+        let mut now = t(1_000);
+        let mut waits = Vec::new();
+        for attempt in 1..=14u32 {
+            let due = d.poll_timeout().unwrap();
+            let wait = due.saturating_duration_since(now).as_millis();
+            let base = (2_000u64 << (attempt - 1)).min(3_600_000);
+            assert!(
+                (base..=base + base / 4).contains(&wait),
+                "attempt {attempt}: {wait}"
+            );
+            waits.push(wait);
+            d.handle_timeout(due.saturating_sub(Duration::from_millis(1)));
+            assert!(d.poll_transmit().is_none(), "early timeout is a no-op");
+            d.handle_timeout(due);
+            assert_eq!(frame_id(&d.poll_transmit().unwrap()), id);
+            now = due;
+        }
+        assert_eq!(d.stats().retransmitted, 14);
+    }
+
+    #[test]
+    fn ack_from_the_recipient_delivers_once() {
+        let mut rng = ChaCha20Rng::from_seed([2; 32]);
+        let mut d = Delivery::new();
+        let id = d.send(addr(2), vec![1], t(0), &mut rng).unwrap();
+        let before = d.clone();
+        assert_eq!(d.on_ack(&addr(3), id), AckOutcome::PeerMismatch);
+        assert_eq!(
+            d.on_ack(&addr(2), MessageId::from_bytes([0; 16])),
+            AckOutcome::UnknownId
+        );
+        assert_eq!(d, before, "ignored acks change nothing");
+        assert_eq!(d.on_ack(&addr(2), id), AckOutcome::Delivered);
+        assert!(
+            d.poll_transmit().is_none(),
+            "acked before polled: nothing sent"
+        );
+        assert_eq!(d.poll_event(), Some(DeliveryEvent::Delivered(id)));
+        assert_eq!(d.on_ack(&addr(2), id), AckOutcome::UnknownId);
+        assert_eq!(d.poll_event(), None);
+        assert_eq!(d.poll_timeout(), None);
+    }
+
+    #[test]
+    fn gives_up_after_the_deadline_even_after_a_long_sleep() {
+        let mut rng = ChaCha20Rng::from_seed([3; 32]);
+        let mut d = Delivery::new();
+        let a = d.send(addr(2), vec![1], t(0), &mut rng).unwrap();
+        let b = d.send(addr(2), vec![2], t(10_000), &mut rng).unwrap();
+        while d.poll_transmit().is_some() {}
+        // Sleep through a's deadline but not b's: one call does everything due.
+        let wake = t(GIVE_UP_AFTER.as_millis() + 5_000);
+        d.handle_timeout(wake);
+        assert_eq!(d.poll_event(), Some(DeliveryEvent::DeliveryFailed(a)));
+        assert_eq!(d.poll_event(), None);
+        let tx = d.poll_transmit().unwrap();
+        assert_eq!(frame_id(&tx), b);
+        assert!(
+            d.poll_transmit().is_none(),
+            "one retransmission, not a burst"
+        );
+        let give_up_b = t(GIVE_UP_AFTER.as_millis() + 10_000);
+        assert!(d.poll_timeout().unwrap() <= give_up_b);
+        d.handle_timeout(give_up_b);
+        assert_eq!(d.poll_event(), Some(DeliveryEvent::DeliveryFailed(b)));
+        assert_eq!(d.outbox_len(), 0);
+        assert_eq!(d.on_ack(&addr(2), b), AckOutcome::UnknownId);
+    }
+
+    #[test]
+    fn dedup_remembers_sender_and_forgets_by_age_and_count() {
+        let mut d = Delivery::new();
+        let id = MessageId::from_bytes([7; 16]);
+        assert_eq!(d.check_incoming(id, t(0)), IncomingStatus::New);
+        assert_eq!(d.accept_incoming(id, addr(5), t(0)), IncomingStatus::New);
+        let dup = IncomingStatus::Duplicate { from: addr(5) };
+        assert_eq!(d.check_incoming(id, t(1)), dup);
+        let before = d.clone();
+        assert_eq!(d.accept_incoming(id, addr(6), t(1)), dup);
+        assert_eq!(d, before, "a duplicate changes nothing");
+        let expiry = t(DEDUP_WINDOW_AGE.as_millis());
+        assert_eq!(d.poll_timeout(), Some(expiry));
+        assert_eq!(d.check_incoming(id, expiry), IncomingStatus::New);
+        d.handle_timeout(expiry);
+        assert_eq!(d.dedup_len(), 0);
+
+        for i in 0..=MAX_DEDUP_ENTRIES {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let _ = d.accept_incoming(MessageId::from_bytes(b), addr(1), t(5));
+        }
+        assert_eq!(d.dedup_len(), MAX_DEDUP_ENTRIES);
+        assert_eq!(
+            d.check_incoming(MessageId::from_bytes([0; 16]), t(6)),
+            IncomingStatus::New,
+            "the oldest id was forgotten"
+        );
+    }
+
+    #[test]
+    fn limits_refuse_without_changing_anything() {
+        let mut rng = ChaCha20Rng::from_seed([4; 32]);
+        let mut d = Delivery::new();
+        assert!(matches!(
+            d.send(addr(1), vec![0; MAX_PAYLOAD_LEN + 1], t(0), &mut rng),
+            Err(SendError::PayloadTooLarge { .. })
+        ));
+        for i in 0..MAX_OUTBOX_MESSAGES {
+            d.send(
+                addr(1),
+                vec![u8::try_from(i % 251).unwrap()],
+                t(0),
+                &mut rng,
+            )
+            .unwrap();
+        }
+        let before = d.clone();
+        assert_eq!(
+            d.send(addr(1), vec![1], t(0), &mut rng),
+            Err(SendError::OutboxFull {
+                max: MAX_OUTBOX_MESSAGES
+            })
+        );
+        assert_eq!(d, before);
+
+        let mut d = Delivery::new();
+        for _ in 0..MAX_HELD_PAYLOAD_BYTES / MAX_PAYLOAD_LEN {
+            d.send(addr(1), vec![0; MAX_PAYLOAD_LEN], t(0), &mut rng)
+                .unwrap();
+        }
+        assert!(matches!(
+            d.send(addr(1), vec![0; 1], t(0), &mut rng),
+            Err(SendError::TooManyBytesHeld { .. })
+        ));
+        let mut d = Delivery::new();
+        for _ in 0..MAX_QUEUED_UNACKNOWLEDGED {
+            d.send_unacknowledged(addr(1), vec![1], &mut rng).unwrap();
+        }
+        assert!(matches!(
+            d.send_unacknowledged(addr(1), vec![1], &mut rng),
+            Err(SendError::UnacknowledgedQueueFull { .. })
+        ));
+    }
+
+    #[test]
+    fn unacknowledged_sends_are_transmitted_once() {
+        let mut rng = ChaCha20Rng::from_seed([5; 32]);
+        let mut d = Delivery::new();
+        let id = d
+            .send_unacknowledged(addr(9), b"ack".to_vec(), &mut rng)
+            .unwrap();
+        assert_eq!(d.poll_timeout(), None);
+        let tx = d.poll_transmit().unwrap();
+        assert_eq!(tx.to, addr(9));
+        assert_eq!(frame_id(&tx), id);
+        assert!(d.poll_transmit().is_none());
+        d.handle_timeout(t(u64::MAX));
+        assert!(d.poll_transmit().is_none());
+        assert!(d.poll_event().is_none());
+    }
+
+    #[test]
+    fn cancel_removes_without_an_event() {
+        let mut rng = ChaCha20Rng::from_seed([6; 32]);
+        let mut d = Delivery::new();
+        let id = d.send(addr(1), vec![1], t(0), &mut rng).unwrap();
+        assert!(d.cancel(id));
+        assert!(!d.cancel(id));
+        assert!(d.poll_transmit().is_none());
+        assert!(d.poll_event().is_none());
+    }
+
+    #[test]
+    fn state_round_trips_and_refuses_trailing_bytes() {
+        let mut rng = ChaCha20Rng::from_seed([7; 32]);
+        let mut d = Delivery::new();
+        let a = d.send(addr(1), b"one".to_vec(), t(0), &mut rng).unwrap();
+        let _b = d.send(addr(2), b"two".to_vec(), t(5), &mut rng).unwrap();
+        let _ = d.poll_transmit();
+        let _ = d
+            .send_unacknowledged(addr(3), b"ack".to_vec(), &mut rng)
+            .unwrap();
+        assert_eq!(d.on_ack(&addr(1), a), AckOutcome::Delivered);
+        let _ = d.accept_incoming(MessageId::from_bytes([9; 16]), addr(4), t(7));
+        d.handle_timeout(t(100_000));
+        let bytes = d.to_bytes();
+        let restored = Delivery::from_bytes(&bytes).unwrap();
+        assert_eq!(restored, d);
+        assert_eq!(restored.to_bytes(), bytes);
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            Delivery::from_bytes(&long),
+            Err(DecodeError::TrailingBytes { count: 1 })
+        );
+        for cut in 0..bytes.len() {
+            assert!(Delivery::from_bytes(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn debug_shows_counts_only() {
+        let mut rng = ChaCha20Rng::from_seed([8; 32]);
+        let mut d = Delivery::new();
+        let _ = d
+            .send(addr(0x41), b"secret words".to_vec(), t(0), &mut rng)
+            .unwrap();
+        let shown = format!("{d:?}");
+        assert!(!shown.contains("secret"));
+        assert!(!shown.contains("AAAA"));
+        assert!(!shown.contains("65, 65"));
+    }
+}

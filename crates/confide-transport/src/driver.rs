@@ -1,0 +1,376 @@
+//! Running a sans-IO endpoint over a [`Transport`], or many over the simulated network.
+//!
+//! # The endpoint contract
+//!
+//! A [`SansIoEndpoint`] takes inputs (`handle_receive`, `handle_timeout`, and its own
+//! commands such as "send a message") and produces outputs through one poller,
+//! [`SansIoEndpoint::poll_output`], in the style of str0m: a transmit, an event for the app,
+//! or finally the next deadline. The facade's `Endpoint` (with `handle_input` /
+//! `poll_output`) implements it by forwarding.
+//!
+//! # The run loop, step by step
+//!
+//! 1. Issue any commands to the endpoint (each takes `now`).
+//! 2. Call `poll_output` until it returns [`EndpointOutput::Timeout`]: hand every
+//!    [`EndpointOutput::Transmit`] to the transport, every [`EndpointOutput::Event`] to the app,
+//!    and remember the deadline from `Timeout` (`None`: no timer).
+//! 3. Wait until a frame arrives, a command comes from the user, or the deadline passes.
+//! 4. Read the clock into `now`. For each received frame call `handle_receive(frame, now)`
+//!    and then step 2.
+//! 5. If the deadline is at or before `now`, call `handle_timeout(now)` and then step 2.
+//!    Calling it early is harmless (a no-op); after a long sleep one call does all that is due.
+//! 6. Go to step 1.
+//!
+//! [`Driver::run_once`] does steps 2, 4 and 5 for one instant; the app does the waiting.
+//! [`Simulation`] does the same for many endpoints over a [`SimNetwork`] with a virtual clock
+//! that jumps to the next deadline, so tests run days of traffic in milliseconds.
+
+use confide_crypto::{CryptoRng, Timestamp};
+
+use crate::sim::SimNetwork;
+use crate::{Address, Transmit, Transport, TransportError};
+
+/// Most outputs one drain accepts before giving up on the endpoint.
+///
+/// Reason: a correct endpoint returns [`EndpointOutput::Timeout`] after finitely many outputs;
+/// this turns a broken endpoint's endless loop into a bounded one. It is far above what one
+/// input can produce (the outbox holds at most 1,000 messages).
+pub const MAX_OUTPUTS_PER_DRAIN: usize = 100_000;
+
+/// Most frames [`Driver::run_once`] takes from the transport in one call.
+///
+/// Reason: keeps a flood of incoming frames from starving timers; the rest are taken on the
+/// next call.
+pub const MAX_FRAMES_PER_RUN: usize = 1_024;
+
+/// One output of a sans-IO endpoint.
+#[derive(Debug)]
+#[non_exhaustive]
+#[must_use]
+pub enum EndpointOutput<E> {
+    /// Frame bytes to send.
+    Transmit(Transmit),
+    /// Something for the app.
+    Event(E),
+    /// Nothing more to output now; call `handle_timeout` at this time (`None`: no timer).
+    Timeout(Option<Timestamp>),
+}
+
+/// A protocol endpoint that does no I/O; see the [module documentation](self).
+pub trait SansIoEndpoint {
+    /// What the endpoint reports to its app.
+    type Event;
+
+    /// Hands the endpoint one frame received from its transport at `now`.
+    fn handle_receive<R: CryptoRng + ?Sized>(&mut self, frame: &[u8], now: Timestamp, rng: &mut R);
+
+    /// Tells the endpoint the time is `now`; it does whatever is due (nothing if early).
+    fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Timestamp, rng: &mut R);
+
+    /// The next output. Call until it returns [`EndpointOutput::Timeout`].
+    fn poll_output(&mut self) -> EndpointOutput<Self::Event>;
+}
+
+/// Runs one [`SansIoEndpoint`] over one [`Transport`].
+#[derive(Debug)]
+pub struct Driver<E, T> {
+    endpoint: E,
+    transport: T,
+    next_timeout: Option<Timestamp>,
+    send_failures: u64,
+    last_error: Option<TransportError>,
+}
+
+impl<E: SansIoEndpoint, T: Transport> Driver<E, T> {
+    /// Pairs an endpoint with a transport.
+    pub fn new(endpoint: E, transport: T) -> Self {
+        Self {
+            endpoint,
+            transport,
+            next_timeout: None,
+            send_failures: 0,
+            last_error: None,
+        }
+    }
+
+    /// One turn of the run loop at `now`: drains pending outputs (from commands), feeds up to
+    /// [`MAX_FRAMES_PER_RUN`] received frames, fires the timer if due, and returns the events
+    /// for the app in order. Transport errors do not stop the turn: failed sends are counted
+    /// ([`Driver::send_failures`]) and left to the endpoint's retransmission, and a receive
+    /// error ends receiving for this turn ([`Driver::take_transport_error`]).
+    pub fn run_once<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Vec<E::Event> {
+        let mut events = Vec::new();
+        self.drain(&mut events);
+        for _ in 0..MAX_FRAMES_PER_RUN {
+            match self.transport.recv() {
+                Ok(Some(frame)) => {
+                    self.endpoint.handle_receive(&frame, now, rng);
+                    self.drain(&mut events);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.last_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if self.next_timeout.is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now, rng);
+            self.drain(&mut events);
+        }
+        events
+    }
+
+    /// When the endpoint next needs [`Driver::run_once`] even if no frame arrives.
+    #[must_use]
+    pub fn next_timeout(&self) -> Option<Timestamp> {
+        self.next_timeout
+    }
+
+    /// Sends the transport refused so far.
+    #[must_use]
+    pub fn send_failures(&self) -> u64 {
+        self.send_failures
+    }
+
+    /// The most recent transport error, clearing it.
+    pub fn take_transport_error(&mut self) -> Option<TransportError> {
+        self.last_error.take()
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &E {
+        &self.endpoint
+    }
+
+    /// The endpoint, for commands; the next [`Driver::run_once`] drains their outputs.
+    pub fn endpoint_mut(&mut self) -> &mut E {
+        &mut self.endpoint
+    }
+
+    /// The transport.
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// Takes the driver apart.
+    pub fn into_parts(self) -> (E, T) {
+        (self.endpoint, self.transport)
+    }
+
+    fn drain(&mut self, events: &mut Vec<E::Event>) {
+        for _ in 0..MAX_OUTPUTS_PER_DRAIN {
+            match self.endpoint.poll_output() {
+                EndpointOutput::Transmit(tx) => {
+                    if let Err(e) = self.transport.send(&tx.to, &tx.frame) {
+                        self.send_failures = self.send_failures.saturating_add(1);
+                        self.last_error = Some(e);
+                    }
+                }
+                EndpointOutput::Event(e) => events.push(e),
+                EndpointOutput::Timeout(t) => {
+                    self.next_timeout = t;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Index of a node in a [`Simulation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub usize);
+
+#[derive(Debug)]
+struct SimNode<E> {
+    address: Address,
+    endpoint: E,
+    next_timeout: Option<Timestamp>,
+}
+
+/// How a [`Simulation::run_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub enum RunOutcome {
+    /// Nothing is scheduled at or before the limit; the clock now reads the limit.
+    ReachedLimit {
+        /// Steps taken.
+        steps: usize,
+    },
+    /// No timer and no frame in flight anywhere: nothing will ever happen again by itself.
+    Quiescent {
+        /// Steps taken.
+        steps: usize,
+    },
+    /// `max_steps` ran out first (an endpoint may be spinning).
+    StepBudgetExhausted,
+}
+
+/// Many endpoints over one [`SimNetwork`], with a virtual clock that jumps to the next
+/// deadline (a timer or a frame arrival). Deterministic given the network's seed, the
+/// caller's random source and the sequence of calls.
+#[derive(Debug)]
+pub struct Simulation<E: SansIoEndpoint> {
+    network: SimNetwork,
+    nodes: Vec<SimNode<E>>,
+    now: Timestamp,
+    events: Vec<(NodeId, E::Event)>,
+}
+
+impl<E: SansIoEndpoint> Simulation<E> {
+    /// A simulation over `network` whose clock starts at `start`.
+    pub fn new(network: SimNetwork, start: Timestamp) -> Self {
+        Self {
+            network,
+            nodes: Vec::new(),
+            now: start,
+            events: Vec::new(),
+        }
+    }
+
+    /// Adds an endpoint reachable at `address` (its mailbox).
+    pub fn add_node(&mut self, address: Address, endpoint: E) -> NodeId {
+        self.nodes.push(SimNode {
+            address,
+            endpoint,
+            next_timeout: None,
+        });
+        NodeId(self.nodes.len() - 1)
+    }
+
+    /// The virtual clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// The network (to read statistics).
+    #[must_use]
+    pub fn network(&self) -> &SimNetwork {
+        &self.network
+    }
+
+    /// The network (to cut links, take nodes offline, change link settings).
+    pub fn network_mut(&mut self) -> &mut SimNetwork {
+        &mut self.network
+    }
+
+    /// A node's endpoint.
+    #[must_use]
+    pub fn endpoint(&self, node: NodeId) -> Option<&E> {
+        self.nodes.get(node.0).map(|n| &n.endpoint)
+    }
+
+    /// A node's address.
+    #[must_use]
+    pub fn address(&self, node: NodeId) -> Option<&Address> {
+        self.nodes.get(node.0).map(|n| &n.address)
+    }
+
+    /// Runs a command on a node's endpoint at the current time (for example "send", or
+    /// replacing it with a copy restored from saved state), then drains its outputs.
+    /// Returns `None` if there is no such node.
+    pub fn command<R: CryptoRng + ?Sized, T>(
+        &mut self,
+        node: NodeId,
+        rng: &mut R,
+        f: impl FnOnce(&mut E, Timestamp, &mut R) -> T,
+    ) -> Option<T> {
+        let now = self.now;
+        let n = self.nodes.get_mut(node.0)?;
+        let out = f(&mut n.endpoint, now, rng);
+        self.drain(node);
+        Some(out)
+    }
+
+    /// The earliest pending frame arrival or timer.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let timers = self.nodes.iter().filter_map(|n| n.next_timeout).min();
+        match (timers, self.network.next_event_time()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Jumps the clock to the next deadline (never backwards), delivers due frames, feeds
+    /// every node its mail and fires due timers (nodes in the order they were added).
+    /// Returns false if nothing is pending.
+    pub fn step<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> bool {
+        let Some(deadline) = self.next_deadline() else {
+            return false;
+        };
+        self.now = self.now.max(deadline);
+        let now = self.now;
+        self.network.deliver_due(now);
+        for index in 0..self.nodes.len() {
+            let node = NodeId(index);
+            while let Some(n) = self.nodes.get_mut(index) {
+                let Some(frame) = self.network.take_mail(&n.address) else {
+                    break;
+                };
+                n.endpoint.handle_receive(&frame, now, rng);
+                self.drain(node);
+            }
+            if let Some(n) = self.nodes.get_mut(index)
+                && n.next_timeout.is_some_and(|t| t <= now)
+            {
+                n.endpoint.handle_timeout(now, rng);
+                self.drain(node);
+            }
+        }
+        true
+    }
+
+    /// Steps until nothing is due at or before `limit` (then sets the clock to `limit`),
+    /// nothing is pending at all, or `max_steps` steps were taken.
+    pub fn run_until<R: CryptoRng + ?Sized>(
+        &mut self,
+        limit: Timestamp,
+        max_steps: usize,
+        rng: &mut R,
+    ) -> RunOutcome {
+        for steps in 0..max_steps {
+            match self.next_deadline() {
+                None => return RunOutcome::Quiescent { steps },
+                Some(t) if t > limit => {
+                    self.now = self.now.max(limit);
+                    return RunOutcome::ReachedLimit { steps };
+                }
+                Some(_) => {
+                    let _ = self.step(rng);
+                }
+            }
+        }
+        RunOutcome::StepBudgetExhausted
+    }
+
+    /// Takes the events all nodes produced so far, in order.
+    pub fn take_events(&mut self) -> Vec<(NodeId, E::Event)> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn drain(&mut self, node: NodeId) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(node.0) else {
+            return;
+        };
+        for _ in 0..MAX_OUTPUTS_PER_DRAIN {
+            match n.endpoint.poll_output() {
+                EndpointOutput::Transmit(tx) => {
+                    self.network.send(&n.address, &tx.to, &tx.frame, now);
+                }
+                EndpointOutput::Event(e) => self.events.push((node, e)),
+                EndpointOutput::Timeout(t) => {
+                    n.next_timeout = t;
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Property tests of the delivery machine on its own: random operation sequences, with a twin
+//! that goes through its byte encoding after every operation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+
+use chacha20::ChaCha20Rng;
+use confide_crypto::{Duration, Timestamp};
+use confide_transport::consts::MAX_OUTBOX_MESSAGES;
+use confide_transport::{
+    AckOutcome, Address, Delivery, DeliveryEvent, Frame, IncomingStatus, MessageId,
+};
+use proptest::prelude::*;
+use rand_core::SeedableRng;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Send {
+        to: u8,
+        len: usize,
+    },
+    SendUnacknowledged {
+        to: u8,
+    },
+    /// Ack the n-th id ever sent (modulo), claiming to come from peer `from`.
+    Ack {
+        nth: usize,
+        from: u8,
+    },
+    AckRandom,
+    Advance(u64),
+    Timeout,
+    PollTransmits,
+    PollEvents,
+    Incoming {
+        id: u8,
+        from: u8,
+    },
+    Cancel {
+        nth: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..3, 0usize..64).prop_map(|(to, len)| Op::Send { to, len }),
+        1 => (0u8..3).prop_map(|to| Op::SendUnacknowledged { to }),
+        3 => (any::<usize>(), 0u8..3).prop_map(|(nth, from)| Op::Ack { nth, from }),
+        1 => Just(Op::AckRandom),
+        3 => prop_oneof![0u64..5_000, 0u64..4_000_000, 0u64..900_000_000].prop_map(Op::Advance),
+        2 => Just(Op::Timeout),
+        2 => Just(Op::PollTransmits),
+        2 => Just(Op::PollEvents),
+        2 => (0u8..8, 0u8..3).prop_map(|(id, from)| Op::Incoming { id, from }),
+        1 => any::<usize>().prop_map(|nth| Op::Cancel { nth }),
+    ]
+}
+
+fn peer(n: u8) -> Address {
+    Address::new(&[b'p', n]).unwrap()
+}
+
+/// Everything the machine showed its caller in one operation.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Sent(Result<MessageId, confide_transport::SendError>),
+    Ack(AckOutcome),
+    Frames(Vec<(Address, Vec<u8>)>),
+    Events(Vec<DeliveryEvent>),
+    Incoming(IncomingStatus, IncomingStatus),
+    Cancelled(bool),
+    Nothing,
+}
+
+struct Model {
+    sent: Vec<(MessageId, Address)>,
+    outcomes: BTreeMap<MessageId, Vec<DeliveryEvent>>,
+    now: Timestamp,
+}
+
+fn apply(d: &mut Delivery, op: &Op, m: &mut Model, rng: &mut ChaCha20Rng) -> Seen {
+    match op {
+        Op::Send { to, len } => {
+            let r = d.send(peer(*to), vec![*to; *len], m.now, rng);
+            if let Ok(id) = r {
+                m.sent.push((id, peer(*to)));
+            }
+            Seen::Sent(r)
+        }
+        Op::SendUnacknowledged { to } => Seen::Sent(d.send_unacknowledged(peer(*to), vec![9], rng)),
+        Op::Ack { nth, from } => match m.sent.get(nth % m.sent.len().max(1)) {
+            Some((id, to)) => {
+                let outcome = d.on_ack(&peer(*from), *id);
+                if outcome == AckOutcome::Delivered {
+                    assert_eq!(to, &peer(*from), "only the recipient's ack delivers");
+                }
+                Seen::Ack(outcome)
+            }
+            None => Seen::Nothing,
+        },
+        Op::AckRandom => Seen::Ack(d.on_ack(&peer(0), MessageId::random(rng))),
+        Op::Advance(ms) => {
+            m.now = m.now.saturating_add(Duration::from_millis(*ms));
+            Seen::Nothing
+        }
+        Op::Timeout => {
+            d.handle_timeout(m.now);
+            Seen::Nothing
+        }
+        Op::PollTransmits => {
+            let mut frames = Vec::new();
+            while let Some(tx) = d.poll_transmit() {
+                assert!(Frame::from_bytes(&tx.frame).is_ok());
+                frames.push((tx.to, tx.frame));
+            }
+            Seen::Frames(frames)
+        }
+        Op::PollEvents => {
+            let mut events = Vec::new();
+            while let Some(e) = d.poll_event() {
+                let id = match e {
+                    DeliveryEvent::Delivered(id) | DeliveryEvent::DeliveryFailed(id) => id,
+                    _ => unreachable!(),
+                };
+                m.outcomes.entry(id).or_default().push(e);
+                events.push(e);
+            }
+            Seen::Events(events)
+        }
+        Op::Incoming { id, from } => {
+            let id = MessageId::from_bytes([*id; 16]);
+            let checked = d.check_incoming(id, m.now);
+            let accepted = d.accept_incoming(id, peer(*from), m.now);
+            if let IncomingStatus::Duplicate { .. } = checked {
+                assert_eq!(checked, accepted, "check and accept agree");
+            }
+            Seen::Incoming(checked, accepted)
+        }
+        Op::Cancel { nth } => match m.sent.get(nth % m.sent.len().max(1)) {
+            Some((id, _)) => Seen::Cancelled(d.cancel(*id)),
+            None => Seen::Nothing,
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn restoring_after_any_operation_changes_nothing(
+        seed in any::<u64>(),
+        ops in proptest::collection::vec(op(), 1..80),
+        restart_mask in any::<u128>(),
+    ) {
+        let start = Timestamp::from_millis(1_700_000_000_000);
+        let mut live = Delivery::new();
+        let mut twin = Delivery::new();
+        let mut rng_live = ChaCha20Rng::seed_from_u64(seed);
+        let mut rng_twin = ChaCha20Rng::seed_from_u64(seed);
+        let mut m_live = Model { sent: vec![], outcomes: BTreeMap::new(), now: start };
+        let mut m_twin = Model { sent: vec![], outcomes: BTreeMap::new(), now: start };
+        for (i, op) in ops.iter().enumerate() {
+            let before = live.clone();
+            let seen_live = apply(&mut live, op, &mut m_live, &mut rng_live);
+            let seen_twin = apply(&mut twin, op, &mut m_twin, &mut rng_twin);
+            prop_assert_eq!(&seen_live, &seen_twin);
+            // A refused send or ignored ack leaves the state exactly as it was.
+            if matches!(seen_live, Seen::Sent(Err(_)) | Seen::Ack(AckOutcome::UnknownId | AckOutcome::PeerMismatch)) {
+                prop_assert_eq!(&live, &before);
+            }
+            if restart_mask >> (i % 128) & 1 == 1 {
+                let bytes = twin.to_bytes();
+                twin = Delivery::from_bytes(&bytes).unwrap();
+                prop_assert_eq!(twin.to_bytes(), bytes);
+            }
+            prop_assert_eq!(&live, &twin);
+            prop_assert!(live.outbox_len() <= MAX_OUTBOX_MESSAGES);
+            if matches!(op, Op::Timeout) {
+                // After handle_timeout(now) nothing is due any more: no busy loop.
+                prop_assert!(live.poll_timeout().is_none_or(|t| t > m_live.now));
+            }
+        }
+        // Each id reaches at most one outcome, and only sent ids do.
+        for (id, outcomes) in &m_live.outcomes {
+            prop_assert_eq!(outcomes.len(), 1);
+            prop_assert!(m_live.sent.iter().any(|(s, _)| s == id));
+        }
+    }
+}
