@@ -1,0 +1,747 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! Behaviour of one conversation's policy as the facade and an attacker see it.
+
+use confide_crypto::{Duration, Timestamp};
+use confide_policy::limits::{
+    MAX_CLOCK_SKEW, MAX_PENDING_DELETES, MAX_TOMBSTONES, MIN_RETENTION, PENDING_DELETE_LIFETIME,
+    UNSEND_RECEIVE_GRACE, UNSEND_WINDOW,
+};
+use confide_policy::{
+    Body, ContentFrame, ConversationPolicy, Incoming, IncomingError, MessageId, MessageText,
+    OrgBounds, PolicyEvent, RetentionDuration, RetentionPolicy, Side, StartRule, TimerSetting,
+    UnsendError,
+};
+
+const T0: Timestamp = Timestamp::from_millis(1_750_000_000_000);
+
+fn id(n: u32) -> MessageId {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    b[15] = 0xaa;
+    MessageId::from_bytes(b)
+}
+
+fn at(offset: Duration) -> Timestamp {
+    T0.saturating_add(offset)
+}
+
+fn drain(p: &mut ConversationPolicy) -> Vec<PolicyEvent> {
+    std::iter::from_fn(|| p.poll_event()).collect()
+}
+
+fn pair(initial: RetentionPolicy) -> (ConversationPolicy, ConversationPolicy) {
+    (
+        ConversationPolicy::new(Side::Initiator, OrgBounds::UNRESTRICTED, initial),
+        ConversationPolicy::new(Side::Responder, OrgBounds::UNRESTRICTED, initial),
+    )
+}
+
+fn hour() -> RetentionPolicy {
+    RetentionPolicy::after_send(Duration::from_hours(1))
+}
+
+/// A frame the peer could send, built by hand (an attacker controls every field).
+fn raw(id: MessageId, sent: Timestamp, timer: TimerSetting, body: Body) -> Vec<u8> {
+    ContentFrame {
+        id,
+        claimed_send_time: sent,
+        timer,
+        body,
+    }
+    .encode()
+    .unwrap()
+}
+
+fn snapshot(p: &ConversationPolicy) -> ConversationPolicy {
+    p.clone()
+}
+
+#[test]
+fn timer_change_reaches_the_peer_once() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let change = a.set_timer(hour(), id(1), T0).unwrap();
+    let events = drain(&mut a);
+    assert_eq!(events.len(), 1);
+    assert!(matches!(events[0], PolicyEvent::TimerChanged { setting, .. } if setting.version == 1));
+    assert_eq!(
+        b.handle_incoming(change.as_bytes(), T0).unwrap(),
+        Incoming::Control
+    );
+    assert_eq!(drain(&mut b).len(), 1);
+    assert_eq!(a.current_timer(), b.current_timer());
+    // A replay changes nothing and emits nothing.
+    let before = snapshot(&b);
+    assert_eq!(
+        b.handle_incoming(change.as_bytes(), T0).unwrap(),
+        Incoming::Control
+    );
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(b, before);
+}
+
+#[test]
+fn concurrent_changes_resolve_to_the_stricter_on_both_sides() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let from_a = a.set_timer(RetentionPolicy::Off, id(1), T0).unwrap();
+    let from_b = b.set_timer(hour(), id(2), T0).unwrap();
+    drain(&mut a);
+    drain(&mut b);
+    let _ = a.handle_incoming(from_b.as_bytes(), T0).unwrap();
+    let _ = b.handle_incoming(from_a.as_bytes(), T0).unwrap();
+    assert_eq!(a.current_timer(), b.current_timer());
+    assert_eq!(a.current_timer().policy, hour());
+    assert_eq!(a.current_timer().proposer, Side::Responder);
+    // Only the side that lost saw a change.
+    assert_eq!(drain(&mut a).len(), 1);
+    assert!(drain(&mut b).is_empty());
+}
+
+#[test]
+fn equal_concurrent_proposals_tie_break_on_the_initiator() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let from_a = a.set_timer(hour(), id(1), T0).unwrap();
+    let from_b = b.set_timer(hour(), id(2), T0).unwrap();
+    let _ = a.handle_incoming(from_b.as_bytes(), T0).unwrap();
+    let _ = b.handle_incoming(from_a.as_bytes(), T0).unwrap();
+    assert_eq!(a.current_timer(), b.current_timer());
+    assert_eq!(a.current_timer().proposer, Side::Initiator);
+}
+
+#[test]
+fn an_older_change_arriving_late_is_ignored() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let first = a.set_timer(hour(), id(1), T0).unwrap();
+    let second = a.set_timer(RetentionPolicy::Off, id(2), T0).unwrap();
+    let _ = b.handle_incoming(second.as_bytes(), T0).unwrap();
+    drain(&mut b);
+    let _ = b.handle_incoming(first.as_bytes(), T0).unwrap();
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(b.current_timer(), a.current_timer());
+    assert_eq!(b.current_timer().policy, RetentionPolicy::Off);
+}
+
+#[test]
+fn a_lost_change_is_recovered_from_the_next_stamp() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let change = a.set_timer(hour(), id(1), T0).unwrap();
+    let text = a.send_text(id(2), b"hi", T0).unwrap();
+    // The text overtakes the change.
+    let Incoming::Message(m) = b.handle_incoming(text.as_bytes(), T0).unwrap() else {
+        panic!()
+    };
+    assert_eq!(m.policy, hour());
+    assert_eq!(b.current_timer(), a.current_timer());
+    assert_eq!(drain(&mut b).len(), 1);
+    let _ = b.handle_incoming(change.as_bytes(), T0).unwrap();
+    assert!(drain(&mut b).is_empty(), "no second TimerChanged");
+}
+
+#[test]
+fn receiver_enforces_the_timer_each_message_was_sent_under() {
+    let (mut a, mut b) = pair(hour());
+    let under_hour = a.send_text(id(1), b"one", T0).unwrap();
+    let off = a.set_timer(RetentionPolicy::Off, id(2), T0).unwrap();
+    let under_off = a.send_text(id(3), b"two", T0).unwrap();
+    // Delivered in reverse.
+    let Incoming::Message(m3) = b.handle_incoming(under_off.as_bytes(), T0).unwrap() else {
+        panic!()
+    };
+    let _ = b.handle_incoming(off.as_bytes(), T0).unwrap();
+    let Incoming::Message(m1) = b.handle_incoming(under_hour.as_bytes(), T0).unwrap() else {
+        panic!()
+    };
+    assert_eq!(m3.deadline, None);
+    assert_eq!(m1.deadline, Some(at(Duration::from_hours(1))));
+    assert_eq!(b.current_timer().policy, RetentionPolicy::Off);
+}
+
+#[test]
+fn forged_timer_attribution_is_refused_and_changes_nothing() {
+    let (_, mut b) = pair(RetentionPolicy::Off);
+    let before = snapshot(&b);
+    // A timer change claiming to come from the receiver.
+    let forged_change = raw(
+        id(1),
+        T0,
+        TimerSetting::initial(RetentionPolicy::Off),
+        Body::TimerChange(TimerSetting {
+            version: 1,
+            proposer: Side::Responder,
+            policy: RetentionPolicy::Off,
+        }),
+    );
+    assert_eq!(
+        b.handle_incoming(&forged_change, T0),
+        Err(IncomingError::ForgedProposer { version: 1 })
+    );
+    // A stamp naming the receiver as proposer of a version it never made.
+    let forged_stamp = raw(
+        id(2),
+        T0,
+        TimerSetting {
+            version: 9,
+            proposer: Side::Responder,
+            policy: RetentionPolicy::Off,
+        },
+        Body::Text(MessageText::new(b"x".to_vec())),
+    );
+    assert_eq!(
+        b.handle_incoming(&forged_stamp, T0),
+        Err(IncomingError::ForgedTimer { version: 9 })
+    );
+    assert_eq!(b, before);
+}
+
+#[test]
+fn differing_initial_policies_converge_on_the_stricter() {
+    let mut a = ConversationPolicy::new(
+        Side::Initiator,
+        OrgBounds::UNRESTRICTED,
+        RetentionPolicy::Off,
+    );
+    let mut b = ConversationPolicy::new(Side::Responder, OrgBounds::UNRESTRICTED, hour());
+    let from_b = b.send_text(id(1), b"x", T0).unwrap();
+    let from_a = a.send_text(id(2), b"y", T0).unwrap();
+    let _ = a.handle_incoming(from_b.as_bytes(), T0).unwrap();
+    let _ = b.handle_incoming(from_a.as_bytes(), T0).unwrap();
+    assert_eq!(a.current_timer(), b.current_timer());
+    assert_eq!(a.current_timer().policy, hour());
+}
+
+#[test]
+fn skew_rule_trusts_the_claimed_send_time_only_within_the_bound() {
+    let (_, mut b) = pair(RetentionPolicy::Off);
+    let timer = TimerSetting::initial(hour());
+    let received = at(Duration::from_hours(2));
+    let cases = [
+        // Claimed 1 minute earlier: trusted.
+        (
+            received.saturating_sub(Duration::from_mins(1)),
+            received.saturating_sub(Duration::from_mins(1)),
+        ),
+        // Claimed an hour earlier: only MAX_CLOCK_SKEW is trusted.
+        (
+            received.saturating_sub(Duration::from_mins(59)),
+            received.saturating_sub(MAX_CLOCK_SKEW),
+        ),
+        // Claimed in the future: local receive time.
+        (received.saturating_add(Duration::from_hours(5)), received),
+    ];
+    for (n, (claimed, start)) in cases.into_iter().enumerate() {
+        let frame = raw(
+            id(n as u32),
+            claimed,
+            timer,
+            Body::Text(MessageText::new(b"m".to_vec())),
+        );
+        let Incoming::Message(m) = b.handle_incoming(&frame, received).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            m.deadline,
+            Some(start.saturating_add(Duration::from_hours(1)))
+        );
+    }
+}
+
+#[test]
+fn a_message_past_its_deadline_on_arrival_is_never_surfaced() {
+    let (_, mut b) = pair(RetentionPolicy::Off);
+    let short = RetentionPolicy::after_send(MIN_RETENTION);
+    let frame = raw(
+        id(1),
+        T0,
+        TimerSetting::initial(short),
+        Body::Text(MessageText::new(b"m".to_vec())),
+    );
+    let late = at(Duration::from_hours(1));
+    assert_eq!(
+        b.handle_incoming(&frame, late).unwrap(),
+        Incoming::ExpiredOnArrival { id: id(1) }
+    );
+    // A replay, even with the clock set back, stays hidden.
+    assert_eq!(
+        b.handle_incoming(&frame, T0).unwrap(),
+        Incoming::Duplicate { id: id(1) }
+    );
+}
+
+#[test]
+fn after_read_timers_start_on_read_on_both_sides() {
+    let day = RetentionPolicy::after_read(Duration::from_days(1));
+    let (mut a, mut b) = pair(day);
+    let text = a.send_text(id(1), b"m", T0).unwrap();
+    assert_eq!(a.deadline_of(&id(1)), None);
+    let Incoming::Message(m) = b.handle_incoming(text.as_bytes(), T0).unwrap() else {
+        panic!()
+    };
+    assert_eq!(m.deadline, None);
+    assert_eq!(b.poll_timeout(), None, "nothing to wake for while unread");
+    let read_time = at(Duration::from_hours(3));
+    let receipt = b.mark_read(&[id(1)], id(2), read_time).unwrap().unwrap();
+    assert_eq!(
+        b.deadline_of(&id(1)),
+        Some(read_time.saturating_add(Duration::from_days(1)))
+    );
+    let receipt_arrival = at(Duration::from_hours(4));
+    assert_eq!(
+        a.handle_incoming(receipt.as_bytes(), receipt_arrival)
+            .unwrap(),
+        Incoming::ReadReceipts { ids: vec![id(1)] }
+    );
+    assert_eq!(
+        a.deadline_of(&id(1)),
+        Some(receipt_arrival.saturating_add(Duration::from_days(1)))
+    );
+    // Reading again does not restart the timer.
+    let _ = b
+        .mark_read(&[id(1)], id(3), at(Duration::from_hours(10)))
+        .unwrap();
+    assert_eq!(
+        b.deadline_of(&id(1)),
+        Some(read_time.saturating_add(Duration::from_days(1)))
+    );
+}
+
+#[test]
+fn org_bounds_cannot_be_left_by_either_party() {
+    let max = RetentionDuration::new(Duration::from_days(30)).unwrap();
+    let min = RetentionDuration::new(Duration::from_mins(5)).unwrap();
+    let org = OrgBounds::new(min, Some(max)).unwrap();
+    let mut a = ConversationPolicy::new(Side::Initiator, org, RetentionPolicy::Off);
+    let mut b = ConversationPolicy::new(Side::Responder, org, RetentionPolicy::Off);
+    assert_eq!(
+        a.effective_policy(),
+        RetentionPolicy::Expire {
+            after: max,
+            start: StartRule::AfterSend
+        }
+    );
+    // A peer that sends "off" anyway gets the org max.
+    let off = raw(
+        id(1),
+        T0,
+        TimerSetting::initial(RetentionPolicy::Off),
+        Body::Text(MessageText::new(b"m".to_vec())),
+    );
+    let Incoming::Message(m) = b.handle_incoming(&off, T0).unwrap() else {
+        panic!()
+    };
+    assert_eq!(m.deadline, Some(at(Duration::from_days(30))));
+    // Unread after-read messages still go at the org max.
+    let long_read = raw(
+        id(2),
+        T0,
+        TimerSetting::initial(RetentionPolicy::after_read(Duration::from_days(20))),
+        Body::Text(MessageText::new(b"m".to_vec())),
+    );
+    let Incoming::Message(m) = b.handle_incoming(&long_read, T0).unwrap() else {
+        panic!()
+    };
+    assert_eq!(m.deadline, Some(at(Duration::from_days(30))));
+    // Too-short timers are lengthened to the org min.
+    let _ = a
+        .set_timer(
+            RetentionPolicy::after_send(Duration::from_secs(10)),
+            id(3),
+            T0,
+        )
+        .unwrap();
+    assert_eq!(
+        a.effective_policy(),
+        RetentionPolicy::after_send(Duration::from_mins(5))
+    );
+}
+
+#[test]
+fn clock_jumping_forward_expires_everything_due_in_one_call() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    for n in 0..50u32 {
+        let policy = RetentionPolicy::after_send(Duration::from_mins(u64::from(n) + 1));
+        let _ = a.set_timer(policy, id(10_000 + n), T0).unwrap();
+        let frame = a.send_text(id(n), b"m", T0).unwrap();
+        let _ = b.handle_incoming(frame.as_bytes(), T0).unwrap();
+    }
+    drain(&mut a);
+    drain(&mut b);
+    b.handle_timeout(at(Duration::from_days(3)));
+    let expired: Vec<_> = drain(&mut b);
+    assert_eq!(
+        expired,
+        (0..50)
+            .map(|n| PolicyEvent::Expired { id: id(n) })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(b.tracked_messages(), 0);
+    assert_eq!(b.poll_timeout(), None);
+}
+
+#[test]
+fn clock_jumping_back_extends_nothing_and_resurfaces_nothing() {
+    let (mut a, mut b) = pair(hour());
+    let frame = a.send_text(id(1), b"m", T0).unwrap();
+    let _ = b.handle_incoming(frame.as_bytes(), T0).unwrap();
+    let deadline = b.deadline_of(&id(1)).unwrap();
+    b.handle_timeout(T0.saturating_sub(Duration::from_days(1)));
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(b.deadline_of(&id(1)), Some(deadline));
+    b.handle_timeout(deadline);
+    assert_eq!(drain(&mut b), vec![PolicyEvent::Expired { id: id(1) }]);
+    // Clock back before the message was even sent: a replay stays gone.
+    let past = T0.saturating_sub(Duration::from_days(1));
+    assert_eq!(
+        b.handle_incoming(frame.as_bytes(), past).unwrap(),
+        Incoming::Duplicate { id: id(1) }
+    );
+    b.handle_timeout(past);
+    assert!(drain(&mut b).is_empty());
+}
+
+#[test]
+fn only_the_author_can_unsend_within_the_window() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let mine = a.send_text(id(1), b"mine", T0).unwrap();
+    let _ = b.handle_incoming(mine.as_bytes(), T0).unwrap();
+    let theirs = b.send_text(id(2), b"theirs", T0).unwrap();
+    let _ = a.handle_incoming(theirs.as_bytes(), T0).unwrap();
+
+    // The API refuses deleting the peer's message.
+    assert_eq!(
+        a.unsend(id(2), id(3), T0).unwrap_err(),
+        UnsendError::NotAuthor
+    );
+    // A peer forging a delete of our message is refused and nothing changes.
+    let forged = raw(id(4), T0, b.current_timer(), Body::Delete { target: id(2) });
+    let before = snapshot(&b);
+    assert_eq!(
+        b.handle_incoming(&forged, T0),
+        Err(IncomingError::NotAuthor)
+    );
+    assert_eq!(b, before);
+
+    // The author deletes: both sides erase.
+    let delete = a.unsend(id(1), id(5), at(Duration::from_hours(1))).unwrap();
+    assert_eq!(
+        drain(&mut a),
+        vec![PolicyEvent::Deleted {
+            id: id(1),
+            author: Side::Initiator
+        }]
+    );
+    assert_eq!(
+        b.handle_incoming(delete.as_bytes(), at(Duration::from_hours(1)))
+            .unwrap(),
+        Incoming::Control
+    );
+    assert_eq!(
+        drain(&mut b),
+        vec![PolicyEvent::Deleted {
+            id: id(1),
+            author: Side::Initiator
+        }]
+    );
+    assert!(b.is_tombstoned(&id(1)));
+    assert_eq!(b.author_of(&id(1)), None);
+    // Replaying the text does not bring it back.
+    assert_eq!(
+        b.handle_incoming(mine.as_bytes(), T0).unwrap(),
+        Incoming::Duplicate { id: id(1) }
+    );
+}
+
+#[test]
+fn unsend_after_the_window_is_refused_on_both_sides() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let mine = a.send_text(id(1), b"mine", T0).unwrap();
+    let _ = b.handle_incoming(mine.as_bytes(), T0).unwrap();
+    let late = at(UNSEND_WINDOW.saturating_add(Duration::from_secs(1)));
+    assert_eq!(
+        a.unsend(id(1), id(2), late).unwrap_err(),
+        UnsendError::WindowClosed
+    );
+    // A sender that lies about its clock is still held to the receiver's clock.
+    let lying = raw(
+        id(3),
+        T0.saturating_add(Duration::from_mins(1)),
+        a.current_timer(),
+        Body::Delete { target: id(1) },
+    );
+    let too_late = at(UNSEND_WINDOW
+        .saturating_add(UNSEND_RECEIVE_GRACE)
+        .saturating_add(Duration::from_secs(1)));
+    assert_eq!(
+        b.handle_incoming(&lying, too_late),
+        Err(IncomingError::UnsendWindowClosed)
+    );
+    // And a claimed delete time past the window is refused even if it arrives promptly.
+    let honest_late = raw(
+        id(4),
+        late,
+        a.current_timer(),
+        Body::Delete { target: id(1) },
+    );
+    assert_eq!(
+        b.handle_incoming(&honest_late, at(Duration::from_hours(1))),
+        Err(IncomingError::UnsendWindowClosed)
+    );
+}
+
+#[test]
+fn a_delete_arriving_before_its_target_suppresses_it() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let text = a.send_text(id(1), b"oops", T0).unwrap();
+    let delete = a.unsend(id(1), id(2), at(Duration::from_mins(1))).unwrap();
+    assert_eq!(
+        b.handle_incoming(delete.as_bytes(), at(Duration::from_mins(2)))
+            .unwrap(),
+        Incoming::Control
+    );
+    assert_eq!(b.pending_deletes(), 1);
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(
+        b.handle_incoming(text.as_bytes(), at(Duration::from_mins(3)))
+            .unwrap(),
+        Incoming::Suppressed { id: id(1) }
+    );
+    assert_eq!(
+        drain(&mut b),
+        vec![PolicyEvent::Deleted {
+            id: id(1),
+            author: Side::Initiator
+        }]
+    );
+    assert_eq!(b.pending_deletes(), 0);
+}
+
+#[test]
+fn pending_deletes_are_bounded_in_count_and_time() {
+    let (a, mut b) = pair(RetentionPolicy::Off);
+    for n in 0..=MAX_PENDING_DELETES as u32 {
+        let d = raw(
+            id(100_000 + n),
+            T0,
+            a.current_timer(),
+            Body::Delete { target: id(n) },
+        );
+        let _ = b
+            .handle_incoming(&d, at(Duration::from_millis(u64::from(n))))
+            .unwrap();
+    }
+    assert_eq!(b.pending_deletes(), MAX_PENDING_DELETES);
+    // The oldest was dropped, and its target id is still refused.
+    assert!(b.is_tombstoned(&id(0)));
+    b.handle_timeout(at(
+        PENDING_DELETE_LIFETIME.saturating_add(Duration::from_secs(2))
+    ));
+    assert_eq!(b.pending_deletes(), 0);
+    assert_eq!(b.poll_timeout(), None);
+}
+
+#[test]
+fn close_ends_the_conversation_on_both_sides() {
+    let (mut a, mut b) = pair(hour());
+    let text = a.send_text(id(1), b"m", T0).unwrap();
+    let _ = b.handle_incoming(text.as_bytes(), T0).unwrap();
+    let (close, _erase) = b.close(id(2), T0).unwrap();
+    assert_eq!(
+        drain(&mut b),
+        vec![PolicyEvent::Closed {
+            by: Side::Responder
+        }]
+    );
+    assert_eq!(
+        a.handle_incoming(close.as_bytes(), T0).unwrap(),
+        Incoming::Closed(confide_policy::EraseSessionKeys)
+    );
+    assert_eq!(
+        drain(&mut a),
+        vec![PolicyEvent::Closed {
+            by: Side::Responder
+        }]
+    );
+    // Everything later is refused.
+    let late = a.clone().send_text(id(3), b"x", T0);
+    assert!(late.is_err());
+    let stray = raw(
+        id(4),
+        T0,
+        a.current_timer(),
+        Body::Text(MessageText::new(b"x".to_vec())),
+    );
+    assert_eq!(
+        a.handle_incoming(&stray, T0),
+        Err(IncomingError::Closed {
+            by: Side::Responder
+        })
+    );
+    assert_eq!(
+        b.handle_incoming(&stray, T0),
+        Err(IncomingError::Closed {
+            by: Side::Responder
+        })
+    );
+    assert!(a.set_timer(RetentionPolicy::Off, id(5), T0).is_err());
+    assert!(a.close(id(6), T0).is_err());
+    // Timers keep running after close.
+    b.handle_timeout(at(Duration::from_hours(1)));
+    assert_eq!(drain(&mut b), vec![PolicyEvent::Expired { id: id(1) }]);
+}
+
+#[test]
+fn skipped_key_cutoff_follows_the_enforced_retention() {
+    let (mut a, _) = pair(RetentionPolicy::Off);
+    assert_eq!(a.skipped_key_cutoff(T0), None);
+    let _ = a.set_timer(hour(), id(1), T0).unwrap();
+    assert_eq!(
+        a.skipped_key_cutoff(T0),
+        Some(
+            T0.saturating_sub(Duration::from_hours(1))
+                .saturating_sub(MAX_CLOCK_SKEW)
+        )
+    );
+    let org = OrgBounds::new(
+        RetentionDuration::MIN,
+        RetentionDuration::new(Duration::from_days(30)),
+    )
+    .unwrap();
+    let capped = ConversationPolicy::new(Side::Initiator, org, RetentionPolicy::Off);
+    assert_eq!(
+        capped.skipped_key_cutoff(T0),
+        Some(
+            T0.saturating_sub(Duration::from_days(30))
+                .saturating_sub(MAX_CLOCK_SKEW)
+        )
+    );
+}
+
+#[test]
+fn untimed_messages_retire_silently_after_the_unsend_window() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let text = a.send_text(id(1), b"m", T0).unwrap();
+    let _ = b.handle_incoming(text.as_bytes(), T0).unwrap();
+    let retire = at(UNSEND_WINDOW.saturating_add(UNSEND_RECEIVE_GRACE));
+    assert_eq!(b.poll_timeout(), Some(retire));
+    b.handle_timeout(retire);
+    assert!(
+        drain(&mut b).is_empty(),
+        "retiring is not expiry: the message stays on screen"
+    );
+    assert_eq!(b.tracked_messages(), 0);
+    assert!(b.is_tombstoned(&id(1)));
+}
+
+#[test]
+fn tombstones_are_bounded() {
+    let (mut a, mut b) = pair(RetentionPolicy::after_send(MIN_RETENTION));
+    for n in 0..(MAX_TOMBSTONES as u32 + 10) {
+        let f = a.send_text(id(n), b"", T0).unwrap();
+        let _ = b.handle_incoming(f.as_bytes(), T0).unwrap();
+    }
+    b.handle_timeout(at(Duration::from_hours(1)));
+    assert_eq!(drain(&mut b).len(), MAX_TOMBSTONES + 10);
+    assert!(!b.is_tombstoned(&id(0)), "oldest forgotten first");
+    assert!(b.is_tombstoned(&id(MAX_TOMBSTONES as u32 + 9)));
+}
+
+#[test]
+fn state_survives_serialization_with_pending_expiries() {
+    let (mut a, mut b) = pair(hour());
+    for n in 0..5 {
+        let f = a
+            .send_text(id(n), b"m", at(Duration::from_mins(u64::from(n))))
+            .unwrap();
+        let _ = b
+            .handle_incoming(f.as_bytes(), at(Duration::from_mins(u64::from(n))))
+            .unwrap();
+    }
+    let d = a.unsend(id(9), id(10), T0);
+    assert!(d.is_err());
+    let pending = raw(
+        id(20),
+        T0,
+        a.current_timer(),
+        Body::Delete { target: id(21) },
+    );
+    let _ = b.handle_incoming(&pending, T0).unwrap();
+    drain(&mut b);
+    let bytes = b.to_bytes().unwrap();
+    let mut restored = ConversationPolicy::from_bytes(&bytes).unwrap();
+    assert_eq!(restored, b);
+    assert_eq!(&*restored.to_bytes().unwrap(), &*bytes);
+    let later = at(Duration::from_days(2));
+    restored.handle_timeout(later);
+    b.handle_timeout(later);
+    assert_eq!(drain(&mut restored), drain(&mut b));
+    assert_eq!(restored, b);
+}
+
+#[test]
+fn state_with_undrained_events_is_not_serialized() {
+    let (mut a, _) = pair(RetentionPolicy::Off);
+    let _ = a.set_timer(hour(), id(1), T0).unwrap();
+    assert!(a.to_bytes().is_err());
+    drain(&mut a);
+    assert!(a.to_bytes().is_ok());
+}
+
+#[test]
+fn state_decoding_is_strict() {
+    let (mut a, _) = pair(hour());
+    let _ = a.send_text(id(1), b"m", T0).unwrap();
+    let bytes = a.to_bytes().unwrap().to_vec();
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(ConversationPolicy::from_bytes(&trailing).is_err());
+    let mut version = bytes.clone();
+    version[0] = 9;
+    assert!(ConversationPolicy::from_bytes(&version).is_err());
+    for cut in 0..bytes.len() {
+        assert!(ConversationPolicy::from_bytes(&bytes[..cut]).is_err());
+    }
+}
+
+#[test]
+fn send_refuses_reused_ids() {
+    let (mut a, mut b) = pair(RetentionPolicy::Off);
+    let f = a.send_text(id(1), b"m", T0).unwrap();
+    assert!(a.send_text(id(1), b"again", T0).is_err());
+    let _ = b.handle_incoming(f.as_bytes(), T0).unwrap();
+    // The peer reusing our id for its own text is refused.
+    let clash = raw(
+        id(2),
+        T0,
+        a.current_timer(),
+        Body::Text(MessageText::new(b"x".to_vec())),
+    );
+    let _ = a.send_text(id(2), b"mine", T0).unwrap();
+    let before = snapshot(&a);
+    assert_eq!(
+        a.handle_incoming(&clash, T0),
+        Err(IncomingError::IdConflict)
+    );
+    assert_eq!(a, before);
+}
+
+#[test]
+fn debug_output_shows_no_text_or_full_ids() {
+    let (mut a, mut b) = pair(hour());
+    let f = a
+        .send_text(id(0x0102_0304), b"my private worry", T0)
+        .unwrap();
+    let incoming = b.handle_incoming(f.as_bytes(), T0).unwrap();
+    for shown in [
+        format!("{f:?}"),
+        format!("{incoming:?}"),
+        format!("{b:?}"),
+        format!("{a:?}"),
+    ] {
+        assert!(!shown.contains("private"), "{shown}");
+        assert!(!shown.contains("109, 121"), "{shown}");
+        assert!(!shown.contains("aa"), "full id leaked: {shown}");
+    }
+}
