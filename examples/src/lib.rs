@@ -1,2 +1,339 @@
-//! Runnable examples live in src/bin.
+//! Small helpers shared by the example programs in `src/bin`: a certificate issuer, an
+//! in-process relay (mailboxes over the simulated network plus a prekey directory) that
+//! records what it could see, and a participant that runs the endpoint's loop.
 #![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chacha20::ChaCha20Rng;
+use confide::{Address, Endpoint, EndpointConfig, Event, Input, Output, Role, StorageKey};
+use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
+use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
+use confide_transport::sim::{LinkConfig, SimNetwork};
+
+/// Why an example helper failed (setup errors; the examples print them and exit).
+pub type ExampleError = Box<dyn std::error::Error>;
+
+/// The service's certificate issuer: a pinned root key certifies a server key, which
+/// certifies each account's address, identity key and role.
+pub struct CertificateIssuer {
+    roots: TrustRoots,
+    server: ServerKey,
+}
+
+impl CertificateIssuer {
+    /// A fresh service whose certificates are valid for a year from `now`.
+    pub fn new(rng: &mut ChaCha20Rng, now: Timestamp) -> Result<Self, ExampleError> {
+        let root = SigningKey::generate(rng);
+        let mut roots = TrustRoots::new();
+        roots.add_root(1, root.verifying_key())?;
+        let signing = SigningKey::generate(rng);
+        let cert = ServerCertificate::issue(
+            1,
+            &root,
+            1,
+            &signing.verifying_key(),
+            now.saturating_add(Duration::from_days(365)),
+        );
+        Ok(Self {
+            roots,
+            server: ServerKey::new(signing, cert)?,
+        })
+    }
+
+    /// The trust roots every app pins.
+    pub fn roots(&self) -> &TrustRoots {
+        &self.roots
+    }
+
+    /// Registers an account: a new identity, certified for `address` in `role`.
+    pub fn register(
+        &self,
+        rng: &mut ChaCha20Rng,
+        now: Timestamp,
+        address: &str,
+        role: Role,
+        display_name: Option<&str>,
+        config: EndpointConfig,
+    ) -> Result<Endpoint, ExampleError> {
+        let identity = IdentityKeyPair::generate(rng);
+        let cert = SenderCertificate::issue(
+            &self.server,
+            &SenderClaims {
+                address: address.as_bytes(),
+                device_id: 1,
+                identity: identity.public(),
+                role,
+                display_name,
+            },
+            now.saturating_add(Duration::from_days(30)),
+        )?;
+        Ok(Endpoint::new(
+            rng,
+            now,
+            identity,
+            Address::new(address.as_bytes())?,
+            cert,
+            self.roots.clone(),
+            config,
+        )?)
+    }
+}
+
+/// One frame as the relay saw it.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// When it was submitted.
+    pub at: Timestamp,
+    /// The destination mailbox (the relay must know it to deliver).
+    pub mailbox: String,
+    /// The frame's size in bytes.
+    pub size: usize,
+    /// Its first bytes (a random-looking frame id, then the sealed envelope).
+    pub head: Vec<u8>,
+}
+
+/// A small in-process relay: store-and-forward mailboxes over a lossy simulated network, a
+/// directory of prekey bundles, and a log of everything it could observe.
+pub struct Relay {
+    network: SimNetwork,
+    directory: BTreeMap<Vec<u8>, VecDeque<Vec<u8>>>,
+    observed: Vec<Observed>,
+}
+
+impl Relay {
+    /// A relay whose links lose, duplicate and reorder as `link` says (deterministic per seed).
+    pub fn new(seed: u64, link: LinkConfig) -> Self {
+        let mut network = SimNetwork::new(seed);
+        network.set_default_link(link);
+        Self {
+            network,
+            directory: BTreeMap::new(),
+            observed: Vec::new(),
+        }
+    }
+
+    /// A typical mobile link: 10% loss, 5% duplication, 10% reordering, 30-300 ms.
+    pub fn lossy_link() -> LinkConfig {
+        LinkConfig::perfect(Duration::from_millis(30))
+            .with_delay(Duration::from_millis(30), Duration::from_millis(300))
+            .with_loss(100_000)
+            .with_duplication(50_000)
+            .with_reordering(100_000)
+    }
+
+    /// Replaces the bundles published for `address`.
+    pub fn publish(&mut self, address: &Address, bundles: Vec<Vec<u8>>) {
+        self.directory
+            .insert(address.as_bytes().to_vec(), bundles.into_iter().collect());
+    }
+
+    /// Hands out one bundle for `address`: each one-time bundle once, the last-resort
+    /// bundle (the last one) to everyone after that.
+    pub fn fetch_bundle(&mut self, address: &Address) -> Option<Vec<u8>> {
+        let list = self.directory.get_mut(address.as_bytes())?;
+        if list.len() > 1 {
+            list.pop_front()
+        } else {
+            list.front().cloned()
+        }
+    }
+
+    /// Accepts a frame for `to`'s mailbox.
+    pub fn submit(&mut self, from: &Address, to: &Address, frame: &[u8], now: Timestamp) {
+        self.observed.push(Observed {
+            at: now,
+            mailbox: String::from_utf8_lossy(to.as_bytes()).into_owned(),
+            size: frame.len(),
+            head: frame.iter().take(24).copied().collect(),
+        });
+        self.network.send(from, to, frame, now);
+    }
+
+    /// Moves frames that arrived by `now` into their mailboxes.
+    pub fn deliver_due(&mut self, now: Timestamp) {
+        self.network.deliver_due(now);
+    }
+
+    /// When the next frame arrives, if one is in flight.
+    pub fn next_arrival(&self) -> Option<Timestamp> {
+        self.network.next_event_time()
+    }
+
+    /// Takes one frame from `address`'s mailbox.
+    pub fn take_mail(&mut self, address: &Address) -> Option<Vec<u8>> {
+        self.network.take_mail(address)
+    }
+
+    /// Everything the relay saw.
+    pub fn observed(&self) -> &[Observed] {
+        &self.observed
+    }
+
+    /// Frames lost by the simulated network.
+    pub fn lost(&self) -> u64 {
+        self.network.stats().lost
+    }
+}
+
+/// One app: an endpoint, its storage key and its last stored state.
+pub struct Participant {
+    /// A name for the transcript.
+    pub name: &'static str,
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    storage_key: StorageKey,
+    /// The last state blob stored (what a restart would load).
+    pub stored: Vec<u8>,
+    /// Whether the app is running (an offline app leaves its mail at the relay).
+    pub online: bool,
+    next_timeout: Option<Timestamp>,
+}
+
+impl Participant {
+    /// Wraps an endpoint.
+    pub fn new(name: &'static str, endpoint: Endpoint, storage_key: StorageKey) -> Self {
+        Self {
+            name,
+            endpoint,
+            storage_key,
+            stored: Vec::new(),
+            online: true,
+            next_timeout: None,
+        }
+    }
+
+    /// Step 2 of the run loop: polls until the deadline, persisting when asked, handing
+    /// frames to the relay, publishing bundles. Returns the other events.
+    pub fn drain(
+        &mut self,
+        relay: &mut Relay,
+        rng: &mut ChaCha20Rng,
+        now: Timestamp,
+    ) -> Result<Vec<Event>, ExampleError> {
+        let mut events = Vec::new();
+        loop {
+            match self.endpoint.poll_output() {
+                Output::Transmit(tx) => relay.submit(self.endpoint.address(), &tx.to, &tx.frame, now),
+                Output::Event(Event::PersistRequired) => {
+                    self.stored = self.endpoint.export_state(rng, &self.storage_key)?;
+                    self.endpoint.confirm_persisted();
+                }
+                Output::Event(Event::BundlesChanged) => {
+                    let address = self.endpoint.address().clone();
+                    relay.publish(&address, self.endpoint.bundles());
+                }
+                Output::Event(e) => events.push(e),
+                Output::Timeout(t) => {
+                    self.next_timeout = t;
+                    return Ok(events);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Step 1 for incoming mail and due timers at `now`. Returns the events.
+    pub fn poll(
+        &mut self,
+        relay: &mut Relay,
+        rng: &mut ChaCha20Rng,
+        now: Timestamp,
+    ) -> Result<Vec<Event>, ExampleError> {
+        let mut events = Vec::new();
+        if !self.online {
+            return Ok(events);
+        }
+        let address = self.endpoint.address().clone();
+        while let Some(frame) = relay.take_mail(&address) {
+            self.endpoint
+                .handle_input(rng, Input::Receive { bytes: &frame, now });
+            events.extend(self.drain(relay, rng, now)?);
+        }
+        if self.next_timeout.is_some_and(|t| t <= now) {
+            self.endpoint.handle_input(rng, Input::Timeout { now });
+            events.extend(self.drain(relay, rng, now)?);
+        }
+        Ok(events)
+    }
+
+    /// When this app next needs to run (its timer), if online.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        if self.online { self.next_timeout } else { None }
+    }
+}
+
+/// A virtual clock that runs participants over a relay, jumping to the next deadline.
+pub struct Stage {
+    /// The relay.
+    pub relay: Relay,
+    /// The apps.
+    pub participants: Vec<Participant>,
+    /// The deterministic random source.
+    pub rng: ChaCha20Rng,
+    /// The virtual time.
+    pub now: Timestamp,
+    /// When the story started (for printing offsets).
+    pub start: Timestamp,
+}
+
+impl Stage {
+    /// Runs until nothing is due before `until`, then sets the clock to `until`. Calls
+    /// `on_event(stage_time, participant_index, event)` for each event.
+    pub fn run_until(
+        &mut self,
+        until: Timestamp,
+        on_event: &mut dyn FnMut(Timestamp, usize, &Event, &mut Vec<Participant>),
+    ) -> Result<(), ExampleError> {
+        loop {
+            let next = self
+                .participants
+                .iter()
+                .filter_map(Participant::next_deadline)
+                .chain(self.relay.next_arrival())
+                .min();
+            let online_mail = self.participants.iter().any(|p| {
+                p.online && self.relay.network.mailbox_len(p.endpoint.address()) > 0
+            });
+            let at = if online_mail { Some(self.now) } else { next };
+            match at {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.relay.deliver_due(self.now);
+                    for i in 0..self.participants.len() {
+                        let Some(p) = self.participants.get_mut(i) else { continue };
+                        let events = p.poll(&mut self.relay, &mut self.rng, self.now)?;
+                        for e in &events {
+                            on_event(self.now, i, e, &mut self.participants);
+                        }
+                    }
+                }
+                _ => {
+                    self.now = self.now.max(until);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Runs a command on participant `i` at the current time and drains its outputs.
+    pub fn command<T>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Endpoint, &mut ChaCha20Rng, Timestamp) -> T,
+    ) -> Result<(T, Vec<Event>), ExampleError> {
+        let p = self
+            .participants
+            .get_mut(i)
+            .ok_or("no such participant")?;
+        let out = f(&mut p.endpoint, &mut self.rng, self.now);
+        let events = p.drain(&mut self.relay, &mut self.rng, self.now)?;
+        Ok((out, events))
+    }
+
+    /// `now` as an offset from the start, `h:mm:ss`.
+    pub fn clock(&self, at: Timestamp) -> String {
+        let s = at.saturating_duration_since(self.start).as_millis() / 1000;
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    }
+}
