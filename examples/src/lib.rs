@@ -214,7 +214,9 @@ impl Participant {
         let mut events = Vec::new();
         loop {
             match self.endpoint.poll_output() {
-                Output::Transmit(tx) => relay.submit(self.endpoint.address(), &tx.to, &tx.frame, now),
+                Output::Transmit(tx) => {
+                    relay.submit(self.endpoint.address(), &tx.to, &tx.frame, now)
+                }
                 Output::Event(Event::PersistRequired) => {
                     self.stored = self.endpoint.export_state(rng, &self.storage_key)?;
                     self.endpoint.confirm_persisted();
@@ -279,11 +281,11 @@ pub struct Stage {
 
 impl Stage {
     /// Runs until nothing is due before `until`, then sets the clock to `until`. Calls
-    /// `on_event(stage_time, participant_index, event)` for each event.
+    /// `on_event(time, participant_index, event)` for each event.
     pub fn run_until(
         &mut self,
         until: Timestamp,
-        on_event: &mut dyn FnMut(Timestamp, usize, &Event, &mut Vec<Participant>),
+        on_event: &mut dyn FnMut(Timestamp, usize, &Event),
     ) -> Result<(), ExampleError> {
         loop {
             let next = self
@@ -292,19 +294,22 @@ impl Stage {
                 .filter_map(Participant::next_deadline)
                 .chain(self.relay.next_arrival())
                 .min();
-            let online_mail = self.participants.iter().any(|p| {
-                p.online && self.relay.network.mailbox_len(p.endpoint.address()) > 0
-            });
+            let online_mail = self
+                .participants
+                .iter()
+                .any(|p| p.online && self.relay.network.mailbox_len(p.endpoint.address()) > 0);
             let at = if online_mail { Some(self.now) } else { next };
             match at {
                 Some(t) if t <= until => {
                     self.now = self.now.max(t);
                     self.relay.deliver_due(self.now);
                     for i in 0..self.participants.len() {
-                        let Some(p) = self.participants.get_mut(i) else { continue };
+                        let Some(p) = self.participants.get_mut(i) else {
+                            continue;
+                        };
                         let events = p.poll(&mut self.relay, &mut self.rng, self.now)?;
                         for e in &events {
-                            on_event(self.now, i, e, &mut self.participants);
+                            on_event(self.now, i, e);
                         }
                     }
                 }
@@ -322,13 +327,20 @@ impl Stage {
         i: usize,
         f: impl FnOnce(&mut Endpoint, &mut ChaCha20Rng, Timestamp) -> T,
     ) -> Result<(T, Vec<Event>), ExampleError> {
-        let p = self
-            .participants
-            .get_mut(i)
-            .ok_or("no such participant")?;
+        let p = self.participants.get_mut(i).ok_or("no such participant")?;
         let out = f(&mut p.endpoint, &mut self.rng, self.now);
         let events = p.drain(&mut self.relay, &mut self.rng, self.now)?;
         Ok((out, events))
+    }
+
+    /// Participant `i`.
+    pub fn get(&self, i: usize) -> Result<&Participant, ExampleError> {
+        Ok(self.participants.get(i).ok_or("no such participant")?)
+    }
+
+    /// Participant `i`, mutably.
+    pub fn get_mut(&mut self, i: usize) -> Result<&mut Participant, ExampleError> {
+        Ok(self.participants.get_mut(i).ok_or("no such participant")?)
     }
 
     /// `now` as an offset from the start, `h:mm:ss`.

@@ -2,7 +2,7 @@
 //! [`Endpoint`].
 //!
 //! An [`Endpoint`] holds an identity with its prekeys (generated, replenished and rotated on
-//! a schedule, see [`consts`]), its mailbox [`Address`](confide_transport::Address), its
+//! a schedule, see [`consts`]), its mailbox [`Address`], its
 //! [`SenderCertificate`](confide_sealed::SenderCertificate), the service's
 //! [`TrustRoots`](confide_sealed::TrustRoots), one conversation per peer (a session record
 //! and a retention policy) and the transport's reliable-delivery machine.
@@ -131,7 +131,7 @@ mod error;
 mod event;
 mod state;
 
-pub use endpoint::{Endpoint, EndpointConfig, EndpointStats};
+pub use endpoint::{Endpoint, EndpointConfig, EndpointStats, Persistence};
 pub use error::{
     CommandError, ExportError, IdentityChangeError, ImportError, NewEndpointError, StartError,
 };

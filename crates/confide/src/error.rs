@@ -1,0 +1,114 @@
+//! One error enum per operation. Errors carry counts and kinds, never content or identifiers.
+
+use confide_crypto::codec::{DecodeError, EncodeError};
+use confide_policy::Side;
+use thiserror::Error;
+
+/// Why [`Endpoint::new`](crate::Endpoint::new) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum NewEndpointError {
+    /// The sender certificate names another identity key than the endpoint's.
+    #[error("the sender certificate is for another identity")]
+    CertificateIdentityMismatch,
+}
+
+/// Why [`Endpoint::start_conversation`](crate::Endpoint::start_conversation) refused. Nothing
+/// changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The bundle is malformed, badly signed, ours, or not the expected identity.
+    #[error("bundle refused: {0}")]
+    Bundle(#[from] confide_session::BundleError),
+    /// The handshake could not be computed from the bundle.
+    #[error("session setup failed: {0}")]
+    Setup(#[from] confide_session::SessionSetupError),
+    /// A conversation with this address already exists.
+    #[error("a conversation with this peer already exists")]
+    ConversationExists,
+    /// [`crate::consts::MAX_CONVERSATIONS`] are already kept.
+    #[error("{max} conversations already kept")]
+    TooManyConversations {
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Why a command on a conversation (send, set_timer, unsend, mark_read, close) refused.
+/// Nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No conversation with this id.
+    #[error("unknown conversation")]
+    UnknownConversation,
+    /// The conversation is closed.
+    #[error("the conversation was closed by the {by:?}")]
+    Closed {
+        /// Who closed it.
+        by: Side,
+    },
+    /// The text is longer than [`confide_policy::limits::MAX_TEXT_LEN`].
+    #[error("text of {len} bytes exceeds the maximum {max}")]
+    TextTooLong {
+        /// Its length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The outbox or the queue of frames waiting for persistence is full; confirm
+    /// persistence, let acknowledgements arrive, or wait for give-ups.
+    #[error("outbox full")]
+    OutboxFull,
+    /// The retention policy layer refused (unknown message, not the author, window closed,
+    /// too many tracked messages or ids, timer versions exhausted).
+    #[error("refused by the conversation policy")]
+    Policy,
+    /// The session refused to encrypt (sending chain exhausted or invalid ratchet key).
+    #[error("session refused to encrypt")]
+    Session,
+}
+
+/// Why [`Endpoint::accept_identity_change`](crate::Endpoint::accept_identity_change) or
+/// [`Endpoint::reject_identity_change`](crate::Endpoint::reject_identity_change) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum IdentityChangeError {
+    /// No conversation with this id.
+    #[error("unknown conversation")]
+    UnknownConversation,
+    /// No message with a changed identity is held for this conversation.
+    #[error("no identity change is pending")]
+    NothingPending,
+}
+
+/// Why [`Endpoint::export_state`](crate::Endpoint::export_state) failed. Nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A component exceeded its encoding limit.
+    #[error("state component too large: {0}")]
+    Encode(#[from] EncodeError),
+    /// The conversation policy state could not be encoded.
+    #[error("conversation policy state could not be encoded")]
+    Policy,
+    /// The configured retention policy has no encoding in this version.
+    #[error("unsupported retention configuration")]
+    UnsupportedConfig,
+}
+
+/// Why [`Endpoint::import_state`](crate::Endpoint::import_state) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The storage blob did not open (wrong key, tampered, wrong kind, truncated).
+    #[error("stored state did not open: {0}")]
+    Storage(#[from] confide_session::StateError),
+    /// The decrypted state is not a valid endpoint state.
+    #[error("malformed endpoint state: {0}")]
+    Decode(#[from] DecodeError),
+    /// The stored certificate does not match the stored identity.
+    #[error("the stored certificate is for another identity")]
+    CertificateIdentityMismatch,
+}

@@ -1,0 +1,168 @@
+//! What the endpoint reports, takes as input and gives as output.
+
+use core::fmt;
+
+use confide_crypto::Timestamp;
+use confide_policy::{MessageId, MessageText, RetentionPolicy, Side, TimerSetting};
+use confide_sealed::Role;
+use confide_transport::Transmit;
+
+/// A local handle for one conversation. It is a counter assigned by this endpoint, so it
+/// says nothing about the peer and may be logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConversationId(pub(crate) u64);
+
+impl ConversationId {
+    /// The handle as a number (stable across export and import).
+    #[must_use]
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conversation#{}", self.0)
+    }
+}
+
+/// An input to [`Endpoint::handle_input`](crate::Endpoint::handle_input).
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum Input<'a> {
+    /// Frame bytes the transport received for this endpoint's mailbox, at `now`.
+    Receive {
+        /// The frame as received.
+        bytes: &'a [u8],
+        /// When it arrived.
+        now: Timestamp,
+    },
+    /// The time is `now`: do whatever is due. Early (spurious) timeouts do nothing.
+    Timeout {
+        /// The current time.
+        now: Timestamp,
+    },
+}
+
+impl fmt::Debug for Input<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Receive { bytes, now } => f
+                .debug_struct("Receive")
+                .field("len", &bytes.len())
+                .field("now", now)
+                .finish(),
+            Self::Timeout { now } => f.debug_struct("Timeout").field("now", now).finish(),
+        }
+    }
+}
+
+/// One output of [`Endpoint::poll_output`](crate::Endpoint::poll_output).
+#[derive(Debug)]
+#[non_exhaustive]
+#[must_use]
+pub enum Output {
+    /// Frame bytes to hand to the transport.
+    Transmit(Transmit),
+    /// Something for the app.
+    Event(Event),
+    /// Nothing more to output now. Call `handle_input(Input::Timeout { .. })` at this time
+    /// (`None`: no timer is running).
+    Timeout(Option<Timestamp>),
+}
+
+/// Something the app must know or act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The state changed: export it ([`Endpoint::export_state`](crate::Endpoint::export_state)),
+    /// store it durably, then call
+    /// [`Endpoint::confirm_persisted`](crate::Endpoint::confirm_persisted). Until then no new
+    /// frame leaves the endpoint (acknowledgements of received messages included).
+    PersistRequired,
+    /// A peer started a conversation with us (its first message follows as [`Event::Message`]).
+    ConversationStarted {
+        /// The new conversation.
+        conversation: ConversationId,
+        /// The peer's certified role.
+        peer_role: Role,
+    },
+    /// A text arrived. Show it until an [`Event::Expired`] or [`Event::Deleted`] names its id.
+    Message {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message id.
+        id: MessageId,
+        /// The sender's role, as certified by the service.
+        sender_role: Role,
+        /// The text.
+        text: MessageText,
+        /// When it expires, if already known (after-read timers start when it is read).
+        expires_at: Option<Timestamp>,
+    },
+    /// The peer acknowledged one of our texts (authenticated, end to end).
+    Delivered {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Our message.
+        id: MessageId,
+    },
+    /// No acknowledgement arrived in time; the endpoint stopped retransmitting the text.
+    DeliveryFailed {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Our message.
+        id: MessageId,
+    },
+    /// The peer has read these messages of ours.
+    Read {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Our messages that were read.
+        ids: Vec<MessageId>,
+    },
+    /// A message's timer ran out: erase it (and anything derived from it) now.
+    Expired {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        id: MessageId,
+    },
+    /// A message was deleted by its author: erase it now.
+    Deleted {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        id: MessageId,
+        /// Its author (who deleted it).
+        by: Side,
+    },
+    /// The conversation timer changed.
+    TimerChanged {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The agreed setting.
+        setting: TimerSetting,
+        /// What this side applies to new messages (the setting within the org bounds).
+        effective: RetentionPolicy,
+    },
+    /// A message arrived from the peer's address under a different identity key. It is held,
+    /// unread and unacknowledged, until the app calls
+    /// [`Endpoint::accept_identity_change`](crate::Endpoint::accept_identity_change) (after the
+    /// user compared the new safety number), or is dropped with
+    /// [`Endpoint::reject_identity_change`](crate::Endpoint::reject_identity_change).
+    IdentityChanged {
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// The conversation is closed; its session keys are erased.
+    ConversationClosed {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Who closed it.
+        by: Side,
+    },
+    /// The prekeys changed (consumed, replenished or rotated): upload
+    /// [`Endpoint::bundles`](crate::Endpoint::bundles) to the directory.
+    BundlesChanged,
+}

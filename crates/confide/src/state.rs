@@ -1,0 +1,364 @@
+//! Export and import of the whole endpoint state (encrypted at rest), and the "nothing lost"
+//! persistence rule. The byte layout is in `docs/endpoint.md`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use confide_crypto::{
+    CryptoRng, Duration, Timestamp,
+    codec::{DecodeError, Reader, Writer},
+    identity::{IDENTITY_PUBLIC_KEY_LEN, IdentityPublicKey},
+};
+use confide_policy::{
+    ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, StartRule,
+};
+use confide_sealed::{MAX_SENDER_CERTIFICATE_LEN, Role, SenderCertificate, TrustRoots};
+use confide_session::{
+    PreKeyStore, SessionRecord,
+    storage::{self, StateKind, StorageKey},
+};
+use confide_transport::{
+    Address, Delivery, MessageId as FrameId, Transmit, consts::MAX_ADDRESS_LEN,
+};
+use zeroize::Zeroizing;
+
+use crate::consts::{
+    ENDPOINT_STATE_VERSION, MAX_CONVERSATIONS, MAX_HELD_TRANSMITS, MAX_STATE_COMPONENT_LEN,
+};
+use crate::endpoint::{Conversation, Endpoint, EndpointConfig, Persistence, SentKind, SentRecord};
+use crate::error::{ExportError, ImportError};
+use crate::event::ConversationId;
+
+const PERSISTENCE_REQUIRED: u8 = 0;
+const PERSISTENCE_EPHEMERAL: u8 = 1;
+const RETENTION_OFF: u8 = 0;
+const RETENTION_EXPIRE: u8 = 1;
+const START_AFTER_SEND: u8 = 0;
+const START_AFTER_READ: u8 = 1;
+/// Most entries of the sent map: the transport outbox bound.
+const MAX_SENT_RECORDS: usize = confide_transport::consts::MAX_OUTBOX_MESSAGES;
+
+fn write_retention(w: &mut Writer, p: RetentionPolicy) -> Result<(), ExportError> {
+    match p {
+        RetentionPolicy::Off => {
+            w.u8(RETENTION_OFF);
+        }
+        RetentionPolicy::Expire { after, start } => {
+            let start = match start {
+                StartRule::AfterSend => START_AFTER_SEND,
+                StartRule::AfterRead => START_AFTER_READ,
+                _ => return Err(ExportError::UnsupportedConfig),
+            };
+            w.u8(RETENTION_EXPIRE)
+                .u64(after.get().as_millis())
+                .u8(start);
+        }
+        _ => return Err(ExportError::UnsupportedConfig),
+    }
+    Ok(())
+}
+
+fn read_duration(
+    r: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<RetentionDuration, DecodeError> {
+    RetentionDuration::new(Duration::from_millis(r.u64()?))
+        .ok_or(DecodeError::InvalidValue { field })
+}
+
+fn read_retention(r: &mut Reader<'_>) -> Result<RetentionPolicy, DecodeError> {
+    match r.u8()? {
+        RETENTION_OFF => Ok(RetentionPolicy::Off),
+        RETENTION_EXPIRE => {
+            let after = read_duration(r, "retention duration")?;
+            let start = match r.u8()? {
+                START_AFTER_SEND => StartRule::AfterSend,
+                START_AFTER_READ => StartRule::AfterRead,
+                _ => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "start rule",
+                    });
+                }
+            };
+            Ok(RetentionPolicy::Expire { after, start })
+        }
+        _ => Err(DecodeError::InvalidValue { field: "retention" }),
+    }
+}
+
+fn read_address(r: &mut Reader<'_>) -> Result<Address, DecodeError> {
+    Address::new(r.var16("address", MAX_ADDRESS_LEN)?)
+        .map_err(|_| DecodeError::InvalidValue { field: "address" })
+}
+
+fn read_frame_id(r: &mut Reader<'_>) -> Result<FrameId, DecodeError> {
+    Ok(FrameId::from_bytes(r.array()?))
+}
+
+impl Endpoint {
+    /// Serializes everything (identity and prekeys, certificate, trust roots, configuration,
+    /// conversations with their session records and policies, the delivery outbox and dedup
+    /// window, frames waiting to leave) and encrypts it under `key`
+    /// ([`StateKind::Endpoint`]). Store the result durably, then call
+    /// [`Endpoint::confirm_persisted`].
+    pub fn export_state<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        key: &StorageKey,
+    ) -> Result<Vec<u8>, ExportError> {
+        let plain = self.encode_state()?;
+        let blob = storage::seal(rng, key, StateKind::Endpoint, &plain);
+        self.exported = self.changes;
+        self.persist_announced = false;
+        Ok(blob)
+    }
+
+    /// Restores an endpoint from a blob of [`Endpoint::export_state`]. The restored state
+    /// counts as persisted (it was read from storage): frames it holds may leave at once.
+    pub fn import_state(key: &StorageKey, blob: &[u8]) -> Result<Self, ImportError> {
+        let plain = storage::open(key, StateKind::Endpoint, blob)?;
+        Self::decode_state(&plain)
+    }
+
+    fn encode_state(&self) -> Result<Zeroizing<Vec<u8>>, ExportError> {
+        let mut w = Writer::with_capacity(64 * 1024);
+        w.u8(ENDPOINT_STATE_VERSION);
+        w.var32(
+            "prekey store",
+            MAX_STATE_COMPONENT_LEN,
+            &Zeroizing::new(self.store.to_bytes()),
+        )?;
+        w.var16("address", MAX_ADDRESS_LEN, self.address.as_bytes())?;
+        w.var16(
+            "certificate",
+            MAX_SENDER_CERTIFICATE_LEN,
+            self.certificate.as_bytes(),
+        )?;
+        w.var32(
+            "trust roots",
+            MAX_STATE_COMPONENT_LEN,
+            &self.roots.to_bytes(),
+        )?;
+        let org = self.config.org;
+        w.u64(org.min().get().as_millis());
+        match org.max() {
+            None => {
+                w.u8(0);
+            }
+            Some(max) => {
+                w.u8(1).u64(max.get().as_millis());
+            }
+        }
+        write_retention(&mut w, self.config.initial_retention)?;
+        w.u8(match self.config.persistence {
+            Persistence::Required => PERSISTENCE_REQUIRED,
+            Persistence::Ephemeral => PERSISTENCE_EPHEMERAL,
+        });
+        w.u64(self.next_conversation);
+        w.u32(u32::try_from(self.conversations.len()).unwrap_or(u32::MAX));
+        for (id, c) in &self.conversations {
+            w.u64(id.0);
+            w.var16("peer address", MAX_ADDRESS_LEN, c.peer_address.as_bytes())?;
+            w.bytes(&c.peer_identity.to_bytes());
+            match c.peer_role {
+                None => {
+                    w.u8(0);
+                }
+                Some(role) => {
+                    w.u8(1).u8(role.to_wire());
+                }
+            }
+            w.var32(
+                "session record",
+                MAX_STATE_COMPONENT_LEN,
+                &Zeroizing::new(c.record.to_bytes()),
+            )?;
+            let policy = c.policy.to_bytes().map_err(|_| ExportError::Policy)?;
+            w.var32("policy", MAX_STATE_COMPONENT_LEN, &policy)?;
+            match c.close_sent {
+                None => {
+                    w.u8(0);
+                }
+                Some((frame, at)) => {
+                    w.u8(1).bytes(frame.as_bytes()).u64(at.as_millis());
+                }
+            }
+            match &c.held_identity_change {
+                None => {
+                    w.u8(0);
+                }
+                Some(frame) => {
+                    w.u8(1);
+                    w.var32("held frame", MAX_STATE_COMPONENT_LEN, frame)?;
+                }
+            }
+        }
+        w.var32(
+            "delivery",
+            MAX_STATE_COMPONENT_LEN,
+            &self.delivery.to_bytes(),
+        )?;
+        w.u32(u32::try_from(self.sent.len()).unwrap_or(u32::MAX));
+        for (frame, s) in &self.sent {
+            w.bytes(frame.as_bytes())
+                .u64(s.conversation.0)
+                .bytes(&s.message.to_bytes())
+                .u8(s.kind.to_byte());
+        }
+        w.u32(u32::try_from(self.held.len()).unwrap_or(u32::MAX));
+        for (_, tx) in &self.held {
+            w.var16("held destination", MAX_ADDRESS_LEN, tx.to.as_bytes())?;
+            w.var32("held transmit", MAX_STATE_COMPONENT_LEN, &tx.frame)?;
+        }
+        Ok(Zeroizing::new(w.into_vec()))
+    }
+
+    fn decode_state(bytes: &[u8]) -> Result<Self, ImportError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != ENDPOINT_STATE_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                what: "endpoint state",
+                found: version,
+            }
+            .into());
+        }
+        let store = PreKeyStore::from_bytes(r.var32("prekey store", MAX_STATE_COMPONENT_LEN)?)?;
+        let address = read_address(&mut r)?;
+        let certificate =
+            SenderCertificate::from_bytes(r.var16("certificate", MAX_SENDER_CERTIFICATE_LEN)?)?;
+        if *certificate.identity() != store.identity().public() {
+            return Err(ImportError::CertificateIdentityMismatch);
+        }
+        let roots = TrustRoots::from_bytes(r.var32("trust roots", MAX_STATE_COMPONENT_LEN)?)?;
+        let min = read_duration(&mut r, "org minimum")?;
+        let max = match r.u8()? {
+            0 => None,
+            1 => Some(read_duration(&mut r, "org maximum")?),
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    field: "org maximum flag",
+                }
+                .into());
+            }
+        };
+        let org = OrgBounds::new(min, max).ok_or(DecodeError::InvalidValue {
+            field: "org bounds",
+        })?;
+        let initial_retention = read_retention(&mut r)?;
+        let persistence = match r.u8()? {
+            PERSISTENCE_REQUIRED => Persistence::Required,
+            PERSISTENCE_EPHEMERAL => Persistence::Ephemeral,
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    field: "persistence",
+                }
+                .into());
+            }
+        };
+        let config = EndpointConfig {
+            org,
+            initial_retention,
+            persistence,
+        };
+        let mut endpoint = Self::assemble(store, address, certificate, roots, config);
+        endpoint.next_conversation = r.u64()?;
+        let count = r.count32("conversations", MAX_CONVERSATIONS)?;
+        let mut conversations = BTreeMap::new();
+        for _ in 0..count {
+            let id = ConversationId(r.u64()?);
+            if id.0 >= endpoint.next_conversation {
+                return Err(DecodeError::InvalidValue {
+                    field: "conversation id",
+                }
+                .into());
+            }
+            let peer_address = read_address(&mut r)?;
+            let peer_identity = IdentityPublicKey::from_bytes(r.bytes(IDENTITY_PUBLIC_KEY_LEN)?)?;
+            let peer_role = match r.u8()? {
+                0 => None,
+                1 => Some(
+                    Role::from_wire(r.u8()?).ok_or(DecodeError::InvalidValue { field: "role" })?,
+                ),
+                _ => return Err(DecodeError::InvalidValue { field: "role flag" }.into()),
+            };
+            let record =
+                SessionRecord::from_bytes(r.var32("session record", MAX_STATE_COMPONENT_LEN)?)?;
+            let policy =
+                ConversationPolicy::from_bytes(r.var32("policy", MAX_STATE_COMPONENT_LEN)?)?;
+            let close_sent = match r.u8()? {
+                0 => None,
+                1 => Some((read_frame_id(&mut r)?, Timestamp::from_millis(r.u64()?))),
+                _ => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "close flag",
+                    }
+                    .into());
+                }
+            };
+            let held_identity_change = match r.u8()? {
+                0 => None,
+                1 => Some(r.var32("held frame", MAX_STATE_COMPONENT_LEN)?.to_vec()),
+                _ => return Err(DecodeError::InvalidValue { field: "held flag" }.into()),
+            };
+            let conversation = Conversation {
+                peer_address,
+                peer_identity,
+                peer_role,
+                record,
+                policy,
+                close_sent,
+                held_identity_change,
+            };
+            // Strictly ascending ids: one canonical encoding, no duplicates.
+            if conversations
+                .last_key_value()
+                .is_some_and(|(last, _)| *last >= id)
+            {
+                return Err(DecodeError::InvalidValue {
+                    field: "conversation order",
+                }
+                .into());
+            }
+            conversations.insert(id, conversation);
+        }
+        endpoint.conversations = conversations;
+        endpoint.delivery = Delivery::from_bytes(r.var32("delivery", MAX_STATE_COMPONENT_LEN)?)?;
+        let count = r.count32("sent records", MAX_SENT_RECORDS)?;
+        for _ in 0..count {
+            let frame = read_frame_id(&mut r)?;
+            let conversation = ConversationId(r.u64()?);
+            let message = MessageId::from_bytes(r.array()?);
+            let kind = SentKind::from_byte(r.u8()?)
+                .ok_or(DecodeError::InvalidValue { field: "sent kind" })?;
+            if endpoint
+                .sent
+                .last_key_value()
+                .is_some_and(|(last, _)| *last >= frame)
+            {
+                return Err(DecodeError::InvalidValue {
+                    field: "sent order",
+                }
+                .into());
+            }
+            endpoint.sent.insert(
+                frame,
+                SentRecord {
+                    conversation,
+                    message,
+                    kind,
+                },
+            );
+        }
+        let count = r.count32("held transmits", MAX_HELD_TRANSMITS)?;
+        let mut held = VecDeque::with_capacity(count);
+        for _ in 0..count {
+            let to = read_address(&mut r)?;
+            let frame = r.var32("held transmit", MAX_STATE_COMPONENT_LEN)?.to_vec();
+            // Tag 0: the restored state is persisted, so these may leave at once.
+            held.push_back((0, Transmit { to, frame }));
+        }
+        endpoint.held = held;
+        r.finish()?;
+        Ok(endpoint)
+    }
+}

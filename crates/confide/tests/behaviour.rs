@@ -1,0 +1,411 @@
+//! What a user or an attacker sees: identity changes surfaced, timers and deletes, close.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::needless_range_loop
+)]
+
+mod common;
+
+use common::{Service, connect, lossy, pair};
+use confide::{
+    CommandError, Endpoint, EndpointConfig, Event, ExpectedIdentity, IdentityChangeError, Input,
+    Output, RetentionPolicy, Role, Side,
+};
+use confide_crypto::Duration;
+
+fn texts(events: &[(confide::ConversationId, Vec<u8>)]) -> Vec<String> {
+    events
+        .iter()
+        .map(|(_, t)| String::from_utf8(t.clone()).unwrap())
+        .collect()
+}
+
+fn settle(world: &mut common::World, d: Duration) {
+    let until = world.now().saturating_add(d);
+    world.run_until(until);
+}
+
+#[test]
+fn identity_change_is_held_until_the_app_accepts_it() {
+    let (mut world, service) = pair(11, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, b"hello");
+    settle(&mut world, Duration::from_secs(5));
+    let counselor_conv = world.endpoint(1).conversations()[0];
+    world.send(1, counselor_conv, b"hi, I'm here");
+    settle(&mut world, Duration::from_secs(5));
+    let before = world.endpoint(0).safety_number(conv).unwrap();
+
+    // The counselor's app is reinstalled: same address, new identity key. It writes again.
+    let (fresh, fresh_id) = service.endpoint(
+        &mut world.rng,
+        b"counselor-1",
+        Role::Counselor,
+        EndpointConfig::default(),
+    );
+    world.identities[1] = fresh_id;
+    world.command(1, |e, _, _| *e = fresh);
+    let delivered_before = world.live[1].delivered;
+    let bundle = world.endpoint(0).bundles()[0].clone();
+    let client_addr = world.endpoint(0).address().clone();
+    let new_conv = world.command(1, |e, _, rng| {
+        e.start_conversation(rng, client_addr, &bundle, ExpectedIdentity::TrustOnFirstUse)
+            .unwrap()
+    });
+    world.send(1, new_conv, b"it's me, on a new phone");
+    settle(&mut world, Duration::from_secs(10));
+
+    assert!(
+        world.live[0]
+            .events
+            .contains(&Event::IdentityChanged { conversation: conv }),
+        "the change is surfaced"
+    );
+    assert_eq!(
+        texts(&world.live[0].received),
+        ["hi, I'm here"],
+        "held, not shown"
+    );
+    assert_eq!(
+        world.live[1].delivered, delivered_before,
+        "and not acknowledged"
+    );
+    assert!(before.ct_equals(&world.endpoint(0).safety_number(conv).unwrap()));
+
+    // The user compares the new safety number and accepts.
+    world.command(0, |e, now, rng| {
+        e.accept_identity_change(rng, now, conv).unwrap()
+    });
+    settle(&mut world, Duration::from_secs(10));
+    assert_eq!(
+        texts(&world.live[0].received),
+        ["hi, I'm here", "it's me, on a new phone"]
+    );
+    assert!(!before.ct_equals(&world.endpoint(0).safety_number(conv).unwrap()));
+    assert_eq!(world.live[1].delivered, delivered_before + 1);
+    assert_eq!(
+        world.command(0, |e, now, rng| e.accept_identity_change(rng, now, conv)),
+        Err(IdentityChangeError::NothingPending)
+    );
+}
+
+#[test]
+fn expiry_and_unsend_surface_events_on_both_sides() {
+    let (mut world, _service) = pair(12, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, b"first");
+    settle(&mut world, Duration::from_secs(5));
+    let kconv = world.endpoint(1).conversations()[0];
+    world.command(0, |e, now, rng| {
+        e.set_timer(
+            rng,
+            now,
+            conv,
+            RetentionPolicy::after_send(Duration::from_mins(1)),
+        )
+        .unwrap()
+    });
+    settle(&mut world, Duration::from_secs(5));
+    assert!(
+        world.live[1].events.iter().any(
+            |e| matches!(e, Event::TimerChanged { conversation, .. } if *conversation == kconv)
+        )
+    );
+    let id = world.command(0, |e, now, rng| {
+        e.send(rng, now, conv, b"this will vanish").unwrap()
+    });
+    settle(&mut world, Duration::from_secs(5));
+    assert_eq!(world.live[1].received.len(), 2);
+    settle(&mut world, Duration::from_mins(2));
+    assert!(world.live[0].events.contains(&Event::Expired {
+        conversation: conv,
+        id
+    }));
+    assert!(world.live[1].events.contains(&Event::Expired {
+        conversation: kconv,
+        id
+    }));
+
+    let id = world.command(1, |e, now, rng| {
+        e.send(rng, now, kconv, b"oops, wrong chat").unwrap()
+    });
+    settle(&mut world, Duration::from_secs(5));
+    world.command(1, |e, now, rng| e.unsend(rng, now, kconv, id).unwrap());
+    settle(&mut world, Duration::from_secs(5));
+    let deleted = |c| Event::Deleted {
+        conversation: c,
+        id,
+        by: Side::Responder,
+    };
+    assert!(world.live[1].events.contains(&deleted(kconv)));
+    assert!(world.live[0].events.contains(&deleted(conv)));
+    // Only its author may unsend.
+    assert_eq!(
+        world.command(0, |e, now, rng| e.unsend(rng, now, conv, id)),
+        Err(CommandError::Policy)
+    );
+}
+
+#[test]
+fn close_erases_keys_and_refuses_later_messages() {
+    let (mut world, service) = pair(13, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, b"thank you");
+    settle(&mut world, Duration::from_secs(5));
+    let kconv = world.endpoint(1).conversations()[0];
+    // A copy of the counselor as it was before the close (e.g. a stale backup).
+    let stale = world.snapshots[1].clone();
+
+    world.command(0, |e, now, rng| e.close(rng, now, conv).unwrap());
+    settle(&mut world, Duration::from_secs(10));
+    assert!(world.live[0].events.contains(&Event::ConversationClosed {
+        conversation: conv,
+        by: Side::Initiator
+    }));
+    assert!(world.live[1].events.contains(&Event::ConversationClosed {
+        conversation: kconv,
+        by: Side::Initiator
+    }));
+    assert!(!world.endpoint(0).has_session(conv) && !world.endpoint(1).has_session(kconv));
+    assert_eq!(
+        world.command(1, |e, now, rng| e.send(rng, now, kconv, b"are you there?")),
+        Err(CommandError::Closed {
+            by: Side::Initiator
+        })
+    );
+
+    // The stale copy still has keys and writes; the client refuses it.
+    let mut old = Endpoint::import_state(&world.key, &stale).unwrap();
+    let now = world.now();
+    old.send(&mut world.rng, now, kconv, b"from a stale backup")
+        .unwrap();
+    let mut frames = Vec::new();
+    loop {
+        match old.poll_output() {
+            Output::Transmit(tx) => frames.push(tx.frame),
+            Output::Event(Event::PersistRequired) => {
+                let _ = old.export_state(&mut world.rng, &world.key).unwrap();
+                old.confirm_persisted();
+            }
+            Output::Event(_) => {}
+            _ => break,
+        }
+    }
+    assert!(!frames.is_empty());
+    let before = world.endpoint(0).stats().closed_conversation_frames;
+    for f in frames {
+        world.command(0, |e, now, rng| {
+            e.handle_input(rng, Input::Receive { bytes: &f, now })
+        });
+    }
+    assert!(
+        texts(&world.live[0].received)
+            .iter()
+            .all(|t| t != "from a stale backup")
+    );
+    assert!(world.endpoint(0).stats().closed_conversation_frames > before);
+    let _ = service;
+}
+
+#[test]
+fn close_stops_retransmitting_after_the_period() {
+    let (mut world, _service) = pair(14, lossy(0, 0, 0));
+    let counselor = world.endpoint(1).address().clone();
+    let conv = connect(&mut world);
+    world.send(0, conv, b"hello");
+    settle(&mut world, Duration::from_secs(5));
+    // The counselor disappears; the client closes.
+    let now = world.now();
+    world.sim.network_mut().take_offline(
+        &counselor,
+        now,
+        now.saturating_add(Duration::from_days(30)),
+    );
+    world.command(0, |e, now, rng| e.close(rng, now, conv).unwrap());
+    assert_eq!(world.endpoint(0).outbox_len(), 1);
+    settle(&mut world, Duration::from_hours(23));
+    assert_eq!(
+        world.endpoint(0).outbox_len(),
+        1,
+        "still retrying within the period"
+    );
+    settle(&mut world, Duration::from_hours(2));
+    assert_eq!(
+        world.endpoint(0).outbox_len(),
+        0,
+        "gave up after the period"
+    );
+}
+
+#[test]
+fn spurious_timeouts_change_nothing() {
+    let (mut world, _service) = pair(15, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, b"hello");
+    let key = world.key.clone();
+    let before = world.command(0, |e, _, rng| {
+        let _ = e.export_state(rng, &key).unwrap();
+        e.confirm_persisted();
+        e.poll_timeout()
+    });
+    world.command(0, |e, now, rng| e.handle_input(rng, Input::Timeout { now }));
+    assert!(
+        !world.endpoint(0).needs_persist(),
+        "an early timeout changed state"
+    );
+    assert_eq!(world.endpoint(0).poll_timeout(), before);
+}
+
+#[test]
+fn wrong_storage_key_and_tampering_are_refused() {
+    let (world, _service) = pair(16, lossy(0, 0, 0));
+    let blob = world.snapshots[0].clone();
+    assert!(Endpoint::import_state(&confide::StorageKey::new([1; 32]), &blob).is_err());
+    let mut bad = blob.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(Endpoint::import_state(&world.key, &bad).is_err());
+    let restored = Endpoint::import_state(&world.key, &blob).unwrap();
+    assert_eq!(restored.identity(), world.endpoint(0).identity());
+    let _ = Service::new;
+}
+
+#[test]
+fn debug_output_names_no_one() {
+    let (world, _service) = pair(17, lossy(0, 0, 0));
+    let shown = format!("{:?}", world.endpoint(0));
+    assert!(!shown.contains("client-1"));
+    assert!(shown.starts_with("Endpoint"));
+    let input = format!(
+        "{:?}",
+        Input::Receive {
+            bytes: b"secret",
+            now: common::T0
+        }
+    );
+    assert!(!input.contains("secret") && !input.contains("115"));
+}
+
+fn plaintext(world: &mut common::World, n: usize) -> Vec<u8> {
+    let key = world.key.clone();
+    let blob = world.command(n, |e, _, rng| e.export_state(rng, &key).unwrap());
+    confide_session::storage::open(&key, confide_session::storage::StateKind::Endpoint, &blob)
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn state_round_trips_exactly_and_decoding_is_strict() {
+    use confide_session::storage::{StateKind, seal};
+    let (mut world, _service) = pair(18, lossy(10, 10, 10));
+    let conv = connect(&mut world);
+    for i in 0..5 {
+        world.send(0, conv, format!("m{i}").as_bytes());
+    }
+    settle(&mut world, Duration::from_secs(3));
+    let before = plaintext(&mut world, 0);
+    let blob = seal(&mut world.rng, &world.key, StateKind::Endpoint, &before);
+    let mut restored = Endpoint::import_state(&world.key, &blob).unwrap();
+    let again = restored.export_state(&mut world.rng, &world.key).unwrap();
+    let again = confide_session::storage::open(&world.key, StateKind::Endpoint, &again).unwrap();
+    assert_eq!(
+        before,
+        again.to_vec(),
+        "import then export gives the same bytes"
+    );
+
+    let mut trailing = before.clone();
+    trailing.push(0);
+    let bad = seal(&mut world.rng, &world.key, StateKind::Endpoint, &trailing);
+    assert!(
+        Endpoint::import_state(&world.key, &bad).is_err(),
+        "trailing bytes refused"
+    );
+    for cut in [1, before.len() / 2, before.len() - 1] {
+        let bad = seal(
+            &mut world.rng,
+            &world.key,
+            StateKind::Endpoint,
+            &before[..cut],
+        );
+        assert!(
+            Endpoint::import_state(&world.key, &bad).is_err(),
+            "truncation refused"
+        );
+    }
+    let mut version = before.clone();
+    version[0] = 2;
+    let bad = seal(&mut world.rng, &world.key, StateKind::Endpoint, &version);
+    assert!(
+        Endpoint::import_state(&world.key, &bad).is_err(),
+        "unknown version refused"
+    );
+    let other_kind = seal(&mut world.rng, &world.key, StateKind::Session, &before);
+    assert!(
+        Endpoint::import_state(&world.key, &other_kind).is_err(),
+        "other kind refused"
+    );
+}
+
+#[test]
+fn garbage_and_forged_frames_change_nothing() {
+    let (mut world, service) = pair(19, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, b"hello");
+    settle(&mut world, Duration::from_secs(3));
+    let before = plaintext(&mut world, 1);
+
+    // A frame sealed by someone whose certificate the service never issued.
+    let mut rogue_rng = <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed([99; 32]);
+    let rogue_service = Service::new(&mut rogue_rng);
+    let (mut rogue, _) = rogue_service.endpoint(
+        &mut rogue_rng,
+        b"client-1",
+        Role::Client,
+        EndpointConfig::default(),
+    );
+    let bundle = world.endpoint(1).bundles()[0].clone();
+    let c = rogue
+        .start_conversation(
+            &mut rogue_rng,
+            world.endpoint(1).address().clone(),
+            &bundle,
+            ExpectedIdentity::TrustOnFirstUse,
+        )
+        .unwrap();
+    rogue
+        .send(&mut rogue_rng, common::T0, c, b"forged")
+        .unwrap();
+    let mut forged = Vec::new();
+    loop {
+        match rogue.poll_output() {
+            Output::Transmit(tx) => forged.push(tx.frame),
+            Output::Event(Event::PersistRequired) => {
+                let _ = rogue.export_state(&mut rogue_rng, &world.key).unwrap();
+                rogue.confirm_persisted();
+            }
+            Output::Event(_) => {}
+            _ => break,
+        }
+    }
+    assert!(!forged.is_empty());
+    let mut inputs: Vec<Vec<u8>> = vec![vec![], vec![1, 1, 0], vec![0xff; 300]];
+    inputs.extend(forged.iter().cloned());
+    // A valid frame with one bit flipped in the envelope.
+    let mut flipped = forged[0].clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x80;
+    inputs.push(flipped);
+    for bytes in &inputs {
+        world.command(1, |e, now, rng| {
+            e.handle_input(rng, Input::Receive { bytes, now })
+        });
+    }
+    assert_eq!(before, plaintext(&mut world, 1), "state unchanged");
+    assert!(world.endpoint(1).stats().unopened_envelopes >= 2);
+    assert_eq!(world.live[1].received.len(), 1);
+    let _ = service;
+}

@@ -1,0 +1,486 @@
+//! Shared harness: a small service (trust root, server key), endpoints, and a simulation that
+//! plays the app's part of the run loop (persisting when asked, crashing on demand).
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::needless_range_loop
+)]
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+
+use chacha20::ChaCha20Rng;
+use confide::{
+    Address, ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity, Input, Output,
+    Role, StorageKey,
+};
+use confide_crypto::{
+    CryptoRng, Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey,
+};
+use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
+use confide_session::SessionMessage;
+use confide_transport::{
+    Frame,
+    driver::{EndpointOutput, NodeId, SansIoEndpoint, Simulation},
+    sim::{LinkConfig, SimNetwork},
+};
+use rand_core::SeedableRng;
+
+pub const T0: Timestamp = Timestamp::from_millis(1_750_000_000_000);
+
+pub struct Service {
+    pub roots: TrustRoots,
+    pub server: ServerKey,
+}
+
+impl Service {
+    pub fn new(rng: &mut ChaCha20Rng) -> Self {
+        let root = SigningKey::generate(rng);
+        let mut roots = TrustRoots::new();
+        roots.add_root(1, root.verifying_key()).unwrap();
+        let signing = SigningKey::generate(rng);
+        let cert = ServerCertificate::issue(
+            1,
+            &root,
+            7,
+            &signing.verifying_key(),
+            T0.saturating_add(Duration::from_days(365)),
+        );
+        Self {
+            roots,
+            server: ServerKey::new(signing, cert).unwrap(),
+        }
+    }
+
+    pub fn certificate(
+        &self,
+        name: &[u8],
+        identity: &IdentityKeyPair,
+        role: Role,
+    ) -> SenderCertificate {
+        SenderCertificate::issue(
+            &self.server,
+            &SenderClaims {
+                address: name,
+                device_id: 1,
+                identity: identity.public(),
+                role,
+                display_name: None,
+            },
+            T0.saturating_add(Duration::from_days(300)),
+        )
+        .unwrap()
+    }
+
+    /// A new endpoint plus its identity key pair (kept by tests to inspect the wire).
+    pub fn endpoint(
+        &self,
+        rng: &mut ChaCha20Rng,
+        name: &[u8],
+        role: Role,
+        config: EndpointConfig,
+    ) -> (Endpoint, IdentityKeyPair) {
+        let identity = IdentityKeyPair::generate(rng);
+        let cert = self.certificate(name, &identity, role);
+        let e = Endpoint::new(
+            rng,
+            T0,
+            identity.clone(),
+            Address::new(name).unwrap(),
+            cert,
+            self.roots.clone(),
+            config,
+        )
+        .unwrap();
+        (e, identity)
+    }
+}
+
+/// Every frame a node put on the wire, in order.
+pub type WireLog = Rc<RefCell<Vec<(Address, Vec<u8>)>>>;
+
+/// An endpoint as the simulation sees it, logging what it transmits.
+pub struct Node {
+    pub endpoint: Endpoint,
+    pub wire: WireLog,
+}
+
+impl SansIoEndpoint for Node {
+    type Event = Event;
+
+    fn handle_receive<R: CryptoRng + ?Sized>(&mut self, frame: &[u8], now: Timestamp, rng: &mut R) {
+        self.endpoint
+            .handle_input(rng, Input::Receive { bytes: frame, now });
+    }
+
+    fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
+        self.endpoint.handle_input(rng, Input::Timeout { now });
+    }
+
+    fn poll_output(&mut self) -> EndpointOutput<Event> {
+        match self.endpoint.poll_output() {
+            Output::Transmit(tx) => {
+                self.wire
+                    .borrow_mut()
+                    .push((tx.to.clone(), tx.frame.clone()));
+                EndpointOutput::Transmit(tx)
+            }
+            Output::Event(e) => EndpointOutput::Event(e),
+            Output::Timeout(t) => EndpointOutput::Timeout(t),
+            _ => EndpointOutput::Timeout(None),
+        }
+    }
+}
+
+/// What an app remembers, committed together with the endpoint state.
+#[derive(Default, Clone)]
+pub struct AppLog {
+    /// Texts received: (conversation, text).
+    pub received: Vec<(ConversationId, Vec<u8>)>,
+    /// Texts sent and accepted by the endpoint.
+    pub sent: Vec<Vec<u8>>,
+    /// Texts acknowledged by the peer.
+    pub delivered: usize,
+    /// Every other event.
+    pub events: Vec<Event>,
+}
+
+pub struct World {
+    pub sim: Simulation<Node>,
+    pub rng: ChaCha20Rng,
+    pub key: StorageKey,
+    pub nodes: Vec<NodeId>,
+    pub identities: Vec<IdentityKeyPair>,
+    /// The last confirmed snapshot of each node.
+    pub snapshots: Vec<Vec<u8>>,
+    /// The app log as of that snapshot.
+    pub committed: Vec<AppLog>,
+    /// The app log including what was not persisted yet.
+    pub live: Vec<AppLog>,
+    /// When true, a node does not persist when asked (the app is slow); see `persist_now`.
+    pub defer_persist: Vec<bool>,
+    pub wire: Vec<WireLog>,
+    /// Stats summed over crashed incarnations.
+    pub authentication_failures: u64,
+    pub crashes: usize,
+}
+
+impl World {
+    pub fn new(seed: u8, link: LinkConfig) -> Self {
+        let rng = ChaCha20Rng::from_seed([seed; 32]);
+        let mut net = SimNetwork::new(u64::from(seed) + 1000);
+        net.set_default_link(link);
+        Self {
+            sim: Simulation::new(net, T0),
+            rng,
+            key: StorageKey::new([seed ^ 0x5a; 32]),
+            nodes: Vec::new(),
+            identities: Vec::new(),
+            snapshots: Vec::new(),
+            committed: Vec::new(),
+            live: Vec::new(),
+            defer_persist: Vec::new(),
+            wire: Vec::new(),
+            authentication_failures: 0,
+            crashes: 0,
+        }
+    }
+
+    pub fn add(&mut self, endpoint: Endpoint, identity: IdentityKeyPair) -> usize {
+        let wire: WireLog = Rc::default();
+        let address = endpoint.address().clone();
+        let id = self.sim.add_node(
+            address,
+            Node {
+                endpoint,
+                wire: wire.clone(),
+            },
+        );
+        self.nodes.push(id);
+        self.identities.push(identity);
+        self.snapshots.push(Vec::new());
+        self.committed.push(AppLog::default());
+        self.live.push(AppLog::default());
+        self.defer_persist.push(false);
+        self.wire.push(wire);
+        let n = self.nodes.len() - 1;
+        // Drain the new node's first outputs (PersistRequired, BundlesChanged).
+        self.command(n, |_, _, _| ());
+        n
+    }
+
+    pub fn endpoint(&self, n: usize) -> &Endpoint {
+        &self.sim.endpoint(self.nodes[n]).unwrap().endpoint
+    }
+
+    /// Runs a command on node `n` and handles the resulting events.
+    pub fn command<T>(
+        &mut self,
+        n: usize,
+        f: impl FnOnce(&mut Endpoint, Timestamp, &mut ChaCha20Rng) -> T,
+    ) -> T {
+        let out = self
+            .sim
+            .command(self.nodes[n], &mut self.rng, |node, now, rng| {
+                f(&mut node.endpoint, now, rng)
+            })
+            .unwrap();
+        self.handle_events();
+        out
+    }
+
+    pub fn persist_now(&mut self, n: usize) {
+        let key = self.key.clone();
+        let snapshot = self
+            .sim
+            .command(self.nodes[n], &mut self.rng, |node, _, rng| {
+                let blob = node.endpoint.export_state(rng, &key).unwrap();
+                node.endpoint.confirm_persisted();
+                blob
+            })
+            .unwrap();
+        self.snapshots[n] = snapshot;
+        self.committed[n] = self.live[n].clone();
+    }
+
+    /// Replaces node `n` by an import of its last confirmed snapshot; unpersisted app state is
+    /// lost with it.
+    pub fn crash(&mut self, n: usize) {
+        let key = self.key.clone();
+        let snapshot = self.snapshots[n].clone();
+        let lost = self.endpoint(n).stats();
+        self.authentication_failures += lost.authentication_failures;
+        self.sim
+            .command(self.nodes[n], &mut self.rng, |node, _, _| {
+                node.endpoint = Endpoint::import_state(&key, &snapshot).unwrap();
+            })
+            .unwrap();
+        self.live[n] = self.committed[n].clone();
+        self.crashes += 1;
+        self.handle_events();
+    }
+
+    pub fn handle_events(&mut self) {
+        loop {
+            let events = self.sim.take_events();
+            if events.is_empty() {
+                return;
+            }
+            for (node, event) in events {
+                let n = self.nodes.iter().position(|x| *x == node).unwrap();
+                match event {
+                    Event::PersistRequired => {
+                        if !self.defer_persist[n] {
+                            self.persist_now(n);
+                        }
+                    }
+                    Event::Message {
+                        conversation, text, ..
+                    } => {
+                        self.live[n]
+                            .received
+                            .push((conversation, text.as_bytes().to_vec()));
+                    }
+                    Event::Delivered { .. } => self.live[n].delivered += 1,
+                    other => self.live[n].events.push(other),
+                }
+            }
+        }
+    }
+
+    /// Steps the simulation until nothing is due at or before `limit`.
+    pub fn run_until(&mut self, limit: Timestamp) {
+        while let Some(t) = self.sim.next_deadline() {
+            if t > limit {
+                break;
+            }
+            self.sim.step(&mut self.rng);
+            self.handle_events();
+        }
+    }
+
+    /// Steps until `done` holds or `limit` passes; returns whether `done` held.
+    pub fn run_while(&mut self, limit: Timestamp, mut done: impl FnMut(&Self) -> bool) -> bool {
+        while !done(self) {
+            match self.sim.next_deadline() {
+                Some(t) if t <= limit => {
+                    self.sim.step(&mut self.rng);
+                    self.handle_events();
+                }
+                _ => return done(self),
+            }
+        }
+        true
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.sim.now()
+    }
+
+    /// Sends a text from `n` and records it in the app log.
+    pub fn send(&mut self, n: usize, conversation: ConversationId, text: &[u8]) {
+        // Recorded first: the app stores its outgoing text with the state that holds it.
+        self.live[n].sent.push(text.to_vec());
+        self.command(n, |e, now, rng| {
+            e.send(rng, now, conversation, text).unwrap()
+        });
+    }
+
+    /// Checks the wire log of every node: no two different session ciphertexts under the same
+    /// (ratchet key, index), i.e. no message key was ever used twice.
+    pub fn assert_no_key_reuse(&self, roots: &TrustRoots) {
+        let mut seen: BTreeMap<([u8; 32], u32, [u8; 32]), Vec<u8>> = BTreeMap::new();
+        for (sender, log) in self.wire.iter().enumerate() {
+            for (to, frame) in log.borrow().iter() {
+                let Some(recipient) = self
+                    .nodes
+                    .iter()
+                    .position(|n| self.sim.address(*n) == Some(to))
+                else {
+                    continue;
+                };
+                let Frame::Data { payload, .. } = Frame::from_bytes(frame).unwrap() else {
+                    panic!("unexpected frame kind");
+                };
+                let opened = confide_sealed::open(&self.identities[recipient], roots, T0, &payload)
+                    .expect("every frame on the wire opens for its recipient");
+                let m = match SessionMessage::from_bytes(&opened.payload).unwrap() {
+                    SessionMessage::Ratchet(m) => m,
+                    SessionMessage::PreKey(p) => p.message().clone(),
+                    _ => panic!("unknown session message kind"),
+                };
+                let sender_key = self.identities[sender].public().agreement_key().to_bytes();
+                let k = (m.ratchet_key().to_bytes(), m.index(), sender_key);
+                let ct = m.ciphertext().to_vec();
+                if let Some(prev) = seen.get(&k) {
+                    assert_eq!(
+                        prev, &ct,
+                        "a message key was used for two different ciphertexts"
+                    );
+                } else {
+                    seen.insert(k, ct);
+                }
+            }
+        }
+    }
+}
+
+/// A lossy link: `loss`, `dup`, `reorder` in percent, 20-200 ms delay.
+pub fn lossy(loss: u32, dup: u32, reorder: u32) -> LinkConfig {
+    LinkConfig::perfect(Duration::from_millis(20))
+        .with_delay(Duration::from_millis(20), Duration::from_millis(200))
+        .with_loss(loss * 10_000)
+        .with_duplication(dup * 10_000)
+        .with_reordering(reorder * 10_000)
+}
+
+/// Client (node 0) starts a conversation with the counselor (node 1) from one of its bundles.
+/// Returns the client's conversation id.
+pub fn connect(world: &mut World) -> ConversationId {
+    let bundle = world.endpoint(1).bundles()[0].clone();
+    let counselor = world.endpoint(1).address().clone();
+    world.command(0, |e, _, rng| {
+        e.start_conversation(rng, counselor, &bundle, ExpectedIdentity::TrustOnFirstUse)
+            .unwrap()
+    })
+}
+
+/// A client and a counselor over `link`.
+pub fn pair(seed: u8, link: LinkConfig) -> (World, Service) {
+    let mut world = World::new(seed, link);
+    let service = Service::new(&mut world.rng);
+    let (c, ci) = service.endpoint(
+        &mut world.rng,
+        b"client-1",
+        Role::Client,
+        EndpointConfig::default(),
+    );
+    let (k, ki) = service.endpoint(
+        &mut world.rng,
+        b"counselor-1",
+        Role::Counselor,
+        EndpointConfig::default(),
+    );
+    world.add(c, ci);
+    world.add(k, ki);
+    (world, service)
+}
+
+/// Sends `per_side` messages each way, one every `gap`, and runs until every one is
+/// delivered (or `limit` of virtual time passes). The counselor answers on the conversation
+/// the client's first message created. Optional `between` runs after every send.
+pub fn exchange(
+    world: &mut World,
+    per_side: usize,
+    gap: Duration,
+    limit: Duration,
+    mut between: impl FnMut(&mut World, usize),
+) -> ConversationId {
+    let client_conv = connect(world);
+    let mut plan: [VecDeque<Vec<u8>>; 2] = [
+        (0..per_side)
+            .map(|i| format!("client {i}").into_bytes())
+            .collect(),
+        (0..per_side)
+            .map(|i| format!("counselor {i}").into_bytes())
+            .collect(),
+    ];
+    let mut step = 0usize;
+    while plan.iter().any(|p| !p.is_empty()) {
+        for side in 0..2 {
+            let conv = if side == 0 {
+                Some(client_conv)
+            } else {
+                world.endpoint(1).conversations().first().copied()
+            };
+            let (Some(conv), Some(text)) = (conv, plan[side].front().cloned()) else {
+                continue;
+            };
+            // Keep well inside the transport's outbox limit.
+            if world.endpoint(side).outbox_len() >= 900 {
+                continue;
+            }
+            plan[side].pop_front();
+            world.send(side, conv, &text);
+            between(world, step);
+            step += 1;
+        }
+        let next = world.now().saturating_add(gap);
+        world.run_until(next);
+    }
+    let deadline = world.now().saturating_add(limit);
+    let n = per_side;
+    world.run_while(deadline, |w| {
+        w.live[0].delivered >= n && w.live[1].delivered >= n
+    });
+    client_conv
+}
+
+/// Every sent text arrived exactly once, and nothing else arrived.
+pub fn assert_exactly_once(world: &World, log: fn(&World, usize) -> &AppLog) {
+    for (from, to) in [(0usize, 1usize), (1, 0)] {
+        let mut sent = log(world, from).sent.clone();
+        let mut got: Vec<Vec<u8>> = log(world, to)
+            .received
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect();
+        sent.sort();
+        got.sort();
+        assert_eq!(
+            sent.len(),
+            got.len(),
+            "node {to} received a different number of texts"
+        );
+        assert_eq!(
+            sent, got,
+            "node {to} did not receive exactly what node {from} sent"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! End-to-end tests of the endpoint over the simulated network.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::needless_range_loop
+)]
+
+mod common;
+
+use common::{T0, assert_exactly_once, exchange, lossy, pair};
+use confide_crypto::Duration;
+
+/// Messages each way in the big runs: 1,000 with `CONFIDE_FULL_E2E=1` or in release builds,
+/// 200 otherwise (debug builds of the protocol crates are several times slower);
+/// `CONFIDE_E2E_MESSAGES=<n>` overrides both.
+fn messages_per_side() -> usize {
+    if let Some(n) = std::env::var("CONFIDE_E2E_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    if std::env::var_os("CONFIDE_FULL_E2E").is_some() || !cfg!(debug_assertions) {
+        1_000
+    } else {
+        200
+    }
+}
+
+#[test]
+fn messages_each_way_survive_loss_duplication_and_reordering() {
+    let n = messages_per_side();
+    let (mut world, service) = pair(1, lossy(20, 10, 10));
+    exchange(
+        &mut world,
+        n,
+        Duration::from_millis(50),
+        Duration::from_days(2),
+        |_, _| {},
+    );
+    assert_eq!(world.live[0].sent.len(), n);
+    assert_eq!(world.live[1].sent.len(), n);
+    assert_exactly_once(&world, |w, i| &w.live[i]);
+    assert_eq!(world.live[0].delivered, n, "every client text acknowledged");
+    assert_eq!(
+        world.live[1].delivered, n,
+        "every counselor text acknowledged"
+    );
+    let stats = world.sim.network().stats();
+    assert!(
+        stats.lost > 0 && stats.duplicated > 0,
+        "the network was lossy"
+    );
+    for i in 0..2 {
+        assert_eq!(world.endpoint(i).stats().authentication_failures, 0);
+    }
+    world.assert_no_key_reuse(&service.roots);
+}
+
+#[test]
+fn counselor_offline_for_a_day_still_gets_everything() {
+    let n = messages_per_side();
+    let (mut world, _service) = pair(2, lossy(20, 10, 10));
+    let counselor = world.endpoint(1).address().clone();
+    // The counselor answers the first message, then is offline for a day.
+    let offline_from = T0.saturating_add(Duration::from_secs(30));
+    let offline_until = offline_from.saturating_add(Duration::from_days(1));
+    world
+        .sim
+        .network_mut()
+        .take_offline(&counselor, offline_from, offline_until);
+    exchange(
+        &mut world,
+        n,
+        Duration::from_millis(100),
+        Duration::from_days(3),
+        |_, _| {},
+    );
+    assert!(
+        world.now() > offline_until,
+        "the run outlasted the offline day"
+    );
+    assert_exactly_once(&world, |w, i| &w.live[i]);
+    assert_eq!(world.live[0].delivered, n);
+    assert_eq!(world.live[1].delivered, n);
+    assert!(world.sim.network().stats().dropped_by_partition > 0);
+}

@@ -1,0 +1,419 @@
+//! A complete counseling session through Confide, printed as a transcript.
+//!
+//! An anonymous client finds a counselor's prekey bundle at a small in-process relay, starts
+//! a post-quantum hybrid session while the counselor is offline, and they talk over a lossy
+//! simulated network. They compare safety numbers, set a disappearing-message timer, unsend a
+//! message, watch messages expire, and the counselor closes the conversation. At the end the
+//! relay reports what it could and could not see.
+//!
+//! Run: `cargo run -p confide-examples --bin counseling_session [seed]` (default seed 2026;
+//! `--os-rng` draws a fresh seed from the operating system).
+#![allow(clippy::print_stdout)]
+
+use chacha20::ChaCha20Rng;
+use confide::{
+    ConversationId, EndpointConfig, Event, ExpectedIdentity, RetentionPolicy, Role, Side,
+    StorageKey,
+};
+use confide_crypto::{Duration, Timestamp};
+use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
+use rand_core::{Rng, SeedableRng};
+
+const CLIENT: usize = 0;
+const COUNSELOR: usize = 1;
+
+fn seed() -> Result<u64, ExampleError> {
+    let arg = std::env::args().nth(1);
+    match arg.as_deref() {
+        Some("--help" | "-h") => {
+            println!("usage: counseling_session [seed | --os-rng]");
+            std::process::exit(0);
+        }
+        Some("--os-rng") => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| format!("OS random source: {e}"))?;
+            Ok(u64::from_le_bytes(bytes))
+        }
+        Some(s) => Ok(s.parse()?),
+        None => Ok(2026),
+    }
+}
+
+fn who(i: usize) -> &'static str {
+    if i == CLIENT {
+        "client   "
+    } else {
+        "counselor"
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Client => "client",
+        Role::Counselor => "verified counselor",
+        Role::Bot => "bot",
+        _ => "unknown role",
+    }
+}
+
+/// Prints one event as a transcript line.
+fn show(stage_clock: &str, i: usize, e: &Event) {
+    let w = who(i);
+    match e {
+        Event::ConversationStarted { peer_role, .. } => {
+            println!(
+                "[{stage_clock}] {w} | new conversation; the peer is certified as: {}",
+                role_name(*peer_role)
+            );
+        }
+        Event::Message {
+            text,
+            sender_role,
+            expires_at,
+            ..
+        } => {
+            let timer = if expires_at.is_some() {
+                " (disappearing)"
+            } else {
+                ""
+            };
+            println!(
+                "[{stage_clock}] {w} | received from {}: \"{}\"{timer}",
+                role_name(*sender_role),
+                String::from_utf8_lossy(text.as_bytes())
+            );
+        }
+        Event::Delivered { .. } => {
+            println!("[{stage_clock}] {w} |   delivered (authenticated end-to-end acknowledgement)")
+        }
+        Event::Read { ids, .. } => println!(
+            "[{stage_clock}] {w} |   {} message(s) read by the peer",
+            ids.len()
+        ),
+        Event::TimerChanged { effective, .. } => {
+            let d = effective.duration().map_or("off".to_owned(), |d| {
+                format!("{} minutes", d.as_millis() / 60_000)
+            });
+            println!("[{stage_clock}] {w} | disappearing-message timer is now {d}");
+        }
+        Event::Expired { .. } => println!("[{stage_clock}] {w} | a message expired and was erased"),
+        Event::Deleted { by, .. } => println!(
+            "[{stage_clock}] {w} | a message was unsent by its author ({}) and erased",
+            if *by == Side::Initiator {
+                "the client"
+            } else {
+                "the counselor"
+            }
+        ),
+        Event::ConversationClosed { by, .. } => println!(
+            "[{stage_clock}] {w} | conversation closed by {}; session keys erased",
+            if *by == Side::Initiator {
+                "the client"
+            } else {
+                "the counselor"
+            }
+        ),
+        Event::DeliveryFailed { .. } => println!("[{stage_clock}] {w} |   delivery failed"),
+        Event::IdentityChanged { .. } => {
+            println!("[{stage_clock}] {w} | WARNING: the peer's identity key changed")
+        }
+        _ => {}
+    }
+}
+
+/// Runs the clock for `minutes`, printing events; returns them.
+fn run(stage: &mut Stage, minutes: u64) -> Result<Vec<(usize, Event)>, ExampleError> {
+    let until = stage.now.saturating_add(Duration::from_mins(minutes));
+    let start = stage.start;
+    let mut seen = Vec::new();
+    stage.run_until(until, &mut |at, i, e| {
+        let s = at.saturating_duration_since(start).as_millis() / 1000;
+        show(
+            &format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60),
+            i,
+            e,
+        );
+        seen.push((i, e.clone()));
+    })?;
+    Ok(seen)
+}
+
+/// Ids of the messages participant `i` received.
+fn received_ids(events: &[(usize, Event)], i: usize) -> Vec<confide::MessageId> {
+    events
+        .iter()
+        .filter(|(j, _)| *j == i)
+        .filter_map(|(_, e)| match e {
+            Event::Message { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn say(
+    stage: &mut Stage,
+    i: usize,
+    conv: ConversationId,
+    text: &str,
+) -> Result<confide::MessageId, ExampleError> {
+    let clock = stage.clock(stage.now);
+    println!("[{clock}] {} | sends: \"{text}\"", who(i));
+    let (id, events) = stage.command(i, |e, rng, now| e.send(rng, now, conv, text.as_bytes()))?;
+    for e in &events {
+        show(&clock, i, e);
+    }
+    Ok(id?)
+}
+
+fn main() -> Result<(), ExampleError> {
+    let seed = seed()?;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let start = Timestamp::from_millis(1_767_000_000_000);
+    println!("Confide counseling session (seed {seed})\n");
+
+    let issuer = CertificateIssuer::new(&mut rng, start)?;
+    let client = issuer.register(
+        &mut rng,
+        start,
+        "anon-7f3a",
+        Role::Client,
+        None,
+        EndpointConfig::default(),
+    )?;
+    let counselor = issuer.register(
+        &mut rng,
+        start,
+        "counselor-17",
+        Role::Counselor,
+        Some("Dr. Rivera"),
+        EndpointConfig::default(),
+    )?;
+    let mut key = [0u8; 32];
+    rng.fill_bytes(&mut key);
+    let client_key = StorageKey::new(key);
+    rng.fill_bytes(&mut key);
+    let counselor_key = StorageKey::new(key);
+    let mut stage = Stage {
+        relay: Relay::new(seed, Relay::lossy_link()),
+        participants: vec![
+            Participant::new("client", client, client_key),
+            Participant::new("counselor", counselor, counselor_key),
+        ],
+        rng,
+        now: start,
+        start,
+    };
+    // Both apps store their first state; the counselor uploads its prekey bundles.
+    for i in [CLIENT, COUNSELOR] {
+        let _ = stage.command(i, |_, _, _| ())?;
+    }
+    let counselor_address = stage.get(COUNSELOR)?.endpoint.address().clone();
+    println!(
+        "[0:00:00] counselor | published prekey bundles to the relay's directory, then went offline"
+    );
+    stage.get_mut(COUNSELOR)?.online = false;
+
+    // The client writes first, to a counselor who is not there.
+    let bundle = stage
+        .relay
+        .fetch_bundle(&counselor_address)
+        .ok_or("no bundle published")?;
+    let (conv, _) = stage.command(CLIENT, |e, rng, _| {
+        e.start_conversation(
+            rng,
+            counselor_address.clone(),
+            &bundle,
+            ExpectedIdentity::TrustOnFirstUse,
+        )
+    })?;
+    let conv = conv?;
+    println!(
+        "[0:00:00] client    | fetched a bundle, verified its signatures, started a hybrid X25519 + ML-KEM-768 session"
+    );
+    say(
+        &mut stage,
+        CLIENT,
+        conv,
+        "Hi. I don't really know where to start.",
+    )?;
+    say(
+        &mut stage,
+        CLIENT,
+        conv,
+        "Things have been hard at home lately.",
+    )?;
+    let mut history = run(&mut stage, 90)?;
+
+    println!("[{}] counselor | comes online", stage.clock(stage.now));
+    stage.get_mut(COUNSELOR)?.online = true;
+    let _ = stage.command(COUNSELOR, |e, rng, now| {
+        e.handle_input(rng, confide::Input::Timeout { now });
+    })?;
+    history.extend(run(&mut stage, 1)?);
+    let client_address = stage.get(CLIENT)?.endpoint.address().clone();
+    let kconv = stage
+        .get(COUNSELOR)?
+        .endpoint
+        .conversation_with(&client_address)
+        .ok_or("the counselor has no conversation")?;
+    say(
+        &mut stage,
+        COUNSELOR,
+        kconv,
+        "Hi, I'm Dr. Rivera. I'm glad you wrote. Take your time.",
+    )?;
+    run(&mut stage, 1)?;
+    let shown = received_ids(&history, COUNSELOR);
+    println!(
+        "[{}] counselor | has read the {} messages",
+        stage.clock(stage.now),
+        shown.len()
+    );
+    let (read, _) = stage.command(COUNSELOR, |e, rng, now| {
+        e.mark_read(rng, now, kconv, &shown)
+    })?;
+    read?;
+    run(&mut stage, 1)?;
+
+    // Safety numbers: both apps show the same number; they compare it by voice.
+    let a = stage
+        .get(CLIENT)?
+        .endpoint
+        .safety_number(conv)
+        .ok_or("no safety number")?;
+    let b = stage
+        .get(COUNSELOR)?
+        .endpoint
+        .safety_number(kconv)
+        .ok_or("no safety number")?;
+    println!(
+        "[{}] both      | safety number (client):    {}",
+        stage.clock(stage.now),
+        a.display_groups()
+    );
+    println!(
+        "[{}] both      | safety number (counselor): {}",
+        stage.clock(stage.now),
+        b.display_groups()
+    );
+    println!(
+        "[{}] both      | the numbers {}",
+        stage.clock(stage.now),
+        if a.ct_equals(&b) {
+            "match: nobody is in the middle"
+        } else {
+            "DIFFER: stop here"
+        }
+    );
+
+    // The client turns on disappearing messages.
+    let clock = stage.clock(stage.now);
+    println!("[{clock}] client    | turns on disappearing messages: 10 minutes after sending");
+    let (r, _) = stage.command(CLIENT, |e, rng, now| {
+        e.set_timer(
+            rng,
+            now,
+            conv,
+            RetentionPolicy::after_send(Duration::from_mins(10)),
+        )
+    })?;
+    r?;
+    run(&mut stage, 1)?;
+    let regret = say(
+        &mut stage,
+        CLIENT,
+        conv,
+        "My brother's name is Sam, he's the one who",
+    )?;
+    run(&mut stage, 1)?;
+    let clock = stage.clock(stage.now);
+    println!("[{clock}] client    | unsends that message");
+    let (r, events) = stage.command(CLIENT, |e, rng, now| e.unsend(rng, now, conv, regret))?;
+    r?;
+    for e in &events {
+        show(&clock, CLIENT, e);
+    }
+    run(&mut stage, 1)?;
+    say(
+        &mut stage,
+        CLIENT,
+        conv,
+        "Sorry. I'd rather not use names. Someone at home is making me feel unsafe.",
+    )?;
+    run(&mut stage, 1)?;
+    say(
+        &mut stage,
+        COUNSELOR,
+        kconv,
+        "Thank you for telling me. You're safe to talk here. Are you safe right now?",
+    )?;
+    run(&mut stage, 1)?;
+    say(&mut stage, CLIENT, conv, "Yes, for tonight.")?;
+    run(&mut stage, 1)?;
+    say(
+        &mut stage,
+        COUNSELOR,
+        kconv,
+        "Good. Let's make a plan together, and you can write any time.",
+    )?;
+    println!(
+        "[{}] both      | ... ten minutes pass ...",
+        stage.clock(stage.now)
+    );
+    run(&mut stage, 12)?;
+
+    let clock = stage.clock(stage.now);
+    println!("[{clock}] counselor | closes the conversation");
+    let (r, events) = stage.command(COUNSELOR, |e, rng, now| e.close(rng, now, kconv))?;
+    r?;
+    for e in &events {
+        show(&clock, COUNSELOR, e);
+    }
+    run(&mut stage, 2)?;
+    let (late, _) = stage.command(CLIENT, |e, rng, now| {
+        e.send(rng, now, conv, b"one more thing")
+    })?;
+    println!(
+        "[{}] client    | tries to write again: {}",
+        stage.clock(stage.now),
+        match late {
+            Ok(_) => "sent (unexpected)".to_owned(),
+            Err(e) => format!("refused ({e})"),
+        }
+    );
+
+    // What the relay saw.
+    println!("\nWhat the relay could see:");
+    let observed = stage.relay.observed();
+    let total: usize = observed.iter().map(|o| o.size).sum();
+    for mailbox in ["anon-7f3a", "counselor-17"] {
+        let to: Vec<_> = observed.iter().filter(|o| o.mailbox == mailbox).collect();
+        let sizes: Vec<String> = to.iter().take(6).map(|o| o.size.to_string()).collect();
+        println!(
+            "  mailbox {mailbox:>13}: {} frames, sizes {} ...",
+            to.len(),
+            sizes.join(", ")
+        );
+    }
+    println!(
+        "  {} frames, {total} bytes in all; {} lost by the network and retransmitted",
+        observed.len(),
+        stage.relay.lost()
+    );
+    println!(
+        "  first frame's first bytes: {}",
+        hex::encode(observed.first().map(|o| o.head.clone()).unwrap_or_default())
+    );
+    println!("What the relay could not see:");
+    println!("  who sent any frame (the sender certificate is inside the sealed envelope),");
+    println!(
+        "  any text, timer, delete, read receipt or acknowledgement (all end-to-end encrypted"
+    );
+    println!("  and padded), nor tell acknowledgements from messages.");
+    println!(
+        "\nStored state: client {} bytes, counselor {} bytes (encrypted under each app's storage key)",
+        stage.get(CLIENT)?.stored.len(),
+        stage.get(COUNSELOR)?.stored.len(),
+    );
+    Ok(())
+}
