@@ -97,6 +97,26 @@ impl IdentityPublicKey {
         })
     }
 
+    /// Reads 128 bytes from `r` **without** re-verifying the binding signature (the Ed25519
+    /// key is still checked to be a valid, non-weak point).
+    ///
+    /// Only for bytes whose integrity is already authenticated and that held a valid identity
+    /// when written: state this library serialized and then stored under authenticated
+    /// encryption. Everything from the network must use [`IdentityPublicKey::read`].
+    pub fn read_authenticated(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let signing =
+            VerifyingKey::from_bytes(&r.array::<32>()?).map_err(|_| DecodeError::InvalidValue {
+                field: "identity signing key",
+            })?;
+        let agreement = X25519PublicKey::from_bytes(r.array::<32>()?);
+        let binding = Signature::from_bytes(r.array::<64>()?);
+        Ok(Self {
+            signing,
+            agreement,
+            binding,
+        })
+    }
+
     /// Verifies a signature made by this identity over `message`.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), CryptoError> {
         self.signing.verify(message, signature)

@@ -91,10 +91,12 @@ impl fmt::Debug for KemCiphertext {
     }
 }
 
-/// An ML-KEM-768 key pair held as its seed. Zeroized on drop.
+/// An ML-KEM-768 key pair, stored as its seed and kept expanded in memory (the expansion
+/// costs about as much as a decapsulation). Zeroized on drop.
 #[derive(Clone)]
 pub struct KemKeyPair {
     seed: crate::secret::SecretBytes<KEM_SEED_LEN>,
+    expanded: Box<Dk>,
     public: KemPublicKey,
 }
 
@@ -113,6 +115,7 @@ impl KemKeyPair {
         encoded.copy_from_slice(ek.to_bytes().as_slice());
         Self {
             seed,
+            expanded: Box::new(dk),
             public: KemPublicKey {
                 key: Box::new(ek),
                 encoded: Box::new(encoded),
@@ -135,8 +138,7 @@ impl KemKeyPair {
     /// Decapsulates `ct` (implicit rejection: never fails, tampering yields an unrelated secret).
     #[must_use]
     pub fn decapsulate(&self, ct: &KemCiphertext) -> SharedSecret {
-        let dk = Dk::from_seed(Array::from(*self.seed.expose()));
-        let mut ss = dk.decapsulate(&Array::from(*ct.0));
+        let mut ss = self.expanded.decapsulate(&Array::from(*ct.0));
         let mut out = [0u8; 32];
         out.copy_from_slice(ss.as_slice());
         ss.zeroize();

@@ -14,6 +14,7 @@ use crate::{
     message::SessionMessage,
     prekeys::PreKeyStore,
     session::{Decrypted, Session},
+    state::Provenance,
 };
 
 /// Whether a prekey message from a different identity than the conversation knows may start
@@ -242,6 +243,18 @@ impl SessionRecord {
 
     /// Restores a record from [`SessionRecord::to_bytes`], strictly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_bytes_with(bytes, Provenance::Untrusted)
+    }
+
+    /// Restores a record from bytes that were authenticated under the app's storage key
+    /// (for example by [`crate::storage::open`]): parsing stays strict, but signatures and
+    /// key pairs checked when the state was written are not checked again. Never use this for
+    /// bytes from anywhere else.
+    pub fn from_authenticated_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_bytes_with(bytes, Provenance::Authenticated)
+    }
+
+    fn from_bytes_with(bytes: &[u8], provenance: Provenance) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != crate::state::STATE_VERSION {
@@ -251,7 +264,7 @@ impl SessionRecord {
             });
         }
         let current = if r.bool("current session flag")? {
-            Some(Session::read(&mut r)?)
+            Some(Session::read(&mut r, provenance)?)
         } else {
             None
         };
@@ -265,7 +278,7 @@ impl SessionRecord {
         }
         let mut archived = VecDeque::with_capacity(n);
         for _ in 0..n {
-            archived.push_back(Session::read(&mut r)?);
+            archived.push_back(Session::read(&mut r, provenance)?);
         }
         r.finish()?;
         Ok(Self { current, archived })

@@ -38,6 +38,7 @@ use crate::{
     message::{PreKeyMessage, SessionMessage},
     prekeys::{PreKeyStore, VerifiedPreKeyBundle},
     ratchet::{DoubleRatchet, RootKey},
+    state::Provenance,
 };
 
 /// Which side started the session.
@@ -386,8 +387,20 @@ impl Session {
 
     /// Restores a session from [`Session::to_bytes`], strictly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_bytes_with(bytes, Provenance::Untrusted)
+    }
+
+    /// Restores a session from bytes that were authenticated under the app's storage key
+    /// (for example by [`crate::storage::open`]): parsing stays strict, but signatures and
+    /// key pairs checked when the state was written are not checked again. Never use this for
+    /// bytes from anywhere else.
+    pub fn from_authenticated_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_bytes_with(bytes, Provenance::Authenticated)
+    }
+
+    fn from_bytes_with(bytes: &[u8], provenance: Provenance) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let s = Self::read(&mut r)?;
+        let s = Self::read(&mut r, provenance)?;
         r.finish()?;
         Ok(s)
     }
@@ -419,7 +432,7 @@ impl Session {
         self.ratchet.write(w);
     }
 
-    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn read(r: &mut Reader<'_>, provenance: Provenance) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != crate::state::STATE_VERSION {
             return Err(DecodeError::UnknownVersion {
@@ -427,8 +440,12 @@ impl Session {
                 found: version,
             });
         }
-        let local = IdentityPublicKey::read(r)?;
-        let remote = IdentityPublicKey::read(r)?;
+        let read_identity = match provenance {
+            Provenance::Untrusted => IdentityPublicKey::read,
+            Provenance::Authenticated => IdentityPublicKey::read_authenticated,
+        };
+        let local = read_identity(r)?;
+        let remote = read_identity(r)?;
         let role = match r.u8()? {
             1 => SessionRole::Initiator,
             2 => SessionRole::Responder,
@@ -466,7 +483,7 @@ impl Session {
         } else {
             None
         };
-        let ratchet = DoubleRatchet::read(r)?;
+        let ratchet = DoubleRatchet::read(r, provenance)?;
         Ok(Self {
             local,
             remote,

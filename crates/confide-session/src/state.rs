@@ -9,6 +9,16 @@
 /// Version byte that starts every serialized state.
 pub const STATE_VERSION: u8 = 1;
 
+/// Where serialized state comes from, which decides how much is re-checked when reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Provenance {
+    /// Any bytes: every signature and key-pair consistency is checked.
+    Untrusted,
+    /// Bytes this library wrote and that were authenticated by storage encryption under the
+    /// app's key: identity binding signatures and ratchet public keys are not recomputed.
+    Authenticated,
+}
+
 macro_rules! serde_via_bytes {
     ($t:ty) => {
         impl serde::Serialize for $t {

@@ -143,7 +143,7 @@ pub fn open(
 }
 
 macro_rules! encrypted_state {
-    ($t:ty, $kind:expr) => {
+    ($t:ty, $kind:expr, $from:ident) => {
         impl $t {
             /// Serializes and encrypts under `key` for storage at rest.
             pub fn to_encrypted<R: CryptoRng + ?Sized>(
@@ -158,12 +158,16 @@ macro_rules! encrypted_state {
             /// Decrypts and restores state written by `to_encrypted`.
             pub fn from_encrypted(key: &StorageKey, blob: &[u8]) -> Result<Self, StateError> {
                 let plain = open(key, $kind, blob)?;
-                Ok(Self::from_bytes(&plain)?)
+                Ok(Self::$from(&plain)?)
             }
         }
     };
 }
 
-encrypted_state!(crate::Session, StateKind::Session);
-encrypted_state!(crate::SessionRecord, StateKind::SessionRecord);
-encrypted_state!(crate::PreKeyStore, StateKind::PreKeyStore);
+encrypted_state!(crate::Session, StateKind::Session, from_authenticated_bytes);
+encrypted_state!(
+    crate::SessionRecord,
+    StateKind::SessionRecord,
+    from_authenticated_bytes
+);
+encrypted_state!(crate::PreKeyStore, StateKind::PreKeyStore, from_bytes);

@@ -254,3 +254,22 @@ fn encrypted_storage_round_trip_and_distinct_errors() {
         }
     }
 }
+
+#[test]
+fn authenticated_restore_skips_only_the_checks_storage_already_guarantees() {
+    let p = busy_pair();
+    let bytes = p.a.to_bytes();
+    // Same result as the strict path on genuine state.
+    let fast = SessionRecord::from_authenticated_bytes(&bytes).unwrap();
+    assert_eq!(fast.to_bytes(), bytes);
+    // Flip a bit of the first identity's binding signature (record header 2 bytes, session
+    // version 1 byte, then signing key 32 + agreement key 32): only the strict path notices,
+    // which is why the fast path is reserved for bytes authenticated under the storage key.
+    let mut tampered = bytes.clone();
+    tampered[2 + 1 + 64 + 10] ^= 1;
+    assert!(SessionRecord::from_bytes(&tampered).is_err());
+    assert!(SessionRecord::from_authenticated_bytes(&tampered).is_ok());
+    // Structure is still parsed strictly on the fast path.
+    assert!(SessionRecord::from_authenticated_bytes(&[&bytes[..], &[0]].concat()).is_err());
+    assert!(SessionRecord::from_authenticated_bytes(&bytes[..bytes.len() - 1]).is_err());
+}

@@ -281,8 +281,9 @@ impl Endpoint {
                 ),
                 _ => return Err(DecodeError::InvalidValue { field: "role flag" }.into()),
             };
-            let record =
-                SessionRecord::from_bytes(r.var32("session record", MAX_STATE_COMPONENT_LEN)?)?;
+            let record = SessionRecord::from_authenticated_bytes(
+                r.var32("session record", MAX_STATE_COMPONENT_LEN)?,
+            )?;
             let policy =
                 ConversationPolicy::from_bytes(r.var32("policy", MAX_STATE_COMPONENT_LEN)?)?;
             let close_sent = match r.u8()? {
