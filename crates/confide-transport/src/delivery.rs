@@ -401,14 +401,18 @@ impl Delivery {
             }
             index = index.saturating_add(1);
         }
-        let seen = &self.seen;
-        let before = self.seen_order.len();
-        self.seen_order
-            .retain(|id| seen.get(id).is_some_and(|e| !Self::expired(e, now)));
-        if self.seen_order.len() != before {
-            let keep: std::collections::BTreeSet<MessageId> =
-                self.seen_order.iter().copied().collect();
-            self.seen.retain(|id, _| keep.contains(id));
+        // Entries are remembered in arrival order, so the oldest are at the front: forgetting
+        // stops at the first entry still inside the window. (If the wall clock moved back, a
+        // later entry may carry an earlier time; it is then forgotten a little late, never early,
+        // and the count bound still applies.) O(forgotten), not O(window).
+        while let Some(front) = self.seen_order.front().copied() {
+            match self.seen.get(&front) {
+                Some(e) if !Self::expired(e, now) => break,
+                _ => {
+                    self.seen_order.pop_front();
+                    self.seen.remove(&front);
+                }
+            }
         }
     }
 
@@ -417,11 +421,12 @@ impl Delivery {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let retransmit = self.outbox.iter().map(|e| e.next_attempt_at).min();
+        // The oldest entry is at the front of the arrival order (see `handle_timeout`).
         let forget = self
-            .seen
-            .values()
-            .map(|e| e.seen_at.saturating_add(DEDUP_WINDOW_AGE))
-            .min();
+            .seen_order
+            .front()
+            .and_then(|id| self.seen.get(id))
+            .map(|e| e.seen_at.saturating_add(DEDUP_WINDOW_AGE));
         match (retransmit, forget) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
