@@ -437,8 +437,25 @@ impl SenderCertificate {
     }
 
     /// Strictly decodes a sender certificate (version, bounds, canonical role and name flag,
-    /// valid keys, no trailing bytes). Does not check signatures (see [`Self::validate`]).
+    /// valid keys, the identity's own binding signature, no trailing bytes). Does not check
+    /// the server's signature (see [`Self::validate`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode(bytes, IdentityPublicKey::read)
+    }
+
+    /// As [`Self::from_bytes`] but without re-verifying the identity's binding signature.
+    /// Only for [`crate::open`], which always runs [`Self::validate`] before it returns: the
+    /// server's signature covers these bytes, and servers issue certificates only for valid
+    /// identities ([`Self::issue`] takes an already-validated [`IdentityPublicKey`]). This
+    /// saves one Ed25519 verification per envelope.
+    pub(crate) fn from_bytes_vouched_by_server(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode(bytes, IdentityPublicKey::read_authenticated)
+    }
+
+    fn decode(
+        bytes: &[u8],
+        read_identity: fn(&mut Reader<'_>) -> Result<IdentityPublicKey, DecodeError>,
+    ) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_SENDER_CERTIFICATE_LEN {
             return Err(DecodeError::TooLong {
                 field: "sender certificate",
@@ -461,7 +478,7 @@ impl SenderCertificate {
             });
         }
         let device_id = r.u32()?;
-        let identity = IdentityPublicKey::read(&mut r)?;
+        let identity = read_identity(&mut r)?;
         let role = Role::from_wire(r.u8()?).ok_or(DecodeError::InvalidValue { field: "role" })?;
         let display_name = if r.bool("display name flag")? {
             let raw = r.var16("display name", MAX_DISPLAY_NAME_LEN)?;
