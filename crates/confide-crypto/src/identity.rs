@@ -79,22 +79,13 @@ impl IdentityPublicKey {
 
     /// Reads 128 bytes from `r` and verifies the binding signature.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let signing =
-            VerifyingKey::from_bytes(&r.array::<32>()?).map_err(|_| DecodeError::InvalidValue {
-                field: "identity signing key",
-            })?;
-        let agreement = X25519PublicKey::from_bytes(r.array::<32>()?);
-        let binding = Signature::from_bytes(r.array::<64>()?);
-        signing
-            .verify(&binding_message(&agreement), &binding)
+        let id = Self::read_authenticated(r)?;
+        id.signing
+            .verify(&binding_message(&id.agreement), &id.binding)
             .map_err(|_| DecodeError::InvalidValue {
                 field: "identity binding signature",
             })?;
-        Ok(Self {
-            signing,
-            agreement,
-            binding,
-        })
+        Ok(id)
     }
 
     /// Reads 128 bytes from `r` **without** re-verifying the binding signature (the Ed25519

@@ -480,17 +480,14 @@ impl Endpoint {
                 max,
             });
         }
-        let id = MessageId::random(rng);
-        let conv = self
-            .conversations
-            .get_mut(&conversation)
-            .ok_or(CommandError::UnknownConversation)?;
-        let frame = conv.policy.send_text(id, text, now).map_err(|e| match e {
-            confide_policy::SendError::Closed { by } => CommandError::Closed { by },
-            confide_policy::SendError::TextTooLong { len, max } => {
-                CommandError::TextTooLong { len, max }
-            }
-            _ => CommandError::Policy,
+        let (id, frame) = self.policy_frame(rng, conversation, |policy, id| {
+            policy.send_text(id, text, now).map_err(|e| match e {
+                confide_policy::SendError::Closed { by } => CommandError::Closed { by },
+                confide_policy::SendError::TextTooLong { len, max } => {
+                    CommandError::TextTooLong { len, max }
+                }
+                _ => CommandError::Policy,
+            })
         })?;
         self.send_frame(rng, now, conversation, &frame, SentKind::Text)?;
         Ok(id)
@@ -504,19 +501,12 @@ impl Endpoint {
         conversation: ConversationId,
         policy: RetentionPolicy,
     ) -> Result<MessageId, CommandError> {
-        self.check_can_send(conversation)?;
-        let id = MessageId::random(rng);
-        let conv = self
-            .conversations
-            .get_mut(&conversation)
-            .ok_or(CommandError::UnknownConversation)?;
-        let frame = conv
-            .policy
-            .set_timer(policy, id, now)
-            .map_err(|e| match e {
+        let (id, frame) = self.policy_frame(rng, conversation, |p, id| {
+            p.set_timer(policy, id, now).map_err(|e| match e {
                 confide_policy::TimerChangeError::Closed { by } => CommandError::Closed { by },
                 _ => CommandError::Policy,
-            })?;
+            })
+        })?;
         self.send_frame(rng, now, conversation, &frame, SentKind::Control)?;
         Ok(id)
     }
@@ -531,15 +521,11 @@ impl Endpoint {
         conversation: ConversationId,
         target: MessageId,
     ) -> Result<(), CommandError> {
-        self.check_can_send(conversation)?;
-        let id = MessageId::random(rng);
-        let conv = self
-            .conversations
-            .get_mut(&conversation)
-            .ok_or(CommandError::UnknownConversation)?;
-        let frame = conv.policy.unsend(target, id, now).map_err(|e| match e {
-            confide_policy::UnsendError::Closed { by } => CommandError::Closed { by },
-            _ => CommandError::Policy,
+        let (_, frame) = self.policy_frame(rng, conversation, |p, id| {
+            p.unsend(target, id, now).map_err(|e| match e {
+                confide_policy::UnsendError::Closed { by } => CommandError::Closed { by },
+                _ => CommandError::Policy,
+            })
         })?;
         let waiting: Vec<FrameId> = self
             .sent
@@ -564,16 +550,9 @@ impl Endpoint {
         conversation: ConversationId,
         ids: &[MessageId],
     ) -> Result<(), CommandError> {
-        self.check_can_send(conversation)?;
-        let id = MessageId::random(rng);
-        let conv = self
-            .conversations
-            .get_mut(&conversation)
-            .ok_or(CommandError::UnknownConversation)?;
-        let frame = conv
-            .policy
-            .mark_read(ids, id, now)
-            .map_err(|_| CommandError::Policy)?;
+        let (_, frame) = self.policy_frame(rng, conversation, |p, id| {
+            p.mark_read(ids, id, now).map_err(|_| CommandError::Policy)
+        })?;
         match frame {
             Some(frame) => self.send_frame(rng, now, conversation, &frame, SentKind::Control),
             None => {
@@ -661,6 +640,23 @@ impl Endpoint {
         self.next_conversation = self.next_conversation.saturating_add(1);
         self.conversations.insert(id, conversation);
         id
+    }
+
+    /// The shared start of every command that sends a policy frame: checks the conversation
+    /// can send, picks a fresh frame id, and lets the policy build the frame.
+    fn policy_frame<R: CryptoRng + ?Sized, T>(
+        &mut self,
+        rng: &mut R,
+        conversation: ConversationId,
+        build: impl FnOnce(&mut ConversationPolicy, MessageId) -> Result<T, CommandError>,
+    ) -> Result<(MessageId, T), CommandError> {
+        self.check_can_send(conversation)?;
+        let id = MessageId::random(rng);
+        let conv = self
+            .conversations
+            .get_mut(&conversation)
+            .ok_or(CommandError::UnknownConversation)?;
+        Ok((id, build(&mut conv.policy, id)?))
     }
 
     fn check_can_send(&self, conversation: ConversationId) -> Result<(), CommandError> {
