@@ -365,7 +365,7 @@ pub fn render(estimates: &[Estimate], targets: &[Target]) -> String {
             e.parameter.clone(),
         );
         if groups_with_confide.contains(&e.group) {
-            let row = rows.entry(key).or_insert(Row {
+            let row = rows.entry(key.clone()).or_insert(Row {
                 confide: None,
                 floor: None,
                 vodozemac: None,
@@ -376,7 +376,15 @@ pub fn render(estimates: &[Estimate], targets: &[Target]) -> String {
                 FLOOR => &mut row.floor,
                 VODOZEMAC => &mut row.vodozemac,
                 PQ_PART => &mut row.pq_part,
-                _ => continue,
+                // Any other function id (e.g. `session_only`, `policy_only`) is an extra
+                // reference measured in the same run: list it with the components.
+                _ => {
+                    components
+                        .entry(key)
+                        .or_default()
+                        .push((e.function.clone(), e.median_ns));
+                    continue;
+                }
             };
             *slot = Some(e.median_ns);
         } else {
