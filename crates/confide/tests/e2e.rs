@@ -12,21 +12,14 @@ mod common;
 use common::{T0, assert_exactly_once, exchange, lossy, pair};
 use confide_crypto::Duration;
 
-/// Messages each way in the big runs: 1,000 with `CONFIDE_FULL_E2E=1` or in release builds,
-/// 200 otherwise (debug builds of the protocol crates are several times slower);
-/// `CONFIDE_E2E_MESSAGES=<n>` overrides both.
+/// Messages each way in the big runs: 1,000, as the delivery requirement states (about 40 s
+/// in a debug build, since the workspace optimises the primitives even there);
+/// `CONFIDE_E2E_MESSAGES=<n>` overrides it for quicker local iterations.
 fn messages_per_side() -> usize {
-    if let Some(n) = std::env::var("CONFIDE_E2E_MESSAGES")
+    std::env::var("CONFIDE_E2E_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-    {
-        return n;
-    }
-    if std::env::var_os("CONFIDE_FULL_E2E").is_some() || !cfg!(debug_assertions) {
-        1_000
-    } else {
-        200
-    }
+        .unwrap_or(1_000)
 }
 
 #[test]
