@@ -90,48 +90,13 @@ pub enum OpenError {
     /// The envelope claims to come from the recipient itself.
     #[error("envelope claims to come from the recipient itself")]
     SelfSent,
-    /// See [`CertificateError::UnknownRoot`].
-    #[error("server certificate names untrusted root key id {root_key_id}")]
-    UnknownRoot {
-        /// The root key id named.
-        root_key_id: u32,
-    },
-    /// See [`CertificateError::BadRootSignature`].
-    #[error("root signature on the server certificate does not verify")]
-    BadRootSignature,
-    /// See [`CertificateError::ServerExpired`].
-    #[error("server certificate expired")]
-    ServerExpired,
-    /// See [`CertificateError::ServerRevoked`].
-    #[error("server key id {server_key_id} is revoked")]
-    ServerRevoked {
-        /// The revoked key id.
-        server_key_id: u32,
-    },
-    /// See [`CertificateError::BadServerSignature`].
-    #[error("server signature on the sender certificate does not verify")]
-    BadServerSignature,
-    /// See [`CertificateError::SenderExpired`].
-    #[error("sender certificate expired")]
-    SenderExpired,
+    /// The sender certificate chain is not valid at `now` under the trust roots (unknown or
+    /// revoked key, bad signature, expiry: see [`CertificateError`]).
+    #[error("sender certificate refused: {0}")]
+    Certificate(#[from] CertificateError),
     /// Key derivation failed (cannot happen with the fixed output lengths used here).
     #[error("key derivation failed")]
     KeyDerivation,
-}
-
-impl From<CertificateError> for OpenError {
-    fn from(e: CertificateError) -> Self {
-        match e {
-            CertificateError::UnknownRoot { root_key_id } => Self::UnknownRoot { root_key_id },
-            CertificateError::BadRootSignature => Self::BadRootSignature,
-            CertificateError::ServerExpired => Self::ServerExpired,
-            CertificateError::ServerRevoked { server_key_id } => {
-                Self::ServerRevoked { server_key_id }
-            }
-            CertificateError::BadServerSignature => Self::BadServerSignature,
-            CertificateError::SenderExpired => Self::SenderExpired,
-        }
-    }
 }
 
 /// A successfully opened envelope.

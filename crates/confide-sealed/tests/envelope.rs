@@ -19,9 +19,9 @@ use confide_crypto::{
     x25519::{X25519KeyPair, X25519Secret},
 };
 use confide_sealed::{
-    ENVELOPE_OVERHEAD, MAX_DISPLAY_NAME_LEN, MAX_PAYLOAD_LEN, MAX_SENDER_ADDRESS_LEN, OpenError,
-    Role, SENDER_CERTIFICATE_REGION_LEN, SealError, SealedEnvelope, SenderCertificate,
-    SenderClaims, envelope_len, open, seal,
+    CertificateError, ENVELOPE_OVERHEAD, MAX_DISPLAY_NAME_LEN, MAX_PAYLOAD_LEN,
+    MAX_SENDER_ADDRESS_LEN, OpenError, Role, SENDER_CERTIFICATE_REGION_LEN, SealError,
+    SealedEnvelope, SenderCertificate, SenderClaims, envelope_len, open, seal,
 };
 use proptest::prelude::*;
 use rand_core::{Rng, SeedableRng};
@@ -417,9 +417,9 @@ fn each_chain_failure_has_its_own_open_error() {
     let r = recipient();
     assert_eq!(
         open(&r, &confide_sealed::TrustRoots::new(), NOW, &env).err(),
-        Some(OpenError::UnknownRoot {
+        Some(OpenError::Certificate(CertificateError::UnknownRoot {
             root_key_id: ROOT_KEY_ID
-        })
+        }))
     );
     let mut wrong_key = confide_sealed::TrustRoots::new();
     wrong_key
@@ -430,15 +430,15 @@ fn each_chain_failure_has_its_own_open_error() {
         .unwrap();
     assert_eq!(
         open(&r, &wrong_key, NOW, &env).err(),
-        Some(OpenError::BadRootSignature)
+        Some(OpenError::Certificate(CertificateError::BadRootSignature))
     );
     let mut revoked = roots();
     revoked.revoke_server_key(SERVER_KEY_ID).unwrap();
     assert_eq!(
         open(&r, &revoked, NOW, &env).err(),
-        Some(OpenError::ServerRevoked {
+        Some(OpenError::Certificate(CertificateError::ServerRevoked {
             server_key_id: SERVER_KEY_ID
-        })
+        }))
     );
     let sender_expiry = NOW.saturating_add(SENDER_LIFETIME);
     let server_expiry = NOW.saturating_add(SERVER_LIFETIME);
@@ -446,11 +446,11 @@ fn each_chain_failure_has_its_own_open_error() {
     assert!(open(&r, &roots(), just_before, &env).is_ok());
     assert_eq!(
         open(&r, &roots(), sender_expiry, &env).err(),
-        Some(OpenError::SenderExpired)
+        Some(OpenError::Certificate(CertificateError::SenderExpired))
     );
     assert_eq!(
         open(&r, &roots(), server_expiry, &env).err(),
-        Some(OpenError::ServerExpired)
+        Some(OpenError::Certificate(CertificateError::ServerExpired))
     );
 
     // A certificate whose server signature is forged, sealed by its rightful identity.
@@ -462,7 +462,7 @@ fn each_chain_failure_has_its_own_open_error() {
     let env = seal(&mut rng(7), &sender(), &forged, &r.public(), b"x").unwrap();
     assert_eq!(
         open(&r, &roots(), NOW, &env).err(),
-        Some(OpenError::BadServerSignature)
+        Some(OpenError::Certificate(CertificateError::BadServerSignature))
     );
 }
 
