@@ -20,8 +20,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use confide_crypto::Timestamp;
@@ -92,20 +93,9 @@ fn bench_state_roundtrip(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if std::env::var_os("CONFIDE_BENCH_QUICK").is_some() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(10)
-    } else {
-        c
-    }
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::ci_mode(Criterion::default());
     targets = bench_send_ack, bench_state_roundtrip
 }
 criterion_main!(benches);

@@ -24,8 +24,10 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chacha20::ChaCha20Rng;
 use confide::{
@@ -363,15 +365,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
-    let c = Criterion::default();
-    let mut c = if std::env::var_os("CONFIDE_BENCH_QUICK").is_some() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(10)
-    } else {
-        c
-    }
-    .configure_from_args();
+    let mut c = common::ci_mode(Criterion::default()).configure_from_args();
     bench(&mut c);
     c.final_summary();
 }

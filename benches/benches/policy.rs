@@ -30,6 +30,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -356,20 +358,9 @@ fn report(_c: &mut Criterion) {
     }
 }
 
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if std::env::var_os("CONFIDE_BENCH_QUICK").is_some() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(10)
-    } else {
-        c
-    }
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::ci_mode(Criterion::default());
     targets = bench_per_message, bench_scheduler, report
 }
 criterion_main!(benches);

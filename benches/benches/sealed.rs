@@ -22,6 +22,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -336,20 +338,9 @@ fn report_ratios(_c: &mut Criterion) {
     }
 }
 
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if std::env::var_os("CONFIDE_BENCH_QUICK").is_some() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(10)
-    } else {
-        c
-    }
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::ci_mode(Criterion::default());
     targets = bench_seal, bench_open, report_ratios
 }
 criterion_main!(benches);

@@ -20,8 +20,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use confide_crypto::{
@@ -1027,16 +1028,7 @@ mod cpu_time {
 }
 
 fn configure<M: Measurement>(c: Criterion<M>) -> Criterion<M> {
-    let c = if std::env::var_os("CONFIDE_BENCH_QUICK").is_some() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(10)
-            .nresamples(10_000)
-            .without_plots()
-    } else {
-        c
-    };
-    c.configure_from_args()
+    common::ci_mode(c).configure_from_args()
 }
 
 fn run_all<M: Measurement>(c: &mut Criterion<M>) {
