@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use chacha20::ChaCha20Rng;
-use confide::{Address, Endpoint, EndpointConfig, Event, Input, Output, Role, StorageKey};
+use confide::{
+    Address, ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity, Input, Output,
+    Role, StorageKey,
+};
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
 use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
 use confide_transport::sim::{LinkConfig, SimNetwork};
@@ -331,6 +334,28 @@ impl Stage {
         let out = f(&mut p.endpoint, &mut self.rng, self.now);
         let events = p.drain(&mut self.relay, &mut self.rng, self.now)?;
         Ok((out, events))
+    }
+
+    /// Participant `i` fetches `address`'s bundle from the relay's directory and starts a
+    /// conversation with it (trust on first use: the example compares safety numbers after).
+    pub fn start_conversation_with(
+        &mut self,
+        i: usize,
+        address: &Address,
+    ) -> Result<(ConversationId, Vec<Event>), ExampleError> {
+        let bundle = self
+            .relay
+            .fetch_bundle(address)
+            .ok_or("no bundle published for that address")?;
+        let (conversation, events) = self.command(i, |e, rng, _| {
+            e.start_conversation(
+                rng,
+                address.clone(),
+                &bundle,
+                ExpectedIdentity::TrustOnFirstUse,
+            )
+        })?;
+        Ok((conversation?, events))
     }
 
     /// Participant `i`.

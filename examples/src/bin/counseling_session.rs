@@ -11,10 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 use chacha20::ChaCha20Rng;
-use confide::{
-    ConversationId, EndpointConfig, Event, ExpectedIdentity, RetentionPolicy, Role, Side,
-    StorageKey,
-};
+use confide::{ConversationId, EndpointConfig, Event, RetentionPolicy, Role, Side, StorageKey};
 use confide_crypto::{Duration, Timestamp};
 use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
 use rand_core::{Rng, SeedableRng};
@@ -214,19 +211,7 @@ fn main() -> Result<(), ExampleError> {
     stage.get_mut(COUNSELOR)?.online = false;
 
     // The client writes first, to a counselor who is not there.
-    let bundle = stage
-        .relay
-        .fetch_bundle(&counselor_address)
-        .ok_or("no bundle published")?;
-    let (conv, _) = stage.command(CLIENT, |e, rng, _| {
-        e.start_conversation(
-            rng,
-            counselor_address.clone(),
-            &bundle,
-            ExpectedIdentity::TrustOnFirstUse,
-        )
-    })?;
-    let conv = conv?;
+    let (conv, _) = stage.start_conversation_with(CLIENT, &counselor_address)?;
     println!(
         "[0:00:00] client    | fetched a bundle, verified its signatures, started a hybrid X25519 + ML-KEM-768 session"
     );

@@ -7,7 +7,7 @@
 #![allow(clippy::print_stdout)]
 
 use chacha20::ChaCha20Rng;
-use confide::{Address, EndpointConfig, Event, ExpectedIdentity, Role, StorageKey};
+use confide::{Address, EndpointConfig, Event, Role, StorageKey};
 use confide_crypto::{Duration, Timestamp};
 use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
 use rand_core::SeedableRng;
@@ -142,19 +142,7 @@ fn main() -> Result<(), ExampleError> {
 
     // The client contacts the service's intake address.
     let intake = Address::new(b"intake")?;
-    let bundle = stage
-        .relay
-        .fetch_bundle(&intake)
-        .ok_or("no intake bundle")?;
-    let (conv, _) = stage.command(CLIENT, |e, rng, _| {
-        e.start_conversation(
-            rng,
-            intake.clone(),
-            &bundle,
-            ExpectedIdentity::TrustOnFirstUse,
-        )
-    })?;
-    let conv = conv?;
+    let (conv, _) = stage.start_conversation_with(CLIENT, &intake)?;
     say(&mut stage, CLIENT, conv, "hello? is anyone there")?;
     let events = run(&mut stage, 5)?;
 
@@ -196,19 +184,7 @@ fn main() -> Result<(), ExampleError> {
 
     // Hand-over: brief a counselor in the bot's own conversation with them.
     let counselor_address = Address::new(b"counselor-17")?;
-    let bundle = stage
-        .relay
-        .fetch_bundle(&counselor_address)
-        .ok_or("no counselor bundle")?;
-    let (to_counselor, _) = stage.command(BOT, |e, rng, _| {
-        e.start_conversation(
-            rng,
-            counselor_address.clone(),
-            &bundle,
-            ExpectedIdentity::TrustOnFirstUse,
-        )
-    })?;
-    let to_counselor = to_counselor?;
+    let (to_counselor, _) = stage.start_conversation_with(BOT, &counselor_address)?;
     say(
         &mut stage,
         BOT,
@@ -242,19 +218,7 @@ fn main() -> Result<(), ExampleError> {
         })
         .ok_or("no hand-over message arrived")?;
     let counselor_address = Address::new(next.as_bytes())?;
-    let bundle = stage
-        .relay
-        .fetch_bundle(&counselor_address)
-        .ok_or("no counselor bundle")?;
-    let (conv2, _) = stage.command(CLIENT, |e, rng, _| {
-        e.start_conversation(
-            rng,
-            counselor_address.clone(),
-            &bundle,
-            ExpectedIdentity::TrustOnFirstUse,
-        )
-    })?;
-    let conv2 = conv2?;
+    let (conv2, _) = stage.start_conversation_with(CLIENT, &counselor_address)?;
     say(
         &mut stage,
         CLIENT,
