@@ -126,10 +126,11 @@ fn pair(seed: u8) -> Pair {
     };
     let mut client = make(b"client", Role::Client, &mut rng);
     let counselor = make(b"counselor", Role::Counselor, &mut rng);
-    let bundle = counselor.bundles()[0].clone();
+    let bundle = counselor.published_bundles().one_time[0].clone();
     let conv = client
         .start_conversation(
             &mut rng,
+            NOW,
             counselor.address().clone(),
             &bundle,
             ExpectedIdentity::TrustOnFirstUse,

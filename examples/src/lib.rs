@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use chacha20::ChaCha20Rng;
 use confide::{
     Address, ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity, Input, Output,
-    Role, StorageKey,
+    PublishedBundles, Role, StorageKey,
 };
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
 use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
@@ -100,7 +100,7 @@ pub struct Observed {
 /// directory of prekey bundles, and a log of everything it could observe.
 pub struct Relay {
     network: SimNetwork,
-    directory: BTreeMap<Vec<u8>, VecDeque<Vec<u8>>>,
+    directory: BTreeMap<Vec<u8>, (VecDeque<Vec<u8>>, Vec<u8>)>,
     observed: Vec<Observed>,
 }
 
@@ -126,20 +126,18 @@ impl Relay {
     }
 
     /// Replaces the bundles published for `address`.
-    pub fn publish(&mut self, address: &Address, bundles: Vec<Vec<u8>>) {
-        self.directory
-            .insert(address.as_bytes().to_vec(), bundles.into_iter().collect());
+    pub fn publish(&mut self, address: &Address, bundles: PublishedBundles) {
+        self.directory.insert(
+            address.as_bytes().to_vec(),
+            (bundles.one_time.into_iter().collect(), bundles.last_resort),
+        );
     }
 
-    /// Hands out one bundle for `address`: each one-time bundle once, the last-resort
-    /// bundle (the last one) to everyone after that.
+    /// Hands out one bundle for `address`: each one-time bundle to one requester only (then
+    /// it is gone), the last-resort bundle to everyone after that.
     pub fn fetch_bundle(&mut self, address: &Address) -> Option<Vec<u8>> {
-        let list = self.directory.get_mut(address.as_bytes())?;
-        if list.len() > 1 {
-            list.pop_front()
-        } else {
-            list.front().cloned()
-        }
+        let (one_time, last_resort) = self.directory.get_mut(address.as_bytes())?;
+        one_time.pop_front().or_else(|| Some(last_resort.clone()))
     }
 
     /// Accepts a frame for `to`'s mailbox.
@@ -226,7 +224,7 @@ impl Participant {
                 }
                 Output::Event(Event::BundlesChanged) => {
                     let address = self.endpoint.address().clone();
-                    relay.publish(&address, self.endpoint.bundles());
+                    relay.publish(&address, self.endpoint.published_bundles());
                 }
                 Output::Event(e) => events.push(e),
                 Output::Timeout(t) => {
@@ -347,9 +345,10 @@ impl Stage {
             .relay
             .fetch_bundle(address)
             .ok_or("no bundle published for that address")?;
-        let (conversation, events) = self.command(i, |e, rng, _| {
+        let (conversation, events) = self.command(i, |e, rng, now| {
             e.start_conversation(
                 rng,
+                now,
                 address.clone(),
                 &bundle,
                 ExpectedIdentity::TrustOnFirstUse,

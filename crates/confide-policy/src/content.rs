@@ -123,6 +123,14 @@ pub enum Body {
         /// Read message ids.
         ids: Vec<MessageId>,
     },
+    /// Sent once after the sender imported a stored state (tag `0x07`): the ids of the most
+    /// recent frames of the recipient that the sender's state holds, 0..=`MAX_IDS_PER_FRAME`
+    /// in strictly ascending order. The recipient compares them with what it saw
+    /// acknowledged, to tell the app which of its messages a restored backup lost.
+    Resume {
+        /// Ids of the recipient's frames that the sender holds.
+        received: Vec<MessageId>,
+    },
 }
 
 impl Body {
@@ -132,6 +140,7 @@ impl Body {
     const TAG_CLOSE: u8 = 0x04;
     const TAG_ACK: u8 = 0x05;
     const TAG_READ: u8 = 0x06;
+    const TAG_RESUME: u8 = 0x07;
 }
 
 /// One content frame.
@@ -283,6 +292,14 @@ impl ContentFrame {
                 w.u8(Body::TAG_READ);
                 write_ids(&mut w, ids)?;
             }
+            Body::Resume { received } => {
+                w.u8(Body::TAG_RESUME);
+                if received.is_empty() {
+                    w.u16(0);
+                } else {
+                    write_ids(&mut w, received)?;
+                }
+            }
         }
         Ok(w.into_vec())
     }
@@ -322,6 +339,19 @@ impl ContentFrame {
             Body::TAG_READ => Body::Read {
                 ids: read_ids(&mut r)?,
             },
+            Body::TAG_RESUME => {
+                let count = r.count16("resume id list", MAX_IDS_PER_FRAME)?;
+                let mut received = Vec::with_capacity(count);
+                for _ in 0..count {
+                    received.push(MessageId::read(&mut r)?);
+                }
+                if !received.is_empty() && !ids_are_canonical(&received) {
+                    return Err(DecodeError::InvalidValue {
+                        field: "resume id list",
+                    });
+                }
+                Body::Resume { received }
+            }
             _ => return Err(DecodeError::InvalidValue { field: "body tag" }),
         };
         r.finish()?;
@@ -374,6 +404,13 @@ mod tests {
             },
             Body::Read {
                 ids: vec![MessageId::from_bytes([9; 16])],
+            },
+            Body::Resume { received: vec![] },
+            Body::Resume {
+                received: vec![
+                    MessageId::from_bytes([3; 16]),
+                    MessageId::from_bytes([4; 16]),
+                ],
             },
         ];
         for body in bodies {

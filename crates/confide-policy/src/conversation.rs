@@ -143,6 +143,12 @@ pub enum Incoming {
     },
     /// The peer closed the conversation: erase the session keys.
     Closed(EraseSessionKeys),
+    /// The peer imported a stored state and holds these frames of ours (see
+    /// [`Body::Resume`](crate::Body::Resume)).
+    Resume {
+        /// Ids of our frames the peer holds, ascending.
+        received: Vec<MessageId>,
+    },
 }
 
 /// What is remembered about one message until it expires, is deleted or is retired.
@@ -516,6 +522,27 @@ impl ConversationPolicy {
         Ok(self.frame(id, now, Body::Ack { ids }))
     }
 
+    /// A resume frame naming the peer's frames this side holds (sorted and deduplicated
+    /// here; may be empty), sent once after importing a stored state.
+    pub fn resume(
+        &mut self,
+        received: &[MessageId],
+        id: MessageId,
+        now: Timestamp,
+    ) -> Result<OutgoingFrame, ReceiptError> {
+        if let Some(by) = self.closed_by {
+            return Err(ReceiptError::Closed { by });
+        }
+        let received = canonical_ids(received.iter());
+        if received.len() > MAX_IDS_PER_FRAME {
+            return Err(ReceiptError::TooManyIds {
+                count: received.len(),
+                max: MAX_IDS_PER_FRAME,
+            });
+        }
+        Ok(self.frame(id, now, Body::Resume { received }))
+    }
+
     /// Ends the conversation from this side. Send the frame, then erase the session keys.
     /// Message timers keep running; nothing else can be sent or received.
     pub fn close(
@@ -584,6 +611,10 @@ impl ConversationPolicy {
             Body::Ack { ids } => {
                 self.adopt(frame.timer);
                 Ok(Incoming::DeliveryAcks { ids })
+            }
+            Body::Resume { received } => {
+                self.adopt(frame.timer);
+                Ok(Incoming::Resume { received })
             }
             Body::Read { ids } => {
                 self.adopt(frame.timer);

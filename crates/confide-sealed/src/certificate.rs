@@ -3,7 +3,7 @@
 use core::fmt;
 
 use confide_crypto::{
-    Timestamp,
+    Duration, Timestamp,
     codec::{DecodeError, EncodeError, Reader, Writer},
     identity::IdentityPublicKey,
     kdf::labels,
@@ -226,6 +226,17 @@ impl ServerCertificate {
     /// ([`CertificateError::ServerExpired`]), the server key is not revoked
     /// ([`CertificateError::ServerRevoked`]).
     pub fn validate(&self, roots: &TrustRoots, now: Timestamp) -> Result<(), CertificateError> {
+        self.validate_with_grace(roots, now, Duration::ZERO)
+    }
+
+    /// As [`ServerCertificate::validate`], but an expiry less than `grace` ago is accepted (see
+    /// [`SenderCertificate::validate_with_grace`]).
+    pub fn validate_with_grace(
+        &self,
+        roots: &TrustRoots,
+        now: Timestamp,
+        grace: Duration,
+    ) -> Result<(), CertificateError> {
         let root = roots
             .root(self.root_key_id)
             .ok_or(CertificateError::UnknownRoot {
@@ -241,7 +252,7 @@ impl ServerCertificate {
             &signature,
         )
         .map_err(|_| CertificateError::BadRootSignature)?;
-        if now >= self.expires_at {
+        if now >= self.expires_at.saturating_add(grace) {
             return Err(CertificateError::ServerExpired);
         }
         if roots.is_revoked(self.server_key_id) {
@@ -542,7 +553,23 @@ impl SenderCertificate {
         roots: &TrustRoots,
         now: Timestamp,
     ) -> Result<ValidatedSender, CertificateError> {
-        self.server_certificate.validate(roots, now)?;
+        self.validate_with_grace(roots, now, Duration::ZERO)
+    }
+
+    /// As [`SenderCertificate::validate`], but a certificate (sender or server) that expired
+    /// less than `grace` before `now` is still accepted: a message sealed while the certificate
+    /// was valid may wait in a mailbox for days. Signatures, roots and revocation are checked
+    /// exactly as without grace; only the expiry comparisons become `now < expires_at + grace`.
+    /// The returned [`ValidatedSender`] carries the real `expires_at`, so a caller can tell a
+    /// certificate inside its grace period from a valid one.
+    pub fn validate_with_grace(
+        &self,
+        roots: &TrustRoots,
+        now: Timestamp,
+        grace: Duration,
+    ) -> Result<ValidatedSender, CertificateError> {
+        self.server_certificate
+            .validate_with_grace(roots, now, grace)?;
         let (body, signature) =
             body_and_signature(&self.encoded).ok_or(CertificateError::BadServerSignature)?;
         self.server_certificate
@@ -552,7 +579,7 @@ impl SenderCertificate {
                 &signature,
             )
             .map_err(|_| CertificateError::BadServerSignature)?;
-        if now >= self.expires_at {
+        if now >= self.expires_at.saturating_add(grace) {
             return Err(CertificateError::SenderExpired);
         }
         Ok(ValidatedSender {

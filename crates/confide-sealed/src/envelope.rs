@@ -3,7 +3,7 @@
 use core::fmt;
 
 use confide_crypto::{
-    CryptoError, CryptoRng, Timestamp,
+    CryptoError, CryptoRng, Duration, Timestamp,
     aead::{self, NONCE_LEN},
     codec::{DecodeError, Reader},
     identity::{IdentityKeyPair, IdentityPublicKey},
@@ -424,6 +424,20 @@ pub fn open(
     now: Timestamp,
     envelope: &[u8],
 ) -> Result<Opened, OpenError> {
+    open_with_grace(recipient_identity, roots, now, Duration::ZERO, envelope)
+}
+
+/// As [`open`], but step 8 accepts a sender or server certificate that expired less than
+/// `grace` before `now` ([`SenderCertificate::validate_with_grace`]). For recipients: a
+/// message sealed while its certificate was valid may wait in a mailbox past the expiry.
+/// [`Opened::sender`] keeps the real expiry, so the caller can see that grace was used.
+pub fn open_with_grace(
+    recipient_identity: &IdentityKeyPair,
+    roots: &TrustRoots,
+    now: Timestamp,
+    grace: Duration,
+    envelope: &[u8],
+) -> Result<Opened, OpenError> {
     let envelope = SealedEnvelope::from_bytes(envelope)?;
     let recipient_public = recipient_identity.public();
     let recipient_agreement = recipient_public.agreement_key();
@@ -496,7 +510,7 @@ pub fn open(
     if cert.identity() == &recipient_public || &sender_agreement == recipient_agreement {
         return Err(OpenError::SelfSent);
     }
-    let sender = cert.validate(roots, now)?;
+    let sender = cert.validate_with_grace(roots, now, grace)?;
     Ok(Opened {
         sender,
         payload: payload.to_vec(),

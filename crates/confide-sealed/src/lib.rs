@@ -88,7 +88,7 @@ pub use certificate::{
     ServerCertificate, ServerKey, ValidatedSender, is_valid_display_name,
 };
 pub use consts::*;
-pub use envelope::{OpenError, Opened, SealError, SealedEnvelope, open, seal};
+pub use envelope::{OpenError, Opened, SealError, SealedEnvelope, open, open_with_grace, seal};
 pub use role::Role;
 pub use token::{DeliveryToken, ProfileKey, TokenVerifier, relay_check};
 pub use trust::{TrustConfigError, TrustRoots};

@@ -3,7 +3,9 @@
 /// Version byte of every session wire format defined here.
 pub const PROTOCOL_VERSION: u8 = 1;
 
-/// How far ahead of the next expected message a message may be within one chain.
+/// How many message keys one received message may make us derive and store as skipped,
+/// over all chains it touches (the rest of the previous receiving chain at a ratchet step,
+/// the original branch up to a fork, and the new chain or branch up to the message).
 ///
 /// Reason: deriving a skipped key costs two HMACs, so this bounds the work one hostile message
 /// can cause (about 1 ms), while still covering a client who writes hundreds of messages that a
@@ -17,6 +19,27 @@ pub const MAX_FORWARD_JUMP: u32 = 2_000;
 /// Reason: bounds memory (about 100 bytes a key) and the number of keys an attacker who later
 /// seizes the device could use; equal to [`MAX_FORWARD_JUMP`] so one full jump fits.
 pub const MAX_SKIPPED_KEYS: usize = 2_000;
+
+/// Peer ratchet steps after which a skipped message key is dropped, whatever its age in time.
+///
+/// Reason: a key skipped that many peer ratchet steps ago belongs to a message that is not
+/// coming. A lost message is not late by seconds but by its sender's retransmission backoff,
+/// which grows to an hour; a lively chat takes a ratchet step every few seconds, so the bound
+/// must cover hundreds of steps or a routine retransmission finds its key gone. 512 steps
+/// (with at most [`MAX_SKIPPED_KEYS`] keys in all) is about half an hour of the fastest
+/// two-way typing. Dropping the key bounds how long a later device seizure can read such a
+/// message without needing a clock (see `Session::oldest_skipped_key_at` for time-based
+/// pruning); the endpoint repairs the rare later arrival with a session reset.
+pub const MAX_SKIPPED_KEY_RATCHET_STEPS: u32 = 512;
+
+/// Superseded fork nonces a receiving chain remembers.
+///
+/// Reason: a chain is forked each time the sender restarts from stored state before the next
+/// ratchet step; remembering the branches we moved past turns a late repeat of one of their
+/// messages into [`crate::DecryptError::Duplicate`] instead of
+/// [`crate::DecryptError::PeerRolledBack`]. Sixteen app restarts within one ratchet step is
+/// far beyond normal use; past that the error is only less precise, never unsafe.
+pub const MAX_REMEMBERED_FORKS: usize = 16;
 
 /// How many previous remote ratchet keys a session remembers, to tell a late duplicate from a
 /// forged ratchet step.

@@ -102,6 +102,23 @@ pub enum DecryptError {
     /// A ratchet message arrived but there is no session to decrypt it with.
     #[error("no session")]
     NoSession,
+    /// The peer restored an older state than the one we have heard from: its message forks a
+    /// chain at a position we already received a message for (or at another base than a fork
+    /// we already follow), so the peer has lost whatever it did after that state.
+    ///
+    /// This verdict is given from the message header alone, before authentication (the keys
+    /// it would need are no longer held). It is therefore only meaningful when the message
+    /// arrived inside an envelope already authenticated as the peer (sealed sender, which is
+    /// how the endpoint receives every session message); an unauthenticated caller must treat it
+    /// like [`DecryptError::Authentication`]. Nothing changed in the session.
+    #[error("peer restored an older state")]
+    PeerRolledBack,
+    /// The message belongs to a branch of its chain that the sender abandoned when it restored
+    /// an older state: its position is at or past the point where the chain was forked. It is
+    /// refused (like [`DecryptError::Duplicate`]) without authentication; the same caveat as
+    /// for [`DecryptError::PeerRolledBack`] applies.
+    #[error("message from an abandoned branch of its chain")]
+    StaleBranch,
 }
 
 /// Why stored state could not be restored.

@@ -69,11 +69,11 @@ pub mod state;
 pub mod storage;
 
 pub use error::{BundleError, DecryptError, EncryptError, SessionSetupError, StateError};
-pub use message::{PreKeyMessage, RatchetMessage, SessionMessage};
+pub use message::{ForkRecord, PreKeyMessage, RatchetMessage, SessionMessage};
 pub use prekeys::{
     ExpectedIdentity, KemPreKeyKind, PreKeyBundle, PreKeyStore, VerifiedPreKeyBundle,
 };
-pub use ratchet::kdf_vector;
+pub use ratchet::{CHAIN_FORK_LABEL, kdf_vector};
 pub use record::{IdentityChangePolicy, RecordEncryptError, SessionRecord};
 pub use safety::{COMPACT_LEN, SAFETY_NUMBER_VERSION, SafetyNumber};
 pub use session::{Decrypted, Session, SessionRole};

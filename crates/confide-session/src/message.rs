@@ -2,18 +2,33 @@
 //!
 //! ```text
 //! SessionMessage = version:u8 (=1) || kind:u8 || body
-//!   kind 0x01 Ratchet : RatchetBody
-//!   kind 0x02 PreKey  : identity[128] || base_key[32] || signed_prekey_id:u32
-//!                       || kem_prekey_id:u32 || kem_ciphertext[1088]
-//!                       || has_one_time:u8 (0|1) || [one_time_prekey_id:u32] || RatchetBody
+//!   kind 0x01 Ratchet        : RatchetBody
+//!   kind 0x02 PreKey         : PreKeyEnvelope || RatchetBody
+//!   kind 0x03 RatchetForked  : ForkedRatchetBody
+//!   kind 0x04 PreKeyForked   : PreKeyEnvelope || ForkedRatchetBody
+//! PreKeyEnvelope = identity[128] || base_key[32] || signed_prekey_id:u32
+//!                  || kem_prekey_id:u32 || kem_ciphertext[1088]
+//!                  || has_one_time:u8 (0|1) || [one_time_prekey_id:u32]
 //! RatchetBody = ratchet_key[32] || previous_chain_len:u32 || index:u32
 //!               || ciphertext_len:u32 || ciphertext[ciphertext_len]
+//! ForkedRatchetBody = ratchet_key[32] || previous_chain_len:u32 || index:u32
+//!               || flags:u8 (bit 0 fork, bit 1 previous fork; at least one, no other bits)
+//!               || [ForkRecord] || [ForkRecord of the previous chain]
+//!               || ciphertext_len:u32 || ciphertext[ciphertext_len]
+//! ForkRecord  = base_index:u32 || fork_nonce[32] || start:u32
 //! ```
 //!
 //! All integers are big-endian. The AEAD associated data of a message is the session's
-//! associated data followed by the 42-byte *ratchet header*
-//! `version || 0x01 || ratchet_key || previous_chain_len || index`, which is the same whether
-//! the body travels alone or inside a prekey message.
+//! associated data followed by the *ratchet header*: for kinds 0x01/0x02 the 42 bytes
+//! `version || 0x01 || ratchet_key || previous_chain_len || index`; for kinds 0x03/0x04
+//! `version || 0x03 || ratchet_key || previous_chain_len || index || flags || [ForkRecord]
+//! || [ForkRecord]` (83 or 123 bytes). The header is the same whether the body travels alone or
+//! inside a prekey message, and the fork records are authenticated with the message.
+//!
+//! A message carries a fork record when its sending chain was forked (see the ratchet module:
+//! a sender whose state was restored from storage continues its chain on a fresh branch), and
+//! a previous-chain fork record when the chain *before* its current one ended on a fork, so
+//! that a receiver who never saw a message of that fork can still store its keys.
 
 use confide_crypto::{
     codec::{DecodeError, Reader, Writer},
@@ -28,8 +43,76 @@ use crate::consts::{MAX_CIPHERTEXT_LEN, PROTOCOL_VERSION};
 pub const KIND_RATCHET: u8 = 0x01;
 /// Kind byte of a prekey (session-starting) message.
 pub const KIND_PREKEY: u8 = 0x02;
-/// Length of the ratchet header that is authenticated as associated data.
+/// Kind byte of a ratchet message that carries fork records.
+pub const KIND_RATCHET_FORKED: u8 = 0x03;
+/// Kind byte of a prekey message whose ratchet body carries fork records.
+pub const KIND_PREKEY_FORKED: u8 = 0x04;
+/// Length of the ratchet header that is authenticated as associated data (a message without
+/// fork records; each fork record adds [`FORK_RECORD_LEN`], and the flags byte one more).
 pub const RATCHET_HEADER_LEN: usize = 1 + 1 + 32 + 4 + 4;
+/// Length of an encoded [`ForkRecord`].
+pub const FORK_RECORD_LEN: usize = 4 + 32 + 4;
+const FLAG_FORK: u8 = 0x01;
+const FLAG_PREVIOUS_FORK: u8 = 0x02;
+
+/// Names the branch a forked sending chain continues on: the chain was forked at position
+/// `base_index` of its original branch, and this branch (chosen by the random `nonce`) starts at
+/// position `start`. Public: it travels in the clear, authenticated as part of the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ForkRecord {
+    base_index: u32,
+    nonce: [u8; 32],
+    start: u32,
+}
+
+impl ForkRecord {
+    pub(crate) fn new(base_index: u32, nonce: [u8; 32], start: u32) -> Self {
+        Self {
+            base_index,
+            nonce,
+            start,
+        }
+    }
+
+    /// Position of the original branch at which the chain was forked.
+    #[must_use]
+    pub fn base_index(&self) -> u32 {
+        self.base_index
+    }
+
+    /// The random value that names this branch.
+    #[must_use]
+    pub fn nonce(&self) -> [u8; 32] {
+        self.nonce
+    }
+
+    /// First position used on this branch.
+    #[must_use]
+    pub fn start(&self) -> u32 {
+        self.start
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.u32(self.base_index).bytes(&self.nonce).u32(self.start);
+    }
+
+    /// Reads a record and checks `base_index <= start`.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let base_index = r.u32()?;
+        let nonce = r.array()?;
+        let start = r.u32()?;
+        if base_index > start {
+            return Err(DecodeError::InvalidValue {
+                field: "fork record start",
+            });
+        }
+        Ok(Self {
+            base_index,
+            nonce,
+            start,
+        })
+    }
+}
 /// Smallest ciphertext: the minimum padded plaintext plus the tag.
 pub const MIN_CIPHERTEXT_LEN: usize =
     confide_crypto::padding::MIN_PADDED_LEN + confide_crypto::aead::TAG_LEN;
@@ -40,6 +123,8 @@ pub struct RatchetMessage {
     ratchet_key: X25519PublicKey,
     previous_chain_len: u32,
     index: u32,
+    fork: Option<ForkRecord>,
+    previous_fork: Option<ForkRecord>,
     ciphertext: Vec<u8>,
 }
 
@@ -48,17 +133,27 @@ impl core::fmt::Debug for RatchetMessage {
         f.debug_struct("RatchetMessage")
             .field("previous_chain_len", &self.previous_chain_len)
             .field("index", &self.index)
+            .field("forked", &self.fork.is_some())
+            .field("previous_forked", &self.previous_fork.is_some())
             .field("ciphertext_len", &self.ciphertext.len())
             .finish_non_exhaustive()
     }
 }
 
 impl RatchetMessage {
-    pub(crate) fn new(ratchet_key: X25519PublicKey, previous_chain_len: u32, index: u32) -> Self {
+    pub(crate) fn new(
+        ratchet_key: X25519PublicKey,
+        previous_chain_len: u32,
+        index: u32,
+        fork: Option<ForkRecord>,
+        previous_fork: Option<ForkRecord>,
+    ) -> Self {
         Self {
             ratchet_key,
             previous_chain_len,
             index,
+            fork,
+            previous_fork,
             ciphertext: Vec::new(),
         }
     }
@@ -86,38 +181,113 @@ impl RatchetMessage {
         self.index
     }
 
+    /// The fork record of the branch this message's chain continues on, if it was forked.
+    #[must_use]
+    pub fn fork(&self) -> Option<&ForkRecord> {
+        self.fork.as_ref()
+    }
+
+    /// The fork record on which the sender's previous chain ended, if it was forked.
+    #[must_use]
+    pub fn previous_fork(&self) -> Option<&ForkRecord> {
+        self.previous_fork.as_ref()
+    }
+
+    /// Whether the message carries any fork record (and so uses kind 0x03 or 0x04).
+    #[must_use]
+    pub fn is_forked(&self) -> bool {
+        self.fork.is_some() || self.previous_fork.is_some()
+    }
+
     /// Encrypted, padded plaintext and tag.
     #[must_use]
     pub fn ciphertext(&self) -> &[u8] {
         &self.ciphertext
     }
 
-    /// The 42-byte header that is authenticated as associated data.
+    fn flags(&self) -> u8 {
+        (if self.fork.is_some() { FLAG_FORK } else { 0 })
+            | (if self.previous_fork.is_some() {
+                FLAG_PREVIOUS_FORK
+            } else {
+                0
+            })
+    }
+
+    /// The header that is authenticated as associated data: [`RATCHET_HEADER_LEN`] bytes
+    /// without fork records, `RATCHET_HEADER_LEN + 1 + FORK_RECORD_LEN * records` with them.
     #[must_use]
-    pub fn header_bytes(&self) -> [u8; RATCHET_HEADER_LEN] {
-        let mut out = [0u8; RATCHET_HEADER_LEN];
-        let mut w = Writer::with_capacity(RATCHET_HEADER_LEN);
+    pub fn header_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(RATCHET_HEADER_LEN + 1 + 2 * FORK_RECORD_LEN);
         w.u8(PROTOCOL_VERSION)
-            .u8(KIND_RATCHET)
+            .u8(if self.is_forked() {
+                KIND_RATCHET_FORKED
+            } else {
+                KIND_RATCHET
+            })
             .bytes(self.ratchet_key.as_bytes())
             .u32(self.previous_chain_len)
             .u32(self.index);
-        out.copy_from_slice(w.as_slice());
-        out
+        self.write_fork_records(&mut w);
+        w.into_vec()
+    }
+
+    fn write_fork_records(&self, w: &mut Writer) {
+        if self.is_forked() {
+            w.u8(self.flags());
+            if let Some(f) = &self.fork {
+                f.write(w);
+            }
+            if let Some(f) = &self.previous_fork {
+                f.write(w);
+            }
+        }
     }
 
     fn write_body(&self, w: &mut Writer) {
         w.bytes(self.ratchet_key.as_bytes())
             .u32(self.previous_chain_len)
             .u32(self.index);
+        self.write_fork_records(w);
         // Ciphertexts are produced by us and bounded by MAX_CIPHERTEXT_LEN.
         let _ = w.var32("ciphertext", MAX_CIPHERTEXT_LEN, &self.ciphertext);
     }
 
-    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    /// Reads a body; `forked` selects the layout with the flags byte and fork records.
+    fn read_body(r: &mut Reader<'_>, forked: bool) -> Result<Self, DecodeError> {
         let ratchet_key = X25519PublicKey::from_bytes(r.array()?);
         let previous_chain_len = r.u32()?;
         let index = r.u32()?;
+        let (mut fork, mut previous_fork) = (None, None);
+        if forked {
+            let flags = r.u8()?;
+            if flags == 0 || flags & !(FLAG_FORK | FLAG_PREVIOUS_FORK) != 0 {
+                return Err(DecodeError::InvalidValue {
+                    field: "fork flags",
+                });
+            }
+            if flags & FLAG_FORK != 0 {
+                let f = ForkRecord::read(r)?;
+                // The branch starts at or before the message's position.
+                if f.start > index {
+                    return Err(DecodeError::InvalidValue {
+                        field: "fork record start",
+                    });
+                }
+                fork = Some(f);
+            }
+            if flags & FLAG_PREVIOUS_FORK != 0 {
+                let f = ForkRecord::read(r)?;
+                // A fork is taken only when a message is sent on it: the previous chain
+                // used its start position, so its length exceeds the start.
+                if f.start >= previous_chain_len {
+                    return Err(DecodeError::InvalidValue {
+                        field: "previous fork record start",
+                    });
+                }
+                previous_fork = Some(f);
+            }
+        }
         let ciphertext = r.var32("ciphertext", MAX_CIPHERTEXT_LEN)?;
         if ciphertext.len() < MIN_CIPHERTEXT_LEN {
             return Err(DecodeError::InvalidValue {
@@ -128,6 +298,8 @@ impl RatchetMessage {
             ratchet_key,
             previous_chain_len,
             index,
+            fork,
+            previous_fork,
             ciphertext: ciphertext.to_vec(),
         })
     }
@@ -194,16 +366,24 @@ impl SessionMessage {
         w.u8(PROTOCOL_VERSION);
         match self {
             Self::Ratchet(m) => {
-                w.u8(KIND_RATCHET);
+                w.u8(if m.is_forked() {
+                    KIND_RATCHET_FORKED
+                } else {
+                    KIND_RATCHET
+                });
                 m.write_body(&mut w);
             }
             Self::PreKey(p) => {
-                w.u8(KIND_PREKEY)
-                    .bytes(&p.initiator.to_bytes())
-                    .bytes(p.base_key.as_bytes())
-                    .u32(p.signed_prekey_id)
-                    .u32(p.kem_prekey_id)
-                    .bytes(p.kem_ciphertext.as_bytes());
+                w.u8(if p.message.is_forked() {
+                    KIND_PREKEY_FORKED
+                } else {
+                    KIND_PREKEY
+                })
+                .bytes(&p.initiator.to_bytes())
+                .bytes(p.base_key.as_bytes())
+                .u32(p.signed_prekey_id)
+                .u32(p.kem_prekey_id)
+                .bytes(p.kem_ciphertext.as_bytes());
                 match p.one_time_prekey_id {
                     None => {
                         w.u8(0);
@@ -223,7 +403,7 @@ impl SessionMessage {
             Self::Ratchet(m) => m.ciphertext.len(),
             Self::PreKey(p) => p.message.ciphertext.len().saturating_add(1300),
         };
-        ct.saturating_add(64)
+        ct.saturating_add(64 + 2 * FORK_RECORD_LEN)
     }
 
     /// Decodes a message strictly (version, kind, lengths, no trailing bytes). The initiator
@@ -238,8 +418,9 @@ impl SessionMessage {
             });
         }
         let out = match r.u8()? {
-            KIND_RATCHET => Self::Ratchet(RatchetMessage::read_body(&mut r)?),
-            KIND_PREKEY => {
+            KIND_RATCHET => Self::Ratchet(RatchetMessage::read_body(&mut r, false)?),
+            KIND_RATCHET_FORKED => Self::Ratchet(RatchetMessage::read_body(&mut r, true)?),
+            kind @ (KIND_PREKEY | KIND_PREKEY_FORKED) => {
                 let initiator = IdentityPublicKey::read(&mut r)?;
                 let base_key = X25519PublicKey::from_bytes(r.array()?);
                 let signed_prekey_id = r.u32()?;
@@ -253,7 +434,7 @@ impl SessionMessage {
                 } else {
                     None
                 };
-                let message = RatchetMessage::read_body(&mut r)?;
+                let message = RatchetMessage::read_body(&mut r, kind == KIND_PREKEY_FORKED)?;
                 Self::PreKey(Box::new(PreKeyMessage {
                     initiator,
                     base_key,

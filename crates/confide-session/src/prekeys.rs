@@ -513,6 +513,48 @@ impl PreKeyStore {
         out
     }
 
+    /// The bundles a directory hands out **once each**: one per unused one-time ML-KEM prekey
+    /// (paired with an unused one-time X25519 prekey while they last), then one per one-time
+    /// X25519 prekey left over, paired with the last-resort ML-KEM prekey. Every bundle holds
+    /// at least one one-time key and each one-time key appears in exactly one bundle. When
+    /// they run out, the directory serves [`PreKeyStore::last_resort_bundle`] to everyone.
+    #[must_use]
+    pub fn one_time_bundles(&self) -> Vec<PreKeyBundle> {
+        let (Some(spk), Some(lr)) = (self.signed.back(), self.last_resort.back()) else {
+            return Vec::new();
+        };
+        let make = |kem_id: u32,
+                    kind: KemPreKeyKind,
+                    kem: &KemKeyPair,
+                    sig: Signature,
+                    otk: Option<(&u32, &X25519KeyPair)>| PreKeyBundle {
+            identity: self.identity.public(),
+            signed_prekey_id: spk.id,
+            signed_prekey: spk.key.public_key(),
+            signed_prekey_signature: spk.signature,
+            kem_prekey_id: kem_id,
+            kem_kind: kind,
+            kem_prekey: kem.public_key().clone(),
+            kem_prekey_signature: sig,
+            one_time: otk.map(|(id, k)| (*id, k.public_key())),
+        };
+        let mut otks = self.one_time.iter();
+        let mut out = Vec::with_capacity(self.one_time_kem.len().max(self.one_time.len()));
+        for (id, (kem, sig)) in &self.one_time_kem {
+            out.push(make(*id, KemPreKeyKind::OneTime, kem, *sig, otks.next()));
+        }
+        for otk in otks {
+            out.push(make(
+                lr.id,
+                KemPreKeyKind::LastResort,
+                &lr.key,
+                lr.signature,
+                Some(otk),
+            ));
+        }
+        out
+    }
+
     /// The bundle with no one-time keys at all (what a directory serves when it runs out).
     #[must_use]
     pub fn last_resort_bundle(&self) -> Option<PreKeyBundle> {

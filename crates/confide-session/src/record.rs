@@ -6,6 +6,7 @@ use confide_crypto::{
     CryptoRng, Timestamp,
     codec::{DecodeError, Reader, Writer},
     identity::IdentityPublicKey,
+    x25519::X25519PublicKey,
 };
 
 use crate::{
@@ -79,6 +80,13 @@ impl SessionRecord {
     #[must_use]
     pub fn archived_count(&self) -> usize {
         self.archived.len()
+    }
+
+    /// Whether the current or an archived session is the one named by `base_key` (the
+    /// initiator's base key, which both sides of a session know).
+    #[must_use]
+    pub fn has_session(&self, base_key: &X25519PublicKey) -> bool {
+        self.position_of(|s| &s.base_key() == base_key).is_some()
     }
 
     /// The peer's identity according to the current session.
@@ -211,6 +219,17 @@ impl SessionRecord {
         n
     }
 
+    /// When the oldest skipped message key of any session (current or archived) was stored,
+    /// so the caller can schedule the next [`SessionRecord::prune_skipped_keys`].
+    #[must_use]
+    pub fn oldest_skipped_key_at(&self) -> Option<Timestamp> {
+        self.current
+            .iter()
+            .chain(self.archived.iter())
+            .filter_map(Session::oldest_skipped_key_at)
+            .min()
+    }
+
     /// Erases every session (conversation closed). Dropping the sessions zeroizes their keys.
     pub fn erase(&mut self) {
         for s in self.current.iter_mut().chain(self.archived.iter_mut()) {
@@ -224,7 +243,7 @@ impl SessionRecord {
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(1024);
-        w.u8(crate::state::STATE_VERSION);
+        w.u8(crate::state::SESSION_STATE_VERSION);
         match &self.current {
             None => {
                 w.u8(0);
@@ -257,7 +276,7 @@ impl SessionRecord {
     fn from_bytes_with(bytes: &[u8], provenance: Provenance) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != crate::state::STATE_VERSION {
+        if version != crate::state::SESSION_STATE_VERSION {
             return Err(DecodeError::UnknownVersion {
                 what: "session record",
                 found: version,

@@ -301,6 +301,13 @@ impl Session {
         self.ratchet.skipped_len()
     }
 
+    /// When the oldest stored skipped message key was stored (`None` without any), so the
+    /// caller can schedule the [`Session::prune_skipped_keys`] deadline.
+    #[must_use]
+    pub fn oldest_skipped_key_at(&self) -> Option<Timestamp> {
+        self.ratchet.oldest_skipped_key_at()
+    }
+
     /// Our current ratchet public key (changes after each turn; exposed for tests and audits).
     #[must_use]
     pub fn current_ratchet_key(&self) -> X25519PublicKey {
@@ -315,7 +322,12 @@ impl Session {
     }
 
     /// Encrypts `plaintext` (padded first). Needs randomness only when a DH ratchet step is
-    /// due. On error nothing changed.
+    /// due, or on the first send of a session restored from bytes (which continues its
+    /// sending chain on a fresh random branch, because the stored state may be older than the
+    /// last one that sent). On error nothing changed.
+    ///
+    /// A `Session` value must have one future: encrypting on two clones (rather than on
+    /// deserialised copies) reuses message keys.
     pub fn encrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -385,7 +397,8 @@ impl Session {
         w.into_vec()
     }
 
-    /// Restores a session from [`Session::to_bytes`], strictly.
+    /// Restores a session from [`Session::to_bytes`], strictly. The restored session's next
+    /// message starts a fresh sending chain or branch (see [`Session::encrypt`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         Self::from_bytes_with(bytes, Provenance::Untrusted)
     }
@@ -406,7 +419,7 @@ impl Session {
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
-        w.u8(crate::state::STATE_VERSION)
+        w.u8(crate::state::SESSION_STATE_VERSION)
             .bytes(&self.local.to_bytes())
             .bytes(&self.remote.to_bytes())
             .u8(match self.role {
@@ -434,7 +447,7 @@ impl Session {
 
     pub(crate) fn read(r: &mut Reader<'_>, provenance: Provenance) -> Result<Self, DecodeError> {
         let version = r.u8()?;
-        if version != crate::state::STATE_VERSION {
+        if version != crate::state::SESSION_STATE_VERSION {
             return Err(DecodeError::UnknownVersion {
                 what: "session state",
                 found: version,

@@ -1,13 +1,19 @@
 //! Versioned state serialization and serde support.
 //!
 //! Every state type ([`crate::Session`], [`crate::SessionRecord`], [`crate::PreKeyStore`])
-//! has a canonical binary form (`to_bytes` / `from_bytes`) that starts with
-//! [`STATE_VERSION`]. Their serde implementations carry that binary form as one byte string,
+//! has a canonical binary form (`to_bytes` / `from_bytes`) that starts with a version byte:
+//! [`SESSION_STATE_VERSION`] for sessions and records, [`STATE_VERSION`] for prekey stores. Their serde implementations carry that binary form as one byte string,
 //! so any serde format stores exactly the canonical bytes. The plain form contains secrets:
 //! store it only through [`crate::storage`].
 
-/// Version byte that starts every serialized state.
+/// Version byte that starts a serialized prekey store.
 pub const STATE_VERSION: u8 = 1;
+
+/// Version byte that starts a serialized [`crate::Session`] and [`crate::SessionRecord`].
+///
+/// Version 2 added the chain-fork state, the previous sending chain's fork record, the
+/// receive-step counter and the per-key fork nonce and step stamp of skipped keys.
+pub const SESSION_STATE_VERSION: u8 = 2;
 
 /// Where serialized state comes from, which decides how much is re-checked when reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -74,15 +74,19 @@ fn session_round_trip_and_strict_decoding() {
         assert_eq!(back.current_ratchet_key(), s.current_ratchet_key());
         assert!(Session::from_bytes(&[&bytes[..], &[0]].concat()).is_err());
         assert!(Session::from_bytes(&bytes[..bytes.len() - 1]).is_err());
-        let mut v2 = bytes.clone();
-        v2[0] = 2;
-        assert_eq!(
-            Session::from_bytes(&v2).unwrap_err(),
-            DecodeError::UnknownVersion {
-                what: "session state",
-                found: 2
-            }
-        );
+        // Version 1 (before chain forks) and unknown versions are refused.
+        assert_eq!(bytes[0], confide_session::state::SESSION_STATE_VERSION);
+        for version in [1, 9] {
+            let mut other = bytes.clone();
+            other[0] = version;
+            assert_eq!(
+                Session::from_bytes(&other).unwrap_err(),
+                DecodeError::UnknownVersion {
+                    what: "session state",
+                    found: version
+                }
+            );
+        }
     }
     // A session restored into a record keeps working.
     let mut p = p;

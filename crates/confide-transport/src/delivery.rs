@@ -332,6 +332,43 @@ impl Delivery {
         true
     }
 
+    /// Replaces the payload of a waiting message and queues one transmission of it now (for
+    /// a payload re-sealed under a renewed certificate, or re-encrypted in a new session).
+    /// The id, the give-up time and the retransmission schedule stay as they were, so the
+    /// recipient's dedup window still recognises the message. Returns `Ok(false)` (changing
+    /// nothing) if `id` is not waiting; a refused replacement changes nothing.
+    pub fn replace_payload(&mut self, id: MessageId, payload: Vec<u8>) -> Result<bool, SendError> {
+        let Some(index) = self.outbox.iter().position(|e| e.id == id) else {
+            return Ok(false);
+        };
+        let old_len = self.outbox.get(index).map_or(0, |e| e.payload.len());
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(SendError::PayloadTooLarge {
+                len: payload.len(),
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
+        let held = self.held_bytes().saturating_sub(old_len);
+        if held.saturating_add(payload.len()) > MAX_HELD_PAYLOAD_BYTES {
+            return Err(SendError::TooManyBytesHeld {
+                held,
+                len: payload.len(),
+                max: MAX_HELD_PAYLOAD_BYTES,
+            });
+        }
+        if let Some(entry) = self.outbox.get_mut(index) {
+            entry.payload = payload;
+        }
+        if !self
+            .transmit_queue
+            .iter()
+            .any(|q| matches!(q, QueuedTransmit::Outbox(queued) if *queued == id))
+        {
+            self.transmit_queue.push_back(QueuedTransmit::Outbox(id));
+        }
+        Ok(true)
+    }
+
     /// Whether a received id is new or a duplicate within the dedup window. Changes nothing.
     pub fn check_incoming(&self, id: MessageId, now: Timestamp) -> IncomingStatus {
         match self.seen.get(&id) {

@@ -3,7 +3,7 @@
 use confide_crypto::Duration;
 
 /// Version byte of the endpoint state encoding (inside the encrypted storage blob).
-pub const ENDPOINT_STATE_VERSION: u8 = 1;
+pub const ENDPOINT_STATE_VERSION: u8 = 2;
 
 /// Below this many unused one-time X25519 prekeys the endpoint generates more.
 ///
@@ -39,10 +39,100 @@ pub const SIGNED_PREKEY_MAX_AGE: Duration = Duration::from_days(7);
 /// acknowledgement of the close; one day of retries covers a peer offline overnight.
 pub const CLOSE_RETRANSMIT_PERIOD: Duration = Duration::from_days(1);
 
-/// Most conversations one endpoint keeps.
+/// Most *open* conversations one endpoint keeps. Closed conversations do not count: they
+/// shrink to tombstones once their timers ran out.
 ///
 /// Reason: bounds the state; a counselor service shards far larger caseloads across accounts.
 pub const MAX_CONVERSATIONS: usize = 4_096;
+
+/// Most closed conversations still waiting for their message timers (or the retransmission
+/// of their close frame) before they shrink to a tombstone. Beyond it the oldest shrinks at
+/// once and its remaining messages expire early (erasing early is always allowed).
+///
+/// Reason: closing and re-contacting must not grow the state without bound.
+pub const MAX_CLOSED_CONVERSATIONS: usize = 4_096;
+
+/// Most tombstones (who closed a conversation, for [`Endpoint::closed_by`]) kept; the oldest
+/// is forgotten first, after which the handle is simply unknown.
+///
+/// Reason: a tombstone is a few bytes, but a lifetime of conversations must stay bounded.
+///
+/// [`Endpoint::closed_by`]: crate::Endpoint::closed_by
+pub const MAX_TOMBSTONES: usize = 4_096;
+
+/// How long after its certificate expired a sender's envelopes are still accepted.
+///
+/// Reason: a message sealed while the certificate was valid can wait in a mailbox while its
+/// recipient is offline (counselors answer two or three times a day; clients go quiet for
+/// days). A week covers a long weekend offline twice over; the sender's own retransmissions
+/// are re-sealed as soon as it renews, and revocation (by server key) is not affected.
+pub const SENDER_CERTIFICATE_GRACE: Duration = Duration::from_days(7);
+
+/// How long before our certificate expires the endpoint emits
+/// [`Event::CertificateExpiring`](crate::Event::CertificateExpiring).
+///
+/// Reason: renewal needs the network and the service; three days leave room for a weekend.
+pub const CERTIFICATE_RENEWAL_WARNING: Duration = Duration::from_days(3);
+
+/// Shortest time between two reset requests to the same peer.
+///
+/// Reason: a peer out of sync sends many frames (retransmissions, acknowledgements) that all
+/// fail; one request per interval is enough, and it bounds what a relay replaying old
+/// envelopes can make us send.
+pub const RESET_REQUEST_MIN_INTERVAL: Duration = Duration::from_mins(5);
+
+/// How far back [`Event::SessionReset`](crate::Event::SessionReset) looks for our texts the
+/// peer acknowledged and may have lost with its restored backup.
+///
+/// Reason: phones back up daily to weekly; a restore older than that loses more than a
+/// reset can report, and the app's transcript is the authority then.
+pub const RESET_LOSS_WINDOW: Duration = Duration::from_days(7);
+
+/// Most delivered texts per conversation remembered for [`RESET_LOSS_WINDOW`].
+///
+/// Reason: bounds the state of a busy conversation; the report is a hint for the app.
+pub const MAX_RECENTLY_DELIVERED: usize = 64;
+
+/// Most frame ids of received acknowledgements and resume frames remembered, so that a copy
+/// the network duplicated is recognised before it reaches the session.
+///
+/// Reason: such frames are never acknowledged, so the dedup window does not hold them; a
+/// copy that reached the session would look like a peer out of sync. Copies arrive within
+/// seconds; 1,024 ids (16 KiB) cover far more than that.
+pub const MAX_CONTROL_FRAMES_REMEMBERED: usize = 1_024;
+
+/// Most frame ids of received texts remembered per conversation for the resume frame.
+///
+/// Reason: the peer only needs the newest text we hold to find what we lost; a few more
+/// cover reordering. 16 ids are 256 bytes in the resume frame.
+pub const MAX_RECENT_RECEIVED: usize = 16;
+
+/// Most honoured resets remembered per conversation.
+///
+/// Reason: a replayed reset request must not force another new session; a handful covers
+/// any realistic sequence of restores, and older entries expire with [`RESET_LOSS_WINDOW`].
+pub const MAX_HONOURED_RESETS: usize = 8;
+
+/// Most peers without a conversation to which reset requests were recently sent (for the
+/// rate limit). Not stored: after a restart the limit starts afresh.
+///
+/// Reason: bounds memory if many unknown peers write; the oldest is forgotten first.
+pub const MAX_UNKNOWN_PEER_RESETS: usize = 256;
+
+/// Most given-up texts remembered so that a late acknowledgement still reports them
+/// delivered.
+///
+/// Reason: equals the outbox bound, so every text that could be given up in one period fits.
+pub const MAX_GIVEN_UP_REMEMBERED: usize = confide_transport::consts::MAX_OUTBOX_MESSAGES;
+
+/// Age after which a session we started and the peer never answered stops sending, with
+/// [`CommandError::SessionStale`](crate::CommandError::SessionStale): fetch a new bundle and
+/// call [`Endpoint::renew_session`](crate::Endpoint::renew_session).
+///
+/// Reason: the peer keeps a signed prekey for [`SIGNED_PREKEY_MAX_AGE`] times the session
+/// layer's `MAX_RETAINED_SIGNED_PREKEYS` (4 weeks); after two weeks unanswered the bundle is
+/// likely close to retirement, and a fresh one gives the first messages fresh one-time keys.
+pub const UNANSWERED_SESSION_MAX_AGE: Duration = Duration::from_days(14);
 
 /// Most outgoing frames waiting to be persisted and transmitted.
 ///
@@ -57,3 +147,16 @@ pub const MAX_HELD_TRANSMITS: usize = confide_transport::consts::MAX_OUTBOX_MESS
 /// Reason: a strict decoder refuses absurd lengths before allocating; the largest legitimate
 /// component (the delivery outbox) is bounded by the transport's 16 MiB of held payloads.
 pub const MAX_STATE_COMPONENT_LEN: usize = 64 * 1024 * 1024;
+
+/// Kind byte of a reset request. Session messages use kinds below 0x20; kinds from 0x20 on
+/// belong to the endpoint layer.
+pub const KIND_RESET_REQUEST: u8 = 0x20;
+
+/// Version byte of a reset request (the session protocol version it accompanies).
+pub const RESET_REQUEST_VERSION: u8 = 1;
+
+/// Longest prekey bundle a reset request may carry, in bytes.
+///
+/// Reason: a bundle with an ML-KEM-768 key is about 1.6 KB; 4 KiB leaves room for a larger
+/// identity encoding while bounding what a peer makes us parse.
+pub const MAX_RESET_BUNDLE_LEN: usize = 4096;

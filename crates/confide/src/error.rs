@@ -24,11 +24,11 @@ pub enum StartError {
     /// The handshake could not be computed from the bundle.
     #[error("session setup failed: {0}")]
     Setup(#[from] confide_session::SessionSetupError),
-    /// A conversation with this address already exists.
-    #[error("a conversation with this peer already exists")]
+    /// An open conversation with this address already exists.
+    #[error("an open conversation with this peer already exists")]
     ConversationExists,
-    /// [`crate::consts::MAX_CONVERSATIONS`] are already kept.
-    #[error("{max} conversations already kept")]
+    /// [`crate::consts::MAX_CONVERSATIONS`] conversations are already open.
+    #[error("{max} conversations already open")]
     TooManyConversations {
         /// The limit.
         max: usize,
@@ -44,7 +44,7 @@ pub enum CommandError {
     #[error("unknown conversation")]
     UnknownConversation,
     /// The conversation is closed.
-    #[error("the conversation was closed by the {by:?}")]
+    #[error("the conversation is closed")]
     Closed {
         /// Who closed it.
         by: Side,
@@ -68,6 +68,36 @@ pub enum CommandError {
     /// The session refused to encrypt (sending chain exhausted or invalid ratchet key).
     #[error("session refused to encrypt")]
     Session,
+    /// Our sender certificate expired at `expired_at`: obtain a renewed one and call
+    /// [`Endpoint::set_certificate`](crate::Endpoint::set_certificate), then send again.
+    #[error("our sender certificate expired; renew it before sending")]
+    CertificateExpired {
+        /// When it expired.
+        expired_at: confide_crypto::Timestamp,
+    },
+    /// We started this session more than
+    /// [`UNANSWERED_SESSION_MAX_AGE`](crate::consts::UNANSWERED_SESSION_MAX_AGE) ago and the
+    /// peer never answered: fetch a new prekey bundle of the peer and call
+    /// [`Endpoint::renew_session`](crate::Endpoint::renew_session); waiting texts are
+    /// re-encrypted in the new session.
+    #[error("the peer never answered this session; fetch a new bundle and renew it")]
+    SessionStale,
+}
+
+/// Why [`Endpoint::renew_session`](crate::Endpoint::renew_session) refused. Nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RenewError {
+    /// No open conversation with this id.
+    #[error("no open conversation with this id")]
+    UnknownConversation,
+    /// The bundle is malformed, badly signed, or not the peer's identity (an identity change
+    /// is never accepted through a renewal).
+    #[error("bundle refused: {0}")]
+    Bundle(#[from] confide_session::BundleError),
+    /// The handshake could not be computed from the bundle.
+    #[error("session setup failed: {0}")]
+    Setup(#[from] confide_session::SessionSetupError),
 }
 
 /// Why [`Endpoint::accept_identity_change`](crate::Endpoint::accept_identity_change) or

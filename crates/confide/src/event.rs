@@ -7,6 +7,8 @@ use confide_policy::{MessageId, MessageText, RetentionPolicy, Side, TimerSetting
 use confide_sealed::Role;
 use confide_transport::Transmit;
 
+use crate::endpoint::DropReason;
+
 /// A local handle for one conversation. It is a counter assigned by this endpoint, so it
 /// says nothing about the peer and may be logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -99,6 +101,12 @@ pub enum Event {
         text: MessageText,
         /// When it expires, if already known (after-read timers start when it is read).
         expires_at: Option<Timestamp>,
+        /// When the sender says it sent the message (its own clock: use it to order a
+        /// transcript, not as proof of time).
+        sent_at: Timestamp,
+        /// This conversation's count of messages received before this one (0, 1, 2, ...):
+        /// the order in which they arrived here, stable across export and import.
+        seq: u64,
     },
     /// The peer acknowledged one of our texts (authenticated, end to end).
     Delivered {
@@ -107,7 +115,9 @@ pub enum Event {
         /// Our message.
         id: MessageId,
     },
-    /// No acknowledgement arrived in time; the endpoint stopped retransmitting the text.
+    /// No acknowledgement arrived within the transport's give-up time; the endpoint stopped
+    /// retransmitting the text. If an acknowledgement still arrives later, an
+    /// [`Event::Delivered`] for the same id follows (the last word wins).
     DeliveryFailed {
         /// The conversation.
         conversation: ConversationId,
@@ -163,6 +173,47 @@ pub enum Event {
         by: Side,
     },
     /// The prekeys changed (consumed, replenished or rotated): upload
-    /// [`Endpoint::bundles`](crate::Endpoint::bundles) to the directory.
+    /// [`Endpoint::published_bundles`](crate::Endpoint::published_bundles) to the directory.
     BundlesChanged,
+    /// The conversation's session was replaced by a new one because one side restored an
+    /// older state (a backup) and the two could no longer follow each other. Messages keep
+    /// flowing in the new session; texts of ours that were still waiting were re-encrypted
+    /// in it and go out again.
+    SessionReset {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Our texts the peer acknowledged within
+        /// [`RESET_LOSS_WINDOW`](crate::consts::RESET_LOSS_WINDOW) (at most
+        /// [`MAX_RECENTLY_DELIVERED`](crate::consts::MAX_RECENTLY_DELIVERED), oldest first).
+        /// If the peer is the side that restored a backup, it may have lost any of them: offer
+        /// the user to send them again.
+        possibly_lost: Vec<MessageId>,
+    },
+    /// The peer imported an older stored state (a backup) and no longer holds these texts of
+    /// ours, which it had acknowledged. Its session went on (no reset was needed), but its
+    /// app has lost them: offer the user to send them again.
+    PeerRestored {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Our texts the peer acknowledged and no longer holds, oldest first.
+        possibly_lost: Vec<MessageId>,
+    },
+    /// A frame that concerns this conversation was refused (see [`DropReason`] for what each
+    /// reason means and what to do). Frames that cannot be attributed to a conversation
+    /// (relay garbage, envelopes that do not open) only move the counters of
+    /// [`Endpoint::stats`](crate::Endpoint::stats), so a relay cannot flood the app.
+    FrameDropped {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Why.
+        reason: DropReason,
+    },
+    /// Our sender certificate expires at `expires_at`, within
+    /// [`CERTIFICATE_RENEWAL_WARNING`](crate::consts::CERTIFICATE_RENEWAL_WARNING): obtain a
+    /// renewed one and call [`Endpoint::set_certificate`](crate::Endpoint::set_certificate).
+    /// Emitted once per certificate (again after an import).
+    CertificateExpiring {
+        /// When it expires.
+        expires_at: Timestamp,
+    },
 }

@@ -32,7 +32,13 @@
 //! confirmed persisted. Hence an incoming message is acknowledged only after the state that
 //! holds it is stored, and a ciphertext never leaves before the ratchet state that moved past
 //! its message key is stored: after a crash the endpoint restarts from its last stored state
-//! ([`Endpoint::import_state`]) and neither loses a message nor encrypts twice under one key.
+//! ([`Endpoint::import_state`]) and loses no message.
+//!
+//! An app may also import an *older* state (a phone restored from its backup). Every session
+//! read from storage moves to a fresh sending chain before it encrypts again, so no message
+//! key is ever used twice, whatever state comes back. If the peer can no longer follow, the
+//! two endpoints start a new session within one round trip and both report
+//! [`Event::SessionReset`] (see `docs/endpoint.md`, "Backups and restores").
 //!
 //! # One message's path
 //!
@@ -100,10 +106,12 @@
 //! }
 //! let _ = drain(&mut counselor, &key, &mut rng);
 //!
-//! // The client fetches one of the counselor's bundles and writes first.
-//! let bundle = counselor.bundles()[0].clone();
+//! // The counselor publishes its bundles; the directory hands each one-time bundle to one
+//! // client, then the last-resort bundle to everyone. The client fetches one and writes first.
+//! let published = counselor.published_bundles();
+//! let bundle = published.one_time.first().unwrap_or(&published.last_resort).clone();
 //! let conversation = client.start_conversation(
-//!     &mut rng, counselor.address().clone(), &bundle, ExpectedIdentity::TrustOnFirstUse,
+//!     &mut rng, now, counselor.address().clone(), &bundle, ExpectedIdentity::TrustOnFirstUse,
 //! )?;
 //! let id = client.send(&mut rng, now, conversation, b"I need to talk to someone")?;
 //! let (frames, _) = drain(&mut client, &key, &mut rng);
@@ -131,9 +139,12 @@ mod error;
 mod event;
 mod state;
 
-pub use endpoint::{Endpoint, EndpointConfig, EndpointStats, Persistence};
+pub use endpoint::{
+    DropReason, Endpoint, EndpointConfig, EndpointStats, Persistence, PublishedBundles,
+};
 pub use error::{
-    CommandError, ExportError, IdentityChangeError, ImportError, NewEndpointError, StartError,
+    CommandError, ExportError, IdentityChangeError, ImportError, NewEndpointError, RenewError,
+    StartError,
 };
 pub use event::{ConversationId, Event, Input, Output};
 

@@ -9,7 +9,7 @@ use confide_crypto::{
     identity::{IDENTITY_PUBLIC_KEY_LEN, IdentityPublicKey},
 };
 use confide_policy::{
-    ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, StartRule,
+    ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, Side, StartRule,
 };
 use confide_sealed::{MAX_SENDER_CERTIFICATE_LEN, Role, SenderCertificate, TrustRoots};
 use confide_session::{
@@ -22,9 +22,13 @@ use confide_transport::{
 use zeroize::Zeroizing;
 
 use crate::consts::{
-    ENDPOINT_STATE_VERSION, MAX_CONVERSATIONS, MAX_HELD_TRANSMITS, MAX_STATE_COMPONENT_LEN,
+    ENDPOINT_STATE_VERSION, MAX_CLOSED_CONVERSATIONS, MAX_CONTROL_FRAMES_REMEMBERED,
+    MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HELD_TRANSMITS, MAX_HONOURED_RESETS,
+    MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
 };
-use crate::endpoint::{Conversation, Endpoint, EndpointConfig, Persistence, SentKind, SentRecord};
+use crate::endpoint::conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
+use crate::endpoint::gate::PersistGate;
+use crate::endpoint::{Endpoint, EndpointConfig, EndpointStats, Persistence};
 use crate::error::{ExportError, ImportError};
 use crate::event::ConversationId;
 
@@ -94,6 +98,46 @@ fn read_frame_id(r: &mut Reader<'_>) -> Result<FrameId, DecodeError> {
     Ok(FrameId::from_bytes(r.array()?))
 }
 
+fn write_opt_time(w: &mut Writer, t: Option<Timestamp>) {
+    match t {
+        None => {
+            w.u8(0);
+        }
+        Some(t) => {
+            w.u8(1).u64(t.as_millis());
+        }
+    }
+}
+
+fn read_opt_time(
+    r: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<Option<Timestamp>, DecodeError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(Timestamp::from_millis(r.u64()?))),
+        _ => Err(DecodeError::InvalidValue { field }),
+    }
+}
+
+const SIDE_INITIATOR: u8 = 0;
+const SIDE_RESPONDER: u8 = 1;
+
+fn side_byte(side: Side) -> u8 {
+    match side {
+        Side::Responder => SIDE_RESPONDER,
+        _ => SIDE_INITIATOR,
+    }
+}
+
+fn read_side(r: &mut Reader<'_>) -> Result<Side, DecodeError> {
+    match r.u8()? {
+        SIDE_INITIATOR => Ok(Side::Initiator),
+        SIDE_RESPONDER => Ok(Side::Responder),
+        _ => Err(DecodeError::InvalidValue { field: "side" }),
+    }
+}
+
 impl Endpoint {
     /// Serializes everything (identity and prekeys, certificate, trust roots, configuration,
     /// conversations with their session records and policies, the delivery outbox and dedup
@@ -107,8 +151,7 @@ impl Endpoint {
     ) -> Result<Vec<u8>, ExportError> {
         let plain = self.encode_state()?;
         let blob = storage::seal(rng, key, StateKind::Endpoint, &plain);
-        self.exported = self.changes;
-        self.persist_announced = false;
+        self.gate.on_export();
         Ok(blob)
     }
 
@@ -174,6 +217,23 @@ impl Endpoint {
             )?;
             let policy = c.policy.to_bytes().map_err(|_| ExportError::Policy)?;
             w.var32("policy", MAX_STATE_COMPONENT_LEN, &policy)?;
+            write_opt_time(&mut w, c.initiated_at);
+            w.u64(c.next_seq);
+            write_opt_time(&mut w, c.reset_requested_at);
+            w.u16(u16::try_from(c.recently_delivered.len()).unwrap_or(u16::MAX));
+            for (message, frame, at) in &c.recently_delivered {
+                w.bytes(&message.to_bytes())
+                    .bytes(frame.as_bytes())
+                    .u64(at.as_millis());
+            }
+            w.u8(u8::try_from(c.recent_received.len()).unwrap_or(u8::MAX));
+            for frame in &c.recent_received {
+                w.bytes(frame.as_bytes());
+            }
+            w.u8(u8::try_from(c.reset_honoured.len()).unwrap_or(u8::MAX));
+            for (base_key, at) in &c.reset_honoured {
+                w.bytes(base_key).u64(at.as_millis());
+            }
             match c.close_sent {
                 None => {
                     w.u8(0);
@@ -192,6 +252,12 @@ impl Endpoint {
                 }
             }
         }
+        w.u32(u32::try_from(self.tombstones.len()).unwrap_or(u32::MAX));
+        for (id, t) in &self.tombstones {
+            w.u64(id.0)
+                .u8(side_byte(t.closed_by))
+                .u64(t.shrunk_at.as_millis());
+        }
         w.var32(
             "delivery",
             MAX_STATE_COMPONENT_LEN,
@@ -203,11 +269,31 @@ impl Endpoint {
                 .u64(s.conversation.0)
                 .bytes(&s.message.to_bytes())
                 .u8(s.kind.to_byte());
+            w.var32("sent content", MAX_STATE_COMPONENT_LEN, &s.content)?;
+            w.var32(
+                "sent session message",
+                MAX_STATE_COMPONENT_LEN,
+                &s.session_message,
+            )?;
         }
-        w.u32(u32::try_from(self.held.len()).unwrap_or(u32::MAX));
-        for (_, tx) in &self.held {
+        w.u32(u32::try_from(self.given_up.len()).unwrap_or(u32::MAX));
+        for (frame, g) in &self.given_up {
+            w.bytes(frame.as_bytes())
+                .u64(g.conversation.0)
+                .bytes(&g.message.to_bytes());
+        }
+        w.u16(u16::try_from(self.control_seen.len()).unwrap_or(u16::MAX));
+        for frame in &self.control_seen {
+            w.bytes(frame.as_bytes());
+        }
+        w.u32(u32::try_from(self.gate.held_len()).unwrap_or(u32::MAX));
+        for tx in self.gate.held() {
             w.var16("held destination", MAX_ADDRESS_LEN, tx.to.as_bytes())?;
             w.var32("held transmit", MAX_STATE_COMPONENT_LEN, &tx.frame)?;
+        }
+        w.u8(u8::try_from(EndpointStats::COUNTERS).unwrap_or(u8::MAX));
+        for c in self.stats.counters() {
+            w.u64(c);
         }
         Ok(Zeroizing::new(w.into_vec()))
     }
@@ -262,7 +348,10 @@ impl Endpoint {
         };
         let mut endpoint = Self::assemble(store, address, certificate, roots, config);
         endpoint.next_conversation = r.u64()?;
-        let count = r.count32("conversations", MAX_CONVERSATIONS)?;
+        let count = r.count32(
+            "conversations",
+            MAX_CONVERSATIONS.saturating_add(MAX_CLOSED_CONVERSATIONS),
+        )?;
         let mut conversations = BTreeMap::new();
         for _ in 0..count {
             let id = ConversationId(r.u64()?);
@@ -286,6 +375,39 @@ impl Endpoint {
             )?;
             let policy =
                 ConversationPolicy::from_bytes(r.var32("policy", MAX_STATE_COMPONENT_LEN)?)?;
+            let initiated_at = read_opt_time(&mut r, "initiated flag")?;
+            let next_seq = r.u64()?;
+            let reset_requested_at = read_opt_time(&mut r, "reset flag")?;
+            let n = r.count16("recently delivered", MAX_RECENTLY_DELIVERED)?;
+            let mut recently_delivered = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                let message = MessageId::from_bytes(r.array()?);
+                let frame = read_frame_id(&mut r)?;
+                recently_delivered.push_back((message, frame, Timestamp::from_millis(r.u64()?)));
+            }
+            let n = usize::from(r.u8()?);
+            if n > MAX_RECENT_RECEIVED {
+                return Err(DecodeError::InvalidValue {
+                    field: "recent received count",
+                }
+                .into());
+            }
+            let mut recent_received = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                recent_received.push_back(read_frame_id(&mut r)?);
+            }
+            let n = usize::from(r.u8()?);
+            if n > MAX_HONOURED_RESETS {
+                return Err(DecodeError::InvalidValue {
+                    field: "honoured reset count",
+                }
+                .into());
+            }
+            let mut reset_honoured = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                let base_key: [u8; 32] = r.array()?;
+                reset_honoured.push_back((base_key, Timestamp::from_millis(r.u64()?)));
+            }
             let close_sent = match r.u8()? {
                 0 => None,
                 1 => Some((read_frame_id(&mut r)?, Timestamp::from_millis(r.u64()?))),
@@ -301,15 +423,21 @@ impl Endpoint {
                 1 => Some(r.var32("held frame", MAX_STATE_COMPONENT_LEN)?.to_vec()),
                 _ => return Err(DecodeError::InvalidValue { field: "held flag" }.into()),
             };
-            let conversation = Conversation {
+            let mut conversation = Conversation::new(
                 peer_address,
                 peer_identity,
                 peer_role,
                 record,
                 policy,
-                close_sent,
-                held_identity_change,
-            };
+                initiated_at,
+            );
+            conversation.next_seq = next_seq;
+            conversation.reset_requested_at = reset_requested_at;
+            conversation.recently_delivered = recently_delivered;
+            conversation.recent_received = recent_received;
+            conversation.reset_honoured = reset_honoured;
+            conversation.close_sent = close_sent;
+            conversation.held_identity_change = held_identity_change;
             // Strictly ascending ids: one canonical encoding, no duplicates.
             if conversations
                 .last_key_value()
@@ -322,7 +450,39 @@ impl Endpoint {
             }
             conversations.insert(id, conversation);
         }
+        let open = conversations.values().filter(|c| c.is_open()).count();
+        if open > MAX_CONVERSATIONS || count.saturating_sub(open) > MAX_CLOSED_CONVERSATIONS {
+            return Err(DecodeError::InvalidValue {
+                field: "conversation count",
+            }
+            .into());
+        }
         endpoint.conversations = conversations;
+        let count = r.count32("tombstones", MAX_TOMBSTONES)?;
+        for _ in 0..count {
+            let id = ConversationId(r.u64()?);
+            let closed_by = read_side(&mut r)?;
+            let shrunk_at = Timestamp::from_millis(r.u64()?);
+            if id.0 >= endpoint.next_conversation
+                || endpoint.conversations.contains_key(&id)
+                || endpoint
+                    .tombstones
+                    .last_key_value()
+                    .is_some_and(|(last, _)| *last >= id)
+            {
+                return Err(DecodeError::InvalidValue {
+                    field: "tombstone id",
+                }
+                .into());
+            }
+            endpoint.tombstones.insert(
+                id,
+                Tombstone {
+                    closed_by,
+                    shrunk_at,
+                },
+            );
+        }
         endpoint.delivery = Delivery::from_bytes(r.var32("delivery", MAX_STATE_COMPONENT_LEN)?)?;
         let count = r.count32("sent records", MAX_SENT_RECORDS)?;
         for _ in 0..count {
@@ -331,6 +491,11 @@ impl Endpoint {
             let message = MessageId::from_bytes(r.array()?);
             let kind = SentKind::from_byte(r.u8()?)
                 .ok_or(DecodeError::InvalidValue { field: "sent kind" })?;
+            let content =
+                Zeroizing::new(r.var32("sent content", MAX_STATE_COMPONENT_LEN)?.to_vec());
+            let session_message = r
+                .var32("sent session message", MAX_STATE_COMPONENT_LEN)?
+                .to_vec();
             if endpoint
                 .sent
                 .last_key_value()
@@ -347,18 +512,62 @@ impl Endpoint {
                     conversation,
                     message,
                     kind,
+                    content,
+                    session_message,
                 },
             );
+        }
+        let count = r.count32("given up", MAX_GIVEN_UP_REMEMBERED)?;
+        for _ in 0..count {
+            let frame = read_frame_id(&mut r)?;
+            let conversation = ConversationId(r.u64()?);
+            let message = MessageId::from_bytes(r.array()?);
+            if endpoint
+                .given_up
+                .last_key_value()
+                .is_some_and(|(last, _)| *last >= frame)
+            {
+                return Err(DecodeError::InvalidValue {
+                    field: "given-up order",
+                }
+                .into());
+            }
+            endpoint.given_up.insert(
+                frame,
+                GivenUp {
+                    conversation,
+                    message,
+                },
+            );
+        }
+        let count = r.count16("control frames", MAX_CONTROL_FRAMES_REMEMBERED)?;
+        for _ in 0..count {
+            endpoint.control_seen.push_back(read_frame_id(&mut r)?);
         }
         let count = r.count32("held transmits", MAX_HELD_TRANSMITS)?;
         let mut held = VecDeque::with_capacity(count);
         for _ in 0..count {
             let to = read_address(&mut r)?;
             let frame = r.var32("held transmit", MAX_STATE_COMPONENT_LEN)?.to_vec();
-            // Tag 0: the restored state is persisted, so these may leave at once.
-            held.push_back((0, Transmit { to, frame }));
+            held.push_back(Transmit { to, frame });
         }
-        endpoint.held = held;
+        // The restored state is persisted, so these may leave at once.
+        endpoint.gate = PersistGate::restored(held);
+        // Whether this is a cold start or an older backup, tell each peer what we hold.
+        endpoint.resume_pending = true;
+        let n = usize::from(r.u8()?);
+        if n != EndpointStats::COUNTERS {
+            return Err(DecodeError::InvalidValue {
+                field: "counter count",
+            }
+            .into());
+        }
+        let mut counters = Vec::with_capacity(n);
+        for _ in 0..n {
+            counters.push(r.u64()?);
+        }
+        endpoint.stats = EndpointStats::from_counters(&counters)
+            .ok_or(DecodeError::InvalidValue { field: "counters" })?;
         r.finish()?;
         Ok(endpoint)
     }

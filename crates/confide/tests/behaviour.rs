@@ -11,8 +11,8 @@ mod common;
 
 use common::{Service, connect, lossy, pair};
 use confide::{
-    CommandError, Endpoint, EndpointConfig, Event, ExpectedIdentity, IdentityChangeError, Input,
-    Output, RetentionPolicy, Role, Side,
+    CommandError, DropReason, Endpoint, EndpointConfig, Event, ExpectedIdentity,
+    IdentityChangeError, Input, Output, RetentionPolicy, Role, Side,
 };
 use confide_crypto::Duration;
 
@@ -49,11 +49,17 @@ fn identity_change_is_held_until_the_app_accepts_it() {
     world.identities[1] = fresh_id;
     world.command(1, |e, _, _| *e = fresh);
     let delivered_before = world.live[1].delivered;
-    let bundle = world.endpoint(0).bundles()[0].clone();
+    let bundle = world.endpoint(0).published_bundles().one_time[0].clone();
     let client_addr = world.endpoint(0).address().clone();
-    let new_conv = world.command(1, |e, _, rng| {
-        e.start_conversation(rng, client_addr, &bundle, ExpectedIdentity::TrustOnFirstUse)
-            .unwrap()
+    let new_conv = world.command(1, |e, now, rng| {
+        e.start_conversation(
+            rng,
+            now,
+            client_addr,
+            &bundle,
+            ExpectedIdentity::TrustOnFirstUse,
+        )
+        .unwrap()
     });
     world.send(1, new_conv, b"it's me, on a new phone");
     settle(&mut world, Duration::from_secs(10));
@@ -195,7 +201,10 @@ fn close_erases_keys_and_refuses_later_messages() {
         }
     }
     assert!(!frames.is_empty());
-    let before = world.endpoint(0).stats().closed_conversation_frames;
+    let before = world
+        .endpoint(0)
+        .stats()
+        .dropped(DropReason::ClosedConversation);
     for f in frames {
         world.command(0, |e, now, rng| {
             e.handle_input(rng, Input::Receive { bytes: &f, now })
@@ -206,7 +215,13 @@ fn close_erases_keys_and_refuses_later_messages() {
             .iter()
             .all(|t| t != "from a stale backup")
     );
-    assert!(world.endpoint(0).stats().closed_conversation_frames > before);
+    assert!(
+        world
+            .endpoint(0)
+            .stats()
+            .dropped(DropReason::ClosedConversation)
+            > before
+    );
     let _ = service;
 }
 
@@ -337,7 +352,7 @@ fn state_round_trips_exactly_and_decoding_is_strict() {
         );
     }
     let mut version = before.clone();
-    version[0] = 2;
+    version[0] = confide::consts::ENDPOINT_STATE_VERSION + 1;
     let bad = seal(&mut world.rng, &world.key, StateKind::Endpoint, &version);
     assert!(
         Endpoint::import_state(&world.key, &bad).is_err(),
@@ -367,10 +382,11 @@ fn garbage_and_forged_frames_change_nothing() {
         Role::Client,
         EndpointConfig::default(),
     );
-    let bundle = world.endpoint(1).bundles()[0].clone();
+    let bundle = world.endpoint(1).published_bundles().one_time[0].clone();
     let c = rogue
         .start_conversation(
             &mut rogue_rng,
+            common::T0,
             world.endpoint(1).address().clone(),
             &bundle,
             ExpectedIdentity::TrustOnFirstUse,
@@ -404,8 +420,22 @@ fn garbage_and_forged_frames_change_nothing() {
             e.handle_input(rng, Input::Receive { bytes, now })
         });
     }
-    assert_eq!(before, plaintext(&mut world, 1), "state unchanged");
-    assert!(world.endpoint(1).stats().unopened_envelopes >= 2);
+    // Everything but the persisted drop counters (the state's last field) is unchanged.
+    let after = plaintext(&mut world, 1);
+    let counters = 1 + 8 * (confide::DropReason::ALL.len() + 1);
+    assert_eq!(
+        before[..before.len() - counters],
+        after[..after.len() - counters],
+        "state unchanged"
+    );
+    assert_ne!(before, after, "the refusals were counted");
+    assert!(
+        world
+            .endpoint(1)
+            .stats()
+            .dropped(DropReason::EnvelopeRefused)
+            >= 2
+    );
     assert_eq!(world.live[1].received.len(), 1);
     let _ = service;
 }

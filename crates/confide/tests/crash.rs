@@ -112,8 +112,8 @@ fn run(seed: u8, per_side: usize, crash_percent: u64, defer_percent: u64) -> usi
     );
     assert_exactly_once(&world, |w, i| &w.committed[i]);
     let failures = world.authentication_failures
-        + world.endpoint(0).stats().authentication_failures
-        + world.endpoint(1).stats().authentication_failures;
+        + world.endpoint(0).stats().authentication_failures()
+        + world.endpoint(1).stats().authentication_failures();
     assert_eq!(failures, 0, "no message ever failed to authenticate");
     world.assert_no_key_reuse(&service.roots);
     world.crashes

@@ -47,7 +47,7 @@ fn messages_each_way_survive_loss_duplication_and_reordering() {
         "the network was lossy"
     );
     for i in 0..2 {
-        assert_eq!(world.endpoint(i).stats().authentication_failures, 0);
+        assert_eq!(world.endpoint(i).stats().authentication_failures(), 0);
     }
     world.assert_no_key_reuse(&service.roots);
 }

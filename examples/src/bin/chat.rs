@@ -143,11 +143,12 @@ impl Chat {
                     self.endpoint.confirm_persisted();
                 }
                 Output::Event(Event::BundlesChanged) => {
-                    let lines: Vec<String> =
-                        self.endpoint.bundles().iter().map(hex::encode).collect();
+                    // A file can be read by many peers, so it holds only the last-resort
+                    // bundle (one-time bundles must each go to one requester: a directory's job).
+                    let last_resort = self.endpoint.published_bundles().last_resort;
                     std::fs::write(
                         dir()?.join(format!("{}.bundles", self.name)),
-                        lines.join("\n"),
+                        hex::encode(last_resort),
                     )?;
                 }
                 Output::Event(Event::Message { text, .. }) => {
@@ -181,10 +182,11 @@ impl Chat {
             .map_err(|_| {
                 format!("no bundles from {peer_name} yet: start `chat {peer_name} ...` first")
             })?;
-        // The last bundle is the last-resort one: never consumed, safe to use from a file.
-        let last = bundles.lines().last().ok_or("empty bundle file")?;
+        // The file holds the last-resort bundle: never consumed, safe to use from a file.
+        let last = bundles.lines().next().ok_or("empty bundle file")?;
         let c = self.endpoint.start_conversation(
             &mut self.rng,
+            now(),
             peer.clone(),
             &hex::decode(last)?,
             ExpectedIdentity::TrustOnFirstUse,

@@ -23,7 +23,8 @@ use confide_crypto::{
 };
 use confide_session::{
     DecryptError, ExpectedIdentity, IdentityChangePolicy, PreKeyBundle, PreKeyStore,
-    RecordEncryptError, Session, SessionMessage, SessionRecord, storage::StorageKey,
+    RecordEncryptError, Session, SessionMessage, SessionRecord,
+    consts::MAX_SKIPPED_KEY_RATCHET_STEPS, storage::StorageKey,
 };
 use rand_core::SeedableRng;
 
@@ -154,7 +155,11 @@ pub struct Sim {
     delivered: [Vec<bool>; 2],
     /// Ratchet keys of direction `d`, in the order the receiver first decrypted under them.
     chains: [Vec<[u8; 32]>; 2],
+    /// Ratchet keys of direction `d`, in the order the sender first used them.
+    send_order: [Vec<[u8; 32]>; 2],
     storage_key: StorageKey,
+    /// Undelivered messages refused because their skipped key aged out.
+    pub aged_out: usize,
     /// Successful deliveries so far (for tests that want to see progress).
     pub deliveries: usize,
     /// Rejected duplicates so far.
@@ -174,7 +179,9 @@ impl Clone for Sim {
             sent: self.sent.clone(),
             delivered: self.delivered.clone(),
             chains: self.chains.clone(),
+            send_order: self.send_order.clone(),
             storage_key: self.storage_key.clone(),
+            aged_out: self.aged_out,
             deliveries: self.deliveries,
             duplicates: self.duplicates,
             rejected_flips: self.rejected_flips,
@@ -212,7 +219,9 @@ impl Sim {
             sent: [Vec::new(), Vec::new()],
             delivered: [Vec::new(), Vec::new()],
             chains: [Vec::new(), Vec::new()],
+            send_order: [Vec::new(), Vec::new()],
             storage_key: StorageKey::new([0x77; 32]),
+            aged_out: 0,
             deliveries: 0,
             duplicates: 0,
             rejected_flips: 0,
@@ -233,6 +242,10 @@ impl Sim {
         let id = self.sent[d].len();
         match self.records[d].encrypt(&mut self.rng, &sim_plaintext(d, id)) {
             Ok(bytes) => {
+                let key = ratchet_key_of(&bytes);
+                if !self.send_order[d].contains(&key) {
+                    self.send_order[d].push(key);
+                }
                 self.sent[d].push(bytes.clone());
                 self.delivered[d].push(false);
                 self.queues[d].push((id, bytes));
@@ -350,8 +363,11 @@ impl Sim {
                     let SessionMessage::PreKey(p) = original else {
                         panic!("a modified ratchet message was accepted (byte {at})");
                     };
-                    let body_start =
-                        self.sent[d][id].len() - (32 + 4 + 4 + 4 + p.message().ciphertext().len());
+                    let records = usize::from(p.message().fork().is_some())
+                        + usize::from(p.message().previous_fork().is_some());
+                    let fork_bytes = if records == 0 { 0 } else { 1 + 40 * records };
+                    let body_start = self.sent[d][id].len()
+                        - (32 + 4 + 4 + fork_bytes + 4 + p.message().ciphertext().len());
                     assert!(had_session, "a modified prekey message started a session");
                     assert!(
                         (PREKEY_ENVELOPE_START..body_start).contains(&at) && at != PREKEY_FLAG_AT,
@@ -388,11 +404,33 @@ impl Sim {
                     self.rejected_flips += 1;
                     return;
                 }
-                assert!(
-                    self.delivered[d][id],
-                    "authentic message {d}/{id} refused: {e:?}"
-                );
                 let key = ratchet_key_of(bytes);
+                if !self.delivered[d][id] {
+                    // Skipped keys age out after MAX_SKIPPED_KEY_RATCHET_STEPS peer ratchet
+                    // steps: a message that stayed in flight that long may be lost.
+                    let later = self.send_order[d]
+                        .iter()
+                        .skip_while(|k| **k != key)
+                        .skip(1)
+                        .filter(|k| self.chains[d].contains(k))
+                        .count();
+                    // A branch of a forked chain that the receiver never heard from before
+                    // the chain was closed by the sender's next ratchet step (its successor
+                    // overtook it) cannot be recovered: see docs/spec.md, chain forks.
+                    let superseded = fork_of(bytes).is_some_and(|(nonce, start)| {
+                        self.sent[d].iter().any(|m| {
+                            ratchet_key_of(m) == key
+                                && fork_of(m).is_some_and(|(n, s)| n != nonce && s > start)
+                        })
+                    });
+                    assert!(
+                        e == DecryptError::Duplicate
+                            && (later >= MAX_SKIPPED_KEY_RATCHET_STEPS as usize || superseded),
+                        "authentic message {d}/{id} refused: {e:?}"
+                    );
+                    self.aged_out += 1;
+                    return;
+                }
                 let age = self.chains[d]
                     .iter()
                     .rev()
@@ -478,6 +516,16 @@ impl Sim {
             }
         }
     }
+}
+
+/// The fork (nonce, start) a message's chain runs on, if forked.
+fn fork_of(bytes: &[u8]) -> Option<([u8; 32], u32)> {
+    let body = match SessionMessage::from_bytes(bytes).unwrap() {
+        SessionMessage::Ratchet(m) => m,
+        SessionMessage::PreKey(p) => p.message().clone(),
+        _ => panic!("unknown message kind"),
+    };
+    body.fork().map(|f| (f.nonce(), f.start()))
 }
 
 fn ratchet_key_of(bytes: &[u8]) -> [u8; 32] {

@@ -1,0 +1,449 @@
+//! What the app asks the endpoint to do. Every command takes `(rng, now, ...)` and changes
+//! nothing when it returns an error.
+
+use confide_crypto::{CryptoRng, Timestamp};
+use confide_policy::{ConversationPolicy, MessageId, OutgoingFrame, RetentionPolicy, Side};
+use confide_sealed::SenderCertificate;
+use confide_session::{
+    ExpectedIdentity, IdentityChangePolicy, PreKeyBundle, Session, SessionRecord,
+};
+use confide_transport::{Address, MessageId as FrameId};
+
+use super::Endpoint;
+use super::conversation::{Conversation, SentKind, SentRecord};
+use crate::consts::{MAX_CONVERSATIONS, MAX_HELD_TRANSMITS, UNANSWERED_SESSION_MAX_AGE};
+use crate::error::{CommandError, IdentityChangeError, NewEndpointError, RenewError, StartError};
+use crate::event::ConversationId;
+
+impl Endpoint {
+    /// Starts a conversation with the peer at `peer_address` from its encoded prekey bundle
+    /// (from the directory), accepting its identity as `expected` says. Returns the handle;
+    /// messages sent on it are prekey messages until the peer answers. A closed conversation
+    /// with the same peer does not prevent a new one.
+    pub fn start_conversation<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        peer_address: Address,
+        bundle: &[u8],
+        expected: ExpectedIdentity<'_>,
+    ) -> Result<ConversationId, StartError> {
+        if self.conversation_with(&peer_address).is_some() {
+            return Err(StartError::ConversationExists);
+        }
+        if self.open_conversation_count() >= MAX_CONVERSATIONS {
+            return Err(StartError::TooManyConversations {
+                max: MAX_CONVERSATIONS,
+            });
+        }
+        let own = self.store.identity().public();
+        let verified = PreKeyBundle::from_bytes(bundle)?.verify(expected, &own)?;
+        let peer_identity = *verified.bundle().identity();
+        let session = Session::initiate(rng, self.store.identity(), &verified)?;
+        let id = self.insert_conversation(Conversation::new(
+            peer_address,
+            peer_identity,
+            None,
+            SessionRecord::with_session(session),
+            ConversationPolicy::new(
+                Side::Initiator,
+                self.config.org,
+                self.config.initial_retention,
+            ),
+            Some(now),
+        ));
+        self.mark_changed();
+        Ok(id)
+    }
+
+    /// Replaces the session of an open conversation by a new one started from a fresh
+    /// prekey bundle of the same peer (after [`CommandError::SessionStale`]). The bundle must
+    /// carry the peer's known identity. Texts still waiting for an acknowledgement are
+    /// re-encrypted in the new session and go out again under their old frame ids, so the
+    /// peer shows none of them twice.
+    pub fn renew_session<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        bundle: &[u8],
+    ) -> Result<(), RenewError> {
+        let conv = self
+            .conversations
+            .get(&conversation)
+            .filter(|c| c.is_open())
+            .ok_or(RenewError::UnknownConversation)?;
+        let own = self.store.identity().public();
+        let verified = PreKeyBundle::from_bytes(bundle)?
+            .verify(ExpectedIdentity::Exactly(&conv.peer_identity), &own)?;
+        let session = Session::initiate(rng, self.store.identity(), &verified)?;
+        self.install_session(rng, now, conversation, session);
+        self.collect_transmits(now);
+        Ok(())
+    }
+
+    /// Makes `session` (one we initiated) the conversation's current session and
+    /// re-encrypts every waiting frame of the conversation in it.
+    pub(crate) fn install_session<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        session: Session,
+    ) -> usize {
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return 0;
+        };
+        conv.record.promote(session);
+        conv.initiated_at = Some(now);
+        conv.reset_requested_at = None;
+        self.mark_changed();
+        self.reencrypt_waiting(rng, conversation)
+    }
+
+    /// Re-encrypts every frame of `conversation` still waiting for an acknowledgement in the
+    /// conversation's current session and queues it again under its old frame id (so a peer
+    /// that already has it acknowledges it without showing it twice). Returns how many.
+    pub(crate) fn reencrypt_waiting<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        conversation: ConversationId,
+    ) -> usize {
+        let Some(conv) = self.conversations.get(&conversation) else {
+            return 0;
+        };
+        let peer_identity = conv.peer_identity;
+        let waiting: Vec<FrameId> = self
+            .sent
+            .iter()
+            .filter(|(_, s)| s.conversation == conversation)
+            .map(|(f, _)| *f)
+            .collect();
+        let mut resent = 0;
+        for frame_id in waiting {
+            let (Some(conv), Some(record)) = (
+                self.conversations.get_mut(&conversation),
+                self.sent.get_mut(&frame_id),
+            ) else {
+                continue;
+            };
+            let Ok(message) = conv.record.encrypt(rng, &record.content) else {
+                continue;
+            };
+            let Ok(envelope) = confide_sealed::seal(
+                rng,
+                self.store.identity(),
+                &self.certificate,
+                &peer_identity,
+                &message,
+            ) else {
+                continue;
+            };
+            if self.delivery.replace_payload(frame_id, envelope) == Ok(true) {
+                record.session_message = message;
+                resent += 1;
+            }
+        }
+        self.mark_changed();
+        resent
+    }
+
+    /// Replaces our sender certificate (renewal). It must name our identity. Frames still
+    /// waiting for an acknowledgement are re-sealed under it at once, so a recipient that
+    /// comes online after the old certificate's grace period still accepts them.
+    pub fn set_certificate<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        certificate: SenderCertificate,
+    ) -> Result<(), NewEndpointError> {
+        if *certificate.identity() != self.store.identity().public() {
+            return Err(NewEndpointError::CertificateIdentityMismatch);
+        }
+        self.certificate = certificate;
+        self.certificate_warned = false;
+        let frames: Vec<FrameId> = self.sent.keys().copied().collect();
+        for frame_id in frames {
+            let Some(record) = self.sent.get(&frame_id) else {
+                continue;
+            };
+            let Some(conv) = self.conversations.get(&record.conversation) else {
+                continue;
+            };
+            if let Ok(envelope) = confide_sealed::seal(
+                rng,
+                self.store.identity(),
+                &self.certificate,
+                &conv.peer_identity,
+                &record.session_message,
+            ) {
+                let _ = self.delivery.replace_payload(frame_id, envelope);
+            }
+        }
+        self.mark_changed();
+        self.collect_transmits(now);
+        Ok(())
+    }
+
+    /// Sends a text. Returns its id (named again by `Delivered`, `Expired`, `Deleted`).
+    pub fn send<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        text: &[u8],
+    ) -> Result<MessageId, CommandError> {
+        let max = confide_policy::limits::MAX_TEXT_LEN;
+        if text.len() > max {
+            return Err(CommandError::TextTooLong {
+                len: text.len(),
+                max,
+            });
+        }
+        let (id, frame) = self.policy_frame(rng, now, conversation, |policy, id| {
+            policy.send_text(id, text, now).map_err(|e| match e {
+                confide_policy::SendError::Closed { by } => CommandError::Closed { by },
+                confide_policy::SendError::TextTooLong { len, max } => {
+                    CommandError::TextTooLong { len, max }
+                }
+                _ => CommandError::Policy,
+            })
+        })?;
+        self.send_frame(rng, now, conversation, frame, SentKind::Text)?;
+        Ok(id)
+    }
+
+    /// Proposes a new conversation timer (clamped by the org bounds); applies here at once.
+    pub fn set_timer<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        policy: RetentionPolicy,
+    ) -> Result<MessageId, CommandError> {
+        let (id, frame) = self.policy_frame(rng, now, conversation, |p, id| {
+            p.set_timer(policy, id, now).map_err(|e| match e {
+                confide_policy::TimerChangeError::Closed { by } => CommandError::Closed { by },
+                _ => CommandError::Policy,
+            })
+        })?;
+        self.send_frame(rng, now, conversation, frame, SentKind::Control)?;
+        Ok(id)
+    }
+
+    /// Takes back one of our texts (within the unsend window): erased here at once and a
+    /// delete goes to the peer. If the text was never acknowledged, it stops being
+    /// retransmitted.
+    pub fn unsend<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        target: MessageId,
+    ) -> Result<(), CommandError> {
+        let (_, frame) = self.policy_frame(rng, now, conversation, |p, id| {
+            p.unsend(target, id, now).map_err(|e| match e {
+                confide_policy::UnsendError::Closed { by } => CommandError::Closed { by },
+                _ => CommandError::Policy,
+            })
+        })?;
+        self.cancel_sent(conversation, |s| s.message == target);
+        self.send_frame(rng, now, conversation, frame, SentKind::Control)
+            .map(|_| ())
+    }
+
+    /// The user read these messages: starts their after-read timers and sends a read
+    /// receipt (if any of them are the peer's).
+    pub fn mark_read<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        ids: &[MessageId],
+    ) -> Result<(), CommandError> {
+        let (_, frame) = self.policy_frame(rng, now, conversation, |p, id| {
+            p.mark_read(ids, id, now).map_err(|_| CommandError::Policy)
+        })?;
+        match frame {
+            Some(frame) => self
+                .send_frame(rng, now, conversation, frame, SentKind::Control)
+                .map(|_| ()),
+            None => {
+                self.drain_policy_events(conversation);
+                self.mark_changed();
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes the conversation: a close frame goes to the peer, then our session keys are
+    /// erased. Nothing more can be sent or received in it; the same peer can be contacted
+    /// again with [`Endpoint::start_conversation`], which starts a new conversation.
+    pub fn close<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+    ) -> Result<(), CommandError> {
+        let (_, (frame, _erase)) = self.policy_frame(rng, now, conversation, |p, id| {
+            p.close(id, now).map_err(|e| match e {
+                confide_policy::CloseError::AlreadyClosed { by } => CommandError::Closed { by },
+                _ => CommandError::Policy,
+            })
+        })?;
+        let frame_id = self.send_frame(rng, now, conversation, frame, SentKind::Control)?;
+        // The close frame is retransmitted for a while but can never be acknowledged.
+        self.sent.remove(&frame_id);
+        self.cancel_sent(conversation, |_| true);
+        if let Some(conv) = self.conversations.get_mut(&conversation) {
+            conv.record.erase();
+            conv.close_sent = Some((frame_id, now));
+        }
+        Ok(())
+    }
+
+    /// Accepts the new identity key of the peer after the user compared the new safety
+    /// number, and processes the held message under it.
+    pub fn accept_identity_change<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+    ) -> Result<(), IdentityChangeError> {
+        let conv = self
+            .conversations
+            .get_mut(&conversation)
+            .ok_or(IdentityChangeError::UnknownConversation)?;
+        let held = conv
+            .held_identity_change
+            .take()
+            .ok_or(IdentityChangeError::NothingPending)?;
+        self.mark_changed();
+        self.receive_frame(rng, &held, now, IdentityChangePolicy::Accept);
+        self.collect_transmits(now);
+        Ok(())
+    }
+
+    /// Drops the held message of a changed identity; the conversation keeps the old identity.
+    pub fn reject_identity_change(
+        &mut self,
+        conversation: ConversationId,
+    ) -> Result<(), IdentityChangeError> {
+        let conv = self
+            .conversations
+            .get_mut(&conversation)
+            .ok_or(IdentityChangeError::UnknownConversation)?;
+        conv.held_identity_change
+            .take()
+            .ok_or(IdentityChangeError::NothingPending)?;
+        self.mark_changed();
+        Ok(())
+    }
+
+    // ---- internals -------------------------------------------------------------------------
+
+    /// The shared start of every command that sends a policy frame: checks the conversation
+    /// can send, picks a fresh content id, and lets the policy build the frame.
+    fn policy_frame<R: CryptoRng + ?Sized, T>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        build: impl FnOnce(&mut ConversationPolicy, MessageId) -> Result<T, CommandError>,
+    ) -> Result<(MessageId, T), CommandError> {
+        self.check_can_send(now, conversation)?;
+        let id = MessageId::random(rng);
+        let conv = self
+            .conversations
+            .get_mut(&conversation)
+            .ok_or(CommandError::UnknownConversation)?;
+        Ok((id, build(&mut conv.policy, id)?))
+    }
+
+    fn check_can_send(
+        &self,
+        now: Timestamp,
+        conversation: ConversationId,
+    ) -> Result<(), CommandError> {
+        let conv = self
+            .conversations
+            .get(&conversation)
+            .ok_or(CommandError::UnknownConversation)?;
+        if let Some(by) = conv.policy.closed_by() {
+            return Err(CommandError::Closed { by });
+        }
+        let Some(session) = conv.record.current() else {
+            return Err(CommandError::Session);
+        };
+        if now >= self.certificate.expires_at() {
+            return Err(CommandError::CertificateExpired {
+                expired_at: self.certificate.expires_at(),
+            });
+        }
+        if session.awaiting_reply()
+            && conv
+                .initiated_at
+                .is_some_and(|t| now >= t.saturating_add(UNANSWERED_SESSION_MAX_AGE))
+        {
+            return Err(CommandError::SessionStale);
+        }
+        if self.delivery.outbox_len() >= confide_transport::consts::MAX_OUTBOX_MESSAGES
+            || self.gate.held_len() >= MAX_HELD_TRANSMITS
+        {
+            return Err(CommandError::OutboxFull);
+        }
+        Ok(())
+    }
+
+    /// Encrypts a policy frame in the session, seals it to the peer and puts it in the
+    /// outbox. Returns its frame id.
+    fn send_frame<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        frame: OutgoingFrame,
+        kind: SentKind,
+    ) -> Result<FrameId, CommandError> {
+        let conv = self
+            .conversations
+            .get_mut(&conversation)
+            .ok_or(CommandError::UnknownConversation)?;
+        let message = frame.id();
+        let content = frame.into_bytes();
+        let session_message = conv
+            .record
+            .encrypt(rng, &content)
+            .map_err(|_| CommandError::Session)?;
+        let envelope = confide_sealed::seal(
+            rng,
+            self.store.identity(),
+            &self.certificate,
+            &conv.peer_identity,
+            &session_message,
+        )
+        .map_err(|_| CommandError::TextTooLong {
+            len: content.len(),
+            max: confide_policy::limits::MAX_TEXT_LEN,
+        })?;
+        let to = conv.peer_address.clone();
+        let frame_id = self
+            .delivery
+            .send(to, envelope, now, rng)
+            .map_err(|_| CommandError::OutboxFull)?;
+        self.sent.insert(
+            frame_id,
+            SentRecord {
+                conversation,
+                message,
+                kind,
+                content,
+                session_message,
+            },
+        );
+        self.drain_policy_events(conversation);
+        self.mark_changed();
+        self.collect_transmits(now);
+        Ok(frame_id)
+    }
+}

@@ -1,0 +1,203 @@
+//! One conversation's state, what we keep of our own frames until they are acknowledged, and
+//! the tombstone a closed conversation shrinks to.
+
+use std::collections::VecDeque;
+
+use confide_crypto::{Timestamp, identity::IdentityPublicKey};
+use confide_policy::{ConversationPolicy, MessageId, Side};
+use confide_sealed::Role;
+use confide_session::SessionRecord;
+use confide_transport::{Address, MessageId as FrameId};
+use zeroize::Zeroizing;
+
+use crate::consts::{
+    MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, RESET_LOSS_WINDOW,
+};
+use crate::event::ConversationId;
+
+/// What kind of frame an outbox entry carries, so its acknowledgement is reported right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SentKind {
+    Text,
+    Control,
+}
+
+impl SentKind {
+    pub(crate) const fn to_byte(self) -> u8 {
+        match self {
+            Self::Text => 1,
+            Self::Control => 2,
+        }
+    }
+
+    pub(crate) const fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Text),
+            2 => Some(Self::Control),
+            _ => None,
+        }
+    }
+}
+
+/// An outgoing reliable frame waiting for its end-to-end acknowledgement. It keeps the
+/// content frame (to re-encrypt it in a new session after a reset) and the session message
+/// (to re-seal it under a renewed certificate); both are erased when it leaves the outbox.
+#[derive(Clone)]
+pub(crate) struct SentRecord {
+    pub(crate) conversation: ConversationId,
+    pub(crate) message: MessageId,
+    pub(crate) kind: SentKind,
+    /// The encoded content frame (plaintext).
+    pub(crate) content: Zeroizing<Vec<u8>>,
+    /// The session message carrying it.
+    pub(crate) session_message: Vec<u8>,
+}
+
+/// A text whose delivery was given up, remembered so that a late acknowledgement still
+/// reports it delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GivenUp {
+    pub(crate) conversation: ConversationId,
+    pub(crate) message: MessageId,
+}
+
+/// One conversation: the peer, its session record and its retention policy.
+#[derive(Clone)]
+pub(crate) struct Conversation {
+    pub(crate) peer_address: Address,
+    pub(crate) peer_identity: IdentityPublicKey,
+    pub(crate) peer_role: Option<Role>,
+    pub(crate) record: SessionRecord,
+    pub(crate) policy: ConversationPolicy,
+    /// When our current session was started by us (for the unanswered-session age); `None`
+    /// if the peer started it.
+    pub(crate) initiated_at: Option<Timestamp>,
+    /// Sequence number the next incoming message gets.
+    pub(crate) next_seq: u64,
+    /// When we last asked the peer to reset the session.
+    pub(crate) reset_requested_at: Option<Timestamp>,
+    /// Our texts the peer acknowledged recently, in the order the acknowledgements arrived
+    /// (what a peer that restored an older backup may have lost): content id, frame id, when.
+    pub(crate) recently_delivered: VecDeque<(MessageId, FrameId, Timestamp)>,
+    /// Frame ids of the peer's latest texts we received, oldest first (sent in a resume frame
+    /// after an import, so the peer can tell what a restored backup lost).
+    pub(crate) recent_received: VecDeque<FrameId>,
+    /// Sessions (by base key; all zero: "no session") whose reset we honoured, with when: a
+    /// replayed request for one of them only gets a fresh hello, not another reset.
+    pub(crate) reset_honoured: VecDeque<([u8; 32], Timestamp)>,
+    /// Our close frame's transport id and when it was sent (retransmitted for
+    /// [`CLOSE_RETRANSMIT_PERIOD`](crate::consts::CLOSE_RETRANSMIT_PERIOD)).
+    pub(crate) close_sent: Option<(FrameId, Timestamp)>,
+    /// A frame from the peer's address under a new identity, held for the app's decision.
+    pub(crate) held_identity_change: Option<Vec<u8>>,
+}
+
+impl Conversation {
+    pub(crate) fn new(
+        peer_address: Address,
+        peer_identity: IdentityPublicKey,
+        peer_role: Option<Role>,
+        record: SessionRecord,
+        policy: ConversationPolicy,
+        initiated_at: Option<Timestamp>,
+    ) -> Self {
+        Self {
+            peer_address,
+            peer_identity,
+            peer_role,
+            record,
+            policy,
+            initiated_at,
+            next_seq: 0,
+            reset_requested_at: None,
+            recently_delivered: VecDeque::new(),
+            recent_received: VecDeque::new(),
+            reset_honoured: VecDeque::new(),
+            close_sent: None,
+            held_identity_change: None,
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.policy.closed_by().is_none()
+    }
+
+    /// Remembers a delivered text, forgetting those older than [`RESET_LOSS_WINDOW`] and the
+    /// oldest beyond [`MAX_RECENTLY_DELIVERED`].
+    pub(crate) fn note_delivered(&mut self, id: MessageId, frame: FrameId, now: Timestamp) {
+        self.recently_delivered.push_back((id, frame, now));
+        self.forget_delivered(now);
+    }
+
+    /// Remembers a text received from the peer (its frame id).
+    pub(crate) fn note_received(&mut self, frame: FrameId) {
+        self.recent_received.push_back(frame);
+        while self.recent_received.len() > MAX_RECENT_RECEIVED {
+            self.recent_received.pop_front();
+        }
+    }
+
+    /// Remembers that we honoured a reset of the session named `base_key`.
+    pub(crate) fn note_honoured(&mut self, base_key: [u8; 32], now: Timestamp) {
+        self.reset_honoured.push_back((base_key, now));
+        while self.reset_honoured.len() > MAX_HONOURED_RESETS {
+            self.reset_honoured.pop_front();
+        }
+    }
+
+    /// Our texts the peer acknowledged within the loss window, oldest first.
+    pub(crate) fn recently_delivered_ids(&mut self, now: Timestamp) -> Vec<MessageId> {
+        self.forget_delivered(now);
+        self.recently_delivered
+            .iter()
+            .map(|(id, _, _)| *id)
+            .collect()
+    }
+
+    /// Given the ids of our frames a peer that imported a state holds, the texts it
+    /// acknowledged that it no longer has: those acknowledged after the last one it holds
+    /// (all of them, if it holds none of the recent ones). They are forgotten here, so each
+    /// is reported once.
+    pub(crate) fn lost_after_resume(
+        &mut self,
+        received: &[FrameId],
+        now: Timestamp,
+    ) -> Vec<MessageId> {
+        self.forget_delivered(now);
+        let last_held = self
+            .recently_delivered
+            .iter()
+            .rposition(|(_, f, _)| received.contains(f));
+        let from = last_held.map_or(0, |i| i.saturating_add(1));
+        let lost: Vec<(MessageId, FrameId, Timestamp)> =
+            self.recently_delivered.drain(from..).collect();
+        lost.into_iter()
+            .filter(|(_, f, _)| !received.contains(f))
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
+    pub(crate) fn forget_delivered(&mut self, now: Timestamp) {
+        let cutoff = now.saturating_sub(RESET_LOSS_WINDOW);
+        while self
+            .recently_delivered
+            .front()
+            .is_some_and(|(_, _, at)| *at < cutoff)
+            || self.recently_delivered.len() > MAX_RECENTLY_DELIVERED
+        {
+            self.recently_delivered.pop_front();
+        }
+    }
+
+    /// Whether a closed conversation has nothing left to do and may shrink to a tombstone.
+    pub(crate) fn is_drained(&self) -> bool {
+        !self.is_open() && self.close_sent.is_none() && self.policy.poll_timeout().is_none()
+    }
+}
+
+/// What remains of a closed conversation once its timers ran out: who closed it and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tombstone {
+    pub(crate) closed_by: Side,
+    pub(crate) shrunk_at: Timestamp,
+}

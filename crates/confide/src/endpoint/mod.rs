@@ -1,0 +1,610 @@
+//! The [`Endpoint`]: one account, its conversations and its delivery machine, sans IO.
+//!
+//! The struct, its getters and the run loop (`handle_input`, `poll_output`, `poll_timeout`)
+//! live here; each part with rules of its own has a module:
+//!
+//! * [`commands`]: what the app asks for (start, send, timers, unsend, read, close, renew);
+//! * [`receive`]: the input pipeline, as named stages that each refuse with one reason;
+//! * [`reset`]: re-establishing a session with a peer whose state went back in time;
+//! * [`timers`]: timeouts, prekey upkeep, key shredding, certificate expiry;
+//! * [`conversation`]: one conversation's state, the outbox records, tombstones;
+//! * [`gate`]: nothing leaves before the state that produced it is stored;
+//! * [`stats`]: every refusal's reason and its persisted counter.
+
+mod commands;
+pub(crate) mod conversation;
+pub(crate) mod gate;
+mod receive;
+mod reset;
+mod stats;
+mod timers;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use confide_crypto::{
+    CryptoRng, Timestamp, identity::IdentityKeyPair, identity::IdentityPublicKey,
+};
+use confide_policy::{MessageId, OrgBounds, PolicyEvent, RetentionPolicy, Side, TimerSetting};
+use confide_sealed::{Role, SenderCertificate, TrustRoots};
+use confide_session::{PreKeyBundle, PreKeyStore, SafetyNumber};
+use confide_transport::{Address, Delivery, DeliveryEvent, MessageId as FrameId};
+
+pub use stats::{DropReason, EndpointStats};
+
+use crate::consts::{
+    CERTIFICATE_RENEWAL_WARNING, CLOSE_RETRANSMIT_PERIOD, MAX_GIVEN_UP_REMEMBERED, MAX_TOMBSTONES,
+    RESET_REQUEST_MIN_INTERVAL, SIGNED_PREKEY_MAX_AGE,
+};
+use crate::error::NewEndpointError;
+use crate::event::{ConversationId, Event, Input, Output};
+use conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
+use gate::{GateOutput, PersistGate};
+
+/// Whether the endpoint waits for the app to persist its state before frames leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Persistence {
+    /// The default: frames leave only after [`Endpoint::confirm_persisted`] covered the state
+    /// that produced them (nothing lost, no key reused across a crash).
+    Required,
+    /// For endpoints that keep no state at all (a throwaway session, a benchmark): frames
+    /// leave at once and no [`Event::PersistRequired`] is emitted. A restart of such an
+    /// endpoint loses its conversations.
+    Ephemeral,
+}
+
+/// Settings of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// The organisation's bounds on retention timers.
+    pub org: OrgBounds,
+    /// The timer a new conversation starts with on this side.
+    pub initial_retention: RetentionPolicy,
+    /// Whether frames wait for persistence.
+    pub persistence: Persistence,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            org: OrgBounds::UNRESTRICTED,
+            initial_retention: RetentionPolicy::Off,
+            persistence: Persistence::Required,
+        }
+    }
+}
+
+/// The prekey bundles to publish, split the way a directory must serve them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublishedBundles {
+    /// Encoded bundles that each carry a one-time key: hand each to **one** requester, then
+    /// delete it.
+    pub one_time: Vec<Vec<u8>>,
+    /// The encoded bundle without one-time keys: serve it to everyone once the one-time
+    /// bundles are gone (it is safe to use many times).
+    pub last_resort: Vec<u8>,
+}
+
+impl core::fmt::Debug for PublishedBundles {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            one_time,
+            last_resort,
+        } = self;
+        f.debug_struct("PublishedBundles")
+            .field("one_time", &one_time.len())
+            .field("last_resort_len", &last_resort.len())
+            .finish()
+    }
+}
+
+/// One account behind a sans-IO interface: identity and prekeys, mailbox address, sender
+/// certificate, the service's trust roots, conversations, the transport delivery machine and
+/// the output queue. See the [crate documentation](crate) for the run loop.
+///
+/// `Debug` prints counts only.
+pub struct Endpoint {
+    pub(crate) store: PreKeyStore,
+    pub(crate) address: Address,
+    pub(crate) certificate: SenderCertificate,
+    /// [`Event::CertificateExpiring`] was emitted for the current certificate.
+    pub(crate) certificate_warned: bool,
+    pub(crate) roots: TrustRoots,
+    pub(crate) config: EndpointConfig,
+    pub(crate) conversations: BTreeMap<ConversationId, Conversation>,
+    pub(crate) tombstones: BTreeMap<ConversationId, Tombstone>,
+    pub(crate) next_conversation: u64,
+    pub(crate) delivery: Delivery,
+    pub(crate) sent: BTreeMap<FrameId, SentRecord>,
+    pub(crate) given_up: BTreeMap<FrameId, GivenUp>,
+    pub(crate) gate: PersistGate,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: EndpointStats,
+    /// Frame ids of received acknowledgements and resume frames, oldest first.
+    pub(crate) control_seen: VecDeque<FrameId>,
+    /// This state was imported and has not yet sent its resume frames.
+    pub(crate) resume_pending: bool,
+    /// Peers without a conversation we recently asked to reset (rate limit; not stored).
+    pub(crate) unknown_peer_resets: BTreeMap<Address, Timestamp>,
+}
+
+impl core::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("conversations", &self.conversations.len())
+            .field("tombstones", &self.tombstones.len())
+            .field("outbox", &self.delivery.outbox_len())
+            .field("held_transmits", &self.gate.held_len())
+            .field("events", &self.events.len())
+            .field("unconfirmed_changes", &self.gate.unconfirmed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// A new account: `identity`, reachable at `address`, certified by `certificate` (which
+    /// must name `identity`), trusting `roots`. Generates the initial prekeys. The first
+    /// output is [`Event::PersistRequired`] (persist the new identity before publishing).
+    pub fn new<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        now: Timestamp,
+        identity: IdentityKeyPair,
+        address: Address,
+        certificate: SenderCertificate,
+        roots: TrustRoots,
+        config: EndpointConfig,
+    ) -> Result<Self, NewEndpointError> {
+        if *certificate.identity() != identity.public() {
+            return Err(NewEndpointError::CertificateIdentityMismatch);
+        }
+        let store = PreKeyStore::new(identity, rng, now);
+        let mut endpoint = Self::assemble(store, address, certificate, roots, config);
+        endpoint.maintain_prekeys(rng, now);
+        endpoint.mark_changed();
+        Ok(endpoint)
+    }
+
+    pub(crate) fn assemble(
+        store: PreKeyStore,
+        address: Address,
+        certificate: SenderCertificate,
+        roots: TrustRoots,
+        config: EndpointConfig,
+    ) -> Self {
+        Self {
+            store,
+            address,
+            certificate,
+            certificate_warned: false,
+            roots,
+            config,
+            conversations: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+            next_conversation: 1,
+            delivery: Delivery::new(),
+            sent: BTreeMap::new(),
+            given_up: BTreeMap::new(),
+            gate: PersistGate::default(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+            control_seen: VecDeque::new(),
+            resume_pending: false,
+            unknown_peer_resets: BTreeMap::new(),
+        }
+    }
+
+    // ---- getters ---------------------------------------------------------------------------
+
+    /// Our mailbox address.
+    #[must_use]
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Our identity key.
+    #[must_use]
+    pub fn identity(&self) -> IdentityPublicKey {
+        self.store.identity().public()
+    }
+
+    /// The prekey bundles to upload to the directory: one-time bundles (each handed out once)
+    /// and the last-resort bundle (served to everyone when they run out). Upload again after
+    /// every [`Event::BundlesChanged`].
+    #[must_use]
+    pub fn published_bundles(&self) -> PublishedBundles {
+        PublishedBundles {
+            one_time: self
+                .store
+                .one_time_bundles()
+                .iter()
+                .map(PreKeyBundle::to_bytes)
+                .collect(),
+            last_resort: self
+                .store
+                .last_resort_bundle()
+                .map(|b| b.to_bytes())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Our sender certificate's expiry. Renew before it (see [`Event::CertificateExpiring`]).
+    #[must_use]
+    pub fn certificate_expires_at(&self) -> Timestamp {
+        self.certificate.expires_at()
+    }
+
+    /// Our conversations: open ones and closed ones still running message timers.
+    #[must_use]
+    pub fn conversations(&self) -> Vec<ConversationId> {
+        self.conversations.keys().copied().collect()
+    }
+
+    /// How many conversations are open (what [`MAX_CONVERSATIONS`] bounds).
+    ///
+    /// [`MAX_CONVERSATIONS`]: crate::consts::MAX_CONVERSATIONS
+    #[must_use]
+    pub fn open_conversation_count(&self) -> usize {
+        self.conversations.values().filter(|c| c.is_open()).count()
+    }
+
+    /// The open conversation with the peer at `address`, if any.
+    #[must_use]
+    pub fn conversation_with(&self, address: &Address) -> Option<ConversationId> {
+        self.conversations
+            .iter()
+            .find(|(_, c)| c.is_open() && &c.peer_address == address)
+            .map(|(id, _)| *id)
+    }
+
+    /// The peer's mailbox address.
+    #[must_use]
+    pub fn peer_address(&self, conversation: ConversationId) -> Option<&Address> {
+        self.conversations
+            .get(&conversation)
+            .map(|c| &c.peer_address)
+    }
+
+    /// The peer's certified role, once a message from it authenticated.
+    #[must_use]
+    pub fn peer_role(&self, conversation: ConversationId) -> Option<Role> {
+        self.conversations
+            .get(&conversation)
+            .and_then(|c| c.peer_role)
+    }
+
+    /// The safety number of this conversation (compare it out of band).
+    #[must_use]
+    pub fn safety_number(&self, conversation: ConversationId) -> Option<SafetyNumber> {
+        self.conversations
+            .get(&conversation)
+            .map(|c| SafetyNumber::new(&self.store.identity().public(), &c.peer_identity))
+    }
+
+    /// Who closed the conversation, if it is closed (also after it shrank to a tombstone,
+    /// for the last [`MAX_TOMBSTONES`] of them).
+    #[must_use]
+    pub fn closed_by(&self, conversation: ConversationId) -> Option<Side> {
+        self.conversations
+            .get(&conversation)
+            .and_then(|c| c.policy.closed_by())
+            .or_else(|| self.tombstones.get(&conversation).map(|t| t.closed_by))
+    }
+
+    /// Whether the conversation still holds session keys.
+    #[must_use]
+    pub fn has_session(&self, conversation: ConversationId) -> bool {
+        self.conversations
+            .get(&conversation)
+            .is_some_and(|c| c.record.current().is_some())
+    }
+
+    /// The conversation's agreed timer.
+    #[must_use]
+    pub fn current_timer(&self, conversation: ConversationId) -> Option<TimerSetting> {
+        self.conversations
+            .get(&conversation)
+            .map(|c| c.policy.current_timer())
+    }
+
+    /// Reliable frames waiting for an acknowledgement.
+    #[must_use]
+    pub fn outbox_len(&self) -> usize {
+        self.delivery.outbox_len()
+    }
+
+    /// Whether state changed since the last [`Endpoint::confirm_persisted`].
+    #[must_use]
+    pub fn needs_persist(&self) -> bool {
+        self.gate.needs_persist()
+    }
+
+    /// Diagnostic counters (stored with the state).
+    #[must_use]
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    // ---- the sans-IO core ------------------------------------------------------------------
+
+    /// Feeds one input. Afterwards call [`Endpoint::poll_output`] until it returns
+    /// [`Output::Timeout`].
+    pub fn handle_input<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, input: Input<'_>) {
+        let now = match input {
+            Input::Receive { now, .. } | Input::Timeout { now } => now,
+        };
+        if self.resume_pending {
+            self.send_resumes(rng, now);
+        }
+        let now = match input {
+            Input::Receive { bytes, now } => {
+                self.receive(rng, bytes, now);
+                now
+            }
+            Input::Timeout { now } => {
+                self.timeout(rng, now);
+                now
+            }
+        };
+        self.collect_transmits(now);
+    }
+
+    /// The next output: events first, then [`Event::PersistRequired`] if the state changed,
+    /// then frames whose state is confirmed persisted, then the next deadline.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        // Announced after the events it covers, so the app stores what it made of them
+        // together with the state.
+        let ephemeral = self.config.persistence == Persistence::Ephemeral;
+        match self.gate.poll(ephemeral) {
+            Some(GateOutput::PersistRequired) => Output::Event(Event::PersistRequired),
+            Some(GateOutput::Transmit(tx)) => Output::Transmit(tx),
+            None => Output::Timeout(self.poll_timeout()),
+        }
+    }
+
+    /// The earliest time something is due, or `None`: retransmissions, message timers, key
+    /// shredding, close retransmissions, prekey rotation and the certificate warning.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        if self.resume_pending {
+            // Imported and not yet announced: due at once.
+            return Some(Timestamp::from_millis(0));
+        }
+        let mut next = self.delivery.poll_timeout();
+        let mut consider = |t: Option<Timestamp>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for c in self.conversations.values() {
+            consider(c.policy.poll_timeout());
+            consider(timers::shred_deadline(c));
+            consider(
+                c.close_sent
+                    .map(|(_, at)| at.saturating_add(CLOSE_RETRANSMIT_PERIOD)),
+            );
+        }
+        consider(
+            self.store
+                .signed_prekey_created_at()
+                .map(|t| t.saturating_add(SIGNED_PREKEY_MAX_AGE)),
+        );
+        consider(
+            self.store
+                .last_resort_kem_created_at()
+                .map(|t| t.saturating_add(SIGNED_PREKEY_MAX_AGE)),
+        );
+        if !self.certificate_warned {
+            consider(Some(
+                self.certificate
+                    .expires_at()
+                    .saturating_sub(CERTIFICATE_RENEWAL_WARNING),
+            ));
+        }
+        next
+    }
+
+    /// The app stored the blob of the last [`Endpoint::export_state`]: frames produced up to
+    /// that export (acknowledgements and new ciphertexts) may now leave.
+    pub fn confirm_persisted(&mut self) {
+        self.gate.confirm();
+    }
+
+    // ---- shared internals ------------------------------------------------------------------
+
+    pub(crate) fn mark_changed(&mut self) {
+        self.gate.mark_changed();
+    }
+
+    fn insert_conversation(&mut self, conversation: Conversation) -> ConversationId {
+        let id = ConversationId(self.next_conversation);
+        self.next_conversation = self.next_conversation.saturating_add(1);
+        self.conversations.insert(id, conversation);
+        id
+    }
+
+    /// Records a refusal: its counter always, an event when it concerns a conversation.
+    pub(crate) fn drop_frame(&mut self, conversation: Option<ConversationId>, reason: DropReason) {
+        self.stats.record(reason);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(reason = reason.as_str(), "confide: frame dropped");
+        if let Some(conversation) = conversation {
+            self.events.push_back(Event::FrameDropped {
+                conversation,
+                reason,
+            });
+        }
+        self.mark_changed();
+    }
+
+    /// Stops retransmitting every waiting frame of `conversation` for which `which` holds,
+    /// erasing what we kept of it.
+    fn cancel_sent(&mut self, conversation: ConversationId, which: impl Fn(&SentRecord) -> bool) {
+        let waiting: Vec<FrameId> = self
+            .sent
+            .iter()
+            .filter(|(_, s)| s.conversation == conversation && which(s))
+            .map(|(f, _)| *f)
+            .collect();
+        for f in waiting {
+            let _ = self.delivery.cancel(f);
+            self.sent.remove(&f);
+        }
+    }
+
+    fn drain_policy_events(&mut self, conversation: ConversationId) {
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        let mut expired_ours = Vec::new();
+        while let Some(event) = conv.policy.poll_event() {
+            let event = match event {
+                PolicyEvent::TimerChanged { setting, effective } => Event::TimerChanged {
+                    conversation,
+                    setting,
+                    effective,
+                },
+                PolicyEvent::Expired { id } => {
+                    expired_ours.push(id);
+                    Event::Expired { conversation, id }
+                }
+                PolicyEvent::Deleted { id, author } => Event::Deleted {
+                    conversation,
+                    id,
+                    by: author,
+                },
+                PolicyEvent::Closed { by } => Event::ConversationClosed { conversation, by },
+                _ => continue,
+            };
+            self.events.push_back(event);
+        }
+        // An expired text leaves the outbox too: its plaintext and ciphertext are erased and
+        // it is no longer retransmitted.
+        for id in expired_ours {
+            self.cancel_sent(conversation, |s| s.message == id);
+        }
+    }
+
+    /// Moves the delivery machine's transmits and events into the endpoint's queues.
+    pub(crate) fn collect_transmits(&mut self, now: Timestamp) {
+        while let Some(tx) = self.delivery.poll_transmit() {
+            self.gate.hold(tx);
+        }
+        let mut changed = false;
+        while let Some(event) = self.delivery.poll_event() {
+            changed = true;
+            match event {
+                DeliveryEvent::Delivered(id) => {
+                    if let Some(s) = self.sent.remove(&id) {
+                        self.on_delivered(s.conversation, s.message, id, s.kind, now);
+                    }
+                }
+                DeliveryEvent::DeliveryFailed(id) => {
+                    if let Some(s) = self.sent.remove(&id)
+                        && s.kind == SentKind::Text
+                    {
+                        self.events.push_back(Event::DeliveryFailed {
+                            conversation: s.conversation,
+                            id: s.message,
+                        });
+                        self.given_up.insert(
+                            id,
+                            GivenUp {
+                                conversation: s.conversation,
+                                message: s.message,
+                            },
+                        );
+                        while self.given_up.len() > MAX_GIVEN_UP_REMEMBERED {
+                            let _ = self.given_up.pop_first();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if changed {
+            self.mark_changed();
+        }
+    }
+
+    fn on_delivered(
+        &mut self,
+        conversation: ConversationId,
+        message: MessageId,
+        frame: FrameId,
+        kind: SentKind,
+        now: Timestamp,
+    ) {
+        if kind != SentKind::Text {
+            return;
+        }
+        self.events.push_back(Event::Delivered {
+            conversation,
+            id: message,
+        });
+        if let Some(conv) = self.conversations.get_mut(&conversation) {
+            conv.note_delivered(message, frame, now);
+        }
+    }
+
+    /// Shrinks closed conversations with nothing left to do to tombstones.
+    fn shrink_closed(&mut self, now: Timestamp) {
+        let drained: Vec<ConversationId> = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.is_drained())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in drained {
+            self.make_tombstone(id, now);
+        }
+    }
+
+    fn make_tombstone(&mut self, id: ConversationId, now: Timestamp) {
+        let Some(conv) = self.conversations.remove(&id) else {
+            return;
+        };
+        let closed_by = conv.policy.closed_by().unwrap_or(Side::Initiator);
+        self.cancel_sent(id, |_| true);
+        self.tombstones.insert(
+            id,
+            Tombstone {
+                closed_by,
+                shrunk_at: now,
+            },
+        );
+        while self.tombstones.len() > MAX_TOMBSTONES {
+            let _ = self.tombstones.pop_first();
+        }
+        self.mark_changed();
+    }
+
+    /// Whether a reset request to this conversation's peer may be sent at `now`.
+    fn may_request_reset(conv: &Conversation, now: Timestamp) -> bool {
+        conv.reset_requested_at
+            .is_none_or(|at| now >= at.saturating_add(RESET_REQUEST_MIN_INTERVAL))
+    }
+}
+
+impl confide_transport::driver::SansIoEndpoint for Endpoint {
+    type Event = Event;
+
+    fn handle_receive<R: CryptoRng + ?Sized>(&mut self, frame: &[u8], now: Timestamp, rng: &mut R) {
+        self.handle_input(rng, Input::Receive { bytes: frame, now });
+    }
+
+    fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
+        self.handle_input(rng, Input::Timeout { now });
+    }
+
+    fn poll_output(&mut self) -> confide_transport::driver::EndpointOutput<Event> {
+        use confide_transport::driver::EndpointOutput;
+        match Endpoint::poll_output(self) {
+            Output::Transmit(tx) => EndpointOutput::Transmit(tx),
+            Output::Event(e) => EndpointOutput::Event(e),
+            Output::Timeout(t) => EndpointOutput::Timeout(t),
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! The receive pipeline, as named stages that each return early with one [`DropReason`]:
+//!
+//! transport frame -> dedup -> sealed open (certificate chain, with grace) -> payload kind
+//! (reset request or session message) -> conversation (existing, or new from a prekey
+//! message) -> staged session decrypt -> policy -> events and an acknowledgement.
+
+use confide_crypto::{CryptoRng, Timestamp, identity::IdentityPublicKey};
+use confide_policy::{ConversationPolicy, Incoming, MessageId, Side};
+use confide_sealed::{CertificateError, OpenError, Role};
+use confide_session::{
+    DecryptError, Decrypted, IdentityChangePolicy, SessionMessage, SessionRecord,
+};
+use confide_transport::{Address, Frame, IncomingStatus, MessageId as FrameId};
+
+use super::conversation::Conversation;
+use super::reset::{self, Payload};
+use super::{DropReason, Endpoint};
+use crate::consts::{
+    MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_HELD_TRANSMITS, SENDER_CERTIFICATE_GRACE,
+};
+use crate::event::{ConversationId, Event};
+
+/// A refusal: which conversation it concerns (if one can be named) and why.
+pub(crate) type Refusal = (Option<ConversationId>, DropReason);
+
+/// An envelope that opened: the certified sender and the payload.
+pub(crate) struct Authenticated {
+    pub(crate) frame_id: FrameId,
+    pub(crate) peer_address: Address,
+    pub(crate) identity: IdentityPublicKey,
+    pub(crate) role: Role,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl Endpoint {
+    pub(crate) fn receive<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        bytes: &[u8],
+        now: Timestamp,
+    ) {
+        self.receive_frame(rng, bytes, now, IdentityChangePolicy::Refuse);
+    }
+
+    pub(crate) fn receive_frame<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        bytes: &[u8],
+        now: Timestamp,
+        identity_change: IdentityChangePolicy,
+    ) {
+        if let Err((conversation, reason)) = self.process_frame(rng, bytes, now, identity_change) {
+            self.drop_frame(conversation, reason);
+        }
+    }
+
+    fn process_frame<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        bytes: &[u8],
+        now: Timestamp,
+        identity_change: IdentityChangePolicy,
+    ) -> Result<(), Refusal> {
+        let Some(frame) = self.handle_dedup(rng, bytes, now)? else {
+            return Ok(());
+        };
+        let auth = self.open_envelope(frame, now)?;
+        match reset::classify(&auth.payload) {
+            Err(_) => Err((
+                self.conversation_with(&auth.peer_address),
+                DropReason::MalformedPayload,
+            )),
+            Ok(Payload::ResetRequest(request)) => {
+                self.handle_reset_request(rng, now, &auth, &request)
+            }
+            Ok(Payload::Session(message)) => {
+                self.handle_session_message(rng, now, bytes, auth, &message, identity_change)
+            }
+        }
+    }
+
+    /// Stage 1: a valid data frame, not seen within the dedup window. A frame seen before
+    /// is acknowledged again (its acknowledgement may have been lost) and goes no further.
+    fn handle_dedup<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<(FrameId, Vec<u8>)>, Refusal> {
+        let Ok(Frame::Data { id, payload }) = Frame::from_bytes(bytes) else {
+            return Err((None, DropReason::MalformedFrame));
+        };
+        if self.control_seen.contains(&id) {
+            // A copy of an acknowledgement or resume frame: nothing to answer.
+            self.stats.record_duplicate();
+            return Ok(None);
+        }
+        if let IncomingStatus::Duplicate { from } = self.delivery.check_incoming(id, now) {
+            self.stats.record_duplicate();
+            if let Some(conversation) = self.conversation_with(&from) {
+                self.acknowledge(rng, now, conversation, id);
+            }
+            return Ok(None);
+        }
+        Ok(Some((id, payload)))
+    }
+
+    /// Stage 2: the sealed envelope opens for us and its certificate chain is valid at
+    /// `now` (a certificate expired less than [`SENDER_CERTIFICATE_GRACE`] ago is accepted).
+    fn open_envelope(
+        &mut self,
+        (frame_id, payload): (FrameId, Vec<u8>),
+        now: Timestamp,
+    ) -> Result<Authenticated, Refusal> {
+        let opened = confide_sealed::open_with_grace(
+            self.store.identity(),
+            &self.roots,
+            now,
+            SENDER_CERTIFICATE_GRACE,
+            &payload,
+        )
+        .map_err(|e| {
+            let reason = match e {
+                OpenError::Certificate(
+                    CertificateError::SenderExpired | CertificateError::ServerExpired,
+                ) => DropReason::CertificateExpired,
+                _ => DropReason::EnvelopeRefused,
+            };
+            (None, reason)
+        })?;
+        let sender = opened.sender;
+        let peer_address = Address::new(sender.address().as_bytes())
+            .map_err(|_| (None, DropReason::EnvelopeRefused))?;
+        Ok(Authenticated {
+            frame_id,
+            peer_address,
+            identity: *sender.identity(),
+            role: sender.role(),
+            payload: opened.payload,
+        })
+    }
+
+    /// Stage 3: a session message, to its conversation (or a new one).
+    fn handle_session_message<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        bytes: &[u8],
+        auth: Authenticated,
+        message: &SessionMessage,
+        identity_change: IdentityChangePolicy,
+    ) -> Result<(), Refusal> {
+        let existing = self.conversation_with(&auth.peer_address);
+        // A prekey message must come from the identity the certificate names.
+        let prekey_from = match message {
+            SessionMessage::PreKey(p) => Some(*p.initiator_identity()),
+            _ => None,
+        };
+        if prekey_from.is_some_and(|i| i != auth.identity) {
+            return Err((existing, DropReason::IdentityMismatch));
+        }
+        let (conversation, decrypted) = match existing {
+            Some(conversation) => {
+                let Some(decrypted) = self.decrypt_in_conversation(
+                    rng,
+                    now,
+                    conversation,
+                    bytes,
+                    &auth,
+                    identity_change,
+                )?
+                else {
+                    // Held for the app's decision on an identity change.
+                    return Ok(());
+                };
+                (conversation, decrypted)
+            }
+            None if prekey_from.is_some() => self.accept_new_conversation(rng, now, &auth)?,
+            None => {
+                let closed = self
+                    .conversations
+                    .values()
+                    .any(|c| !c.is_open() && c.peer_address == auth.peer_address);
+                let reason = if closed {
+                    DropReason::ClosedConversation
+                } else {
+                    // A certified peer writes in a session we do not have: we lost the
+                    // conversation (an older backup). Ask it to start again.
+                    self.request_reset_unknown(rng, now, &auth);
+                    DropReason::NoConversation
+                };
+                return Err((None, reason));
+            }
+        };
+        // The session state advanced: from here on the state must be persisted.
+        self.mark_changed();
+        if decrypted.remote_identity != auth.identity {
+            // Only possible through an archived session of an earlier identity: refuse.
+            return Err((Some(conversation), DropReason::ContentRefused));
+        }
+        self.handle_content(rng, now, conversation, &auth, &decrypted)
+    }
+
+    /// Decrypts in an open conversation. `Ok(None)`: the frame was held for an identity
+    /// decision. A peer whose state we cannot follow is asked to reset the session.
+    #[allow(clippy::too_many_arguments)]
+    fn decrypt_in_conversation<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        bytes: &[u8],
+        auth: &Authenticated,
+        identity_change: IdentityChangePolicy,
+    ) -> Result<Option<Decrypted>, Refusal> {
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return Err((None, DropReason::NoConversation));
+        };
+        if conv.record.current().is_none() {
+            return Err((Some(conversation), DropReason::ClosedConversation));
+        }
+        let changed_identity = conv.peer_identity != auth.identity;
+        if changed_identity && identity_change == IdentityChangePolicy::Refuse {
+            // Never accepted silently: hold the frame for the app's decision.
+            conv.held_identity_change = Some(bytes.to_vec());
+            self.events
+                .push_back(Event::IdentityChanged { conversation });
+            self.mark_changed();
+            return Ok(None);
+        }
+        let had_session = conv.record.current().is_some();
+        let payload = auth.payload.as_slice();
+        match conv
+            .record
+            .decrypt(&mut self.store, payload, now, identity_change)
+        {
+            Ok(decrypted) => {
+                if changed_identity {
+                    conv.peer_identity = auth.identity;
+                }
+                if decrypted.new_session && had_session {
+                    // The peer replaced the session (it restored a backup, or answered our
+                    // reset request): tell the app what the peer may have lost.
+                    conv.reset_requested_at = None;
+                    let possibly_lost = conv.recently_delivered_ids(now);
+                    #[cfg(feature = "tracing")]
+                    tracing::info!("confide: the peer started a new session (reset)");
+                    self.events.push_back(Event::SessionReset {
+                        conversation,
+                        possibly_lost,
+                    });
+                    // Our frames still waiting were encrypted in the old session, which the
+                    // peer may not follow: send them again in the new one.
+                    let _ = self.reencrypt_waiting(rng, conversation);
+                }
+                Ok(Some(decrypted))
+            }
+            Err(e) => {
+                // Inside an envelope authenticated as the peer, in a frame we never accepted
+                // (the dedup window and the control-frame list let it through), a message
+                // our session cannot decrypt means the two states diverged: the peer
+                // restored an older state, or we did. A reset gets both going again.
+                let out_of_sync = matches!(
+                    e,
+                    DecryptError::PeerRolledBack
+                        | DecryptError::StaleBranch
+                        | DecryptError::Authentication
+                        | DecryptError::Duplicate
+                        | DecryptError::NoSession
+                );
+                if out_of_sync {
+                    self.request_reset(rng, now, conversation);
+                    return Err((Some(conversation), DropReason::PeerOutOfSync));
+                }
+                Err((Some(conversation), session_refusal(e)))
+            }
+        }
+    }
+
+    /// A prekey message from a peer we have no open conversation with: a new conversation.
+    fn accept_new_conversation<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        auth: &Authenticated,
+    ) -> Result<(ConversationId, Decrypted), Refusal> {
+        if self.open_conversation_count() >= MAX_CONVERSATIONS {
+            return Err((None, DropReason::TooManyConversations));
+        }
+        let mut record = SessionRecord::new();
+        let decrypted = record
+            .decrypt(
+                &mut self.store,
+                &auth.payload,
+                now,
+                IdentityChangePolicy::Refuse,
+            )
+            .map_err(|e| (None, session_refusal(e)))?;
+        let conversation = self.insert_conversation(Conversation::new(
+            auth.peer_address.clone(),
+            auth.identity,
+            Some(auth.role),
+            record,
+            ConversationPolicy::new(
+                Side::Responder,
+                self.config.org,
+                self.config.initial_retention,
+            ),
+            None,
+        ));
+        self.events.push_back(Event::ConversationStarted {
+            conversation,
+            peer_role: auth.role,
+        });
+        self.maintain_prekeys(rng, now);
+        Ok((conversation, decrypted))
+    }
+
+    /// Stage 4: the conversation policy, then events and the acknowledgement.
+    fn handle_content<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        auth: &Authenticated,
+        decrypted: &Decrypted,
+    ) -> Result<(), Refusal> {
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return Err((None, DropReason::NoConversation));
+        };
+        conv.peer_role = Some(auth.role);
+        // Keys of messages whose timer ran out go now, not only at the next timeout.
+        if let Some(cutoff) = conv.policy.skipped_key_cutoff(now) {
+            let _ = conv.record.prune_skipped_keys(cutoff);
+        }
+        let incoming = conv
+            .policy
+            .handle_incoming(&decrypted.plaintext, now)
+            .map_err(|_| (Some(conversation), DropReason::ContentRefused))?;
+        let frame_id = auth.frame_id;
+        match incoming {
+            Incoming::DeliveryAcks { ids } => {
+                // An authenticated end-to-end acknowledgement: never acknowledged.
+                self.note_control_frame(frame_id);
+                for id in ids {
+                    self.on_ack(now, conversation, &auth.peer_address, id);
+                }
+            }
+            Incoming::Resume { received } => {
+                // Like an acknowledgement: never acknowledged.
+                self.note_control_frame(frame_id);
+                self.handle_resume(now, conversation, &received);
+            }
+            Incoming::Closed(_erase) => {
+                let _ = self
+                    .delivery
+                    .accept_incoming(frame_id, auth.peer_address.clone(), now);
+                conv.record.erase();
+                // Nothing still waiting for this peer can be acknowledged now.
+                self.cancel_sent(conversation, |_| true);
+            }
+            other => {
+                let _ = self
+                    .delivery
+                    .accept_incoming(frame_id, auth.peer_address.clone(), now);
+                self.acknowledge(rng, now, conversation, frame_id);
+                match other {
+                    Incoming::Message(m) => {
+                        let seq = self.conversations.get_mut(&conversation).map_or(0, |c| {
+                            c.note_received(frame_id);
+                            let seq = c.next_seq;
+                            c.next_seq = c.next_seq.saturating_add(1);
+                            seq
+                        });
+                        self.events.push_back(Event::Message {
+                            conversation,
+                            id: m.id,
+                            sender_role: auth.role,
+                            text: m.text,
+                            expires_at: m.deadline,
+                            sent_at: m.claimed_send_time,
+                            seq,
+                        });
+                    }
+                    Incoming::ReadReceipts { ids } => {
+                        self.events.push_back(Event::Read { conversation, ids });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.drain_policy_events(conversation);
+        Ok(())
+    }
+
+    fn note_control_frame(&mut self, frame_id: FrameId) {
+        self.control_seen.push_back(frame_id);
+        while self.control_seen.len() > MAX_CONTROL_FRAMES_REMEMBERED {
+            self.control_seen.pop_front();
+        }
+    }
+
+    /// An authenticated acknowledgement of our frame `id` from `from`.
+    fn on_ack(
+        &mut self,
+        now: Timestamp,
+        conversation: ConversationId,
+        from: &Address,
+        id: MessageId,
+    ) {
+        let frame_id = FrameId::from_bytes(id.to_bytes());
+        match self.delivery.on_ack(from, frame_id) {
+            confide_transport::AckOutcome::UnknownId => {
+                // Given up earlier? Then it was delivered after all: say so.
+                if self
+                    .given_up
+                    .get(&frame_id)
+                    .is_some_and(|g| g.conversation == conversation)
+                    && let Some(g) = self.given_up.remove(&frame_id)
+                {
+                    self.events.push_back(Event::Delivered {
+                        conversation,
+                        id: g.message,
+                    });
+                    if let Some(conv) = self.conversations.get_mut(&conversation) {
+                        conv.note_delivered(g.message, frame_id, now);
+                    }
+                    self.mark_changed();
+                }
+            }
+            _ => self.collect_transmits(now),
+        }
+    }
+
+    /// Encrypts an acknowledgement of `frame_id` in the session and queues it (unreliable:
+    /// a lost ack is answered by a retransmission, which is acknowledged again). It leaves
+    /// only after the state that received the message is confirmed persisted.
+    pub(crate) fn acknowledge<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        frame_id: FrameId,
+    ) {
+        if self.gate.held_len() >= MAX_HELD_TRANSMITS {
+            self.drop_frame(Some(conversation), DropReason::AcknowledgementDeferred);
+            return;
+        }
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        let ack_id = MessageId::random(rng);
+        let Ok(frame) =
+            conv.policy
+                .acknowledge(&[MessageId::from_bytes(frame_id.to_bytes())], ack_id, now)
+        else {
+            return;
+        };
+        let Ok(ciphertext) = conv.record.encrypt(rng, frame.as_bytes()) else {
+            return;
+        };
+        let Ok(envelope) = confide_sealed::seal(
+            rng,
+            self.store.identity(),
+            &self.certificate,
+            &conv.peer_identity,
+            &ciphertext,
+        ) else {
+            return;
+        };
+        let to = conv.peer_address.clone();
+        let _ = self.delivery.send_unacknowledged(to, envelope, rng);
+        self.mark_changed();
+    }
+}
+
+/// The reason a session refusal is counted under.
+fn session_refusal(e: DecryptError) -> DropReason {
+    match e {
+        DecryptError::Authentication => DropReason::SessionAuthentication,
+        DecryptError::Duplicate | DecryptError::ReplayedInitialMessage => {
+            DropReason::SessionDuplicate
+        }
+        _ => DropReason::SessionRefused,
+    }
+}

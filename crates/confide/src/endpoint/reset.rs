@@ -1,0 +1,365 @@
+//! Getting two endpoints talking again after one of them imported an older state.
+//!
+//! The session layer guarantees that no key is reused after an import (it forks or ratchets
+//! to a fresh sending chain before encrypting again). This module makes sure nothing is lost
+//! without a word, whichever side went back in time:
+//!
+//! * **Resume.** After every import, at its first input, the endpoint sends each open
+//!   conversation a resume frame (inside the session) naming the most recent frames of the
+//!   peer it holds. The peer compares them with the texts it saw acknowledged and reports
+//!   those the restored side no longer has ([`Event::PeerRestored`]). The resume frame's
+//!   fresh sending branch also lets the peer detect a rolled-back sending chain.
+//! * **Reset.** When a frame inside an envelope authenticated as the peer cannot be followed
+//!   (a rolled-back chain, a ratchet message that fails to authenticate, or a ratchet
+//!   message from a certified peer we have no conversation with), the endpoint sends a
+//!   **reset request**: outside the ratchet, sealed to the peer, naming the session it holds
+//!   (by base key; all zero for none) and carrying its own last-resort prekey bundle. At most
+//!   one per [`RESET_REQUEST_MIN_INTERVAL`](crate::consts::RESET_REQUEST_MIN_INTERVAL) per
+//!   peer.
+//! * The peer honours a request that names a session it knows (current or archived) or none,
+//!   and that it has not honoured before: it starts a new session from the bundle (the
+//!   identity must be the one it knows), re-encrypts every waiting frame in it under the old
+//!   frame ids, and reports [`Event::SessionReset`]. A repeated request for a session already
+//!   reset only gets a fresh message in the new session.
+//! * The new session's first message reaches the requester, whose record makes it current
+//!   (or which starts a conversation, if it had none); it reports [`Event::SessionReset`] or
+//!   [`Event::ConversationStarted`] and re-sends its own waiting frames in it.
+//!
+//! Wire format of the request (the payload of a sealed envelope), in `docs/endpoint.md`:
+//! `version:u8 (=1) || kind:u8 (=0x20) || session_base_key[32] || bundle_len:u16 || bundle`.
+
+use confide_crypto::{
+    CryptoRng, Timestamp,
+    codec::{DecodeError, Reader, Writer},
+    identity::IdentityPublicKey,
+    x25519::X25519PublicKey,
+};
+use confide_policy::MessageId;
+use confide_session::{ExpectedIdentity, PreKeyBundle, Session, SessionMessage};
+use confide_transport::{Address, MessageId as FrameId};
+
+use super::receive::{Authenticated, Refusal};
+use super::{DropReason, Endpoint};
+use crate::consts::{
+    KIND_RESET_REQUEST, MAX_RESET_BUNDLE_LEN, MAX_UNKNOWN_PEER_RESETS, RESET_LOSS_WINDOW,
+    RESET_REQUEST_MIN_INTERVAL, RESET_REQUEST_VERSION,
+};
+use crate::event::{ConversationId, Event};
+
+/// "No session": what a reset request names when the requester has none with the peer.
+pub(crate) const NO_SESSION: [u8; 32] = [0; 32];
+
+/// A parsed reset request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResetRequest {
+    /// The base key of the requester's current session with us, or [`NO_SESSION`].
+    pub(crate) session: [u8; 32],
+    /// The requester's encoded prekey bundle.
+    pub(crate) bundle: Vec<u8>,
+}
+
+impl ResetRequest {
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, confide_crypto::codec::EncodeError> {
+        let mut w = Writer::with_capacity(2 + 32 + 2 + self.bundle.len());
+        w.u8(RESET_REQUEST_VERSION)
+            .u8(KIND_RESET_REQUEST)
+            .bytes(&self.session);
+        w.var16("reset bundle", MAX_RESET_BUNDLE_LEN, &self.bundle)?;
+        Ok(w.into_vec())
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != RESET_REQUEST_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                what: "reset request",
+                found: version,
+            });
+        }
+        if r.u8()? != KIND_RESET_REQUEST {
+            return Err(DecodeError::InvalidValue { field: "kind" });
+        }
+        let session = r.array()?;
+        let bundle = r.var16("reset bundle", MAX_RESET_BUNDLE_LEN)?.to_vec();
+        r.finish()?;
+        Ok(Self { session, bundle })
+    }
+}
+
+/// What an authenticated envelope carries.
+pub(crate) enum Payload {
+    Session(SessionMessage),
+    ResetRequest(ResetRequest),
+}
+
+/// Parses an envelope payload by its kind byte.
+pub(crate) fn classify(payload: &[u8]) -> Result<Payload, DecodeError> {
+    if payload.get(1) == Some(&KIND_RESET_REQUEST) {
+        return ResetRequest::from_bytes(payload).map(Payload::ResetRequest);
+    }
+    SessionMessage::from_bytes(payload).map(Payload::Session)
+}
+
+impl Endpoint {
+    /// Seals a reset request naming `session` to `identity` at `to`.
+    fn send_reset_request<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        to: Address,
+        identity: &IdentityPublicKey,
+        session: [u8; 32],
+    ) -> bool {
+        let Some(bundle) = self.store.last_resort_bundle() else {
+            return false;
+        };
+        let request = ResetRequest {
+            session,
+            bundle: bundle.to_bytes(),
+        };
+        let Ok(payload) = request.to_bytes() else {
+            return false;
+        };
+        let Ok(envelope) = confide_sealed::seal(
+            rng,
+            self.store.identity(),
+            &self.certificate,
+            identity,
+            &payload,
+        ) else {
+            return false;
+        };
+        #[cfg(feature = "tracing")]
+        tracing::info!("confide: peer out of sync, reset requested");
+        self.delivery.send_unacknowledged(to, envelope, rng).is_ok()
+    }
+
+    /// Asks the peer of `conversation` to start a new session (rate-limited).
+    pub(crate) fn request_reset<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+    ) {
+        let Some(conv) = self.conversations.get(&conversation) else {
+            return;
+        };
+        if !Self::may_request_reset(conv, now) {
+            return;
+        }
+        let session = conv
+            .record
+            .current()
+            .map_or(NO_SESSION, |s| s.base_key().to_bytes());
+        let (to, identity) = (conv.peer_address.clone(), conv.peer_identity);
+        if self.send_reset_request(rng, to, &identity, session)
+            && let Some(conv) = self.conversations.get_mut(&conversation)
+        {
+            conv.reset_requested_at = Some(now);
+            self.mark_changed();
+        }
+    }
+
+    /// A certified peer we have no conversation with sent a ratchet message: we lost the
+    /// conversation (an older backup). Ask it to start a new session with us.
+    pub(crate) fn request_reset_unknown<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        auth: &Authenticated,
+    ) {
+        if self
+            .unknown_peer_resets
+            .get(&auth.peer_address)
+            .is_some_and(|at| now < at.saturating_add(RESET_REQUEST_MIN_INTERVAL))
+        {
+            return;
+        }
+        if self.send_reset_request(rng, auth.peer_address.clone(), &auth.identity, NO_SESSION) {
+            self.unknown_peer_resets
+                .insert(auth.peer_address.clone(), now);
+            while self.unknown_peer_resets.len() > MAX_UNKNOWN_PEER_RESETS {
+                // Forget the oldest request.
+                let oldest = self
+                    .unknown_peer_resets
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(a, _)| a.clone());
+                if let Some(a) = oldest {
+                    self.unknown_peer_resets.remove(&a);
+                }
+            }
+        }
+    }
+
+    /// A reset request from the peer: start a new session if it names one we know and have
+    /// not reset before.
+    pub(crate) fn handle_reset_request<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        auth: &Authenticated,
+        request: &ResetRequest,
+    ) -> Result<(), Refusal> {
+        let conversation = self
+            .conversation_with(&auth.peer_address)
+            .ok_or((None, DropReason::NoConversation))?;
+        let conv = self
+            .conversations
+            .get(&conversation)
+            .ok_or((None, DropReason::NoConversation))?;
+        if conv.peer_identity != auth.identity {
+            return Err((Some(conversation), DropReason::IdentityMismatch));
+        }
+        if conv.record.current().is_none() {
+            return Err((Some(conversation), DropReason::ClosedConversation));
+        }
+        let cutoff = now.saturating_sub(RESET_LOSS_WINDOW);
+        let already = conv
+            .reset_honoured
+            .iter()
+            .any(|(k, at)| *k == request.session && *at >= cutoff);
+        if already {
+            // We started a new session for this already; the requester has not seen it yet.
+            let _ = self
+                .delivery
+                .accept_incoming(auth.frame_id, auth.peer_address.clone(), now);
+            self.acknowledge(rng, now, conversation, auth.frame_id);
+            return Ok(());
+        }
+        let known = request.session == NO_SESSION
+            || conv
+                .record
+                .has_session(&X25519PublicKey::from_bytes(request.session));
+        if !known {
+            return Err((Some(conversation), DropReason::StaleResetRequest));
+        }
+        // Both sides may detect the divergence at once and ask each other. One new session
+        // is enough: while our own request is pending, the side with the smaller identity
+        // key gives way and the other ignores the peer's request (the peer honours ours).
+        let own_bytes = self.store.identity().public().to_bytes();
+        if conv.reset_requested_at.is_some() && own_bytes > conv.peer_identity.to_bytes() {
+            return Err((Some(conversation), DropReason::StaleResetRequest));
+        }
+        let own = self.store.identity().public();
+        let verified = PreKeyBundle::from_bytes(&request.bundle)
+            .and_then(|b| b.verify(ExpectedIdentity::Exactly(&conv.peer_identity), &own))
+            .map_err(|_| (Some(conversation), DropReason::MalformedPayload))?;
+        let session = Session::initiate(rng, self.store.identity(), &verified)
+            .map_err(|_| (Some(conversation), DropReason::SessionRefused))?;
+        let _ = self
+            .delivery
+            .accept_incoming(auth.frame_id, auth.peer_address.clone(), now);
+        let resent = self.install_session(rng, now, conversation, session);
+        if resent == 0 {
+            // Nothing waiting: answer in the new session at once, so the peer learns it
+            // (an acknowledgement of the request, which names nothing in its outbox).
+            self.acknowledge(rng, now, conversation, auth.frame_id);
+        }
+        let possibly_lost = self
+            .conversations
+            .get_mut(&conversation)
+            .map(|c| {
+                c.note_honoured(request.session, now);
+                c.recently_delivered_ids(now)
+            })
+            .unwrap_or_default();
+        #[cfg(feature = "tracing")]
+        tracing::info!("confide: session reset at the peer's request");
+        self.events.push_back(Event::SessionReset {
+            conversation,
+            possibly_lost,
+        });
+        self.mark_changed();
+        Ok(())
+    }
+
+    /// After an import: one resume frame per open conversation, naming the peer's frames we
+    /// hold (see the module documentation).
+    pub(crate) fn send_resumes<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
+        self.resume_pending = false;
+        let ids: Vec<ConversationId> = self.conversations.keys().copied().collect();
+        for conversation in ids {
+            let Some(conv) = self.conversations.get_mut(&conversation) else {
+                continue;
+            };
+            if !conv.is_open() || conv.record.current().is_none() {
+                continue;
+            }
+            let held: Vec<MessageId> = conv
+                .recent_received
+                .iter()
+                .map(|f| MessageId::from_bytes(f.to_bytes()))
+                .collect();
+            let Ok(frame) = conv.policy.resume(&held, MessageId::random(rng), now) else {
+                continue;
+            };
+            let Ok(message) = conv.record.encrypt(rng, frame.as_bytes()) else {
+                continue;
+            };
+            let Ok(envelope) = confide_sealed::seal(
+                rng,
+                self.store.identity(),
+                &self.certificate,
+                &conv.peer_identity,
+                &message,
+            ) else {
+                continue;
+            };
+            let to = conv.peer_address.clone();
+            let _ = self.delivery.send_unacknowledged(to, envelope, rng);
+        }
+        self.mark_changed();
+    }
+
+    /// A resume frame from the peer: report the texts it acknowledged and no longer holds.
+    pub(crate) fn handle_resume(
+        &mut self,
+        now: Timestamp,
+        conversation: ConversationId,
+        received: &[MessageId],
+    ) {
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        let frames: Vec<FrameId> = received
+            .iter()
+            .map(|id| FrameId::from_bytes(id.to_bytes()))
+            .collect();
+        let possibly_lost = conv.lost_after_resume(&frames, now);
+        if !possibly_lost.is_empty() {
+            #[cfg(feature = "tracing")]
+            tracing::info!("confide: the peer restored an older state");
+            self.events.push_back(Event::PeerRestored {
+                conversation,
+                possibly_lost,
+            });
+        }
+        self.mark_changed();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_request_round_trips_and_parses_strictly() {
+        let r = ResetRequest {
+            session: [9; 32],
+            bundle: vec![1, 2, 3],
+        };
+        let bytes = r.to_bytes().unwrap();
+        assert_eq!(bytes.len(), 2 + 32 + 2 + 3);
+        assert_eq!(ResetRequest::from_bytes(&bytes).unwrap(), r);
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(ResetRequest::from_bytes(&long).is_err(), "trailing byte");
+        assert!(ResetRequest::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut v = bytes.clone();
+        v[0] = 2;
+        assert!(ResetRequest::from_bytes(&v).is_err(), "unknown version");
+        assert!(matches!(classify(&bytes), Ok(Payload::ResetRequest(_))));
+    }
+}

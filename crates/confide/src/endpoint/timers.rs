@@ -1,0 +1,138 @@
+//! What happens with time: retransmissions, message timers, key shredding, closed
+//! conversations shrinking, prekey upkeep and the certificate warning.
+
+use confide_crypto::{CryptoRng, Duration, Timestamp};
+use confide_policy::limits::MAX_CLOCK_SKEW;
+
+use super::Endpoint;
+use super::conversation::Conversation;
+use crate::consts::{
+    CERTIFICATE_RENEWAL_WARNING, CLOSE_RETRANSMIT_PERIOD, MAX_CLOSED_CONVERSATIONS,
+    MIN_ONE_TIME_KEM_PREKEYS, MIN_ONE_TIME_PREKEYS, ONE_TIME_KEM_PREKEY_TARGET,
+    ONE_TIME_PREKEY_TARGET, SIGNED_PREKEY_MAX_AGE,
+};
+use crate::event::{ConversationId, Event};
+
+/// When the oldest skipped message key of `c` must be erased: once a message sent when it
+/// was stored would have expired (the timer plus the clock-skew allowance). `None` without a
+/// timer or without skipped keys (they then age out by count and ratchet steps).
+pub(crate) fn shred_deadline(c: &Conversation) -> Option<Timestamp> {
+    let retention = c.policy.effective_policy().duration()?;
+    let oldest = c.record.oldest_skipped_key_at()?;
+    Some(
+        oldest
+            .saturating_add(retention.saturating_add(MAX_CLOCK_SKEW))
+            .saturating_add(Duration::from_millis(1)),
+    )
+}
+
+impl Endpoint {
+    pub(crate) fn timeout<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
+        self.delivery.handle_timeout(now);
+        let ids: Vec<ConversationId> = self.conversations.keys().copied().collect();
+        for id in ids {
+            let Some(conv) = self.conversations.get_mut(&id) else {
+                continue;
+            };
+            let before = self.events.len();
+            conv.policy.handle_timeout(now);
+            let mut changed = false;
+            if let Some(cutoff) = conv.policy.skipped_key_cutoff(now) {
+                changed |= conv.record.prune_skipped_keys(cutoff) > 0;
+            }
+            if let Some((frame_id, at)) = conv.close_sent
+                && now >= at.saturating_add(CLOSE_RETRANSMIT_PERIOD)
+            {
+                let _ = self.delivery.cancel(frame_id);
+                conv.close_sent = None;
+                changed = true;
+            }
+            self.drain_policy_events(id);
+            if changed || self.events.len() != before {
+                self.mark_changed();
+            }
+        }
+        self.shrink_closed(now);
+        self.bound_closed(now);
+        self.check_certificate(now);
+        self.maintain_prekeys(rng, now);
+    }
+
+    /// Beyond [`MAX_CLOSED_CONVERSATIONS`] closed conversations still draining, the oldest
+    /// shrinks now: its messages expire early (erasing early is always allowed).
+    pub(crate) fn bound_closed(&mut self, now: Timestamp) {
+        loop {
+            let closed: Vec<ConversationId> = self
+                .conversations
+                .iter()
+                .filter(|(_, c)| !c.is_open())
+                .map(|(id, _)| *id)
+                .collect();
+            let Some(oldest) = closed.first().copied() else {
+                return;
+            };
+            if closed.len() <= MAX_CLOSED_CONVERSATIONS {
+                return;
+            }
+            if let Some(conv) = self.conversations.get_mut(&oldest) {
+                conv.policy.handle_timeout(Timestamp::from_millis(u64::MAX));
+                if let Some((frame_id, _)) = conv.close_sent.take() {
+                    let _ = self.delivery.cancel(frame_id);
+                }
+            }
+            self.drain_policy_events(oldest);
+            self.make_tombstone(oldest, now);
+        }
+    }
+
+    fn check_certificate(&mut self, now: Timestamp) {
+        let expires_at = self.certificate.expires_at();
+        if !self.certificate_warned && now >= expires_at.saturating_sub(CERTIFICATE_RENEWAL_WARNING)
+        {
+            self.certificate_warned = true;
+            #[cfg(feature = "tracing")]
+            tracing::warn!("confide: sender certificate expires soon");
+            self.events
+                .push_back(Event::CertificateExpiring { expires_at });
+        }
+    }
+
+    /// Tops up one-time prekeys and rotates the signed and last-resort prekeys when due.
+    pub(crate) fn maintain_prekeys<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
+        let mut changed = false;
+        let have = self.store.one_time_prekey_count();
+        if have < MIN_ONE_TIME_PREKEYS {
+            changed |= self
+                .store
+                .generate_one_time_prekeys(rng, ONE_TIME_PREKEY_TARGET.saturating_sub(have))
+                > 0;
+        }
+        let have = self.store.one_time_kem_prekey_count();
+        if have < MIN_ONE_TIME_KEM_PREKEYS {
+            changed |= self.store.generate_one_time_kem_prekeys(
+                rng,
+                ONE_TIME_KEM_PREKEY_TARGET.saturating_sub(have),
+            ) > 0;
+        }
+        if self
+            .store
+            .signed_prekey_created_at()
+            .is_none_or(|t| now >= t.saturating_add(SIGNED_PREKEY_MAX_AGE))
+        {
+            let _ = self.store.rotate_signed_prekey(rng, now);
+            changed = true;
+        }
+        if self
+            .store
+            .last_resort_kem_created_at()
+            .is_none_or(|t| now >= t.saturating_add(SIGNED_PREKEY_MAX_AGE))
+        {
+            let _ = self.store.rotate_last_resort_kem_prekey(rng, now);
+            changed = true;
+        }
+        if changed {
+            self.events.push_back(Event::BundlesChanged);
+            self.mark_changed();
+        }
+    }
+}
