@@ -100,7 +100,7 @@ pub struct Observed {
 /// directory of prekey bundles, and a log of everything it could observe.
 pub struct Relay {
     network: SimNetwork,
-    directory: BTreeMap<Vec<u8>, (VecDeque<Vec<u8>>, Vec<u8>)>,
+    directory: BTreeMap<Vec<u8>, Published>,
     observed: Vec<Observed>,
 }
 
@@ -176,6 +176,10 @@ impl Relay {
         self.network.stats().lost
     }
 }
+
+/// What the directory keeps for one address: one-time bundles (each handed out once) and the
+/// last-resort bundle (handed to everyone after them).
+type Published = (VecDeque<Vec<u8>>, Vec<u8>);
 
 /// One app: an endpoint, its storage key and its last stored state.
 pub struct Participant {

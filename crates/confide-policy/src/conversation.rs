@@ -144,7 +144,7 @@ pub enum Incoming {
     /// The peer closed the conversation: erase the session keys.
     Closed(EraseSessionKeys),
     /// The peer imported a stored state and holds these frames of ours (see
-    /// [`Body::Resume`](crate::Body::Resume)).
+    /// [`Body::Resume`]).
     Resume {
         /// Ids of our frames the peer holds, ascending.
         received: Vec<MessageId>,

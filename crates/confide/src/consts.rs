@@ -81,16 +81,18 @@ pub const CERTIFICATE_RENEWAL_WARNING: Duration = Duration::from_days(3);
 /// envelopes can make us send.
 pub const RESET_REQUEST_MIN_INTERVAL: Duration = Duration::from_mins(5);
 
-/// How far back [`Event::SessionReset`](crate::Event::SessionReset) looks for our texts the
-/// peer acknowledged and may have lost with its restored backup.
+/// How long an honoured reset is remembered (a replayed request for it then only gets a
+/// fresh message in the new session).
 ///
-/// Reason: phones back up daily to weekly; a restore older than that loses more than a
-/// reset can report, and the app's transcript is the authority then.
-pub const RESET_LOSS_WINDOW: Duration = Duration::from_days(7);
+/// Reason: a relay keeps mail for about a week and retransmissions stop after another; a
+/// request older than that is a replay.
+pub const RESET_MEMORY: Duration = Duration::from_days(14);
 
-/// Most delivered texts per conversation remembered for [`RESET_LOSS_WINDOW`].
+/// Most delivered texts per conversation remembered, to report which of them a peer that
+/// restored an older backup lost ([`Event::PeerRestored`](crate::Event::PeerRestored)).
 ///
-/// Reason: bounds the state of a busy conversation; the report is a hint for the app.
+/// Reason: bounds the state of a busy conversation; 64 texts cover days of a counseling
+/// conversation, and older losses are beyond what a transcript repair can offer.
 pub const MAX_RECENTLY_DELIVERED: usize = 64;
 
 /// Most frame ids of received acknowledgements and resume frames remembered, so that a copy
@@ -110,7 +112,7 @@ pub const MAX_RECENT_RECEIVED: usize = 16;
 /// Most honoured resets remembered per conversation.
 ///
 /// Reason: a replayed reset request must not force another new session; a handful covers
-/// any realistic sequence of restores, and older entries expire with [`RESET_LOSS_WINDOW`].
+/// any realistic sequence of restores, and older entries expire after [`RESET_MEMORY`].
 pub const MAX_HONOURED_RESETS: usize = 8;
 
 /// Most peers without a conversation to which reset requests were recently sent (for the

@@ -179,19 +179,17 @@ pub enum Event {
     /// older state (a backup) and the two could no longer follow each other. Messages keep
     /// flowing in the new session; texts of ours that were still waiting were re-encrypted
     /// in it and go out again.
+    ///
+    /// Both sides then tell each other what they hold (a resume frame); texts of ours the
+    /// peer acknowledged and no longer has are reported by [`Event::PeerRestored`].
     SessionReset {
         /// The conversation.
         conversation: ConversationId,
-        /// Our texts the peer acknowledged within
-        /// [`RESET_LOSS_WINDOW`](crate::consts::RESET_LOSS_WINDOW) (at most
-        /// [`MAX_RECENTLY_DELIVERED`](crate::consts::MAX_RECENTLY_DELIVERED), oldest first).
-        /// If the peer is the side that restored a backup, it may have lost any of them: offer
-        /// the user to send them again.
-        possibly_lost: Vec<MessageId>,
     },
     /// The peer imported an older stored state (a backup) and no longer holds these texts of
-    /// ours, which it had acknowledged. Its session went on (no reset was needed), but its
-    /// app has lost them: offer the user to send them again.
+    /// ours, which it had acknowledged. Found by comparing the resume frame the peer sends
+    /// after an import or a session reset with the acknowledgements we saw. Its app has lost
+    /// them: offer the user to send them again.
     PeerRestored {
         /// The conversation.
         conversation: ConversationId,

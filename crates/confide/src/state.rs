@@ -230,6 +230,7 @@ impl Endpoint {
             for frame in &c.recent_received {
                 w.bytes(frame.as_bytes());
             }
+            w.u8(u8::from(c.resume_unconfirmed));
             w.u8(u8::try_from(c.reset_honoured.len()).unwrap_or(u8::MAX));
             for (base_key, at) in &c.reset_honoured {
                 w.bytes(base_key).u64(at.as_millis());
@@ -396,6 +397,7 @@ impl Endpoint {
             for _ in 0..n {
                 recent_received.push_back(read_frame_id(&mut r)?);
             }
+            let resume_unconfirmed = r.bool("resume flag")?;
             let n = usize::from(r.u8()?);
             if n > MAX_HONOURED_RESETS {
                 return Err(DecodeError::InvalidValue {
@@ -436,6 +438,7 @@ impl Endpoint {
             conversation.recently_delivered = recently_delivered;
             conversation.recent_received = recent_received;
             conversation.reset_honoured = reset_honoured;
+            conversation.resume_unconfirmed = resume_unconfirmed;
             conversation.close_sent = close_sent;
             conversation.held_identity_change = held_identity_change;
             // Strictly ascending ids: one canonical encoding, no duplicates.

@@ -13,7 +13,7 @@
 //! 2. after a calm-down period (everyone online, persisting promptly, certificates valid),
 //!    every text in a sender's stored log was received exactly once by its peer's stored log,
 //!    or was reported to the sender by a typed event (`DeliveryFailed`, its conversation's
-//!    closure, or `SessionReset` naming it in `possibly_lost`). Anything else fails;
+//!    closure, or `PeerRestored` naming it in `possibly_lost`). Anything else fails;
 //! 3. nothing panics. Counters are printed.
 //!
 //! `CONFIDE_FIELD_SEED` (u64), `CONFIDE_FIELD_CLIENTS` and `CONFIDE_FIELD_DAYS` override the
@@ -322,6 +322,7 @@ struct Counters {
     last_resort_bundles: u64,
     bundle_uploads: u64,
     session_resets: u64,
+    peer_restored: u64,
     delivery_failed: u64,
     identity_changes: u64,
     relay_expired: u64,
@@ -519,6 +520,7 @@ impl World {
             | Event::DeliveryFailed { conversation, .. }
             | Event::ConversationClosed { conversation, .. }
             | Event::SessionReset { conversation, .. }
+            | Event::PeerRestored { conversation, .. }
             | Event::FrameDropped { conversation, .. } => *conversation,
             _ => return false,
         };
@@ -579,8 +581,11 @@ impl World {
                 self.nodes[n].live.closed.insert(conversation);
             }
             Event::BundlesChanged => self.nodes[n].publish_wanted = true,
-            Event::SessionReset { possibly_lost, .. } => {
+            Event::SessionReset { .. } => {
                 self.counters.session_resets += 1;
+            }
+            Event::PeerRestored { possibly_lost, .. } => {
+                self.counters.peer_restored += 1;
                 self.nodes[n].live.possibly_lost.extend(possibly_lost);
             }
             Event::FrameDropped { reason, .. } => {
@@ -1474,6 +1479,25 @@ fn run(seed: u64, clients: usize, days: u64) {
                 && w.nodes.iter().all(|n| n.endpoint.outbox_len() == 0);
             if quiet {
                 break;
+            }
+            if std::env::var("CONFIDE_FIELD_DEBUG_CALM").is_ok() {
+                let busy: Vec<String> = w
+                    .nodes
+                    .iter()
+                    .filter(|n| n.endpoint.outbox_len() > 0)
+                    .map(|n| {
+                        format!(
+                            "{}:{} {:?}",
+                            String::from_utf8_lossy(&n.name),
+                            n.endpoint.outbox_len(),
+                            n.endpoint.stats()
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "calm check: in flight {}, busy {busy:?}",
+                    w.net.in_flight_len()
+                );
             }
         }
         if !w.step(calm_end) {

@@ -107,13 +107,22 @@ impl App {
             .collect()
     }
 
-    fn resets(&self) -> Vec<Vec<MessageId>> {
+    fn resets(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::SessionReset { .. }))
+            .count()
+    }
+
+    /// Texts of ours the peer reported lost (`PeerRestored`).
+    fn reported_lost(&self) -> Vec<MessageId> {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::SessionReset { possibly_lost, .. } => Some(possibly_lost.clone()),
+                Event::PeerRestored { possibly_lost, .. } => Some(possibly_lost.clone()),
                 _ => None,
             })
+            .flatten()
             .collect()
     }
 }
@@ -132,7 +141,7 @@ impl Town {
     fn new(seed: u8, clients: usize, valid: Duration) -> Self {
         let mut rng = ChaCha20Rng::from_seed([seed; 32]);
         let service = Service::new(&mut rng);
-        let mut make = |name: &[u8], role: Role, rng: &mut ChaCha20Rng| {
+        let make = |name: &[u8], role: Role, rng: &mut ChaCha20Rng| {
             let identity = IdentityKeyPair::generate(rng);
             let cert = cert(&service, name, &identity, role, T0.saturating_add(valid));
             let e = Endpoint::new(
@@ -412,6 +421,7 @@ fn restoring_an_older_backup_reuses_no_key_and_both_sides_recover() {
         }
         // The phone backs up here.
         let backup = lt.town.clients[0].stored.clone();
+        let delivered_before_backup = lt.town.counselor.delivered().len();
         // Life goes on: texts both ways (on more ratchet steps for odd seeds).
         for i in 0..4 {
             lt.send(1, conv, &format!("after backup {i}"));
@@ -460,23 +470,29 @@ fn restoring_an_older_backup_reuses_no_key_and_both_sides_recover() {
                 lt.town.clients[0].e.stats()
             );
         }
-        // The reset is reported on both sides, and the counselor learns which of its texts
-        // the restored side may have lost.
-        let counselor_resets = lt.town.counselor.resets();
+        // The reset is reported on both sides, and the counselor learns exactly which of its
+        // texts the restored phone lost: those it acknowledged after the backup.
         assert_eq!(
-            counselor_resets.len(),
+            lt.town.counselor.resets(),
             1,
             "seed {seed}: one reset at the counselor"
         );
-        assert!(
-            !lt.town.clients[0].resets().is_empty(),
-            "seed {seed}: reset at the client"
+        assert_eq!(
+            lt.town.clients[0].resets(),
+            1,
+            "seed {seed}: one reset at the client"
+        );
+        let mut lost = lt.town.counselor.reported_lost();
+        lost.sort();
+        let mut expected: Vec<MessageId> = delivered_to_client[delivered_before_backup..].to_vec();
+        expected.sort();
+        assert_eq!(
+            lost, expected,
+            "seed {seed}: the texts the restored phone lost are listed"
         );
         assert!(
-            counselor_resets[0]
-                .iter()
-                .any(|id| delivered_to_client.contains(id)),
-            "seed {seed}: the texts the restored phone lost are listed"
+            lt.town.clients[0].reported_lost().is_empty(),
+            "seed {seed}: the counselor lost nothing"
         );
         // Nothing went silently: every refusal was counted or reported.
         assert_eq!(
@@ -505,8 +521,12 @@ fn a_cold_start_from_the_latest_state_needs_no_reset() {
         lt.send(1, conv, &format!("client {round} after restart"));
         lt.settle();
     }
-    assert!(lt.town.counselor.resets().is_empty());
-    assert!(lt.town.clients[0].resets().is_empty());
+    assert_eq!(lt.town.counselor.resets(), 0);
+    assert_eq!(lt.town.clients[0].resets(), 0);
+    assert!(
+        lt.town.counselor.reported_lost().is_empty(),
+        "a cold start loses nothing"
+    );
     assert_eq!(lt.town.counselor.e.stats().dropped_total(), 0);
     assert_eq!(lt.town.clients[0].e.stats().dropped_total(), 0);
     assert_eq!(lt.town.counselor.texts().len(), 1 + 10);

@@ -10,9 +10,7 @@ use confide_session::SessionRecord;
 use confide_transport::{Address, MessageId as FrameId};
 use zeroize::Zeroizing;
 
-use crate::consts::{
-    MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, RESET_LOSS_WINDOW,
-};
+use crate::consts::{MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED};
 use crate::event::ConversationId;
 
 /// What kind of frame an outbox entry carries, so its acknowledgement is reported right.
@@ -20,6 +18,8 @@ use crate::event::ConversationId;
 pub(crate) enum SentKind {
     Text,
     Control,
+    /// A resume frame: its acknowledgement confirms the peer compared what we hold.
+    Resume,
 }
 
 impl SentKind {
@@ -27,6 +27,7 @@ impl SentKind {
         match self {
             Self::Text => 1,
             Self::Control => 2,
+            Self::Resume => 3,
         }
     }
 
@@ -34,6 +35,7 @@ impl SentKind {
         match b {
             1 => Some(Self::Text),
             2 => Some(Self::Control),
+            3 => Some(Self::Resume),
             _ => None,
         }
     }
@@ -82,6 +84,9 @@ pub(crate) struct Conversation {
     /// Frame ids of the peer's latest texts we received, oldest first (sent in a resume frame
     /// after an import, so the peer can tell what a restored backup lost).
     pub(crate) recent_received: VecDeque<FrameId>,
+    /// We imported a state (or the session was reset) and the peer has not yet acknowledged
+    /// a resume frame telling it what we hold: one goes out again with our next activity.
+    pub(crate) resume_unconfirmed: bool,
     /// Sessions (by base key; all zero: "no session") whose reset we honoured, with when: a
     /// replayed request for one of them only gets a fresh hello, not another reset.
     pub(crate) reset_honoured: VecDeque<([u8; 32], Timestamp)>,
@@ -112,6 +117,7 @@ impl Conversation {
             reset_requested_at: None,
             recently_delivered: VecDeque::new(),
             recent_received: VecDeque::new(),
+            resume_unconfirmed: false,
             reset_honoured: VecDeque::new(),
             close_sent: None,
             held_identity_change: None,
@@ -122,11 +128,12 @@ impl Conversation {
         self.policy.closed_by().is_none()
     }
 
-    /// Remembers a delivered text, forgetting those older than [`RESET_LOSS_WINDOW`] and the
-    /// oldest beyond [`MAX_RECENTLY_DELIVERED`].
+    /// Remembers a delivered text, forgetting the oldest beyond [`MAX_RECENTLY_DELIVERED`].
     pub(crate) fn note_delivered(&mut self, id: MessageId, frame: FrameId, now: Timestamp) {
         self.recently_delivered.push_back((id, frame, now));
-        self.forget_delivered(now);
+        while self.recently_delivered.len() > MAX_RECENTLY_DELIVERED {
+            self.recently_delivered.pop_front();
+        }
     }
 
     /// Remembers a text received from the peer (its frame id).
@@ -145,25 +152,11 @@ impl Conversation {
         }
     }
 
-    /// Our texts the peer acknowledged within the loss window, oldest first.
-    pub(crate) fn recently_delivered_ids(&mut self, now: Timestamp) -> Vec<MessageId> {
-        self.forget_delivered(now);
-        self.recently_delivered
-            .iter()
-            .map(|(id, _, _)| *id)
-            .collect()
-    }
-
     /// Given the ids of our frames a peer that imported a state holds, the texts it
     /// acknowledged that it no longer has: those acknowledged after the last one it holds
     /// (all of them, if it holds none of the recent ones). They are forgotten here, so each
     /// is reported once.
-    pub(crate) fn lost_after_resume(
-        &mut self,
-        received: &[FrameId],
-        now: Timestamp,
-    ) -> Vec<MessageId> {
-        self.forget_delivered(now);
+    pub(crate) fn lost_after_resume(&mut self, received: &[FrameId]) -> Vec<MessageId> {
         let last_held = self
             .recently_delivered
             .iter()
@@ -175,18 +168,6 @@ impl Conversation {
             .filter(|(_, f, _)| !received.contains(f))
             .map(|(id, _, _)| id)
             .collect()
-    }
-
-    pub(crate) fn forget_delivered(&mut self, now: Timestamp) {
-        let cutoff = now.saturating_sub(RESET_LOSS_WINDOW);
-        while self
-            .recently_delivered
-            .front()
-            .is_some_and(|(_, _, at)| *at < cutoff)
-            || self.recently_delivered.len() > MAX_RECENTLY_DELIVERED
-        {
-            self.recently_delivered.pop_front();
-        }
     }
 
     /// Whether a closed conversation has nothing left to do and may shrink to a tombstone.

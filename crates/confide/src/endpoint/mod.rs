@@ -537,6 +537,13 @@ impl Endpoint {
         kind: SentKind,
         now: Timestamp,
     ) {
+        if kind == SentKind::Resume {
+            // The peer has compared what we hold: nothing more to announce.
+            if let Some(conv) = self.conversations.get_mut(&conversation) {
+                conv.resume_unconfirmed = false;
+            }
+            return;
+        }
         if kind != SentKind::Text {
             return;
         }

@@ -12,7 +12,7 @@ use confide_session::{
 };
 use confide_transport::{Address, Frame, IncomingStatus, MessageId as FrameId};
 
-use super::conversation::Conversation;
+use super::conversation::{Conversation, SentKind};
 use super::reset::{self, Payload};
 use super::{DropReason, Endpoint};
 use crate::consts::{
@@ -242,16 +242,14 @@ impl Endpoint {
                     // The peer replaced the session (it restored a backup, or answered our
                     // reset request): tell the app what the peer may have lost.
                     conv.reset_requested_at = None;
-                    let possibly_lost = conv.recently_delivered_ids(now);
                     #[cfg(feature = "tracing")]
                     tracing::info!("confide: the peer started a new session (reset)");
-                    self.events.push_back(Event::SessionReset {
-                        conversation,
-                        possibly_lost,
-                    });
+                    self.events.push_back(Event::SessionReset { conversation });
                     // Our frames still waiting were encrypted in the old session, which the
-                    // peer may not follow: send them again in the new one.
+                    // peer may not follow: send them again in the new one, and tell the peer
+                    // what we hold.
                     let _ = self.reencrypt_waiting(rng, conversation);
+                    self.send_resume(rng, now, conversation);
                 }
                 Ok(Some(decrypted))
             }
@@ -346,11 +344,7 @@ impl Endpoint {
                     self.on_ack(now, conversation, &auth.peer_address, id);
                 }
             }
-            Incoming::Resume { received } => {
-                // Like an acknowledgement: never acknowledged.
-                self.note_control_frame(frame_id);
-                self.handle_resume(now, conversation, &received);
-            }
+
             Incoming::Closed(_erase) => {
                 let _ = self
                     .delivery
@@ -385,11 +379,27 @@ impl Endpoint {
                     Incoming::ReadReceipts { ids } => {
                         self.events.push_back(Event::Read { conversation, ids });
                     }
+                    Incoming::Resume { received } => {
+                        self.handle_resume(conversation, &received);
+                    }
                     _ => {}
                 }
             }
         }
         self.drain_policy_events(conversation);
+        // A resume frame that was given up (the peer stayed offline past the relay's
+        // retention) goes out again now that the peer is active.
+        let resume_lost = self
+            .conversations
+            .get(&conversation)
+            .is_some_and(|c| c.resume_unconfirmed && c.is_open())
+            && !self
+                .sent
+                .values()
+                .any(|s| s.conversation == conversation && s.kind == SentKind::Resume);
+        if resume_lost {
+            self.send_resume(rng, now, conversation);
+        }
         Ok(())
     }
 

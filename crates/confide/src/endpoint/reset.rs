@@ -38,10 +38,11 @@ use confide_policy::MessageId;
 use confide_session::{ExpectedIdentity, PreKeyBundle, Session, SessionMessage};
 use confide_transport::{Address, MessageId as FrameId};
 
+use super::conversation::{SentKind, SentRecord};
 use super::receive::{Authenticated, Refusal};
 use super::{DropReason, Endpoint};
 use crate::consts::{
-    KIND_RESET_REQUEST, MAX_RESET_BUNDLE_LEN, MAX_UNKNOWN_PEER_RESETS, RESET_LOSS_WINDOW,
+    KIND_RESET_REQUEST, MAX_RESET_BUNDLE_LEN, MAX_UNKNOWN_PEER_RESETS, RESET_MEMORY,
     RESET_REQUEST_MIN_INTERVAL, RESET_REQUEST_VERSION,
 };
 use crate::event::{ConversationId, Event};
@@ -214,7 +215,7 @@ impl Endpoint {
         if conv.record.current().is_none() {
             return Err((Some(conversation), DropReason::ClosedConversation));
         }
-        let cutoff = now.saturating_sub(RESET_LOSS_WINDOW);
+        let cutoff = now.saturating_sub(RESET_MEMORY);
         let already = conv
             .reset_honoured
             .iter()
@@ -224,7 +225,7 @@ impl Endpoint {
             let _ = self
                 .delivery
                 .accept_incoming(auth.frame_id, auth.peer_address.clone(), now);
-            self.acknowledge(rng, now, conversation, auth.frame_id);
+            self.send_resume(rng, now, conversation);
             return Ok(());
         }
         let known = request.session == NO_SESSION
@@ -250,75 +251,99 @@ impl Endpoint {
         let _ = self
             .delivery
             .accept_incoming(auth.frame_id, auth.peer_address.clone(), now);
-        let resent = self.install_session(rng, now, conversation, session);
-        if resent == 0 {
-            // Nothing waiting: answer in the new session at once, so the peer learns it
-            // (an acknowledgement of the request, which names nothing in its outbox).
-            self.acknowledge(rng, now, conversation, auth.frame_id);
+        let _resent = self.install_session(rng, now, conversation, session);
+        let mut lost_all = Vec::new();
+        if let Some(c) = self.conversations.get_mut(&conversation) {
+            c.note_honoured(request.session, now);
+            if request.session == NO_SESSION {
+                // The peer has no session with us at all: it lost the whole conversation,
+                // so every text of ours it had acknowledged is gone from its side.
+                lost_all = c.lost_after_resume(&[]);
+            }
         }
-        let possibly_lost = self
-            .conversations
-            .get_mut(&conversation)
-            .map(|c| {
-                c.note_honoured(request.session, now);
-                c.recently_delivered_ids(now)
-            })
-            .unwrap_or_default();
+        if !lost_all.is_empty() {
+            self.events.push_back(Event::PeerRestored {
+                conversation,
+                possibly_lost: lost_all,
+            });
+        }
+        // The resume frame opens the new session at the peer and tells it what we hold.
+        self.send_resume(rng, now, conversation);
         #[cfg(feature = "tracing")]
         tracing::info!("confide: session reset at the peer's request");
-        self.events.push_back(Event::SessionReset {
-            conversation,
-            possibly_lost,
-        });
+        self.events.push_back(Event::SessionReset { conversation });
         self.mark_changed();
         Ok(())
     }
 
-    /// After an import: one resume frame per open conversation, naming the peer's frames we
-    /// hold (see the module documentation).
+    /// After an import: a resume frame to every open conversation (see the module
+    /// documentation).
     pub(crate) fn send_resumes<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
         self.resume_pending = false;
         let ids: Vec<ConversationId> = self.conversations.keys().copied().collect();
         for conversation in ids {
-            let Some(conv) = self.conversations.get_mut(&conversation) else {
-                continue;
-            };
-            if !conv.is_open() || conv.record.current().is_none() {
-                continue;
-            }
-            let held: Vec<MessageId> = conv
-                .recent_received
-                .iter()
-                .map(|f| MessageId::from_bytes(f.to_bytes()))
-                .collect();
-            let Ok(frame) = conv.policy.resume(&held, MessageId::random(rng), now) else {
-                continue;
-            };
-            let Ok(message) = conv.record.encrypt(rng, frame.as_bytes()) else {
-                continue;
-            };
-            let Ok(envelope) = confide_sealed::seal(
-                rng,
-                self.store.identity(),
-                &self.certificate,
-                &conv.peer_identity,
-                &message,
-            ) else {
-                continue;
-            };
-            let to = conv.peer_address.clone();
-            let _ = self.delivery.send_unacknowledged(to, envelope, rng);
+            self.send_resume(rng, now, conversation);
+        }
+        self.mark_changed();
+    }
+
+    /// Sends one resume frame to the peer of `conversation` (reliably: it is retransmitted
+    /// until acknowledged, and sent again at our next activity if it was given up), naming
+    /// the peer's texts we hold. Replaces a resume frame still waiting.
+    pub(crate) fn send_resume<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+    ) {
+        self.cancel_sent(conversation, |s| s.kind == SentKind::Resume);
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        if !conv.is_open() || conv.record.current().is_none() {
+            return;
+        }
+        conv.resume_unconfirmed = true;
+        let held: Vec<MessageId> = conv
+            .recent_received
+            .iter()
+            .map(|f| MessageId::from_bytes(f.to_bytes()))
+            .collect();
+        let Ok(frame) = conv.policy.resume(&held, MessageId::random(rng), now) else {
+            return;
+        };
+        let message = frame.id();
+        let content = frame.into_bytes();
+        let Ok(session_message) = conv.record.encrypt(rng, &content) else {
+            return;
+        };
+        let Ok(envelope) = confide_sealed::seal(
+            rng,
+            self.store.identity(),
+            &self.certificate,
+            &conv.peer_identity,
+            &session_message,
+        ) else {
+            return;
+        };
+        let to = conv.peer_address.clone();
+        if let Ok(frame_id) = self.delivery.send(to, envelope, now, rng) {
+            self.sent.insert(
+                frame_id,
+                SentRecord {
+                    conversation,
+                    message,
+                    kind: SentKind::Resume,
+                    content,
+                    session_message,
+                },
+            );
         }
         self.mark_changed();
     }
 
     /// A resume frame from the peer: report the texts it acknowledged and no longer holds.
-    pub(crate) fn handle_resume(
-        &mut self,
-        now: Timestamp,
-        conversation: ConversationId,
-        received: &[MessageId],
-    ) {
+    pub(crate) fn handle_resume(&mut self, conversation: ConversationId, received: &[MessageId]) {
         let Some(conv) = self.conversations.get_mut(&conversation) else {
             return;
         };
@@ -326,7 +351,7 @@ impl Endpoint {
             .iter()
             .map(|id| FrameId::from_bytes(id.to_bytes()))
             .collect();
-        let possibly_lost = conv.lost_after_resume(&frames, now);
+        let possibly_lost = conv.lost_after_resume(&frames);
         if !possibly_lost.is_empty() {
             #[cfg(feature = "tracing")]
             tracing::info!("confide: the peer restored an older state");

@@ -358,7 +358,9 @@ impl World {
     /// Checks the wire log of every node: no two different session ciphertexts under the same
     /// (ratchet key, index), i.e. no message key was ever used twice.
     pub fn assert_no_key_reuse(&self, roots: &TrustRoots) {
-        let mut seen: BTreeMap<([u8; 32], [u8; 32], u32, [u8; 32]), Vec<u8>> = BTreeMap::new();
+        // (ratchet key, fork nonce, index, sender) -> ciphertext
+        type KeyName = ([u8; 32], [u8; 32], u32, [u8; 32]);
+        let mut seen: BTreeMap<KeyName, Vec<u8>> = BTreeMap::new();
         for (sender, log) in self.wire.iter().enumerate() {
             for (to, frame) in log.borrow().iter() {
                 let Some(recipient) = self
