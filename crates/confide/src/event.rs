@@ -157,7 +157,9 @@ pub enum Event {
         effective: RetentionPolicy,
     },
     /// A message arrived from the peer's address under a different identity key. It is held,
-    /// unread and unacknowledged, until the app calls
+    /// unread and unacknowledged; the new identity's safety number is
+    /// [`Endpoint::pending_identity_safety_number`](crate::Endpoint::pending_identity_safety_number)
+    /// (compare it with the user's contact before accepting). It stays held until the app calls
     /// [`Endpoint::accept_identity_change`](crate::Endpoint::accept_identity_change) (after the
     /// user compared the new safety number), or is dropped with
     /// [`Endpoint::reject_identity_change`](crate::Endpoint::reject_identity_change).

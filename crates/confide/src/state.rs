@@ -247,9 +247,10 @@ impl Endpoint {
                 None => {
                     w.u8(0);
                 }
-                Some(frame) => {
+                Some((frame, identity)) => {
                     w.u8(1);
                     w.var32("held frame", MAX_STATE_COMPONENT_LEN, frame)?;
+                    w.bytes(&identity.to_bytes());
                 }
             }
         }
@@ -422,7 +423,12 @@ impl Endpoint {
             };
             let held_identity_change = match r.u8()? {
                 0 => None,
-                1 => Some(r.var32("held frame", MAX_STATE_COMPONENT_LEN)?.to_vec()),
+                1 => {
+                    let frame = r.var32("held frame", MAX_STATE_COMPONENT_LEN)?.to_vec();
+                    let identity =
+                        IdentityPublicKey::from_bytes(r.bytes(IDENTITY_PUBLIC_KEY_LEN)?)?;
+                    Some((frame, identity))
+                }
                 _ => return Err(DecodeError::InvalidValue { field: "held flag" }.into()),
             };
             let mut conversation = Conversation::new(

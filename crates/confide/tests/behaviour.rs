@@ -80,6 +80,18 @@ fn identity_change_is_held_until_the_app_accepts_it() {
         "and not acknowledged"
     );
     assert!(before.ct_equals(&world.endpoint(0).safety_number(conv).unwrap()));
+    // The new identity's safety number can be compared before anything is accepted.
+    let expected =
+        confide::SafetyNumber::new(&world.endpoint(0).identity(), &world.identities[1].public());
+    let pending = world
+        .endpoint(0)
+        .pending_identity_safety_number(conv)
+        .unwrap();
+    assert!(
+        pending.ct_equals(&expected),
+        "it is the new identity's number"
+    );
+    assert!(!pending.ct_equals(&before), "and differs from the old one");
 
     // The user compares the new safety number and accepts.
     world.command(0, |e, now, rng| {
@@ -91,6 +103,13 @@ fn identity_change_is_held_until_the_app_accepts_it() {
         ["hi, I'm here", "it's me, on a new phone"]
     );
     assert!(!before.ct_equals(&world.endpoint(0).safety_number(conv).unwrap()));
+    assert!(pending.ct_equals(&world.endpoint(0).safety_number(conv).unwrap()));
+    assert!(
+        world
+            .endpoint(0)
+            .pending_identity_safety_number(conv)
+            .is_none()
+    );
     assert_eq!(world.live[1].delivered, delivered_before + 1);
     assert_eq!(
         world.command(0, |e, now, rng| e.accept_identity_change(rng, now, conv)),

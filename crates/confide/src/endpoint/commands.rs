@@ -314,7 +314,7 @@ impl Endpoint {
             .conversations
             .get_mut(&conversation)
             .ok_or(IdentityChangeError::UnknownConversation)?;
-        let held = conv
+        let (held, _new_identity) = conv
             .held_identity_change
             .take()
             .ok_or(IdentityChangeError::NothingPending)?;

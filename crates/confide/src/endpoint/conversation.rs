@@ -94,7 +94,8 @@ pub(crate) struct Conversation {
     /// [`CLOSE_RETRANSMIT_PERIOD`](crate::consts::CLOSE_RETRANSMIT_PERIOD)).
     pub(crate) close_sent: Option<(FrameId, Timestamp)>,
     /// A frame from the peer's address under a new identity, held for the app's decision.
-    pub(crate) held_identity_change: Option<Vec<u8>>,
+    /// (the frame, the new identity its certificate names).
+    pub(crate) held_identity_change: Option<(Vec<u8>, IdentityPublicKey)>,
 }
 
 impl Conversation {

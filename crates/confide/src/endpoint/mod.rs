@@ -280,6 +280,21 @@ impl Endpoint {
             .map(|c| SafetyNumber::new(&self.store.identity().public(), &c.peer_identity))
     }
 
+    /// The safety number the conversation would have under the peer's *new* identity, while
+    /// an identity change is held ([`Event::IdentityChanged`]): show it next to
+    /// [`Endpoint::safety_number`] (the old one) so the user can compare it out of band before
+    /// accepting. `None` when no change is pending.
+    #[must_use]
+    pub fn pending_identity_safety_number(
+        &self,
+        conversation: ConversationId,
+    ) -> Option<SafetyNumber> {
+        self.conversations
+            .get(&conversation)
+            .and_then(|c| c.held_identity_change.as_ref())
+            .map(|(_, new)| SafetyNumber::new(&self.store.identity().public(), new))
+    }
+
     /// Who closed the conversation, if it is closed (also after it shrank to a tombstone,
     /// for the last [`MAX_TOMBSTONES`] of them).
     #[must_use]

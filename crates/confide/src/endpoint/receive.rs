@@ -222,7 +222,7 @@ impl Endpoint {
         let changed_identity = conv.peer_identity != auth.identity;
         if changed_identity && identity_change == IdentityChangePolicy::Refuse {
             // Never accepted silently: hold the frame for the app's decision.
-            conv.held_identity_change = Some(bytes.to_vec());
+            conv.held_identity_change = Some((bytes.to_vec(), auth.identity));
             self.events
                 .push_back(Event::IdentityChanged { conversation });
             self.mark_changed();
