@@ -80,6 +80,11 @@ impl IdentityPublicKey {
     /// Reads 128 bytes from `r` and verifies the binding signature.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let id = Self::read_authenticated(r)?;
+        if X25519PublicKey::from_canonical_bytes(id.agreement.to_bytes()).is_none() {
+            return Err(DecodeError::InvalidValue {
+                field: "identity agreement key",
+            });
+        }
         id.signing
             .verify(&binding_message(&id.agreement), &id.binding)
             .map_err(|_| DecodeError::InvalidValue {

@@ -13,6 +13,18 @@ use zeroize::ZeroizeOnDrop;
 /// Length of an X25519 public key.
 pub const PUBLIC_KEY_LEN: usize = 32;
 
+/// Whether a little-endian field element encoding is canonical: top bit clear and the value
+/// below p = 2^255 - 19 (the only clear-top-bit encodings at or above p are
+/// `ed ff .. ff 7f` to `ff ff .. ff 7f`).
+fn is_canonical(bytes: &[u8; PUBLIC_KEY_LEN]) -> bool {
+    let [first, middle @ .., last] = bytes;
+    if last & 0x80 != 0 {
+        return false;
+    }
+    let at_or_above_p = *last == 0x7f && middle.iter().all(|b| *b == 0xff) && *first >= 0xed;
+    !at_or_above_p
+}
+
 /// An X25519 public key (a Montgomery u-coordinate).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct X25519PublicKey([u8; PUBLIC_KEY_LEN]);
@@ -22,6 +34,14 @@ impl X25519PublicKey {
     #[must_use]
     pub const fn from_bytes(bytes: [u8; PUBLIC_KEY_LEN]) -> Self {
         Self(bytes)
+    }
+
+    /// From a 32-byte encoding received from the wire, refusing non-canonical encodings: the
+    /// top bit set, or a value at or above p = 2^255 - 19 (RFC 7748 §5 lets a decoder mask or
+    /// reduce them, which would give one key several encodings). `None` for those.
+    #[must_use]
+    pub fn from_canonical_bytes(bytes: [u8; PUBLIC_KEY_LEN]) -> Option<Self> {
+        is_canonical(&bytes).then_some(Self(bytes))
     }
 
     /// The 32-byte encoding.
@@ -163,6 +183,36 @@ impl fmt::Debug for X25519KeyPair {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn non_canonical_public_keys_are_refused() {
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        assert!(
+            super::X25519PublicKey::from_canonical_bytes(p).is_none(),
+            "p itself"
+        );
+        let mut max = [0xffu8; 32];
+        max[31] = 0x7f;
+        assert!(
+            super::X25519PublicKey::from_canonical_bytes(max).is_none(),
+            "2^255 - 1"
+        );
+        let mut high = [9u8; 32];
+        high[31] |= 0x80;
+        assert!(
+            super::X25519PublicKey::from_canonical_bytes(high).is_none(),
+            "top bit"
+        );
+        let mut below = p;
+        below[0] = 0xec;
+        assert!(
+            super::X25519PublicKey::from_canonical_bytes(below).is_some(),
+            "p - 1"
+        );
+        assert!(super::X25519PublicKey::from_canonical_bytes([9; 32]).is_some());
+    }
+
     use super::*;
     use chacha20::ChaCha20Rng;
     use rand_core::SeedableRng;

@@ -148,7 +148,10 @@ impl SealedEnvelope {
                 found: version,
             });
         }
-        let ephemeral_key = X25519PublicKey::from_bytes(r.array()?);
+        let ephemeral_key =
+            X25519PublicKey::from_canonical_bytes(r.array()?).ok_or(DecodeError::InvalidValue {
+                field: "x25519 public key",
+            })?;
         let sealed_sender_key = r.array()?;
         let sealed_content = r.rest();
         if sealed_content.len() < MIN_SEALED_CONTENT_LEN {

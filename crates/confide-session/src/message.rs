@@ -255,7 +255,10 @@ impl RatchetMessage {
 
     /// Reads a body; `forked` selects the layout with the flags byte and fork records.
     fn read_body(r: &mut Reader<'_>, forked: bool) -> Result<Self, DecodeError> {
-        let ratchet_key = X25519PublicKey::from_bytes(r.array()?);
+        let ratchet_key =
+            X25519PublicKey::from_canonical_bytes(r.array()?).ok_or(DecodeError::InvalidValue {
+                field: "x25519 public key",
+            })?;
         let previous_chain_len = r.u32()?;
         let index = r.u32()?;
         let (mut fork, mut previous_fork) = (None, None);
@@ -422,7 +425,11 @@ impl SessionMessage {
             KIND_RATCHET_FORKED => Self::Ratchet(RatchetMessage::read_body(&mut r, true)?),
             kind @ (KIND_PREKEY | KIND_PREKEY_FORKED) => {
                 let initiator = IdentityPublicKey::read(&mut r)?;
-                let base_key = X25519PublicKey::from_bytes(r.array()?);
+                let base_key = X25519PublicKey::from_canonical_bytes(r.array()?).ok_or(
+                    DecodeError::InvalidValue {
+                        field: "x25519 public key",
+                    },
+                )?;
                 let signed_prekey_id = r.u32()?;
                 let kem_prekey_id = r.u32()?;
                 let kem_ciphertext = KemCiphertext::from_bytes(r.bytes(KEM_CIPHERTEXT_LEN)?)

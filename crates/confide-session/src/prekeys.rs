@@ -241,7 +241,10 @@ impl PreKeyBundle {
         }
         let identity = IdentityPublicKey::read(&mut r)?;
         let signed_prekey_id = r.u32()?;
-        let signed_prekey = X25519PublicKey::from_bytes(r.array()?);
+        let signed_prekey =
+            X25519PublicKey::from_canonical_bytes(r.array()?).ok_or(DecodeError::InvalidValue {
+                field: "x25519 public key",
+            })?;
         let signed_prekey_signature = Signature::from_bytes(r.array()?);
         let kem_prekey_id = r.u32()?;
         let kem_kind = KemPreKeyKind::from_byte(r.u8()?)?;
@@ -252,7 +255,14 @@ impl PreKeyBundle {
         })?;
         let kem_prekey_signature = Signature::from_bytes(r.array()?);
         let one_time = if r.bool("one-time prekey flag")? {
-            Some((r.u32()?, X25519PublicKey::from_bytes(r.array()?)))
+            Some((
+                r.u32()?,
+                X25519PublicKey::from_canonical_bytes(r.array()?).ok_or(
+                    DecodeError::InvalidValue {
+                        field: "x25519 public key",
+                    },
+                )?,
+            ))
         } else {
             None
         };
