@@ -574,6 +574,22 @@ impl ConversationPolicy {
             return Err(IncomingError::Closed { by });
         }
         let peer = self.local.peer();
+        // Versions only grow: a peer may not jump further than the named step (one frame at
+        // u64::MAX would otherwise lock the timer for good).
+        let bound = self
+            .current
+            .version
+            .saturating_add(crate::limits::MAX_TIMER_VERSION_STEP);
+        let proposed = match &frame.body {
+            Body::TimerChange(setting) => setting.version,
+            _ => frame.timer.version,
+        };
+        if frame.timer.version.max(proposed) > bound {
+            return Err(IncomingError::TimerVersionJump {
+                version: frame.timer.version.max(proposed),
+                current: self.current.version,
+            });
+        }
         // Any setting this side proposed was its current one, and the current one only grows,
         // so a stamp attributed to us that outranks the current one was never ours.
         // Version 0 is each side's configured initial setting, not a proposal: exempt.

@@ -29,6 +29,15 @@ pub enum IncomingError {
         /// The proposed version.
         version: u64,
     },
+    /// A timer version jumps further ahead of ours than
+    /// [`MAX_TIMER_VERSION_STEP`](crate::limits::MAX_TIMER_VERSION_STEP) allows.
+    #[error("timer version {version} is more than the allowed step ahead of {current}")]
+    TimerVersionJump {
+        /// The claimed version.
+        version: u64,
+        /// Our current version.
+        current: u64,
+    },
     /// A text reuses the id of a message this side wrote.
     #[error("the message id is already used by one of our own messages")]
     IdConflict,

@@ -74,6 +74,14 @@ pub const MAX_TRACKED_MESSAGES: usize = 262_144;
 /// session's plaintext limit.
 pub const MAX_IDS_PER_FRAME: usize = 1024;
 
+/// Largest step by which a peer's timer version may exceed the version this side holds.
+///
+/// Reason: versions only grow, so a single frame with version `u64::MAX` would lock the
+/// timer for good. Honest peers step by one per change; 2^20 changes that this side has not
+/// yet seen is far beyond any real conversation, while reaching `u64::MAX` in such steps
+/// would take 2^44 frames.
+pub const MAX_TIMER_VERSION_STEP: u64 = 1 << 20;
+
 /// Largest content frame header plus body framing (everything but the text bytes).
 ///
 /// Reason: used to size [`MAX_TEXT_LEN`] so a full text frame still fits the session's

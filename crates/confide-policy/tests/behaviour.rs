@@ -745,3 +745,57 @@ fn debug_output_shows_no_text_or_full_ids() {
         assert!(!shown.contains("aa"), "full id leaked: {shown}");
     }
 }
+
+#[test]
+fn a_timer_version_may_not_jump_past_the_named_step() {
+    use confide_policy::limits::MAX_TIMER_VERSION_STEP;
+    let (_, mut b) = pair(RetentionPolicy::Off);
+    let before = snapshot(&b);
+    // One frame at u64::MAX would lock the timer for good: refused, nothing changes.
+    let lock = raw(
+        id(1),
+        T0,
+        TimerSetting::initial(RetentionPolicy::Off),
+        Body::TimerChange(TimerSetting {
+            version: u64::MAX,
+            proposer: Side::Initiator,
+            policy: hour(),
+        }),
+    );
+    assert_eq!(
+        b.handle_incoming(&lock, T0),
+        Err(IncomingError::TimerVersionJump {
+            version: u64::MAX,
+            current: 0
+        })
+    );
+    // The same through a text's timer stamp.
+    let stamp = raw(
+        id(2),
+        T0,
+        TimerSetting {
+            version: MAX_TIMER_VERSION_STEP + 1,
+            proposer: Side::Initiator,
+            policy: hour(),
+        },
+        Body::Text(MessageText::new(b"x".to_vec())),
+    );
+    assert!(matches!(
+        b.handle_incoming(&stamp, T0),
+        Err(IncomingError::TimerVersionJump { .. })
+    ));
+    assert_eq!(b, before);
+    // A step within the bound is accepted (changes this side has not seen yet).
+    let ok = raw(
+        id(3),
+        T0,
+        TimerSetting::initial(RetentionPolicy::Off),
+        Body::TimerChange(TimerSetting {
+            version: MAX_TIMER_VERSION_STEP,
+            proposer: Side::Initiator,
+            policy: hour(),
+        }),
+    );
+    assert_eq!(b.handle_incoming(&ok, T0), Ok(Incoming::Control));
+    assert_eq!(b.current_timer().version, MAX_TIMER_VERSION_STEP);
+}
