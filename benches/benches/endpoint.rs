@@ -31,7 +31,8 @@ use std::time::Instant;
 
 use chacha20::ChaCha20Rng;
 use confide::{
-    ConversationId, Endpoint, EndpointConfig, ExpectedIdentity, Input, Output, Persistence, Role,
+    ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity, Input, Output, Persistence,
+    Role, StorageKey,
 };
 use confide_crypto::{Timestamp, identity::IdentityKeyPair, signing::SigningKey};
 use confide_policy::{ConversationPolicy, MessageId, OrgBounds, RetentionPolicy, Side};
@@ -82,12 +83,23 @@ fn cert(s: &Service, name: &[u8], id: &IdentityKeyPair, role: Role) -> SenderCer
     .unwrap()
 }
 
-/// Drains an endpoint, returning its transmits' frames and counting its events.
-fn drain(e: &mut Endpoint, frames: &mut Vec<Vec<u8>>) -> usize {
+/// Drains an endpoint, returning its transmits' frames and counting its events. With
+/// persistence on, every `PersistRequired` exports the state (encrypted, the whole account)
+/// and confirms it, as an app does before its frames may leave.
+fn drain(
+    e: &mut Endpoint,
+    rng: &mut ChaCha20Rng,
+    key: &StorageKey,
+    frames: &mut Vec<Vec<u8>>,
+) -> usize {
     let mut events = 0;
     loop {
         match e.poll_output() {
             Output::Transmit(tx) => frames.push(tx.frame),
+            Output::Event(Event::PersistRequired) => {
+                black_box(e.export_state(rng, key).unwrap());
+                e.confirm_persisted();
+            }
             Output::Event(_) => events += 1,
             Output::Timeout(_) => return events,
             _ => {}
@@ -100,14 +112,15 @@ struct Pair {
     counselor: Endpoint,
     conv: ConversationId,
     rng: ChaCha20Rng,
+    key: StorageKey,
 }
 
 /// A client and a counselor with an established session (the first exchange done).
-fn pair(seed: u8) -> Pair {
+fn pair(seed: u8, persistence: Persistence) -> Pair {
     let mut rng = ChaCha20Rng::from_seed([seed; 32]);
     let s = service(&mut rng);
     let config = EndpointConfig {
-        persistence: Persistence::Ephemeral,
+        persistence,
         ..EndpointConfig::default()
     };
     let make = |name: &[u8], role: Role, rng: &mut ChaCha20Rng| {
@@ -141,32 +154,40 @@ fn pair(seed: u8) -> Pair {
         counselor,
         conv,
         rng,
+        key: StorageKey::new([5; 32]),
     };
+    let mut frames = Vec::new();
+    drain(&mut p.client, &mut p.rng, &p.key, &mut frames);
+    drain(&mut p.counselor, &mut p.rng, &p.key, &mut frames);
     roundtrip(&mut p, b"hello");
     let kconv = p.counselor.conversations()[0];
     p.counselor.send(&mut p.rng, NOW, kconv, b"hi").unwrap();
-    let mut frames = Vec::new();
-    drain(&mut p.counselor, &mut frames);
-    deliver(&mut p.client, &mut p.rng, &mut frames);
-    deliver(&mut p.counselor, &mut p.rng, &mut frames);
+    drain(&mut p.counselor, &mut p.rng, &p.key, &mut frames);
+    deliver(&mut p.client, &mut p.rng, &p.key, &mut frames);
+    deliver(&mut p.counselor, &mut p.rng, &p.key, &mut frames);
     p
 }
 
-fn deliver(e: &mut Endpoint, rng: &mut ChaCha20Rng, frames: &mut Vec<Vec<u8>>) -> usize {
+fn deliver(
+    e: &mut Endpoint,
+    rng: &mut ChaCha20Rng,
+    key: &StorageKey,
+    frames: &mut Vec<Vec<u8>>,
+) -> usize {
     let incoming = std::mem::take(frames);
     for f in &incoming {
         e.handle_input(rng, Input::Receive { bytes: f, now: NOW });
     }
-    drain(e, frames)
+    drain(e, rng, key, frames)
 }
 
 /// One message's round trip; returns the events seen (message + delivered).
 fn roundtrip(p: &mut Pair, text: &[u8]) -> usize {
     let mut frames = Vec::new();
     p.client.send(&mut p.rng, NOW, p.conv, text).unwrap();
-    drain(&mut p.client, &mut frames);
-    let mut events = deliver(&mut p.counselor, &mut p.rng, &mut frames);
-    events += deliver(&mut p.client, &mut p.rng, &mut frames);
+    drain(&mut p.client, &mut p.rng, &p.key, &mut frames);
+    let mut events = deliver(&mut p.counselor, &mut p.rng, &p.key, &mut frames);
+    events += deliver(&mut p.client, &mut p.rng, &p.key, &mut frames);
     events
 }
 
@@ -324,7 +345,19 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("endpoint/roundtrip_1k");
     group.bench_function(BenchmarkId::new("confide", "1KiB"), |b| {
         b.iter_custom(|iters| {
-            let mut p = pair(1);
+            let mut p = pair(1, Persistence::Ephemeral);
+            let start = Instant::now();
+            for _ in 0..iters {
+                assert_eq!(roundtrip(&mut p, black_box(&text)), 2);
+            }
+            start.elapsed()
+        });
+    });
+    // As apps run it: every state change is exported (encrypted) and confirmed before the
+    // frames it produced may leave.
+    group.bench_function(BenchmarkId::new("confide_persisted", "1KiB"), |b| {
+        b.iter_custom(|iters| {
+            let mut p = pair(1, Persistence::Required);
             let start = Instant::now();
             for _ in 0..iters {
                 assert_eq!(roundtrip(&mut p, black_box(&text)), 2);
