@@ -482,44 +482,13 @@ impl PreKeyStore {
         self.last_resort.back().map(|s| s.created_at)
     }
 
-    /// Bundles to upload to a directory: one per unused one-time KEM prekey (paired with an
-    /// unused one-time X25519 prekey while they last), then one last-resort bundle (with a
-    /// one-time X25519 prekey if any is left over). Each one-time key appears in one bundle.
+    /// Everything to upload to a directory: [`PreKeyStore::one_time_bundles`] (each to be
+    /// handed out once), then [`PreKeyStore::last_resort_bundle`] (no one-time key, so safe to
+    /// hand out any number of times). The last element is never a one-time bundle.
     #[must_use]
     pub fn bundles(&self) -> Vec<PreKeyBundle> {
-        let Some(spk) = self.signed.back() else {
-            return Vec::new();
-        };
-        let Some(lr) = self.last_resort.back() else {
-            return Vec::new();
-        };
-        let mut otks = self.one_time.iter();
-        let mut out = Vec::with_capacity(self.one_time_kem.len().saturating_add(1));
-        let make = |kem_id: u32,
-                    kind: KemPreKeyKind,
-                    kem: &KemKeyPair,
-                    sig: Signature,
-                    otk: Option<(&u32, &X25519KeyPair)>| PreKeyBundle {
-            identity: self.identity.public(),
-            signed_prekey_id: spk.id,
-            signed_prekey: spk.key.public_key(),
-            signed_prekey_signature: spk.signature,
-            kem_prekey_id: kem_id,
-            kem_kind: kind,
-            kem_prekey: kem.public_key().clone(),
-            kem_prekey_signature: sig,
-            one_time: otk.map(|(id, k)| (*id, k.public_key())),
-        };
-        for (id, (kem, sig)) in &self.one_time_kem {
-            out.push(make(*id, KemPreKeyKind::OneTime, kem, *sig, otks.next()));
-        }
-        out.push(make(
-            lr.id,
-            KemPreKeyKind::LastResort,
-            &lr.key,
-            lr.signature,
-            otks.next(),
-        ));
+        let mut out = self.one_time_bundles();
+        out.extend(self.last_resort_bundle());
         out
     }
 

@@ -46,10 +46,16 @@ fn setup_with_and_without_one_time_prekeys() {
     let mut rng = rng(1);
     let alice = Party::new(&mut rng, 0, 0);
     // Two one-time X25519 prekeys, one one-time KEM prekey: bundles are
-    // [one-time KEM + OTK, last-resort KEM + OTK]; the last-resort bundle has no OTK.
+    // [one-time KEM + OTK, last-resort KEM + the leftover OTK, the bare last-resort bundle].
+    // Only the last may be handed out more than once, and it holds no one-time key.
     let mut bob = Party::new(&mut rng, 2, 1);
     let bundles = bob.store.bundles();
-    assert_eq!(bundles.len(), 2);
+    assert_eq!(bundles.len(), 3);
+    assert_eq!(
+        bundles[2].to_bytes(),
+        bob.store.last_resort_bundle().unwrap().to_bytes()
+    );
+    assert_eq!(bundles[2].one_time_prekey_id(), None);
     assert_eq!(bundles[0].kem_kind(), KemPreKeyKind::OneTime);
     assert!(bundles[0].one_time_prekey_id().is_some());
     assert_eq!(bundles[1].kem_kind(), KemPreKeyKind::LastResort);

@@ -109,10 +109,6 @@ impl Endpoint {
         rng: &mut R,
         conversation: ConversationId,
     ) -> usize {
-        let Some(conv) = self.conversations.get(&conversation) else {
-            return 0;
-        };
-        let peer_identity = conv.peer_identity;
         let waiting: Vec<FrameId> = self
             .sent
             .iter()
@@ -121,25 +117,16 @@ impl Endpoint {
             .collect();
         let mut resent = 0;
         for frame_id in waiting {
-            let (Some(conv), Some(record)) = (
-                self.conversations.get_mut(&conversation),
-                self.sent.get_mut(&frame_id),
-            ) else {
+            let Some(content) = self.sent.get(&frame_id).map(|r| r.content.clone()) else {
                 continue;
             };
-            let Ok(message) = conv.record.encrypt(rng, &record.content) else {
+            let Some((message, envelope, _)) = self.encrypt_and_seal(rng, conversation, &content)
+            else {
                 continue;
             };
-            let Ok(envelope) = confide_sealed::seal(
-                rng,
-                self.store.identity(),
-                &self.certificate,
-                &peer_identity,
-                &message,
-            ) else {
-                continue;
-            };
-            if self.delivery.replace_payload(frame_id, envelope) == Ok(true) {
+            if self.delivery.replace_payload(frame_id, envelope) == Ok(true)
+                && let Some(record) = self.sent.get_mut(&frame_id)
+            {
                 record.session_message = message;
                 resent += 1;
             }

@@ -440,6 +440,28 @@ impl Endpoint {
         id
     }
 
+    /// Encrypts `content` in the conversation's current session and seals the session message
+    /// to the peer under our certificate: `(session message, envelope, peer address)`. The
+    /// one path every outgoing frame takes; `None` if the session or the seal refused.
+    pub(crate) fn encrypt_and_seal<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        conversation: ConversationId,
+        content: &[u8],
+    ) -> Option<(Vec<u8>, Vec<u8>, Address)> {
+        let conv = self.conversations.get_mut(&conversation)?;
+        let session_message = conv.record.encrypt(rng, content).ok()?;
+        let envelope = confide_sealed::seal(
+            rng,
+            self.store.identity(),
+            &self.certificate,
+            &conv.peer_identity,
+            &session_message,
+        )
+        .ok()?;
+        Some((session_message, envelope, conv.peer_address.clone()))
+    }
+
     /// Records a refusal: its counter always, an event when it concerns a conversation.
     pub(crate) fn drop_frame(&mut self, conversation: Option<ConversationId>, reason: DropReason) {
         self.stats.record(reason);

@@ -466,19 +466,10 @@ impl Endpoint {
         else {
             return;
         };
-        let Ok(ciphertext) = conv.record.encrypt(rng, frame.as_bytes()) else {
+        let Some((_, envelope, to)) = self.encrypt_and_seal(rng, conversation, frame.as_bytes())
+        else {
             return;
         };
-        let Ok(envelope) = confide_sealed::seal(
-            rng,
-            self.store.identity(),
-            &self.certificate,
-            &conv.peer_identity,
-            &ciphertext,
-        ) else {
-            return;
-        };
-        let to = conv.peer_address.clone();
         let _ = self.delivery.send_unacknowledged(to, envelope, rng);
         self.mark_changed();
     }

@@ -314,19 +314,11 @@ impl Endpoint {
         };
         let message = frame.id();
         let content = frame.into_bytes();
-        let Ok(session_message) = conv.record.encrypt(rng, &content) else {
+        let Some((session_message, envelope, to)) =
+            self.encrypt_and_seal(rng, conversation, &content)
+        else {
             return;
         };
-        let Ok(envelope) = confide_sealed::seal(
-            rng,
-            self.store.identity(),
-            &self.certificate,
-            &conv.peer_identity,
-            &session_message,
-        ) else {
-            return;
-        };
-        let to = conv.peer_address.clone();
         if let Ok(frame_id) = self.delivery.send(to, envelope, now, rng) {
             self.sent.insert(
                 frame_id,
