@@ -148,7 +148,8 @@ fn pair(seed: u8, persistence: Persistence) -> Pair {
             &bundle,
             ExpectedIdentity::TrustOnFirstUse,
         )
-        .unwrap();
+        .unwrap()
+        .conversation;
     let mut p = Pair {
         client,
         counselor,

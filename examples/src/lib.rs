@@ -358,7 +358,7 @@ impl Stage {
                 ExpectedIdentity::TrustOnFirstUse,
             )
         })?;
-        Ok((conversation?, events))
+        Ok((conversation?.conversation, events))
     }
 
     /// Participant `i`.

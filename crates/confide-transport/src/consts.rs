@@ -6,7 +6,7 @@ use confide_crypto::Duration;
 pub const FRAME_VERSION: u8 = 1;
 
 /// Version byte of the serialized [`Delivery`](crate::Delivery) state.
-pub const STATE_VERSION: u8 = 1;
+pub const STATE_VERSION: u8 = 2;
 
 /// Longest mailbox [`Address`](crate::Address), in bytes.
 ///
@@ -99,3 +99,25 @@ pub const DEDUP_WINDOW_AGE: Duration = GIVE_UP_AFTER.saturating_add(RELAY_RETENT
 /// [`DEDUP_WINDOW_AGE`]. A duplicate of a forgotten id is offered again, and the session layer
 /// refuses it as a replay, so the bound costs at most a missing re-acknowledgement.
 pub const MAX_DEDUP_ENTRIES: usize = 10_000;
+
+/// Shortest interval between two re-acknowledgements of one received frame id.
+///
+/// Reason: a genuine sender retransmits a frame no sooner than [`INITIAL_RETRANSMIT_TIMEOUT`]
+/// after its previous transmission, so copies arriving faster are replays (by a relay or a
+/// network) and answering each would let the replayer make the recipient send on demand.
+pub const MIN_REACKNOWLEDGE_INTERVAL: Duration = INITIAL_RETRANSMIT_TIMEOUT;
+
+/// Most re-acknowledgements (of duplicates) granted within one [`REACKNOWLEDGE_BUDGET_WINDOW`],
+/// over all frame ids together.
+///
+/// Reason: a peer whose acknowledgements were lost retransmits its waiting frames (at most a
+/// few dozen in practice); beyond that, duplicates are a replay of the dedup window and
+/// answering them would turn the recipient into a traffic and timing oracle for the replayer.
+/// A duplicate over budget is not answered; the genuine sender retransmits later.
+pub const REACKNOWLEDGE_BUDGET: u32 = 64;
+
+/// The window over which [`REACKNOWLEDGE_BUDGET`] is counted (one minute).
+///
+/// Reason: short enough that a genuine sender's next retransmission (after backoff, at
+/// least [`INITIAL_RETRANSMIT_TIMEOUT`], typically longer) finds the budget refilled.
+pub const REACKNOWLEDGE_BUDGET_WINDOW: Duration = Duration::from_secs(60);

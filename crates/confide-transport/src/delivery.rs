@@ -9,11 +9,14 @@
 //!   exponential backoff and jitter; after [`GIVE_UP_AFTER`] it leaves the outbox with
 //!   [`DeliveryEvent::DeliveryFailed`].
 //! * Incoming: for a received frame the facade asks [`Delivery::check_incoming`] whether its id
-//!   is new. For a duplicate it re-acknowledges to the peer recorded earlier. For a new id it
-//!   opens and decrypts the payload and, only once that succeeded, records the id and the
-//!   authenticated sender with [`Delivery::accept_incoming`]. Recording only after
-//!   authentication means a relay that rewrites a frame's payload cannot poison the dedup
-//!   window and make the genuine retransmission look like a duplicate.
+//!   is new, passing a digest of the payload. For a byte-identical duplicate it may
+//!   re-acknowledge to the peer recorded earlier, when [`Delivery::grant_reacknowledgement`]
+//!   allows (rate-limited per id and overall). A duplicate id with a different payload is
+//!   [`IncomingStatus::Altered`]: never acknowledged on the strength of its id. For a new id
+//!   the facade opens and decrypts the payload and, only once that succeeded, records the id,
+//!   the authenticated sender and the digest with [`Delivery::accept_incoming`]. Recording
+//!   only after authentication means a relay that rewrites a frame's payload cannot poison
+//!   the dedup window and make the genuine retransmission look like a duplicate.
 //! * Acknowledgements are sealed session messages; the facade sends them with
 //!   [`Delivery::send_unacknowledged`] (one transmission, no outbox entry, no events).
 
@@ -26,7 +29,8 @@ use thiserror::Error;
 use crate::consts::{
     DEDUP_WINDOW_AGE, GIVE_UP_AFTER, INITIAL_RETRANSMIT_TIMEOUT, MAX_DEDUP_ENTRIES,
     MAX_HELD_PAYLOAD_BYTES, MAX_OUTBOX_MESSAGES, MAX_PAYLOAD_LEN, MAX_QUEUED_UNACKNOWLEDGED,
-    MAX_RETRANSMIT_BACKOFF, RETRANSMIT_JITTER_PERCENT, STATE_VERSION,
+    MAX_RETRANSMIT_BACKOFF, MIN_REACKNOWLEDGE_INTERVAL, REACKNOWLEDGE_BUDGET,
+    REACKNOWLEDGE_BUDGET_WINDOW, RETRANSMIT_JITTER_PERCENT, STATE_VERSION,
 };
 use crate::frame::encode_data;
 use crate::{Address, MessageId, Transmit};
@@ -58,6 +62,33 @@ pub enum AckOutcome {
     PeerMismatch,
 }
 
+/// A collision-resistant digest of a received frame's payload, computed by the caller (the
+/// facade uses SHA-256 of the sealed envelope). The machine only compares digests: it does no
+/// cryptography itself.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PayloadDigest([u8; 32]);
+
+impl PayloadDigest {
+    /// From its 32 bytes.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Its 32 bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl core::fmt::Debug for PayloadDigest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // A digest of an envelope could link log lines to relay records: not printed.
+        f.write_str("PayloadDigest(..)")
+    }
+}
+
 /// Whether a received message id was seen before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -65,9 +96,20 @@ pub enum AckOutcome {
 pub enum IncomingStatus {
     /// Not seen within the dedup window: open it, and if it authenticates, record it.
     New,
-    /// Seen before from `from` (as the facade recorded after authenticating it): do not
-    /// deliver it to the app again, but acknowledge it again to `from`.
+    /// Seen before from `from` (as the facade recorded after authenticating it), with a
+    /// byte-identical payload: do not deliver it to the app again. Its previous
+    /// acknowledgement may have been lost, so acknowledge it again to `from` if
+    /// [`Delivery::grant_reacknowledgement`] allows.
     Duplicate {
+        /// The authenticated sender recorded for this id.
+        from: Address,
+    },
+    /// The id was seen before from `from`, but this payload differs from the one recorded.
+    /// Never acknowledge it on the strength of its id: a relay can put anything under an id
+    /// it delivered before. Only if it authenticates as `from` (a sender re-sealed or
+    /// re-encrypted a waiting frame) is it acknowledged, and then
+    /// [`Delivery::update_incoming_digest`] records the new payload.
+    Altered {
         /// The authenticated sender recorded for this id.
         from: Address,
     },
@@ -164,6 +206,9 @@ enum QueuedTransmit {
 struct SeenEntry {
     from: Address,
     seen_at: Timestamp,
+    digest: PayloadDigest,
+    /// When this id was last acknowledged (first at acceptance).
+    acked_at: Timestamp,
 }
 
 const QUEUE_TAG_OUTBOX: u8 = 1;
@@ -188,6 +233,10 @@ pub struct Delivery {
     seen: BTreeMap<MessageId, SeenEntry>,
     /// Ids of `seen`, oldest recorded first.
     seen_order: VecDeque<MessageId>,
+    /// Start of the current re-acknowledgement budget window.
+    reack_window_start: Timestamp,
+    /// Re-acknowledgements granted in the current window.
+    reack_count: u32,
 }
 
 impl core::fmt::Debug for Delivery {
@@ -369,33 +418,98 @@ impl Delivery {
         Ok(true)
     }
 
-    /// Whether a received id is new or a duplicate within the dedup window. Changes nothing.
-    pub fn check_incoming(&self, id: MessageId, now: Timestamp) -> IncomingStatus {
+    /// Whether a received id (with a payload of digest `digest`) is new, a byte-identical
+    /// duplicate, or an altered copy of a frame seen within the dedup window. Changes nothing.
+    pub fn check_incoming(
+        &self,
+        id: MessageId,
+        digest: &PayloadDigest,
+        now: Timestamp,
+    ) -> IncomingStatus {
         match self.seen.get(&id) {
-            Some(entry) if !Self::expired(entry, now) => IncomingStatus::Duplicate {
-                from: entry.from.clone(),
-            },
+            Some(entry) if !Self::expired(entry, now) => {
+                let from = entry.from.clone();
+                if entry.digest == *digest {
+                    IncomingStatus::Duplicate { from }
+                } else {
+                    IncomingStatus::Altered { from }
+                }
+            }
             _ => IncomingStatus::New,
         }
     }
 
-    /// Records a received id and its authenticated sender `from`. Call only after the payload
-    /// authenticated. Returns [`IncomingStatus::New`] if it was recorded now, or
-    /// [`IncomingStatus::Duplicate`] (changing nothing) if it was already recorded. The window
-    /// forgets ids after [`DEDUP_WINDOW_AGE`] and the oldest beyond [`MAX_DEDUP_ENTRIES`].
+    /// Whether a duplicate of `id` may be acknowledged again now; if so, counts it. Refused
+    /// (changing nothing) for an id not recorded, an id acknowledged less than
+    /// [`MIN_REACKNOWLEDGE_INTERVAL`] ago, or once [`REACKNOWLEDGE_BUDGET`] re-acknowledgements
+    /// were granted within the current [`REACKNOWLEDGE_BUDGET_WINDOW`].
+    pub fn grant_reacknowledgement(&mut self, id: MessageId, now: Timestamp) -> bool {
+        let Some(entry) = self.seen.get(&id) else {
+            return false;
+        };
+        if now < entry.acked_at.saturating_add(MIN_REACKNOWLEDGE_INTERVAL) {
+            return false;
+        }
+        let window_over = now
+            >= self
+                .reack_window_start
+                .saturating_add(REACKNOWLEDGE_BUDGET_WINDOW)
+            || now < self.reack_window_start;
+        let count = if window_over { 0 } else { self.reack_count };
+        if count >= REACKNOWLEDGE_BUDGET {
+            return false;
+        }
+        if window_over {
+            self.reack_window_start = now;
+        }
+        self.reack_count = count.saturating_add(1);
+        if let Some(entry) = self.seen.get_mut(&id) {
+            entry.acked_at = now;
+        }
+        true
+    }
+
+    /// Records that an altered copy of `id` authenticated as its recorded sender (a re-sealed
+    /// or re-encrypted retransmission): later copies with this payload are duplicates.
+    /// Returns whether the id was recorded.
+    pub fn update_incoming_digest(&mut self, id: MessageId, digest: PayloadDigest) -> bool {
+        match self.seen.get_mut(&id) {
+            Some(entry) => {
+                entry.digest = digest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records a received id, its authenticated sender `from` and its payload's digest. Call
+    /// only after the payload authenticated. Returns [`IncomingStatus::New`] if it was
+    /// recorded now, or the status of the earlier record (changing nothing) if it was already
+    /// recorded. The window forgets ids after [`DEDUP_WINDOW_AGE`] and the oldest beyond
+    /// [`MAX_DEDUP_ENTRIES`].
     pub fn accept_incoming(
         &mut self,
         id: MessageId,
         from: Address,
+        digest: PayloadDigest,
         now: Timestamp,
     ) -> IncomingStatus {
-        if let status @ IncomingStatus::Duplicate { .. } = self.check_incoming(id, now) {
-            return status;
+        match self.check_incoming(id, &digest, now) {
+            IncomingStatus::New => {}
+            status => return status,
         }
         if self.seen.remove(&id).is_some() {
             self.seen_order.retain(|s| *s != id);
         }
-        self.seen.insert(id, SeenEntry { from, seen_at: now });
+        self.seen.insert(
+            id,
+            SeenEntry {
+                from,
+                seen_at: now,
+                digest,
+                acked_at: now,
+            },
+        );
         self.seen_order.push_back(id);
         while self.seen_order.len() > MAX_DEDUP_ENTRIES {
             if let Some(oldest) = self.seen_order.pop_front() {
@@ -622,9 +736,13 @@ impl Delivery {
             if let Some(entry) = self.seen.get(id) {
                 w.bytes(id.as_bytes());
                 entry.from.write(&mut w);
-                w.u64(entry.seen_at.as_millis());
+                w.u64(entry.seen_at.as_millis())
+                    .bytes(entry.digest.as_bytes())
+                    .u64(entry.acked_at.as_millis());
             }
         }
+        w.u64(self.reack_window_start.as_millis())
+            .u32(self.reack_count);
         w.into_vec()
     }
 
@@ -759,12 +877,27 @@ impl Delivery {
             let id = MessageId::from_bytes(r.array()?);
             let from = Address::read(&mut r)?;
             let seen_at = Timestamp::from_millis(r.u64()?);
-            if d.seen.insert(id, SeenEntry { from, seen_at }).is_some() {
+            let digest = PayloadDigest::from_bytes(r.array()?);
+            let acked_at = Timestamp::from_millis(r.u64()?);
+            let entry = SeenEntry {
+                from,
+                seen_at,
+                digest,
+                acked_at,
+            };
+            if d.seen.insert(id, entry).is_some() {
                 return Err(DecodeError::InvalidValue {
                     field: "dedup window id",
                 });
             }
             d.seen_order.push_back(id);
+        }
+        d.reack_window_start = Timestamp::from_millis(r.u64()?);
+        d.reack_count = r.u32()?;
+        if d.reack_count > REACKNOWLEDGE_BUDGET {
+            return Err(DecodeError::InvalidValue {
+                field: "re-acknowledgement count",
+            });
         }
         r.finish()?;
         Ok(d)
@@ -884,34 +1017,101 @@ mod tests {
         assert_eq!(d.on_ack(&addr(2), b), AckOutcome::UnknownId);
     }
 
+    fn dg(n: u8) -> PayloadDigest {
+        PayloadDigest::from_bytes([n; 32])
+    }
+
     #[test]
     fn dedup_remembers_sender_and_forgets_by_age_and_count() {
         let mut d = Delivery::new();
         let id = MessageId::from_bytes([7; 16]);
-        assert_eq!(d.check_incoming(id, t(0)), IncomingStatus::New);
-        assert_eq!(d.accept_incoming(id, addr(5), t(0)), IncomingStatus::New);
+        assert_eq!(d.check_incoming(id, &dg(1), t(0)), IncomingStatus::New);
+        assert_eq!(
+            d.accept_incoming(id, addr(5), dg(1), t(0)),
+            IncomingStatus::New
+        );
         let dup = IncomingStatus::Duplicate { from: addr(5) };
-        assert_eq!(d.check_incoming(id, t(1)), dup);
+        assert_eq!(d.check_incoming(id, &dg(1), t(1)), dup);
         let before = d.clone();
-        assert_eq!(d.accept_incoming(id, addr(6), t(1)), dup);
+        assert_eq!(d.accept_incoming(id, addr(6), dg(1), t(1)), dup);
         assert_eq!(d, before, "a duplicate changes nothing");
         let expiry = t(DEDUP_WINDOW_AGE.as_millis());
         assert_eq!(d.poll_timeout(), Some(expiry));
-        assert_eq!(d.check_incoming(id, expiry), IncomingStatus::New);
+        assert_eq!(d.check_incoming(id, &dg(1), expiry), IncomingStatus::New);
         d.handle_timeout(expiry);
         assert_eq!(d.dedup_len(), 0);
 
         for i in 0..=MAX_DEDUP_ENTRIES {
             let mut b = [0u8; 16];
             b[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            let _ = d.accept_incoming(MessageId::from_bytes(b), addr(1), t(5));
+            let _ = d.accept_incoming(MessageId::from_bytes(b), addr(1), dg(1), t(5));
         }
         assert_eq!(d.dedup_len(), MAX_DEDUP_ENTRIES);
         assert_eq!(
-            d.check_incoming(MessageId::from_bytes([0; 16]), t(6)),
+            d.check_incoming(MessageId::from_bytes([0; 16]), &dg(1), t(6)),
             IncomingStatus::New,
             "the oldest id was forgotten"
         );
+    }
+
+    #[test]
+    fn a_different_payload_under_a_seen_id_is_altered_not_a_duplicate() {
+        let mut d = Delivery::new();
+        let id = MessageId::from_bytes([7; 16]);
+        let _ = d.accept_incoming(id, addr(5), dg(1), t(0));
+        let altered = IncomingStatus::Altered { from: addr(5) };
+        assert_eq!(d.check_incoming(id, &dg(2), t(1)), altered);
+        let before = d.clone();
+        assert_eq!(d.accept_incoming(id, addr(5), dg(2), t(1)), altered);
+        assert_eq!(d, before, "an altered copy records nothing");
+        assert!(d.update_incoming_digest(id, dg(2)));
+        assert_eq!(
+            d.check_incoming(id, &dg(2), t(2)),
+            IncomingStatus::Duplicate { from: addr(5) }
+        );
+        assert!(!d.update_incoming_digest(MessageId::from_bytes([8; 16]), dg(2)));
+    }
+
+    #[test]
+    fn reacknowledgements_are_rate_limited_per_id_and_overall() {
+        let mut d = Delivery::new();
+        let id = MessageId::from_bytes([7; 16]);
+        assert!(!d.grant_reacknowledgement(id, t(0)), "unknown id");
+        let _ = d.accept_incoming(id, addr(5), dg(1), t(0));
+        let interval = MIN_REACKNOWLEDGE_INTERVAL.as_millis();
+        assert!(
+            !d.grant_reacknowledgement(id, t(interval - 1)),
+            "too soon after the ack"
+        );
+        assert!(d.grant_reacknowledgement(id, t(interval)));
+        assert!(
+            !d.grant_reacknowledgement(id, t(interval + 1)),
+            "too soon again"
+        );
+        assert!(d.grant_reacknowledgement(id, t(2 * interval)));
+
+        // Overall budget: many distinct ids replayed at once.
+        let mut d = Delivery::new();
+        let ids: Vec<MessageId> = (0..(REACKNOWLEDGE_BUDGET + 10))
+            .map(|i| {
+                let mut b = [1u8; 16];
+                b[..4].copy_from_slice(&i.to_be_bytes());
+                MessageId::from_bytes(b)
+            })
+            .collect();
+        for id in &ids {
+            let _ = d.accept_incoming(*id, addr(5), dg(1), t(0));
+        }
+        let at = t(interval);
+        let granted = ids
+            .iter()
+            .filter(|id| d.grant_reacknowledgement(**id, at))
+            .count();
+        assert_eq!(granted, REACKNOWLEDGE_BUDGET as usize);
+        let restored = Delivery::from_bytes(&d.to_bytes()).unwrap();
+        assert_eq!(restored, d, "the budget survives a restore");
+        let later = t(interval + REACKNOWLEDGE_BUDGET_WINDOW.as_millis());
+        assert!(d.grant_reacknowledgement(ids[REACKNOWLEDGE_BUDGET as usize], later));
     }
 
     #[test]
@@ -998,7 +1198,7 @@ mod tests {
             .send_unacknowledged(addr(3), b"ack".to_vec(), &mut rng)
             .unwrap();
         assert_eq!(d.on_ack(&addr(1), a), AckOutcome::Delivered);
-        let _ = d.accept_incoming(MessageId::from_bytes([9; 16]), addr(4), t(7));
+        let _ = d.accept_incoming(MessageId::from_bytes([9; 16]), addr(4), dg(9), t(7));
         d.handle_timeout(t(100_000));
         let bytes = d.to_bytes();
         let restored = Delivery::from_bytes(&bytes).unwrap();

@@ -27,7 +27,8 @@
 //! ```
 //! use confide_crypto::Timestamp;
 //! use confide_transport::{
-//!     Address, AckOutcome, Delivery, DeliveryEvent, Frame, IncomingStatus, Transport,
+//!     Address, AckOutcome, Delivery, DeliveryEvent, Frame, IncomingStatus, PayloadDigest,
+//!     Transport,
 //! };
 //! use confide_transport::sim::SimNetwork;
 //! use chacha20::ChaCha20Rng;
@@ -53,10 +54,15 @@
 //! now = net.next_event_time().unwrap();
 //! net.deliver_due(now);
 //! let frame = net.port(counselor.clone(), now).recv().unwrap().unwrap();
-//! let Frame::Data { id: received, .. } = Frame::from_bytes(&frame).unwrap() else { panic!() };
-//! assert_eq!(counselor_delivery.check_incoming(received, now), IncomingStatus::New);
+//! let Frame::Data { id: received, payload } = Frame::from_bytes(&frame).unwrap() else { panic!() };
+//! // The facade digests the payload (SHA-256 of the envelope; any fixed digest here).
+//! let digest = PayloadDigest::from_bytes([payload.len() as u8; 32]);
+//! assert_eq!(counselor_delivery.check_incoming(received, &digest, now), IncomingStatus::New);
 //! // ... open the sealed envelope, decrypt, authenticate the sender as `client` ...
-//! assert_eq!(counselor_delivery.accept_incoming(received, client.clone(), now), IncomingStatus::New);
+//! assert_eq!(
+//!     counselor_delivery.accept_incoming(received, client.clone(), digest, now),
+//!     IncomingStatus::New
+//! );
 //! counselor_delivery.send_unacknowledged(client.clone(), b"<sealed ack>".to_vec(), &mut rng).unwrap();
 //! while let Some(tx) = counselor_delivery.poll_transmit() {
 //!     net.port(counselor.clone(), now).send(&tx.to, &tx.frame).unwrap();
@@ -89,6 +95,8 @@ mod frame;
 mod transport;
 
 pub use address::{Address, AddressError};
-pub use delivery::{AckOutcome, Delivery, DeliveryEvent, DeliveryStats, IncomingStatus, SendError};
+pub use delivery::{
+    AckOutcome, Delivery, DeliveryEvent, DeliveryStats, IncomingStatus, PayloadDigest, SendError,
+};
 pub use frame::{FRAME_KIND_DATA, Frame, FrameEncodeError, MessageId};
 pub use transport::{Transmit, Transport, TransportError};

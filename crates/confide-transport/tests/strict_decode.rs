@@ -90,11 +90,24 @@ fn state_invariants_are_checked() {
     let (d, _) = common::sample_state(3);
     let bytes = d.to_bytes();
     // Version.
-    let mut v = bytes.clone();
-    v[0] = 2;
+    for other in [1u8, 3] {
+        let mut v = bytes.clone();
+        v[0] = other;
+        assert!(
+            matches!(
+                Delivery::from_bytes(&v),
+                Err(DecodeError::UnknownVersion { found, .. }) if found == other
+            ),
+            "version {other} is refused"
+        );
+    }
+    // A re-acknowledgement count above the budget.
+    let mut c = bytes.clone();
+    let n = c.len();
+    c[n - 4..].copy_from_slice(&u32::MAX.to_be_bytes());
     assert!(matches!(
-        Delivery::from_bytes(&v),
-        Err(DecodeError::UnknownVersion { found: 2, .. })
+        Delivery::from_bytes(&c),
+        Err(DecodeError::InvalidValue { .. })
     ));
     // next_seq lowered below the outbox's sequence numbers.
     let mut s = bytes.clone();

@@ -68,7 +68,7 @@ fn frames_text() -> String {
 
 fn delivery_text() -> String {
     let mut s = String::from(
-        "# Confide delivery machine, state version 1 (docs/transport.md).\n\
+        "# Confide delivery machine, state version 2 (docs/transport.md).\n\
          # retransmit_wait: waits in ms before retransmission number `attempt` of the given id\n\
          # (base 2000 * 2^(attempt-1) capped at 3600000, plus jitter from the id).\n",
     );

@@ -3,7 +3,7 @@
 use confide_crypto::Duration;
 
 /// Version byte of the endpoint state encoding (inside the encrypted storage blob).
-pub const ENDPOINT_STATE_VERSION: u8 = 2;
+pub const ENDPOINT_STATE_VERSION: u8 = 3;
 
 /// Below this many unused one-time X25519 prekeys the endpoint generates more.
 ///
@@ -161,4 +161,22 @@ pub const RESET_REQUEST_VERSION: u8 = 1;
 ///
 /// Reason: a bundle with an ML-KEM-768 key is about 1.6 KB; 4 KiB leaves room for a larger
 /// identity encoding while bounding what a peer makes us parse.
-pub const MAX_RESET_BUNDLE_LEN: usize = 4096;
+pub const MAX_RESET_BUNDLE_LEN: usize = MAX_PREKEY_BUNDLE_LEN;
+
+/// Longest prekey bundle a certified bundle may carry, in bytes.
+///
+/// Reason: a bundle with an ML-KEM-768 key is about 1.6 KB; 4 KiB leaves room for a larger
+/// identity encoding while bounding what a directory makes us parse.
+pub const MAX_PREKEY_BUNDLE_LEN: usize = 4096;
+
+/// Version byte of the certified bundle encoding (`docs/endpoint.md`, "Certified bundles").
+pub const CERTIFIED_BUNDLE_VERSION: u8 = 1;
+
+/// Longest [`AckPolicy::Batched`](crate::AckPolicy::Batched) window (10 s).
+///
+/// Reason: a sender retransmits a frame first after about 2 s, then after about 4 s more
+/// (`docs/transport.md`); a batch that waits longer than 10 s costs every batched frame more
+/// than two retransmissions (bytes on the client's data plan, relay storage) for little more
+/// timing cover. Retransmissions that arrive while a batch waits join it, they are not
+/// answered separately.
+pub const MAX_ACK_BATCH_WINDOW: Duration = Duration::from_secs(10);

@@ -11,6 +11,10 @@ pub enum NewEndpointError {
     /// The sender certificate names another identity key than the endpoint's.
     #[error("the sender certificate is for another identity")]
     CertificateIdentityMismatch,
+    /// The acknowledgement policy's parameters are out of bounds (a batching window of zero
+    /// or longer than [`MAX_ACK_BATCH_WINDOW`](crate::consts::MAX_ACK_BATCH_WINDOW)).
+    #[error("acknowledgement policy out of bounds")]
+    InvalidAckPolicy,
 }
 
 /// Why [`Endpoint::start_conversation`](crate::Endpoint::start_conversation) refused. Nothing
@@ -18,6 +22,10 @@ pub enum NewEndpointError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The certified bundle is malformed, or its certificate does not validate or does not
+    /// name the peer's address and the bundle's identity.
+    #[error("certified bundle refused: {0}")]
+    Certified(#[from] crate::endpoint::CertifiedBundleError),
     /// The bundle is malformed, badly signed, ours, or not the expected identity.
     #[error("bundle refused: {0}")]
     Bundle(#[from] confide_session::BundleError),
@@ -91,6 +99,10 @@ pub enum RenewError {
     /// No open conversation with this id.
     #[error("no open conversation with this id")]
     UnknownConversation,
+    /// The certified bundle is malformed, or its certificate does not validate or does not
+    /// name the peer's address and the bundle's identity.
+    #[error("certified bundle refused: {0}")]
+    Certified(#[from] crate::endpoint::CertifiedBundleError),
     /// The bundle is malformed, badly signed, or not the peer's identity (an identity change
     /// is never accepted through a renewal).
     #[error("bundle refused: {0}")]
@@ -141,4 +153,18 @@ pub enum ImportError {
     /// The stored certificate does not match the stored identity.
     #[error("the stored certificate is for another identity")]
     CertificateIdentityMismatch,
+}
+
+impl From<StartError> for RenewError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Certified(e) => Self::Certified(e),
+            StartError::Bundle(e) => Self::Bundle(e),
+            StartError::Setup(e) => Self::Setup(e),
+            // `verify_certified` returns only the three kinds above.
+            StartError::ConversationExists | StartError::TooManyConversations { .. } => {
+                Self::UnknownConversation
+            }
+        }
+    }
 }

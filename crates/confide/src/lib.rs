@@ -110,9 +110,12 @@
 //! // client, then the last-resort bundle to everyone. The client fetches one and writes first.
 //! let published = counselor.published_bundles();
 //! let bundle = published.one_time.first().unwrap_or(&published.last_resort).clone();
-//! let conversation = client.start_conversation(
+//! // The bundle carries the counselor's certificate: its role is known before the client writes.
+//! let started = client.start_conversation(
 //!     &mut rng, now, counselor.address().clone(), &bundle, ExpectedIdentity::TrustOnFirstUse,
 //! )?;
+//! assert_eq!(started.peer_role, Role::Counselor);
+//! let conversation = started.conversation;
 //! let id = client.send(&mut rng, now, conversation, b"I need to talk to someone")?;
 //! let (frames, _) = drain(&mut client, &key, &mut rng);
 //!
@@ -140,7 +143,8 @@ mod event;
 mod state;
 
 pub use endpoint::{
-    DropReason, Endpoint, EndpointConfig, EndpointStats, Persistence, PublishedBundles,
+    AckPolicy, CertifiedBundle, CertifiedBundleError, CertifiedPeer, DropReason, Endpoint,
+    EndpointConfig, EndpointStats, Persistence, PublishedBundles, StartedConversation,
 };
 pub use error::{
     CommandError, ExportError, IdentityChangeError, ImportError, NewEndpointError, RenewError,

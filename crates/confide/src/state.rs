@@ -10,6 +10,7 @@ use confide_crypto::{
 };
 use confide_policy::{
     ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, Side, StartRule,
+    limits::MAX_IDS_PER_FRAME,
 };
 use confide_sealed::{MAX_SENDER_CERTIFICATE_LEN, Role, SenderCertificate, TrustRoots};
 use confide_session::{
@@ -28,7 +29,7 @@ use crate::consts::{
 };
 use crate::endpoint::conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
 use crate::endpoint::gate::PersistGate;
-use crate::endpoint::{Endpoint, EndpointConfig, EndpointStats, Persistence};
+use crate::endpoint::{AckPolicy, Endpoint, EndpointConfig, EndpointStats, Persistence};
 use crate::error::{ExportError, ImportError};
 use crate::event::ConversationId;
 
@@ -38,6 +39,9 @@ const RETENTION_OFF: u8 = 0;
 const RETENTION_EXPIRE: u8 = 1;
 const START_AFTER_SEND: u8 = 0;
 const START_AFTER_READ: u8 = 1;
+const ACKS_IMMEDIATE: u8 = 0;
+const ACKS_BATCHED: u8 = 1;
+const ACKS_APP_DRIVEN: u8 = 2;
 /// Most entries of the sent map: the transport outbox bound.
 const MAX_SENT_RECORDS: usize = confide_transport::consts::MAX_OUTBOX_MESSAGES;
 
@@ -196,6 +200,17 @@ impl Endpoint {
             Persistence::Required => PERSISTENCE_REQUIRED,
             Persistence::Ephemeral => PERSISTENCE_EPHEMERAL,
         });
+        match self.config.acknowledgements {
+            AckPolicy::Immediate => {
+                w.u8(ACKS_IMMEDIATE);
+            }
+            AckPolicy::Batched { window } => {
+                w.u8(ACKS_BATCHED).u64(window.as_millis());
+            }
+            AckPolicy::AppDriven => {
+                w.u8(ACKS_APP_DRIVEN);
+            }
+        }
         w.u64(self.next_conversation);
         w.u32(u32::try_from(self.conversations.len()).unwrap_or(u32::MAX));
         for (id, c) in &self.conversations {
@@ -253,6 +268,11 @@ impl Endpoint {
                     w.bytes(&identity.to_bytes());
                 }
             }
+            w.u16(u16::try_from(c.pending_acks.len()).unwrap_or(u16::MAX));
+            for frame in &c.pending_acks {
+                w.bytes(frame.as_bytes());
+            }
+            write_opt_time(&mut w, c.ack_due);
         }
         w.u32(u32::try_from(self.tombstones.len()).unwrap_or(u32::MAX));
         for (id, t) in &self.tombstones {
@@ -343,10 +363,30 @@ impl Endpoint {
                 .into());
             }
         };
+        let acknowledgements = match r.u8()? {
+            ACKS_IMMEDIATE => AckPolicy::Immediate,
+            ACKS_BATCHED => AckPolicy::Batched {
+                window: Duration::from_millis(r.u64()?),
+            },
+            ACKS_APP_DRIVEN => AckPolicy::AppDriven,
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    field: "acknowledgement policy",
+                }
+                .into());
+            }
+        };
+        if !acknowledgements.is_valid() {
+            return Err(DecodeError::InvalidValue {
+                field: "acknowledgement window",
+            }
+            .into());
+        }
         let config = EndpointConfig {
             org,
             initial_retention,
             persistence,
+            acknowledgements,
         };
         let mut endpoint = Self::assemble(store, address, certificate, roots, config);
         endpoint.next_conversation = r.u64()?;
@@ -431,6 +471,19 @@ impl Endpoint {
                 }
                 _ => return Err(DecodeError::InvalidValue { field: "held flag" }.into()),
             };
+            let n = r.count16("pending acknowledgements", MAX_IDS_PER_FRAME)?;
+            let mut pending_acks = Vec::with_capacity(n);
+            for _ in 0..n {
+                let frame = read_frame_id(&mut r)?;
+                if pending_acks.contains(&frame) {
+                    return Err(DecodeError::InvalidValue {
+                        field: "pending acknowledgement",
+                    }
+                    .into());
+                }
+                pending_acks.push(frame);
+            }
+            let ack_due = read_opt_time(&mut r, "acknowledgement due")?;
             let mut conversation = Conversation::new(
                 peer_address,
                 peer_identity,
@@ -447,6 +500,8 @@ impl Endpoint {
             conversation.resume_unconfirmed = resume_unconfirmed;
             conversation.close_sent = close_sent;
             conversation.held_identity_change = held_identity_change;
+            conversation.pending_acks = pending_acks;
+            conversation.ack_due = ack_due;
             // Strictly ascending ids: one canonical encoding, no duplicates.
             if conversations
                 .last_key_value()

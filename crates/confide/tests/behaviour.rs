@@ -60,6 +60,7 @@ fn identity_change_is_held_until_the_app_accepts_it() {
             ExpectedIdentity::TrustOnFirstUse,
         )
         .unwrap()
+        .conversation
     });
     world.send(1, new_conv, b"it's me, on a new phone");
     settle(&mut world, Duration::from_secs(10));
@@ -395,12 +396,19 @@ fn garbage_and_forged_frames_change_nothing() {
     // A frame sealed by someone whose certificate the service never issued.
     let mut rogue_rng = <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed([99; 32]);
     let rogue_service = Service::new(&mut rogue_rng);
-    let (mut rogue, _) = rogue_service.endpoint(
+    // It trusts the real service (so it accepts the counselor's certified bundle), but its
+    // own certificate comes from the rogue service.
+    let rogue_identity = confide_crypto::identity::IdentityKeyPair::generate(&mut rogue_rng);
+    let mut rogue = confide::Endpoint::new(
         &mut rogue_rng,
-        b"client-1",
-        Role::Client,
+        common::T0,
+        rogue_identity.clone(),
+        confide::Address::new(b"client-1").unwrap(),
+        rogue_service.certificate(b"client-1", &rogue_identity, Role::Client),
+        service.roots.clone(),
         EndpointConfig::default(),
-    );
+    )
+    .unwrap();
     let bundle = world.endpoint(1).published_bundles().one_time[0].clone();
     let c = rogue
         .start_conversation(
@@ -410,7 +418,8 @@ fn garbage_and_forged_frames_change_nothing() {
             &bundle,
             ExpectedIdentity::TrustOnFirstUse,
         )
-        .unwrap();
+        .unwrap()
+        .conversation;
     rogue
         .send(&mut rogue_rng, common::T0, c, b"forged")
         .unwrap();
@@ -441,7 +450,7 @@ fn garbage_and_forged_frames_change_nothing() {
     }
     // Everything but the persisted drop counters (the state's last field) is unchanged.
     let after = plaintext(&mut world, 1);
-    let counters = 1 + 8 * (confide::DropReason::ALL.len() + 1);
+    let counters = 1 + 8 * (confide::DropReason::ALL.len() + 2);
     assert_eq!(
         before[..before.len() - counters],
         after[..after.len() - counters],
@@ -456,5 +465,4 @@ fn garbage_and_forged_frames_change_nothing() {
             >= 2
     );
     assert_eq!(world.live[1].received.len(), 1);
-    let _ = service;
 }

@@ -41,7 +41,7 @@ use confide::{
 };
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
 use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
-use confide_session::{PreKeyBundle, SessionMessage, prekeys::KemPreKeyKind};
+use confide_session::{SessionMessage, prekeys::KemPreKeyKind};
 use confide_transport::{
     Frame,
     sim::{LinkConfig, SimNetwork},
@@ -227,7 +227,8 @@ struct Directory {
 }
 
 fn bundle_ids(bytes: &[u8]) -> (Option<u32>, Option<u32>) {
-    let b = PreKeyBundle::from_bytes(bytes).unwrap();
+    let certified = confide::CertifiedBundle::from_bytes(bytes).unwrap();
+    let b = certified.bundle();
     let kem = (b.kem_kind() == KemPreKeyKind::OneTime).then(|| b.kem_prekey_id());
     (b.one_time_prekey_id(), kem)
 }
@@ -757,7 +758,8 @@ impl World {
                         &bundle,
                         ExpectedIdentity::Exactly(&expected),
                     )
-                    .unwrap();
+                    .unwrap()
+                    .conversation;
                 self.counters.conversations_started += 1;
                 if self.nodes[n].user.conversations_started > 0 {
                     self.counters.recontacts += 1;

@@ -1,6 +1,7 @@
-//! Replays the `endpoint_state` fuzz corpus through the same code as the fuzz target: no
-//! panic, and every state that imports exports to the same bytes. With
-//! `CONFIDE_WRITE_CORPUS=1` it first (re)generates the seed corpus from simulated sessions.
+//! Replays the `endpoint_state` and `endpoint_certified_bundle` fuzz corpora through the same
+//! code as the fuzz targets: no panic, and every input that decodes encodes to the same bytes.
+//! With `CONFIDE_WRITE_CORPUS=1` it first (re)generates the seed corpora from simulated
+//! sessions.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,7 +22,63 @@ use confide_session::storage::{StateKind, open, seal};
 use rand_core::SeedableRng;
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/endpoint_state")
+    corpus("endpoint_state")
+}
+
+fn corpus(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
+}
+
+/// What the `endpoint_certified_bundle` target does with one input.
+fn fuzz_certified_bundle(data: &[u8]) -> bool {
+    match confide::CertifiedBundle::from_bytes(data) {
+        Ok(bundle) => {
+            assert_eq!(bundle.to_bytes(), data, "re-encoding differs");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn certified_bundle_corpus_replays() {
+    let dir = corpus("endpoint_certified_bundle");
+    if std::env::var_os("CONFIDE_WRITE_CORPUS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let (world, _service) = pair(42, lossy(0, 0, 0));
+        let published = world.endpoint(1).published_bundles();
+        for bytes in published
+            .one_time
+            .iter()
+            .take(2)
+            .chain([&published.last_resort])
+        {
+            let name = hex::encode(&sha256(&[bytes])[..10]);
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    let mut decoded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        if fuzz_certified_bundle(&bytes) {
+            decoded += 1;
+        }
+        for cut in [0, 1, 3, bytes.len() / 2, bytes.len().saturating_sub(1)] {
+            assert!(!fuzz_certified_bundle(&bytes[..cut.min(bytes.len())]) || cut >= bytes.len());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(
+            !fuzz_certified_bundle(&longer),
+            "trailing bytes are refused"
+        );
+    }
+    assert!(
+        decoded >= 3,
+        "the seed corpus holds valid certified bundles"
+    );
 }
 
 /// What the fuzz target does with one input.

@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 use chacha20::ChaCha20Rng;
 use common::{Service, T0};
 use confide::{
-    CommandError, ConversationId, DropReason, Endpoint, EndpointConfig, Event, ExpectedIdentity,
-    Input, MessageId, Output, RetentionPolicy, Role, StorageKey, Transmit,
+    AckPolicy, CommandError, ConversationId, DropReason, Endpoint, EndpointConfig, Event,
+    ExpectedIdentity, Input, MessageId, Output, RetentionPolicy, Role, StorageKey, Transmit,
 };
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair};
 use confide_policy::{RetentionDuration, StartRule};
@@ -139,11 +139,26 @@ struct Town {
 
 impl Town {
     fn new(seed: u8, clients: usize, valid: Duration) -> Self {
+        Self::with_counselor_config(seed, clients, valid, EndpointConfig::default())
+    }
+
+    /// As [`Town::new`], with the counselor's endpoint configured by `config`.
+    fn with_counselor_config(
+        seed: u8,
+        clients: usize,
+        valid: Duration,
+        counselor_config: EndpointConfig,
+    ) -> Self {
         let mut rng = ChaCha20Rng::from_seed([seed; 32]);
         let service = Service::new(&mut rng);
         let make = |name: &[u8], role: Role, rng: &mut ChaCha20Rng| {
             let identity = IdentityKeyPair::generate(rng);
             let cert = cert(&service, name, &identity, role, T0.saturating_add(valid));
+            let config = if role == Role::Counselor {
+                counselor_config
+            } else {
+                EndpointConfig::default()
+            };
             let e = Endpoint::new(
                 rng,
                 T0,
@@ -151,7 +166,7 @@ impl Town {
                 confide::Address::new(name).unwrap(),
                 cert,
                 service.roots.clone(),
-                EndpointConfig::default(),
+                config,
             )
             .unwrap();
             (App::new(e), identity)
@@ -189,7 +204,8 @@ impl Town {
                 bundle,
                 ExpectedIdentity::TrustOnFirstUse,
             )
-            .unwrap();
+            .unwrap()
+            .conversation;
         c.drain(&mut self.rng);
         conv
     }
@@ -737,6 +753,210 @@ fn a_late_acknowledgement_turns_a_failure_into_delivered() {
         vec![id],
         "the last word is Delivered"
     );
+}
+
+// ---- acknowledgements: no oracle, and timing the app chooses ----------------------------
+
+/// A frame with `frame`'s id and `payload`.
+fn reframe(frame: &[u8], payload: Vec<u8>) -> Vec<u8> {
+    let Frame::Data { id, .. } = Frame::from_bytes(frame).unwrap() else {
+        panic!()
+    };
+    Frame::Data { id, payload }.to_bytes().unwrap()
+}
+
+fn payload_of(frame: &[u8]) -> Vec<u8> {
+    let Frame::Data { payload, .. } = Frame::from_bytes(frame).unwrap() else {
+        panic!()
+    };
+    payload
+}
+
+#[test]
+fn a_relay_cannot_make_the_recipient_acknowledge_on_demand() {
+    let mut town = Town::new(12, 1, Duration::from_days(300));
+    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
+    let conv = town.start(0, &bundle);
+    town.client_send(0, conv, "something only my counselor may know");
+    let original = town.counselor.mailbox.front().unwrap().clone();
+    town.settle(&all_online(&town));
+    assert_eq!(town.counselor.texts().len(), 1);
+    assert_eq!(town.clients[0].delivered().len(), 1);
+    let stats_before = town.counselor.e.stats();
+
+    // Garbage, and the genuine envelope with one bit flipped, under the delivered frame id:
+    // no acknowledgement, no event, nothing shown.
+    let garbage: Vec<u8> = (0..payload_of(&original).len())
+        .map(|i| (i * 7 + 3) as u8)
+        .collect();
+    let mut flipped = payload_of(&original);
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    for payload in [garbage, flipped] {
+        town.advance(Duration::from_secs(10));
+        let now = town.now;
+        town.counselor
+            .mailbox
+            .push_back(reframe(&original, payload));
+        let out = town.counselor.receive_all(&mut town.rng, now);
+        assert!(out.is_empty(), "an altered copy was answered");
+    }
+    let stats = town.counselor.e.stats();
+    assert_eq!(
+        stats.dropped(DropReason::AlteredDuplicate),
+        stats_before.dropped(DropReason::AlteredDuplicate) + 2
+    );
+    assert_eq!(town.counselor.texts().len(), 1);
+
+    // The byte-identical envelope (a lost acknowledgement, or a replay): answered at most once
+    // per MIN_REACKNOWLEDGE_INTERVAL.
+    town.advance(Duration::from_secs(10));
+    let now = town.now;
+    town.counselor.mailbox.push_back(original.clone());
+    town.counselor.mailbox.push_back(original.clone());
+    town.counselor.mailbox.push_back(original.clone());
+    let out = town.counselor.receive_all(&mut town.rng, now);
+    assert_eq!(out.len(), 1, "three copies at once get one answer");
+    assert_eq!(town.counselor.e.stats().unanswered_duplicates(), 2);
+    town.advance(confide_transport::consts::MIN_REACKNOWLEDGE_INTERVAL);
+    let now = town.now;
+    town.counselor.mailbox.push_back(original.clone());
+    assert_eq!(town.counselor.receive_all(&mut town.rng, now).len(), 1);
+    assert_eq!(town.counselor.texts().len(), 1, "never shown twice");
+}
+
+#[test]
+fn a_resealed_copy_of_a_received_frame_is_acknowledged_once_more_and_not_shown_again() {
+    let mut town = Town::new(13, 1, Duration::from_days(300));
+    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
+    let conv = town.start(0, &bundle);
+    let id = town.client_send(0, conv, "hello");
+    // The counselor receives it, but its acknowledgement is lost.
+    let now = town.now;
+    let lost_ack = town.counselor.receive_all(&mut town.rng, now);
+    assert_eq!(lost_ack.len(), 1);
+    assert_eq!(town.counselor.texts(), vec!["hello".to_string()]);
+    // The client renews its certificate: the waiting frame is re-sealed (new bytes, same id).
+    let renewed = cert(
+        &town.service,
+        b"client-0",
+        &town.identities[1].clone(),
+        Role::Client,
+        now.saturating_add(Duration::from_days(400)),
+    );
+    town.clients[0]
+        .e
+        .set_certificate(&mut town.rng, now, renewed)
+        .unwrap();
+    let out = town.clients[0].drain(&mut town.rng);
+    town.route(out);
+    town.advance(Duration::from_secs(5));
+    town.settle(&all_online(&town));
+    assert_eq!(town.clients[0].delivered(), vec![id]);
+    assert_eq!(town.counselor.texts(), vec!["hello".to_string()]);
+    assert_eq!(town.counselor.e.stats().dropped_total(), 0);
+}
+
+#[test]
+fn batched_acknowledgements_leave_together_inside_the_window() {
+    let window = Duration::from_secs(6);
+    let config = EndpointConfig {
+        acknowledgements: AckPolicy::Batched { window },
+        ..EndpointConfig::default()
+    };
+    let mut town = Town::with_counselor_config(14, 1, Duration::from_days(300), config);
+    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
+    let conv = town.start(0, &bundle);
+    let ids: Vec<MessageId> = (0..3)
+        .map(|i| town.client_send(0, conv, &format!("text {i}")))
+        .collect();
+    let start = town.now;
+    let out = town.counselor.receive_all(&mut town.rng, start);
+    assert!(out.is_empty(), "no acknowledgement leaves at once");
+    let due = town.counselor.e.poll_timeout().unwrap();
+    assert!(
+        due >= start.saturating_add(Duration::from_secs(3)),
+        "{due:?}"
+    );
+    assert!(due <= start.saturating_add(window));
+    // Nothing before the moment, one frame acknowledging all three at it.
+    let early = town
+        .counselor
+        .timeout(&mut town.rng, due.saturating_sub(Duration::from_millis(1)));
+    assert!(early.is_empty());
+    let out = town.counselor.timeout(&mut town.rng, due);
+    assert_eq!(out.len(), 1);
+    town.now = due;
+    town.route(out);
+    let now = town.now;
+    town.clients[0].receive_all(&mut town.rng, now);
+    let mut delivered = town.clients[0].delivered();
+    let mut sent = ids.clone();
+    delivered.sort();
+    sent.sort();
+    assert_eq!(delivered, sent);
+}
+
+#[test]
+fn app_driven_acknowledgements_wait_for_the_app_and_survive_a_restart() {
+    let config = EndpointConfig {
+        acknowledgements: AckPolicy::AppDriven,
+        ..EndpointConfig::default()
+    };
+    let mut town = Town::with_counselor_config(15, 1, Duration::from_days(300), config);
+    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
+    let conv = town.start(0, &bundle);
+    let id = town.client_send(0, conv, "read me when you can");
+    let now = town.now;
+    assert!(town.counselor.receive_all(&mut town.rng, now).is_empty());
+    town.advance(Duration::from_secs(1));
+    let now = town.now;
+    assert!(town.counselor.timeout(&mut town.rng, now).is_empty());
+    // The app restarts from its stored state: the waiting acknowledgement is still there.
+    let restored = Endpoint::import_state(&town.counselor.key, &town.counselor.stored).unwrap();
+    town.counselor.e = restored;
+    town.counselor.drain(&mut town.rng);
+    town.counselor.e.send_acknowledgements(&mut town.rng, now);
+    let out = town.counselor.drain(&mut town.rng);
+    // The resume frame after the import, and one acknowledgement.
+    town.route(out);
+    town.clients[0].receive_all(&mut town.rng, now);
+    assert_eq!(town.clients[0].delivered(), vec![id]);
+}
+
+#[test]
+fn an_acknowledgement_window_out_of_bounds_is_refused() {
+    let mut rng = ChaCha20Rng::from_seed([16; 32]);
+    let service = Service::new(&mut rng);
+    for window in [
+        Duration::from_millis(0),
+        confide::consts::MAX_ACK_BATCH_WINDOW.saturating_add(Duration::from_millis(1)),
+    ] {
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let c = cert(
+            &service,
+            b"counselor",
+            &identity,
+            Role::Counselor,
+            T0.saturating_add(Duration::from_days(1)),
+        );
+        let refused = Endpoint::new(
+            &mut rng,
+            T0,
+            identity,
+            confide::Address::new(b"counselor").unwrap(),
+            c,
+            service.roots.clone(),
+            EndpointConfig {
+                acknowledgements: AckPolicy::Batched { window },
+                ..EndpointConfig::default()
+            },
+        );
+        assert!(matches!(
+            refused,
+            Err(confide::NewEndpointError::InvalidAckPolicy)
+        ));
+    }
 }
 
 // ---- key shredding and expiry --------------------------------------------------------------

@@ -191,7 +191,7 @@ impl Chat {
             &hex::decode(last)?,
             ExpectedIdentity::TrustOnFirstUse,
         )?;
-        Ok(c)
+        Ok(c.conversation)
     }
 }
 

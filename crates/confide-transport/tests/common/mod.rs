@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 use confide_crypto::{CryptoRng, Timestamp};
 use confide_transport::driver::{EndpointOutput, SansIoEndpoint};
 use confide_transport::{
-    AckOutcome, Address, Delivery, DeliveryEvent, Frame, IncomingStatus, MessageId, SendError,
+    AckOutcome, Address, Delivery, DeliveryEvent, Frame, IncomingStatus, MessageId, PayloadDigest,
+    SendError,
 };
 
 const TAG_MESSAGE: u8 = 1;
@@ -94,16 +95,25 @@ impl SansIoEndpoint for Messenger {
         let Ok(Frame::Data { id, payload }) = Frame::from_bytes(frame) else {
             return;
         };
-        if let IncomingStatus::Duplicate { from } = self.delivery.check_incoming(id, now) {
-            self.ack(from, id, rng);
-            return;
+        let digest = PayloadDigest::from_bytes(confide_crypto::kdf::sha256(&[&payload]));
+        match self.delivery.check_incoming(id, &digest, now) {
+            IncomingStatus::Duplicate { from } => {
+                if self.delivery.grant_reacknowledgement(id, now) {
+                    self.ack(from, id, rng);
+                }
+                return;
+            }
+            IncomingStatus::Altered { .. } => return,
+            _ => {}
         }
         let Some((tag, from, rest)) = decode_app(&payload) else {
             return;
         };
         match tag {
             TAG_MESSAGE => {
-                if self.delivery.accept_incoming(id, from.clone(), now) == IncomingStatus::New {
+                if self.delivery.accept_incoming(id, from.clone(), digest, now)
+                    == IncomingStatus::New
+                {
                     self.events.push_back(AppEvent::Received {
                         from: from.clone(),
                         id,
@@ -202,8 +212,18 @@ pub fn sample_state(seed: u8) -> (Delivery, Vec<Vec<u8>>) {
     while let Some(tx) = d.poll_transmit() {
         frames.push(tx.frame);
     }
-    let _ = d.accept_incoming(MessageId::from_bytes([seed; 16]), alice.clone(), t0);
-    let _ = d.accept_incoming(MessageId::from_bytes([seed ^ 0xff; 16]), bob.clone(), t0);
+    let _ = d.accept_incoming(
+        MessageId::from_bytes([seed; 16]),
+        alice.clone(),
+        PayloadDigest::from_bytes([seed; 32]),
+        t0,
+    );
+    let _ = d.accept_incoming(
+        MessageId::from_bytes([seed ^ 0xff; 16]),
+        bob.clone(),
+        PayloadDigest::from_bytes([seed ^ 0xff; 32]),
+        t0,
+    );
     // The first message is retransmitted once and stays queued.
     d.handle_timeout(t0.saturating_add(Duration::from_millis(2_600)));
     let _ = d.on_ack(&alice, second);

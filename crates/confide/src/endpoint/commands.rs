@@ -3,31 +3,44 @@
 
 use confide_crypto::{CryptoRng, Timestamp};
 use confide_policy::{ConversationPolicy, MessageId, OutgoingFrame, RetentionPolicy, Side};
-use confide_sealed::SenderCertificate;
-use confide_session::{
-    ExpectedIdentity, IdentityChangePolicy, PreKeyBundle, Session, SessionRecord,
-};
+use confide_sealed::{Role, SenderCertificate};
+use confide_session::{ExpectedIdentity, IdentityChangePolicy, Session, SessionRecord};
 use confide_transport::{Address, MessageId as FrameId};
 
 use super::Endpoint;
 use super::conversation::{Conversation, SentKind, SentRecord};
 use crate::consts::{MAX_CONVERSATIONS, MAX_HELD_TRANSMITS, UNANSWERED_SESSION_MAX_AGE};
 use crate::error::{CommandError, IdentityChangeError, NewEndpointError, RenewError, StartError};
-use crate::event::ConversationId;
+use crate::event::{ConversationId, Event};
+
+/// A conversation [`Endpoint::start_conversation`] started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub struct StartedConversation {
+    /// Its handle.
+    pub conversation: ConversationId,
+    /// The peer's role, as its certificate states (validated before anything was encrypted).
+    pub peer_role: Role,
+}
 
 impl Endpoint {
-    /// Starts a conversation with the peer at `peer_address` from its encoded prekey bundle
-    /// (from the directory), accepting its identity as `expected` says. Returns the handle;
-    /// messages sent on it are prekey messages until the peer answers. A closed conversation
-    /// with the same peer does not prevent a new one.
+    /// Starts a conversation with the peer at `peer_address` from its certified prekey
+    /// bundle (from the directory; see [`Endpoint::published_bundles`]), accepting its
+    /// identity as `expected` says. The bundle's certificate must validate against our trust
+    /// roots at `now` and name `peer_address` and the bundle's identity
+    /// ([`Endpoint::inspect_bundle`] checks the same without changing anything). Returns the
+    /// handle and the peer's certified role, known before anything is encrypted; messages
+    /// sent on it are prekey messages until the peer answers. A closed conversation with the
+    /// same peer does not prevent a new one.
     pub fn start_conversation<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         now: Timestamp,
         peer_address: Address,
-        bundle: &[u8],
+        certified_bundle: &[u8],
         expected: ExpectedIdentity<'_>,
-    ) -> Result<ConversationId, StartError> {
+    ) -> Result<StartedConversation, StartError> {
         if self.conversation_with(&peer_address).is_some() {
             return Err(StartError::ConversationExists);
         }
@@ -36,14 +49,14 @@ impl Endpoint {
                 max: MAX_CONVERSATIONS,
             });
         }
-        let own = self.store.identity().public();
-        let verified = PreKeyBundle::from_bytes(bundle)?.verify(expected, &own)?;
-        let peer_identity = *verified.bundle().identity();
-        let session = Session::initiate(rng, self.store.identity(), &verified)?;
+        let verified = self.verify_certified(now, &peer_address, certified_bundle, expected)?;
+        let peer_role = verified.sender.role();
+        let peer_identity = *verified.bundle.bundle().identity();
+        let session = Session::initiate(rng, self.store.identity(), &verified.bundle)?;
         let id = self.insert_conversation(Conversation::new(
             peer_address,
             peer_identity,
-            None,
+            Some(peer_role),
             SessionRecord::with_session(session),
             ConversationPolicy::new(
                 Side::Initiator,
@@ -53,12 +66,15 @@ impl Endpoint {
             Some(now),
         ));
         self.mark_changed();
-        Ok(id)
+        Ok(StartedConversation {
+            conversation: id,
+            peer_role,
+        })
     }
 
     /// Replaces the session of an open conversation by a new one started from a fresh
-    /// prekey bundle of the same peer (after [`CommandError::SessionStale`]). The bundle must
-    /// carry the peer's known identity. Texts still waiting for an acknowledgement are
+    /// certified prekey bundle of the same peer (after [`CommandError::SessionStale`]). The
+    /// bundle must carry the peer's known identity and a certificate for its address. Texts still waiting for an acknowledgement are
     /// re-encrypted in the new session and go out again under their old frame ids, so the
     /// peer shows none of them twice.
     pub fn renew_session<R: CryptoRng + ?Sized>(
@@ -66,17 +82,24 @@ impl Endpoint {
         rng: &mut R,
         now: Timestamp,
         conversation: ConversationId,
-        bundle: &[u8],
+        certified_bundle: &[u8],
     ) -> Result<(), RenewError> {
         let conv = self
             .conversations
             .get(&conversation)
             .filter(|c| c.is_open())
             .ok_or(RenewError::UnknownConversation)?;
-        let own = self.store.identity().public();
-        let verified = PreKeyBundle::from_bytes(bundle)?
-            .verify(ExpectedIdentity::Exactly(&conv.peer_identity), &own)?;
-        let session = Session::initiate(rng, self.store.identity(), &verified)?;
+        let verified = self.verify_certified(
+            now,
+            &conv.peer_address,
+            certified_bundle,
+            ExpectedIdentity::Exactly(&conv.peer_identity),
+        )?;
+        let role = verified.sender.role();
+        let session = Session::initiate(rng, self.store.identity(), &verified.bundle)?;
+        if let Some(conv) = self.conversations.get_mut(&conversation) {
+            conv.peer_role = Some(role);
+        }
         self.install_session(rng, now, conversation, session);
         self.collect_transmits(now);
         Ok(())
@@ -149,6 +172,8 @@ impl Endpoint {
         }
         self.certificate = certificate;
         self.certificate_warned = false;
+        // Our published bundles carry the certificate: the directory needs the new ones.
+        self.events.push_back(Event::BundlesChanged);
         let frames: Vec<FrameId> = self.sent.keys().copied().collect();
         for frame_id in frames {
             let Some(record) = self.sent.get(&frame_id) else {

@@ -96,6 +96,11 @@ pub(crate) struct Conversation {
     /// A frame from the peer's address under a new identity, held for the app's decision.
     /// (the frame, the new identity its certificate names).
     pub(crate) held_identity_change: Option<(Vec<u8>, IdentityPublicKey)>,
+    /// Frame ids of the peer's frames received and not yet acknowledged (at most
+    /// `MAX_IDS_PER_FRAME`), in arrival order.
+    pub(crate) pending_acks: Vec<FrameId>,
+    /// When the batch of `pending_acks` leaves ([`AckPolicy::Batched`](crate::AckPolicy)).
+    pub(crate) ack_due: Option<Timestamp>,
 }
 
 impl Conversation {
@@ -122,6 +127,8 @@ impl Conversation {
             reset_honoured: VecDeque::new(),
             close_sent: None,
             held_identity_change: None,
+            pending_acks: Vec::new(),
+            ack_due: None,
         }
     }
 

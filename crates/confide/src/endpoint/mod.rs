@@ -11,8 +11,10 @@
 //! * [`gate`]: nothing leaves before the state that produced it is stored;
 //! * [`stats`]: every refusal's reason and its persisted counter.
 
+mod acks;
 mod commands;
 pub(crate) mod conversation;
+mod first_contact;
 pub(crate) mod gate;
 mod receive;
 mod reset;
@@ -29,6 +31,9 @@ use confide_sealed::{Role, SenderCertificate, TrustRoots};
 use confide_session::{PreKeyBundle, PreKeyStore, SafetyNumber};
 use confide_transport::{Address, Delivery, DeliveryEvent, MessageId as FrameId};
 
+pub use acks::AckPolicy;
+pub use commands::StartedConversation;
+pub use first_contact::{CertifiedBundle, CertifiedBundleError, CertifiedPeer};
 pub use stats::{DropReason, EndpointStats};
 
 use crate::consts::{
@@ -62,6 +67,8 @@ pub struct EndpointConfig {
     pub initial_retention: RetentionPolicy,
     /// Whether frames wait for persistence.
     pub persistence: Persistence,
+    /// When acknowledgements of received frames leave.
+    pub acknowledgements: AckPolicy,
 }
 
 impl Default for EndpointConfig {
@@ -70,6 +77,7 @@ impl Default for EndpointConfig {
             org: OrgBounds::UNRESTRICTED,
             initial_retention: RetentionPolicy::Off,
             persistence: Persistence::Required,
+            acknowledgements: AckPolicy::Immediate,
         }
     }
 }
@@ -157,6 +165,9 @@ impl Endpoint {
         if *certificate.identity() != identity.public() {
             return Err(NewEndpointError::CertificateIdentityMismatch);
         }
+        if !config.acknowledgements.is_valid() {
+            return Err(NewEndpointError::InvalidAckPolicy);
+        }
         let store = PreKeyStore::new(identity, rng, now);
         let mut endpoint = Self::assemble(store, address, certificate, roots, config);
         endpoint.maintain_prekeys(rng, now);
@@ -207,22 +218,20 @@ impl Endpoint {
         self.store.identity().public()
     }
 
-    /// The prekey bundles to upload to the directory: one-time bundles (each handed out once)
-    /// and the last-resort bundle (served to everyone when they run out). Upload again after
-    /// every [`Event::BundlesChanged`].
+    /// The certified prekey bundles to upload to the directory: one-time bundles (each
+    /// handed out once) and the last-resort bundle (served to everyone when they run out).
+    /// Each carries our sender certificate, so an initiator learns our certified role before
+    /// its first message. Upload again after every [`Event::BundlesChanged`] (also emitted
+    /// when the certificate is renewed).
     #[must_use]
     pub fn published_bundles(&self) -> PublishedBundles {
+        let certify = |b: &PreKeyBundle| first_contact::encode(&self.certificate, b);
         PublishedBundles {
-            one_time: self
-                .store
-                .one_time_bundles()
-                .iter()
-                .map(PreKeyBundle::to_bytes)
-                .collect(),
+            one_time: self.store.one_time_bundles().iter().map(certify).collect(),
             last_resort: self
                 .store
                 .last_resort_bundle()
-                .map(|b| b.to_bytes())
+                .map(|b| certify(&b))
                 .unwrap_or_default(),
         }
     }
@@ -264,7 +273,8 @@ impl Endpoint {
             .map(|c| &c.peer_address)
     }
 
-    /// The peer's certified role, once a message from it authenticated.
+    /// The peer's certified role: from its certified bundle for a conversation we started,
+    /// from its first message's certificate otherwise.
     #[must_use]
     pub fn peer_role(&self, conversation: ConversationId) -> Option<Role> {
         self.conversations
@@ -400,6 +410,7 @@ impl Endpoint {
                 c.close_sent
                     .map(|(_, at)| at.saturating_add(CLOSE_RETRANSMIT_PERIOD)),
             );
+            consider(c.ack_due);
         }
         consider(
             self.store

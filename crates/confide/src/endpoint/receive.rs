@@ -4,20 +4,18 @@
 //! (reset request or session message) -> conversation (existing, or new from a prekey
 //! message) -> staged session decrypt -> policy -> events and an acknowledgement.
 
-use confide_crypto::{CryptoRng, Timestamp, identity::IdentityPublicKey};
+use confide_crypto::{CryptoRng, Timestamp, identity::IdentityPublicKey, kdf::sha256};
 use confide_policy::{ConversationPolicy, Incoming, MessageId, Side};
 use confide_sealed::{CertificateError, OpenError, Role};
 use confide_session::{
     DecryptError, Decrypted, IdentityChangePolicy, SessionMessage, SessionRecord,
 };
-use confide_transport::{Address, Frame, IncomingStatus, MessageId as FrameId};
+use confide_transport::{Address, Frame, IncomingStatus, MessageId as FrameId, PayloadDigest};
 
 use super::conversation::{Conversation, SentKind};
 use super::reset::{self, Payload};
 use super::{DropReason, Endpoint};
-use crate::consts::{
-    MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_HELD_TRANSMITS, SENDER_CERTIFICATE_GRACE,
-};
+use crate::consts::{MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, SENDER_CERTIFICATE_GRACE};
 use crate::event::{ConversationId, Event};
 
 /// A refusal: which conversation it concerns (if one can be named) and why.
@@ -30,6 +28,20 @@ pub(crate) struct Authenticated {
     pub(crate) identity: IdentityPublicKey,
     pub(crate) role: Role,
     pub(crate) payload: Vec<u8>,
+    /// SHA-256 of the sealed envelope (what the dedup window compares).
+    pub(crate) digest: PayloadDigest,
+    /// The frame id was received before with another payload: this is a re-sealed or
+    /// re-encrypted copy from the same sender, acknowledged again but never shown again.
+    pub(crate) seen_before: bool,
+}
+
+/// A frame that passed the dedup stage.
+struct Candidate {
+    frame_id: FrameId,
+    payload: Vec<u8>,
+    digest: PayloadDigest,
+    /// For an altered copy of a frame seen before: its recorded sender.
+    seen_from: Option<Address>,
 }
 
 impl Endpoint {
@@ -61,14 +73,29 @@ impl Endpoint {
         now: Timestamp,
         identity_change: IdentityChangePolicy,
     ) -> Result<(), Refusal> {
-        let Some(frame) = self.handle_dedup(rng, bytes, now)? else {
+        let Some(candidate) = self.handle_dedup(rng, bytes, now)? else {
             return Ok(());
         };
-        let auth = self.open_envelope(frame, now)?;
+        let seen_from = candidate.seen_from.clone();
+        let auth = match self.open_envelope(candidate, now) {
+            Ok(auth) => auth,
+            // Anything under a known id that does not open is an injection: not answered.
+            Err(_) if seen_from.is_some() => return Err((None, DropReason::AlteredDuplicate)),
+            Err(refusal) => return Err(refusal),
+        };
+        if let Some(from) = seen_from
+            && from != auth.peer_address
+        {
+            return Err((None, DropReason::AlteredDuplicate));
+        }
         match reset::classify(&auth.payload) {
             Err(_) => Err((
                 self.conversation_with(&auth.peer_address),
                 DropReason::MalformedPayload,
+            )),
+            Ok(Payload::ResetRequest(_)) if auth.seen_before => Err((
+                self.conversation_with(&auth.peer_address),
+                DropReason::AlteredDuplicate,
             )),
             Ok(Payload::ResetRequest(request)) => {
                 self.handle_reset_request(rng, now, &auth, &request)
@@ -79,14 +106,16 @@ impl Endpoint {
         }
     }
 
-    /// Stage 1: a valid data frame, not seen within the dedup window. A frame seen before
-    /// is acknowledged again (its acknowledgement may have been lost) and goes no further.
+    /// Stage 1: a valid data frame, not seen within the dedup window. A byte-identical copy
+    /// of a frame seen before is acknowledged again (its acknowledgement may have been lost),
+    /// within the rate limits of `docs/transport.md` §3.4, and goes no further. A different
+    /// payload under a seen id goes on only to be authenticated as the recorded sender.
     fn handle_dedup<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         bytes: &[u8],
         now: Timestamp,
-    ) -> Result<Option<(FrameId, Vec<u8>)>, Refusal> {
+    ) -> Result<Option<Candidate>, Refusal> {
         let Ok(Frame::Data { id, payload }) = Frame::from_bytes(bytes) else {
             return Err((None, DropReason::MalformedFrame));
         };
@@ -95,23 +124,55 @@ impl Endpoint {
             self.stats.record_duplicate();
             return Ok(None);
         }
-        if let IncomingStatus::Duplicate { from } = self.delivery.check_incoming(id, now) {
-            self.stats.record_duplicate();
-            if let Some(conversation) = self.conversation_with(&from) {
-                self.acknowledge(rng, now, conversation, id);
+        let digest = PayloadDigest::from_bytes(sha256(&[&payload]));
+        let seen_from = match self.delivery.check_incoming(id, &digest, now) {
+            IncomingStatus::Duplicate { from } => {
+                self.stats.record_duplicate();
+                if let Some(conversation) = self.conversation_with(&from) {
+                    self.reacknowledge(rng, now, conversation, id);
+                }
+                return Ok(None);
             }
-            return Ok(None);
+            IncomingStatus::Altered { from } => Some(from),
+            _ => None,
+        };
+        Ok(Some(Candidate {
+            frame_id: id,
+            payload,
+            digest,
+            seen_from,
+        }))
+    }
+
+    /// Acknowledges a frame received before again, if the transport's re-acknowledgement
+    /// limits allow; otherwise only counts it (a replay is not worth a persist).
+    fn reacknowledge<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        frame_id: FrameId,
+    ) {
+        if self.delivery.grant_reacknowledgement(frame_id, now) {
+            self.acknowledge(rng, now, conversation, frame_id);
+        } else {
+            self.stats.record_unanswered_duplicate();
         }
-        Ok(Some((id, payload)))
     }
 
     /// Stage 2: the sealed envelope opens for us and its certificate chain is valid at
     /// `now` (a certificate expired less than [`SENDER_CERTIFICATE_GRACE`] ago is accepted).
     fn open_envelope(
         &mut self,
-        (frame_id, payload): (FrameId, Vec<u8>),
+        candidate: Candidate,
         now: Timestamp,
     ) -> Result<Authenticated, Refusal> {
+        let Candidate {
+            frame_id,
+            payload,
+            digest,
+            seen_from,
+        } = candidate;
         let opened = confide_sealed::open_with_grace(
             self.store.identity(),
             &self.roots,
@@ -137,6 +198,8 @@ impl Endpoint {
             identity: *sender.identity(),
             role: sender.role(),
             payload: opened.payload,
+            digest,
+            seen_before: seen_from.is_some(),
         })
     }
 
@@ -175,6 +238,7 @@ impl Endpoint {
                 };
                 (conversation, decrypted)
             }
+            None if auth.seen_before => return Err((None, DropReason::AlteredDuplicate)),
             None if prekey_from.is_some() => self.accept_new_conversation(rng, now, &auth)?,
             None => {
                 let closed = self
@@ -253,6 +317,15 @@ impl Endpoint {
                 }
                 Ok(Some(decrypted))
             }
+            Err(DecryptError::Duplicate) if auth.seen_before => {
+                // Our session decrypted this message before: the sender re-sealed it (a
+                // renewed certificate) under the same frame id. Acknowledge it again.
+                let _ = self
+                    .delivery
+                    .update_incoming_digest(auth.frame_id, auth.digest);
+                self.reacknowledge(rng, now, conversation, auth.frame_id);
+                Ok(None)
+            }
             Err(e) => {
                 // Inside an envelope authenticated as the peer, in a frame we never accepted
                 // (the dedup window and the control-frame list let it through), a message
@@ -327,6 +400,15 @@ impl Endpoint {
             return Err((None, DropReason::NoConversation));
         };
         conv.peer_role = Some(auth.role);
+        let frame_id = auth.frame_id;
+        if auth.seen_before {
+            // The sender re-encrypted a frame we already handled (after a session reset):
+            // the session advanced past it, the content is not shown again, and it is
+            // acknowledged again.
+            let _ = self.delivery.update_incoming_digest(frame_id, auth.digest);
+            self.reacknowledge(rng, now, conversation, frame_id);
+            return Ok(());
+        }
         // Keys of messages whose timer ran out go now, not only at the next timeout.
         if let Some(cutoff) = conv.policy.skipped_key_cutoff(now) {
             let _ = conv.record.prune_skipped_keys(cutoff);
@@ -335,7 +417,6 @@ impl Endpoint {
             .policy
             .handle_incoming(&decrypted.plaintext, now)
             .map_err(|_| (Some(conversation), DropReason::ContentRefused))?;
-        let frame_id = auth.frame_id;
         match incoming {
             Incoming::DeliveryAcks { ids } => {
                 // An authenticated end-to-end acknowledgement: never acknowledged.
@@ -346,17 +427,23 @@ impl Endpoint {
             }
 
             Incoming::Closed(_erase) => {
-                let _ = self
-                    .delivery
-                    .accept_incoming(frame_id, auth.peer_address.clone(), now);
+                let _ = self.delivery.accept_incoming(
+                    frame_id,
+                    auth.peer_address.clone(),
+                    auth.digest,
+                    now,
+                );
                 conv.record.erase();
                 // Nothing still waiting for this peer can be acknowledged now.
                 self.cancel_sent(conversation, |_| true);
             }
             other => {
-                let _ = self
-                    .delivery
-                    .accept_incoming(frame_id, auth.peer_address.clone(), now);
+                let _ = self.delivery.accept_incoming(
+                    frame_id,
+                    auth.peer_address.clone(),
+                    auth.digest,
+                    now,
+                );
                 self.acknowledge(rng, now, conversation, frame_id);
                 match other {
                     Incoming::Message(m) => {
@@ -440,38 +527,6 @@ impl Endpoint {
             }
             _ => self.collect_transmits(now),
         }
-    }
-
-    /// Encrypts an acknowledgement of `frame_id` in the session and queues it (unreliable:
-    /// a lost ack is answered by a retransmission, which is acknowledged again). It leaves
-    /// only after the state that received the message is confirmed persisted.
-    pub(crate) fn acknowledge<R: CryptoRng + ?Sized>(
-        &mut self,
-        rng: &mut R,
-        now: Timestamp,
-        conversation: ConversationId,
-        frame_id: FrameId,
-    ) {
-        if self.gate.held_len() >= MAX_HELD_TRANSMITS {
-            self.drop_frame(Some(conversation), DropReason::AcknowledgementDeferred);
-            return;
-        }
-        let Some(conv) = self.conversations.get_mut(&conversation) else {
-            return;
-        };
-        let ack_id = MessageId::random(rng);
-        let Ok(frame) =
-            conv.policy
-                .acknowledge(&[MessageId::from_bytes(frame_id.to_bytes())], ack_id, now)
-        else {
-            return;
-        };
-        let Some((_, envelope, to)) = self.encrypt_and_seal(rng, conversation, frame.as_bytes())
-        else {
-            return;
-        };
-        let _ = self.delivery.send_unacknowledged(to, envelope, rng);
-        self.mark_changed();
     }
 }
 

@@ -222,9 +222,12 @@ impl Endpoint {
             .any(|(k, at)| *k == request.session && *at >= cutoff);
         if already {
             // We started a new session for this already; the requester has not seen it yet.
-            let _ = self
-                .delivery
-                .accept_incoming(auth.frame_id, auth.peer_address.clone(), now);
+            let _ = self.delivery.accept_incoming(
+                auth.frame_id,
+                auth.peer_address.clone(),
+                auth.digest,
+                now,
+            );
             self.send_resume(rng, now, conversation);
             return Ok(());
         }
@@ -248,9 +251,12 @@ impl Endpoint {
             .map_err(|_| (Some(conversation), DropReason::MalformedPayload))?;
         let session = Session::initiate(rng, self.store.identity(), &verified)
             .map_err(|_| (Some(conversation), DropReason::SessionRefused))?;
-        let _ = self
-            .delivery
-            .accept_incoming(auth.frame_id, auth.peer_address.clone(), now);
+        let _ = self.delivery.accept_incoming(
+            auth.frame_id,
+            auth.peer_address.clone(),
+            auth.digest,
+            now,
+        );
         let _resent = self.install_session(rng, now, conversation, session);
         let mut lost_all = Vec::new();
         if let Some(c) = self.conversations.get_mut(&conversation) {

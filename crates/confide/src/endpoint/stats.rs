@@ -45,11 +45,15 @@ pub enum DropReason {
     /// An acknowledgement could not be queued because too many frames wait for persistence;
     /// the peer retransmits and it is acknowledged then.
     AcknowledgementDeferred,
+    /// A frame under an id received before, with a different payload, that did not
+    /// authenticate as the sender recorded for that id (a relay injecting or altering
+    /// frames). Never acknowledged. Nothing to do.
+    AlteredDuplicate,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::MalformedFrame,
         Self::EnvelopeRefused,
         Self::CertificateExpired,
@@ -65,6 +69,7 @@ impl DropReason {
         Self::ContentRefused,
         Self::StaleResetRequest,
         Self::AcknowledgementDeferred,
+        Self::AlteredDuplicate,
     ];
 
     /// A stable snake-case name (for logs and metrics; it carries no data).
@@ -86,6 +91,7 @@ impl DropReason {
             Self::ContentRefused => "content_refused",
             Self::StaleResetRequest => "stale_reset_request",
             Self::AcknowledgementDeferred => "acknowledgement_deferred",
+            Self::AlteredDuplicate => "altered_duplicate",
         }
     }
 
@@ -106,6 +112,7 @@ impl DropReason {
             Self::ContentRefused => 12,
             Self::StaleResetRequest => 13,
             Self::AcknowledgementDeferred => 14,
+            Self::AlteredDuplicate => 15,
         }
     }
 }
@@ -116,6 +123,7 @@ impl DropReason {
 pub struct EndpointStats {
     dropped: [u64; DropReason::ALL.len()],
     duplicate_frames: u64,
+    unanswered_duplicates: u64,
 }
 
 impl EndpointStats {
@@ -138,6 +146,15 @@ impl EndpointStats {
         self.duplicate_frames
     }
 
+    /// Duplicates not acknowledged again because they came sooner than their sender
+    /// retransmits, or beyond the re-acknowledgement budget (`docs/transport.md` §3.4): replays,
+    /// or a restarted sender resending at once. A genuine sender retransmits later and is
+    /// acknowledged then, so this is not a loss.
+    #[must_use]
+    pub fn unanswered_duplicates(&self) -> u64 {
+        self.unanswered_duplicates
+    }
+
     /// Session messages that failed to authenticate (shorthand for
     /// `dropped(DropReason::SessionAuthentication)`).
     #[must_use]
@@ -155,24 +172,30 @@ impl EndpointStats {
         self.duplicate_frames = self.duplicate_frames.saturating_add(1);
     }
 
+    pub(crate) fn record_unanswered_duplicate(&mut self) {
+        self.unanswered_duplicates = self.unanswered_duplicates.saturating_add(1);
+    }
+
     pub(crate) fn counters(&self) -> impl Iterator<Item = u64> + '_ {
         self.dropped
             .iter()
             .copied()
-            .chain(core::iter::once(self.duplicate_frames))
+            .chain([self.duplicate_frames, self.unanswered_duplicates])
     }
 
     /// Rebuilds from [`EndpointStats::counters`] order; `None` if the count is wrong.
     pub(crate) fn from_counters(values: &[u64]) -> Option<Self> {
-        let (dup, dropped) = values.split_last()?;
+        let (unanswered, rest) = values.split_last()?;
+        let (dup, dropped) = rest.split_last()?;
         Some(Self {
             dropped: dropped.try_into().ok()?,
             duplicate_frames: *dup,
+            unanswered_duplicates: *unanswered,
         })
     }
 
     /// Number of counters in the stored form.
-    pub(crate) const COUNTERS: usize = DropReason::ALL.len() + 1;
+    pub(crate) const COUNTERS: usize = DropReason::ALL.len() + 2;
 }
 
 #[cfg(test)]

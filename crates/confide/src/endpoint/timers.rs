@@ -29,6 +29,7 @@ pub(crate) fn shred_deadline(c: &Conversation) -> Option<Timestamp> {
 impl Endpoint {
     pub(crate) fn timeout<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
         self.delivery.handle_timeout(now);
+        self.flush_due_acks(rng, now);
         let ids: Vec<ConversationId> = self.conversations.keys().copied().collect();
         for id in ids {
             let Some(conv) = self.conversations.get_mut(&id) else {

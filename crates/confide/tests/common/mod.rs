@@ -432,6 +432,7 @@ pub fn connect(world: &mut World) -> ConversationId {
             ExpectedIdentity::TrustOnFirstUse,
         )
         .unwrap()
+        .conversation
     })
 }
 

@@ -1,0 +1,171 @@
+//! When end-to-end acknowledgements leave: the app's [`AckPolicy`], the per-conversation
+//! batch, and the re-acknowledgement of duplicates.
+//!
+//! Acknowledgement timing tells a relay that watches both mailboxes when a recipient handled
+//! a frame. With [`AckPolicy::Immediate`] an acknowledgement follows each received frame as
+//! soon as the state is persisted; [`AckPolicy::Batched`] collects them per conversation and
+//! sends them together at a random moment inside a window; [`AckPolicy::AppDriven`] sends
+//! them only when the app asks. See `docs/endpoint.md` ("Acknowledgements").
+
+use confide_crypto::{CryptoRng, Duration, Timestamp};
+use confide_policy::MessageId;
+use confide_policy::limits::MAX_IDS_PER_FRAME;
+use confide_transport::MessageId as FrameId;
+
+use super::{DropReason, Endpoint};
+use crate::consts::{MAX_ACK_BATCH_WINDOW, MAX_HELD_TRANSMITS};
+use crate::event::ConversationId;
+
+/// When the endpoint sends end-to-end acknowledgements of received frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AckPolicy {
+    /// Acknowledge each frame as soon as the state that received it is persisted (the
+    /// default: the sender learns of delivery soonest and retransmits least).
+    Immediate,
+    /// Collect acknowledgements per conversation and send them together in one frame, at a
+    /// moment drawn uniformly from `[first + window/2, first + window]`, where `first` is
+    /// when the oldest one started waiting. `window` is at most [`MAX_ACK_BATCH_WINDOW`].
+    Batched {
+        /// The batching window.
+        window: Duration,
+    },
+    /// Acknowledge only when the app calls [`Endpoint::send_acknowledgements`] (for example
+    /// when the user opens the conversation), or when [`MAX_IDS_PER_FRAME`] wait in one
+    /// conversation. The sender retransmits until then.
+    AppDriven,
+}
+
+impl AckPolicy {
+    /// Whether the policy's parameters are within their limits.
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        match self {
+            Self::Batched { window } => {
+                window.as_millis() > 0 && window.as_millis() <= MAX_ACK_BATCH_WINDOW.as_millis()
+            }
+            Self::Immediate | Self::AppDriven => true,
+        }
+    }
+}
+
+impl Endpoint {
+    /// Acknowledges `frame_id` to the peer of `conversation` as the [`AckPolicy`] says (at
+    /// once, in a batch, or when the app asks). It leaves only after the state that received
+    /// the frame is confirmed persisted.
+    pub(crate) fn acknowledge<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        frame_id: FrameId,
+    ) {
+        let policy = self.config.acknowledgements;
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        if !conv.pending_acks.contains(&frame_id) {
+            conv.pending_acks.push(frame_id);
+        }
+        let full = conv.pending_acks.len() >= MAX_IDS_PER_FRAME;
+        let flush_now = match policy {
+            AckPolicy::Batched { window } => {
+                if conv.ack_due.is_none() {
+                    conv.ack_due = Some(batch_deadline(rng, now, window));
+                }
+                full
+            }
+            AckPolicy::AppDriven => full,
+            AckPolicy::Immediate => true,
+        };
+        self.mark_changed();
+        if flush_now {
+            self.flush_acks(rng, now, conversation);
+        }
+    }
+
+    /// Sends every acknowledgement still waiting, in every conversation (one frame per
+    /// conversation). For [`AckPolicy::AppDriven`]; harmless under the other policies.
+    pub fn send_acknowledgements<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
+        let waiting: Vec<ConversationId> = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| !c.pending_acks.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for conversation in waiting {
+            self.flush_acks(rng, now, conversation);
+        }
+        self.collect_transmits(now);
+    }
+
+    /// Sends the batches whose moment came.
+    pub(crate) fn flush_due_acks<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
+        let due: Vec<ConversationId> = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.ack_due.is_some_and(|t| now >= t))
+            .map(|(id, _)| *id)
+            .collect();
+        for conversation in due {
+            self.flush_acks(rng, now, conversation);
+        }
+    }
+
+    /// Encrypts one acknowledgement frame naming every waiting frame id of `conversation`
+    /// and queues it (unreliable: a lost ack is answered by a retransmission, which is
+    /// acknowledged again).
+    fn flush_acks<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+    ) {
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        let ids: Vec<MessageId> = conv
+            .pending_acks
+            .drain(..)
+            .map(|f| MessageId::from_bytes(f.to_bytes()))
+            .collect();
+        conv.ack_due = None;
+        self.mark_changed();
+        if ids.is_empty() {
+            return;
+        }
+        if self.gate.held_len() >= MAX_HELD_TRANSMITS {
+            self.drop_frame(Some(conversation), DropReason::AcknowledgementDeferred);
+            return;
+        }
+        let ack_id = MessageId::random(rng);
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        // A conversation closed meanwhile has no session left to acknowledge in.
+        let Ok(frame) = conv.policy.acknowledge(&ids, ack_id, now) else {
+            return;
+        };
+        let Some((_, envelope, to)) = self.encrypt_and_seal(rng, conversation, frame.as_bytes())
+        else {
+            return;
+        };
+        let _ = self.delivery.send_unacknowledged(to, envelope, rng);
+    }
+}
+
+/// `now + window/2 + u`, with `u` uniform in `[0, window - window/2]` (milliseconds), drawn
+/// as 8 bytes from `rng` read as a big-endian `u64` and reduced modulo the range size (the bias is below 2^-40 for any
+/// window within [`MAX_ACK_BATCH_WINDOW`]).
+fn batch_deadline<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    now: Timestamp,
+    window: Duration,
+) -> Timestamp {
+    let window = window.as_millis().min(MAX_ACK_BATCH_WINDOW.as_millis());
+    let half = window / 2;
+    let span = window.saturating_sub(half).saturating_add(1);
+    let draw = u64::from_be_bytes(confide_crypto::random_array::<8, R>(rng));
+    let jitter = draw.checked_rem(span).unwrap_or(0);
+    now.saturating_add(Duration::from_millis(half.saturating_add(jitter)))
+}
