@@ -11,7 +11,11 @@ use confide::{
     PublishedBundles, Role, StorageKey,
 };
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
-use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
+use confide_sealed::{
+    SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TokenVerifier, TrustRoots,
+    relay_check,
+};
+use confide_transport::RelayToken;
 use confide_transport::sim::{LinkConfig, SimNetwork};
 
 /// Why an example helper failed (setup errors; the examples print them and exit).
@@ -101,7 +105,10 @@ pub struct Observed {
 pub struct Relay {
     network: SimNetwork,
     directory: BTreeMap<Vec<u8>, Published>,
+    /// Token verifiers registered by mailbox owners.
+    verifiers: BTreeMap<Vec<u8>, TokenVerifier>,
     observed: Vec<Observed>,
+    refused: usize,
 }
 
 impl Relay {
@@ -112,7 +119,9 @@ impl Relay {
         Self {
             network,
             directory: BTreeMap::new(),
+            verifiers: BTreeMap::new(),
             observed: Vec::new(),
+            refused: 0,
         }
     }
 
@@ -125,8 +134,15 @@ impl Relay {
             .with_reordering(100_000)
     }
 
-    /// Replaces the bundles published for `address`.
-    pub fn publish(&mut self, address: &Address, bundles: PublishedBundles) {
+    /// Replaces the bundles published for `address`, and registers the verifier of its
+    /// delivery token: from then on the relay takes frames for `address` only with the token.
+    pub fn publish(
+        &mut self,
+        address: &Address,
+        bundles: PublishedBundles,
+        verifier: TokenVerifier,
+    ) {
+        self.verifiers.insert(address.as_bytes().to_vec(), verifier);
         self.directory.insert(
             address.as_bytes().to_vec(),
             (bundles.one_time.into_iter().collect(), bundles.last_resort),
@@ -140,8 +156,23 @@ impl Relay {
         one_time.pop_front().or_else(|| Some(last_resort.clone()))
     }
 
-    /// Accepts a frame for `to`'s mailbox.
-    pub fn submit(&mut self, from: &Address, to: &Address, frame: &[u8], now: Timestamp) {
+    /// Accepts a frame for `to`'s mailbox if it comes with `to`'s delivery token (the relay
+    /// learns that the sender holds the token, not who the sender is). In this in-process
+    /// relay `from` only says which simulated link the frame takes.
+    pub fn submit(
+        &mut self,
+        from: &Address,
+        to: &Address,
+        token: Option<&RelayToken>,
+        frame: &[u8],
+        now: Timestamp,
+    ) {
+        if let Some(verifier) = self.verifiers.get(to.as_bytes())
+            && !token.is_some_and(|t| relay_check(verifier, t.expose()))
+        {
+            self.refused += 1;
+            return;
+        }
         self.observed.push(Observed {
             at: now,
             mailbox: String::from_utf8_lossy(to.as_bytes()).into_owned(),
@@ -169,6 +200,11 @@ impl Relay {
     /// Everything the relay saw.
     pub fn observed(&self) -> &[Observed] {
         &self.observed
+    }
+
+    /// Frames refused for a missing or wrong delivery token.
+    pub fn refused(&self) -> usize {
+        self.refused
     }
 
     /// Frames lost by the simulated network.
@@ -219,16 +255,24 @@ impl Participant {
         let mut events = Vec::new();
         loop {
             match self.endpoint.poll_output() {
-                Output::Transmit(tx) => {
-                    relay.submit(self.endpoint.address(), &tx.to, &tx.frame, now)
-                }
+                Output::Transmit(tx) => relay.submit(
+                    self.endpoint.address(),
+                    &tx.to,
+                    tx.token.as_ref(),
+                    &tx.frame,
+                    now,
+                ),
                 Output::Event(Event::PersistRequired) => {
                     self.stored = self.endpoint.export_state(rng, &self.storage_key)?;
                     self.endpoint.confirm_persisted();
                 }
                 Output::Event(Event::BundlesChanged) => {
                     let address = self.endpoint.address().clone();
-                    relay.publish(&address, self.endpoint.published_bundles());
+                    relay.publish(
+                        &address,
+                        self.endpoint.published_bundles(),
+                        self.endpoint.delivery_token_verifier(),
+                    );
                 }
                 Output::Event(e) => events.push(e),
                 Output::Timeout(t) => {

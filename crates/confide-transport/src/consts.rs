@@ -121,3 +121,9 @@ pub const REACKNOWLEDGE_BUDGET: u32 = 64;
 /// Reason: short enough that a genuine sender's next retransmission (after backoff, at
 /// least [`INITIAL_RETRANSMIT_TIMEOUT`], typically longer) finds the budget refilled.
 pub const REACKNOWLEDGE_BUDGET_WINDOW: Duration = Duration::from_secs(60);
+
+/// Length of a [`RelayToken`](crate::RelayToken) (a delivery token, `docs/sealed-sender.md`).
+///
+/// Reason: 128 bits cannot be guessed, and a token travels with every frame to the relay, so
+/// it is kept short. Equal to `confide_sealed::DELIVERY_TOKEN_LEN`.
+pub const RELAY_TOKEN_LEN: usize = 16;

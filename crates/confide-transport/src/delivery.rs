@@ -601,7 +601,12 @@ impl Delivery {
             };
             // Payload lengths are checked on entry, so encoding cannot fail; skip defensively.
             if let Ok(frame) = frame {
-                return Some(Transmit { to, frame });
+                // The facade attaches the destination's relay token.
+                return Some(Transmit {
+                    to,
+                    frame,
+                    token: None,
+                });
             }
         }
         None

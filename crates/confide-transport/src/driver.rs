@@ -166,7 +166,7 @@ impl<E: SansIoEndpoint, T: Transport> Driver<E, T> {
         for _ in 0..MAX_OUTPUTS_PER_DRAIN {
             match self.endpoint.poll_output() {
                 EndpointOutput::Transmit(tx) => {
-                    if let Err(e) = self.transport.send(&tx.to, &tx.frame) {
+                    if let Err(e) = self.transport.send(&tx.to, tx.token.as_ref(), &tx.frame) {
                         self.send_failures = self.send_failures.saturating_add(1);
                         self.last_error = Some(e);
                     }

@@ -46,7 +46,7 @@
 //!     .send(counselor.clone(), b"<sealed envelope>".to_vec(), now, &mut rng)
 //!     .unwrap();
 //! while let Some(tx) = client_delivery.poll_transmit() {
-//!     net.port(client.clone(), now).send(&tx.to, &tx.frame).unwrap();
+//!     net.port(client.clone(), now).send(&tx.to, None, &tx.frame).unwrap();
 //! }
 //!
 //! // The frame arrives; the counselor's facade dedups, opens it (learning the sender), records
@@ -65,7 +65,7 @@
 //! );
 //! counselor_delivery.send_unacknowledged(client.clone(), b"<sealed ack>".to_vec(), &mut rng).unwrap();
 //! while let Some(tx) = counselor_delivery.poll_transmit() {
-//!     net.port(counselor.clone(), now).send(&tx.to, &tx.frame).unwrap();
+//!     net.port(counselor.clone(), now).send(&tx.to, None, &tx.frame).unwrap();
 //! }
 //!
 //! // The client's facade opens the ack, authenticates it as from the counselor, reports it.
@@ -99,4 +99,4 @@ pub use delivery::{
     AckOutcome, Delivery, DeliveryEvent, DeliveryStats, IncomingStatus, PayloadDigest, SendError,
 };
 pub use frame::{FRAME_KIND_DATA, Frame, FrameEncodeError, MessageId};
-pub use transport::{Transmit, Transport, TransportError};
+pub use transport::{RelayToken, Transmit, Transport, TransportError};

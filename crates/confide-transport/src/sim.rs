@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confide_crypto::{CryptoRng, Duration, Timestamp};
 
-use crate::{Address, Transport, TransportError};
+use crate::{Address, RelayToken, Transport, TransportError};
 
 /// Chances and delays of one directed link. Chances are in parts per million.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -351,7 +351,13 @@ impl SimPort<'_> {
 }
 
 impl Transport for SimPort<'_> {
-    fn send(&mut self, to: &Address, frame: &[u8]) -> Result<(), TransportError> {
+    /// The simulated network has no relay access control: the token is ignored.
+    fn send(
+        &mut self,
+        to: &Address,
+        _token: Option<&RelayToken>,
+        frame: &[u8],
+    ) -> Result<(), TransportError> {
         self.network.send(&self.local, to, frame, self.now);
         Ok(())
     }
@@ -428,7 +434,7 @@ mod tests {
     #[test]
     fn port_is_a_transport() {
         let mut net = SimNetwork::new(3);
-        net.port(a(1), t(0)).send(&a(2), b"hi").unwrap();
+        net.port(a(1), t(0)).send(&a(2), None, b"hi").unwrap();
         assert_eq!(net.next_event_time(), Some(t(50)));
         net.deliver_due(t(50));
         assert_eq!(net.port(a(2), t(50)).recv().unwrap().unwrap(), b"hi");

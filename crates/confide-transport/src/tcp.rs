@@ -1,10 +1,21 @@
 //! A loopback TCP relay and client transport for the examples (cargo feature `tcp`).
 //!
 //! This is example plumbing, not a production relay: it binds only to 127.0.0.1, has no
-//! authentication of mailbox registration, and keeps mail in memory. It shows the shape of a
-//! store-and-forward relay that sees only opaque frames and mailbox addresses.
+//! authentication of mailbox registration (anyone can register any mailbox and take its mail),
+//! and keeps mail in memory. It shows the shape of a store-and-forward relay that sees only
+//! opaque frames, mailbox addresses and delivery tokens.
 //!
-//! # Relay protocol, version 1
+//! **It gives no sender anonymity.** A client sends on the connection that registered its own
+//! mailbox, so the relay links every sealed envelope to its sender's mailbox (and IP address),
+//! whatever the envelope hides. A relay that keeps senders anonymous accepts sealed sends on
+//! connections that are not tied to a mailbox; that is the reference relay's job.
+//!
+//! Delivery tokens: a mailbox may register a token verifier
+//! (`SHA-256("Confide_v1_MailboxVerifier" || token)`, see `confide_sealed::TokenVerifier`).
+//! From then on the relay accepts a frame for that mailbox only with the matching
+//! [`RelayToken`], and learns that the sender is one of the owner's contacts, not which one.
+//!
+//! # Relay protocol, version 2
 //!
 //! A TCP stream carries relay messages back to back, each as a 4-byte big-endian length `L`
 //! (1 ..= [`MAX_RELAY_MESSAGE_LEN`]) followed by `L` bytes:
@@ -16,11 +27,17 @@
 //! | ...  | body, by type (below); nothing may follow it             |
 //!
 //! * Register (client to relay, first message, once): mailbox address as 1 length byte
-//!   (1..=64) plus bytes. The relay then delivers any mail it stored for that mailbox.
-//! * SendTo (client to relay): destination address (as above), then the frame as a 4-byte
-//!   length (at most [`MAX_FRAME_LEN`]) plus bytes. The relay forwards it as a Deliver if the
-//!   mailbox is connected, else stores it (bounded; excess is dropped, the sender's delivery
-//!   machine retransmits).
+//!   (1..=64) plus bytes, then the token verifier: `0x00` none (an open mailbox), or `0x01`
+//!   and 32 bytes. The relay then delivers any mail it stored for that mailbox. A verifier,
+//!   once registered for a mailbox, stays for the relay's lifetime (a later registration
+//!   without one does not remove it; one with another verifier replaces it).
+//! * SendTo (client to relay): destination address (as above), then the token: `0x00` none,
+//!   or `0x01` and the 16-byte token, then the frame as a 4-byte length (at most
+//!   [`MAX_FRAME_LEN`]) plus bytes. If the destination registered a verifier, a frame without
+//!   a token or with a token that does not match is dropped (counted in
+//!   [`RelayServer::refused_frames`]; the sender's delivery machine retransmits). Otherwise
+//!   the relay forwards it as a Deliver if the mailbox is connected, else stores it (bounded;
+//!   excess is dropped).
 //! * Deliver (relay to client): the frame as a 4-byte length plus bytes.
 //!
 //! Anything malformed (unknown version or type, bad length, trailing bytes, SendTo before
@@ -36,14 +53,22 @@ use std::thread::JoinHandle;
 
 use confide_crypto::codec::{DecodeError, Reader, Writer};
 
-use crate::consts::{MAX_ADDRESS_LEN, MAX_FRAME_LEN};
-use crate::{Address, Transport, TransportError};
+use confide_crypto::kdf::sha256;
+use confide_crypto::secret::ct_eq;
+
+use crate::consts::{MAX_ADDRESS_LEN, MAX_FRAME_LEN, RELAY_TOKEN_LEN};
+use crate::{Address, RelayToken, Transport, TransportError};
 
 /// Version byte of every relay message.
-pub const RELAY_VERSION: u8 = 1;
+pub const RELAY_VERSION: u8 = 2;
 
-/// Largest relay message body: version, type, address, frame length and the largest frame.
-pub const MAX_RELAY_MESSAGE_LEN: usize = 2 + 1 + MAX_ADDRESS_LEN + 4 + MAX_FRAME_LEN;
+/// Largest relay message body: version, type, address, token flag and token, frame length
+/// and the largest frame.
+pub const MAX_RELAY_MESSAGE_LEN: usize =
+    2 + 1 + MAX_ADDRESS_LEN + 1 + RELAY_TOKEN_LEN + 4 + MAX_FRAME_LEN;
+
+/// Hash prefix of a mailbox's token verifier (the same label `confide_sealed` uses).
+const MAILBOX_VERIFIER_LABEL: &[u8] = b"Confide_v1_MailboxVerifier";
 
 /// Most frames the relay stores for one offline mailbox.
 ///
@@ -94,11 +119,15 @@ pub enum RelayMessage {
     Register {
         /// The mailbox.
         mailbox: Address,
+        /// The hash of the mailbox's delivery token; `None`: an open mailbox.
+        verifier: Option<[u8; 32]>,
     },
     /// Forward a frame to a mailbox.
     SendTo {
         /// Destination mailbox.
         to: Address,
+        /// The destination's delivery token, if the sender has one.
+        token: Option<RelayToken>,
         /// An encoded transport frame.
         frame: Vec<u8>,
     },
@@ -112,13 +141,15 @@ pub enum RelayMessage {
 impl core::fmt::Debug for RelayMessage {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Register { mailbox } => f
+            Self::Register { mailbox, verifier } => f
                 .debug_struct("Register")
                 .field("mailbox", mailbox)
+                .field("has_verifier", &verifier.is_some())
                 .finish(),
-            Self::SendTo { to, frame } => f
+            Self::SendTo { to, token, frame } => f
                 .debug_struct("SendTo")
                 .field("to", to)
+                .field("has_token", &token.is_some())
                 .field("frame_len", &frame.len())
                 .finish(),
             Self::Deliver { frame } => f
@@ -135,14 +166,30 @@ impl RelayMessage {
         let mut w = Writer::new();
         w.u8(RELAY_VERSION);
         let frame = match self {
-            Self::Register { mailbox } => {
+            Self::Register { mailbox, verifier } => {
                 w.u8(TYPE_REGISTER);
                 mailbox.write(&mut w);
+                match verifier {
+                    None => {
+                        w.u8(0);
+                    }
+                    Some(v) => {
+                        w.u8(1).bytes(v);
+                    }
+                }
                 None
             }
-            Self::SendTo { to, frame } => {
+            Self::SendTo { to, token, frame } => {
                 w.u8(TYPE_SEND_TO);
                 to.write(&mut w);
+                match token {
+                    None => {
+                        w.u8(0);
+                    }
+                    Some(t) => {
+                        w.u8(1).bytes(t.expose());
+                    }
+                }
                 Some(frame)
             }
             Self::Deliver { frame } => {
@@ -173,9 +220,27 @@ impl RelayMessage {
         let message = match r.u8()? {
             TYPE_REGISTER => Self::Register {
                 mailbox: Address::read(&mut r)?,
+                verifier: match r.u8()? {
+                    0 => None,
+                    1 => Some(r.array()?),
+                    _ => {
+                        return Err(DecodeError::InvalidValue {
+                            field: "verifier flag",
+                        });
+                    }
+                },
             },
             TYPE_SEND_TO => Self::SendTo {
                 to: Address::read(&mut r)?,
+                token: match r.u8()? {
+                    0 => None,
+                    1 => Some(RelayToken::new(r.array()?)),
+                    _ => {
+                        return Err(DecodeError::InvalidValue {
+                            field: "token flag",
+                        });
+                    }
+                },
                 frame: r.var32("frame", MAX_FRAME_LEN)?.to_vec(),
             },
             TYPE_DELIVER => Self::Deliver {
@@ -282,6 +347,10 @@ type SharedStream = Arc<Mutex<TcpStream>>;
 struct RelayState {
     stored: BTreeMap<Address, (VecDeque<Vec<u8>>, usize)>,
     online: BTreeMap<Address, SharedStream>,
+    /// Token verifiers of mailboxes that registered one.
+    verifiers: BTreeMap<Address, [u8; 32]>,
+    /// Frames dropped for a missing or wrong token.
+    refused: usize,
     connections: usize,
     threads: Vec<JoinHandle<()>>,
 }
@@ -292,9 +361,18 @@ struct RelayShared {
 }
 
 impl RelayShared {
-    /// Hands `frame` to the mailbox's connection, or stores it. Returns whether it was kept.
-    fn route(&self, to: &Address, frame: Vec<u8>) -> bool {
+    /// Hands `frame` to the mailbox's connection, or stores it, if `token` is accepted for
+    /// the mailbox. Returns whether it was kept.
+    fn route(&self, to: &Address, token: Option<&RelayToken>, frame: Vec<u8>) -> bool {
         let mut state = lock(&self.state);
+        if let Some(verifier) = state.verifiers.get(to) {
+            let accepted = token
+                .is_some_and(|t| ct_eq(&sha256(&[MAILBOX_VERIFIER_LABEL, t.expose()]), verifier));
+            if !accepted {
+                state.refused = state.refused.saturating_add(1);
+                return false;
+            }
+        }
         if let Some(stream) = state.online.get(to).cloned() {
             let message = RelayMessage::Deliver { frame };
             if write_message(&mut lock(&stream), &message).is_ok() {
@@ -324,8 +402,11 @@ impl RelayShared {
         true
     }
 
-    fn register(&self, mailbox: &Address, stream: &SharedStream) {
+    fn register(&self, mailbox: &Address, verifier: Option<[u8; 32]>, stream: &SharedStream) {
         let mut state = lock(&self.state);
+        if let Some(v) = verifier {
+            state.verifiers.insert(mailbox.clone(), v);
+        }
         state.online.insert(mailbox.clone(), Arc::clone(stream));
         if let Some((queue, _)) = state.stored.remove(mailbox) {
             let mut writer = lock(stream);
@@ -358,14 +439,17 @@ impl RelayShared {
             match reader.next(&mut stream) {
                 ReadOutcome::Idle => {}
                 ReadOutcome::Closed | ReadOutcome::Violation => break,
-                ReadOutcome::Message(RelayMessage::Register { mailbox: m })
-                    if mailbox.is_none() =>
-                {
-                    self.register(&m, &writer);
+                ReadOutcome::Message(RelayMessage::Register {
+                    mailbox: m,
+                    verifier,
+                }) if mailbox.is_none() => {
+                    self.register(&m, verifier, &writer);
                     mailbox = Some(m);
                 }
-                ReadOutcome::Message(RelayMessage::SendTo { to, frame }) if mailbox.is_some() => {
-                    let _kept = self.route(&to, frame);
+                ReadOutcome::Message(RelayMessage::SendTo { to, token, frame })
+                    if mailbox.is_some() =>
+                {
+                    let _kept = self.route(&to, token.as_ref(), frame);
                 }
                 ReadOutcome::Message(_) => break,
             }
@@ -433,6 +517,13 @@ impl RelayServer {
             .values()
             .map(|(q, _)| q.len())
             .sum()
+    }
+
+    /// Frames dropped because their destination registered a token verifier and the frame
+    /// came without the matching token.
+    #[must_use]
+    pub fn refused_frames(&self) -> usize {
+        lock(&self.shared.state).refused
     }
 
     /// Stops accepting, closes every connection and joins all threads.
@@ -505,8 +596,13 @@ impl core::fmt::Debug for TcpTransport {
 }
 
 impl TcpTransport {
-    /// Connects to the relay at `relay` and registers `mailbox`.
-    pub fn connect(relay: SocketAddr, mailbox: &Address) -> Result<Self, TransportError> {
+    /// Connects to the relay at `relay` and registers `mailbox`, with the verifier of its
+    /// delivery token (`None`: anyone may send to it).
+    pub fn connect(
+        relay: SocketAddr,
+        mailbox: &Address,
+        verifier: Option<[u8; 32]>,
+    ) -> Result<Self, TransportError> {
         let mut writer = TcpStream::connect(relay).map_err(|e| io_error(&e))?;
         let _ = writer.set_nodelay(true);
         writer
@@ -520,6 +616,7 @@ impl TcpTransport {
             &mut writer,
             &RelayMessage::Register {
                 mailbox: mailbox.clone(),
+                verifier,
             },
         )?;
         let (tx, inbox) = sync_channel(TCP_INBOX_CAPACITY);
@@ -572,7 +669,12 @@ fn read_loop(
 }
 
 impl Transport for TcpTransport {
-    fn send(&mut self, to: &Address, frame: &[u8]) -> Result<(), TransportError> {
+    fn send(
+        &mut self,
+        to: &Address,
+        token: Option<&RelayToken>,
+        frame: &[u8],
+    ) -> Result<(), TransportError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -584,6 +686,7 @@ impl Transport for TcpTransport {
         }
         let message = RelayMessage::SendTo {
             to: to.clone(),
+            token: token.cloned(),
             frame: frame.to_vec(),
         };
         write_message(&mut self.writer, &message).inspect_err(|e| {
@@ -630,9 +733,22 @@ mod tests {
     fn relay_messages_round_trip_strictly() {
         let a = Address::new(b"box").unwrap();
         for m in [
-            RelayMessage::Register { mailbox: a.clone() },
+            RelayMessage::Register {
+                mailbox: a.clone(),
+                verifier: None,
+            },
+            RelayMessage::Register {
+                mailbox: a.clone(),
+                verifier: Some([9; 32]),
+            },
             RelayMessage::SendTo {
                 to: a.clone(),
+                token: None,
+                frame: vec![1, 2, 3],
+            },
+            RelayMessage::SendTo {
+                to: a.clone(),
+                token: Some(RelayToken::new([5; RELAY_TOKEN_LEN])),
                 frame: vec![1, 2, 3],
             },
             RelayMessage::Deliver { frame: vec![] },
@@ -647,20 +763,32 @@ mod tests {
             }
         }
         assert_eq!(
-            RelayMessage::Register { mailbox: a.clone() }
-                .to_bytes()
-                .unwrap(),
-            [1, 1, 3, b'b', b'o', b'x']
+            RelayMessage::Register {
+                mailbox: a.clone(),
+                verifier: None
+            }
+            .to_bytes()
+            .unwrap(),
+            [2, 1, 3, b'b', b'o', b'x', 0]
         );
-        assert!(RelayMessage::from_bytes(&[1, 9]).is_err());
-        assert!(RelayMessage::from_bytes(&[2, 1, 1, 0]).is_err());
+        assert!(RelayMessage::from_bytes(&[2, 9]).is_err());
+        assert!(
+            RelayMessage::from_bytes(&[1, 1, 1, b'b', 0]).is_err(),
+            "version 1"
+        );
+        assert!(
+            RelayMessage::from_bytes(&[2, 1, 1, b'b', 2]).is_err(),
+            "flag"
+        );
         let shown = format!(
             "{:?}",
             RelayMessage::SendTo {
                 to: a,
+                token: Some(RelayToken::new([0x5a; RELAY_TOKEN_LEN])),
                 frame: vec![7; 3]
             }
         );
         assert!(!shown.contains("box"));
+        assert!(!shown.contains("90"), "the token is not printed");
     }
 }

@@ -5,8 +5,18 @@ use core::fmt;
 use thiserror::Error;
 
 use crate::Address;
+use crate::consts::RELAY_TOKEN_LEN;
 
-/// Frame bytes to hand to the network, with their destination mailbox.
+confide_crypto::define_secret!(
+    /// The access token a sender presents to the relay with a frame for a mailbox: the
+    /// mailbox owner's delivery token, which the owner shares with its contacts (end to end)
+    /// and whose hash it registers with the relay. The relay learns that the sender is one of
+    /// the owner's contacts, not which one. The transport carries it and never interprets it.
+    pub struct RelayToken(RELAY_TOKEN_LEN);
+);
+
+/// Frame bytes to hand to the network, with their destination mailbox and the relay token
+/// for that mailbox (when the sender knows one).
 #[derive(Clone, PartialEq, Eq)]
 #[must_use = "a transmit must be handed to the transport"]
 pub struct Transmit {
@@ -14,13 +24,19 @@ pub struct Transmit {
     pub to: Address,
     /// An encoded [`Frame`](crate::Frame).
     pub frame: Vec<u8>,
+    /// The destination's relay token, to present with the frame; `None` when the sender has
+    /// none (a relay that requires one then refuses the frame, and the delivery machine
+    /// retransmits).
+    pub token: Option<RelayToken>,
 }
 
 impl fmt::Debug for Transmit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { to, frame, token } = self;
         f.debug_struct("Transmit")
-            .field("to", &self.to)
-            .field("frame_len", &self.frame.len())
+            .field("to", to)
+            .field("frame_len", &frame.len())
+            .field("has_token", &token.is_some())
             .finish()
     }
 }
@@ -57,8 +73,8 @@ pub enum TransportError {
 ///
 /// Contract:
 ///
-/// 1. [`Transport::send`] queues or writes one frame for the mailbox `to` and returns without
-///    waiting for delivery. Delivery is best effort: loss, duplication and reordering are all
+/// 1. [`Transport::send`] queues or writes one frame for the mailbox `to`, presenting `token`
+///    to the relay if there is one, and returns without waiting for delivery. Delivery is best effort: loss, duplication and reordering are all
 ///    allowed, because the delivery machine retransmits and dedups. An `Err` means the frame
 ///    was not accepted; the caller does not need to retry it.
 /// 2. [`Transport::recv`] never blocks: it returns `Ok(Some(frame))` for each frame that
@@ -67,16 +83,26 @@ pub enum TransportError {
 /// 3. Frames are passed through unchanged; the transport never interprets them. A transport
 ///    may refuse frames longer than [`MAX_FRAME_LEN`](crate::consts::MAX_FRAME_LEN).
 pub trait Transport {
-    /// Sends one encoded frame to the mailbox `to`.
-    fn send(&mut self, to: &Address, frame: &[u8]) -> Result<(), TransportError>;
+    /// Sends one encoded frame to the mailbox `to`, with the relay token for it (if any).
+    fn send(
+        &mut self,
+        to: &Address,
+        token: Option<&RelayToken>,
+        frame: &[u8],
+    ) -> Result<(), TransportError>;
 
     /// Takes the next received frame, if any, without blocking.
     fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError>;
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
-    fn send(&mut self, to: &Address, frame: &[u8]) -> Result<(), TransportError> {
-        (**self).send(to, frame)
+    fn send(
+        &mut self,
+        to: &Address,
+        token: Option<&RelayToken>,
+        frame: &[u8],
+    ) -> Result<(), TransportError> {
+        (**self).send(to, token, frame)
     }
 
     fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
@@ -85,8 +111,13 @@ impl<T: Transport + ?Sized> Transport for &mut T {
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn send(&mut self, to: &Address, frame: &[u8]) -> Result<(), TransportError> {
-        (**self).send(to, frame)
+    fn send(
+        &mut self,
+        to: &Address,
+        token: Option<&RelayToken>,
+        frame: &[u8],
+    ) -> Result<(), TransportError> {
+        (**self).send(to, token, frame)
     }
 
     fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError> {

@@ -72,9 +72,20 @@ fn maybe_write_corpora() {
         let relay: Vec<Vec<u8>> = [
             RelayMessage::Register {
                 mailbox: mailbox.clone(),
+                verifier: None,
+            },
+            RelayMessage::Register {
+                mailbox: mailbox.clone(),
+                verifier: Some([0x11; 32]),
+            },
+            RelayMessage::SendTo {
+                to: mailbox.clone(),
+                token: None,
+                frame: frames[1].clone(),
             },
             RelayMessage::SendTo {
                 to: mailbox,
+                token: Some(confide_transport::RelayToken::new([0x22; 16])),
                 frame: frames[1].clone(),
             },
             RelayMessage::Deliver {

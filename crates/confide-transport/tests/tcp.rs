@@ -18,7 +18,7 @@ use common::{AppEvent, Messenger};
 use confide_crypto::Timestamp;
 use confide_transport::driver::Driver;
 use confide_transport::tcp::{RelayServer, TcpTransport};
-use confide_transport::{Address, Transport, TransportError};
+use confide_transport::{Address, RelayToken, Transport, TransportError};
 use rand_core::SeedableRng;
 
 const WAIT: StdDuration = StdDuration::from_secs(10);
@@ -42,14 +42,14 @@ fn recv_within(t: &mut TcpTransport) -> Vec<u8> {
 fn relay_forwards_between_connected_mailboxes() {
     let relay = RelayServer::bind(0).unwrap();
     assert!(relay.local_addr().ip().is_loopback());
-    let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice")).unwrap();
-    let mut b = TcpTransport::connect(relay.local_addr(), &addr("bob")).unwrap();
+    let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
+    let mut b = TcpTransport::connect(relay.local_addr(), &addr("bob"), None).unwrap();
     // Bob may register after Alice's send is routed: then the relay stores and forwards it.
-    a.send(&addr("bob"), b"frame one").unwrap();
-    a.send(&addr("bob"), &vec![7u8; 200 * 1024]).unwrap();
+    a.send(&addr("bob"), None, b"frame one").unwrap();
+    a.send(&addr("bob"), None, &vec![7u8; 200 * 1024]).unwrap();
     assert_eq!(recv_within(&mut b), b"frame one");
     assert_eq!(recv_within(&mut b).len(), 200 * 1024);
-    b.send(&addr("alice"), b"reply").unwrap();
+    b.send(&addr("alice"), None, b"reply").unwrap();
     assert_eq!(recv_within(&mut a), b"reply");
     assert_eq!(a.recv().unwrap(), None);
 }
@@ -57,14 +57,15 @@ fn relay_forwards_between_connected_mailboxes() {
 #[test]
 fn relay_stores_mail_for_offline_mailboxes() {
     let relay = RelayServer::bind(0).unwrap();
-    let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice")).unwrap();
-    a.send(&addr("carol"), b"while you were away").unwrap();
+    let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
+    a.send(&addr("carol"), None, b"while you were away")
+        .unwrap();
     let start = Instant::now();
     while relay.stored_frames() == 0 && start.elapsed() < WAIT {
         std::thread::sleep(StdDuration::from_millis(5));
     }
     assert_eq!(relay.stored_frames(), 1);
-    let mut c = TcpTransport::connect(relay.local_addr(), &addr("carol")).unwrap();
+    let mut c = TcpTransport::connect(relay.local_addr(), &addr("carol"), None).unwrap();
     assert_eq!(recv_within(&mut c), b"while you were away");
     assert_eq!(relay.stored_frames(), 0);
 }
@@ -80,15 +81,55 @@ fn relay_closes_connections_that_break_the_protocol() {
     let n = raw.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "the relay closed the connection");
     // It still serves others.
-    let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice")).unwrap();
-    a.send(&addr("alice"), b"note to self").unwrap();
+    let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
+    a.send(&addr("alice"), None, b"note to self").unwrap();
     assert_eq!(recv_within(&mut a), b"note to self");
+}
+
+#[test]
+fn a_mailbox_with_a_verifier_takes_frames_only_with_its_token() {
+    let relay = RelayServer::bind(0).unwrap();
+    let token = RelayToken::new([0x42; 16]);
+    let verifier = confide_crypto::kdf::sha256(&[b"Confide_v1_MailboxVerifier", token.expose()]);
+    let mut counselor =
+        TcpTransport::connect(relay.local_addr(), &addr("counselor"), Some(verifier)).unwrap();
+    let mut client = TcpTransport::connect(relay.local_addr(), &addr("client"), None).unwrap();
+    let wrong = RelayToken::new([0x43; 16]);
+    client.send(&addr("counselor"), None, b"no token").unwrap();
+    client
+        .send(&addr("counselor"), Some(&wrong), b"wrong token")
+        .unwrap();
+    client
+        .send(&addr("counselor"), Some(&token), b"with the token")
+        .unwrap();
+    assert_eq!(recv_within(&mut counselor), b"with the token");
+    assert_eq!(relay.refused_frames(), 2);
+    // The verifier outlives the connection: mail for the offline mailbox needs it too.
+    drop(counselor);
+    std::thread::sleep(StdDuration::from_millis(200));
+    client
+        .send(&addr("counselor"), None, b"still no token")
+        .unwrap();
+    client
+        .send(&addr("counselor"), Some(&token), b"stored")
+        .unwrap();
+    let start = Instant::now();
+    while relay.stored_frames() < 1 && start.elapsed() < WAIT {
+        std::thread::sleep(StdDuration::from_millis(20));
+    }
+    std::thread::sleep(StdDuration::from_millis(100));
+    assert_eq!(relay.stored_frames(), 1);
+    assert_eq!(relay.refused_frames(), 3);
+    // An open mailbox (no verifier) takes frames with or without a token.
+    let mut open = TcpTransport::connect(relay.local_addr(), &addr("open"), None).unwrap();
+    client.send(&addr("open"), None, b"hello").unwrap();
+    assert_eq!(recv_within(&mut open), b"hello");
 }
 
 #[test]
 fn transport_reports_a_closed_relay() {
     let mut relay = RelayServer::bind(0).unwrap();
-    let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice")).unwrap();
+    let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
     relay.shutdown();
     let start = Instant::now();
     loop {
@@ -101,7 +142,7 @@ fn transport_reports_a_closed_relay() {
         }
         std::thread::sleep(StdDuration::from_millis(5));
     }
-    assert!(a.send(&addr("bob"), b"x").is_err() || a.recv().is_err());
+    assert!(a.send(&addr("bob"), None, b"x").is_err() || a.recv().is_err());
 }
 
 fn wall_clock() -> Timestamp {
@@ -116,8 +157,8 @@ fn wall_clock() -> Timestamp {
 fn drivers_deliver_and_acknowledge_over_the_relay() {
     let relay = RelayServer::bind(0).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let ta = TcpTransport::connect(relay.local_addr(), &addr("alice")).unwrap();
-    let tb = TcpTransport::connect(relay.local_addr(), &addr("bob")).unwrap();
+    let ta = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
+    let tb = TcpTransport::connect(relay.local_addr(), &addr("bob"), None).unwrap();
     let mut alice = Driver::new(Messenger::new(addr("alice")), ta);
     let mut bob = Driver::new(Messenger::new(addr("bob")), tb);
     let id = alice

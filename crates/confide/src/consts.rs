@@ -154,6 +154,10 @@ pub const MAX_STATE_COMPONENT_LEN: usize = 64 * 1024 * 1024;
 /// belong to the endpoint layer.
 pub const KIND_RESET_REQUEST: u8 = 0x20;
 
+/// Kind byte of a session message that carries the sender's delivery token in front of it
+/// (`docs/endpoint.md`, "Delivery tokens").
+pub const KIND_TOKEN_AND_SESSION: u8 = 0x21;
+
 /// Version byte of a reset request (the session protocol version it accompanies).
 pub const RESET_REQUEST_VERSION: u8 = 1;
 

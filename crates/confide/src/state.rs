@@ -12,13 +12,15 @@ use confide_policy::{
     ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, Side, StartRule,
     limits::MAX_IDS_PER_FRAME,
 };
-use confide_sealed::{MAX_SENDER_CERTIFICATE_LEN, Role, SenderCertificate, TrustRoots};
+use confide_sealed::{
+    DeliveryToken, MAX_SENDER_CERTIFICATE_LEN, ProfileKey, Role, SenderCertificate, TrustRoots,
+};
 use confide_session::{
     PreKeyStore, SessionRecord,
     storage::{self, StateKind, StorageKey},
 };
 use confide_transport::{
-    Address, Delivery, MessageId as FrameId, Transmit, consts::MAX_ADDRESS_LEN,
+    Address, Delivery, MessageId as FrameId, RelayToken, Transmit, consts::MAX_ADDRESS_LEN,
 };
 use zeroize::Zeroizing;
 
@@ -185,6 +187,7 @@ impl Endpoint {
             MAX_STATE_COMPONENT_LEN,
             &self.roots.to_bytes(),
         )?;
+        w.bytes(self.profile_key.expose());
         let org = self.config.org;
         w.u64(org.min().get().as_millis());
         match org.max() {
@@ -273,6 +276,15 @@ impl Endpoint {
                 w.bytes(frame.as_bytes());
             }
             write_opt_time(&mut w, c.ack_due);
+            match &c.peer_token {
+                None => {
+                    w.u8(0);
+                }
+                Some(token) => {
+                    w.u8(1).bytes(token.expose());
+                }
+            }
+            w.u8(u8::from(c.token_confirmed));
         }
         w.u32(u32::try_from(self.tombstones.len()).unwrap_or(u32::MAX));
         for (id, t) in &self.tombstones {
@@ -312,6 +324,14 @@ impl Endpoint {
         for tx in self.gate.held() {
             w.var16("held destination", MAX_ADDRESS_LEN, tx.to.as_bytes())?;
             w.var32("held transmit", MAX_STATE_COMPONENT_LEN, &tx.frame)?;
+            match &tx.token {
+                None => {
+                    w.u8(0);
+                }
+                Some(token) => {
+                    w.u8(1).bytes(token.expose());
+                }
+            }
         }
         w.u8(u8::try_from(EndpointStats::COUNTERS).unwrap_or(u8::MAX));
         for c in self.stats.counters() {
@@ -338,6 +358,7 @@ impl Endpoint {
             return Err(ImportError::CertificateIdentityMismatch);
         }
         let roots = TrustRoots::from_bytes(r.var32("trust roots", MAX_STATE_COMPONENT_LEN)?)?;
+        let profile_key = ProfileKey::new(r.array()?);
         let min = read_duration(&mut r, "org minimum")?;
         let max = match r.u8()? {
             0 => None,
@@ -388,7 +409,7 @@ impl Endpoint {
             persistence,
             acknowledgements,
         };
-        let mut endpoint = Self::assemble(store, address, certificate, roots, config);
+        let mut endpoint = Self::assemble(store, address, certificate, roots, profile_key, config);
         endpoint.next_conversation = r.u64()?;
         let count = r.count32(
             "conversations",
@@ -484,6 +505,26 @@ impl Endpoint {
                 pending_acks.push(frame);
             }
             let ack_due = read_opt_time(&mut r, "acknowledgement due")?;
+            let peer_token = match r.u8()? {
+                0 => None,
+                1 => Some(DeliveryToken::new(r.array()?)),
+                _ => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "peer token flag",
+                    }
+                    .into());
+                }
+            };
+            let token_confirmed = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "token confirmed",
+                    }
+                    .into());
+                }
+            };
             let mut conversation = Conversation::new(
                 peer_address,
                 peer_identity,
@@ -502,6 +543,8 @@ impl Endpoint {
             conversation.held_identity_change = held_identity_change;
             conversation.pending_acks = pending_acks;
             conversation.ack_due = ack_due;
+            conversation.peer_token = peer_token;
+            conversation.token_confirmed = token_confirmed;
             // Strictly ascending ids: one canonical encoding, no duplicates.
             if conversations
                 .last_key_value()
@@ -613,7 +656,17 @@ impl Endpoint {
         for _ in 0..count {
             let to = read_address(&mut r)?;
             let frame = r.var32("held transmit", MAX_STATE_COMPONENT_LEN)?.to_vec();
-            held.push_back(Transmit { to, frame });
+            let token = match r.u8()? {
+                0 => None,
+                1 => Some(RelayToken::new(r.array()?)),
+                _ => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "held token flag",
+                    }
+                    .into());
+                }
+            };
+            held.push_back(Transmit { to, frame, token });
         }
         // The restored state is persisted, so these may leave at once.
         endpoint.gate = PersistGate::restored(held);

@@ -103,10 +103,9 @@ fn a_bundle_that_its_certificate_does_not_vouch_for_is_refused_and_changes_nothi
     );
     let address = counselor.address().clone();
     let genuine = counselor.published_bundles().last_resort;
-    let bundle = CertifiedBundle::from_bytes(&genuine)
-        .unwrap()
-        .bundle()
-        .clone();
+    let genuine_parsed = CertifiedBundle::from_bytes(&genuine).unwrap();
+    let bundle = genuine_parsed.bundle().clone();
+    let token = genuine_parsed.delivery_token().clone();
 
     // Mallory, a certified client of the same service, dresses up as the counselor.
     let (mallory, mallory_identity) = service.endpoint(
@@ -124,7 +123,7 @@ fn a_bundle_that_its_certificate_does_not_vouch_for_is_refused_and_changes_nothi
     );
     // Her certificate with the counselor's bundle: the identities differ.
     assert_eq!(
-        CertifiedBundle::new(mallory_cert.clone(), bundle.clone()),
+        CertifiedBundle::new(mallory_cert.clone(), bundle.clone(), token.clone()),
         Err(CertifiedBundleError::IdentityMismatch)
     );
     // Her own certified bundle, offered for the counselor's address.
@@ -139,6 +138,7 @@ fn a_bundle_that_its_certificate_does_not_vouch_for_is_refused_and_changes_nothi
             Duration::from_days(30),
         ),
         bundle.clone(),
+        token.clone(),
     )
     .unwrap()
     .to_bytes();
@@ -153,6 +153,7 @@ fn a_bundle_that_its_certificate_does_not_vouch_for_is_refused_and_changes_nothi
             Duration::from_days(30),
         ),
         bundle.clone(),
+        token.clone(),
     )
     .unwrap()
     .to_bytes();
@@ -166,6 +167,7 @@ fn a_bundle_that_its_certificate_does_not_vouch_for_is_refused_and_changes_nothi
             Duration::from_days(1),
         ),
         bundle.clone(),
+        token.clone(),
     )
     .unwrap()
     .to_bytes();
@@ -291,4 +293,138 @@ fn a_renewed_certificate_asks_for_new_bundles_that_carry_it() {
             T0.saturating_add(Duration::from_days(400))
         );
     }
+}
+
+/// Polls until the deadline, persisting when asked; returns the frames.
+fn drain(
+    e: &mut confide::Endpoint,
+    rng: &mut ChaCha20Rng,
+    stored: &mut Vec<u8>,
+) -> Vec<confide::Transmit> {
+    let key = confide::StorageKey::new([6; 32]);
+    let mut out = Vec::new();
+    loop {
+        match e.poll_output() {
+            Output::Transmit(tx) => out.push(tx),
+            Output::Event(Event::PersistRequired) => {
+                *stored = e.export_state(rng, &key).unwrap();
+                e.confirm_persisted();
+            }
+            Output::Timeout(_) => return out,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn every_frame_carries_its_recipients_delivery_token_across_restarts() {
+    let mut rng = ChaCha20Rng::from_seed([4; 32]);
+    let service = Service::new(&mut rng);
+    let (mut client, _) =
+        service.endpoint(&mut rng, b"client", Role::Client, EndpointConfig::default());
+    let (mut counselor, _) = service.endpoint(
+        &mut rng,
+        b"counselor",
+        Role::Counselor,
+        EndpointConfig::default(),
+    );
+    let (mut client_stored, mut counselor_stored) = (Vec::new(), Vec::new());
+    drain(&mut client, &mut rng, &mut client_stored);
+    drain(&mut counselor, &mut rng, &mut counselor_stored);
+    let client_verifier = client.delivery_token_verifier();
+    let counselor_verifier = counselor.delivery_token_verifier();
+    let checks = |tx: &confide::Transmit, verifier: &confide_sealed::TokenVerifier| {
+        tx.token
+            .as_ref()
+            .is_some_and(|t| confide_sealed::relay_check(verifier, t.expose()))
+    };
+
+    let bundle = counselor.published_bundles().one_time[0].clone();
+    let conv = client
+        .start_conversation(
+            &mut rng,
+            T0,
+            counselor.address().clone(),
+            &bundle,
+            ExpectedIdentity::TrustOnFirstUse,
+        )
+        .unwrap()
+        .conversation;
+    let mut now = T0;
+    let mut to_counselor = Vec::new();
+    let mut to_client = Vec::new();
+    for round in 0..3 {
+        client
+            .send(&mut rng, now, conv, format!("client {round}").as_bytes())
+            .unwrap();
+        let out = drain(&mut client, &mut rng, &mut client_stored);
+        assert!(!out.is_empty());
+        for tx in &out {
+            // The first frame already carries the counselor's token, from its bundle.
+            assert!(
+                checks(tx, &counselor_verifier),
+                "round {round}: client frame"
+            );
+            assert!(!checks(tx, &client_verifier));
+        }
+        to_counselor.extend(out);
+        for tx in to_counselor.drain(..) {
+            counselor.handle_input(
+                &mut rng,
+                confide::Input::Receive {
+                    bytes: &tx.frame,
+                    now,
+                },
+            );
+        }
+        let out = drain(&mut counselor, &mut rng, &mut counselor_stored);
+        assert!(!out.is_empty(), "the counselor acknowledges");
+        for tx in &out {
+            // The counselor learned the client's token from the client's first frame.
+            assert!(
+                checks(tx, &client_verifier),
+                "round {round}: counselor frame"
+            );
+        }
+        to_client.extend(out);
+        let reply_conv = counselor.conversations()[0];
+        counselor
+            .send(
+                &mut rng,
+                now,
+                reply_conv,
+                format!("counselor {round}").as_bytes(),
+            )
+            .unwrap();
+        let out = drain(&mut counselor, &mut rng, &mut counselor_stored);
+        assert!(out.iter().all(|tx| checks(tx, &client_verifier)));
+        to_client.extend(out);
+        for tx in to_client.drain(..) {
+            client.handle_input(
+                &mut rng,
+                confide::Input::Receive {
+                    bytes: &tx.frame,
+                    now,
+                },
+            );
+        }
+        for tx in drain(&mut client, &mut rng, &mut client_stored) {
+            assert!(checks(&tx, &counselor_verifier));
+            to_counselor.push(tx);
+        }
+        now = now.saturating_add(Duration::from_secs(5));
+    }
+    // Tokens survive an export and import on both sides.
+    let key = confide::StorageKey::new([6; 32]);
+    let mut restored = confide::Endpoint::import_state(&key, &client_stored).unwrap();
+    restored
+        .send(&mut rng, now, conv, b"after a restart")
+        .unwrap();
+    let out = drain(&mut restored, &mut rng, &mut client_stored);
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|tx| checks(tx, &counselor_verifier)));
+    assert_eq!(
+        restored.delivery_token_verifier().to_bytes(),
+        client_verifier.to_bytes()
+    );
 }

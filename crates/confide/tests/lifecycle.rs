@@ -323,7 +323,11 @@ fn assert_no_key_reuse(
         if opened.payload.get(1) == Some(&0x20) {
             continue; // a reset request: no message key
         }
-        let m = match confide_session::SessionMessage::from_bytes(&opened.payload).unwrap() {
+        let m = match confide_session::SessionMessage::from_bytes(common::session_bytes(
+            &opened.payload,
+        ))
+        .unwrap()
+        {
             confide_session::SessionMessage::Ratchet(m) => m,
             confide_session::SessionMessage::PreKey(p) => p.message().clone(),
             _ => panic!("unknown session message"),

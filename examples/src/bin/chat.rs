@@ -131,7 +131,7 @@ impl Chat {
         loop {
             match self.endpoint.poll_output() {
                 Output::Transmit(tx) => {
-                    if let Err(e) = self.transport.send(&tx.to, &tx.frame) {
+                    if let Err(e) = self.transport.send(&tx.to, tx.token.as_ref(), &tx.frame) {
                         eprintln!("(relay: {e}; the message will be retransmitted)");
                     }
                 }
@@ -211,7 +211,10 @@ fn main() -> Result<(), ExampleError> {
     let mut rng = ChaCha20Rng::from_seed(seed);
     let endpoint = load_or_create(&name, &mut rng)?;
     let relay = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let transport = TcpTransport::connect(relay, endpoint.address())?;
+    // Register our token's verifier: the relay then takes mail for us only from senders
+    // holding the token (our contacts, and whoever fetched our certified bundle).
+    let verifier = endpoint.delivery_token_verifier().to_bytes();
+    let transport = TcpTransport::connect(relay, endpoint.address(), Some(verifier))?;
     let mut chat = Chat {
         name: name.clone(),
         endpoint,

@@ -389,6 +389,11 @@ fn main() -> Result<(), ExampleError> {
         "  first frame's first bytes: {}",
         hex::encode(observed.first().map(|o| o.head.clone()).unwrap_or_default())
     );
+    println!(
+        "  every frame came with its mailbox's delivery token ({} refused without one): the",
+        stage.relay.refused()
+    );
+    println!("  relay checks that a sender is a contact of the mailbox, not which contact");
     println!("What the relay could not see:");
     println!("  who sent any frame (the sender certificate is inside the sealed envelope),");
     println!(

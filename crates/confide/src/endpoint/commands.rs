@@ -53,7 +53,7 @@ impl Endpoint {
         let peer_role = verified.sender.role();
         let peer_identity = *verified.bundle.bundle().identity();
         let session = Session::initiate(rng, self.store.identity(), &verified.bundle)?;
-        let id = self.insert_conversation(Conversation::new(
+        let mut conversation = Conversation::new(
             peer_address,
             peer_identity,
             Some(peer_role),
@@ -64,7 +64,9 @@ impl Endpoint {
                 self.config.initial_retention,
             ),
             Some(now),
-        ));
+        );
+        conversation.peer_token = Some(verified.token);
+        let id = self.insert_conversation(conversation);
         self.mark_changed();
         Ok(StartedConversation {
             conversation: id,
@@ -99,6 +101,7 @@ impl Endpoint {
         let session = Session::initiate(rng, self.store.identity(), &verified.bundle)?;
         if let Some(conv) = self.conversations.get_mut(&conversation) {
             conv.peer_role = Some(role);
+            conv.peer_token = Some(verified.token);
         }
         self.install_session(rng, now, conversation, session);
         self.collect_transmits(now);
@@ -118,6 +121,8 @@ impl Endpoint {
             return 0;
         };
         conv.record.promote(session);
+        // The peer's new session state may come from a backup without our token.
+        conv.token_confirmed = false;
         conv.initiated_at = Some(now);
         conv.reset_requested_at = None;
         self.mark_changed();
@@ -427,6 +432,7 @@ impl Endpoint {
             .record
             .encrypt(rng, &content)
             .map_err(|_| CommandError::Session)?;
+        let session_message = super::with_token(conv, &self.own_token, session_message);
         let envelope = confide_sealed::seal(
             rng,
             self.store.identity(),

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use confide_crypto::{Timestamp, identity::IdentityPublicKey};
 use confide_policy::{ConversationPolicy, MessageId, Side};
-use confide_sealed::Role;
+use confide_sealed::{DeliveryToken, Role};
 use confide_session::SessionRecord;
 use confide_transport::{Address, MessageId as FrameId};
 use zeroize::Zeroizing;
@@ -51,7 +51,8 @@ pub(crate) struct SentRecord {
     pub(crate) kind: SentKind,
     /// The encoded content frame (plaintext).
     pub(crate) content: Zeroizing<Vec<u8>>,
-    /// The session message carrying it.
+    /// The envelope payload carrying it: the session message, with our delivery token in
+    /// front while the peer has not confirmed it (re-sealed as is on certificate renewal).
     pub(crate) session_message: Vec<u8>,
 }
 
@@ -101,6 +102,11 @@ pub(crate) struct Conversation {
     pub(crate) pending_acks: Vec<FrameId>,
     /// When the batch of `pending_acks` leaves ([`AckPolicy::Batched`](crate::AckPolicy)).
     pub(crate) ack_due: Option<Timestamp>,
+    /// The peer's delivery token (for the relay), from its certified bundle or its frames.
+    pub(crate) peer_token: Option<DeliveryToken>,
+    /// The peer acknowledged a frame carrying our delivery token (in this session): our
+    /// frames stop carrying it.
+    pub(crate) token_confirmed: bool,
 }
 
 impl Conversation {
@@ -129,6 +135,8 @@ impl Conversation {
             held_identity_change: None,
             pending_acks: Vec::new(),
             ack_due: None,
+            peer_token: None,
+            token_confirmed: false,
         }
     }
 

@@ -4,12 +4,13 @@
 //!
 //! Encoding (`docs/endpoint.md`, "Certified bundles"), all integers big-endian:
 //! `version:u8 (= 0x01) || cert_len:u16 || sender certificate || bundle_len:u16 || prekey
-//! bundle`, nothing after it.
+//! bundle || delivery token[16]`, nothing after it.
 
 use confide_crypto::Timestamp;
 use confide_crypto::codec::{DecodeError, Reader, Writer};
 use confide_sealed::{
-    CertificateError, MAX_SENDER_CERTIFICATE_LEN, Role, SenderCertificate, ValidatedSender,
+    CertificateError, DeliveryToken, MAX_SENDER_CERTIFICATE_LEN, Role, SenderCertificate,
+    ValidatedSender,
 };
 use confide_session::{ExpectedIdentity, PreKeyBundle, SafetyNumber, VerifiedPreKeyBundle};
 use confide_transport::Address;
@@ -76,6 +77,7 @@ impl core::fmt::Debug for CertifiedPeer {
 pub struct CertifiedBundle {
     certificate: SenderCertificate,
     bundle: PreKeyBundle,
+    delivery_token: DeliveryToken,
 }
 
 impl core::fmt::Debug for CertifiedBundle {
@@ -83,6 +85,7 @@ impl core::fmt::Debug for CertifiedBundle {
         let Self {
             certificate,
             bundle: _,
+            delivery_token: _,
         } = self;
         // The certificate's Debug prints no identifier; the bundle's keys identify its owner.
         f.debug_struct("CertifiedBundle")
@@ -92,10 +95,13 @@ impl core::fmt::Debug for CertifiedBundle {
 }
 
 impl CertifiedBundle {
-    /// Pairs a bundle with its owner's certificate; they must name the same identity.
+    /// Pairs a bundle with its owner's certificate (they must name the same identity) and
+    /// the owner's delivery token (what a sender presents to the relay for the owner's
+    /// mailbox).
     pub fn new(
         certificate: SenderCertificate,
         bundle: PreKeyBundle,
+        delivery_token: DeliveryToken,
     ) -> Result<Self, CertifiedBundleError> {
         if certificate.identity() != bundle.identity() {
             return Err(CertifiedBundleError::IdentityMismatch);
@@ -103,7 +109,14 @@ impl CertifiedBundle {
         Ok(Self {
             certificate,
             bundle,
+            delivery_token,
         })
+    }
+
+    /// The owner's delivery token.
+    #[must_use]
+    pub fn delivery_token(&self) -> &DeliveryToken {
+        &self.delivery_token
     }
 
     /// The owner's sender certificate (not yet validated).
@@ -121,19 +134,24 @@ impl CertifiedBundle {
     /// The canonical encoding.
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
-        encode(&self.certificate, &self.bundle)
+        encode(&self.certificate, &self.bundle, &self.delivery_token)
     }
 
     /// Parses the encoding strictly: version, bounded lengths, a certificate and a bundle
     /// that parse, the same identity in both, nothing after it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CertifiedBundleError> {
-        let (certificate, bundle) = decode(bytes).map_err(|_| CertifiedBundleError::Malformed)?;
-        Self::new(certificate, bundle)
+        let (certificate, bundle, token) =
+            decode(bytes).map_err(|_| CertifiedBundleError::Malformed)?;
+        Self::new(certificate, bundle, token)
     }
 }
 
 /// The encoding of `bundle` certified by `certificate`.
-pub(crate) fn encode(certificate: &SenderCertificate, bundle: &PreKeyBundle) -> Vec<u8> {
+pub(crate) fn encode(
+    certificate: &SenderCertificate,
+    bundle: &PreKeyBundle,
+    token: &DeliveryToken,
+) -> Vec<u8> {
     let cert = certificate.as_bytes();
     let bundle = bundle.to_bytes();
     let mut w = Writer::with_capacity(
@@ -147,11 +165,12 @@ pub(crate) fn encode(certificate: &SenderCertificate, bundle: &PreKeyBundle) -> 
         .bytes(cert);
     w.u16(u16::try_from(bundle.len()).unwrap_or(u16::MAX))
         .bytes(&bundle);
+    w.bytes(token.expose());
     w.into_vec()
 }
 
 /// Parses the encoding (no identity check).
-fn decode(bytes: &[u8]) -> Result<(SenderCertificate, PreKeyBundle), DecodeError> {
+fn decode(bytes: &[u8]) -> Result<(SenderCertificate, PreKeyBundle, DeliveryToken), DecodeError> {
     let mut r = Reader::new(bytes);
     let version = r.u8()?;
     if version != CERTIFIED_BUNDLE_VERSION {
@@ -165,8 +184,9 @@ fn decode(bytes: &[u8]) -> Result<(SenderCertificate, PreKeyBundle), DecodeError
         .map_err(|_| DecodeError::InvalidValue {
             field: "prekey bundle",
         })?;
+    let token = DeliveryToken::new(r.array()?);
     r.finish()?;
-    Ok((cert, bundle))
+    Ok((cert, bundle, token))
 }
 
 /// A certified bundle whose certificate chain, address binding, identity binding and
@@ -174,6 +194,7 @@ fn decode(bytes: &[u8]) -> Result<(SenderCertificate, PreKeyBundle), DecodeError
 pub(crate) struct Verified {
     pub(crate) sender: ValidatedSender,
     pub(crate) bundle: VerifiedPreKeyBundle,
+    pub(crate) token: DeliveryToken,
 }
 
 impl Endpoint {
@@ -210,6 +231,7 @@ impl Endpoint {
         let CertifiedBundle {
             certificate,
             bundle,
+            delivery_token: token,
         } = CertifiedBundle::from_bytes(certified_bundle)?;
         let sender = certificate
             .validate_with_grace(&self.roots, now, SENDER_CERTIFICATE_GRACE)
@@ -219,6 +241,10 @@ impl Endpoint {
         }
         let own = self.store.identity().public();
         let bundle = bundle.verify(expected, &own)?;
-        Ok(Verified { sender, bundle })
+        Ok(Verified {
+            sender,
+            bundle,
+            token,
+        })
     }
 }

@@ -106,6 +106,7 @@ mod tests {
         Transmit {
             to: Address::new(b"peer").unwrap(),
             frame: vec![n],
+            token: None,
         }
     }
 

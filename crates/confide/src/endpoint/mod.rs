@@ -27,9 +27,11 @@ use confide_crypto::{
     CryptoRng, Timestamp, identity::IdentityKeyPair, identity::IdentityPublicKey,
 };
 use confide_policy::{MessageId, OrgBounds, PolicyEvent, RetentionPolicy, Side, TimerSetting};
-use confide_sealed::{Role, SenderCertificate, TrustRoots};
+use confide_sealed::{
+    DeliveryToken, ProfileKey, Role, SenderCertificate, TokenVerifier, TrustRoots,
+};
 use confide_session::{PreKeyBundle, PreKeyStore, SafetyNumber};
-use confide_transport::{Address, Delivery, DeliveryEvent, MessageId as FrameId};
+use confide_transport::{Address, Delivery, DeliveryEvent, MessageId as FrameId, RelayToken};
 
 pub use acks::AckPolicy;
 pub use commands::StartedConversation;
@@ -118,6 +120,11 @@ pub struct Endpoint {
     /// [`Event::CertificateExpiring`] was emitted for the current certificate.
     pub(crate) certificate_warned: bool,
     pub(crate) roots: TrustRoots,
+    /// The secret our delivery token comes from (rotating it revokes the token).
+    pub(crate) profile_key: ProfileKey,
+    /// `DeliveryToken::derive(profile_key)`: what senders present to the relay for our
+    /// mailbox; we send it to each peer until the peer acknowledged a frame carrying it.
+    pub(crate) own_token: DeliveryToken,
     pub(crate) config: EndpointConfig,
     pub(crate) conversations: BTreeMap<ConversationId, Conversation>,
     pub(crate) tombstones: BTreeMap<ConversationId, Tombstone>,
@@ -169,7 +176,8 @@ impl Endpoint {
             return Err(NewEndpointError::InvalidAckPolicy);
         }
         let store = PreKeyStore::new(identity, rng, now);
-        let mut endpoint = Self::assemble(store, address, certificate, roots, config);
+        let profile_key = ProfileKey::random(rng);
+        let mut endpoint = Self::assemble(store, address, certificate, roots, profile_key, config);
         endpoint.maintain_prekeys(rng, now);
         endpoint.mark_changed();
         Ok(endpoint)
@@ -180,14 +188,18 @@ impl Endpoint {
         address: Address,
         certificate: SenderCertificate,
         roots: TrustRoots,
+        profile_key: ProfileKey,
         config: EndpointConfig,
     ) -> Self {
+        let own_token = derive_token(&profile_key);
         Self {
             store,
             address,
             certificate,
             certificate_warned: false,
             roots,
+            profile_key,
+            own_token,
             config,
             conversations: BTreeMap::new(),
             tombstones: BTreeMap::new(),
@@ -225,7 +237,8 @@ impl Endpoint {
     /// when the certificate is renewed).
     #[must_use]
     pub fn published_bundles(&self) -> PublishedBundles {
-        let certify = |b: &PreKeyBundle| first_contact::encode(&self.certificate, b);
+        let certify =
+            |b: &PreKeyBundle| first_contact::encode(&self.certificate, b, &self.own_token);
         PublishedBundles {
             one_time: self.store.one_time_bundles().iter().map(certify).collect(),
             last_resort: self
@@ -234,6 +247,14 @@ impl Endpoint {
                 .map(|b| certify(&b))
                 .unwrap_or_default(),
         }
+    }
+
+    /// The verifier of our delivery token: register it with the relay for our mailbox, so
+    /// that the relay accepts frames for us only from senders who hold the token (our
+    /// contacts, and whoever fetched our certified bundle), without learning which one.
+    #[must_use]
+    pub fn delivery_token_verifier(&self) -> TokenVerifier {
+        self.own_token.verifier()
     }
 
     /// Our sender certificate's expiry. Renew before it (see [`Event::CertificateExpiring`]).
@@ -462,15 +483,27 @@ impl Endpoint {
     ) -> Option<(Vec<u8>, Vec<u8>, Address)> {
         let conv = self.conversations.get_mut(&conversation)?;
         let session_message = conv.record.encrypt(rng, content).ok()?;
+        let payload = with_token(conv, &self.own_token, session_message);
         let envelope = confide_sealed::seal(
             rng,
             self.store.identity(),
             &self.certificate,
             &conv.peer_identity,
-            &session_message,
+            &payload,
         )
         .ok()?;
-        Some((session_message, envelope, conv.peer_address.clone()))
+        Some((payload, envelope, conv.peer_address.clone()))
+    }
+
+    /// The relay token for frames to `to`: the delivery token its conversation learned (from
+    /// its certified bundle or from its own frames). `None` for a peer we have none for.
+    fn relay_token_for(&self, to: &Address) -> Option<RelayToken> {
+        self.conversations
+            .values()
+            .rev()
+            .filter(|c| &c.peer_address == to)
+            .find_map(|c| c.peer_token.as_ref())
+            .map(|t| RelayToken::new(*t.expose()))
     }
 
     /// Records a refusal: its counter always, an event when it concerns a conversation.
@@ -537,7 +570,8 @@ impl Endpoint {
 
     /// Moves the delivery machine's transmits and events into the endpoint's queues.
     pub(crate) fn collect_transmits(&mut self, now: Timestamp) {
-        while let Some(tx) = self.delivery.poll_transmit() {
+        while let Some(mut tx) = self.delivery.poll_transmit() {
+            tx.token = self.relay_token_for(&tx.to);
             self.gate.hold(tx);
         }
         let mut changed = false;
@@ -662,4 +696,25 @@ impl confide_transport::driver::SansIoEndpoint for Endpoint {
             Output::Timeout(t) => EndpointOutput::Timeout(t),
         }
     }
+}
+
+/// The envelope payload for `session_message` in `conv`: with our delivery token in front
+/// until the peer acknowledged a frame that carried it.
+pub(crate) fn with_token(
+    conv: &Conversation,
+    own_token: &DeliveryToken,
+    session_message: Vec<u8>,
+) -> Vec<u8> {
+    if conv.token_confirmed {
+        session_message
+    } else {
+        reset::wrap_with_token(own_token, &session_message)
+    }
+}
+
+/// `DeliveryToken::derive`; HKDF cannot fail for a 16-byte output, and an all-zero token (never
+/// reached) would only make the relay refuse our mail, never leak anything.
+pub(crate) fn derive_token(profile_key: &ProfileKey) -> DeliveryToken {
+    DeliveryToken::derive(profile_key)
+        .unwrap_or_else(|_| DeliveryToken::new([0; DeliveryToken::LEN]))
 }

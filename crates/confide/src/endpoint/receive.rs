@@ -6,7 +6,7 @@
 
 use confide_crypto::{CryptoRng, Timestamp, identity::IdentityPublicKey, kdf::sha256};
 use confide_policy::{ConversationPolicy, Incoming, MessageId, Side};
-use confide_sealed::{CertificateError, OpenError, Role};
+use confide_sealed::{CertificateError, DeliveryToken, OpenError, Role};
 use confide_session::{
     DecryptError, Decrypted, IdentityChangePolicy, SessionMessage, SessionRecord,
 };
@@ -30,6 +30,9 @@ pub(crate) struct Authenticated {
     pub(crate) payload: Vec<u8>,
     /// SHA-256 of the sealed envelope (what the dedup window compares).
     pub(crate) digest: PayloadDigest,
+    /// The sender's delivery token, if its payload carried one (stored only once the
+    /// session message inside authenticated).
+    pub(crate) token: Option<DeliveryToken>,
     /// The frame id was received before with another payload: this is a re-sealed or
     /// re-encrypted copy from the same sender, acknowledged again but never shown again.
     pub(crate) seen_before: bool,
@@ -100,7 +103,16 @@ impl Endpoint {
             Ok(Payload::ResetRequest(request)) => {
                 self.handle_reset_request(rng, now, &auth, &request)
             }
-            Ok(Payload::Session(message)) => {
+            Ok(Payload::Session {
+                message,
+                token,
+                bytes: session_bytes,
+            }) => {
+                let auth = Authenticated {
+                    payload: session_bytes,
+                    token,
+                    ..auth
+                };
                 self.handle_session_message(rng, now, bytes, auth, &message, identity_change)
             }
         }
@@ -199,6 +211,7 @@ impl Endpoint {
             role: sender.role(),
             payload: opened.payload,
             digest,
+            token: None,
             seen_before: seen_from.is_some(),
         })
     }
@@ -258,6 +271,11 @@ impl Endpoint {
         };
         // The session state advanced: from here on the state must be persisted.
         self.mark_changed();
+        if let Some(token) = auth.token.clone()
+            && let Some(conv) = self.conversations.get_mut(&conversation)
+        {
+            conv.peer_token = Some(token);
+        }
         if decrypted.remote_identity != auth.identity {
             // Only possible through an archived session of an earlier identity: refuse.
             return Err((Some(conversation), DropReason::ContentRefused));
@@ -306,6 +324,7 @@ impl Endpoint {
                     // The peer replaced the session (it restored a backup, or answered our
                     // reset request): tell the app what the peer may have lost.
                     conv.reset_requested_at = None;
+                    conv.token_confirmed = false;
                     #[cfg(feature = "tracing")]
                     tracing::info!("confide: the peer started a new session (reset)");
                     self.events.push_back(Event::SessionReset { conversation });
@@ -506,6 +525,15 @@ impl Endpoint {
         id: MessageId,
     ) {
         let frame_id = FrameId::from_bytes(id.to_bytes());
+        // The peer holds our delivery token once it acknowledged a frame that carried it.
+        if self.sent.get(&frame_id).is_some_and(|s| {
+            s.conversation == conversation && reset::carries_token(&s.session_message)
+        }) && let Some(conv) = self.conversations.get_mut(&conversation)
+            && !conv.token_confirmed
+        {
+            conv.token_confirmed = true;
+            self.mark_changed();
+        }
         match self.delivery.on_ack(from, frame_id) {
             confide_transport::AckOutcome::UnknownId => {
                 // Given up earlier? Then it was delivered after all: say so.

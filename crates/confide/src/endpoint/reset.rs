@@ -41,9 +41,11 @@ use confide_transport::{Address, MessageId as FrameId};
 use super::conversation::{SentKind, SentRecord};
 use super::receive::{Authenticated, Refusal};
 use super::{DropReason, Endpoint};
+use confide_sealed::DeliveryToken;
+
 use crate::consts::{
-    KIND_RESET_REQUEST, MAX_RESET_BUNDLE_LEN, MAX_UNKNOWN_PEER_RESETS, RESET_MEMORY,
-    RESET_REQUEST_MIN_INTERVAL, RESET_REQUEST_VERSION,
+    KIND_RESET_REQUEST, KIND_TOKEN_AND_SESSION, MAX_RESET_BUNDLE_LEN, MAX_UNKNOWN_PEER_RESETS,
+    RESET_MEMORY, RESET_REQUEST_MIN_INTERVAL, RESET_REQUEST_VERSION,
 };
 use crate::event::{ConversationId, Event};
 
@@ -90,17 +92,66 @@ impl ResetRequest {
 
 /// What an authenticated envelope carries.
 pub(crate) enum Payload {
-    Session(SessionMessage),
+    /// A session message, with the sender's delivery token if it sent one in front of it,
+    /// and the bytes of the session message alone.
+    Session {
+        message: SessionMessage,
+        token: Option<DeliveryToken>,
+        bytes: Vec<u8>,
+    },
     ResetRequest(ResetRequest),
 }
 
 /// Parses an envelope payload by its kind byte.
 pub(crate) fn classify(payload: &[u8]) -> Result<Payload, DecodeError> {
-    if payload.get(1) == Some(&KIND_RESET_REQUEST) {
-        return ResetRequest::from_bytes(payload).map(Payload::ResetRequest);
+    match payload.get(1) {
+        Some(&KIND_RESET_REQUEST) => ResetRequest::from_bytes(payload).map(Payload::ResetRequest),
+        Some(&KIND_TOKEN_AND_SESSION) => {
+            let mut r = Reader::new(payload);
+            if r.u8()? != TOKEN_PAYLOAD_VERSION {
+                return Err(DecodeError::InvalidValue {
+                    field: "token payload version",
+                });
+            }
+            let _kind = r.u8()?;
+            let token = DeliveryToken::new(r.array()?);
+            let bytes = r.rest();
+            let message = SessionMessage::from_bytes(bytes)?;
+            Ok(Payload::Session {
+                message,
+                token: Some(token),
+                bytes: bytes.to_vec(),
+            })
+        }
+        _ => Ok(Payload::Session {
+            message: SessionMessage::from_bytes(payload)?,
+            token: None,
+            bytes: payload.to_vec(),
+        }),
     }
-    SessionMessage::from_bytes(payload).map(Payload::Session)
 }
+
+/// `version:u8 (= 1) || kind:u8 (= 0x21) || token[16] || session message`.
+pub(crate) fn wrap_with_token(token: &DeliveryToken, session_message: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(
+        2usize
+            .saturating_add(DeliveryToken::LEN)
+            .saturating_add(session_message.len()),
+    );
+    w.u8(TOKEN_PAYLOAD_VERSION)
+        .u8(KIND_TOKEN_AND_SESSION)
+        .bytes(token.expose())
+        .bytes(session_message);
+    w.into_vec()
+}
+
+/// Whether an envelope payload we sent carried our delivery token.
+pub(crate) fn carries_token(payload: &[u8]) -> bool {
+    payload.get(1) == Some(&KIND_TOKEN_AND_SESSION)
+}
+
+/// Version byte of a token-carrying payload (the same as a reset request's).
+const TOKEN_PAYLOAD_VERSION: u8 = RESET_REQUEST_VERSION;
 
 impl Endpoint {
     /// Seals a reset request naming `session` to `identity` at `to`.

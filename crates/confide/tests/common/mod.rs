@@ -385,7 +385,7 @@ impl World {
                     // A reset request: outside the ratchet, no message key.
                     continue;
                 }
-                let m = match SessionMessage::from_bytes(&opened.payload).unwrap() {
+                let m = match SessionMessage::from_bytes(session_bytes(&opened.payload)).unwrap() {
                     SessionMessage::Ratchet(m) => m,
                     SessionMessage::PreKey(p) => p.message().clone(),
                     _ => panic!("unknown session message kind"),
@@ -527,5 +527,15 @@ pub fn assert_exactly_once(world: &World, log: fn(&World, usize) -> &AppLog) {
             sent, got,
             "node {to} did not receive exactly what node {from} sent"
         );
+    }
+}
+
+/// The session message inside an envelope payload: after the sender's delivery token when the
+/// payload carries one (kind `0x21`, `docs/endpoint.md`).
+pub fn session_bytes(payload: &[u8]) -> &[u8] {
+    if payload.get(1) == Some(&confide::consts::KIND_TOKEN_AND_SESSION) {
+        payload.get(2 + 16..).unwrap_or_default()
+    } else {
+        payload
     }
 }
