@@ -469,6 +469,18 @@ const BLOB_SEED: [u8; 32] = [0x5e; 32];
 fn stored_state_vectors() {
     let mut s = setup();
     let mut states = Vec::new();
+    // spec.md §5: the placeholder receiving chain is DHr = SPK_B, CKr = 0^32,
+    // Nr = 0xFFFFFFFF, no fork.
+    let initial = s.a.current().unwrap().to_bytes();
+    let mut placeholder = s.bundle[133..165].to_vec();
+    placeholder.extend_from_slice(&[0; 32]);
+    placeholder.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x00]);
+    assert!(
+        initial
+            .windows(placeholder.len())
+            .any(|w| w == placeholder.as_slice()),
+        "placeholder chain"
+    );
     states.push(session_entry(
         "alice_session_after_initiate",
         s.a.current().unwrap(),
