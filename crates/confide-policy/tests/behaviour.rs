@@ -799,3 +799,61 @@ fn a_timer_version_may_not_jump_past_the_named_step() {
     assert_eq!(b.handle_incoming(&ok, T0), Ok(Incoming::Control));
     assert_eq!(b.current_timer().version, MAX_TIMER_VERSION_STEP);
 }
+
+/// policy.md §3 "Initial setting": the configured initial policy is clamped by the local org
+/// bounds once, at creation, and the clamped policy is the stored and stamped version-0
+/// setting.
+#[test]
+fn initial_timer_is_clamped_by_the_local_org_bounds() {
+    let org = OrgBounds::new(
+        RetentionDuration::new(Duration::from_mins(1)).unwrap(),
+        RetentionDuration::new(Duration::from_days(30)),
+    )
+    .unwrap();
+    let cases = [
+        // Off under a max: the max, after send.
+        (
+            RetentionPolicy::Off,
+            RetentionPolicy::after_send(Duration::from_days(30)),
+        ),
+        // Shorter than min: lengthened to min, start rule kept.
+        (
+            RetentionPolicy::after_read(Duration::from_secs(20)),
+            RetentionPolicy::after_read(Duration::from_mins(1)),
+        ),
+        // Longer than max: shortened to max, start rule kept.
+        (
+            RetentionPolicy::after_read(Duration::from_days(90)),
+            RetentionPolicy::after_read(Duration::from_days(30)),
+        ),
+        // Inside the bounds: unchanged.
+        (
+            RetentionPolicy::after_send(Duration::from_hours(5)),
+            RetentionPolicy::after_send(Duration::from_hours(5)),
+        ),
+    ];
+    for (initial, expected) in cases {
+        for side in [Side::Initiator, Side::Responder] {
+            let p = ConversationPolicy::new(side, org, initial);
+            let t = p.current_timer();
+            assert_eq!(t.version, 0);
+            assert_eq!(t.proposer, Side::Initiator);
+            assert_eq!(t.policy, expected, "{initial:?}");
+        }
+    }
+    // Without org bounds, Off stays Off; the absolute limits apply when the policy is built.
+    let p = ConversationPolicy::new(
+        Side::Initiator,
+        OrgBounds::UNRESTRICTED,
+        RetentionPolicy::Off,
+    );
+    assert_eq!(p.current_timer().policy, RetentionPolicy::Off);
+    assert_eq!(
+        RetentionPolicy::after_send(Duration::from_secs(1)),
+        RetentionPolicy::after_send(Duration::from_secs(10))
+    );
+    assert_eq!(
+        RetentionPolicy::after_send(Duration::from_days(400)),
+        RetentionPolicy::after_send(Duration::from_days(365))
+    );
+}

@@ -6,11 +6,12 @@
 )]
 //! Known-answer vectors in `docs/test-vectors/policy/vectors.json`: the scripted scenario is
 //! replayed and every frame, event and state must match byte for byte. Set
-//! `CONFIDE_WRITE_VECTORS=1` to rewrite the file after an intended format change.
+//! `CONFIDE_REGENERATE_VECTORS=1` to rewrite the file after an intended format change. The
+//! file carries the script (every call with its arguments and time) that produced it.
 
 mod common;
 
-use confide_policy::{ContentFrame, ConversationPolicy};
+use confide_policy::{ContentFrame, ConversationPolicy, RetentionPolicy, Side, TimerSetting};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -22,6 +23,9 @@ fn generate() -> Value {
     let s = common::scenario();
     json!({
         "description": "Confide policy layer: content frames and states of a scripted client/counselor conversation (ids from ChaCha20Rng seed [42; 32]; times in ms; org bounds min 1 min, max 30 days). See docs/policy.md.",
+        "rng": "ChaCha20Rng::from_seed([42; 32]) (the ChaCha20 keystream of the seed, spec.md section 13); each MessageId::random draws the next 16 bytes, in script order",
+        "t0_ms": common::T0.as_millis(),
+        "script": s.script,
         "frames": s.frames.iter().map(|(n, b)| json!({"name": n, "hex": hex::encode(b)})).collect::<Vec<_>>(),
         "events": s.events,
         "states": s.states.iter().map(|(n, b)| json!({"name": n, "hex": hex::encode(b)})).collect::<Vec<_>>(),
@@ -31,13 +35,16 @@ fn generate() -> Value {
 #[test]
 fn vectors_match_the_code() {
     let generated = generate();
-    if std::env::var_os("CONFIDE_WRITE_VECTORS").is_some() {
+    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path().parent().unwrap()).unwrap();
+        // Written beside and renamed, so a test reading the file meanwhile never sees half.
+        let tmp = path().with_extension("json.tmp");
         std::fs::write(
-            path(),
+            &tmp,
             serde_json::to_string_pretty(&generated).unwrap() + "\n",
         )
         .unwrap();
+        std::fs::rename(&tmp, path()).unwrap();
     }
     let stored: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
     assert_eq!(
@@ -59,4 +66,20 @@ fn stored_vectors_decode_and_reencode() {
         let state = ConversationPolicy::from_bytes(&bytes).unwrap();
         assert_eq!(state.to_bytes().unwrap().to_vec(), bytes, "{}", s["name"]);
     }
+}
+
+/// policy.md §3: the configured initial policy (Off) is clamped by the org max at creation and
+/// stamped as the version-0 setting of the initiator.
+#[test]
+fn first_frame_carries_the_clamped_initial_timer() {
+    let s = common::scenario();
+    let frame = ContentFrame::decode(&s.frames[0].1).unwrap();
+    assert_eq!(
+        frame.timer,
+        TimerSetting {
+            version: 0,
+            proposer: Side::Initiator,
+            policy: RetentionPolicy::after_send(confide_crypto::Duration::from_days(30)),
+        }
+    );
 }

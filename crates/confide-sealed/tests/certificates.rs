@@ -450,3 +450,42 @@ fn debug_output_names_nobody() {
     }
     assert!(shown.contains("Counselor"));
 }
+
+/// sealed-sender.md §4: exactly which code points a display name may not contain, over every
+/// Unicode scalar value.
+#[test]
+fn refused_display_name_code_points_are_exactly_the_documented_ones() {
+    let refused = |c: u32| {
+        matches!(c, 0x00..=0x1F | 0x7F..=0x9F)
+            || matches!(c, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
+    };
+    let mut count = 0u32;
+    for c in (0..=0x10_FFFFu32).filter_map(char::from_u32) {
+        let name = format!("a{c}b");
+        assert_eq!(
+            confide_sealed::is_valid_display_name(&name),
+            !refused(u32::from(c)),
+            "U+{:04X}",
+            u32::from(c)
+        );
+        count += u32::from(refused(u32::from(c)));
+    }
+    assert_eq!(count, 32 + 33 + 1 + 2 + 5 + 4);
+    // Allowed although invisible or unusual: zero-width space, BOM, line/paragraph
+    // separators, soft hyphen, a private-use character.
+    for c in [
+        '\u{200B}', '\u{FEFF}', '\u{2028}', '\u{2029}', '\u{00AD}', '\u{E000}',
+    ] {
+        assert!(confide_sealed::is_valid_display_name(&format!("x{c}")));
+    }
+    // The decoder applies the same rule (and refuses invalid UTF-8).
+    let cert = certificate_for(&sender().public(), Role::Counselor, Some("ok"));
+    let bytes = cert.as_bytes().to_vec();
+    let name_at = 139 + SENDER_ADDRESS.len();
+    assert_eq!(&bytes[name_at..name_at + 2], b"ok");
+    for bad in [[0x01u8, b'k'], [0xC2, 0x85], [0xFF, b'k']] {
+        let mut b = bytes.clone();
+        b[name_at..name_at + 2].copy_from_slice(&bad);
+        assert!(SenderCertificate::from_bytes(&b).is_err(), "{bad:02x?}");
+    }
+}

@@ -45,6 +45,9 @@ fn generate() -> Value {
         .unwrap();
         json!({
             "rng": format!("ChaCha20Rng::from_seed([0x{seed:02x}; 32])"),
+            "call": "seal(rng, sender_identity, sender_certificate, recipient_identity_public, payload); \
+                the only draw is 32 bytes for the ephemeral X25519 secret e (the first 32 bytes of the \
+                ChaCha20 keystream of the seed, spec.md section 13)",
             "payload": hex::encode(&payload),
             "envelope": hex::encode(&env),
         })
@@ -57,6 +60,13 @@ fn generate() -> Value {
     json!({
         "description": "Confide sealed sender v1 test vectors. Keys come from fixed seeds: SigningKey::from_seed, IdentityKeyPair::from_secret_bytes (signing seed || X25519 secret). See docs/sealed-sender.md.",
         "now_ms": NOW.as_millis(),
+        "server_certificate_expires_at_ms": NOW.saturating_add(SERVER_LIFETIME).as_millis(),
+        "sender_certificate_expires_at_ms": NOW.saturating_add(SENDER_LIFETIME).as_millis(),
+        "certificates": "server_certificate = ServerCertificate::issue(root_key_id, root signing key, \
+            server_key_id, server verifying key, server_certificate_expires_at_ms); \
+            sender_certificate = SenderCertificate::issue(ServerKey(server signing key, server_certificate), \
+            claims { address, device_id, identity, role, display_name }, sender_certificate_expires_at_ms). \
+            Envelopes open at now_ms (both certificates valid: now < expires_at).",
         "root_key_id": ROOT_KEY_ID,
         "root_signing_seed": hex::encode([0x01u8; 32]),
         "root_public_key": hex::encode(root_key().verifying_key().to_bytes()),
@@ -84,13 +94,16 @@ fn generate() -> Value {
 fn vectors_match_the_code() {
     let generated = generate();
     let path = vectors_path();
-    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some() {
+    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // Written beside and renamed, so a test reading the file meanwhile never sees half.
+        let tmp = path.with_extension("json.tmp");
         std::fs::write(
-            &path,
+            &tmp,
             serde_json::to_string_pretty(&generated).unwrap() + "\n",
         )
         .unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
     }
     let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(
@@ -133,4 +146,25 @@ fn stored_envelopes_open_with_the_stored_keys() {
     let token = hex::decode(stored["delivery_token"].as_str().unwrap()).unwrap();
     let verifier = confide_sealed::TokenVerifier::from_bytes(token_verifier.try_into().unwrap());
     assert!(confide_sealed::relay_check(&verifier, &token));
+}
+
+#[test]
+fn stored_expiry_times_are_the_certificates_own() {
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap();
+    let hex_field = |k: &str| hex::decode(stored[k].as_str().unwrap()).unwrap();
+    let server = hex_field("server_certificate");
+    // Server certificate: expires_at at offset 41 (sealed-sender.md §3).
+    assert_eq!(
+        u64::from_be_bytes(server[41..49].try_into().unwrap()),
+        stored["server_certificate_expires_at_ms"].as_u64().unwrap()
+    );
+    // Sender certificate: expires_at just before the embedded server certificate (§4).
+    let sender = hex_field("sender_certificate");
+    let at = sender.len() - 64 - 113 - 8;
+    assert_eq!(
+        u64::from_be_bytes(sender[at..at + 8].try_into().unwrap()),
+        stored["sender_certificate_expires_at_ms"].as_u64().unwrap()
+    );
+    assert_eq!(&sender[at + 8..at + 8 + 113], &server[..]);
 }

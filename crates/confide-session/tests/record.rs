@@ -9,8 +9,11 @@
 
 mod common;
 
-use common::{Pair, Party, rng, text};
-use confide_session::{DecryptError, SessionRecord, SessionRole, consts::MAX_ARCHIVED_SESSIONS};
+use common::{NOW, Pair, Party, rng, text};
+use confide_session::{
+    DecryptError, Session, SessionMessage, SessionRecord, SessionRole,
+    consts::MAX_ARCHIVED_SESSIONS,
+};
 
 /// Alice starts a fresh session to Bob (e.g. after reinstalling with her identity backed up)
 /// and makes it current on her side; returns its first message.
@@ -154,4 +157,65 @@ fn simultaneous_initiation_converges() {
             | (SessionRole::Responder, SessionRole::Initiator)
     ));
     assert!(!sa.awaiting_reply() && !sb.awaiting_reply());
+}
+
+/// spec.md §10: when no session decrypts a message, the record reports `Duplicate` if any
+/// session said so, else the first session's error (current, else the newest archived one),
+/// and `NoSession` without sessions.
+#[test]
+fn error_when_no_session_decrypts() {
+    let mut p = Pair::established(77);
+    let old_message = p.a_sends(b"on the first session");
+    p.b_gets(&old_message).unwrap();
+    let first_session = p.b.current().unwrap().clone();
+    let first_new = alice_restarts(&mut p, b"second session");
+    assert!(p.b_gets(&first_new).unwrap().new_session);
+    let second_session = p.b.current().unwrap().clone();
+    assert_eq!(p.b.archived_count(), 1);
+
+    let mut tampered = old_message.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    // spec.md §6.1: kind 0x01, n at offset 38.
+    assert_eq!(old_message[1], 0x01);
+    let mut far = old_message.clone();
+    let n = u32::from_be_bytes(far[38..42].try_into().unwrap()) + 5_000;
+    far[38..42].copy_from_slice(&n.to_be_bytes());
+    for (what, bytes) in [
+        ("repeat", old_message.clone()),
+        ("tampered", tampered),
+        ("far ahead", far),
+    ] {
+        let message = SessionMessage::from_bytes(&bytes).unwrap();
+        let on = |s: &Session| s.clone().decrypt(&message, NOW).unwrap_err();
+        let (current, archived) = (on(&second_session), on(&first_session));
+        let expected = if current == DecryptError::Duplicate || archived == DecryptError::Duplicate
+        {
+            DecryptError::Duplicate
+        } else {
+            current
+        };
+        let before = p.b.to_bytes();
+        assert_eq!(p.b_gets(&bytes).unwrap_err(), expected, "{what}");
+        assert_eq!(p.b.to_bytes(), before);
+        if what == "repeat" {
+            // The rule matters here: the current session alone would not say Duplicate.
+            assert_ne!(current, DecryptError::Duplicate);
+            assert_eq!(archived, DecryptError::Duplicate);
+        }
+        // Without a current session, the newest archived session's error (or Duplicate).
+        let mut only_archived = vec![0x02, 0x00, 0x01];
+        only_archived.extend_from_slice(&first_session.to_bytes());
+        let mut record = SessionRecord::from_bytes(&only_archived).unwrap();
+        assert!(record.current().is_none());
+        assert_eq!(
+            p.bob.decrypt(&mut record, &bytes).unwrap_err(),
+            on(&first_session),
+            "{what}, archive only"
+        );
+    }
+    let mut empty = SessionRecord::new();
+    assert_eq!(
+        p.bob.decrypt(&mut empty, &old_message).unwrap_err(),
+        DecryptError::NoSession
+    );
 }

@@ -277,3 +277,44 @@ fn authenticated_restore_skips_only_the_checks_storage_already_guarantees() {
     assert!(SessionRecord::from_authenticated_bytes(&[&bytes[..], &[0]].concat()).is_err());
     assert!(SessionRecord::from_authenticated_bytes(&bytes[..bytes.len() - 1]).is_err());
 }
+
+/// spec.md §8: `MAX_CIPHERTEXT_LEN` (147,472) bounds what the parser accepts; the largest
+/// ciphertext an honest sender makes is `padded_len(MAX_PLAINTEXT_LEN) + 16` = 135,184.
+#[test]
+fn ciphertext_length_bounds() {
+    use confide_crypto::padding::{MAX_PLAINTEXT_LEN, padded_len};
+    use confide_session::{DecryptError, SessionMessage, consts::MAX_CIPHERTEXT_LEN};
+    assert_eq!(MAX_CIPHERTEXT_LEN, 147_472);
+    assert_eq!(MAX_CIPHERTEXT_LEN, 144 * 1024 + 16);
+    assert_eq!(padded_len(MAX_PLAINTEXT_LEN), Some(135_168));
+
+    let mut p = Pair::established(81);
+    let biggest = p.a_sends(&vec![7u8; MAX_PLAINTEXT_LEN]);
+    assert_eq!(common::ratchet_part(&biggest).ciphertext().len(), 135_184);
+    assert_eq!(
+        &p.b_gets(&biggest).unwrap().plaintext[..],
+        &[7u8; MAX_PLAINTEXT_LEN][..]
+    );
+
+    // A kind-0x01 message with the header of a real one and a ciphertext of `len` bytes.
+    let real = p.a_sends(b"x");
+    assert_eq!(real[1], 0x01);
+    let with_len = |len: usize| {
+        let mut m = real[..42].to_vec();
+        m.extend_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
+        m.resize(46 + len, 0x42);
+        m
+    };
+    for len in [272, 135_185, MAX_CIPHERTEXT_LEN] {
+        let bytes = with_len(len);
+        assert!(SessionMessage::from_bytes(&bytes).is_ok(), "{len} parses");
+        assert_eq!(
+            p.b_gets(&bytes).unwrap_err(),
+            DecryptError::Authentication,
+            "{len}"
+        );
+    }
+    for len in [0, 271, MAX_CIPHERTEXT_LEN + 1] {
+        assert!(SessionMessage::from_bytes(&with_len(len)).is_err(), "{len}");
+    }
+}

@@ -443,3 +443,98 @@ fn oversized_plaintext_is_refused_without_change() {
     let m = p.a_sends(&max);
     assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], &max[..]);
 }
+
+/// spec.md §3.2: the exact order, ids and kinds of `bundles()` / `one_time_bundles()`.
+#[test]
+fn bundles_order_ids_and_pairing() {
+    let mut rng = rng(70);
+    // new: signed prekey id 1, last-resort KEM id 2; then X25519 one-time 3, 4, 5; KEM one-time
+    // 6, 7.
+    let bob = Party::new(&mut rng, 3, 2);
+    let shape = |b: &PreKeyBundle| {
+        (
+            b.signed_prekey_id(),
+            b.kem_prekey_id(),
+            b.kem_kind(),
+            b.one_time_prekey_id(),
+        )
+    };
+    let one = KemPreKeyKind::OneTime;
+    let last = KemPreKeyKind::LastResort;
+    let one_time: Vec<_> = bob.store.one_time_bundles().iter().map(shape).collect();
+    assert_eq!(
+        one_time,
+        [
+            (1, 6, one, Some(3)),
+            (1, 7, one, Some(4)),
+            (1, 2, last, Some(5))
+        ]
+    );
+    let all: Vec<_> = bob.store.bundles().iter().map(shape).collect();
+    assert_eq!(all[..3], one_time[..]);
+    assert_eq!(all[3], (1, 2, last, None));
+    assert_eq!(all.len(), 4);
+
+    // More KEM prekeys than X25519 ones: the surplus KEM bundles carry no OPK.
+    let carol = Party::new(&mut rng, 1, 3);
+    let shapes: Vec<_> = carol.store.bundles().iter().map(shape).collect();
+    assert_eq!(
+        shapes,
+        [
+            (1, 4, one, Some(3)),
+            (1, 5, one, None),
+            (1, 6, one, None),
+            (1, 2, last, None)
+        ]
+    );
+
+    // After a rotation only the newest signed and last-resort prekeys are published.
+    let mut dave = Party::new(&mut rng, 1, 0);
+    dave.store.rotate_signed_prekey(&mut rng, NOW); // id 4
+    dave.store.rotate_last_resort_kem_prekey(&mut rng, NOW); // id 5
+    let shapes: Vec<_> = dave.store.bundles().iter().map(shape).collect();
+    assert_eq!(shapes, [(4, 5, last, Some(3)), (4, 5, last, None)]);
+}
+
+/// spec.md §4 and §4.1: the seen-base-key check comes before the prekey look-up, so a replayed
+/// prekey message is `ReplayedInitialMessage` whichever one-time keys it consumed, while a
+/// never-accepted message naming a consumed key is `UnknownKemPreKey` (checked first) or
+/// `UnknownOneTimePreKey`.
+#[test]
+fn replay_verdict_does_not_depend_on_the_keys_it_used() {
+    let mut rng = rng(71);
+    // Every kind of bundle: one-time KEM with and without an OPK, last-resort KEM with an OPK,
+    // and the bare last-resort bundle.
+    for (one_time, one_time_kem) in [(1, 2), (1, 0)] {
+        let mut bob = Party::new(&mut rng, one_time, one_time_kem);
+        replays_of_every_bundle(&mut rng, &mut bob);
+    }
+}
+
+fn replays_of_every_bundle(rng: &mut chacha20::ChaCha20Rng, bob: &mut Party) {
+    let bundles = bob.store.bundles();
+    for bundle in &bundles {
+        let alice = Party::new(rng, 0, 0);
+        let m = SessionRecord::with_session(alice.initiate(rng, bundle))
+            .encrypt(rng, b"once")
+            .unwrap();
+        let mut first = SessionRecord::new();
+        assert!(bob.decrypt(&mut first, &m).unwrap().new_session);
+        // The session is gone (another record): a replay, whatever it consumed.
+        let store = bob.store.to_bytes();
+        let mut fresh = SessionRecord::new();
+        assert_eq!(
+            bob.decrypt(&mut fresh, &m).unwrap_err(),
+            DecryptError::ReplayedInitialMessage,
+            "bundle {:?}/{:?}",
+            bundle.kem_kind(),
+            bundle.one_time_prekey_id()
+        );
+        assert_eq!(bob.store.to_bytes(), store);
+        // The session is there: a duplicate.
+        assert_eq!(
+            bob.decrypt(&mut first, &m).unwrap_err(),
+            DecryptError::Duplicate
+        );
+    }
+}
