@@ -1,29 +1,35 @@
-//! Running a sans-IO endpoint over a [`Transport`], or many over the simulated network.
+//! The one run-loop contract of Confide, and running endpoints over a [`Transport`] or the
+//! simulated network.
 //!
-//! # The endpoint contract
+//! # The contract
 //!
-//! A [`SansIoEndpoint`] takes inputs (`handle_receive`, `handle_timeout`, and its own
-//! commands such as "send a message") and produces outputs through one poller,
-//! [`SansIoEndpoint::poll_output`], in the style of str0m: a transmit, an event for the app,
-//! or finally the next deadline. The facade's `Endpoint` (with `handle_input` /
-//! `poll_output`) implements it by forwarding.
+//! A [`SansIoEndpoint`] does no I/O, reads no clock and draws no randomness of its own. It
+//! takes one kind of input, [`SansIoEndpoint::handle_input`] with an [`Input`] (a received
+//! frame or the time), plus its own commands (such as "send a message", each taking
+//! `(rng, now, ...)`), and produces outputs through one poller, [`SansIoEndpoint::poll_output`],
+//! in the style of str0m: a transmit, an event for the app, or finally the next deadline. The
+//! facade's `confide::Endpoint` implements it (its `Input` and `Output` are these types), and
+//! so does every test endpoint; there is no other run loop.
 //!
 //! # The run loop, step by step
 //!
-//! 1. Issue any commands to the endpoint (each takes `now`).
-//! 2. Call `poll_output` until it returns [`EndpointOutput::Timeout`]: hand every
-//!    [`EndpointOutput::Transmit`] to the transport, every [`EndpointOutput::Event`] to the app,
-//!    and remember the deadline from `Timeout` (`None`: no timer).
+//! 1. Issue any commands to the endpoint.
+//! 2. Call `poll_output` until it returns [`Output::Timeout`]: hand every [`Output::Transmit`]
+//!    to the transport (with its relay token), every [`Output::Event`] to the app, and
+//!    remember the deadline from `Timeout` (`None`: no timer).
 //! 3. Wait until a frame arrives, a command comes from the user, or the deadline passes.
-//! 4. Read the clock into `now`. For each received frame call `handle_receive(frame, now)`
-//!    and then step 2.
-//! 5. If the deadline is at or before `now`, call `handle_timeout(now)` and then step 2.
-//!    Calling it early is harmless (a no-op); after a long sleep one call does all that is due.
+//! 4. Read the clock into `now`. For each received frame call
+//!    `handle_input(rng, Input::Receive { bytes, now })`, then step 2.
+//! 5. If the deadline is at or before `now`, call `handle_input(rng, Input::Timeout { now })`,
+//!    then step 2. Calling it early is harmless (a no-op); after a long sleep one call does all
+//!    that is due.
 //! 6. Go to step 1.
 //!
 //! [`Driver::run_once`] does steps 2, 4 and 5 for one instant; the app does the waiting.
 //! [`Simulation`] does the same for many endpoints over a [`SimNetwork`] with a virtual clock
 //! that jumps to the next deadline, so tests run days of traffic in milliseconds.
+
+use core::fmt;
 
 use confide_crypto::{CryptoRng, Timestamp};
 
@@ -32,7 +38,7 @@ use crate::{Address, Transmit, Transport, TransportError};
 
 /// Most outputs one drain accepts before giving up on the endpoint.
 ///
-/// Reason: a correct endpoint returns [`EndpointOutput::Timeout`] after finitely many outputs;
+/// Reason: a correct endpoint returns [`Output::Timeout`] after finitely many outputs;
 /// this turns a broken endpoint's endless loop into a bounded one. It is far above what one
 /// input can produce (the outbox holds at most 1,000 messages).
 pub const MAX_OUTPUTS_PER_DRAIN: usize = 100_000;
@@ -43,16 +49,58 @@ pub const MAX_OUTPUTS_PER_DRAIN: usize = 100_000;
 /// next call.
 pub const MAX_FRAMES_PER_RUN: usize = 1_024;
 
-/// One output of a sans-IO endpoint.
+/// An input to [`SansIoEndpoint::handle_input`].
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum Input<'a> {
+    /// Frame bytes the transport received for this endpoint's mailbox, at `now`.
+    Receive {
+        /// The frame as received.
+        bytes: &'a [u8],
+        /// When it arrived.
+        now: Timestamp,
+    },
+    /// The time is `now`: do whatever is due. Early (spurious) timeouts do nothing.
+    Timeout {
+        /// The current time.
+        now: Timestamp,
+    },
+}
+
+impl Input<'_> {
+    /// The input's time.
+    #[must_use]
+    pub const fn now(&self) -> Timestamp {
+        match self {
+            Self::Receive { now, .. } | Self::Timeout { now } => *now,
+        }
+    }
+}
+
+impl fmt::Debug for Input<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Receive { bytes, now } => f
+                .debug_struct("Receive")
+                .field("len", &bytes.len())
+                .field("now", now)
+                .finish(),
+            Self::Timeout { now } => f.debug_struct("Timeout").field("now", now).finish(),
+        }
+    }
+}
+
+/// One output of [`SansIoEndpoint::poll_output`].
 #[derive(Debug)]
 #[non_exhaustive]
 #[must_use]
-pub enum EndpointOutput<E> {
-    /// Frame bytes to send.
+pub enum Output<E> {
+    /// Frame bytes to hand to the transport.
     Transmit(Transmit),
     /// Something for the app.
     Event(E),
-    /// Nothing more to output now; call `handle_timeout` at this time (`None`: no timer).
+    /// Nothing more to output now. Call `handle_input(rng, Input::Timeout { .. })` at this
+    /// time (`None`: no timer is running).
     Timeout(Option<Timestamp>),
 }
 
@@ -61,14 +109,12 @@ pub trait SansIoEndpoint {
     /// What the endpoint reports to its app.
     type Event;
 
-    /// Hands the endpoint one frame received from its transport at `now`.
-    fn handle_receive<R: CryptoRng + ?Sized>(&mut self, frame: &[u8], now: Timestamp, rng: &mut R);
+    /// Feeds one input (a received frame, or the time). Afterwards call
+    /// [`SansIoEndpoint::poll_output`] until it returns [`Output::Timeout`].
+    fn handle_input<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, input: Input<'_>);
 
-    /// Tells the endpoint the time is `now`; it does whatever is due (nothing if early).
-    fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Timestamp, rng: &mut R);
-
-    /// The next output. Call until it returns [`EndpointOutput::Timeout`].
-    fn poll_output(&mut self) -> EndpointOutput<Self::Event>;
+    /// The next output. Call until it returns [`Output::Timeout`].
+    fn poll_output(&mut self) -> Output<Self::Event>;
 }
 
 /// Runs one [`SansIoEndpoint`] over one [`Transport`].
@@ -108,7 +154,8 @@ impl<E: SansIoEndpoint, T: Transport> Driver<E, T> {
         for _ in 0..MAX_FRAMES_PER_RUN {
             match self.transport.recv() {
                 Ok(Some(frame)) => {
-                    self.endpoint.handle_receive(&frame, now, rng);
+                    self.endpoint
+                        .handle_input(rng, Input::Receive { bytes: &frame, now });
                     self.drain(&mut events);
                 }
                 Ok(None) => break,
@@ -119,7 +166,7 @@ impl<E: SansIoEndpoint, T: Transport> Driver<E, T> {
             }
         }
         if self.next_timeout.is_some_and(|t| t <= now) {
-            self.endpoint.handle_timeout(now, rng);
+            self.endpoint.handle_input(rng, Input::Timeout { now });
             self.drain(&mut events);
         }
         events
@@ -165,14 +212,14 @@ impl<E: SansIoEndpoint, T: Transport> Driver<E, T> {
     fn drain(&mut self, events: &mut Vec<E::Event>) {
         for _ in 0..MAX_OUTPUTS_PER_DRAIN {
             match self.endpoint.poll_output() {
-                EndpointOutput::Transmit(tx) => {
+                Output::Transmit(tx) => {
                     if let Err(e) = self.transport.send(&tx.to, tx.token.as_ref(), &tx.frame) {
                         self.send_failures = self.send_failures.saturating_add(1);
                         self.last_error = Some(e);
                     }
                 }
-                EndpointOutput::Event(e) => events.push(e),
-                EndpointOutput::Timeout(t) => {
+                Output::Event(e) => events.push(e),
+                Output::Timeout(t) => {
                     self.next_timeout = t;
                     return;
                 }
@@ -314,13 +361,14 @@ impl<E: SansIoEndpoint> Simulation<E> {
                 let Some(frame) = self.network.take_mail(&n.address) else {
                     break;
                 };
-                n.endpoint.handle_receive(&frame, now, rng);
+                n.endpoint
+                    .handle_input(rng, Input::Receive { bytes: &frame, now });
                 self.drain(node);
             }
             if let Some(n) = self.nodes.get_mut(index)
                 && n.next_timeout.is_some_and(|t| t <= now)
             {
-                n.endpoint.handle_timeout(now, rng);
+                n.endpoint.handle_input(rng, Input::Timeout { now });
                 self.drain(node);
             }
         }
@@ -362,11 +410,11 @@ impl<E: SansIoEndpoint> Simulation<E> {
         };
         for _ in 0..MAX_OUTPUTS_PER_DRAIN {
             match n.endpoint.poll_output() {
-                EndpointOutput::Transmit(tx) => {
+                Output::Transmit(tx) => {
                     self.network.send(&n.address, &tx.to, &tx.frame, now);
                 }
-                EndpointOutput::Event(e) => self.events.push((node, e)),
-                EndpointOutput::Timeout(t) => {
+                Output::Event(e) => self.events.push((node, e)),
+                Output::Timeout(t) => {
                     n.next_timeout = t;
                     return;
                 }

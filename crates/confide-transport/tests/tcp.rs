@@ -93,6 +93,12 @@ fn a_mailbox_with_a_verifier_takes_frames_only_with_its_token() {
     let verifier = confide_crypto::kdf::sha256(&[b"Confide_v1_MailboxVerifier", token.expose()]);
     let mut counselor =
         TcpTransport::connect(relay.local_addr(), &addr("counselor"), Some(verifier)).unwrap();
+    // The relay handles a connection's messages in order: once this note to self arrives,
+    // the registration (and its verifier) is in place.
+    counselor
+        .send(&addr("counselor"), Some(&token), b"registered")
+        .unwrap();
+    assert_eq!(recv_within(&mut counselor), b"registered");
     let mut client = TcpTransport::connect(relay.local_addr(), &addr("client"), None).unwrap();
     let wrong = RelayToken::new([0x43; 16]);
     client.send(&addr("counselor"), None, b"no token").unwrap();

@@ -5,7 +5,6 @@ use core::fmt;
 use confide_crypto::Timestamp;
 use confide_policy::{MessageId, MessageText, RetentionPolicy, Side, TimerSetting};
 use confide_sealed::Role;
-use confide_transport::Transmit;
 
 use crate::endpoint::DropReason;
 
@@ -28,50 +27,13 @@ impl fmt::Display for ConversationId {
     }
 }
 
-/// An input to [`Endpoint::handle_input`](crate::Endpoint::handle_input).
-#[derive(Clone, Copy)]
-#[non_exhaustive]
-pub enum Input<'a> {
-    /// Frame bytes the transport received for this endpoint's mailbox, at `now`.
-    Receive {
-        /// The frame as received.
-        bytes: &'a [u8],
-        /// When it arrived.
-        now: Timestamp,
-    },
-    /// The time is `now`: do whatever is due. Early (spurious) timeouts do nothing.
-    Timeout {
-        /// The current time.
-        now: Timestamp,
-    },
-}
+/// An input to [`Endpoint::handle_input`](crate::Endpoint::handle_input): the run-loop
+/// contract's input (`confide_transport::driver`).
+pub use confide_transport::driver::Input;
 
-impl fmt::Debug for Input<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Receive { bytes, now } => f
-                .debug_struct("Receive")
-                .field("len", &bytes.len())
-                .field("now", now)
-                .finish(),
-            Self::Timeout { now } => f.debug_struct("Timeout").field("now", now).finish(),
-        }
-    }
-}
-
-/// One output of [`Endpoint::poll_output`](crate::Endpoint::poll_output).
-#[derive(Debug)]
-#[non_exhaustive]
-#[must_use]
-pub enum Output {
-    /// Frame bytes to hand to the transport.
-    Transmit(Transmit),
-    /// Something for the app.
-    Event(Event),
-    /// Nothing more to output now. Call `handle_input(Input::Timeout { .. })` at this time
-    /// (`None`: no timer is running).
-    Timeout(Option<Timestamp>),
-}
+/// One output of [`Endpoint::poll_output`](crate::Endpoint::poll_output): the run-loop
+/// contract's output (`confide_transport::driver`) with this crate's [`Event`].
+pub type Output = confide_transport::driver::Output<Event>;
 
 /// Something the app must know or act on.
 #[derive(Debug, Clone, PartialEq, Eq)]

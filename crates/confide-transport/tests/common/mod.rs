@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use confide_crypto::{CryptoRng, Timestamp};
-use confide_transport::driver::{EndpointOutput, SansIoEndpoint};
+use confide_transport::driver::{Input, Output, SansIoEndpoint};
 use confide_transport::{
     AckOutcome, Address, Delivery, DeliveryEvent, Frame, IncomingStatus, MessageId, PayloadDigest,
     SendError,
@@ -91,7 +91,34 @@ impl Messenger {
 impl SansIoEndpoint for Messenger {
     type Event = AppEvent;
 
-    fn handle_receive<R: CryptoRng + ?Sized>(&mut self, frame: &[u8], now: Timestamp, rng: &mut R) {
+    fn handle_input<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, input: Input<'_>) {
+        match input {
+            Input::Receive { bytes, now } => self.receive(bytes, now, rng),
+            _ => self.delivery.handle_timeout(input.now()),
+        }
+    }
+
+    fn poll_output(&mut self) -> Output<AppEvent> {
+        if let Some(tx) = self.delivery.poll_transmit() {
+            return Output::Transmit(tx);
+        }
+        while let Some(event) = self.delivery.poll_event() {
+            let mapped = match event {
+                DeliveryEvent::Delivered(id) => AppEvent::Delivered(id),
+                DeliveryEvent::DeliveryFailed(id) => AppEvent::Failed(id),
+                _ => continue,
+            };
+            self.events.push_back(mapped);
+        }
+        if let Some(e) = self.events.pop_front() {
+            return Output::Event(e);
+        }
+        Output::Timeout(self.delivery.poll_timeout())
+    }
+}
+
+impl Messenger {
+    fn receive<R: CryptoRng + ?Sized>(&mut self, frame: &[u8], now: Timestamp, rng: &mut R) {
         let Ok(Frame::Data { id, payload }) = Frame::from_bytes(frame) else {
             return;
         };
@@ -129,28 +156,6 @@ impl SansIoEndpoint for Messenger {
             }
             _ => {}
         }
-    }
-
-    fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Timestamp, _rng: &mut R) {
-        self.delivery.handle_timeout(now);
-    }
-
-    fn poll_output(&mut self) -> EndpointOutput<AppEvent> {
-        if let Some(tx) = self.delivery.poll_transmit() {
-            return EndpointOutput::Transmit(tx);
-        }
-        while let Some(event) = self.delivery.poll_event() {
-            let mapped = match event {
-                DeliveryEvent::Delivered(id) => AppEvent::Delivered(id),
-                DeliveryEvent::DeliveryFailed(id) => AppEvent::Failed(id),
-                _ => continue,
-            };
-            self.events.push_back(mapped);
-        }
-        if let Some(e) = self.events.pop_front() {
-            return EndpointOutput::Event(e);
-        }
-        EndpointOutput::Timeout(self.delivery.poll_timeout())
     }
 }
 

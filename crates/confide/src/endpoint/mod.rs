@@ -375,22 +375,15 @@ impl Endpoint {
     /// Feeds one input. Afterwards call [`Endpoint::poll_output`] until it returns
     /// [`Output::Timeout`].
     pub fn handle_input<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, input: Input<'_>) {
-        let now = match input {
-            Input::Receive { now, .. } | Input::Timeout { now } => now,
-        };
+        let now = input.now();
         if self.resume_pending {
             self.send_resumes(rng, now);
         }
-        let now = match input {
-            Input::Receive { bytes, now } => {
-                self.receive(rng, bytes, now);
-                now
-            }
-            Input::Timeout { now } => {
-                self.timeout(rng, now);
-                now
-            }
-        };
+        match input {
+            Input::Receive { bytes, now } => self.receive(rng, bytes, now),
+            // Timeouts, and any input kind a newer transport adds: do what is due.
+            _ => self.timeout(rng, now),
+        }
         self.collect_transmits(now);
     }
 
@@ -680,21 +673,12 @@ impl Endpoint {
 impl confide_transport::driver::SansIoEndpoint for Endpoint {
     type Event = Event;
 
-    fn handle_receive<R: CryptoRng + ?Sized>(&mut self, frame: &[u8], now: Timestamp, rng: &mut R) {
-        self.handle_input(rng, Input::Receive { bytes: frame, now });
+    fn handle_input<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, input: Input<'_>) {
+        Endpoint::handle_input(self, rng, input);
     }
 
-    fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
-        self.handle_input(rng, Input::Timeout { now });
-    }
-
-    fn poll_output(&mut self) -> confide_transport::driver::EndpointOutput<Event> {
-        use confide_transport::driver::EndpointOutput;
-        match Endpoint::poll_output(self) {
-            Output::Transmit(tx) => EndpointOutput::Transmit(tx),
-            Output::Event(e) => EndpointOutput::Event(e),
-            Output::Timeout(t) => EndpointOutput::Timeout(t),
-        }
+    fn poll_output(&mut self) -> Output {
+        Endpoint::poll_output(self)
     }
 }
 

@@ -27,7 +27,7 @@ use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerK
 use confide_session::SessionMessage;
 use confide_transport::{
     Frame,
-    driver::{EndpointOutput, NodeId, SansIoEndpoint, Simulation},
+    driver::{NodeId, SansIoEndpoint, Simulation},
     sim::{LinkConfig, SimNetwork},
 };
 use rand_core::SeedableRng;
@@ -114,27 +114,18 @@ pub struct Node {
 impl SansIoEndpoint for Node {
     type Event = Event;
 
-    fn handle_receive<R: CryptoRng + ?Sized>(&mut self, frame: &[u8], now: Timestamp, rng: &mut R) {
-        self.endpoint
-            .handle_input(rng, Input::Receive { bytes: frame, now });
+    fn handle_input<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, input: Input<'_>) {
+        self.endpoint.handle_input(rng, input);
     }
 
-    fn handle_timeout<R: CryptoRng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
-        self.endpoint.handle_input(rng, Input::Timeout { now });
-    }
-
-    fn poll_output(&mut self) -> EndpointOutput<Event> {
-        match self.endpoint.poll_output() {
-            Output::Transmit(tx) => {
-                self.wire
-                    .borrow_mut()
-                    .push((tx.to.clone(), tx.frame.clone()));
-                EndpointOutput::Transmit(tx)
-            }
-            Output::Event(e) => EndpointOutput::Event(e),
-            Output::Timeout(t) => EndpointOutput::Timeout(t),
-            _ => EndpointOutput::Timeout(None),
+    fn poll_output(&mut self) -> Output {
+        let output = self.endpoint.poll_output();
+        if let Output::Transmit(tx) = &output {
+            self.wire
+                .borrow_mut()
+                .push((tx.to.clone(), tx.frame.clone()));
         }
+        output
     }
 }
 
