@@ -8,11 +8,13 @@
 
 mod common;
 
+use chacha20::ChaCha20Rng;
 use common::{NOW, Pair, Party, is_prekey, rng};
 use confide_crypto::identity::IdentityKeyPair;
 use confide_session::{
     BundleError, DecryptError, ExpectedIdentity, IdentityChangePolicy, KemPreKeyKind, PreKeyBundle,
-    Session, SessionRecord, SessionRole, consts::MAX_RETAINED_SIGNED_PREKEYS,
+    PreKeyStore, Session, SessionRecord, SessionRole,
+    consts::{MAX_RETAINED_SIGNED_PREKEYS, MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY},
 };
 
 /// Runs a first message from `alice` over `bundle` into a fresh record of `bob`; returns
@@ -252,15 +254,15 @@ fn replayed_initial_message_is_detected() {
     assert_eq!(p.bob_state(), (rec.clone(), store.clone()));
 
     // A fresh record with the same store (e.g. the conversation was deleted, or the attacker
-    // replays to another device state): the store remembers the base key. It used a one-time
-    // prekey too, but the replay check comes first.
+    // replays to another device state): the message used one-time keys, which are gone, so
+    // the replay is refused without the store having to remember its base key.
     let mut fresh = SessionRecord::new();
     assert_eq!(
         p.bob.decrypt(&mut fresh, &first).unwrap_err(),
-        DecryptError::ReplayedInitialMessage
+        DecryptError::UnknownKemPreKey
     );
     assert!(fresh.current().is_none());
-    assert_eq!(p.bob.store.to_bytes(), store);
+    assert_eq!(*p.bob.store.to_bytes(), store);
 
     // The same over the last-resort bundle with no one-time key at all.
     let mut rng = rng(60);
@@ -442,4 +444,81 @@ fn oversized_plaintext_is_refused_without_change() {
     let max = vec![7u8; confide_crypto::padding::MAX_PLAINTEXT_LEN];
     let m = p.a_sends(&max);
     assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], &max[..]);
+}
+
+/// Replays of initial messages stay refused however many sessions were started since: a base
+/// key is never forgotten while its signed prekey accepts initial messages. Far more initial
+/// messages without one-time keys than the old total bound (10,000) arrive under one signed
+/// prekey; once its list is full they are refused (`ReplayListFull`, nothing changes) instead
+/// of the oldest entry being forgotten, and the replay of the very first one is refused.
+#[test]
+fn replay_of_the_first_initial_message_stays_refused_after_many_sessions() {
+    let mut rng = rng(61);
+    let mut bob = Party::new(&mut rng, 0, 0);
+    let alice = Party::new(&mut rng, 0, 0);
+    let bare = bob.store.last_resort_bundle().unwrap();
+    let spk = bare.signed_prekey_id();
+    let verified = alice.verify(&bare);
+    let initial = |rng: &mut ChaCha20Rng| {
+        SessionRecord::with_session(Session::initiate(rng, &alice.id, &verified).unwrap())
+            .encrypt(rng, b"hello")
+            .unwrap()
+    };
+    let first = initial(&mut rng);
+    assert!(
+        bob.decrypt(&mut SessionRecord::new(), &first)
+            .unwrap()
+            .new_session
+    );
+    let (mut accepted, mut full) = (1usize, 0usize);
+    for _ in 0..10_001 {
+        let m = initial(&mut rng);
+        match bob.decrypt(&mut SessionRecord::new(), &m) {
+            Ok(d) => {
+                assert!(d.new_session);
+                accepted += 1;
+            }
+            Err(e) => {
+                assert_eq!(
+                    e,
+                    DecryptError::ReplayListFull {
+                        signed_prekey_id: spk
+                    }
+                );
+                full += 1;
+            }
+        }
+    }
+    assert_eq!(accepted, MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY);
+    assert_eq!(full, 10_001 + 1 - accepted);
+    assert_eq!(bob.store.seen_base_key_count(spk), accepted);
+    // The replay of the first message is still refused, as is one of the last accepted.
+    let store = bob.store.to_bytes();
+    let mut fresh = SessionRecord::new();
+    assert_eq!(
+        bob.decrypt(&mut fresh, &first).unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    assert!(fresh.current().is_none());
+    assert_eq!(bob.store.to_bytes(), store);
+    // The refusal says what to do: after a rotation, new initial messages are accepted again
+    // (under the new signed prekey), and the old list still refuses the replay.
+    bob.store.rotate_signed_prekey(&mut rng, NOW);
+    let renewed = alice.verify(&bob.store.last_resort_bundle().unwrap());
+    let m = SessionRecord::with_session(Session::initiate(&mut rng, &alice.id, &renewed).unwrap())
+        .encrypt(&mut rng, b"after rotation")
+        .unwrap();
+    assert!(
+        bob.decrypt(&mut SessionRecord::new(), &m)
+            .unwrap()
+            .new_session
+    );
+    assert_eq!(
+        bob.decrypt(&mut SessionRecord::new(), &first).unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    // The list survives a round trip of the store, strictly parsed.
+    let restored = PreKeyStore::from_bytes(&bob.store.to_bytes()).unwrap();
+    assert_eq!(restored.to_bytes(), bob.store.to_bytes());
+    assert_eq!(restored.seen_base_key_count(spk), accepted);
 }

@@ -73,8 +73,8 @@ fn kdf_chain_vectors() {
         assert_eq!(chain[0].1[..], okm[32..], "chain key = HKDF(rk, dh)[32..]");
         let mut ck = chain[0].1;
         for (mk, next) in &chain[1..] {
-            assert_eq!(*mk, hmac_sha256(&ck, &[0x01]), "mk = HMAC(ck, 0x01)");
-            assert_eq!(*next, hmac_sha256(&ck, &[0x02]), "ck' = HMAC(ck, 0x02)");
+            assert_eq!(*mk, *hmac_sha256(&ck, &[0x01]), "mk = HMAC(ck, 0x01)");
+            assert_eq!(*next, *hmac_sha256(&ck, &[0x02]), "ck' = HMAC(ck, 0x02)");
             ck = *next;
         }
         out.push(json!({
@@ -266,6 +266,47 @@ fn reordered_conversation_vector() {
                 "hex": hex::encode(bytes),
             })).collect::<Vec<_>>(),
             "deliveries": d,
+        }),
+    );
+}
+
+/// The encrypted storage blob (spec §11): fixed key, salt (from a seeded random source),
+/// kind, slot context and state, with the intermediate values a reimplementation needs.
+#[test]
+fn storage_blob_vector() {
+    use confide_crypto::kdf::sha256;
+    use confide_session::{
+        StateError,
+        storage::{self, StateKind, StorageKey},
+    };
+    let key = StorageKey::new([0x5a; 32]);
+    let context = b"conversation-7";
+    let state = b"example session record bytes";
+    let mut rng = ChaCha20Rng::from_seed([0x57; 32]);
+    let blob = storage::seal(&mut rng, &key, StateKind::SessionRecord, context, state);
+    let slot = sha256(&[labels::STATE_SLOT, context]);
+    let opened = storage::open(&key, StateKind::SessionRecord, context, &blob).unwrap();
+    assert_eq!(&opened[..], state);
+    assert_eq!(
+        storage::open(&key, StateKind::SessionRecord, b"conversation-8", &blob).unwrap_err(),
+        StateError::Tampered
+    );
+    check(
+        "storage.json",
+        &json!({
+            "description": "An encrypted state blob (spec.md section 11, version 2): \
+                blob = \"CFDS\" || 0x02 || kind || salt[32] || key_check[16] || \
+                ChaCha20-Poly1305(k, 0^12, aad = blob[0..38] || slot, state), \
+                slot = SHA-256(\"Confide_v1_StateSlot\" || context). The same blob must \
+                fail to open (AEAD failure) for any other context.",
+            "storage_key": hex::encode([0x5a; 32]),
+            "kind": StateKind::SessionRecord.to_byte(),
+            "context_hex": hex::encode(context),
+            "state_hex": hex::encode(state),
+            "salt": hex::encode(&blob[6..38]),
+            "slot": hex::encode(slot),
+            "aad": hex::encode([&blob[..38], &slot[..]].concat()),
+            "blob": hex::encode(&blob),
         }),
     );
 }

@@ -53,7 +53,7 @@ impl App {
             match self.e.poll_output() {
                 Output::Transmit(tx) => out.push(tx),
                 Output::Event(Event::PersistRequired) => {
-                    self.stored = self.e.export_state(rng, &self.key).unwrap();
+                    self.stored = self.e.export_state(rng, &self.key, b"account").unwrap();
                     self.e.confirm_persisted();
                 }
                 Output::Event(ev) => self.events.push(ev),
@@ -434,7 +434,7 @@ fn restoring_an_older_backup_reuses_no_key_and_both_sides_recover() {
         let delivered_to_client: Vec<MessageId> = lt.town.counselor.delivered();
         // The phone is restored from the backup.
         let key = lt.town.clients[0].key.clone();
-        lt.town.clients[0].e = Endpoint::import_state(&key, &backup).unwrap();
+        lt.town.clients[0].e = Endpoint::import_state(&key, b"account", &backup).unwrap();
         lt.town.clients[0].events.clear();
         lt.town.clients[0].drain(&mut lt.town.rng);
         // Both sides keep writing.
@@ -517,7 +517,7 @@ fn a_cold_start_from_the_latest_state_needs_no_reset() {
         // ... and the app starts again from its latest stored state, then writes at once.
         let key = lt.town.clients[0].key.clone();
         let stored = lt.town.clients[0].stored.clone();
-        lt.town.clients[0].e = Endpoint::import_state(&key, &stored).unwrap();
+        lt.town.clients[0].e = Endpoint::import_state(&key, b"account", &stored).unwrap();
         lt.send(1, conv, &format!("client {round} after restart"));
         lt.settle();
     }

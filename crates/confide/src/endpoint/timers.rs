@@ -9,7 +9,7 @@ use super::conversation::Conversation;
 use crate::consts::{
     CERTIFICATE_RENEWAL_WARNING, CLOSE_RETRANSMIT_PERIOD, MAX_CLOSED_CONVERSATIONS,
     MIN_ONE_TIME_KEM_PREKEYS, MIN_ONE_TIME_PREKEYS, ONE_TIME_KEM_PREKEY_TARGET,
-    ONE_TIME_PREKEY_TARGET, SIGNED_PREKEY_MAX_AGE,
+    ONE_TIME_PREKEY_TARGET, SIGNED_PREKEY_MAX_AGE, SIGNED_PREKEY_ROTATE_AT_SEEN_BASE_KEYS,
 };
 use crate::event::{ConversationId, Event};
 
@@ -114,10 +114,14 @@ impl Endpoint {
                 ONE_TIME_KEM_PREKEY_TARGET.saturating_sub(have),
             ) > 0;
         }
-        if self
-            .store
-            .signed_prekey_created_at()
-            .is_none_or(|t| now >= t.saturating_add(SIGNED_PREKEY_MAX_AGE))
+        let replay_list_half_full = self.store.published_signed_prekey_id().is_some_and(|id| {
+            self.store.seen_base_key_count(id) >= SIGNED_PREKEY_ROTATE_AT_SEEN_BASE_KEYS
+        });
+        if replay_list_half_full
+            || self
+                .store
+                .signed_prekey_created_at()
+                .is_none_or(|t| now >= t.saturating_add(SIGNED_PREKEY_MAX_AGE))
         {
             let _ = self.store.rotate_signed_prekey(rng, now);
             changed = true;
