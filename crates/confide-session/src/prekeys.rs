@@ -633,8 +633,12 @@ impl PreKeyStore {
         kem_prekey_id: u32,
         one_time_prekey_id: Option<u32>,
     ) -> Result<(), crate::error::DecryptError> {
+        // The total check only matters for a store upgraded from version 1, whose list may
+        // hold more than the per-prekey bound under one signed prekey; lists built by this
+        // version stay below it (at most the per-prekey bound under each retained prekey).
         if self.needs_replay_record(kem_prekey_id, one_time_prekey_id)
-            && self.seen_base_key_count(signed_prekey_id) >= MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY
+            && (self.seen_base_key_count(signed_prekey_id) >= MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY
+                || self.seen_base_keys.len() >= MAX_SEEN_BASE_KEYS)
         {
             return Err(crate::error::DecryptError::ReplayListFull { signed_prekey_id });
         }
@@ -766,7 +770,6 @@ impl PreKeyStore {
         }
         let n = r.count32("seen base keys", MAX_SEEN_BASE_KEYS)?;
         let mut seen_base_keys = BTreeSet::new();
-        let mut per_signed_prekey = BTreeMap::<u32, usize>::new();
         for _ in 0..n {
             let entry = (r.u32()?, r.array()?);
             let retained = signed.iter().any(|s| s.id == entry.0);
@@ -780,7 +783,9 @@ impl PreKeyStore {
                 continue;
             }
             // Strictly ascending (one encoding, no duplicates), under a retained signed
-            // prekey, at most the bound per signed prekey.
+            // prekey. The per-prekey bound is enforced when accepting, not here: a store
+            // upgraded from version 1 may hold more under one signed prekey, and refusing it
+            // would lose the identity; the total bound above holds for every store.
             if !retained
                 || seen_base_keys
                     .last()
@@ -788,15 +793,6 @@ impl PreKeyStore {
             {
                 return Err(DecodeError::InvalidValue {
                     field: "seen base key",
-                });
-            }
-            let count = per_signed_prekey.entry(entry.0).or_insert(0);
-            *count = count.saturating_add(1);
-            if *count > MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY {
-                return Err(DecodeError::TooLong {
-                    field: "seen base keys of one signed prekey",
-                    len: *count,
-                    max: MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY,
                 });
             }
             seen_base_keys.insert(entry);

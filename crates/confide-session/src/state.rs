@@ -16,8 +16,8 @@ use confide_crypto::{
 /// Version byte that starts a serialized prekey store.
 ///
 /// Version 2 stores the seen base keys sorted by `(signed prekey id, base key)`, each under a
-/// retained signed prekey and at most `MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY` per signed
-/// prekey (checked when read). Version 1 (the same layout in insertion order) is still read.
+/// retained signed prekey (checked when read). Version 1 (the same layout in insertion order)
+/// is still read.
 pub const STATE_VERSION: u8 = 2;
 
 /// Version byte that starts a serialized [`crate::Session`] and [`crate::SessionRecord`].

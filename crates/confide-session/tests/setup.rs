@@ -522,3 +522,65 @@ fn replay_of_the_first_initial_message_stays_refused_after_many_sessions() {
     assert_eq!(restored.to_bytes(), bob.store.to_bytes());
     assert_eq!(restored.seen_base_key_count(spk), accepted);
 }
+
+/// A version-1 store (insertion order, no per-prekey bound) is read without losing a base key,
+/// even one holding more than today's per-prekey bound under one signed prekey; it is written
+/// back as version 2, reads again, and that signed prekey accepts no further initial message
+/// without one-time keys, while its replays stay refused.
+#[test]
+fn version_1_store_with_an_over_full_list_upgrades_without_forgetting() {
+    let mut rng = rng(62);
+    let mut bob = Party::new(&mut rng, 0, 0);
+    let alice = Party::new(&mut rng, 0, 0);
+    let bare = bob.store.last_resort_bundle().unwrap();
+    let spk = bare.signed_prekey_id();
+    let verified = alice.verify(&bare);
+    let first =
+        SessionRecord::with_session(Session::initiate(&mut rng, &alice.id, &verified).unwrap())
+            .encrypt(&mut rng, b"first")
+            .unwrap();
+    assert!(
+        bob.decrypt(&mut SessionRecord::new(), &first)
+            .unwrap()
+            .new_session
+    );
+    // Version 1 bytes: the same layout, version byte 1, entries in insertion order, here
+    // more than the per-prekey bound under one signed prekey (the accepted one last).
+    let v2 = bob.store.to_bytes();
+    let seen_at = v2.len() - 4 - 36;
+    let accepted_entry = v2[seen_at + 4..].to_vec();
+    let over = MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY + 10;
+    let mut v1 = v2[..seen_at].to_vec();
+    v1[0] = 1;
+    v1.extend_from_slice(&u32::try_from(over).unwrap().to_be_bytes());
+    for i in 0..over - 1 {
+        let mut key = [0xee; 32];
+        key[..4].copy_from_slice(&u32::try_from(i).unwrap().to_be_bytes());
+        v1.extend_from_slice(&spk.to_be_bytes());
+        v1.extend_from_slice(&key);
+    }
+    v1.extend_from_slice(&accepted_entry);
+    let upgraded = PreKeyStore::from_bytes(&v1).unwrap();
+    assert_eq!(upgraded.seen_base_key_count(spk), over);
+    let v2_again = upgraded.to_bytes();
+    assert_eq!(v2_again[0], confide_session::state::STATE_VERSION);
+    let reread = PreKeyStore::from_bytes(&v2_again).unwrap();
+    assert_eq!(reread.to_bytes(), v2_again);
+    bob.store = reread;
+    assert_eq!(
+        bob.decrypt(&mut SessionRecord::new(), &first).unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    let next =
+        SessionRecord::with_session(Session::initiate(&mut rng, &alice.id, &verified).unwrap())
+            .encrypt(&mut rng, b"next")
+            .unwrap();
+    let store = bob.store.to_bytes();
+    assert_eq!(
+        bob.decrypt(&mut SessionRecord::new(), &next).unwrap_err(),
+        DecryptError::ReplayListFull {
+            signed_prekey_id: spk
+        }
+    );
+    assert_eq!(bob.store.to_bytes(), store);
+}
