@@ -97,7 +97,7 @@ fn drain(
         match e.poll_output() {
             Output::Transmit(tx) => frames.push(tx.frame),
             Output::Event(Event::PersistRequired) => {
-                black_box(e.export_state(rng, key).unwrap());
+                black_box(e.export_state(rng, key, b"account").unwrap());
                 e.confirm_persisted();
             }
             Output::Event(_) => events += 1,

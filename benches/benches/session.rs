@@ -793,7 +793,7 @@ fn state<M: Measurement>(c: &mut Criterion<M>) {
     let record = client;
     let plain = record.to_bytes();
     let key = StorageKey::new([8; 32]);
-    let blob = record.to_encrypted(&mut r, &key);
+    let blob = record.to_encrypted(&mut r, &key, b"slot");
 
     let OlmPair { mut alice, mut bob } = OlmPair::new();
     for _ in 0..3 {
@@ -831,7 +831,7 @@ fn state<M: Measurement>(c: &mut Criterion<M>) {
     {
         let mut g = c.benchmark_group("session/state_encrypt");
         g.bench_function("confide", |b| {
-            b.iter(|| black_box(&record).to_encrypted(&mut r, &key));
+            b.iter(|| black_box(&record).to_encrypted(&mut r, &key, b"slot"));
         });
         g.bench_function("floor", |b| {
             b.iter(|| {
@@ -849,7 +849,7 @@ fn state<M: Measurement>(c: &mut Criterion<M>) {
     {
         let mut g = c.benchmark_group("session/state_decrypt");
         g.bench_function("confide", |b| {
-            b.iter(|| SessionRecord::from_encrypted(&key, black_box(&blob)).unwrap());
+            b.iter(|| SessionRecord::from_encrypted(&key, b"slot", black_box(&blob)).unwrap());
         });
         g.bench_function("floor", |b| {
             b.iter(|| {

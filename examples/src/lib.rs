@@ -263,7 +263,9 @@ impl Participant {
                     now,
                 ),
                 Output::Event(Event::PersistRequired) => {
-                    self.stored = self.endpoint.export_state(rng, &self.storage_key)?;
+                    self.stored = self
+                        .endpoint
+                        .export_state(rng, &self.storage_key, b"account")?;
                     self.endpoint.confirm_persisted();
                 }
                 Output::Event(Event::BundlesChanged) => {

@@ -1,6 +1,7 @@
 //! Fuzzes the endpoint state decoder: arbitrary bytes are sealed as an endpoint state blob
 //! (so the storage AEAD passes) and imported. Must never panic; a state that imports must
-//! export to exactly the same bytes.
+//! export to exactly the same bytes (or, when its prekey store has an older version, which is
+//! upgraded on export, to bytes that are a fixed point).
 #![no_main]
 
 use chacha20::ChaCha20Rng;
@@ -12,12 +13,23 @@ use rand_core::SeedableRng;
 fuzz_target!(|data: &[u8]| {
     let key = StorageKey::new([7; 32]);
     let mut rng = ChaCha20Rng::from_seed([1; 32]);
-    let blob = seal(&mut rng, &key, StateKind::Endpoint, data);
-    if let Ok(mut endpoint) = Endpoint::import_state(&key, &blob) {
+    let blob = seal(&mut rng, &key, StateKind::Endpoint, b"account", data);
+    if let Ok(mut endpoint) = Endpoint::import_state(&key, b"account", &blob) {
         let again = endpoint
-            .export_state(&mut rng, &key)
+            .export_state(&mut rng, &key, b"account")
             .expect("an imported state exports");
-        let plain = open(&key, StateKind::Endpoint, &again).expect("own blob opens");
-        assert_eq!(&plain[..], data, "re-encoding differs");
+        let plain = open(&key, StateKind::Endpoint, b"account", &again).expect("own blob opens");
+        // The prekey store (after the version byte and its u32 length) may be of an older
+        // version that is read and written back as the current one; then the re-encoding
+        // must be a fixed point instead.
+        if data.get(5) == Some(&confide_session::state::STATE_VERSION) {
+            assert_eq!(&plain[..], data, "re-encoding differs");
+        } else {
+            let blob = seal(&mut rng, &key, StateKind::Endpoint, b"account", &plain);
+            let mut upgraded = Endpoint::import_state(&key, b"account", &blob).unwrap();
+            let again = upgraded.export_state(&mut rng, &key, b"account").unwrap();
+            let again = open(&key, StateKind::Endpoint, b"account", &again).unwrap();
+            assert_eq!(&again[..], &plain[..], "upgraded re-encoding differs");
+        }
     }
 });

@@ -54,6 +54,17 @@ pub fn open(
     Ok(buf)
 }
 
+/// As [`open`], but the plaintext comes with the proof that it authenticated under `key`
+/// ([`crate::stored`]): only for state the caller sealed itself under its storage key.
+pub fn open_authenticated(
+    key: &AeadKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<crate::stored::AuthenticatedPlaintext, CryptoError> {
+    open(key, nonce, aad, ciphertext).map(crate::stored::AuthenticatedPlaintext::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,10 +204,35 @@ pub enum EncodeError {
 }
 
 /// Appends values to a growing buffer.
-#[derive(Debug, Default, Clone)]
+///
+/// Serialised state holds secrets (identity seeds, root, chain and message keys), so the
+/// writer never leaves a copy of what it wrote in freed memory: when it needs more room it
+/// copies into a new, larger buffer and wipes the old one before freeing it (a plain `Vec`
+/// would let the allocator free the old block unwiped), and dropping a writer wipes its
+/// buffer. [`Writer::into_zeroizing`] hands the bytes over in a buffer that is wiped when
+/// dropped; [`Writer::into_vec`] is for public encodings (messages, bundles).
+#[derive(Default, Clone)]
 pub struct Writer {
     out: Vec<u8>,
 }
+
+impl core::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The content may be secret: only its length is shown.
+        f.debug_struct("Writer")
+            .field("len", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.out);
+    }
+}
+
+/// Smallest buffer a growing writer allocates.
+const MIN_GROWTH: usize = 64;
 
 impl Writer {
     /// An empty writer.
@@ -224,16 +249,33 @@ impl Writer {
         }
     }
 
+    /// Makes room for `additional` more bytes without ever freeing an unwiped buffer: the
+    /// content moves into a new buffer (at least twice as large, so appends stay amortised
+    /// O(1)) and the old one is wiped, spare capacity included, before it is freed.
+    fn reserve(&mut self, additional: usize) {
+        let needed = self.out.len().saturating_add(additional);
+        if needed <= self.out.capacity() {
+            return;
+        }
+        let capacity = needed
+            .max(self.out.capacity().saturating_mul(2))
+            .max(MIN_GROWTH);
+        let mut grown = Vec::with_capacity(capacity);
+        grown.extend_from_slice(&self.out);
+        let mut old = core::mem::replace(&mut self.out, grown);
+        zeroize::Zeroize::zeroize(&mut old);
+    }
+
     /// Appends raw bytes.
     pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        self.reserve(bytes.len());
         self.out.extend_from_slice(bytes);
         self
     }
 
     /// Appends one byte.
     pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.out.push(v);
-        self
+        self.bytes(&[v])
     }
 
     /// Appends a big-endian `u16`.
@@ -313,10 +355,17 @@ impl Writer {
         &self.out
     }
 
-    /// Finishes, returning the buffer.
+    /// Finishes, returning the buffer as a plain `Vec`: for public encodings only.
     #[must_use]
-    pub fn into_vec(self) -> Vec<u8> {
-        self.out
+    pub fn into_vec(mut self) -> Vec<u8> {
+        core::mem::take(&mut self.out)
+    }
+
+    /// Finishes, returning the buffer in a wrapper that wipes it when dropped: for anything
+    /// that holds a secret (serialised state).
+    #[must_use]
+    pub fn into_zeroizing(mut self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(core::mem::take(&mut self.out))
     }
 }
 
@@ -347,6 +396,26 @@ mod tests {
     fn bool_is_canonical() {
         assert_eq!(Reader::new(&[1]).bool("b"), Ok(true));
         assert!(Reader::new(&[2]).bool("b").is_err());
+    }
+
+    #[test]
+    fn writer_debug_shows_no_content() {
+        let mut w = Writer::new();
+        w.bytes(b"secret seed");
+        let shown = format!("{w:?}");
+        assert!(!shown.contains("115"), "{shown}");
+        assert!(shown.contains("len: 11"), "{shown}");
+    }
+
+    #[test]
+    fn writer_growth_keeps_content() {
+        let mut w = Writer::with_capacity(1);
+        for i in 0..1000u32 {
+            w.u32(i);
+        }
+        let bytes = w.into_zeroizing();
+        assert_eq!(bytes.len(), 4000);
+        assert_eq!(&bytes[3996..], &999u32.to_be_bytes());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::{
     kdf::labels,
     secret::SecretBytes,
     signing::{Signature, SigningKey, VerifyingKey},
+    stored::AuthenticatedReader,
     x25519::{X25519KeyPair, X25519PublicKey, X25519Secret},
 };
 
@@ -79,7 +80,7 @@ impl IdentityPublicKey {
 
     /// Reads 128 bytes from `r` and verifies the binding signature.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let id = Self::read_authenticated(r)?;
+        let id = Self::read_unverified(r)?;
         if X25519PublicKey::from_canonical_bytes(id.agreement.to_bytes()).is_none() {
             return Err(DecodeError::InvalidValue {
                 field: "identity agreement key",
@@ -93,13 +94,16 @@ impl IdentityPublicKey {
         Ok(id)
     }
 
-    /// Reads 128 bytes from `r` **without** re-verifying the binding signature (the Ed25519
-    /// key is still checked to be a valid, non-weak point).
-    ///
-    /// Only for bytes whose integrity is already authenticated and that held a valid identity
-    /// when written: state this library serialized and then stored under authenticated
-    /// encryption. Everything from the network must use [`IdentityPublicKey::read`].
-    pub fn read_authenticated(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    /// Reads 128 bytes of authenticated stored state **without** re-verifying the binding
+    /// signature (the Ed25519 key is still checked to be a valid, non-weak point): the
+    /// identity was verified before it was stored. Only an [`AuthenticatedReader`] (state that
+    /// came back through authenticated encryption, see [`crate::stored`]) is accepted;
+    /// everything else must use [`IdentityPublicKey::read`].
+    pub fn read_authenticated(r: &mut AuthenticatedReader<'_>) -> Result<Self, DecodeError> {
+        Self::read_unverified(r)
+    }
+
+    fn read_unverified(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let signing =
             VerifyingKey::from_bytes(&r.array::<32>()?).map_err(|_| DecodeError::InvalidValue {
                 field: "identity signing key",
@@ -192,11 +196,11 @@ impl IdentityKeyPair {
     /// Both secrets, for encrypted storage only.
     #[must_use]
     pub fn to_secret_bytes(&self) -> SecretBytes<IDENTITY_SECRET_LEN> {
-        let mut out = [0u8; IDENTITY_SECRET_LEN];
+        let mut out = zeroize::Zeroizing::new([0u8; IDENTITY_SECRET_LEN]);
         let (s, a) = out.split_at_mut(32);
         s.copy_from_slice(self.signing.to_secret_bytes().expose());
         a.copy_from_slice(self.agreement.secret().to_secret_bytes().expose());
-        SecretBytes::new(out)
+        SecretBytes::copy_from(&out)
     }
 
     /// The public identity.

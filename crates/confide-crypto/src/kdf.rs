@@ -7,6 +7,7 @@ use crate::CryptoError;
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -32,6 +33,11 @@ pub mod labels {
     pub const STATE_ENCRYPTION: &[u8] = b"Confide_v1_StateEncryption";
     /// HKDF info: the key-check value that tells a wrong storage key from tampering.
     pub const STATE_KEY_CHECK: &[u8] = b"Confide_v1_StateKeyCheck";
+    /// Hash prefix: the digest of a prekey message's header that a responder session keeps,
+    /// so that repeats of the message are accepted only unaltered.
+    pub const PREKEY_HEADER: &[u8] = b"Confide_v1_PreKeyHeader";
+    /// Hash prefix: the storage slot (caller context) a state blob is bound to.
+    pub const STATE_SLOT: &[u8] = b"Confide_v1_StateSlot";
     /// Hash prefix: safety-number fingerprints.
     pub const SAFETY_NUMBER: &[u8] = b"Confide_v1_SafetyNumber";
     /// HKDF info: the session identifier.
@@ -72,24 +78,28 @@ pub fn hkdf_sha256_multi(
         .map_err(|_| CryptoError::KdfLength)
 }
 
-/// HMAC-SHA256 of `data` under `key`.
+/// HMAC-SHA256 of `data` under `key`. The output is a key in every use (chain and message
+/// keys), so it is returned in a wrapper that wipes it when dropped.
 #[must_use]
-pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
     hmac_sha256_parts(key, &[data])
 }
 
-/// HMAC-SHA256 of the concatenation of `parts` under `key`.
+/// HMAC-SHA256 of the concatenation of `parts` under `key` (wiped when dropped).
 #[must_use]
-pub fn hmac_sha256_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub fn hmac_sha256_parts(key: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 32],
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+        return out;
     };
     for p in parts {
         mac.update(p);
     }
-    mac.finalize().into_bytes().into()
+    let mut tag = mac.finalize().into_bytes();
+    out.copy_from_slice(&tag);
+    zeroize::Zeroize::zeroize(tag.as_mut_slice());
+    out
 }
 
 /// SHA-256 of the concatenation of `parts`.
@@ -134,7 +144,7 @@ mod tests {
     #[test]
     fn rfc4231_case_2() {
         assert_eq!(
-            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            hex::encode(*hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
@@ -150,6 +160,8 @@ mod tests {
             labels::ROOT_STEP,
             labels::STATE_ENCRYPTION,
             labels::STATE_KEY_CHECK,
+            labels::STATE_SLOT,
+            labels::PREKEY_HEADER,
             labels::SAFETY_NUMBER,
             labels::SESSION_ID,
             labels::SERVER_CERTIFICATE,

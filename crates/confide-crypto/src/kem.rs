@@ -50,12 +50,12 @@ impl KemPublicKey {
         let (ct, mut ss) = self.key.encapsulate_with_rng(rng);
         let mut ct_bytes = [0u8; KEM_CIPHERTEXT_LEN];
         ct_bytes.copy_from_slice(ct.as_slice());
-        let mut ss_bytes = [0u8; 32];
+        let mut ss_bytes = zeroize::Zeroizing::new([0u8; 32]);
         ss_bytes.copy_from_slice(ss.as_slice());
         ss.zeroize();
         (
             KemCiphertext(Box::new(ct_bytes)),
-            SharedSecret::new(ss_bytes),
+            SharedSecret::copy_from(&ss_bytes),
         )
     }
 }
@@ -139,10 +139,10 @@ impl KemKeyPair {
     #[must_use]
     pub fn decapsulate(&self, ct: &KemCiphertext) -> SharedSecret {
         let mut ss = self.expanded.decapsulate(&Array::from(*ct.0));
-        let mut out = [0u8; 32];
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
         out.copy_from_slice(ss.as_slice());
         ss.zeroize();
-        SharedSecret::new(out)
+        SharedSecret::copy_from(&out)
     }
 }
 

@@ -12,7 +12,8 @@
 //! * ChaCha20-Poly1305 ([`aead`]);
 //! * ML-KEM-768 ([`kem`]);
 //! * length-hiding padding ([`padding`]);
-//! * a strict, canonical byte codec ([`codec`]);
+//! * a strict, canonical byte codec ([`codec`]), and readers of authenticated stored state
+//!   ([`stored`]) that alone may skip checks made when the state was written;
 //! * a wall-clock [`Timestamp`] with checked arithmetic ([`time`]).
 //!
 //! Nothing here reads a clock or the operating system's random source: callers pass time and
@@ -41,6 +42,7 @@ pub mod kem;
 pub mod padding;
 pub mod secret;
 pub mod signing;
+pub mod stored;
 pub mod time;
 pub mod x25519;
 

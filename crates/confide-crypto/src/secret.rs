@@ -23,6 +23,15 @@ impl<const N: usize> SecretBytes<N> {
         out
     }
 
+    /// Copies `bytes` straight into the protected heap buffer (no intermediate stack copy;
+    /// the caller keeps and wipes its own, for example a `Zeroizing` temporary).
+    #[must_use]
+    pub fn copy_from(bytes: &[u8; N]) -> Self {
+        let mut out = Box::new([0u8; N]);
+        out.copy_from_slice(bytes);
+        Self(out)
+    }
+
     /// Copies from a slice of exactly `N` bytes.
     #[must_use]
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
@@ -106,6 +115,13 @@ macro_rules! define_secret {
             #[must_use]
             pub fn new(bytes: [u8; $len]) -> Self {
                 Self($crate::secret::SecretBytes::new(bytes))
+            }
+
+            /// Copies `bytes` into the protected buffer without another stack copy (the
+            /// caller wipes its own, for example a `Zeroizing` temporary).
+            #[must_use]
+            pub fn copy_from(bytes: &[u8; $len]) -> Self {
+                Self($crate::secret::SecretBytes::copy_from(bytes))
             }
 
             /// Copies from a slice of exactly the right length.

@@ -40,7 +40,7 @@ impl SigningKey {
     /// The seed, for encrypted storage only.
     #[must_use]
     pub fn to_secret_bytes(&self) -> crate::secret::SecretBytes<32> {
-        crate::secret::SecretBytes::new(self.0.to_bytes())
+        crate::secret::SecretBytes::copy_from(self.0.as_bytes())
     }
 
     /// The public half.

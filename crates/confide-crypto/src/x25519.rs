@@ -83,7 +83,7 @@ impl X25519Secret {
     /// The secret encoding, for encrypted storage only.
     #[must_use]
     pub fn to_secret_bytes(&self) -> crate::secret::SecretBytes<32> {
-        crate::secret::SecretBytes::new(self.0.to_bytes())
+        crate::secret::SecretBytes::copy_from(self.0.as_bytes())
     }
 
     /// The matching public key (one base-point multiplication).
@@ -100,7 +100,7 @@ impl X25519Secret {
         if !shared.was_contributory() {
             return Err(CryptoError::NonContributoryAgreement);
         }
-        Ok(SharedSecret::new(shared.to_bytes()))
+        Ok(SharedSecret::copy_from(shared.as_bytes()))
     }
 }
 
@@ -146,11 +146,29 @@ impl X25519KeyPair {
         Self { secret, public }
     }
 
-    /// Reassembles a pair from storage without recomputing the public key; the caller
-    /// vouches that they match (they were stored together under authenticated encryption).
-    #[must_use]
-    pub fn from_parts_unchecked(secret: X25519Secret, public: X25519PublicKey) -> Self {
-        Self { secret, public }
+    /// Reads `secret[32] || public[32]` and checks that the public key is the secret's (one
+    /// base-point multiplication).
+    pub fn read_checked(
+        r: &mut crate::codec::Reader<'_>,
+    ) -> Result<Self, crate::codec::DecodeError> {
+        let secret = X25519Secret::from_bytes(r.array()?);
+        let public = X25519PublicKey::from_bytes(r.array()?);
+        if secret.public_key() != public {
+            return Err(crate::codec::DecodeError::InvalidValue {
+                field: "x25519 key pair",
+            });
+        }
+        Ok(Self { secret, public })
+    }
+
+    /// Reads `secret[32] || public[32]` from authenticated stored state without recomputing
+    /// the public key: they matched when the pair was stored (see [`crate::stored`]).
+    pub fn read_authenticated(
+        r: &mut crate::stored::AuthenticatedReader<'_>,
+    ) -> Result<Self, crate::codec::DecodeError> {
+        let secret = X25519Secret::from_bytes(r.array()?);
+        let public = X25519PublicKey::from_bytes(r.array()?);
+        Ok(Self { secret, public })
     }
 
     /// The secret half.

@@ -246,7 +246,7 @@ pub(crate) fn encode_text_frame(
             len: text.len(),
             max: MAX_TEXT_LEN,
         })?;
-    Ok(Zeroizing::new(w.into_vec()))
+    Ok(w.into_zeroizing())
 }
 
 impl ContentFrame {

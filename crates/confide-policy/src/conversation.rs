@@ -927,7 +927,7 @@ impl ConversationPolicy {
         for id in &self.tombstones {
             w.bytes(&id.to_bytes());
         }
-        Ok(Zeroizing::new(w.into_vec()))
+        Ok(w.into_zeroizing())
     }
 
     /// Restores a state written by [`to_bytes`](Self::to_bytes). Strict: unknown versions,

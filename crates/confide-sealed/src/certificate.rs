@@ -454,15 +454,6 @@ impl SenderCertificate {
         Self::decode(bytes, IdentityPublicKey::read)
     }
 
-    /// As [`Self::from_bytes`] but without re-verifying the identity's binding signature.
-    /// Only for [`crate::open`], which always runs [`Self::validate`] before it returns: the
-    /// server's signature covers these bytes, and servers issue certificates only for valid
-    /// identities ([`Self::issue`] takes an already-validated [`IdentityPublicKey`]). This
-    /// saves one Ed25519 verification per envelope.
-    pub(crate) fn from_bytes_vouched_by_server(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Self::decode(bytes, IdentityPublicKey::read_authenticated)
-    }
-
     fn decode(
         bytes: &[u8],
         read_identity: fn(&mut Reader<'_>) -> Result<IdentityPublicKey, DecodeError>,

@@ -244,7 +244,7 @@ fn static_layer_key(
     sealed_sender_key: &[u8],
     recipient_key_bytes: &[u8; 64],
 ) -> Result<AeadKey, CryptoError> {
-    let mut okm = [0u8; 32];
+    let mut okm = Zeroizing::new([0u8; 32]);
     hkdf_sha256_multi(
         Some(chain.expose()),
         shared.expose(),
@@ -255,9 +255,9 @@ fn static_layer_key(
             sealed_sender_key,
             recipient_key_bytes,
         ],
-        &mut okm,
+        &mut *okm,
     )?;
-    Ok(AeadKey::new(okm))
+    Ok(AeadKey::copy_from(&okm))
 }
 
 fn ephemeral_layer_aad(ephemeral: &X25519PublicKey) -> [u8; 33] {
@@ -503,9 +503,9 @@ pub fn open_with_grace(
     )
     .map_err(|_| OpenError::Decrypt)?;
     let (cert, payload) = split_content(&content)?;
-    // The identity's binding is vouched for by the server signature that `validate` checks
-    // below, before anything is returned.
-    let cert = SenderCertificate::from_bytes_vouched_by_server(cert)?;
+    // Strict decoding, binding signature included: the unchecked identity reader is reserved
+    // for authenticated stored state (confide_crypto::stored), not for network bytes.
+    let cert = SenderCertificate::from_bytes(cert)?;
 
     if cert.identity().agreement_key() != &sender_agreement {
         return Err(OpenError::IdentityMismatch);

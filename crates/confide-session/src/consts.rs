@@ -71,13 +71,24 @@ pub const MAX_ONE_TIME_KEM_PREKEYS: usize = 200;
 /// Reason: with weekly rotation, a sender offline for a month can still start a session.
 pub const MAX_RETAINED_SIGNED_PREKEYS: usize = 4;
 
-/// Initial-message base keys remembered to detect replays of a prekey message.
+/// Initial-message base keys remembered per signed prekey, to refuse replays of initial
+/// messages that used no one-time key.
 ///
-/// Reason: a replayed initial message that used no one-time prekey would otherwise start a new
-/// session again and surface its first message twice. 10,000 covers far more new sessions per
-/// signed-prekey lifetime than a counselor sees; the oldest is forgotten first, and a base key
-/// whose signed prekey has been retired is refused anyway.
-pub const MAX_SEEN_BASE_KEYS: usize = 10_000;
+/// Reason: a replayed initial message that used no one-time prekey (neither X25519 nor
+/// ML-KEM) would otherwise start a new session again and surface its first message twice;
+/// one that used a one-time key is refused anyway, because that key is gone. A base key is
+/// kept exactly as long as its signed prekey accepts initial messages and never forgotten
+/// before: when the list of a retained signed prekey is full, further initial messages without
+/// one-time keys under it are refused ([`crate::DecryptError::ReplayListFull`]) until the app
+/// rotates the signed prekey. 2,500 such sessions per signed prekey is far more than a
+/// counselor starts in a week (most initial messages carry one-time keys); the endpoint rotates
+/// at half of it, so a sane app never sees the refusal.
+pub const MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY: usize = 2_500;
+
+/// Initial-message base keys a store remembers in all: the per-signed-prekey bound times the
+/// signed prekeys retained (a bound on stored state: 36 bytes an entry, 360 KB at most).
+pub const MAX_SEEN_BASE_KEYS: usize =
+    MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY * MAX_RETAINED_SIGNED_PREKEYS;
 
 /// Largest ciphertext (padded plaintext plus tag) a message may carry.
 pub const MAX_CIPHERTEXT_LEN: usize = 147_456 + confide_crypto::aead::TAG_LEN;

@@ -87,6 +87,21 @@ pub enum DecryptError {
     /// A prekey message that was already accepted was sent again.
     #[error("replayed initial message")]
     ReplayedInitialMessage,
+    /// An initial message without one-time keys arrived under a signed prekey whose list of
+    /// remembered base keys is full
+    /// ([`crate::consts::MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY`]): accepting it would mean
+    /// forgetting a base key whose replay must stay refused. Nothing changed. Rotate the signed
+    /// prekey ([`crate::PreKeyStore::rotate_signed_prekey`]) and publish new bundles; the
+    /// sender can start again from a new bundle.
+    #[error("replay list of signed prekey {signed_prekey_id} is full: rotate the signed prekey")]
+    ReplayListFull {
+        /// The signed prekey the message named.
+        signed_prekey_id: u32,
+    },
+    /// A prekey message for a session we already hold differs from the one that created it
+    /// (identity, base key, prekey ids, KEM ciphertext): only its exact repeats are accepted.
+    #[error("prekey message differs from the one that started the session")]
+    AlteredPreKeyMessage,
     /// The sender's identity differs from the one this conversation knows; the app decides.
     #[error("remote identity changed")]
     IdentityChanged,
@@ -145,9 +160,14 @@ pub enum StateError {
     /// The storage key is not the one the state was written with.
     #[error("wrong storage key")]
     WrongKey,
-    /// The blob was modified after it was written.
-    #[error("stored state was tampered with")]
+    /// The blob was modified after it was written, or it belongs to another storage slot
+    /// (it was sealed with a different context; the two are indistinguishable).
+    #[error("stored state was tampered with or belongs to another slot")]
     Tampered,
+    /// An app-defined kind was given a byte the library reserves (below
+    /// [`crate::storage::FIRST_APP_KIND`]); pick one at or above it.
+    #[error("state kind {0} is reserved for the library; app kinds start at 0x80")]
+    ReservedKind(u8),
     /// The decrypted (or plain) serialization is malformed.
     #[error("malformed state: {0}")]
     Decode(#[from] DecodeError),

@@ -113,6 +113,8 @@ impl ForkRecord {
         })
     }
 }
+/// Longest prekey header (identity, base key, two ids, KEM ciphertext, flag, one-time id).
+const PREKEY_HEADER_MAX_LEN: usize = 128 + 32 + 4 + 4 + KEM_CIPHERTEXT_LEN + 1 + 4;
 /// Smallest ciphertext: the minimum padded plaintext plus the tag.
 pub const MIN_CIPHERTEXT_LEN: usize =
     confide_crypto::padding::MIN_PADDED_LEN + confide_crypto::aead::TAG_LEN;
@@ -331,7 +333,44 @@ impl core::fmt::Debug for PreKeyMessage {
     }
 }
 
+/// Length of the prekey header digest a responder session keeps.
+pub const PREKEY_HEADER_DIGEST_LEN: usize = 32;
+
 impl PreKeyMessage {
+    /// Writes the prekey header: every field after the kind byte and before the ratchet body
+    /// (identity with its binding signature, base key, signed prekey id, KEM prekey id, KEM
+    /// ciphertext, one-time flag and id), exactly as on the wire.
+    fn write_header(&self, w: &mut Writer) {
+        w.bytes(&self.initiator.to_bytes())
+            .bytes(self.base_key.as_bytes())
+            .u32(self.signed_prekey_id)
+            .u32(self.kem_prekey_id)
+            .bytes(self.kem_ciphertext.as_bytes());
+        match self.one_time_prekey_id {
+            None => {
+                w.u8(0);
+            }
+            Some(id) => {
+                w.u8(1).u32(id);
+            }
+        }
+    }
+
+    /// `SHA-256("Confide_v1_PreKeyHeader" || version || header)`: what a responder session
+    /// remembers of the message that created it, so that a repeat is accepted only if every
+    /// header field is the same (the kind byte, `0x02` or `0x04`, follows from the ratchet
+    /// header, which the message's AEAD authenticates).
+    #[must_use]
+    pub fn header_digest(&self) -> [u8; PREKEY_HEADER_DIGEST_LEN] {
+        let mut w = Writer::with_capacity(PREKEY_HEADER_MAX_LEN);
+        self.write_header(&mut w);
+        confide_crypto::kdf::sha256(&[
+            confide_crypto::kdf::labels::PREKEY_HEADER,
+            &[PROTOCOL_VERSION],
+            w.as_slice(),
+        ])
+    }
+
     /// The initiator's identity (not yet trusted: the app decides).
     #[must_use]
     pub fn initiator_identity(&self) -> &IdentityPublicKey {

@@ -16,7 +16,7 @@
 //! The responder's secrets live in a [`PreKeyStore`], which also remembers which initial
 //! messages it accepted so a replay is refused.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confide_crypto::{
     CryptoRng, Timestamp,
@@ -32,10 +32,15 @@ use confide_crypto::{
 use crate::{
     consts::{
         MAX_ONE_TIME_KEM_PREKEYS, MAX_ONE_TIME_PREKEYS, MAX_RETAINED_SIGNED_PREKEYS,
-        MAX_SEEN_BASE_KEYS, PROTOCOL_VERSION,
+        MAX_SEEN_BASE_KEYS, MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY, PROTOCOL_VERSION,
     },
     error::BundleError,
 };
+
+/// Version 1 of the serialized store: the same layout, but seen base keys in insertion order
+/// and without the per-signed-prekey bound. Still read (and written back as the current
+/// version), so a store, which holds the identity, survives the upgrade.
+const STATE_VERSION_UNSORTED_SEEN: u8 = 1;
 
 /// Whether a KEM prekey may be used once or is the fallback used when one-time keys run out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,8 +316,10 @@ pub struct PreKeyStore {
     one_time: BTreeMap<u32, X25519KeyPair>,
     one_time_kem: BTreeMap<u32, (KemKeyPair, Signature)>,
     next_id: u32,
-    /// Base keys of accepted initial messages, with the signed prekey they used; oldest first.
-    seen_base_keys: VecDeque<(u32, X25519PublicKey)>,
+    /// `(signed prekey id, base key)` of every accepted initial message that used no
+    /// one-time key, kept until that signed prekey is retired (at most
+    /// `MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY` per signed prekey; never forgotten earlier).
+    seen_base_keys: BTreeSet<(u32, [u8; 32])>,
 }
 
 impl core::fmt::Debug for PreKeyStore {
@@ -348,7 +355,7 @@ impl PreKeyStore {
             one_time: BTreeMap::new(),
             one_time_kem: BTreeMap::new(),
             next_id: 1,
-            seen_base_keys: VecDeque::new(),
+            seen_base_keys: BTreeSet::new(),
         };
         store.rotate_signed_prekey(rng, now);
         store.rotate_last_resort_kem_prekey(rng, now);
@@ -592,12 +599,55 @@ impl PreKeyStore {
 
     pub(crate) fn has_seen(&self, signed_prekey_id: u32, base_key: &X25519PublicKey) -> bool {
         self.seen_base_keys
-            .iter()
-            .any(|(id, k)| *id == signed_prekey_id && k == base_key)
+            .contains(&(signed_prekey_id, *base_key.as_bytes()))
     }
 
-    /// Commits the acceptance of an initial message: one-time keys are consumed and the base
-    /// key remembered. Called only after the message authenticated.
+    /// Whether accepting an initial message with these ids must remember its base key: only
+    /// if it used no one-time key of either kind (a one-time key is deleted on acceptance, so
+    /// a replay of a message that used one is refused as unknown).
+    fn needs_replay_record(&self, kem_prekey_id: u32, one_time_prekey_id: Option<u32>) -> bool {
+        one_time_prekey_id.is_none() && !self.one_time_kem.contains_key(&kem_prekey_id)
+    }
+
+    /// Base keys remembered for `signed_prekey_id` (initial messages without one-time keys
+    /// accepted under it). The endpoint rotates its signed prekey well before this reaches
+    /// [`MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY`].
+    #[must_use]
+    pub fn seen_base_key_count(&self, signed_prekey_id: u32) -> usize {
+        self.seen_base_keys
+            .range((signed_prekey_id, [0u8; 32])..=(signed_prekey_id, [0xff; 32]))
+            .count()
+    }
+
+    /// The id of the published (newest) signed prekey.
+    #[must_use]
+    pub fn published_signed_prekey_id(&self) -> Option<u32> {
+        self.signed.back().map(|s| s.id)
+    }
+
+    /// Refuses, before anything is computed, an initial message whose acceptance would have to
+    /// remember one base key more than the bound allows for its signed prekey.
+    pub(crate) fn check_replay_room(
+        &self,
+        signed_prekey_id: u32,
+        kem_prekey_id: u32,
+        one_time_prekey_id: Option<u32>,
+    ) -> Result<(), crate::error::DecryptError> {
+        // The total check only matters for a store upgraded from version 1, whose list may
+        // hold more than the per-prekey bound under one signed prekey; lists built by this
+        // version stay below it (at most the per-prekey bound under each retained prekey).
+        if self.needs_replay_record(kem_prekey_id, one_time_prekey_id)
+            && (self.seen_base_key_count(signed_prekey_id) >= MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY
+                || self.seen_base_keys.len() >= MAX_SEEN_BASE_KEYS)
+        {
+            return Err(crate::error::DecryptError::ReplayListFull { signed_prekey_id });
+        }
+        Ok(())
+    }
+
+    /// Commits the acceptance of an initial message: one-time keys are consumed and, if it
+    /// used none, the base key is remembered. Called only after the message authenticated and
+    /// [`PreKeyStore::check_replay_room`] allowed it, so no entry is ever evicted.
     pub(crate) fn consume(
         &mut self,
         signed_prekey_id: u32,
@@ -605,19 +655,21 @@ impl PreKeyStore {
         one_time_prekey_id: Option<u32>,
         base_key: X25519PublicKey,
     ) {
+        let remember = self.needs_replay_record(kem_prekey_id, one_time_prekey_id);
         self.one_time_kem.remove(&kem_prekey_id);
         if let Some(id) = one_time_prekey_id {
             self.one_time.remove(&id);
         }
-        self.seen_base_keys.push_back((signed_prekey_id, base_key));
-        while self.seen_base_keys.len() > MAX_SEEN_BASE_KEYS {
-            self.seen_base_keys.pop_front();
+        if remember {
+            self.seen_base_keys
+                .insert((signed_prekey_id, *base_key.as_bytes()));
         }
     }
 
-    /// Serializes the store (secrets included: encrypt it with [`crate::storage`]).
+    /// Serializes the store (secrets included: encrypt it with [`crate::storage`]). The
+    /// buffer is wiped when dropped, and no copy is left behind while it is built.
     #[must_use]
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut w = Writer::new();
         w.u8(crate::state::STATE_VERSION);
         w.bytes(self.identity.to_secret_bytes().expose());
@@ -647,16 +699,16 @@ impl PreKeyStore {
         }
         w.u32(u32::try_from(self.seen_base_keys.len()).unwrap_or(u32::MAX));
         for (id, k) in &self.seen_base_keys {
-            w.u32(*id).bytes(k.as_bytes());
+            w.u32(*id).bytes(k);
         }
-        w.into_vec()
+        w.into_zeroizing()
     }
 
     /// Restores a store from [`PreKeyStore::to_bytes`], strictly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != crate::state::STATE_VERSION {
+        if version != crate::state::STATE_VERSION && version != STATE_VERSION_UNSORTED_SEEN {
             return Err(DecodeError::UnknownVersion {
                 what: "prekey store",
                 found: version,
@@ -717,9 +769,33 @@ impl PreKeyStore {
             one_time_kem.insert(id, (key, Signature::from_bytes(r.array()?)));
         }
         let n = r.count32("seen base keys", MAX_SEEN_BASE_KEYS)?;
-        let mut seen_base_keys = VecDeque::with_capacity(n);
+        let mut seen_base_keys = BTreeSet::new();
         for _ in 0..n {
-            seen_base_keys.push_back((r.u32()?, X25519PublicKey::from_bytes(r.array()?)));
+            let entry = (r.u32()?, r.array()?);
+            let retained = signed.iter().any(|s| s.id == entry.0);
+            if version == STATE_VERSION_UNSORTED_SEEN {
+                // Version 1 kept insertion order and no per-prekey bound; an entry for a
+                // retired signed prekey cannot occur (retiring dropped them) and would be
+                // refused anyway, so it is not carried over.
+                if retained {
+                    seen_base_keys.insert(entry);
+                }
+                continue;
+            }
+            // Strictly ascending (one encoding, no duplicates), under a retained signed
+            // prekey. The per-prekey bound is enforced when accepting, not here: a store
+            // upgraded from version 1 may hold more under one signed prekey, and refusing it
+            // would lose the identity; the total bound above holds for every store.
+            if !retained
+                || seen_base_keys
+                    .last()
+                    .is_some_and(|last: &(u32, [u8; 32])| *last >= entry)
+            {
+                return Err(DecodeError::InvalidValue {
+                    field: "seen base key",
+                });
+            }
+            seen_base_keys.insert(entry);
         }
         r.finish()?;
         Ok(Self {

@@ -41,7 +41,7 @@ use confide_crypto::{
     kdf::{hkdf_sha256, hkdf_sha256_multi, hmac_sha256, labels},
     padding, random_array,
     secret::{AeadKey, SharedSecret},
-    x25519::{X25519KeyPair, X25519PublicKey, X25519Secret},
+    x25519::{X25519KeyPair, X25519PublicKey},
 };
 use zeroize::Zeroizing;
 
@@ -52,7 +52,7 @@ use crate::{
     },
     error::{DecryptError, EncryptError},
     message::{ForkRecord, RatchetMessage},
-    state::Provenance,
+    state::StateSource,
 };
 
 /// HKDF info prefix of a chain fork (followed by `base_index:u32 || start:u32`).
@@ -84,8 +84,8 @@ impl RootKey {
         );
         let (rk, ck) = okm.split_at(32);
         (
-            RootKey::from_slice(rk).unwrap_or_else(|| RootKey::new([0; 32])),
-            ChainKey::from_slice(ck).unwrap_or_else(|| ChainKey::new([0; 32])),
+            RootKey::from_slice(rk).unwrap_or_else(|| RootKey::copy_from(&[0; 32])),
+            ChainKey::from_slice(ck).unwrap_or_else(|| ChainKey::copy_from(&[0; 32])),
         )
     }
 }
@@ -94,8 +94,8 @@ impl ChainKey {
     /// `KDF_CK`: the message key at this position and the next chain key.
     fn step(&self) -> (MessageKey, ChainKey) {
         (
-            MessageKey::new(hmac_sha256(self.expose(), labels::MESSAGE_KEY_SEED)),
-            ChainKey::new(hmac_sha256(self.expose(), labels::CHAIN_KEY_SEED)),
+            MessageKey::copy_from(&hmac_sha256(self.expose(), labels::MESSAGE_KEY_SEED)),
+            ChainKey::copy_from(&hmac_sha256(self.expose(), labels::CHAIN_KEY_SEED)),
         )
     }
 
@@ -113,7 +113,7 @@ impl ChainKey {
             ],
             &mut *okm,
         );
-        ChainKey::new(*okm)
+        ChainKey::copy_from(&okm)
     }
 }
 
@@ -121,7 +121,7 @@ const ZERO_NONCE: [u8; aead::NONCE_LEN] = [0; aead::NONCE_LEN];
 
 impl MessageKey {
     fn aead_key(&self) -> AeadKey {
-        AeadKey::new(*self.expose())
+        AeadKey::copy_from(self.expose())
     }
 }
 
@@ -665,18 +665,11 @@ impl DoubleRatchet {
     }
 
     /// Reads a ratchet; the result always renews its sending chain before the next send.
-    pub(crate) fn read(r: &mut Reader<'_>, provenance: Provenance) -> Result<Self, DecodeError> {
+    pub(crate) fn read(r: &mut StateSource<'_, '_>) -> Result<Self, DecodeError> {
         let root = RootKey::new(r.array()?);
-        let secret = X25519Secret::from_bytes(r.array()?);
-        let public = X25519PublicKey::from_bytes(r.array()?);
         // Recomputing the public key costs a base-point multiplication; state we wrote and
         // stored under authenticated encryption is known to be consistent.
-        if provenance == Provenance::Untrusted && secret.public_key() != public {
-            return Err(DecodeError::InvalidValue {
-                field: "ratchet key pair",
-            });
-        }
-        let ours = X25519KeyPair::from_parts_unchecked(secret, public);
+        let ours = r.x25519_pair()?;
         let sending = match r.u8()? {
             0 => None,
             1 => {

@@ -6,8 +6,10 @@ use confide_crypto::{
     CryptoRng, Timestamp,
     codec::{DecodeError, Reader, Writer},
     identity::IdentityPublicKey,
+    stored::AuthenticatedReader,
     x25519::X25519PublicKey,
 };
+use zeroize::Zeroizing;
 
 use crate::{
     consts::MAX_ARCHIVED_SESSIONS,
@@ -15,7 +17,7 @@ use crate::{
     message::SessionMessage,
     prekeys::PreKeyStore,
     session::{Decrypted, Session},
-    state::Provenance,
+    state::StateSource,
 };
 
 /// Whether a prekey message from a different identity than the conversation knows may start
@@ -124,8 +126,10 @@ impl SessionRecord {
                 let known = self.position_of(|s| {
                     s.base_key() == p.base_key() && s.remote_identity() == p.initiator_identity()
                 });
-                if known.is_some() {
-                    return self.decrypt_existing(&message, now);
+                if let Some(position) = known {
+                    // The prekey message names its session by base key: only that session
+                    // may decrypt it (and checks that its header is the original one).
+                    return self.decrypt_at(position, &message, now);
                 }
                 if p.initiator_identity() == &store.identity().public() {
                     return Err(DecryptError::OwnIdentity);
@@ -139,6 +143,11 @@ impl SessionRecord {
                 if store.has_seen(p.signed_prekey_id, &p.base_key) {
                     return Err(DecryptError::ReplayedInitialMessage);
                 }
+                store.check_replay_room(
+                    p.signed_prekey_id,
+                    p.kem_prekey_id,
+                    p.one_time_prekey_id,
+                )?;
                 let (session, plaintext) = Session::accept(store, p, now)?;
                 store.consume(
                     p.signed_prekey_id,
@@ -163,6 +172,34 @@ impl SessionRecord {
             return Some(None);
         }
         self.archived.iter().position(f).map(Some)
+    }
+
+    /// Decrypts on the session at `position` (see [`Self::position_of`]); a session that
+    /// decrypts becomes current.
+    fn decrypt_at(
+        &mut self,
+        position: Option<usize>,
+        message: &SessionMessage,
+        now: Timestamp,
+    ) -> Result<Decrypted, DecryptError> {
+        let session = match position {
+            None => self.current.as_mut(),
+            Some(i) => self.archived.get_mut(i),
+        }
+        .ok_or(DecryptError::NoSession)?;
+        let plaintext = session.decrypt(message, now)?;
+        let remote_identity = *session.remote_identity();
+        if let Some(i) = position
+            && let Some(s) = self.archived.remove(i)
+        {
+            // The peer is using this session: make it current again.
+            self.promote(s);
+        }
+        Ok(Decrypted {
+            plaintext,
+            remote_identity,
+            new_session: false,
+        })
     }
 
     fn decrypt_existing(
@@ -239,9 +276,10 @@ impl SessionRecord {
         self.archived.clear();
     }
 
-    /// Serializes the record (secrets included: encrypt it with [`crate::storage`]).
+    /// Serializes the record (secrets included: encrypt it with [`crate::storage`]). The
+    /// buffer is wiped when dropped, and no copy is left behind while it is built.
     #[must_use]
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::with_capacity(1024);
         w.u8(crate::state::SESSION_STATE_VERSION);
         match &self.current {
@@ -257,24 +295,33 @@ impl SessionRecord {
         for s in &self.archived {
             s.write(&mut w);
         }
-        w.into_vec()
+        w.into_zeroizing()
     }
 
     /// Restores a record from [`SessionRecord::to_bytes`], strictly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Self::from_bytes_with(bytes, Provenance::Untrusted)
-    }
-
-    /// Restores a record from bytes that were authenticated under the app's storage key
-    /// (for example by [`crate::storage::open`]): parsing stays strict, but signatures and
-    /// key pairs checked when the state was written are not checked again. Never use this for
-    /// bytes from anywhere else.
-    pub fn from_authenticated_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Self::from_bytes_with(bytes, Provenance::Authenticated)
-    }
-
-    fn from_bytes_with(bytes: &[u8], provenance: Provenance) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
+        let record = Self::read(&mut StateSource::Untrusted(&mut r))?;
+        r.finish()?;
+        Ok(record)
+    }
+
+    /// Restores a record from authenticated stored state (what [`crate::storage::open`]
+    /// returns, or a field of it, as the endpoint stores records): parsing stays strict, but
+    /// identity signatures and key pairs checked when the state was written are not checked
+    /// again. Bytes from anywhere else cannot be passed; use [`SessionRecord::from_bytes`].
+    ///
+    /// ```compile_fail
+    /// // The unchecked constructor from a byte slice is gone from the public API.
+    /// let _ = confide_session::SessionRecord::from_authenticated_bytes(&[0u8; 4]);
+    /// ```
+    pub fn from_authenticated(mut r: AuthenticatedReader<'_>) -> Result<Self, DecodeError> {
+        let record = Self::read(&mut StateSource::Authenticated(&mut r))?;
+        r.finish()?;
+        Ok(record)
+    }
+
+    fn read(r: &mut StateSource<'_, '_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != crate::state::SESSION_STATE_VERSION {
             return Err(DecodeError::UnknownVersion {
@@ -283,7 +330,7 @@ impl SessionRecord {
             });
         }
         let current = if r.bool("current session flag")? {
-            Some(Session::read(&mut r, provenance)?)
+            Some(Session::read(r)?)
         } else {
             None
         };
@@ -297,9 +344,8 @@ impl SessionRecord {
         }
         let mut archived = VecDeque::with_capacity(n);
         for _ in 0..n {
-            archived.push_back(Session::read(&mut r, provenance)?);
+            archived.push_back(Session::read(r)?);
         }
-        r.finish()?;
         Ok(Self { current, archived })
     }
 }

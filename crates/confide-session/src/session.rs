@@ -28,17 +28,18 @@ use confide_crypto::{
     identity::{IdentityKeyPair, IdentityPublicKey},
     kdf::{hkdf_sha256_multi, labels, sha256},
     kem::{KEM_CIPHERTEXT_LEN, KemCiphertext, KemPublicKey},
-    secret::SharedSecret,
+    secret::{SharedSecret, ct_eq},
+    stored::AuthenticatedReader,
     x25519::{X25519KeyPair, X25519PublicKey},
 };
 use zeroize::Zeroizing;
 
 use crate::{
     error::{DecryptError, EncryptError, SessionSetupError},
-    message::{PreKeyMessage, SessionMessage},
+    message::{PREKEY_HEADER_DIGEST_LEN, PreKeyMessage, SessionMessage},
     prekeys::{PreKeyStore, VerifiedPreKeyBundle},
     ratchet::{DoubleRatchet, RootKey},
-    state::Provenance,
+    state::StateSource,
 };
 
 /// Which side started the session.
@@ -68,6 +69,10 @@ pub struct Session {
     base_key: X25519PublicKey,
     /// Present on the initiator until the first reply: its messages carry the prekey data.
     pending: Option<PendingPreKey>,
+    /// On the responder: the digest of the header of the prekey message that created the
+    /// session ([`PreKeyMessage::header_digest`]); a repeated prekey message is accepted only
+    /// with exactly this header.
+    prekey_header: Option<[u8; PREKEY_HEADER_DIGEST_LEN]>,
     ratchet: DoubleRatchet,
 }
 
@@ -85,7 +90,7 @@ fn hkdf_root(ikm: &[u8], info: &[&[u8]]) -> RootKey {
     let mut sk = Zeroizing::new([0u8; 32]);
     // 32 bytes of output cannot exceed HKDF's limit.
     let _ = hkdf_sha256_multi(None, ikm, info, &mut *sk);
-    RootKey::new(*sk)
+    RootKey::copy_from(&sk)
 }
 
 struct HandshakeInputs<'a> {
@@ -207,6 +212,7 @@ impl Session {
                 kem_ciphertext,
                 one_time_prekey_id: bundle.one_time_prekey_id(),
             }),
+            prekey_header: None,
             ratchet,
         })
     }
@@ -259,6 +265,7 @@ impl Session {
             role: SessionRole::Responder,
             base_key: message.base_key,
             pending: None,
+            prekey_header: Some(message.header_digest()),
             ratchet: DoubleRatchet::responder(root, keys.signed),
         };
         let plaintext = session.decrypt_ratchet(&message.message, now)?;
@@ -361,6 +368,15 @@ impl Session {
                 if p.base_key != self.base_key || p.initiator != self.remote {
                     return Err(DecryptError::Authentication);
                 }
+                // The embedded ratchet message authenticates under this session's keys alone,
+                // so the header fields around it are compared with the ones that created the
+                // session: an altered copy is refused, whatever its ratchet message.
+                let same = self
+                    .prekey_header
+                    .is_some_and(|h| ct_eq(&h, &p.header_digest()));
+                if !same {
+                    return Err(DecryptError::AlteredPreKeyMessage);
+                }
                 self.decrypt_ratchet(&p.message, now)
             }
         }
@@ -389,31 +405,35 @@ impl Session {
         self.ratchet.clear_skipped_keys();
     }
 
-    /// Serializes the session (secrets included: encrypt it with [`crate::storage`]).
+    /// Serializes the session (secrets included: encrypt it with [`crate::storage`]). The
+    /// buffer is wiped when dropped, and no copy is left behind while it is built.
     #[must_use]
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::with_capacity(512);
         self.write(&mut w);
-        w.into_vec()
+        w.into_zeroizing()
     }
 
     /// Restores a session from [`Session::to_bytes`], strictly. The restored session's next
     /// message starts a fresh sending chain or branch (see [`Session::encrypt`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Self::from_bytes_with(bytes, Provenance::Untrusted)
-    }
-
-    /// Restores a session from bytes that were authenticated under the app's storage key
-    /// (for example by [`crate::storage::open`]): parsing stays strict, but signatures and
-    /// key pairs checked when the state was written are not checked again. Never use this for
-    /// bytes from anywhere else.
-    pub fn from_authenticated_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Self::from_bytes_with(bytes, Provenance::Authenticated)
-    }
-
-    fn from_bytes_with(bytes: &[u8], provenance: Provenance) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let s = Self::read(&mut r, provenance)?;
+        let s = Self::read(&mut StateSource::Untrusted(&mut r))?;
+        r.finish()?;
+        Ok(s)
+    }
+
+    /// Restores a session from authenticated stored state (what [`crate::storage::open`]
+    /// returns, or a field of it): parsing stays strict, but identity signatures and key
+    /// pairs checked when the state was written are not checked again. There is no way to
+    /// call this on bytes from anywhere else; use [`Session::from_bytes`] for those.
+    ///
+    /// ```compile_fail
+    /// // The unchecked constructor from a byte slice is gone from the public API.
+    /// let _ = confide_session::Session::from_authenticated_bytes(&[0u8; 4]);
+    /// ```
+    pub fn from_authenticated(mut r: AuthenticatedReader<'_>) -> Result<Self, DecodeError> {
+        let s = Self::read(&mut StateSource::Authenticated(&mut r))?;
         r.finish()?;
         Ok(s)
     }
@@ -442,10 +462,13 @@ impl Session {
                 };
             }
         }
+        if let Some(digest) = &self.prekey_header {
+            w.bytes(digest);
+        }
         self.ratchet.write(w);
     }
 
-    pub(crate) fn read(r: &mut Reader<'_>, provenance: Provenance) -> Result<Self, DecodeError> {
+    pub(crate) fn read(r: &mut StateSource<'_, '_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != crate::state::SESSION_STATE_VERSION {
             return Err(DecodeError::UnknownVersion {
@@ -453,12 +476,8 @@ impl Session {
                 found: version,
             });
         }
-        let read_identity = match provenance {
-            Provenance::Untrusted => IdentityPublicKey::read,
-            Provenance::Authenticated => IdentityPublicKey::read_authenticated,
-        };
-        let local = read_identity(r)?;
-        let remote = read_identity(r)?;
+        let local = r.identity()?;
+        let remote = r.identity()?;
         let role = match r.u8()? {
             1 => SessionRole::Initiator,
             2 => SessionRole::Responder,
@@ -496,13 +515,19 @@ impl Session {
         } else {
             None
         };
-        let ratchet = DoubleRatchet::read(r, provenance)?;
+        // A responder session always remembers the header that created it.
+        let prekey_header = match role {
+            SessionRole::Responder => Some(r.array()?),
+            SessionRole::Initiator => None,
+        };
+        let ratchet = DoubleRatchet::read(r)?;
         Ok(Self {
             local,
             remote,
             role,
             base_key,
             pending,
+            prekey_header,
             ratchet,
         })
     }

@@ -6,30 +6,83 @@
 //! so any serde format stores exactly the canonical bytes. The plain form contains secrets:
 //! store it only through [`crate::storage`].
 
+use confide_crypto::{
+    codec::{DecodeError, Reader},
+    identity::IdentityPublicKey,
+    stored::AuthenticatedReader,
+    x25519::X25519KeyPair,
+};
+
 /// Version byte that starts a serialized prekey store.
-pub const STATE_VERSION: u8 = 1;
+///
+/// Version 2 stores the seen base keys sorted by `(signed prekey id, base key)`, each under a
+/// retained signed prekey (checked when read). Version 1 (the same layout in insertion order)
+/// is still read.
+pub const STATE_VERSION: u8 = 2;
 
 /// Version byte that starts a serialized [`crate::Session`] and [`crate::SessionRecord`].
 ///
 /// Version 2 added the chain-fork state, the previous sending chain's fork record, the
-/// receive-step counter and the per-key fork nonce and step stamp of skipped keys.
-pub const SESSION_STATE_VERSION: u8 = 2;
+/// receive-step counter and the per-key fork nonce and step stamp of skipped keys. Version 3
+/// added, on responder sessions, the digest of the prekey header that created the session.
+pub const SESSION_STATE_VERSION: u8 = 3;
 
-/// Where serialized state comes from, which decides how much is re-checked when reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Provenance {
+/// Where serialized state is read from, which decides how much is re-checked.
+///
+/// Plain bytes (from anywhere) get every check: identity binding signatures and that each
+/// stored ratchet public key is its secret's. State that came back through authenticated
+/// storage encryption ([`confide_crypto::stored`], [`crate::storage::open`]) was checked when
+/// it was written, so those two checks are skipped; nothing else is.
+pub(crate) enum StateSource<'r, 'a> {
     /// Any bytes: every signature and key-pair consistency is checked.
-    Untrusted,
-    /// Bytes this library wrote and that were authenticated by storage encryption under the
-    /// app's key: identity binding signatures and ratchet public keys are not recomputed.
-    Authenticated,
+    Untrusted(&'r mut Reader<'a>),
+    /// Authenticated stored state this library wrote.
+    Authenticated(&'r mut AuthenticatedReader<'a>),
+}
+
+impl<'a> StateSource<'_, 'a> {
+    /// An identity: verified unless the state is authenticated.
+    pub(crate) fn identity(&mut self) -> Result<IdentityPublicKey, DecodeError> {
+        match self {
+            Self::Untrusted(r) => IdentityPublicKey::read(r),
+            Self::Authenticated(r) => IdentityPublicKey::read_authenticated(r),
+        }
+    }
+
+    /// `secret || public`: checked to match unless the state is authenticated.
+    pub(crate) fn x25519_pair(&mut self) -> Result<X25519KeyPair, DecodeError> {
+        match self {
+            Self::Untrusted(r) => X25519KeyPair::read_checked(r),
+            Self::Authenticated(r) => X25519KeyPair::read_authenticated(r),
+        }
+    }
+}
+
+impl<'a> core::ops::Deref for StateSource<'_, 'a> {
+    type Target = Reader<'a>;
+
+    fn deref(&self) -> &Reader<'a> {
+        match self {
+            Self::Untrusted(r) => r,
+            Self::Authenticated(r) => r,
+        }
+    }
+}
+
+impl core::ops::DerefMut for StateSource<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Self::Untrusted(r) => r,
+            Self::Authenticated(r) => r,
+        }
+    }
 }
 
 macro_rules! serde_via_bytes {
     ($t:ty) => {
         impl serde::Serialize for $t {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let bytes = zeroize::Zeroizing::new(self.to_bytes());
+                let bytes = self.to_bytes();
                 s.serialize_bytes(&bytes)
             }
         }

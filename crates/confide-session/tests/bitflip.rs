@@ -128,47 +128,63 @@ fn prekey_message_body_ciphertext() {
     assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], b"first contact");
 }
 
-/// Once Bob has the session, a later prekey message of it is matched by (identity, base key)
-/// and only its authenticated body is used. Flips of the fields that merely name Bob's
-/// prekeys (the ids and the KEM ciphertext) then do not matter: the message decrypts to the
-/// original plaintext, exactly once. Every other bit is still refused.
+/// Once Bob has the session, a later prekey message of it is matched by (identity, base key),
+/// and its whole header must be the one that created the session: a flip of any header bit
+/// (identity, base key, signed prekey id, KEM prekey id, KEM ciphertext, one-time flag and
+/// id) is refused and changes nothing, even though the embedded ratchet message still
+/// authenticates. The fields that only name Bob's prekeys are refused as
+/// `AlteredPreKeyMessage`. The unaltered repeat decrypts, exactly once.
 #[test]
-fn prekey_message_to_an_existing_session() {
+fn prekey_message_to_an_existing_session_is_accepted_only_unaltered() {
     let (mut p, first) = first_message(45);
     p.b_gets(&first).unwrap();
     let m = p.a_sends(b"second");
-    let envelope = BASE_KEY_AT + 32..FLAG_AT;
+    assert!(common::is_prekey(&m));
+    let naming_prekeys = BASE_KEY_AT + 32..FLAG_AT;
     let one_time_id = FLAG_AT + 1..BODY_AT;
-    // One bit per byte (rotating), every byte: the all-bits coverage is in the tests above.
-    let mut accepted = 0;
-    for at in 0..m.len() {
-        let bit = (at % 8) as u8;
+    for (at, bit) in all_bits(naming_prekeys.clone()).chain(all_bits(one_time_id.clone())) {
         let mut b = m.clone();
         b[at] ^= 1 << bit;
-        let mut q = p.clone();
-        match q.b_gets(&b) {
-            Ok(got) => {
-                assert!(
-                    envelope.contains(&at) || one_time_id.contains(&at),
-                    "byte {at} bit {bit} accepted"
-                );
-                assert_eq!(&got.plaintext[..], b"second");
-                assert!(!got.new_session);
-                // It counted as the delivery: the original is now a duplicate.
-                assert_eq!(q.b_gets(&m).unwrap_err(), DecryptError::Duplicate);
-                assert_eq!(q.b_gets(&b).unwrap_err(), DecryptError::Duplicate);
-                accepted += 1;
-            }
-            Err(_) => {
-                assert_eq!(q.bob_state(), p.bob_state(), "byte {at} changed state");
-                assert!(
-                    !(envelope.contains(&at) || one_time_id.contains(&at)),
-                    "byte {at} of the envelope refused"
-                );
-            }
-        }
+        let before = p.bob_state();
+        assert_eq!(
+            p.b_gets(&b).unwrap_err(),
+            DecryptError::AlteredPreKeyMessage,
+            "byte {at} bit {bit}"
+        );
+        assert_eq!(p.bob_state(), before, "byte {at} bit {bit} changed state");
     }
-    assert_eq!(accepted, envelope.len() + one_time_id.len());
+    // Every other header bit (version, kind, identity, base key, flag) is refused too.
+    let rest = all_bits(0..BASE_KEY_AT + 32).chain(all_bits(FLAG_AT..FLAG_AT + 1));
+    assert_flips_refused(&mut p, &m, rest);
+    // The authentic repeat is accepted once.
+    let got = p.b_gets(&m).unwrap();
+    assert_eq!(&got.plaintext[..], b"second");
+    assert!(!got.new_session);
+    assert_eq!(p.b_gets(&m).unwrap_err(), DecryptError::Duplicate);
+}
+
+/// The same holds for an archived session: the header is checked on the session the prekey
+/// message names, wherever it is in the record.
+#[test]
+fn altered_prekey_message_for_an_archived_session_is_refused() {
+    let (mut p, first) = first_message(46);
+    p.b_gets(&first).unwrap();
+    let m = p.a_sends(b"late");
+    // A second session from Alice makes the first one archived at Bob.
+    let bundle = p.bob.store.bundles()[0].clone();
+    p.a = SessionRecord::with_session(p.alice.initiate(&mut p.rng, &bundle));
+    let newer = p.a_sends(b"new session");
+    assert!(p.b_gets(&newer).unwrap().new_session);
+    assert_eq!(p.b.archived_count(), 1);
+    let mut altered = m.clone();
+    altered[KEM_CT_AT + 100] ^= 0x10;
+    let before = p.bob_state();
+    assert_eq!(
+        p.b_gets(&altered).unwrap_err(),
+        DecryptError::AlteredPreKeyMessage
+    );
+    assert_eq!(p.bob_state(), before);
+    assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], b"late");
 }
 
 /// Bundle layout: version(1) identity(128) spk_id(4) spk(32) spk_sig(64) kem_id(4) kind(1)

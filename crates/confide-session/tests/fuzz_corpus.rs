@@ -75,7 +75,7 @@ fn message_seeds() -> Vec<Vec<u8>> {
 }
 
 fn state_seeds() -> Vec<Vec<u8>> {
-    let with = |sel: u8, bytes: Vec<u8>| [&[sel][..], &bytes].concat();
+    let with = |sel: u8, bytes: zeroize::Zeroizing<Vec<u8>>| [&[sel][..], &bytes[..]].concat();
     let mut p = Pair::new(0xf3);
     let mut out = vec![
         with(
@@ -162,7 +162,7 @@ fn seed_generators_produce_inputs_that_decode() {
             STATE_PREKEY_STORE => PreKeyStore::from_bytes(rest).unwrap().to_bytes(),
             _ => Session::from_bytes(rest).unwrap().to_bytes(),
         };
-        assert_eq!(again, rest);
+        assert_eq!(&again[..], rest);
     }
 }
 

@@ -563,7 +563,7 @@ impl Model {
         self.ancestors[party].insert(k);
         let e = Export {
             ancestors: self.ancestors[party].clone(),
-            record: self.record(party).to_bytes(),
+            record: self.record(party).to_bytes().to_vec(),
             decrypted: self.decrypted[party].clone(),
             sent: self.sent[party].clone(),
         };
@@ -571,7 +571,7 @@ impl Model {
     }
 
     fn restore(&mut self, party: usize, e: Export) {
-        let latest = e.record == self.record(party).to_bytes();
+        let latest = e.record == *self.record(party).to_bytes();
         if !latest {
             self.stale[party] = true;
             // What this lineage sent after the export is abandoned (but still on the wire).

@@ -98,11 +98,11 @@ fn debug_output_holds_no_secrets() {
     let session = p.b.current().unwrap();
     let identity_secret = p.bob.id.to_secret_bytes();
     let secrets: Vec<(&str, Vec<u8>)> = vec![
-        ("record state", record_bytes),
-        ("store state", store_bytes),
-        ("session state", session.to_bytes()),
+        ("record state", record_bytes.to_vec()),
+        ("store state", store_bytes.to_vec()),
+        ("session state", session.to_bytes().to_vec()),
         ("identity secret", identity_secret.expose().to_vec()),
-        ("alice record state", p.a.to_bytes()),
+        ("alice record state", p.a.to_bytes().to_vec()),
     ];
     let shown = [
         ("Session", format!("{session:?}")),

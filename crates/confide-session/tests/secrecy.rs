@@ -59,7 +59,7 @@ fn find_key(
         if opens(w, &aad, m.ciphertext()) {
             out.push((Found::MessageKey(at), w));
         }
-        let mk = hmac_sha256(&w, labels::MESSAGE_KEY_SEED);
+        let mk = *hmac_sha256(&w, labels::MESSAGE_KEY_SEED);
         if opens(mk, &aad, m.ciphertext()) {
             out.push((Found::ChainKey(at), mk));
         }

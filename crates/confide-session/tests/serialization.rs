@@ -8,12 +8,14 @@
 
 mod common;
 
+use chacha20::ChaCha20Rng;
 use common::{Pair, clone_rng, text};
 use confide_crypto::codec::DecodeError;
 use confide_session::{
     PreKeyStore, Session, SessionRecord, StateError,
-    storage::{self, MAGIC, STORAGE_VERSION, StateKind, StorageKey},
+    storage::{self, AppStateKind, MAGIC, STORAGE_VERSION, StateKind, StorageKey},
 };
+use rand_core::SeedableRng;
 
 /// A pair in mid-conversation with skipped keys, an archived session and a prekey phase
 /// behind it.
@@ -130,7 +132,7 @@ fn serde_json_round_trip() {
     // The serde form is exactly the canonical bytes.
     assert_eq!(
         serde_json::to_value(&p.b).unwrap(),
-        serde_json::to_value(p.b.to_bytes()).unwrap()
+        serde_json::to_value(&*p.b.to_bytes()).unwrap()
     );
     // Malformed input is an error, not a panic.
     assert!(serde_json::from_str::<SessionRecord>("[1,2,3]").is_err());
@@ -145,23 +147,26 @@ fn serde_json_round_trip() {
 fn encrypted_storage_round_trip_and_distinct_errors() {
     let mut p = busy_pair();
     let key = StorageKey::new([0x3c; 32]);
-    let record_blob = p.b.to_encrypted(&mut p.rng, &key);
-    let store_blob = p.bob.store.to_encrypted(&mut p.rng, &key);
-    let session_blob = p.b.current().unwrap().to_encrypted(&mut p.rng, &key);
+    let record_blob = p.b.to_encrypted(&mut p.rng, &key, b"slot");
+    let store_blob = p.bob.store.to_encrypted(&mut p.rng, &key, b"slot");
+    let session_blob =
+        p.b.current()
+            .unwrap()
+            .to_encrypted(&mut p.rng, &key, b"slot");
     assert_eq!(
-        SessionRecord::from_encrypted(&key, &record_blob)
+        SessionRecord::from_encrypted(&key, b"slot", &record_blob)
             .unwrap()
             .to_bytes(),
         p.b.to_bytes()
     );
     assert_eq!(
-        PreKeyStore::from_encrypted(&key, &store_blob)
+        PreKeyStore::from_encrypted(&key, b"slot", &store_blob)
             .unwrap()
             .to_bytes(),
         p.bob.store.to_bytes()
     );
     assert_eq!(
-        Session::from_encrypted(&key, &session_blob)
+        Session::from_encrypted(&key, b"slot", &session_blob)
             .unwrap()
             .to_bytes(),
         p.b.current().unwrap().to_bytes()
@@ -173,14 +178,16 @@ fn encrypted_storage_round_trip_and_distinct_errors() {
             .windows(32)
             .any(|w| plain.windows(32).any(|x| x == w))
     );
-    assert_ne!(p.b.to_encrypted(&mut p.rng, &key), record_blob);
+    assert_ne!(p.b.to_encrypted(&mut p.rng, &key, b"slot"), record_blob);
     assert_eq!(&record_blob[..4], MAGIC);
     assert_eq!(record_blob[4], STORAGE_VERSION);
 
-    let open = |blob: &[u8]| SessionRecord::from_encrypted(&key, blob).map(|r| r.to_bytes());
+    let open =
+        |blob: &[u8]| SessionRecord::from_encrypted(&key, b"slot", blob).map(|r| r.to_bytes());
     // Wrong key.
     assert_eq!(
-        SessionRecord::from_encrypted(&StorageKey::new([0x3d; 32]), &record_blob).unwrap_err(),
+        SessionRecord::from_encrypted(&StorageKey::new([0x3d; 32]), b"slot", &record_blob)
+            .unwrap_err(),
         StateError::WrongKey
     );
     // Truncated below header + key check + tag (4 + 1 + 1 + 32 + 16 + 16 bytes).
@@ -207,10 +214,12 @@ fn encrypted_storage_round_trip_and_distinct_errors() {
         b[at] ^= 1;
         assert_eq!(open(&b).unwrap_err(), StateError::WrongKey, "{at}");
     }
-    // Unknown version.
-    let mut b = record_blob.clone();
-    b[4] = 9;
-    assert_eq!(open(&b).unwrap_err(), StateError::UnknownVersion(9));
+    // Unknown version, including version 1 (blobs not bound to a slot).
+    for version in [1, 9] {
+        let mut b = record_blob.clone();
+        b[4] = version;
+        assert_eq!(open(&b).unwrap_err(), StateError::UnknownVersion(version));
+    }
     // Wrong kind: a store blob given as a record, and a record blob as a session.
     assert_eq!(
         open(&store_blob).unwrap_err(),
@@ -220,7 +229,7 @@ fn encrypted_storage_round_trip_and_distinct_errors() {
         }
     );
     assert_eq!(
-        Session::from_encrypted(&key, &record_blob).unwrap_err(),
+        Session::from_encrypted(&key, b"slot", &record_blob).unwrap_err(),
         StateError::WrongKind {
             found: 2,
             expected: 1
@@ -231,15 +240,16 @@ fn encrypted_storage_round_trip_and_distinct_errors() {
     b[0] = b'X';
     assert_eq!(open(&b).unwrap_err(), StateError::BadMagic);
     // Authentic blob whose contents do not decode as the kind it claims.
-    let garbage = storage::seal(&mut p.rng, &key, StateKind::SessionRecord, &[1, 7]);
+    let garbage = storage::seal(&mut p.rng, &key, StateKind::SessionRecord, b"slot", &[1, 7]);
     assert!(matches!(open(&garbage).unwrap_err(), StateError::Decode(_)));
     // Raw seal/open with an app-defined kind.
-    let blob = storage::seal(&mut p.rng, &key, StateKind::Other(0x80), b"app state");
+    let app = |b: u8| StateKind::App(AppStateKind::new(b).unwrap());
+    let blob = storage::seal(&mut p.rng, &key, app(0x80), b"slot", b"app state");
     assert_eq!(
-        &storage::open(&key, StateKind::Other(0x80), &blob).unwrap()[..],
+        &storage::open(&key, app(0x80), b"slot", &blob).unwrap()[..],
         b"app state"
     );
-    assert!(storage::open(&key, StateKind::Other(0x81), &blob).is_err());
+    assert!(storage::open(&key, app(0x81), b"slot", &blob).is_err());
     // All the errors are distinct values.
     let errors = [
         StateError::WrongKey,
@@ -251,6 +261,7 @@ fn encrypted_storage_round_trip_and_distinct_errors() {
             found: 3,
             expected: 2,
         },
+        StateError::ReservedKind(1),
     ];
     for (i, a) in errors.iter().enumerate() {
         for b in &errors[i + 1..] {
@@ -261,21 +272,92 @@ fn encrypted_storage_round_trip_and_distinct_errors() {
 
 #[test]
 fn authenticated_restore_skips_only_the_checks_storage_already_guarantees() {
-    let p = busy_pair();
+    let mut p = busy_pair();
+    let key = StorageKey::new([0x24; 32]);
     let bytes = p.a.to_bytes();
-    // Same result as the strict path on genuine state.
-    let fast = SessionRecord::from_authenticated_bytes(&bytes).unwrap();
+    // Same result as the strict path on genuine state: the fast path is reached only through
+    // storage (there is no public constructor from a byte slice).
+    let blob = storage::seal(&mut p.rng, &key, StateKind::SessionRecord, b"slot", &bytes);
+    let opened = storage::open(&key, StateKind::SessionRecord, b"slot", &blob).unwrap();
+    let fast = SessionRecord::from_authenticated(opened.reader()).unwrap();
     assert_eq!(fast.to_bytes(), bytes);
     // Flip a bit of the first identity's binding signature (record header 2 bytes, session
     // version 1 byte, then signing key 32 + agreement key 32): only the strict path notices,
     // which is why the fast path is reserved for bytes authenticated under the storage key.
-    let mut tampered = bytes.clone();
+    let mut tampered = bytes.to_vec();
     tampered[2 + 1 + 64 + 10] ^= 1;
     assert!(SessionRecord::from_bytes(&tampered).is_err());
-    assert!(SessionRecord::from_authenticated_bytes(&tampered).is_ok());
+    let sealed = |state: &[u8]| {
+        let blob = storage::seal(
+            &mut ChaCha20Rng::from_seed([5; 32]),
+            &key,
+            StateKind::SessionRecord,
+            b"slot",
+            state,
+        );
+        storage::open(&key, StateKind::SessionRecord, b"slot", &blob).unwrap()
+    };
+    assert!(SessionRecord::from_authenticated(sealed(&tampered).reader()).is_ok());
     // Structure is still parsed strictly on the fast path.
-    assert!(SessionRecord::from_authenticated_bytes(&[&bytes[..], &[0]].concat()).is_err());
-    assert!(SessionRecord::from_authenticated_bytes(&bytes[..bytes.len() - 1]).is_err());
+    let long = [&bytes[..], &[0]].concat();
+    assert!(SessionRecord::from_authenticated(sealed(&long).reader()).is_err());
+    assert!(SessionRecord::from_authenticated(sealed(&bytes[..bytes.len() - 1]).reader()).is_err());
+}
+
+#[test]
+fn a_blob_opens_only_for_the_slot_it_was_stored_for() {
+    let mut p = busy_pair();
+    let key = StorageKey::new([0x17; 32]);
+    // Two peers' records, each stored in its own slot.
+    let for_alice = p.b.to_encrypted(&mut p.rng, &key, b"conversation-alice");
+    let for_carol = p.a.to_encrypted(&mut p.rng, &key, b"conversation-carol");
+    assert!(SessionRecord::from_encrypted(&key, b"conversation-alice", &for_alice).is_ok());
+    // Someone with write access to storage swaps them: both are refused.
+    assert_eq!(
+        SessionRecord::from_encrypted(&key, b"conversation-carol", &for_alice).unwrap_err(),
+        StateError::Tampered
+    );
+    assert_eq!(
+        SessionRecord::from_encrypted(&key, b"conversation-alice", &for_carol).unwrap_err(),
+        StateError::Tampered
+    );
+    assert_eq!(
+        SessionRecord::from_encrypted(&key, b"", &for_alice).unwrap_err(),
+        StateError::Tampered
+    );
+    // The same for the other state types and raw blobs.
+    let store = p.bob.store.to_encrypted(&mut p.rng, &key, b"account-1");
+    assert_eq!(
+        PreKeyStore::from_encrypted(&key, b"account-2", &store).unwrap_err(),
+        StateError::Tampered
+    );
+    assert!(PreKeyStore::from_encrypted(&key, b"account-1", &store).is_ok());
+}
+
+#[test]
+fn app_kinds_cannot_collide_with_built_in_kinds() {
+    for built_in in [
+        StateKind::Session,
+        StateKind::SessionRecord,
+        StateKind::PreKeyStore,
+        StateKind::Endpoint,
+    ] {
+        let byte = built_in.to_byte();
+        assert_eq!(
+            AppStateKind::new(byte).unwrap_err(),
+            StateError::ReservedKind(byte)
+        );
+    }
+    // The whole range below FIRST_APP_KIND belongs to the library (future kinds included).
+    for byte in 0..storage::FIRST_APP_KIND {
+        assert_eq!(
+            AppStateKind::new(byte).unwrap_err(),
+            StateError::ReservedKind(byte)
+        );
+    }
+    for byte in storage::FIRST_APP_KIND..=u8::MAX {
+        assert_eq!(AppStateKind::new(byte).unwrap().to_byte(), byte);
+    }
 }
 
 /// spec.md §8: `MAX_CIPHERTEXT_LEN` (147,472) bounds what the parser accepts; the largest

@@ -8,11 +8,13 @@
 
 mod common;
 
+use chacha20::ChaCha20Rng;
 use common::{NOW, Pair, Party, is_prekey, rng};
 use confide_crypto::identity::IdentityKeyPair;
 use confide_session::{
     BundleError, DecryptError, ExpectedIdentity, IdentityChangePolicy, KemPreKeyKind, PreKeyBundle,
-    Session, SessionRecord, SessionRole, consts::MAX_RETAINED_SIGNED_PREKEYS,
+    PreKeyStore, Session, SessionRecord, SessionRole,
+    consts::{MAX_RETAINED_SIGNED_PREKEYS, MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY},
 };
 
 /// Runs a first message from `alice` over `bundle` into a fresh record of `bob`; returns
@@ -252,15 +254,15 @@ fn replayed_initial_message_is_detected() {
     assert_eq!(p.bob_state(), (rec.clone(), store.clone()));
 
     // A fresh record with the same store (e.g. the conversation was deleted, or the attacker
-    // replays to another device state): the store remembers the base key. It used a one-time
-    // prekey too, but the replay check comes first.
+    // replays to another device state): the message used one-time keys, which are gone, so
+    // the replay is refused without the store having to remember its base key.
     let mut fresh = SessionRecord::new();
     assert_eq!(
         p.bob.decrypt(&mut fresh, &first).unwrap_err(),
-        DecryptError::ReplayedInitialMessage
+        DecryptError::UnknownKemPreKey
     );
     assert!(fresh.current().is_none());
-    assert_eq!(p.bob.store.to_bytes(), store);
+    assert_eq!(*p.bob.store.to_bytes(), store);
 
     // The same over the last-resort bundle with no one-time key at all.
     let mut rng = rng(60);
@@ -496,12 +498,12 @@ fn bundles_order_ids_and_pairing() {
     assert_eq!(shapes, [(4, 5, last, Some(3)), (4, 5, last, None)]);
 }
 
-/// spec.md §4 and §4.1: the seen-base-key check comes before the prekey look-up, so a replayed
-/// prekey message is `ReplayedInitialMessage` whichever one-time keys it consumed, while a
-/// never-accepted message naming a consumed key is `UnknownKemPreKey` (checked first) or
-/// `UnknownOneTimePreKey`.
+/// spec.md §4 and §4.1: only initial messages that used no one-time key are recorded in the
+/// seen list, so a replayed prekey message is `UnknownKemPreKey` (checked first) if it used a
+/// one-time KEM prekey, `UnknownOneTimePreKey` if it used only a one-time X25519 prekey, and
+/// `ReplayedInitialMessage` if it used neither; in every case nothing changes.
 #[test]
-fn replay_verdict_does_not_depend_on_the_keys_it_used() {
+fn replay_verdict_depends_only_on_the_keys_it_used() {
     let mut rng = rng(71);
     // Every kind of bundle: one-time KEM with and without an OPK, last-resort KEM with an OPK,
     // and the bare last-resort bundle.
@@ -520,12 +522,19 @@ fn replays_of_every_bundle(rng: &mut chacha20::ChaCha20Rng, bob: &mut Party) {
             .unwrap();
         let mut first = SessionRecord::new();
         assert!(bob.decrypt(&mut first, &m).unwrap().new_session);
-        // The session is gone (another record): a replay, whatever it consumed.
+        // The session is gone (another record): a replay, refused by what it consumed.
+        let expected = if bundle.kem_kind() == KemPreKeyKind::OneTime {
+            DecryptError::UnknownKemPreKey
+        } else if bundle.one_time_prekey_id().is_some() {
+            DecryptError::UnknownOneTimePreKey
+        } else {
+            DecryptError::ReplayedInitialMessage
+        };
         let store = bob.store.to_bytes();
         let mut fresh = SessionRecord::new();
         assert_eq!(
             bob.decrypt(&mut fresh, &m).unwrap_err(),
-            DecryptError::ReplayedInitialMessage,
+            expected,
             "bundle {:?}/{:?}",
             bundle.kem_kind(),
             bundle.one_time_prekey_id()
@@ -537,4 +546,143 @@ fn replays_of_every_bundle(rng: &mut chacha20::ChaCha20Rng, bob: &mut Party) {
             DecryptError::Duplicate
         );
     }
+}
+
+/// Replays of initial messages stay refused however many sessions were started since: a base
+/// key is never forgotten while its signed prekey accepts initial messages. Far more initial
+/// messages without one-time keys than the old total bound (10,000) arrive under one signed
+/// prekey; once its list is full they are refused (`ReplayListFull`, nothing changes) instead
+/// of the oldest entry being forgotten, and the replay of the very first one is refused.
+#[test]
+fn replay_of_the_first_initial_message_stays_refused_after_many_sessions() {
+    let mut rng = rng(61);
+    let mut bob = Party::new(&mut rng, 0, 0);
+    let alice = Party::new(&mut rng, 0, 0);
+    let bare = bob.store.last_resort_bundle().unwrap();
+    let spk = bare.signed_prekey_id();
+    let verified = alice.verify(&bare);
+    let initial = |rng: &mut ChaCha20Rng| {
+        SessionRecord::with_session(Session::initiate(rng, &alice.id, &verified).unwrap())
+            .encrypt(rng, b"hello")
+            .unwrap()
+    };
+    let first = initial(&mut rng);
+    assert!(
+        bob.decrypt(&mut SessionRecord::new(), &first)
+            .unwrap()
+            .new_session
+    );
+    let (mut accepted, mut full) = (1usize, 0usize);
+    for _ in 0..10_001 {
+        let m = initial(&mut rng);
+        match bob.decrypt(&mut SessionRecord::new(), &m) {
+            Ok(d) => {
+                assert!(d.new_session);
+                accepted += 1;
+            }
+            Err(e) => {
+                assert_eq!(
+                    e,
+                    DecryptError::ReplayListFull {
+                        signed_prekey_id: spk
+                    }
+                );
+                full += 1;
+            }
+        }
+    }
+    assert_eq!(accepted, MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY);
+    assert_eq!(full, 10_001 + 1 - accepted);
+    assert_eq!(bob.store.seen_base_key_count(spk), accepted);
+    // The replay of the first message is still refused, as is one of the last accepted.
+    let store = bob.store.to_bytes();
+    let mut fresh = SessionRecord::new();
+    assert_eq!(
+        bob.decrypt(&mut fresh, &first).unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    assert!(fresh.current().is_none());
+    assert_eq!(bob.store.to_bytes(), store);
+    // The refusal says what to do: after a rotation, new initial messages are accepted again
+    // (under the new signed prekey), and the old list still refuses the replay.
+    bob.store.rotate_signed_prekey(&mut rng, NOW);
+    let renewed = alice.verify(&bob.store.last_resort_bundle().unwrap());
+    let m = SessionRecord::with_session(Session::initiate(&mut rng, &alice.id, &renewed).unwrap())
+        .encrypt(&mut rng, b"after rotation")
+        .unwrap();
+    assert!(
+        bob.decrypt(&mut SessionRecord::new(), &m)
+            .unwrap()
+            .new_session
+    );
+    assert_eq!(
+        bob.decrypt(&mut SessionRecord::new(), &first).unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    // The list survives a round trip of the store, strictly parsed.
+    let restored = PreKeyStore::from_bytes(&bob.store.to_bytes()).unwrap();
+    assert_eq!(restored.to_bytes(), bob.store.to_bytes());
+    assert_eq!(restored.seen_base_key_count(spk), accepted);
+}
+
+/// A version-1 store (insertion order, no per-prekey bound) is read without losing a base key,
+/// even one holding more than today's per-prekey bound under one signed prekey; it is written
+/// back as version 2, reads again, and that signed prekey accepts no further initial message
+/// without one-time keys, while its replays stay refused.
+#[test]
+fn version_1_store_with_an_over_full_list_upgrades_without_forgetting() {
+    let mut rng = rng(62);
+    let mut bob = Party::new(&mut rng, 0, 0);
+    let alice = Party::new(&mut rng, 0, 0);
+    let bare = bob.store.last_resort_bundle().unwrap();
+    let spk = bare.signed_prekey_id();
+    let verified = alice.verify(&bare);
+    let first =
+        SessionRecord::with_session(Session::initiate(&mut rng, &alice.id, &verified).unwrap())
+            .encrypt(&mut rng, b"first")
+            .unwrap();
+    assert!(
+        bob.decrypt(&mut SessionRecord::new(), &first)
+            .unwrap()
+            .new_session
+    );
+    // Version 1 bytes: the same layout, version byte 1, entries in insertion order, here
+    // more than the per-prekey bound under one signed prekey (the accepted one last).
+    let v2 = bob.store.to_bytes();
+    let seen_at = v2.len() - 4 - 36;
+    let accepted_entry = v2[seen_at + 4..].to_vec();
+    let over = MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY + 10;
+    let mut v1 = v2[..seen_at].to_vec();
+    v1[0] = 1;
+    v1.extend_from_slice(&u32::try_from(over).unwrap().to_be_bytes());
+    for i in 0..over - 1 {
+        let mut key = [0xee; 32];
+        key[..4].copy_from_slice(&u32::try_from(i).unwrap().to_be_bytes());
+        v1.extend_from_slice(&spk.to_be_bytes());
+        v1.extend_from_slice(&key);
+    }
+    v1.extend_from_slice(&accepted_entry);
+    let upgraded = PreKeyStore::from_bytes(&v1).unwrap();
+    assert_eq!(upgraded.seen_base_key_count(spk), over);
+    let v2_again = upgraded.to_bytes();
+    assert_eq!(v2_again[0], confide_session::state::STATE_VERSION);
+    let reread = PreKeyStore::from_bytes(&v2_again).unwrap();
+    assert_eq!(reread.to_bytes(), v2_again);
+    bob.store = reread;
+    assert_eq!(
+        bob.decrypt(&mut SessionRecord::new(), &first).unwrap_err(),
+        DecryptError::ReplayedInitialMessage
+    );
+    let next =
+        SessionRecord::with_session(Session::initiate(&mut rng, &alice.id, &verified).unwrap())
+            .encrypt(&mut rng, b"next")
+            .unwrap();
+    let store = bob.store.to_bytes();
+    assert_eq!(
+        bob.decrypt(&mut SessionRecord::new(), &next).unwrap_err(),
+        DecryptError::ReplayListFull {
+            signed_prekey_id: spk
+        }
+    );
+    assert_eq!(bob.store.to_bytes(), store);
 }

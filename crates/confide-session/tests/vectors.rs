@@ -130,8 +130,8 @@ fn kdf_chain_vectors() {
         assert_eq!(chain[0].1[..], okm[32..], "chain key = HKDF(rk, dh)[32..]");
         let mut ck = chain[0].1;
         for (mk, next) in &chain[1..] {
-            assert_eq!(*mk, hmac_sha256(&ck, &[0x01]), "mk = HMAC(ck, 0x01)");
-            assert_eq!(*next, hmac_sha256(&ck, &[0x02]), "ck' = HMAC(ck, 0x02)");
+            assert_eq!(*mk, *hmac_sha256(&ck, &[0x01]), "mk = HMAC(ck, 0x01)");
+            assert_eq!(*next, *hmac_sha256(&ck, &[0x02]), "ck' = HMAC(ck, 0x02)");
             ck = *next;
         }
         out.push(json!({
@@ -595,19 +595,29 @@ fn stored_state_vectors() {
         ),
     ] {
         let blob = match kind {
-            StateKind::Session => s.a.current().unwrap().to_encrypted(&mut blob_rng, &key),
-            StateKind::SessionRecord => s.b.to_encrypted(&mut blob_rng, &key),
-            _ => s.bob_store.to_encrypted(&mut blob_rng, &key),
+            StateKind::Session => {
+                s.a.current()
+                    .unwrap()
+                    .to_encrypted(&mut blob_rng, &key, name.as_bytes())
+            }
+            StateKind::SessionRecord => s.b.to_encrypted(&mut blob_rng, &key, name.as_bytes()),
+            _ => s
+                .bob_store
+                .to_encrypted(&mut blob_rng, &key, name.as_bytes()),
         };
         s.script.step(
             Some(&mut blob_rng),
-            format!("blob {name} = {of}.to_encrypted(blob_rng, storage_key)"),
+            format!("blob {name} = {of}.to_encrypted(blob_rng, storage_key, context = \"{name}\")"),
         );
-        assert_eq!(&storage::open(&key, kind, &blob).unwrap()[..], &plain[..]);
+        assert_eq!(
+            &storage::open(&key, kind, name.as_bytes(), &blob).unwrap()[..],
+            &plain[..]
+        );
         assert_eq!(blob.len(), 4 + 1 + 1 + 32 + 16 + plain.len() + 16);
         blobs.push(json!({
             "name": name,
             "kind": kind.to_byte(),
+            "context_hex": hex::encode(name.as_bytes()),
             "plaintext": hex::encode(plain),
             "blob": hex::encode(&blob),
         }));
@@ -618,8 +628,9 @@ fn stored_state_vectors() {
             "description": "Every stored session-layer state (spec.md section 11) from one fixed \
                 script continuing session_setup.json's setup (same seeds; none of its messages). \
                 states: plain to_bytes() encodings; each decodes with from_bytes and re-encodes \
-                to the same bytes. blobs: the CFDS encryption of three of them under \
-                storage_key, salts drawn from ChaCha20Rng(blob_seed).",
+                to the same bytes. blobs: the CFDS (version 2) encryption of three of \
+                them under storage_key, each for the slot context named by its name (UTF-8), \
+                salts drawn from ChaCha20Rng(blob_seed).",
             "rng": RNG_NOTE,
             "now_ms": NOW.as_millis(),
             "alice_seed": hex::encode(ALICE_SEED),
@@ -713,4 +724,45 @@ fn spec_limits_table_matches_the_constants() {
         let documented: u64 = cell.trim().replace(',', "").parse().unwrap();
         assert_eq!(documented, value, "spec.md §8, {name}");
     }
+}
+
+/// The encrypted storage blob (spec §11): fixed key, salt (from a seeded random source),
+/// kind, slot context and state, with the intermediate values a reimplementation needs.
+#[test]
+fn storage_blob_vector() {
+    use confide_crypto::kdf::sha256;
+    use confide_session::{
+        StateError,
+        storage::{self, StateKind, StorageKey},
+    };
+    let key = StorageKey::new([0x5a; 32]);
+    let context = b"conversation-7";
+    let state = b"example session record bytes";
+    let mut rng = ChaCha20Rng::from_seed([0x57; 32]);
+    let blob = storage::seal(&mut rng, &key, StateKind::SessionRecord, context, state);
+    let slot = sha256(&[labels::STATE_SLOT, context]);
+    let opened = storage::open(&key, StateKind::SessionRecord, context, &blob).unwrap();
+    assert_eq!(&opened[..], state);
+    assert_eq!(
+        storage::open(&key, StateKind::SessionRecord, b"conversation-8", &blob).unwrap_err(),
+        StateError::Tampered
+    );
+    check(
+        "storage.json",
+        &json!({
+            "description": "An encrypted state blob (spec.md section 11, version 2): \
+                blob = \"CFDS\" || 0x02 || kind || salt[32] || key_check[16] || \
+                ChaCha20-Poly1305(k, 0^12, aad = blob[0..38] || slot, state), \
+                slot = SHA-256(\"Confide_v1_StateSlot\" || context). The same blob must \
+                fail to open (AEAD failure) for any other context.",
+            "storage_key": hex::encode([0x5a; 32]),
+            "kind": StateKind::SessionRecord.to_byte(),
+            "context_hex": hex::encode(context),
+            "state_hex": hex::encode(state),
+            "salt": hex::encode(&blob[6..38]),
+            "slot": hex::encode(slot),
+            "aad": hex::encode([&blob[..38], &slot[..]].concat()),
+            "blob": hex::encode(&blob),
+        }),
+    );
 }

@@ -33,6 +33,17 @@ pub const ONE_TIME_KEM_PREKEY_TARGET: usize = 40;
 /// Signal recommendations do (weekly rotation); old keys stay for messages in flight.
 pub const SIGNED_PREKEY_MAX_AGE: Duration = Duration::from_days(7);
 
+/// Base keys remembered under the published signed prekey (initial messages that used no
+/// one-time key) at which the endpoint rotates the signed prekey early.
+///
+/// Reason: the session layer never forgets a base key while its signed prekey accepts
+/// initial messages, so a full list refuses further such messages under that prekey
+/// (`DecryptError::ReplayListFull`). Rotating at half the bound leaves the other half for
+/// senders still using the old bundle, so a sane app never sees the refusal; someone who
+/// floods initial messages only makes the endpoint rotate, once per this many messages.
+pub const SIGNED_PREKEY_ROTATE_AT_SEEN_BASE_KEYS: usize =
+    confide_session::consts::MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY / 2;
+
 /// How long a close frame is retransmitted before the endpoint stops trying.
 ///
 /// Reason: the closing side erases its session keys at once, so it can never authenticate an

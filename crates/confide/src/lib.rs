@@ -95,7 +95,7 @@
 //!         match e.poll_output() {
 //!             Output::Transmit(tx) => out.push(tx),
 //!             Output::Event(Event::PersistRequired) => {
-//!                 let _blob = e.export_state(rng, key).unwrap(); // store it durably here
+//!                 let _blob = e.export_state(rng, key, b"account").unwrap(); // store it durably here
 //!                 e.confirm_persisted();
 //!             }
 //!             Output::Event(ev) => events.push(ev),

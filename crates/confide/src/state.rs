@@ -7,6 +7,7 @@ use confide_crypto::{
     CryptoRng, Duration, Timestamp,
     codec::{DecodeError, Reader, Writer},
     identity::{IDENTITY_PUBLIC_KEY_LEN, IdentityPublicKey},
+    stored::AuthenticatedReader,
 };
 use confide_policy::{
     ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, Side, StartRule,
@@ -148,24 +149,28 @@ impl Endpoint {
     /// Serializes everything (identity and prekeys, certificate, trust roots, configuration,
     /// conversations with their session records and policies, the delivery outbox and dedup
     /// window, frames waiting to leave) and encrypts it under `key`
-    /// ([`StateKind::Endpoint`]). Store the result durably, then call
+    /// ([`StateKind::Endpoint`]) for the storage slot named by `slot` (bytes the app chooses,
+    /// for example its account id): the blob opens only with the same `slot`, so blobs of
+    /// two accounts cannot be swapped. Store the result durably, then call
     /// [`Endpoint::confirm_persisted`].
     pub fn export_state<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         key: &StorageKey,
+        slot: &[u8],
     ) -> Result<Vec<u8>, ExportError> {
         let plain = self.encode_state()?;
-        let blob = storage::seal(rng, key, StateKind::Endpoint, &plain);
+        let blob = storage::seal(rng, key, StateKind::Endpoint, slot, &plain);
         self.gate.on_export();
         Ok(blob)
     }
 
     /// Restores an endpoint from a blob of [`Endpoint::export_state`]. The restored state
     /// counts as persisted (it was read from storage): frames it holds may leave at once.
-    pub fn import_state(key: &StorageKey, blob: &[u8]) -> Result<Self, ImportError> {
-        let plain = storage::open(key, StateKind::Endpoint, blob)?;
-        Self::decode_state(&plain)
+    /// `slot` must be the one the blob was exported for.
+    pub fn import_state(key: &StorageKey, slot: &[u8], blob: &[u8]) -> Result<Self, ImportError> {
+        let plain = storage::open(key, StateKind::Endpoint, slot, blob)?;
+        Self::decode_state(plain.reader())
     }
 
     fn encode_state(&self) -> Result<Zeroizing<Vec<u8>>, ExportError> {
@@ -174,7 +179,7 @@ impl Endpoint {
         w.var32(
             "prekey store",
             MAX_STATE_COMPONENT_LEN,
-            &Zeroizing::new(self.store.to_bytes()),
+            &self.store.to_bytes(),
         )?;
         w.var16("address", MAX_ADDRESS_LEN, self.address.as_bytes())?;
         w.var16(
@@ -231,7 +236,7 @@ impl Endpoint {
             w.var32(
                 "session record",
                 MAX_STATE_COMPONENT_LEN,
-                &Zeroizing::new(c.record.to_bytes()),
+                &c.record.to_bytes(),
             )?;
             let policy = c.policy.to_bytes().map_err(|_| ExportError::Policy)?;
             w.var32("policy", MAX_STATE_COMPONENT_LEN, &policy)?;
@@ -337,11 +342,10 @@ impl Endpoint {
         for c in self.stats.counters() {
             w.u64(c);
         }
-        Ok(Zeroizing::new(w.into_vec()))
+        Ok(w.into_zeroizing())
     }
 
-    fn decode_state(bytes: &[u8]) -> Result<Self, ImportError> {
-        let mut r = Reader::new(bytes);
+    fn decode_state(mut r: AuthenticatedReader<'_>) -> Result<Self, ImportError> {
         let version = r.u8()?;
         if version != ENDPOINT_STATE_VERSION {
             return Err(DecodeError::UnknownVersion {
@@ -433,8 +437,8 @@ impl Endpoint {
                 ),
                 _ => return Err(DecodeError::InvalidValue { field: "role flag" }.into()),
             };
-            let record = SessionRecord::from_authenticated_bytes(
-                r.var32("session record", MAX_STATE_COMPONENT_LEN)?,
+            let record = SessionRecord::from_authenticated(
+                r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?,
             )?;
             let policy =
                 ConversationPolicy::from_bytes(r.var32("policy", MAX_STATE_COMPONENT_LEN)?)?;

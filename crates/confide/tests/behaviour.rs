@@ -204,7 +204,7 @@ fn close_erases_keys_and_refuses_later_messages() {
     );
 
     // The stale copy still has keys and writes; the client refuses it.
-    let mut old = Endpoint::import_state(&world.key, &stale).unwrap();
+    let mut old = Endpoint::import_state(&world.key, b"account", &stale).unwrap();
     let now = world.now();
     old.send(&mut world.rng, now, kconv, b"from a stale backup")
         .unwrap();
@@ -213,7 +213,9 @@ fn close_erases_keys_and_refuses_later_messages() {
         match old.poll_output() {
             Output::Transmit(tx) => frames.push(tx.frame),
             Output::Event(Event::PersistRequired) => {
-                let _ = old.export_state(&mut world.rng, &world.key).unwrap();
+                let _ = old
+                    .export_state(&mut world.rng, &world.key, b"account")
+                    .unwrap();
                 old.confirm_persisted();
             }
             Output::Event(_) => {}
@@ -282,7 +284,7 @@ fn spurious_timeouts_change_nothing() {
     world.send(0, conv, b"hello");
     let key = world.key.clone();
     let before = world.command(0, |e, _, rng| {
-        let _ = e.export_state(rng, &key).unwrap();
+        let _ = e.export_state(rng, &key, b"account").unwrap();
         e.confirm_persisted();
         e.poll_timeout()
     });
@@ -298,12 +300,19 @@ fn spurious_timeouts_change_nothing() {
 fn wrong_storage_key_and_tampering_are_refused() {
     let (world, _service) = pair(16, lossy(0, 0, 0));
     let blob = world.snapshots[0].clone();
-    assert!(Endpoint::import_state(&confide::StorageKey::new([1; 32]), &blob).is_err());
+    assert!(Endpoint::import_state(&confide::StorageKey::new([1; 32]), b"account", &blob).is_err());
+    // The blob is bound to its slot: the right key for another account's slot refuses it.
+    assert!(matches!(
+        Endpoint::import_state(&world.key, b"another account", &blob),
+        Err(confide::ImportError::Storage(
+            confide_session::StateError::Tampered
+        ))
+    ));
     let mut bad = blob.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    assert!(Endpoint::import_state(&world.key, &bad).is_err());
-    let restored = Endpoint::import_state(&world.key, &blob).unwrap();
+    assert!(Endpoint::import_state(&world.key, b"account", &bad).is_err());
+    let restored = Endpoint::import_state(&world.key, b"account", &blob).unwrap();
     assert_eq!(restored.identity(), world.endpoint(0).identity());
     let _ = Service::new;
 }
@@ -326,10 +335,17 @@ fn debug_output_names_no_one() {
 
 fn plaintext(world: &mut common::World, n: usize) -> Vec<u8> {
     let key = world.key.clone();
-    let blob = world.command(n, |e, _, rng| e.export_state(rng, &key).unwrap());
-    confide_session::storage::open(&key, confide_session::storage::StateKind::Endpoint, &blob)
-        .unwrap()
-        .to_vec()
+    let blob = world.command(n, |e, _, rng| {
+        e.export_state(rng, &key, b"account").unwrap()
+    });
+    confide_session::storage::open(
+        &key,
+        confide_session::storage::StateKind::Endpoint,
+        b"account",
+        &blob,
+    )
+    .unwrap()
+    .to_vec()
 }
 
 #[test]
@@ -342,10 +358,19 @@ fn state_round_trips_exactly_and_decoding_is_strict() {
     }
     settle(&mut world, Duration::from_secs(3));
     let before = plaintext(&mut world, 0);
-    let blob = seal(&mut world.rng, &world.key, StateKind::Endpoint, &before);
-    let mut restored = Endpoint::import_state(&world.key, &blob).unwrap();
-    let again = restored.export_state(&mut world.rng, &world.key).unwrap();
-    let again = confide_session::storage::open(&world.key, StateKind::Endpoint, &again).unwrap();
+    let blob = seal(
+        &mut world.rng,
+        &world.key,
+        StateKind::Endpoint,
+        b"account",
+        &before,
+    );
+    let mut restored = Endpoint::import_state(&world.key, b"account", &blob).unwrap();
+    let again = restored
+        .export_state(&mut world.rng, &world.key, b"account")
+        .unwrap();
+    let again = confide_session::storage::open(&world.key, StateKind::Endpoint, b"account", &again)
+        .unwrap();
     assert_eq!(
         before,
         again.to_vec(),
@@ -354,9 +379,15 @@ fn state_round_trips_exactly_and_decoding_is_strict() {
 
     let mut trailing = before.clone();
     trailing.push(0);
-    let bad = seal(&mut world.rng, &world.key, StateKind::Endpoint, &trailing);
+    let bad = seal(
+        &mut world.rng,
+        &world.key,
+        StateKind::Endpoint,
+        b"account",
+        &trailing,
+    );
     assert!(
-        Endpoint::import_state(&world.key, &bad).is_err(),
+        Endpoint::import_state(&world.key, b"account", &bad).is_err(),
         "trailing bytes refused"
     );
     for cut in [1, before.len() / 2, before.len() - 1] {
@@ -364,23 +395,36 @@ fn state_round_trips_exactly_and_decoding_is_strict() {
             &mut world.rng,
             &world.key,
             StateKind::Endpoint,
+            b"account",
             &before[..cut],
         );
         assert!(
-            Endpoint::import_state(&world.key, &bad).is_err(),
+            Endpoint::import_state(&world.key, b"account", &bad).is_err(),
             "truncation refused"
         );
     }
     let mut version = before.clone();
     version[0] = confide::consts::ENDPOINT_STATE_VERSION + 1;
-    let bad = seal(&mut world.rng, &world.key, StateKind::Endpoint, &version);
+    let bad = seal(
+        &mut world.rng,
+        &world.key,
+        StateKind::Endpoint,
+        b"account",
+        &version,
+    );
     assert!(
-        Endpoint::import_state(&world.key, &bad).is_err(),
+        Endpoint::import_state(&world.key, b"account", &bad).is_err(),
         "unknown version refused"
     );
-    let other_kind = seal(&mut world.rng, &world.key, StateKind::Session, &before);
+    let other_kind = seal(
+        &mut world.rng,
+        &world.key,
+        StateKind::Session,
+        b"account",
+        &before,
+    );
     assert!(
-        Endpoint::import_state(&world.key, &other_kind).is_err(),
+        Endpoint::import_state(&world.key, b"account", &other_kind).is_err(),
         "other kind refused"
     );
 }
@@ -428,7 +472,9 @@ fn garbage_and_forged_frames_change_nothing() {
         match rogue.poll_output() {
             Output::Transmit(tx) => forged.push(tx.frame),
             Output::Event(Event::PersistRequired) => {
-                let _ = rogue.export_state(&mut rogue_rng, &world.key).unwrap();
+                let _ = rogue
+                    .export_state(&mut rogue_rng, &world.key, b"account")
+                    .unwrap();
                 rogue.confirm_persisted();
             }
             Output::Event(_) => {}

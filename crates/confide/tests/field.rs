@@ -464,7 +464,7 @@ impl World {
             self.nodes[n].persist_wanted = false;
             let blob = self.nodes[n]
                 .endpoint
-                .export_state(&mut self.rng, &self.key)
+                .export_state(&mut self.rng, &self.key, b"account")
                 .unwrap();
             self.counters.exports += 1;
             self.counters.export_bytes_max = self.counters.export_bytes_max.max(blob.len());
@@ -822,7 +822,7 @@ impl World {
     /// Replaces the endpoint by an import of `snapshot` (a crash restart or a restore).
     fn replace(&mut self, n: usize, snapshot: Snapshot) {
         let before = stats_array(&self.nodes[n].endpoint.stats());
-        let endpoint = Endpoint::import_state(&self.key, &snapshot.blob).unwrap();
+        let endpoint = Endpoint::import_state(&self.key, b"account", &snapshot.blob).unwrap();
         let after = stats_array(&endpoint.stats());
         let node = &mut self.nodes[n];
         for i in 0..before.len() {

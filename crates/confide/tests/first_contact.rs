@@ -223,7 +223,7 @@ fn a_bundle_that_its_certificate_does_not_vouch_for_is_refused_and_changes_nothi
         ),
     ];
     let _ = client
-        .export_state(&mut rng, &confide::StorageKey::new([5; 32]))
+        .export_state(&mut rng, &confide::StorageKey::new([5; 32]), b"account")
         .unwrap();
     client.confirm_persisted();
     assert!(!client.needs_persist());
@@ -307,7 +307,7 @@ fn drain(
         match e.poll_output() {
             Output::Transmit(tx) => out.push(tx),
             Output::Event(Event::PersistRequired) => {
-                *stored = e.export_state(rng, &key).unwrap();
+                *stored = e.export_state(rng, &key, b"account").unwrap();
                 e.confirm_persisted();
             }
             Output::Timeout(_) => return out,
@@ -416,7 +416,7 @@ fn every_frame_carries_its_recipients_delivery_token_across_restarts() {
     }
     // Tokens survive an export and import on both sides.
     let key = confide::StorageKey::new([6; 32]);
-    let mut restored = confide::Endpoint::import_state(&key, &client_stored).unwrap();
+    let mut restored = confide::Endpoint::import_state(&key, b"account", &client_stored).unwrap();
     restored
         .send(&mut rng, now, conv, b"after a restart")
         .unwrap();

@@ -85,12 +85,23 @@ fn certified_bundle_corpus_replays() {
 fn fuzz_one(data: &[u8]) -> bool {
     let key = StorageKey::new([7; 32]);
     let mut rng = ChaCha20Rng::from_seed([1; 32]);
-    let blob = seal(&mut rng, &key, StateKind::Endpoint, data);
-    match Endpoint::import_state(&key, &blob) {
+    let blob = seal(&mut rng, &key, StateKind::Endpoint, b"account", data);
+    match Endpoint::import_state(&key, b"account", &blob) {
         Ok(mut endpoint) => {
-            let again = endpoint.export_state(&mut rng, &key).unwrap();
-            let plain = open(&key, StateKind::Endpoint, &again).unwrap();
-            assert_eq!(&plain[..], data, "re-encoding differs");
+            let again = endpoint.export_state(&mut rng, &key, b"account").unwrap();
+            let plain = open(&key, StateKind::Endpoint, b"account", &again).unwrap();
+            // The prekey store (after the version byte and its u32 length) may be of an older
+            // version that is read and written back as the current one; then the re-encoding
+            // must be a fixed point instead.
+            if data.get(5) == Some(&confide_session::state::STATE_VERSION) {
+                assert_eq!(&plain[..], data, "re-encoding differs");
+            } else {
+                let blob = seal(&mut rng, &key, StateKind::Endpoint, b"account", &plain);
+                let mut upgraded = Endpoint::import_state(&key, b"account", &blob).unwrap();
+                let again = upgraded.export_state(&mut rng, &key, b"account").unwrap();
+                let again = open(&key, StateKind::Endpoint, b"account", &again).unwrap();
+                assert_eq!(&again[..], &plain[..], "upgraded re-encoding differs");
+            }
             true
         }
         Err(_) => false,
@@ -104,8 +115,14 @@ fn generate() {
     let mut states = Vec::new();
     let key = world.key.clone();
     let snapshot = |world: &mut common::World, n: usize, states: &mut Vec<Vec<u8>>| {
-        let blob = world.command(n, |e, _, rng| e.export_state(rng, &key).unwrap());
-        states.push(open(&key, StateKind::Endpoint, &blob).unwrap().to_vec());
+        let blob = world.command(n, |e, _, rng| {
+            e.export_state(rng, &key, b"account").unwrap()
+        });
+        states.push(
+            open(&key, StateKind::Endpoint, b"account", &blob)
+                .unwrap()
+                .to_vec(),
+        );
     };
     snapshot(&mut world, 0, &mut states);
     let conv = connect(&mut world);

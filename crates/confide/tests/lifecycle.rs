@@ -53,7 +53,7 @@ impl App {
             match self.e.poll_output() {
                 Output::Transmit(tx) => out.push(tx),
                 Output::Event(Event::PersistRequired) => {
-                    self.stored = self.e.export_state(rng, &self.key).unwrap();
+                    self.stored = self.e.export_state(rng, &self.key, b"account").unwrap();
                     self.e.confirm_persisted();
                 }
                 Output::Event(ev) => self.events.push(ev),
@@ -454,7 +454,7 @@ fn restoring_an_older_backup_reuses_no_key_and_both_sides_recover() {
         let delivered_to_client: Vec<MessageId> = lt.town.counselor.delivered();
         // The phone is restored from the backup.
         let key = lt.town.clients[0].key.clone();
-        lt.town.clients[0].e = Endpoint::import_state(&key, &backup).unwrap();
+        lt.town.clients[0].e = Endpoint::import_state(&key, b"account", &backup).unwrap();
         lt.town.clients[0].events.clear();
         lt.town.clients[0].drain(&mut lt.town.rng);
         // Both sides keep writing.
@@ -537,7 +537,7 @@ fn a_cold_start_from_the_latest_state_needs_no_reset() {
         // ... and the app starts again from its latest stored state, then writes at once.
         let key = lt.town.clients[0].key.clone();
         let stored = lt.town.clients[0].stored.clone();
-        lt.town.clients[0].e = Endpoint::import_state(&key, &stored).unwrap();
+        lt.town.clients[0].e = Endpoint::import_state(&key, b"account", &stored).unwrap();
         lt.send(1, conv, &format!("client {round} after restart"));
         lt.settle();
     }
@@ -917,7 +917,8 @@ fn app_driven_acknowledgements_wait_for_the_app_and_survive_a_restart() {
     let now = town.now;
     assert!(town.counselor.timeout(&mut town.rng, now).is_empty());
     // The app restarts from its stored state: the waiting acknowledgement is still there.
-    let restored = Endpoint::import_state(&town.counselor.key, &town.counselor.stored).unwrap();
+    let restored =
+        Endpoint::import_state(&town.counselor.key, b"account", &town.counselor.stored).unwrap();
     town.counselor.e = restored;
     town.counselor.drain(&mut town.rng);
     town.counselor.e.send_acknowledgements(&mut town.rng, now);

@@ -128,20 +128,21 @@ impl World {
                 }
                 Output::Event(Event::PersistRequired) => {
                     let blob = endpoint
-                        .export_state(&mut self.export_rng, &self.key)
+                        .export_state(&mut self.export_rng, &self.key, name.as_bytes())
                         .unwrap();
                     endpoint.confirm_persisted();
                     let draws = std::mem::take(&mut self.export_rng.draws);
                     self.script.push(json!({
                         "call": format!(
-                            "{name}.poll_output() = PersistRequired; {name}.export_state(export_rng, storage_key); {name}.confirm_persisted()"
+                            "{name}.poll_output() = PersistRequired; {name}.export_state(export_rng, storage_key, slot = \"{name}\"); {name}.confirm_persisted()"
                         ),
                         "rng": "export",
                         "draws": runs(&draws),
                     }));
-                    self.last_plain[who] = storage::open(&self.key, StateKind::Endpoint, &blob)
-                        .unwrap()
-                        .to_vec();
+                    self.last_plain[who] =
+                        storage::open(&self.key, StateKind::Endpoint, name.as_bytes(), &blob)
+                            .unwrap()
+                            .to_vec();
                 }
                 Output::Event(e) => {
                     events.push(format!("{e:?}"));
@@ -424,22 +425,28 @@ fn endpoint_state_vectors() {
     let mut states = Vec::new();
     for (who, e) in [(0usize, &mut client), (1, &mut counselor)] {
         let name = ["client", "counselor"][who];
-        let blob = e.export_state(&mut w.export_rng, &w.key).unwrap();
+        let blob = e
+            .export_state(&mut w.export_rng, &w.key, name.as_bytes())
+            .unwrap();
         let draws = std::mem::take(&mut w.export_rng.draws);
         w.script.push(json!({
-            "call": format!("{name}_blob = {name}.export_state(export_rng, storage_key)"),
+            "call": format!("{name}_blob = {name}.export_state(export_rng, storage_key, slot = \"{name}\")"),
             "rng": "export",
             "draws": runs(&draws),
         }));
-        let plain = storage::open(&w.key, StateKind::Endpoint, &blob)
+        let plain = storage::open(&w.key, StateKind::Endpoint, name.as_bytes(), &blob)
             .unwrap()
             .to_vec();
-        let mut imported = Endpoint::import_state(&w.key, &blob).unwrap();
+        let mut imported = Endpoint::import_state(&w.key, name.as_bytes(), &blob).unwrap();
         let again = imported
-            .export_state(&mut ChaCha20Rng::from_seed([0; 32]), &w.key)
+            .export_state(
+                &mut ChaCha20Rng::from_seed([0; 32]),
+                &w.key,
+                name.as_bytes(),
+            )
             .unwrap();
         assert_eq!(
-            &storage::open(&w.key, StateKind::Endpoint, &again).unwrap()[..],
+            &storage::open(&w.key, StateKind::Endpoint, name.as_bytes(), &again).unwrap()[..],
             &plain[..],
             "{name}: import then export gives the same state"
         );
@@ -454,7 +461,7 @@ fn endpoint_state_vectors() {
     let generated = json!({
         "description": "Endpoint state export (docs/endpoint.md, Stored state): a client and a \
             counselor run the script below; states holds each side's final export_state blob \
-            (CFDS kind 4 under storage_key, spec.md section 11) and its plaintext. Decoding the \
+            (CFDS version 2, kind 4, under storage_key, slot context = the side's name as bytes, spec.md section 11) and its plaintext. Decoding the \
             plaintext and encoding it again gives the same bytes. wire lists every frame \
             transmitted, in order.",
         "rng": "Every RNG is ChaCha20Rng::from_seed(seed) (the ChaCha20 keystream of the seed, \

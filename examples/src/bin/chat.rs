@@ -78,7 +78,7 @@ fn load_or_create(name: &str, rng: &mut ChaCha20Rng) -> Result<Endpoint, Example
     let key = storage_key(name);
     if let Ok(blob) = std::fs::read(&path) {
         println!("(restored {name}'s stored state)");
-        return Ok(Endpoint::import_state(&key, &blob)?);
+        return Ok(Endpoint::import_state(&key, name.as_bytes(), &blob)?);
     }
     let (roots, server) = demo_service()?;
     let identity = IdentityKeyPair::generate(rng);
@@ -136,9 +136,11 @@ impl Chat {
                     }
                 }
                 Output::Event(Event::PersistRequired) => {
-                    let blob = self
-                        .endpoint
-                        .export_state(&mut self.rng, &storage_key(&self.name))?;
+                    let blob = self.endpoint.export_state(
+                        &mut self.rng,
+                        &storage_key(&self.name),
+                        self.name.as_bytes(),
+                    )?;
                     std::fs::write(dir()?.join(format!("{}.state", self.name)), blob)?;
                     self.endpoint.confirm_persisted();
                 }

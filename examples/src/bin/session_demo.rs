@@ -99,12 +99,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("== Client stores its state encrypted, restores it, keeps talking");
     let key = StorageKey::random(&mut rng);
-    let blob = client.to_encrypted(&mut rng, &key);
-    let mut client = SessionRecord::from_encrypted(&key, &blob)?;
+    let blob = client.to_encrypted(&mut rng, &key, b"slot");
+    let mut client = SessionRecord::from_encrypted(&key, b"slot", &blob)?;
     println!(
         "   encrypted state: {} bytes; wrong key gives: {:?}",
         blob.len(),
-        SessionRecord::from_encrypted(&StorageKey::random(&mut rng), &blob).err()
+        SessionRecord::from_encrypted(&StorageKey::random(&mut rng), b"slot", &blob).err()
     );
     let m = client.encrypt(&mut rng, b"Thank you.")?;
     let got = with_client.decrypt(&mut counselor, &m, now, IdentityChangePolicy::Refuse)?;

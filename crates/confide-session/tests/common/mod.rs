@@ -149,12 +149,18 @@ impl Pair {
 
     /// Bob's whole persistent state: record and store bytes.
     pub fn bob_state(&self) -> (Vec<u8>, Vec<u8>) {
-        (self.b.to_bytes(), self.bob.store.to_bytes())
+        (
+            self.b.to_bytes().to_vec(),
+            self.bob.store.to_bytes().to_vec(),
+        )
     }
 
     /// Alice's whole persistent state: record and store bytes.
     pub fn alice_state(&self) -> (Vec<u8>, Vec<u8>) {
-        (self.a.to_bytes(), self.alice.store.to_bytes())
+        (
+            self.a.to_bytes().to_vec(),
+            self.alice.store.to_bytes().to_vec(),
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use super::conversation::Conversation;
 use crate::consts::{
     CERTIFICATE_RENEWAL_WARNING, CLOSE_RETRANSMIT_PERIOD, MAX_CLOSED_CONVERSATIONS,
     MIN_ONE_TIME_KEM_PREKEYS, MIN_ONE_TIME_PREKEYS, ONE_TIME_KEM_PREKEY_TARGET,
-    ONE_TIME_PREKEY_TARGET, SIGNED_PREKEY_MAX_AGE,
+    ONE_TIME_PREKEY_TARGET, SIGNED_PREKEY_MAX_AGE, SIGNED_PREKEY_ROTATE_AT_SEEN_BASE_KEYS,
 };
 use crate::event::{ConversationId, Event};
 
@@ -115,10 +115,14 @@ impl Endpoint {
                 ONE_TIME_KEM_PREKEY_TARGET.saturating_sub(have),
             ) > 0;
         }
-        if self
-            .store
-            .signed_prekey_created_at()
-            .is_none_or(|t| now >= t.saturating_add(SIGNED_PREKEY_MAX_AGE))
+        let replay_list_half_full = self.store.published_signed_prekey_id().is_some_and(|id| {
+            self.store.seen_base_key_count(id) >= SIGNED_PREKEY_ROTATE_AT_SEEN_BASE_KEYS
+        });
+        if replay_list_half_full
+            || self
+                .store
+                .signed_prekey_created_at()
+                .is_none_or(|t| now >= t.saturating_add(SIGNED_PREKEY_MAX_AGE))
         {
             let _ = self.store.rotate_signed_prekey(rng, now);
             changed = true;
@@ -135,5 +139,117 @@ impl Endpoint {
             self.events.push_back(Event::BundlesChanged);
             self.mark_changed();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use chacha20::ChaCha20Rng;
+    use confide_crypto::{identity::IdentityKeyPair, signing::SigningKey};
+    use confide_sealed::{
+        Role, SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots,
+    };
+    use confide_session::{
+        ExpectedIdentity, IdentityChangePolicy, Session, SessionRecord,
+        consts::MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY,
+    };
+    use confide_transport::Address;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::endpoint::EndpointConfig;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_750_000_000_000);
+
+    fn counselor(rng: &mut ChaCha20Rng) -> Endpoint {
+        let root = SigningKey::generate(rng);
+        let mut roots = TrustRoots::new();
+        roots.add_root(1, root.verifying_key()).unwrap();
+        let signing = SigningKey::generate(rng);
+        let cert = ServerCertificate::issue(
+            1,
+            &root,
+            7,
+            &signing.verifying_key(),
+            NOW.saturating_add(Duration::from_days(365)),
+        );
+        let server = ServerKey::new(signing, cert).unwrap();
+        let identity = IdentityKeyPair::generate(rng);
+        let certificate = SenderCertificate::issue(
+            &server,
+            &SenderClaims {
+                address: b"counselor",
+                device_id: 1,
+                identity: identity.public(),
+                role: Role::Counselor,
+                display_name: None,
+            },
+            NOW.saturating_add(Duration::from_days(300)),
+        )
+        .unwrap();
+        Endpoint::new(
+            rng,
+            NOW,
+            identity,
+            Address::new(b"counselor").unwrap(),
+            certificate,
+            roots,
+            EndpointConfig::default(),
+        )
+        .unwrap()
+    }
+
+    /// Initial messages without one-time keys fill the published signed prekey's replay list;
+    /// the endpoint rotates at half of the session layer's bound, long before any such
+    /// message could be refused as `ReplayListFull`, and the old signed prekey keeps the rest
+    /// of its room for senders still holding its bundle.
+    #[test]
+    fn a_filling_replay_list_rotates_the_signed_prekey_early() {
+        let mut rng = ChaCha20Rng::from_seed([3; 32]);
+        let mut endpoint = counselor(&mut rng);
+        let bundle = endpoint.store.last_resort_bundle().unwrap();
+        let first_spk = bundle.signed_prekey_id();
+        let client = IdentityKeyPair::generate(&mut rng);
+        let verified = bundle
+            .verify(ExpectedIdentity::TrustOnFirstUse, &client.public())
+            .unwrap();
+        // Rotation happens at half the bound, well before the list is full.
+        const { assert!(SIGNED_PREKEY_ROTATE_AT_SEEN_BASE_KEYS < MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY) };
+        for i in 1..=SIGNED_PREKEY_ROTATE_AT_SEEN_BASE_KEYS {
+            let m = SessionRecord::with_session(
+                Session::initiate(&mut rng, &client, &verified).unwrap(),
+            )
+            .encrypt(&mut rng, b"hello")
+            .unwrap();
+            SessionRecord::new()
+                .decrypt(&mut endpoint.store, &m, NOW, IdentityChangePolicy::Refuse)
+                .unwrap();
+            endpoint.events.clear();
+            endpoint.maintain_prekeys(&mut rng, NOW);
+            let published = endpoint.store.published_signed_prekey_id().unwrap();
+            if i < SIGNED_PREKEY_ROTATE_AT_SEEN_BASE_KEYS {
+                assert_eq!(published, first_spk, "rotated early after {i}");
+            } else {
+                assert_ne!(published, first_spk, "not rotated after {i}");
+                assert!(
+                    endpoint
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, Event::BundlesChanged))
+                );
+            }
+        }
+        // Senders holding the old bundle still get in: its list has room left.
+        let m =
+            SessionRecord::with_session(Session::initiate(&mut rng, &client, &verified).unwrap())
+                .encrypt(&mut rng, b"late sender")
+                .unwrap();
+        assert!(
+            SessionRecord::new()
+                .decrypt(&mut endpoint.store, &m, NOW, IdentityChangePolicy::Refuse)
+                .unwrap()
+                .new_session
+        );
     }
 }

@@ -231,7 +231,7 @@ impl World {
         let snapshot = self
             .sim
             .command(self.nodes[n], &mut self.rng, |node, _, rng| {
-                let blob = node.endpoint.export_state(rng, &key).unwrap();
+                let blob = node.endpoint.export_state(rng, &key, b"account").unwrap();
                 node.endpoint.confirm_persisted();
                 blob
             })
@@ -249,7 +249,7 @@ impl World {
         self.authentication_failures += lost.authentication_failures();
         self.sim
             .command(self.nodes[n], &mut self.rng, |node, _, _| {
-                node.endpoint = Endpoint::import_state(&key, &snapshot).unwrap();
+                node.endpoint = Endpoint::import_state(&key, b"account", &snapshot).unwrap();
             })
             .unwrap();
         self.live[n] = self.committed[n].clone();
@@ -271,7 +271,7 @@ impl World {
         let blob = backup.0.clone();
         self.sim
             .command(self.nodes[n], &mut self.rng, |node, _, _| {
-                node.endpoint = Endpoint::import_state(&key, &blob).unwrap();
+                node.endpoint = Endpoint::import_state(&key, b"account", &blob).unwrap();
             })
             .unwrap();
         self.snapshots[n] = backup.0.clone();
