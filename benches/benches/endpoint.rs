@@ -38,7 +38,7 @@ use confide_crypto::{Timestamp, identity::IdentityKeyPair, signing::SigningKey};
 use confide_policy::{ConversationPolicy, MessageId, OrgBounds, RetentionPolicy, Side};
 use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
 use confide_session::{IdentityChangePolicy, PreKeyBundle, PreKeyStore, Session, SessionRecord};
-use confide_transport::{Frame, MessageId as FrameId};
+use confide_transport::{Frame, FrameId};
 use criterion::{BenchmarkId, Criterion};
 use rand_core::SeedableRng;
 
@@ -301,11 +301,7 @@ fn floor_roundtrip(f: &mut Floor, text: &[u8]) -> usize {
     // Acknowledgement.
     let ack = f
         .counselor_policy
-        .acknowledge(
-            &[MessageId::from_bytes(fid.to_bytes())],
-            MessageId::random(&mut f.rng),
-            NOW,
-        )
+        .acknowledge(&[fid], MessageId::random(&mut f.rng), NOW)
         .unwrap();
     let ct = f.counselor.encrypt(&mut f.rng, ack.as_bytes()).unwrap();
     let env = confide_sealed::seal(

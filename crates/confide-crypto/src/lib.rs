@@ -12,9 +12,11 @@
 //! * ChaCha20-Poly1305 ([`aead`]);
 //! * ML-KEM-768 ([`kem`]);
 //! * length-hiding padding ([`padding`]);
-//! * a strict, canonical byte codec ([`codec`]), and readers of authenticated stored state
-//!   ([`stored`]) that alone may skip checks made when the state was written;
-//! * a wall-clock [`Timestamp`] with checked arithmetic ([`time`]).
+//! * readers of authenticated stored state ([`stored`]) that alone may skip checks made when
+//!   the state was written;
+//! * re-exported from the vocabulary crate `confide-wire`: the strict, canonical byte codec
+//!   ([`codec`]), the wall-clock [`Timestamp`] ([`time`]) and the secret storage
+//!   ([`secret::SecretBytes`], [`define_secret!`]).
 //!
 //! Nothing here reads a clock or the operating system's random source: callers pass time and
 //! a [`CryptoRng`] in.
@@ -35,7 +37,6 @@
 #![deny(missing_docs)]
 
 pub mod aead;
-pub mod codec;
 pub mod identity;
 pub mod kdf;
 pub mod kem;
@@ -43,18 +44,11 @@ pub mod padding;
 pub mod secret;
 pub mod signing;
 pub mod stored;
-pub mod time;
 pub mod x25519;
 
 mod error;
 
+pub use confide_wire::{
+    CryptoRng, Duration, FrameId, Timestamp, codec, define_secret, random_array, time,
+};
 pub use error::CryptoError;
-pub use rand_core::CryptoRng;
-pub use time::{Duration, Timestamp};
-
-/// Fills a fresh array from the caller's random source.
-pub fn random_array<const N: usize, R: CryptoRng + ?Sized>(rng: &mut R) -> [u8; N] {
-    let mut out = [0u8; N];
-    rng.fill_bytes(&mut out);
-    out
-}

@@ -15,8 +15,8 @@
 
 use crate::limits::{CONTENT_FRAME_VERSION, MAX_IDS_PER_FRAME, MAX_TEXT_LEN};
 use crate::retention::TimerSetting;
-use confide_crypto::Timestamp;
 use confide_crypto::codec::{DecodeError, Reader, Writer};
+use confide_crypto::{FrameId, Timestamp};
 use core::fmt;
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -112,11 +112,11 @@ pub enum Body {
     },
     /// The sender ends the conversation (tag `0x04`).
     Close,
-    /// End-to-end delivery acknowledgements (tag `0x05`): 1..=`MAX_IDS_PER_FRAME` ids in
-    /// strictly ascending order.
+    /// End-to-end delivery acknowledgements (tag `0x05`): 1..=`MAX_IDS_PER_FRAME` transport
+    /// frame ids in strictly ascending order.
     Ack {
-        /// Acknowledged message ids.
-        ids: Vec<MessageId>,
+        /// The acknowledged frames' transport ids.
+        ids: Vec<FrameId>,
     },
     /// Read receipts (tag `0x06`): same id list rules as [`Body::Ack`].
     Read {
@@ -128,8 +128,8 @@ pub enum Body {
     /// in strictly ascending order. The recipient compares them with what it saw
     /// acknowledged, to tell the app which of its messages a restored backup lost.
     Resume {
-        /// Ids of the recipient's frames that the sender holds.
-        received: Vec<MessageId>,
+        /// Transport ids of the recipient's frames that the sender holds.
+        received: Vec<FrameId>,
     },
 }
 
@@ -185,14 +185,38 @@ pub enum ContentEncodeError {
     },
 }
 
+/// A 16-byte id an id list can carry: a content [`MessageId`] or a transport [`FrameId`].
+pub(crate) trait ListedId: Copy + Ord {
+    fn id_bytes(&self) -> &[u8; 16];
+    fn from_id_bytes(bytes: [u8; 16]) -> Self;
+}
+
+impl ListedId for MessageId {
+    fn id_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+    fn from_id_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl ListedId for FrameId {
+    fn id_bytes(&self) -> &[u8; 16] {
+        self.as_bytes()
+    }
+    fn from_id_bytes(bytes: [u8; 16]) -> Self {
+        Self::from_bytes(bytes)
+    }
+}
+
 /// Whether `ids` is a canonical id list: non-empty, bounded, strictly ascending.
-pub(crate) fn ids_are_canonical(ids: &[MessageId]) -> bool {
+pub(crate) fn ids_are_canonical<T: ListedId>(ids: &[T]) -> bool {
     !ids.is_empty()
         && ids.len() <= MAX_IDS_PER_FRAME
         && ids.windows(2).all(|w| w.first() < w.get(1))
 }
 
-fn write_ids(w: &mut Writer, ids: &[MessageId]) -> Result<(), ContentEncodeError> {
+fn write_ids<T: ListedId>(w: &mut Writer, ids: &[T]) -> Result<(), ContentEncodeError> {
     if !ids_are_canonical(ids) {
         return Err(ContentEncodeError::IdListNotCanonical { count: ids.len() });
     }
@@ -200,16 +224,16 @@ fn write_ids(w: &mut Writer, ids: &[MessageId]) -> Result<(), ContentEncodeError
         .map_err(|_| ContentEncodeError::IdListNotCanonical { count: ids.len() })?;
     w.u16(count);
     for id in ids {
-        w.bytes(&id.0);
+        w.bytes(id.id_bytes());
     }
     Ok(())
 }
 
-fn read_ids(r: &mut Reader<'_>) -> Result<Vec<MessageId>, DecodeError> {
+fn read_ids<T: ListedId>(r: &mut Reader<'_>) -> Result<Vec<T>, DecodeError> {
     let count = r.count16("id list", MAX_IDS_PER_FRAME)?;
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
-        ids.push(MessageId::read(r)?);
+        ids.push(T::from_id_bytes(r.array()?));
     }
     if !ids_are_canonical(&ids) {
         return Err(DecodeError::InvalidValue { field: "id list" });
@@ -343,7 +367,7 @@ impl ContentFrame {
                 let count = r.count16("resume id list", MAX_IDS_PER_FRAME)?;
                 let mut received = Vec::with_capacity(count);
                 for _ in 0..count {
-                    received.push(MessageId::read(&mut r)?);
+                    received.push(FrameId::from_bytes(r.array()?));
                 }
                 if !received.is_empty() && !ids_are_canonical(&received) {
                     return Err(DecodeError::InvalidValue {
@@ -397,20 +421,14 @@ mod tests {
             },
             Body::Close,
             Body::Ack {
-                ids: vec![
-                    MessageId::from_bytes([1; 16]),
-                    MessageId::from_bytes([2; 16]),
-                ],
+                ids: vec![FrameId::from_bytes([1; 16]), FrameId::from_bytes([2; 16])],
             },
             Body::Read {
                 ids: vec![MessageId::from_bytes([9; 16])],
             },
             Body::Resume { received: vec![] },
             Body::Resume {
-                received: vec![
-                    MessageId::from_bytes([3; 16]),
-                    MessageId::from_bytes([4; 16]),
-                ],
+                received: vec![FrameId::from_bytes([3; 16]), FrameId::from_bytes([4; 16])],
             },
         ];
         for body in bodies {
@@ -443,17 +461,11 @@ mod tests {
         version[0] = 2;
         assert!(ContentFrame::decode(&version).is_err());
         let unsorted = frame(Body::Ack {
-            ids: vec![
-                MessageId::from_bytes([2; 16]),
-                MessageId::from_bytes([1; 16]),
-            ],
+            ids: vec![FrameId::from_bytes([2; 16]), FrameId::from_bytes([1; 16])],
         });
         assert!(unsorted.encode().is_err());
         let mut sorted = frame(Body::Ack {
-            ids: vec![
-                MessageId::from_bytes([1; 16]),
-                MessageId::from_bytes([2; 16]),
-            ],
+            ids: vec![FrameId::from_bytes([1; 16]), FrameId::from_bytes([2; 16])],
         })
         .encode()
         .unwrap();

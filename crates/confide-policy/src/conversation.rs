@@ -13,7 +13,7 @@ use crate::limits::{
 use crate::queue::ExpiryQueue;
 use crate::retention::{OrgBounds, RetentionPolicy, Side, StartRule, TimerSetting};
 use confide_crypto::codec::{DecodeError, Reader, Writer};
-use confide_crypto::{Duration, Timestamp};
+use confide_crypto::{Duration, FrameId, Timestamp};
 use core::cmp::Ordering;
 use core::fmt;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -131,10 +131,10 @@ pub enum Incoming {
     },
     /// A timer change or delete was handled; its effects are in the events.
     Control,
-    /// The peer acknowledges delivery of these messages.
+    /// The peer acknowledges delivery of these frames (by transport id).
     DeliveryAcks {
-        /// Acknowledged ids, ascending.
-        ids: Vec<MessageId>,
+        /// Acknowledged frame ids, ascending.
+        ids: Vec<FrameId>,
     },
     /// The peer has read these messages (after-read timers of ours among them started).
     ReadReceipts {
@@ -146,8 +146,8 @@ pub enum Incoming {
     /// The peer imported a stored state and holds these frames of ours (see
     /// [`Body::Resume`]).
     Resume {
-        /// Ids of our frames the peer holds, ascending.
-        received: Vec<MessageId>,
+        /// Transport ids of our frames the peer holds, ascending.
+        received: Vec<FrameId>,
     },
 }
 
@@ -499,10 +499,11 @@ impl ConversationPolicy {
         Ok(Some(self.frame(id, now, Body::Read { ids: peer_ids })))
     }
 
-    /// A delivery acknowledgement frame for `ids` (sorted and deduplicated here).
+    /// A delivery acknowledgement frame for the transport frames `ids` (sorted and
+    /// deduplicated here).
     pub fn acknowledge(
         &mut self,
-        ids: &[MessageId],
+        ids: &[FrameId],
         id: MessageId,
         now: Timestamp,
     ) -> Result<OutgoingFrame, ReceiptError> {
@@ -526,7 +527,7 @@ impl ConversationPolicy {
     /// here; may be empty), sent once after importing a stored state.
     pub fn resume(
         &mut self,
-        received: &[MessageId],
+        received: &[FrameId],
         id: MessageId,
         now: Timestamp,
     ) -> Result<OutgoingFrame, ReceiptError> {
@@ -1050,7 +1051,7 @@ impl ConversationPolicy {
 }
 
 /// Sorted, deduplicated ids.
-fn canonical_ids<'a>(ids: impl Iterator<Item = &'a MessageId>) -> Vec<MessageId> {
-    let set: BTreeSet<MessageId> = ids.copied().collect();
+fn canonical_ids<'a, T: Ord + Copy + 'a>(ids: impl Iterator<Item = &'a T>) -> Vec<T> {
+    let set: BTreeSet<T> = ids.copied().collect();
     set.into_iter().collect()
 }

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use confide_crypto::codec::{DecodeError, Reader, Writer};
+use confide_wire::codec::{DecodeError, Reader, Writer};
 use thiserror::Error;
 
 use crate::consts::MAX_ADDRESS_LEN;

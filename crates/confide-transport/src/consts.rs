@@ -1,6 +1,6 @@
 //! Every limit and timer of the transport layer, each with its reason.
 
-use confide_crypto::Duration;
+use confide_wire::Duration;
 
 /// Version byte of the wire [`Frame`](crate::Frame) format.
 pub const FRAME_VERSION: u8 = 1;
@@ -24,7 +24,7 @@ pub const MAX_ADDRESS_LEN: usize = 64;
 pub const MAX_PAYLOAD_LEN: usize = 256 * 1024;
 
 /// Bytes of a `Data` frame before its payload: version, kind, 16-byte id, 4-byte length.
-pub const FRAME_HEADER_LEN: usize = 1 + 1 + crate::MessageId::LEN + 4;
+pub const FRAME_HEADER_LEN: usize = 1 + 1 + crate::FrameId::LEN + 4;
 
 /// Largest encoded [`Frame`](crate::Frame), in bytes.
 ///

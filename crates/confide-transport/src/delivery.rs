@@ -4,7 +4,7 @@
 //! The machine never does I/O, never reads a clock and holds no keys. The facade drives it:
 //!
 //! * Outgoing: [`Delivery::send`] stores the (already sealed) payload in the outbox under a
-//!   fresh random [`MessageId`] and queues a transmit. Until the facade reports an
+//!   fresh random [`FrameId`] and queues a transmit. Until the facade reports an
 //!   authenticated acknowledgement with [`Delivery::on_ack`], the message is retransmitted with
 //!   exponential backoff and jitter; after [`GIVE_UP_AFTER`] it leaves the outbox with
 //!   [`DeliveryEvent::DeliveryFailed`].
@@ -22,8 +22,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use confide_crypto::codec::{DecodeError, Reader, Writer};
-use confide_crypto::{CryptoRng, Duration, Timestamp};
+use confide_wire::codec::{DecodeError, Reader, Writer};
+use confide_wire::{CryptoRng, Duration, Timestamp};
 use thiserror::Error;
 
 use crate::consts::{
@@ -33,7 +33,7 @@ use crate::consts::{
     REACKNOWLEDGE_BUDGET_WINDOW, RETRANSMIT_JITTER_PERCENT, STATE_VERSION,
 };
 use crate::frame::encode_data;
-use crate::{Address, MessageId, Transmit};
+use crate::{Address, FrameId, Transmit};
 
 /// Something the app should learn about an outgoing message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +41,10 @@ use crate::{Address, MessageId, Transmit};
 #[must_use]
 pub enum DeliveryEvent {
     /// The recipient acknowledged the message (the facade authenticated the ack).
-    Delivered(MessageId),
+    Delivered(FrameId),
     /// No acknowledgement arrived within [`GIVE_UP_AFTER`]; the message left the outbox.
     /// (The recipient may still have received it if every acknowledgement was lost.)
-    DeliveryFailed(MessageId),
+    DeliveryFailed(FrameId),
 }
 
 /// The result of [`Delivery::on_ack`].
@@ -173,7 +173,7 @@ pub struct DeliveryStats {
 
 #[derive(Clone, PartialEq, Eq)]
 struct OutboxEntry {
-    id: MessageId,
+    id: FrameId,
     seq: u64,
     to: Address,
     created_at: Timestamp,
@@ -193,10 +193,10 @@ impl OutboxEntry {
 #[derive(Clone, PartialEq, Eq)]
 enum QueuedTransmit {
     /// Transmit (or retransmit) the outbox entry with this id.
-    Outbox(MessageId),
+    Outbox(FrameId),
     /// Transmit once; nothing is kept after polling.
     Unacknowledged {
-        id: MessageId,
+        id: FrameId,
         to: Address,
         payload: Vec<u8>,
     },
@@ -230,9 +230,9 @@ pub struct Delivery {
     outbox: Vec<OutboxEntry>,
     transmit_queue: VecDeque<QueuedTransmit>,
     events: VecDeque<DeliveryEvent>,
-    seen: BTreeMap<MessageId, SeenEntry>,
+    seen: BTreeMap<FrameId, SeenEntry>,
     /// Ids of `seen`, oldest recorded first.
-    seen_order: VecDeque<MessageId>,
+    seen_order: VecDeque<FrameId>,
     /// Start of the current re-acknowledgement budget window.
     reack_window_start: Timestamp,
     /// Re-acknowledgements granted in the current window.
@@ -257,7 +257,7 @@ impl core::fmt::Debug for Delivery {
 /// The jitter is derived from the random message id and the attempt number, so it is
 /// unpredictable across messages, yet restoring a saved state replays it exactly.
 #[must_use]
-pub fn retransmit_wait(id: &MessageId, attempts: u32) -> Duration {
+pub fn retransmit_wait(id: &FrameId, attempts: u32) -> Duration {
     let shift = attempts.saturating_sub(1).min(40);
     let base = INITIAL_RETRANSMIT_TIMEOUT
         .as_millis()
@@ -271,7 +271,7 @@ pub fn retransmit_wait(id: &MessageId, attempts: u32) -> Duration {
 }
 
 /// A well-mixed 64-bit value from an id and an attempt number (SplitMix64 finalizer).
-fn jitter_source(id: &MessageId, attempts: u32) -> u64 {
+fn jitter_source(id: &FrameId, attempts: u32) -> u64 {
     let bytes = id.as_bytes();
     let mut lo = [0u8; 8];
     let mut hi = [0u8; 8];
@@ -301,7 +301,7 @@ impl Delivery {
         payload: Vec<u8>,
         now: Timestamp,
         rng: &mut R,
-    ) -> Result<MessageId, SendError> {
+    ) -> Result<FrameId, SendError> {
         self.check_payload(payload.len())?;
         if self.outbox.len().saturating_add(self.events.len()) >= MAX_OUTBOX_MESSAGES {
             return Err(SendError::OutboxFull {
@@ -335,7 +335,7 @@ impl Delivery {
         to: Address,
         payload: Vec<u8>,
         rng: &mut R,
-    ) -> Result<MessageId, SendError> {
+    ) -> Result<FrameId, SendError> {
         self.check_payload(payload.len())?;
         let queued = self
             .transmit_queue
@@ -347,7 +347,7 @@ impl Delivery {
                 max: MAX_QUEUED_UNACKNOWLEDGED,
             });
         }
-        let id = MessageId::random(rng);
+        let id = FrameId::random(rng);
         self.transmit_queue
             .push_back(QueuedTransmit::Unacknowledged { id, to, payload });
         Ok(id)
@@ -356,7 +356,7 @@ impl Delivery {
     /// Reports an acknowledgement of `id` that the facade authenticated as coming from `from`.
     /// Only an ack from the peer the message was sent to completes it; anything else changes
     /// nothing (unknown ids, duplicate acks, acks from another peer).
-    pub fn on_ack(&mut self, from: &Address, id: MessageId) -> AckOutcome {
+    pub fn on_ack(&mut self, from: &Address, id: FrameId) -> AckOutcome {
         let Some(index) = self.outbox.iter().position(|e| e.id == id) else {
             return AckOutcome::UnknownId;
         };
@@ -372,7 +372,7 @@ impl Delivery {
 
     /// Removes a waiting message without an event (for example, the user unsent it before it
     /// was acknowledged). Returns whether it was waiting.
-    pub fn cancel(&mut self, id: MessageId) -> bool {
+    pub fn cancel(&mut self, id: FrameId) -> bool {
         let Some(index) = self.outbox.iter().position(|e| e.id == id) else {
             return false;
         };
@@ -386,7 +386,7 @@ impl Delivery {
     /// The id, the give-up time and the retransmission schedule stay as they were, so the
     /// recipient's dedup window still recognises the message. Returns `Ok(false)` (changing
     /// nothing) if `id` is not waiting; a refused replacement changes nothing.
-    pub fn replace_payload(&mut self, id: MessageId, payload: Vec<u8>) -> Result<bool, SendError> {
+    pub fn replace_payload(&mut self, id: FrameId, payload: Vec<u8>) -> Result<bool, SendError> {
         let Some(index) = self.outbox.iter().position(|e| e.id == id) else {
             return Ok(false);
         };
@@ -422,7 +422,7 @@ impl Delivery {
     /// duplicate, or an altered copy of a frame seen within the dedup window. Changes nothing.
     pub fn check_incoming(
         &self,
-        id: MessageId,
+        id: FrameId,
         digest: &PayloadDigest,
         now: Timestamp,
     ) -> IncomingStatus {
@@ -443,7 +443,7 @@ impl Delivery {
     /// (changing nothing) for an id not recorded, an id acknowledged less than
     /// [`MIN_REACKNOWLEDGE_INTERVAL`] ago, or once [`REACKNOWLEDGE_BUDGET`] re-acknowledgements
     /// were granted within the current [`REACKNOWLEDGE_BUDGET_WINDOW`].
-    pub fn grant_reacknowledgement(&mut self, id: MessageId, now: Timestamp) -> bool {
+    pub fn grant_reacknowledgement(&mut self, id: FrameId, now: Timestamp) -> bool {
         let Some(entry) = self.seen.get(&id) else {
             return false;
         };
@@ -472,7 +472,7 @@ impl Delivery {
     /// Records that an altered copy of `id` authenticated as its recorded sender (a re-sealed
     /// or re-encrypted retransmission): later copies with this payload are duplicates.
     /// Returns whether the id was recorded.
-    pub fn update_incoming_digest(&mut self, id: MessageId, digest: PayloadDigest) -> bool {
+    pub fn update_incoming_digest(&mut self, id: FrameId, digest: PayloadDigest) -> bool {
         match self.seen.get_mut(&id) {
             Some(entry) => {
                 entry.digest = digest;
@@ -489,7 +489,7 @@ impl Delivery {
     /// [`MAX_DEDUP_ENTRIES`].
     pub fn accept_incoming(
         &mut self,
-        id: MessageId,
+        id: FrameId,
         from: Address,
         digest: PayloadDigest,
         now: Timestamp,
@@ -626,13 +626,13 @@ impl Delivery {
 
     /// Whether `id` is waiting for an acknowledgement.
     #[must_use]
-    pub fn is_waiting(&self, id: MessageId) -> bool {
+    pub fn is_waiting(&self, id: FrameId) -> bool {
         self.outbox.iter().any(|e| e.id == id)
     }
 
     /// The peer a waiting message is addressed to.
     #[must_use]
-    pub fn waiting_recipient(&self, id: MessageId) -> Option<&Address> {
+    pub fn waiting_recipient(&self, id: FrameId) -> Option<&Address> {
         self.outbox.iter().find(|e| e.id == id).map(|e| &e.to)
     }
 
@@ -652,7 +652,7 @@ impl Delivery {
         now >= entry.seen_at.saturating_add(DEDUP_WINDOW_AGE)
     }
 
-    fn unqueue(&mut self, id: MessageId) {
+    fn unqueue(&mut self, id: FrameId) {
         self.transmit_queue
             .retain(|q| !matches!(q, QueuedTransmit::Outbox(queued) if *queued == id));
     }
@@ -684,9 +684,9 @@ impl Delivery {
         Ok(())
     }
 
-    fn fresh_id<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Result<MessageId, SendError> {
+    fn fresh_id<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Result<FrameId, SendError> {
         for _ in 0..ID_ATTEMPTS {
-            let id = MessageId::random(rng);
+            let id = FrameId::random(rng);
             if !self.is_waiting(id) {
                 return Ok(id);
             }
@@ -776,7 +776,7 @@ impl Delivery {
 
         let outbox_len = r.count16("outbox", MAX_OUTBOX_MESSAGES)?;
         for _ in 0..outbox_len {
-            let id = MessageId::from_bytes(r.array()?);
+            let id = FrameId::from_bytes(r.array()?);
             let seq = r.u64()?;
             let to = Address::read(&mut r)?;
             let created_at = Timestamp::from_millis(r.u64()?);
@@ -821,7 +821,7 @@ impl Delivery {
         let mut unacknowledged = 0usize;
         for _ in 0..queue_len {
             let tag = r.u8()?;
-            let id = MessageId::from_bytes(r.array()?);
+            let id = FrameId::from_bytes(r.array()?);
             let queued = match tag {
                 QUEUE_TAG_OUTBOX => {
                     let already = d
@@ -869,7 +869,7 @@ impl Delivery {
         let events_len = r.count16("events", events_max)?;
         for _ in 0..events_len {
             let tag = r.u8()?;
-            let id = MessageId::from_bytes(r.array()?);
+            let id = FrameId::from_bytes(r.array()?);
             d.events.push_back(match tag {
                 EVENT_TAG_DELIVERED => DeliveryEvent::Delivered(id),
                 EVENT_TAG_FAILED => DeliveryEvent::DeliveryFailed(id),
@@ -879,7 +879,7 @@ impl Delivery {
 
         let seen_len = r.count16("dedup window", MAX_DEDUP_ENTRIES)?;
         for _ in 0..seen_len {
-            let id = MessageId::from_bytes(r.array()?);
+            let id = FrameId::from_bytes(r.array()?);
             let from = Address::read(&mut r)?;
             let seen_at = Timestamp::from_millis(r.u64()?);
             let digest = PayloadDigest::from_bytes(r.array()?);
@@ -935,7 +935,7 @@ mod tests {
         Timestamp::from_millis(ms)
     }
 
-    fn frame_id(tx: &Transmit) -> MessageId {
+    fn frame_id(tx: &Transmit) -> FrameId {
         match Frame::from_bytes(&tx.frame).unwrap() {
             Frame::Data { id, .. } => id,
         }
@@ -981,7 +981,7 @@ mod tests {
         let before = d.clone();
         assert_eq!(d.on_ack(&addr(3), id), AckOutcome::PeerMismatch);
         assert_eq!(
-            d.on_ack(&addr(2), MessageId::from_bytes([0; 16])),
+            d.on_ack(&addr(2), FrameId::from_bytes([0; 16])),
             AckOutcome::UnknownId
         );
         assert_eq!(d, before, "ignored acks change nothing");
@@ -1029,7 +1029,7 @@ mod tests {
     #[test]
     fn dedup_remembers_sender_and_forgets_by_age_and_count() {
         let mut d = Delivery::new();
-        let id = MessageId::from_bytes([7; 16]);
+        let id = FrameId::from_bytes([7; 16]);
         assert_eq!(d.check_incoming(id, &dg(1), t(0)), IncomingStatus::New);
         assert_eq!(
             d.accept_incoming(id, addr(5), dg(1), t(0)),
@@ -1049,11 +1049,11 @@ mod tests {
         for i in 0..=MAX_DEDUP_ENTRIES {
             let mut b = [0u8; 16];
             b[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            let _ = d.accept_incoming(MessageId::from_bytes(b), addr(1), dg(1), t(5));
+            let _ = d.accept_incoming(FrameId::from_bytes(b), addr(1), dg(1), t(5));
         }
         assert_eq!(d.dedup_len(), MAX_DEDUP_ENTRIES);
         assert_eq!(
-            d.check_incoming(MessageId::from_bytes([0; 16]), &dg(1), t(6)),
+            d.check_incoming(FrameId::from_bytes([0; 16]), &dg(1), t(6)),
             IncomingStatus::New,
             "the oldest id was forgotten"
         );
@@ -1062,7 +1062,7 @@ mod tests {
     #[test]
     fn a_different_payload_under_a_seen_id_is_altered_not_a_duplicate() {
         let mut d = Delivery::new();
-        let id = MessageId::from_bytes([7; 16]);
+        let id = FrameId::from_bytes([7; 16]);
         let _ = d.accept_incoming(id, addr(5), dg(1), t(0));
         let altered = IncomingStatus::Altered { from: addr(5) };
         assert_eq!(d.check_incoming(id, &dg(2), t(1)), altered);
@@ -1074,13 +1074,13 @@ mod tests {
             d.check_incoming(id, &dg(2), t(2)),
             IncomingStatus::Duplicate { from: addr(5) }
         );
-        assert!(!d.update_incoming_digest(MessageId::from_bytes([8; 16]), dg(2)));
+        assert!(!d.update_incoming_digest(FrameId::from_bytes([8; 16]), dg(2)));
     }
 
     #[test]
     fn reacknowledgements_are_rate_limited_per_id_and_overall() {
         let mut d = Delivery::new();
-        let id = MessageId::from_bytes([7; 16]);
+        let id = FrameId::from_bytes([7; 16]);
         assert!(!d.grant_reacknowledgement(id, t(0)), "unknown id");
         let _ = d.accept_incoming(id, addr(5), dg(1), t(0));
         let interval = MIN_REACKNOWLEDGE_INTERVAL.as_millis();
@@ -1097,11 +1097,11 @@ mod tests {
 
         // Overall budget: many distinct ids replayed at once.
         let mut d = Delivery::new();
-        let ids: Vec<MessageId> = (0..(REACKNOWLEDGE_BUDGET + 10))
+        let ids: Vec<FrameId> = (0..(REACKNOWLEDGE_BUDGET + 10))
             .map(|i| {
                 let mut b = [1u8; 16];
                 b[..4].copy_from_slice(&i.to_be_bytes());
-                MessageId::from_bytes(b)
+                FrameId::from_bytes(b)
             })
             .collect();
         for id in &ids {
@@ -1203,7 +1203,7 @@ mod tests {
             .send_unacknowledged(addr(3), b"ack".to_vec(), &mut rng)
             .unwrap();
         assert_eq!(d.on_ack(&addr(1), a), AckOutcome::Delivered);
-        let _ = d.accept_incoming(MessageId::from_bytes([9; 16]), addr(4), dg(9), t(7));
+        let _ = d.accept_incoming(FrameId::from_bytes([9; 16]), addr(4), dg(9), t(7));
         d.handle_timeout(t(100_000));
         let bytes = d.to_bytes();
         let restored = Delivery::from_bytes(&bytes).unwrap();

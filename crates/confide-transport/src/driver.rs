@@ -31,7 +31,7 @@
 
 use core::fmt;
 
-use confide_crypto::{CryptoRng, Timestamp};
+use confide_wire::{CryptoRng, Timestamp};
 
 use crate::sim::SimNetwork;
 use crate::{Address, Transmit, Transport, TransportError};

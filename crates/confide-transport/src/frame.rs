@@ -1,4 +1,4 @@
-//! The wire frame and message ids.
+//! The wire frame.
 //!
 //! Wire format of version 1 (all integers big-endian; see `docs/transport.md`):
 //!
@@ -6,7 +6,7 @@
 //! |--------|------|----------------------------------------------|
 //! | 0      | 1    | version, `0x01`                              |
 //! | 1      | 1    | kind, `0x01` = `Data`                        |
-//! | 2      | 16   | message id                                   |
+//! | 2      | 16   | frame id ([`FrameId`])                       |
 //! | 18     | 4    | payload length `n`, at most [`MAX_PAYLOAD_LEN`] |
 //! | 22     | n    | payload (opaque; a sealed-sender envelope)   |
 //!
@@ -14,57 +14,14 @@
 
 use core::fmt;
 
-use confide_crypto::CryptoRng;
-use confide_crypto::codec::{DecodeError, Reader, Writer};
+use confide_wire::codec::{DecodeError, Reader, Writer};
 use thiserror::Error;
 
+use crate::FrameId;
 use crate::consts::{FRAME_HEADER_LEN, FRAME_VERSION, MAX_PAYLOAD_LEN};
 
 /// Kind byte of a [`Frame::Data`].
 pub const FRAME_KIND_DATA: u8 = 0x01;
-
-/// A 16-byte random message id, chosen by the sender for each message.
-///
-/// Ids are random (not counters) so they reveal nothing about how many messages a mailbox
-/// sends. `Debug` shows only the first four bytes, enough to match log lines.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageId([u8; MessageId::LEN]);
-
-impl MessageId {
-    /// Length of an id in bytes.
-    pub const LEN: usize = 16;
-
-    /// A fresh id from the caller's random source.
-    #[must_use]
-    pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        Self(confide_crypto::random_array(rng))
-    }
-
-    /// Wraps given bytes (for decoding ids carried inside acknowledgements).
-    #[must_use]
-    pub const fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
-        Self(bytes)
-    }
-
-    /// The id's bytes.
-    #[must_use]
-    pub const fn to_bytes(self) -> [u8; Self::LEN] {
-        self.0
-    }
-
-    /// The id's bytes, borrowed.
-    #[must_use]
-    pub const fn as_bytes(&self) -> &[u8; Self::LEN] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, ..] = self.0;
-        write!(f, "MessageId({a:02x}{b:02x}{c:02x}{d:02x}..)")
-    }
-}
 
 /// One unit on the wire between an endpoint and its transport.
 ///
@@ -76,7 +33,7 @@ pub enum Frame {
     /// A message (or an end-to-end acknowledgement: the relay cannot tell them apart).
     Data {
         /// The sender's id for this message; retransmissions repeat it.
-        id: MessageId,
+        id: FrameId,
         /// Opaque bytes, at most [`MAX_PAYLOAD_LEN`].
         payload: Vec<u8>,
     },
@@ -129,7 +86,7 @@ impl Frame {
         }
         let frame = match r.u8()? {
             FRAME_KIND_DATA => {
-                let id = MessageId(r.array()?);
+                let id = FrameId::from_bytes(r.array()?);
                 let payload = r.var32("payload", MAX_PAYLOAD_LEN)?.to_vec();
                 Self::Data { id, payload }
             }
@@ -145,13 +102,13 @@ impl Frame {
 }
 
 /// Encodes a `Data` frame without building a [`Frame`] first (avoids copying the payload).
-pub(crate) fn encode_data(id: &MessageId, payload: &[u8]) -> Result<Vec<u8>, FrameEncodeError> {
+pub(crate) fn encode_data(id: &FrameId, payload: &[u8]) -> Result<Vec<u8>, FrameEncodeError> {
     let too_large = FrameEncodeError::PayloadTooLarge {
         len: payload.len(),
         max: MAX_PAYLOAD_LEN,
     };
     let mut w = Writer::with_capacity(FRAME_HEADER_LEN.saturating_add(payload.len()));
-    w.u8(FRAME_VERSION).u8(FRAME_KIND_DATA).bytes(&id.0);
+    w.u8(FRAME_VERSION).u8(FRAME_KIND_DATA).bytes(id.as_bytes());
     w.var32("payload", MAX_PAYLOAD_LEN, payload)
         .map_err(|_| too_large)?;
     Ok(w.into_vec())
@@ -163,7 +120,7 @@ mod tests {
 
     fn sample() -> Frame {
         Frame::Data {
-            id: MessageId::from_bytes([0xab; 16]),
+            id: FrameId::from_bytes([0xab; 16]),
             payload: b"sealed envelope".to_vec(),
         }
     }
@@ -205,7 +162,7 @@ mod tests {
 
     #[test]
     fn payload_limit_is_enforced_both_ways() {
-        let id = MessageId::from_bytes([1; 16]);
+        let id = FrameId::from_bytes([1; 16]);
         let big = vec![0u8; MAX_PAYLOAD_LEN + 1];
         assert_eq!(
             encode_data(&id, &big),

@@ -4,7 +4,7 @@
 //!
 //! * [`Address`]: an opaque mailbox address (printed redacted);
 //! * [`Transport`]: the trait an app implements to move frames between mailboxes;
-//! * [`Frame`]: the versioned, strict wire frame carrying a [`MessageId`] and an opaque
+//! * [`Frame`]: the versioned, strict wire frame carrying a [`FrameId`] and an opaque
 //!   payload (a sealed-sender envelope);
 //! * [`Delivery`]: the sans-IO reliability machine: outbox, retransmission with exponential
 //!   backoff and jitter, give-up, acknowledgement bookkeeping and a dedup window, all
@@ -25,7 +25,7 @@
 //! in.
 //!
 //! ```
-//! use confide_crypto::Timestamp;
+//! use confide_wire::Timestamp;
 //! use confide_transport::{
 //!     Address, AckOutcome, Delivery, DeliveryEvent, Frame, IncomingStatus, PayloadDigest,
 //!     Transport,
@@ -95,8 +95,9 @@ mod frame;
 mod transport;
 
 pub use address::{Address, AddressError};
+pub use confide_wire::FrameId;
 pub use delivery::{
     AckOutcome, Delivery, DeliveryEvent, DeliveryStats, IncomingStatus, PayloadDigest, SendError,
 };
-pub use frame::{FRAME_KIND_DATA, Frame, FrameEncodeError, MessageId};
+pub use frame::{FRAME_KIND_DATA, Frame, FrameEncodeError};
 pub use transport::{RelayToken, Transmit, Transport, TransportError};

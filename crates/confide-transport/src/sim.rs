@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use confide_crypto::{CryptoRng, Duration, Timestamp};
+use confide_wire::{CryptoRng, Duration, Timestamp};
 
 use crate::{Address, RelayToken, Transport, TransportError};
 
@@ -170,7 +170,7 @@ impl SimNetwork {
     /// As [`SimNetwork::new`], seeded from the caller's random source.
     #[must_use]
     pub fn from_rng<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        Self::new(u64::from_be_bytes(confide_crypto::random_array(rng)))
+        Self::new(u64::from_be_bytes(confide_wire::random_array(rng)))
     }
 
     /// Sets the configuration of every link not configured with [`SimNetwork::set_link`].

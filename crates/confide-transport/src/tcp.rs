@@ -51,10 +51,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_cha
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use confide_crypto::codec::{DecodeError, Reader, Writer};
-
-use confide_crypto::kdf::sha256;
-use confide_crypto::secret::ct_eq;
+use confide_wire::codec::{DecodeError, Reader, Writer};
 
 use crate::consts::{MAX_ADDRESS_LEN, MAX_FRAME_LEN, RELAY_TOKEN_LEN};
 use crate::{Address, RelayToken, Transport, TransportError};
@@ -67,8 +64,11 @@ pub const RELAY_VERSION: u8 = 2;
 pub const MAX_RELAY_MESSAGE_LEN: usize =
     2 + 1 + MAX_ADDRESS_LEN + 1 + RELAY_TOKEN_LEN + 4 + MAX_FRAME_LEN;
 
-/// Hash prefix of a mailbox's token verifier (the same label `confide_sealed` uses).
-const MAILBOX_VERIFIER_LABEL: &[u8] = b"Confide_v1_MailboxVerifier";
+/// How the relay checks a presented token against a mailbox's registered verifier. The
+/// transport does no cryptography, so the caller supplies it: Confide apps pass a function
+/// over `confide_sealed::relay_check` (`SHA-256("Confide_v1_MailboxVerifier" || token)`
+/// compared in constant time).
+pub type TokenCheck = fn(verifier: &[u8; 32], token: &RelayToken) -> bool;
 
 /// Most frames the relay stores for one offline mailbox.
 ///
@@ -358,6 +358,7 @@ struct RelayState {
 struct RelayShared {
     state: Mutex<RelayState>,
     stop: AtomicBool,
+    check: TokenCheck,
 }
 
 impl RelayShared {
@@ -366,8 +367,7 @@ impl RelayShared {
     fn route(&self, to: &Address, token: Option<&RelayToken>, frame: Vec<u8>) -> bool {
         let mut state = lock(&self.state);
         if let Some(verifier) = state.verifiers.get(to) {
-            let accepted = token
-                .is_some_and(|t| ct_eq(&sha256(&[MAILBOX_VERIFIER_LABEL, t.expose()]), verifier));
+            let accepted = token.is_some_and(|t| (self.check)(verifier, t));
             if !accepted {
                 state.refused = state.refused.saturating_add(1);
                 return false;
@@ -484,13 +484,15 @@ impl core::fmt::Debug for RelayServer {
 }
 
 impl RelayServer {
-    /// Binds to `127.0.0.1:port` (0 picks a free port) and starts serving.
-    pub fn bind(port: u16) -> std::io::Result<Self> {
+    /// Binds to `127.0.0.1:port` (0 picks a free port) and starts serving, checking delivery
+    /// tokens with `check`.
+    pub fn bind(port: u16, check: TokenCheck) -> std::io::Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(RelayShared {
             state: Mutex::new(RelayState::default()),
             stop: AtomicBool::new(false),
+            check,
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = std::thread::Builder::new()

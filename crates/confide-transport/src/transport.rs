@@ -7,7 +7,7 @@ use thiserror::Error;
 use crate::Address;
 use crate::consts::RELAY_TOKEN_LEN;
 
-confide_crypto::define_secret!(
+confide_wire::define_secret!(
     /// The access token a sender presents to the relay with a frame for a mailbox: the
     /// mailbox owner's delivery token, which the owner shares with its contacts (end to end)
     /// and whose hash it registers with the relay. The relay learns that the sender is one of

@@ -13,7 +13,7 @@ use chacha20::ChaCha20Rng;
 use confide_crypto::{Duration, Timestamp};
 use confide_transport::consts::MAX_OUTBOX_MESSAGES;
 use confide_transport::{
-    AckOutcome, Address, Delivery, DeliveryEvent, Frame, IncomingStatus, MessageId,
+    AckOutcome, Address, Delivery, DeliveryEvent, Frame, FrameId, IncomingStatus,
 };
 use proptest::prelude::*;
 use rand_core::SeedableRng;
@@ -68,7 +68,7 @@ fn peer(n: u8) -> Address {
 /// Everything the machine showed its caller in one operation.
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
-    Sent(Result<MessageId, confide_transport::SendError>),
+    Sent(Result<FrameId, confide_transport::SendError>),
     Ack(AckOutcome),
     Frames(Vec<(Address, Vec<u8>)>),
     Events(Vec<DeliveryEvent>),
@@ -78,8 +78,8 @@ enum Seen {
 }
 
 struct Model {
-    sent: Vec<(MessageId, Address)>,
-    outcomes: BTreeMap<MessageId, Vec<DeliveryEvent>>,
+    sent: Vec<(FrameId, Address)>,
+    outcomes: BTreeMap<FrameId, Vec<DeliveryEvent>>,
     now: Timestamp,
 }
 
@@ -103,7 +103,7 @@ fn apply(d: &mut Delivery, op: &Op, m: &mut Model, rng: &mut ChaCha20Rng) -> See
             }
             None => Seen::Nothing,
         },
-        Op::AckRandom => Seen::Ack(d.on_ack(&peer(0), MessageId::random(rng))),
+        Op::AckRandom => Seen::Ack(d.on_ack(&peer(0), FrameId::random(rng))),
         Op::Advance(ms) => {
             m.now = m.now.saturating_add(Duration::from_millis(*ms));
             Seen::Nothing
@@ -133,7 +133,7 @@ fn apply(d: &mut Delivery, op: &Op, m: &mut Model, rng: &mut ChaCha20Rng) -> See
             Seen::Events(events)
         }
         Op::Incoming { id, from } => {
-            let id = MessageId::from_bytes([*id; 16]);
+            let id = FrameId::from_bytes([*id; 16]);
             // One payload per id here: the digest follows the id.
             let digest = confide_transport::PayloadDigest::from_bytes([id.as_bytes()[0]; 32]);
             let checked = d.check_incoming(id, &digest, m.now);

@@ -16,7 +16,7 @@ use confide_crypto::{Duration, Timestamp};
 use confide_transport::consts::{GIVE_UP_AFTER, MAX_OUTBOX_MESSAGES};
 use confide_transport::driver::{NodeId, RunOutcome, Simulation};
 use confide_transport::sim::{LinkConfig, SimNetwork};
-use confide_transport::{Address, MessageId};
+use confide_transport::{Address, FrameId};
 use proptest::prelude::*;
 use rand_core::SeedableRng;
 
@@ -42,7 +42,7 @@ struct Plan {
 
 struct Outcome {
     events: Vec<(NodeId, AppEvent)>,
-    sent: Vec<(usize, usize, MessageId)>,
+    sent: Vec<(usize, usize, FrameId)>,
 }
 
 fn address(i: usize) -> Address {
@@ -110,8 +110,8 @@ fn run(plan: &Plan, with_restarts: bool) -> Outcome {
 
 /// Checks what the users would see, and returns (delivered, failed) counts.
 fn check(plan: &Plan, outcome: &Outcome) -> (usize, usize) {
-    let mut received: BTreeMap<MessageId, usize> = BTreeMap::new();
-    let mut terminal: BTreeMap<MessageId, Vec<&AppEvent>> = BTreeMap::new();
+    let mut received: BTreeMap<FrameId, usize> = BTreeMap::new();
+    let mut terminal: BTreeMap<FrameId, Vec<&AppEvent>> = BTreeMap::new();
     for (node, event) in &outcome.events {
         match event {
             AppEvent::Received { from, id, body } => {

@@ -129,7 +129,7 @@ proptest! {
 
     #[test]
     fn frames_round_trip(id in any::<[u8; 16]>(), payload in proptest::collection::vec(any::<u8>(), 0..2_000)) {
-        let frame = Frame::Data { id: confide_transport::MessageId::from_bytes(id), payload };
+        let frame = Frame::Data { id: confide_transport::FrameId::from_bytes(id), payload };
         let bytes = frame.to_bytes().unwrap();
         prop_assert_eq!(Frame::from_bytes(&bytes).unwrap(), frame);
     }

@@ -23,6 +23,12 @@ use rand_core::SeedableRng;
 
 const WAIT: StdDuration = StdDuration::from_secs(10);
 
+/// The relay's token check, as Confide apps supply it (`confide_sealed::relay_check`).
+fn token_check(verifier: &[u8; 32], token: &RelayToken) -> bool {
+    let computed = confide_crypto::kdf::sha256(&[b"Confide_v1_MailboxVerifier", token.expose()]);
+    confide_crypto::secret::ct_eq(&computed, verifier)
+}
+
 fn addr(s: &str) -> Address {
     Address::new(s.as_bytes()).unwrap()
 }
@@ -40,7 +46,7 @@ fn recv_within(t: &mut TcpTransport) -> Vec<u8> {
 
 #[test]
 fn relay_forwards_between_connected_mailboxes() {
-    let relay = RelayServer::bind(0).unwrap();
+    let relay = RelayServer::bind(0, token_check).unwrap();
     assert!(relay.local_addr().ip().is_loopback());
     let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
     let mut b = TcpTransport::connect(relay.local_addr(), &addr("bob"), None).unwrap();
@@ -56,7 +62,7 @@ fn relay_forwards_between_connected_mailboxes() {
 
 #[test]
 fn relay_stores_mail_for_offline_mailboxes() {
-    let relay = RelayServer::bind(0).unwrap();
+    let relay = RelayServer::bind(0, token_check).unwrap();
     let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
     a.send(&addr("carol"), None, b"while you were away")
         .unwrap();
@@ -72,7 +78,7 @@ fn relay_stores_mail_for_offline_mailboxes() {
 
 #[test]
 fn relay_closes_connections_that_break_the_protocol() {
-    let relay = RelayServer::bind(0).unwrap();
+    let relay = RelayServer::bind(0, token_check).unwrap();
     let mut raw = TcpStream::connect(relay.local_addr()).unwrap();
     raw.set_read_timeout(Some(WAIT)).unwrap();
     // Length 3, version 9: unknown version.
@@ -88,7 +94,7 @@ fn relay_closes_connections_that_break_the_protocol() {
 
 #[test]
 fn a_mailbox_with_a_verifier_takes_frames_only_with_its_token() {
-    let relay = RelayServer::bind(0).unwrap();
+    let relay = RelayServer::bind(0, token_check).unwrap();
     let token = RelayToken::new([0x42; 16]);
     let verifier = confide_crypto::kdf::sha256(&[b"Confide_v1_MailboxVerifier", token.expose()]);
     let mut counselor =
@@ -134,7 +140,7 @@ fn a_mailbox_with_a_verifier_takes_frames_only_with_its_token() {
 
 #[test]
 fn transport_reports_a_closed_relay() {
-    let mut relay = RelayServer::bind(0).unwrap();
+    let mut relay = RelayServer::bind(0, token_check).unwrap();
     let mut a = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
     relay.shutdown();
     let start = Instant::now();
@@ -161,7 +167,7 @@ fn wall_clock() -> Timestamp {
 
 #[test]
 fn drivers_deliver_and_acknowledge_over_the_relay() {
-    let relay = RelayServer::bind(0).unwrap();
+    let relay = RelayServer::bind(0, token_check).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let ta = TcpTransport::connect(relay.local_addr(), &addr("alice"), None).unwrap();
     let tb = TcpTransport::connect(relay.local_addr(), &addr("bob"), None).unwrap();

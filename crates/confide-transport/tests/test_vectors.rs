@@ -18,7 +18,7 @@ use confide_crypto::Duration;
 use confide_crypto::Timestamp;
 use confide_transport::consts::{GIVE_UP_AFTER, MAX_PAYLOAD_LEN};
 use confide_transport::delivery::retransmit_wait;
-use confide_transport::{AckOutcome, Address, Delivery, Frame, IncomingStatus, MessageId};
+use confide_transport::{AckOutcome, Address, Delivery, Frame, FrameId, IncomingStatus};
 use rand_core::SeedableRng;
 
 fn vector_path(name: &str) -> PathBuf {
@@ -81,7 +81,7 @@ fn delivery_text() -> String {
         [0x11u8; 16],
         core::array::from_fn(|i| u8::try_from(i * 17).unwrap()),
     ] {
-        let id = MessageId::from_bytes(id);
+        let id = FrameId::from_bytes(id);
         writeln!(s, "\nwait_id = {}", hex::encode(id.as_bytes())).unwrap();
         let waits: Vec<String> = (1..=14)
             .map(|a| retransmit_wait(&id, a).as_millis().to_string())
@@ -190,7 +190,7 @@ fn counters_script(s: &mut String) {
         "poll_transmit() until None; replace_payload(b, \"two again\") queues b: not counted",
         [2, 4, 1, 0, 0],
     );
-    let x = MessageId::from_bytes([0x77; 16]);
+    let x = FrameId::from_bytes([0x77; 16]);
     let digest = confide_transport::PayloadDigest::from_bytes([0x88; 32]);
     assert_eq!(
         d.check_incoming(x, &digest, at(41_000)),
@@ -270,7 +270,7 @@ fn documented_jitter_matches_the_code() {
         rng.fill_bytes(&mut id);
         for a in 1..=60 {
             assert_eq!(
-                retransmit_wait(&MessageId::from_bytes(id), a).as_millis(),
+                retransmit_wait(&FrameId::from_bytes(id), a).as_millis(),
                 documented_wait(&id, a),
                 "{} {a}",
                 hex::encode(id)

@@ -21,7 +21,7 @@ use confide_session::{
     storage::{self, StateKind, StorageKey},
 };
 use confide_transport::{
-    Address, Delivery, MessageId as FrameId, RelayToken, Transmit, consts::MAX_ADDRESS_LEN,
+    Address, Delivery, FrameId, RelayToken, Transmit, consts::MAX_ADDRESS_LEN,
 };
 use zeroize::Zeroizing;
 

@@ -21,7 +21,13 @@ fn main() -> Result<(), ExampleError> {
         Some(p) => p.parse()?,
         None => DEFAULT_PORT,
     };
-    let relay = RelayServer::bind(port)?;
+    // Mailboxes that register a token verifier take frames only from holders of the token.
+    let relay = RelayServer::bind(port, |verifier, token| {
+        confide_sealed::relay_check(
+            &confide_sealed::TokenVerifier::from_bytes(*verifier),
+            token.expose(),
+        )
+    })?;
     println!("relay listening on {} (Ctrl-C to stop)", relay.local_addr());
     let mut last = usize::MAX;
     loop {

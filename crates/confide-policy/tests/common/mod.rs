@@ -101,11 +101,20 @@ pub(crate) fn scenario() -> Scenario {
 
     let (ack_id, ack_hex) = draw(&mut rng);
     let ack = counselor
-        .acknowledge(&[text2_id, text1.id()], ack_id, at(5))
+        // No transport here: the script takes each text's transport frame id equal to its
+        // content id (an acknowledgement names transport frame ids, docs/policy.md section 9).
+        .acknowledge(
+            &[
+                confide_crypto::FrameId::from_bytes(text2_id.to_bytes()),
+                confide_crypto::FrameId::from_bytes(text1.id().to_bytes()),
+            ],
+            ack_id,
+            at(5),
+        )
         .unwrap();
     script.push(format!(
-        "ack_two_ids = counselor.acknowledge([text_after_read's id, text_under_org_max's id], {ack_hex}, t0 + 5 min) \
-         (ids are sorted by the call)"
+        "ack_two_ids = counselor.acknowledge([frame ids equal to text_after_read's and text_under_org_max's \
+         content ids], {ack_hex}, t0 + 5 min) (ids are sorted by the call)"
     ));
     frames.push(("ack_two_ids".to_string(), ack.as_bytes().to_vec()));
     let _ = client.handle_incoming(ack.as_bytes(), at(6)).unwrap();

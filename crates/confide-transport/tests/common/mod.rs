@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use confide_crypto::{CryptoRng, Timestamp};
 use confide_transport::driver::{Input, Output, SansIoEndpoint};
 use confide_transport::{
-    AckOutcome, Address, Delivery, DeliveryEvent, Frame, IncomingStatus, MessageId, PayloadDigest,
+    AckOutcome, Address, Delivery, DeliveryEvent, Frame, FrameId, IncomingStatus, PayloadDigest,
     SendError,
 };
 
@@ -21,11 +21,11 @@ const TAG_ACK: u8 = 2;
 pub enum AppEvent {
     Received {
         from: Address,
-        id: MessageId,
+        id: FrameId,
         body: Vec<u8>,
     },
-    Delivered(MessageId),
-    Failed(MessageId),
+    Delivered(FrameId),
+    Failed(FrameId),
 }
 
 #[derive(Debug)]
@@ -66,7 +66,7 @@ impl Messenger {
         body: &[u8],
         now: Timestamp,
         rng: &mut R,
-    ) -> Result<MessageId, SendError> {
+    ) -> Result<FrameId, SendError> {
         let payload = encode_app(TAG_MESSAGE, &self.me, body);
         self.delivery.send(to.clone(), payload, now, rng)
     }
@@ -81,7 +81,7 @@ impl Messenger {
         self.restarts += 1;
     }
 
-    fn ack<R: CryptoRng + ?Sized>(&mut self, to: Address, id: MessageId, rng: &mut R) {
+    fn ack<R: CryptoRng + ?Sized>(&mut self, to: Address, id: FrameId, rng: &mut R) {
         let payload = encode_app(TAG_ACK, &self.me, id.as_bytes());
         // A full ack queue just means this ack is lost; the sender retransmits.
         let _ = self.delivery.send_unacknowledged(to, payload, rng);
@@ -151,7 +151,7 @@ impl Messenger {
             }
             TAG_ACK => {
                 if let Ok(acked) = <[u8; 16]>::try_from(rest) {
-                    let _: AckOutcome = self.delivery.on_ack(&from, MessageId::from_bytes(acked));
+                    let _: AckOutcome = self.delivery.on_ack(&from, FrameId::from_bytes(acked));
                 }
             }
             _ => {}
@@ -160,17 +160,17 @@ impl Messenger {
 }
 
 /// Deterministic sample frames: (name, id, payload).
-pub fn sample_frames() -> Vec<(&'static str, MessageId, Vec<u8>)> {
+pub fn sample_frames() -> Vec<(&'static str, FrameId, Vec<u8>)> {
     vec![
-        ("data-empty-payload", MessageId::from_bytes([0; 16]), vec![]),
+        ("data-empty-payload", FrameId::from_bytes([0; 16]), vec![]),
         (
             "data-short-payload",
-            MessageId::from_bytes(core::array::from_fn(|i| u8::try_from(i).unwrap())),
+            FrameId::from_bytes(core::array::from_fn(|i| u8::try_from(i).unwrap())),
             b"opaque sealed envelope".to_vec(),
         ),
         (
             "data-300-byte-payload",
-            MessageId::from_bytes([0xa5; 16]),
+            FrameId::from_bytes([0xa5; 16]),
             (0..300u32)
                 .map(|i| u8::try_from(i % 251).unwrap())
                 .collect(),
@@ -218,13 +218,13 @@ pub fn sample_state(seed: u8) -> (Delivery, Vec<Vec<u8>>) {
         frames.push(tx.frame);
     }
     let _ = d.accept_incoming(
-        MessageId::from_bytes([seed; 16]),
+        FrameId::from_bytes([seed; 16]),
         alice.clone(),
         PayloadDigest::from_bytes([seed; 32]),
         t0,
     );
     let _ = d.accept_incoming(
-        MessageId::from_bytes([seed ^ 0xff; 16]),
+        FrameId::from_bytes([seed ^ 0xff; 16]),
         bob.clone(),
         PayloadDigest::from_bytes([seed ^ 0xff; 32]),
         t0,

@@ -10,7 +10,7 @@
 use confide_crypto::{CryptoRng, Duration, Timestamp};
 use confide_policy::MessageId;
 use confide_policy::limits::MAX_IDS_PER_FRAME;
-use confide_transport::MessageId as FrameId;
+use confide_transport::FrameId;
 
 use super::{DropReason, Endpoint};
 use crate::consts::{MAX_ACK_BATCH_WINDOW, MAX_HELD_TRANSMITS};
@@ -124,11 +124,7 @@ impl Endpoint {
         let Some(conv) = self.conversations.get_mut(&conversation) else {
             return;
         };
-        let ids: Vec<MessageId> = conv
-            .pending_acks
-            .drain(..)
-            .map(|f| MessageId::from_bytes(f.to_bytes()))
-            .collect();
+        let ids: Vec<FrameId> = conv.pending_acks.drain(..).collect();
         conv.ack_due = None;
         self.mark_changed();
         if ids.is_empty() {

@@ -5,7 +5,7 @@ use confide_crypto::{CryptoRng, Timestamp};
 use confide_policy::{ConversationPolicy, MessageId, OutgoingFrame, RetentionPolicy, Side};
 use confide_sealed::{Role, SenderCertificate};
 use confide_session::{ExpectedIdentity, IdentityChangePolicy, Session, SessionRecord};
-use confide_transport::{Address, MessageId as FrameId};
+use confide_transport::{Address, FrameId};
 
 use super::Endpoint;
 use super::conversation::{Conversation, SentKind, SentRecord};

@@ -7,7 +7,7 @@ use confide_crypto::{Timestamp, identity::IdentityPublicKey};
 use confide_policy::{ConversationPolicy, MessageId, Side};
 use confide_sealed::{DeliveryToken, Role};
 use confide_session::SessionRecord;
-use confide_transport::{Address, MessageId as FrameId};
+use confide_transport::{Address, FrameId};
 use zeroize::Zeroizing;
 
 use crate::consts::{MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED};

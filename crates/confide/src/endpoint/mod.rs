@@ -31,7 +31,7 @@ use confide_sealed::{
     DeliveryToken, ProfileKey, Role, SenderCertificate, TokenVerifier, TrustRoots,
 };
 use confide_session::{PreKeyBundle, PreKeyStore, SafetyNumber};
-use confide_transport::{Address, Delivery, DeliveryEvent, MessageId as FrameId, RelayToken};
+use confide_transport::{Address, Delivery, DeliveryEvent, FrameId, RelayToken};
 
 pub use acks::AckPolicy;
 pub use commands::StartedConversation;

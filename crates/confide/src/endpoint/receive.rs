@@ -5,12 +5,12 @@
 //! message) -> staged session decrypt -> policy -> events and an acknowledgement.
 
 use confide_crypto::{CryptoRng, Timestamp, identity::IdentityPublicKey, kdf::sha256};
-use confide_policy::{ConversationPolicy, Incoming, MessageId, Side};
+use confide_policy::{ConversationPolicy, Incoming, Side};
 use confide_sealed::{CertificateError, DeliveryToken, OpenError, Role};
 use confide_session::{
     DecryptError, Decrypted, IdentityChangePolicy, SessionMessage, SessionRecord,
 };
-use confide_transport::{Address, Frame, IncomingStatus, MessageId as FrameId, PayloadDigest};
+use confide_transport::{Address, Frame, FrameId, IncomingStatus, PayloadDigest};
 
 use super::conversation::{Conversation, SentKind};
 use super::reset::{self, Payload};
@@ -522,9 +522,8 @@ impl Endpoint {
         now: Timestamp,
         conversation: ConversationId,
         from: &Address,
-        id: MessageId,
+        frame_id: FrameId,
     ) {
-        let frame_id = FrameId::from_bytes(id.to_bytes());
         // The peer holds our delivery token once it acknowledged a frame that carried it.
         if self.sent.get(&frame_id).is_some_and(|s| {
             s.conversation == conversation && reset::carries_token(&s.session_message)

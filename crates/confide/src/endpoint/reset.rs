@@ -36,7 +36,7 @@ use confide_crypto::{
 };
 use confide_policy::MessageId;
 use confide_session::{ExpectedIdentity, PreKeyBundle, Session, SessionMessage};
-use confide_transport::{Address, MessageId as FrameId};
+use confide_transport::{Address, FrameId};
 
 use super::conversation::{SentKind, SentRecord};
 use super::receive::{Authenticated, Refusal};
@@ -361,11 +361,7 @@ impl Endpoint {
             return;
         }
         conv.resume_unconfirmed = true;
-        let held: Vec<MessageId> = conv
-            .recent_received
-            .iter()
-            .map(|f| MessageId::from_bytes(f.to_bytes()))
-            .collect();
+        let held: Vec<FrameId> = conv.recent_received.iter().copied().collect();
         let Ok(frame) = conv.policy.resume(&held, MessageId::random(rng), now) else {
             return;
         };
@@ -392,15 +388,11 @@ impl Endpoint {
     }
 
     /// A resume frame from the peer: report the texts it acknowledged and no longer holds.
-    pub(crate) fn handle_resume(&mut self, conversation: ConversationId, received: &[MessageId]) {
+    pub(crate) fn handle_resume(&mut self, conversation: ConversationId, received: &[FrameId]) {
         let Some(conv) = self.conversations.get_mut(&conversation) else {
             return;
         };
-        let frames: Vec<FrameId> = received
-            .iter()
-            .map(|id| FrameId::from_bytes(id.to_bytes()))
-            .collect();
-        let possibly_lost = conv.lost_after_resume(&frames);
+        let possibly_lost = conv.lost_after_resume(received);
         if !possibly_lost.is_empty() {
             #[cfg(feature = "tracing")]
             tracing::info!("confide: the peer restored an older state");
