@@ -43,7 +43,7 @@ fn bench_send_ack(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("confide", "1KiB"), |b| {
         b.iter(|| {
             let id = delivery
-                .send(peer.clone(), payload.clone(), NOW, &mut rng)
+                .send(&mut rng, NOW, peer.clone(), payload.clone())
                 .unwrap();
             let tx = delivery.poll_transmit().unwrap();
             black_box(&tx.frame);
@@ -70,7 +70,7 @@ fn bench_state_roundtrip(c: &mut Criterion) {
     let mut delivery = Delivery::new();
     for _ in 0..100 {
         let _ = delivery
-            .send(peer.clone(), vec![0x5a; PAYLOAD_LEN], NOW, &mut rng)
+            .send(&mut rng, NOW, peer.clone(), vec![0x5a; PAYLOAD_LEN])
             .unwrap();
     }
     while delivery.poll_transmit().is_some() {}

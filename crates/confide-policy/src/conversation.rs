@@ -943,7 +943,7 @@ impl ConversationPolicy {
                 found: version,
             });
         }
-        let local = Side::read(&mut r, "local side")?;
+        let local = crate::retention::read_side(&mut r, "local side")?;
         let org = OrgBounds::read(&mut r)?;
         let current = TimerSetting::read(&mut r)?;
         let closed_by = match r.u8()? {
@@ -966,7 +966,7 @@ impl ConversationPolicy {
                 });
             }
             previous = Some(id);
-            let author = Side::read(&mut r, "author")?;
+            let author = crate::retention::read_side(&mut r, "author")?;
             let local_time = Timestamp::from_millis(r.u64()?);
             let claimed_send_time = Timestamp::from_millis(r.u64()?);
             let policy = RetentionPolicy::read(&mut r)?;

@@ -5,48 +5,18 @@ use confide_crypto::Duration;
 use confide_crypto::codec::{DecodeError, Reader, Writer};
 use core::cmp::Ordering;
 
-/// Which party of the conversation: the side that started the session or the side that
-/// answered it. The facade knows its own side from the session handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum Side {
-    /// The party that initiated the session.
-    Initiator,
-    /// The party that responded to it.
-    Responder,
+pub use confide_wire::Side;
+
+/// Reads a [`Side`] byte (`0x01` initiator, `0x02` responder).
+pub(crate) fn read_side(r: &mut Reader<'_>, field: &'static str) -> Result<Side, DecodeError> {
+    Side::from_byte(r.u8()?).ok_or(DecodeError::InvalidValue { field })
 }
 
-impl Side {
-    /// The other party.
-    #[must_use]
-    pub const fn peer(self) -> Self {
-        match self {
-            Self::Initiator => Self::Responder,
-            Self::Responder => Self::Initiator,
-        }
-    }
-
-    pub(crate) const fn to_byte(self) -> u8 {
-        match self {
-            Self::Initiator => 0x01,
-            Self::Responder => 0x02,
-        }
-    }
-
-    pub(crate) fn read(r: &mut Reader<'_>, field: &'static str) -> Result<Self, DecodeError> {
-        match r.u8()? {
-            0x01 => Ok(Self::Initiator),
-            0x02 => Ok(Self::Responder),
-            _ => Err(DecodeError::InvalidValue { field }),
-        }
-    }
-
-    /// Rank used to break ties between equal proposals: the initiator ranks higher.
-    const fn tie_break_rank(self) -> u8 {
-        match self {
-            Self::Initiator => 1,
-            Self::Responder => 0,
-        }
+/// Rank used to break ties between equal proposals: the initiator ranks higher.
+const fn tie_break_rank(side: Side) -> u8 {
+    match side {
+        Side::Initiator => 1,
+        _ => 0,
     }
 }
 
@@ -332,11 +302,7 @@ impl TimerSetting {
         self.version
             .cmp(&other.version)
             .then_with(|| self.policy.strictness_cmp(&other.policy))
-            .then_with(|| {
-                self.proposer
-                    .tie_break_rank()
-                    .cmp(&other.proposer.tie_break_rank())
-            })
+            .then_with(|| tie_break_rank(self.proposer).cmp(&tie_break_rank(other.proposer)))
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
@@ -346,7 +312,7 @@ impl TimerSetting {
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u64()?;
-        let proposer = Side::read(r, "timer proposer")?;
+        let proposer = read_side(r, "timer proposer")?;
         let policy = RetentionPolicy::read(r)?;
         Ok(Self {
             version,

@@ -42,15 +42,9 @@ use crate::{
     state::StateSource,
 };
 
-/// Which side started the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SessionRole {
-    /// We used the other side's bundle.
-    Initiator,
-    /// The other side used our bundle.
-    Responder,
-}
+/// Which side started the session: the wire vocabulary's [`Side`] (we used the other side's
+/// bundle: [`Side::Initiator`]; the other side used ours: [`Side::Responder`]).
+pub use confide_wire::Side;
 
 #[derive(Clone)]
 struct PendingPreKey {
@@ -65,7 +59,7 @@ struct PendingPreKey {
 pub struct Session {
     local: IdentityPublicKey,
     remote: IdentityPublicKey,
-    role: SessionRole,
+    role: Side,
     base_key: X25519PublicKey,
     /// Present on the initiator until the first reply: its messages carry the prekey data.
     pending: Option<PendingPreKey>,
@@ -204,7 +198,7 @@ impl Session {
         Ok(Self {
             local,
             remote: *their,
-            role: SessionRole::Initiator,
+            role: Side::Initiator,
             base_key,
             pending: Some(PendingPreKey {
                 signed_prekey_id: bundle.signed_prekey_id(),
@@ -262,7 +256,7 @@ impl Session {
         let mut session = Self {
             local,
             remote: message.initiator,
-            role: SessionRole::Responder,
+            role: Side::Responder,
             base_key: message.base_key,
             pending: None,
             prekey_header: Some(message.header_digest()),
@@ -286,7 +280,7 @@ impl Session {
 
     /// Which side started the session.
     #[must_use]
-    pub fn role(&self) -> SessionRole {
+    pub fn role(&self) -> Side {
         self.role
     }
 
@@ -323,8 +317,8 @@ impl Session {
 
     fn associated_data(&self) -> Vec<u8> {
         match self.role {
-            SessionRole::Initiator => associated_data(&self.local, &self.remote),
-            SessionRole::Responder => associated_data(&self.remote, &self.local),
+            Side::Initiator => associated_data(&self.local, &self.remote),
+            Side::Responder => associated_data(&self.remote, &self.local),
         }
     }
 
@@ -390,7 +384,7 @@ impl Session {
         let ad = self.associated_data();
         let plaintext = self.ratchet.decrypt(&ad, message, now)?;
         // Any authenticated message from the responder proves it has the session.
-        if self.role == SessionRole::Initiator {
+        if self.role == Side::Initiator {
             self.pending = None;
         }
         Ok(plaintext)
@@ -443,8 +437,8 @@ impl Session {
             .bytes(&self.local.to_bytes())
             .bytes(&self.remote.to_bytes())
             .u8(match self.role {
-                SessionRole::Initiator => 1,
-                SessionRole::Responder => 2,
+                Side::Initiator => 1,
+                _ => 2,
             })
             .bytes(self.base_key.as_bytes());
         match &self.pending {
@@ -479,8 +473,8 @@ impl Session {
         let local = r.identity()?;
         let remote = r.identity()?;
         let role = match r.u8()? {
-            1 => SessionRole::Initiator,
-            2 => SessionRole::Responder,
+            1 => Side::Initiator,
+            2 => Side::Responder,
             _ => {
                 return Err(DecodeError::InvalidValue {
                     field: "session role",
@@ -489,7 +483,7 @@ impl Session {
         };
         let base_key = X25519PublicKey::from_bytes(r.array()?);
         let pending = if r.bool("pending prekey flag")? {
-            if role != SessionRole::Initiator {
+            if role != Side::Initiator {
                 return Err(DecodeError::InvalidValue {
                     field: "pending prekey flag",
                 });
@@ -517,8 +511,8 @@ impl Session {
         };
         // A responder session always remembers the header that created it.
         let prekey_header = match role {
-            SessionRole::Responder => Some(r.array()?),
-            SessionRole::Initiator => None,
+            Side::Responder => Some(r.array()?),
+            Side::Initiator => None,
         };
         let ratchet = DoubleRatchet::read(r)?;
         Ok(Self {

@@ -11,8 +11,7 @@ mod common;
 
 use common::{NOW, Pair, Party, rng, text};
 use confide_session::{
-    DecryptError, Session, SessionMessage, SessionRecord, SessionRole,
-    consts::MAX_ARCHIVED_SESSIONS,
+    DecryptError, Session, SessionMessage, SessionRecord, Side, consts::MAX_ARCHIVED_SESSIONS,
 };
 
 /// Alice starts a fresh session to Bob (e.g. after reinstalling with her identity backed up)
@@ -153,8 +152,7 @@ fn simultaneous_initiation_converges() {
     assert_ne!(sa.role(), sb.role());
     assert!(matches!(
         (sa.role(), sb.role()),
-        (SessionRole::Initiator, SessionRole::Responder)
-            | (SessionRole::Responder, SessionRole::Initiator)
+        (Side::Initiator, Side::Responder) | (Side::Responder, Side::Initiator)
     ));
     assert!(!sa.awaiting_reply() && !sb.awaiting_reply());
 }

@@ -13,7 +13,7 @@ use common::{NOW, Pair, Party, is_prekey, rng};
 use confide_crypto::identity::IdentityKeyPair;
 use confide_session::{
     BundleError, DecryptError, ExpectedIdentity, IdentityChangePolicy, KemPreKeyKind, PreKeyBundle,
-    PreKeyStore, Session, SessionRecord, SessionRole,
+    PreKeyStore, Session, SessionRecord, Side,
     consts::{MAX_RETAINED_SIGNED_PREKEYS, MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY},
 };
 
@@ -184,14 +184,14 @@ fn bundle_verification_refusals() {
 fn initiator_sends_prekey_messages_until_reply() {
     let mut p = Pair::new(4);
     let session = p.a.current().unwrap();
-    assert_eq!(session.role(), SessionRole::Initiator);
+    assert_eq!(session.role(), Side::Initiator);
     assert!(session.awaiting_reply());
     let early: Vec<Vec<u8>> = (0..3).map(|i| p.a_sends(&[i; 5])).collect();
     assert!(early.iter().all(|m| is_prekey(m)));
     // Bob gets the second one first: it starts the session; the others continue it.
     let got = p.b_gets(&early[1]).unwrap();
     assert!(got.new_session);
-    assert_eq!(p.b.current().unwrap().role(), SessionRole::Responder);
+    assert_eq!(p.b.current().unwrap().role(), Side::Responder);
     assert!(!p.b.current().unwrap().awaiting_reply());
     // Alice keeps sending prekey messages while no reply has arrived.
     let more = p.a_sends(b"still waiting");

@@ -119,7 +119,7 @@ pub enum IncomingStatus {
 /// send changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum SendError {
+pub enum OutboxError {
     /// The payload is longer than [`MAX_PAYLOAD_LEN`].
     #[error("payload of {len} bytes exceeds the maximum {max}")]
     PayloadTooLarge {
@@ -297,14 +297,14 @@ impl Delivery {
     /// [`GIVE_UP_AFTER`]. A refused send changes nothing.
     pub fn send<R: CryptoRng + ?Sized>(
         &mut self,
+        rng: &mut R,
+        now: Timestamp,
         to: Address,
         payload: Vec<u8>,
-        now: Timestamp,
-        rng: &mut R,
-    ) -> Result<FrameId, SendError> {
+    ) -> Result<FrameId, OutboxError> {
         self.check_payload(payload.len())?;
         if self.outbox.len().saturating_add(self.events.len()) >= MAX_OUTBOX_MESSAGES {
-            return Err(SendError::OutboxFull {
+            return Err(OutboxError::OutboxFull {
                 max: MAX_OUTBOX_MESSAGES,
             });
         }
@@ -332,10 +332,10 @@ impl Delivery {
     /// acknowledgements. A refused send changes nothing.
     pub fn send_unacknowledged<R: CryptoRng + ?Sized>(
         &mut self,
+        rng: &mut R,
         to: Address,
         payload: Vec<u8>,
-        rng: &mut R,
-    ) -> Result<FrameId, SendError> {
+    ) -> Result<FrameId, OutboxError> {
         self.check_payload(payload.len())?;
         let queued = self
             .transmit_queue
@@ -343,7 +343,7 @@ impl Delivery {
             .filter(|q| matches!(q, QueuedTransmit::Unacknowledged { .. }))
             .count();
         if queued >= MAX_QUEUED_UNACKNOWLEDGED {
-            return Err(SendError::UnacknowledgedQueueFull {
+            return Err(OutboxError::UnacknowledgedQueueFull {
                 max: MAX_QUEUED_UNACKNOWLEDGED,
             });
         }
@@ -386,20 +386,20 @@ impl Delivery {
     /// The id, the give-up time and the retransmission schedule stay as they were, so the
     /// recipient's dedup window still recognises the message. Returns `Ok(false)` (changing
     /// nothing) if `id` is not waiting; a refused replacement changes nothing.
-    pub fn replace_payload(&mut self, id: FrameId, payload: Vec<u8>) -> Result<bool, SendError> {
+    pub fn replace_payload(&mut self, id: FrameId, payload: Vec<u8>) -> Result<bool, OutboxError> {
         let Some(index) = self.outbox.iter().position(|e| e.id == id) else {
             return Ok(false);
         };
         let old_len = self.outbox.get(index).map_or(0, |e| e.payload.len());
         if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(SendError::PayloadTooLarge {
+            return Err(OutboxError::PayloadTooLarge {
                 len: payload.len(),
                 max: MAX_PAYLOAD_LEN,
             });
         }
         let held = self.held_bytes().saturating_sub(old_len);
         if held.saturating_add(payload.len()) > MAX_HELD_PAYLOAD_BYTES {
-            return Err(SendError::TooManyBytesHeld {
+            return Err(OutboxError::TooManyBytesHeld {
                 held,
                 len: payload.len(),
                 max: MAX_HELD_PAYLOAD_BYTES,
@@ -666,16 +666,16 @@ impl Delivery {
         outbox.chain(queued).fold(0usize, usize::saturating_add)
     }
 
-    fn check_payload(&self, len: usize) -> Result<(), SendError> {
+    fn check_payload(&self, len: usize) -> Result<(), OutboxError> {
         if len > MAX_PAYLOAD_LEN {
-            return Err(SendError::PayloadTooLarge {
+            return Err(OutboxError::PayloadTooLarge {
                 len,
                 max: MAX_PAYLOAD_LEN,
             });
         }
         let held = self.held_bytes();
         if held.saturating_add(len) > MAX_HELD_PAYLOAD_BYTES {
-            return Err(SendError::TooManyBytesHeld {
+            return Err(OutboxError::TooManyBytesHeld {
                 held,
                 len,
                 max: MAX_HELD_PAYLOAD_BYTES,
@@ -684,14 +684,14 @@ impl Delivery {
         Ok(())
     }
 
-    fn fresh_id<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Result<FrameId, SendError> {
+    fn fresh_id<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Result<FrameId, OutboxError> {
         for _ in 0..ID_ATTEMPTS {
             let id = FrameId::random(rng);
             if !self.is_waiting(id) {
                 return Ok(id);
             }
         }
-        Err(SendError::IdCollision)
+        Err(OutboxError::IdCollision)
     }
 
     /// Serializes the whole machine (outbox, queued transmits, unpolled events, dedup window,
@@ -946,7 +946,7 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([1; 32]);
         let mut d = Delivery::new();
         let id = d
-            .send(addr(2), b"hello".to_vec(), t(1_000), &mut rng)
+            .send(&mut rng, t(1_000), addr(2), b"hello".to_vec())
             .unwrap();
         let tx = d.poll_transmit().unwrap();
         assert_eq!(tx.to, addr(2));
@@ -977,7 +977,7 @@ mod tests {
     fn ack_from_the_recipient_delivers_once() {
         let mut rng = ChaCha20Rng::from_seed([2; 32]);
         let mut d = Delivery::new();
-        let id = d.send(addr(2), vec![1], t(0), &mut rng).unwrap();
+        let id = d.send(&mut rng, t(0), addr(2), vec![1]).unwrap();
         let before = d.clone();
         assert_eq!(d.on_ack(&addr(3), id), AckOutcome::PeerMismatch);
         assert_eq!(
@@ -1000,8 +1000,8 @@ mod tests {
     fn gives_up_after_the_deadline_even_after_a_long_sleep() {
         let mut rng = ChaCha20Rng::from_seed([3; 32]);
         let mut d = Delivery::new();
-        let a = d.send(addr(2), vec![1], t(0), &mut rng).unwrap();
-        let b = d.send(addr(2), vec![2], t(10_000), &mut rng).unwrap();
+        let a = d.send(&mut rng, t(0), addr(2), vec![1]).unwrap();
+        let b = d.send(&mut rng, t(10_000), addr(2), vec![2]).unwrap();
         while d.poll_transmit().is_some() {}
         // Sleep through a's deadline but not b's: one call does everything due.
         let wake = t(GIVE_UP_AFTER.as_millis() + 5_000);
@@ -1124,22 +1124,22 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([4; 32]);
         let mut d = Delivery::new();
         assert!(matches!(
-            d.send(addr(1), vec![0; MAX_PAYLOAD_LEN + 1], t(0), &mut rng),
-            Err(SendError::PayloadTooLarge { .. })
+            d.send(&mut rng, t(0), addr(1), vec![0; MAX_PAYLOAD_LEN + 1]),
+            Err(OutboxError::PayloadTooLarge { .. })
         ));
         for i in 0..MAX_OUTBOX_MESSAGES {
             d.send(
+                &mut rng,
+                t(0),
                 addr(1),
                 vec![u8::try_from(i % 251).unwrap()],
-                t(0),
-                &mut rng,
             )
             .unwrap();
         }
         let before = d.clone();
         assert_eq!(
-            d.send(addr(1), vec![1], t(0), &mut rng),
-            Err(SendError::OutboxFull {
+            d.send(&mut rng, t(0), addr(1), vec![1]),
+            Err(OutboxError::OutboxFull {
                 max: MAX_OUTBOX_MESSAGES
             })
         );
@@ -1147,20 +1147,20 @@ mod tests {
 
         let mut d = Delivery::new();
         for _ in 0..MAX_HELD_PAYLOAD_BYTES / MAX_PAYLOAD_LEN {
-            d.send(addr(1), vec![0; MAX_PAYLOAD_LEN], t(0), &mut rng)
+            d.send(&mut rng, t(0), addr(1), vec![0; MAX_PAYLOAD_LEN])
                 .unwrap();
         }
         assert!(matches!(
-            d.send(addr(1), vec![0; 1], t(0), &mut rng),
-            Err(SendError::TooManyBytesHeld { .. })
+            d.send(&mut rng, t(0), addr(1), vec![0; 1]),
+            Err(OutboxError::TooManyBytesHeld { .. })
         ));
         let mut d = Delivery::new();
         for _ in 0..MAX_QUEUED_UNACKNOWLEDGED {
-            d.send_unacknowledged(addr(1), vec![1], &mut rng).unwrap();
+            d.send_unacknowledged(&mut rng, addr(1), vec![1]).unwrap();
         }
         assert!(matches!(
-            d.send_unacknowledged(addr(1), vec![1], &mut rng),
-            Err(SendError::UnacknowledgedQueueFull { .. })
+            d.send_unacknowledged(&mut rng, addr(1), vec![1]),
+            Err(OutboxError::UnacknowledgedQueueFull { .. })
         ));
     }
 
@@ -1169,7 +1169,7 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([5; 32]);
         let mut d = Delivery::new();
         let id = d
-            .send_unacknowledged(addr(9), b"ack".to_vec(), &mut rng)
+            .send_unacknowledged(&mut rng, addr(9), b"ack".to_vec())
             .unwrap();
         assert_eq!(d.poll_timeout(), None);
         let tx = d.poll_transmit().unwrap();
@@ -1185,7 +1185,7 @@ mod tests {
     fn cancel_removes_without_an_event() {
         let mut rng = ChaCha20Rng::from_seed([6; 32]);
         let mut d = Delivery::new();
-        let id = d.send(addr(1), vec![1], t(0), &mut rng).unwrap();
+        let id = d.send(&mut rng, t(0), addr(1), vec![1]).unwrap();
         assert!(d.cancel(id));
         assert!(!d.cancel(id));
         assert!(d.poll_transmit().is_none());
@@ -1196,11 +1196,11 @@ mod tests {
     fn state_round_trips_and_refuses_trailing_bytes() {
         let mut rng = ChaCha20Rng::from_seed([7; 32]);
         let mut d = Delivery::new();
-        let a = d.send(addr(1), b"one".to_vec(), t(0), &mut rng).unwrap();
-        let _b = d.send(addr(2), b"two".to_vec(), t(5), &mut rng).unwrap();
+        let a = d.send(&mut rng, t(0), addr(1), b"one".to_vec()).unwrap();
+        let _b = d.send(&mut rng, t(5), addr(2), b"two".to_vec()).unwrap();
         let _ = d.poll_transmit();
         let _ = d
-            .send_unacknowledged(addr(3), b"ack".to_vec(), &mut rng)
+            .send_unacknowledged(&mut rng, addr(3), b"ack".to_vec())
             .unwrap();
         assert_eq!(d.on_ack(&addr(1), a), AckOutcome::Delivered);
         let _ = d.accept_incoming(FrameId::from_bytes([9; 16]), addr(4), dg(9), t(7));
@@ -1225,7 +1225,7 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([8; 32]);
         let mut d = Delivery::new();
         let _ = d
-            .send(addr(0x41), b"secret words".to_vec(), t(0), &mut rng)
+            .send(&mut rng, t(0), addr(0x41), b"secret words".to_vec())
             .unwrap();
         let shown = format!("{d:?}");
         assert!(!shown.contains("secret"));

@@ -146,8 +146,8 @@ impl<E: SansIoEndpoint, T: Transport> Driver<E, T> {
     /// error ends receiving for this turn ([`Driver::take_transport_error`]).
     pub fn run_once<R: CryptoRng + ?Sized>(
         &mut self,
-        now: Timestamp,
         rng: &mut R,
+        now: Timestamp,
     ) -> Vec<E::Event> {
         let mut events = Vec::new();
         self.drain(&mut events);
@@ -324,13 +324,13 @@ impl<E: SansIoEndpoint> Simulation<E> {
     /// Returns `None` if there is no such node.
     pub fn command<R: CryptoRng + ?Sized, T>(
         &mut self,
-        node: NodeId,
         rng: &mut R,
-        f: impl FnOnce(&mut E, Timestamp, &mut R) -> T,
+        node: NodeId,
+        f: impl FnOnce(&mut E, &mut R, Timestamp) -> T,
     ) -> Option<T> {
         let now = self.now;
         let n = self.nodes.get_mut(node.0)?;
-        let out = f(&mut n.endpoint, now, rng);
+        let out = f(&mut n.endpoint, rng, now);
         self.drain(node);
         Some(out)
     }
@@ -379,9 +379,9 @@ impl<E: SansIoEndpoint> Simulation<E> {
     /// nothing is pending at all, or `max_steps` steps were taken.
     pub fn run_until<R: CryptoRng + ?Sized>(
         &mut self,
+        rng: &mut R,
         limit: Timestamp,
         max_steps: usize,
-        rng: &mut R,
     ) -> RunOutcome {
         for steps in 0..max_steps {
             match self.next_deadline() {

@@ -43,7 +43,7 @@
 //!
 //! // The client's facade sends a sealed envelope (opaque here) and transmits the frame.
 //! let id = client_delivery
-//!     .send(counselor.clone(), b"<sealed envelope>".to_vec(), now, &mut rng)
+//!     .send(&mut rng, now, counselor.clone(), b"<sealed envelope>".to_vec())
 //!     .unwrap();
 //! while let Some(tx) = client_delivery.poll_transmit() {
 //!     net.port(client.clone(), now).send(&tx.to, None, &tx.frame).unwrap();
@@ -63,7 +63,7 @@
 //!     counselor_delivery.accept_incoming(received, client.clone(), digest, now),
 //!     IncomingStatus::New
 //! );
-//! counselor_delivery.send_unacknowledged(client.clone(), b"<sealed ack>".to_vec(), &mut rng).unwrap();
+//! counselor_delivery.send_unacknowledged(&mut rng, client.clone(), b"<sealed ack>".to_vec()).unwrap();
 //! while let Some(tx) = counselor_delivery.poll_transmit() {
 //!     net.port(counselor.clone(), now).send(&tx.to, None, &tx.frame).unwrap();
 //! }
@@ -97,7 +97,7 @@ mod transport;
 pub use address::{Address, AddressError};
 pub use confide_wire::FrameId;
 pub use delivery::{
-    AckOutcome, Delivery, DeliveryEvent, DeliveryStats, IncomingStatus, PayloadDigest, SendError,
+    AckOutcome, Delivery, DeliveryEvent, DeliveryStats, IncomingStatus, OutboxError, PayloadDigest,
 };
 pub use frame::{FRAME_KIND_DATA, Frame, FrameEncodeError};
 pub use transport::{RelayToken, Transmit, Transport, TransportError};

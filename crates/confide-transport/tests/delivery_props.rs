@@ -68,7 +68,7 @@ fn peer(n: u8) -> Address {
 /// Everything the machine showed its caller in one operation.
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
-    Sent(Result<FrameId, confide_transport::SendError>),
+    Sent(Result<FrameId, confide_transport::OutboxError>),
     Ack(AckOutcome),
     Frames(Vec<(Address, Vec<u8>)>),
     Events(Vec<DeliveryEvent>),
@@ -86,13 +86,13 @@ struct Model {
 fn apply(d: &mut Delivery, op: &Op, m: &mut Model, rng: &mut ChaCha20Rng) -> Seen {
     match op {
         Op::Send { to, len } => {
-            let r = d.send(peer(*to), vec![*to; *len], m.now, rng);
+            let r = d.send(rng, m.now, peer(*to), vec![*to; *len]);
             if let Ok(id) = r {
                 m.sent.push((id, peer(*to)));
             }
             Seen::Sent(r)
         }
-        Op::SendUnacknowledged { to } => Seen::Sent(d.send_unacknowledged(peer(*to), vec![9], rng)),
+        Op::SendUnacknowledged { to } => Seen::Sent(d.send_unacknowledged(rng, peer(*to), vec![9])),
         Op::Ack { nth, from } => match m.sent.get(nth % m.sent.len().max(1)) {
             Some((id, to)) => {
                 let outcome = d.on_ack(&peer(*from), *id);

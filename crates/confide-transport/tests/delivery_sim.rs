@@ -68,22 +68,22 @@ fn run(plan: &Plan, with_restarts: bool) -> Outcome {
     actions.sort_by_key(|(at, _)| *at);
     let mut sent = Vec::new();
     for (n, (at, action)) in actions.iter().enumerate() {
-        let outcome = sim.run_until(Timestamp::from_millis(START + at), STEP_BUDGET, &mut rng);
+        let outcome = sim.run_until(&mut rng, Timestamp::from_millis(START + at), STEP_BUDGET);
         assert!(!matches!(outcome, RunOutcome::StepBudgetExhausted));
         match action {
             Action::Send { from, to } => {
                 let to_addr = address(*to);
                 let body = n.to_be_bytes();
                 let id = sim
-                    .command(nodes[*from], &mut rng, |m, now, rng| {
-                        m.send(&to_addr, &body, now, rng)
+                    .command(&mut rng, nodes[*from], |m, rng, now| {
+                        m.send(rng, now, &to_addr, &body)
                     })
                     .unwrap()
                     .unwrap();
                 sent.push((*from, *to, id));
             }
             Action::Restart(node) if with_restarts => {
-                sim.command(nodes[*node], &mut rng, |m, _, _| m.restart());
+                sim.command(&mut rng, nodes[*node], |m, _, _| m.restart());
             }
             Action::Restart(_) => {}
         }
@@ -92,7 +92,7 @@ fn run(plan: &Plan, with_restarts: bool) -> Outcome {
         }
     }
     let limit = sim.now().saturating_add(Duration::from_days(30));
-    let outcome = sim.run_until(limit, STEP_BUDGET, &mut rng);
+    let outcome = sim.run_until(&mut rng, limit, STEP_BUDGET);
     assert!(
         matches!(outcome, RunOutcome::Quiescent { .. }),
         "everything settles: {outcome:?}"
@@ -232,24 +232,24 @@ fn offline_outbox_keeps_retrying_until_the_peer_returns() {
     let a = sim.add_node(address(0), Messenger::new(address(0)));
     let _b = sim.add_node(address(1), Messenger::new(address(1)));
     let id = sim
-        .command(a, &mut rng, |m, now, rng| {
-            m.send(&address(1), b"are you there?", now, rng)
+        .command(&mut rng, a, |m, rng, now| {
+            m.send(rng, now, &address(1), b"are you there?")
         })
         .unwrap()
         .unwrap();
     let _ = sim.run_until(
+        &mut rng,
         Timestamp::from_millis(START + three_days - 1),
         STEP_BUDGET,
-        &mut rng,
     );
     assert!(sim.take_events().is_empty());
     let retries = sim.endpoint(a).unwrap().delivery.stats().retransmitted;
     assert!(retries >= 55, "kept retrying while offline: {retries}");
     // With the backoff capped at 1 hour (+25% jitter), delivery follows the return within 76 min.
     let _ = sim.run_until(
+        &mut rng,
         Timestamp::from_millis(START + three_days + 76 * 60_000),
         STEP_BUDGET,
-        &mut rng,
     );
     let events = sim.take_events();
     assert_eq!(events.len(), 2, "{events:?}");
@@ -266,19 +266,19 @@ fn unreachable_peer_fails_exactly_at_the_give_up_deadline() {
     let a = sim.add_node(address(0), Messenger::new(address(0)));
     let _b = sim.add_node(address(1), Messenger::new(address(1)));
     let id = sim
-        .command(a, &mut rng, |m, now, rng| {
-            m.send(&address(1), b"hello", now, rng)
+        .command(&mut rng, a, |m, rng, now| {
+            m.send(rng, now, &address(1), b"hello")
         })
         .unwrap()
         .unwrap();
     let deadline = Timestamp::from_millis(START).saturating_add(GIVE_UP_AFTER);
     let _ = sim.run_until(
+        &mut rng,
         Timestamp::from_millis(deadline.as_millis() - 1),
         STEP_BUDGET,
-        &mut rng,
     );
     assert!(sim.take_events().is_empty());
-    let _ = sim.run_until(deadline, STEP_BUDGET, &mut rng);
+    let _ = sim.run_until(&mut rng, deadline, STEP_BUDGET);
     assert_eq!(sim.take_events(), vec![(a, AppEvent::Failed(id))]);
     assert_eq!(sim.now(), deadline);
     assert_eq!(sim.endpoint(a).unwrap().delivery.outbox_len(), 0);
@@ -305,17 +305,17 @@ fn duplicates_are_re_acknowledged_not_redelivered() {
     let mut ids = Vec::new();
     for i in 0..20u8 {
         ids.push(
-            sim.command(a, &mut rng, |m, now, rng| {
-                m.send(&address(1), &[i], now, rng)
+            sim.command(&mut rng, a, |m, rng, now| {
+                m.send(rng, now, &address(1), &[i])
             })
             .unwrap()
             .unwrap(),
         );
     }
     let _ = sim.run_until(
+        &mut rng,
         Timestamp::from_millis(START + 86_400_000),
         STEP_BUDGET,
-        &mut rng,
     );
     let events = sim.take_events();
     let received = events

@@ -175,15 +175,15 @@ fn drivers_deliver_and_acknowledge_over_the_relay() {
     let mut bob = Driver::new(Messenger::new(addr("bob")), tb);
     let id = alice
         .endpoint_mut()
-        .send(&addr("bob"), b"hello over tcp", wall_clock(), &mut rng)
+        .send(&mut rng, wall_clock(), &addr("bob"), b"hello over tcp")
         .unwrap();
     let start = Instant::now();
     let (mut got, mut delivered) = (false, false);
     while !(got && delivered) && start.elapsed() < WAIT {
-        for e in alice.run_once(wall_clock(), &mut rng) {
+        for e in alice.run_once(&mut rng, wall_clock()) {
             delivered |= e == AppEvent::Delivered(id);
         }
-        for e in bob.run_once(wall_clock(), &mut rng) {
+        for e in bob.run_once(&mut rng, wall_clock()) {
             if let AppEvent::Received { body, .. } = e {
                 assert_eq!(body, b"hello over tcp");
                 got = true;

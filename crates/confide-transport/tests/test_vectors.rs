@@ -94,10 +94,10 @@ fn delivery_text() -> String {
     let now = Timestamp::from_millis(1_700_000_000_000);
     let id = d
         .send(
+            &mut rng,
+            now,
             Address::new(b"bob-mailbox").unwrap(),
             b"hello".to_vec(),
-            now,
-            &mut rng,
         )
         .unwrap();
     let tx = d.poll_transmit().unwrap();
@@ -144,8 +144,8 @@ fn counters_script(s: &mut String) {
         let list: Vec<String> = got.iter().map(u64::to_string).collect();
         writeln!(s, "stats = {}", list.join(",")).unwrap();
     };
-    let a = d.send(bob.clone(), b"one".to_vec(), t0, &mut rng).unwrap();
-    let b = d.send(bob.clone(), b"two".to_vec(), t0, &mut rng).unwrap();
+    let a = d.send(&mut rng, t0, bob.clone(), b"one".to_vec()).unwrap();
+    let b = d.send(&mut rng, t0, bob.clone(), b"two".to_vec()).unwrap();
     step(
         s,
         &d,
@@ -212,18 +212,18 @@ fn counters_script(s: &mut String) {
          Duplicate",
         [2, 4, 1, 0, 1],
     );
-    d.send_unacknowledged(carol.clone(), b"ack".to_vec(), &mut rng)
+    d.send_unacknowledged(&mut rng, carol.clone(), b"ack".to_vec())
         .unwrap();
     let c = d
-        .send(bob.clone(), b"three".to_vec(), at(50_000), &mut rng)
+        .send(&mut rng, at(50_000), bob.clone(), b"three".to_vec())
         .unwrap();
     assert!(d.cancel(c));
     assert!(
         d.send(
-            bob.clone(),
-            vec![0; MAX_PAYLOAD_LEN + 1],
+            &mut rng,
             at(50_000),
-            &mut rng
+            bob.clone(),
+            vec![0; MAX_PAYLOAD_LEN + 1]
         )
         .is_err()
     );

@@ -27,10 +27,12 @@
 pub mod codec;
 pub mod ids;
 pub mod secret;
+pub mod side;
 pub mod time;
 
 pub use ids::FrameId;
 pub use rand_core::CryptoRng;
+pub use side::Side;
 pub use time::{Duration, Timestamp};
 
 /// Fills a fresh array from the caller's random source.

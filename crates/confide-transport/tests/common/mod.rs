@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use confide_crypto::{CryptoRng, Timestamp};
 use confide_transport::driver::{Input, Output, SansIoEndpoint};
 use confide_transport::{
-    AckOutcome, Address, Delivery, DeliveryEvent, Frame, FrameId, IncomingStatus, PayloadDigest,
-    SendError,
+    AckOutcome, Address, Delivery, DeliveryEvent, Frame, FrameId, IncomingStatus, OutboxError,
+    PayloadDigest,
 };
 
 const TAG_MESSAGE: u8 = 1;
@@ -62,13 +62,13 @@ impl Messenger {
 
     pub fn send<R: CryptoRng + ?Sized>(
         &mut self,
+        rng: &mut R,
+        now: Timestamp,
         to: &Address,
         body: &[u8],
-        now: Timestamp,
-        rng: &mut R,
-    ) -> Result<FrameId, SendError> {
+    ) -> Result<FrameId, OutboxError> {
         let payload = encode_app(TAG_MESSAGE, &self.me, body);
-        self.delivery.send(to.clone(), payload, now, rng)
+        self.delivery.send(rng, now, to.clone(), payload)
     }
 
     /// Simulates a restart: the delivery state goes through its byte encoding.
@@ -84,7 +84,7 @@ impl Messenger {
     fn ack<R: CryptoRng + ?Sized>(&mut self, to: Address, id: FrameId, rng: &mut R) {
         let payload = encode_app(TAG_ACK, &self.me, id.as_bytes());
         // A full ack queue just means this ack is lost; the sender retransmits.
-        let _ = self.delivery.send_unacknowledged(to, payload, rng);
+        let _ = self.delivery.send_unacknowledged(rng, to, payload);
     }
 }
 
@@ -197,21 +197,21 @@ pub fn sample_state(seed: u8) -> (Delivery, Vec<Vec<u8>>) {
     let week_ago = t0.saturating_sub(confide_transport::consts::GIVE_UP_AFTER);
     let lost = d
         .send(
+            &mut rng,
+            week_ago.saturating_add(Duration::from_secs(1)),
             bob.clone(),
             b"lost".to_vec(),
-            week_ago.saturating_add(Duration::from_secs(1)),
-            &mut rng,
         )
         .unwrap();
     let first = d
-        .send(bob.clone(), b"first".to_vec(), t0, &mut rng)
+        .send(&mut rng, t0, bob.clone(), b"first".to_vec())
         .unwrap();
     let second = d
         .send(
+            &mut rng,
+            t0.saturating_add(Duration::from_secs(1)),
             alice.clone(),
             b"second".to_vec(),
-            t0.saturating_add(Duration::from_secs(1)),
-            &mut rng,
         )
         .unwrap();
     while let Some(tx) = d.poll_transmit() {
@@ -234,16 +234,16 @@ pub fn sample_state(seed: u8) -> (Delivery, Vec<Vec<u8>>) {
     let _ = d.on_ack(&alice, second);
     let _ = d
         .send(
+            &mut rng,
+            t0.saturating_add(Duration::from_secs(3)),
             bob.clone(),
             b"third".to_vec(),
-            t0.saturating_add(Duration::from_secs(3)),
-            &mut rng,
         )
         .unwrap();
     let _ = d
-        .send_unacknowledged(alice.clone(), b"ack".to_vec(), &mut rng)
+        .send_unacknowledged(&mut rng, alice.clone(), b"ack".to_vec())
         .unwrap();
-    let doomed = d.send(alice, b"doomed".to_vec(), t0, &mut rng).unwrap();
+    let doomed = d.send(&mut rng, t0, alice, b"doomed".to_vec()).unwrap();
     let _ = d.cancel(doomed);
     assert!(d.is_waiting(first));
     let mut probe = d.clone();

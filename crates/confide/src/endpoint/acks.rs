@@ -146,7 +146,7 @@ impl Endpoint {
         else {
             return;
         };
-        let _ = self.delivery.send_unacknowledged(to, envelope, rng);
+        let _ = self.delivery.send_unacknowledged(rng, to, envelope);
     }
 }
 

@@ -447,7 +447,7 @@ impl Endpoint {
         let to = conv.peer_address.clone();
         let frame_id = self
             .delivery
-            .send(to, envelope, now, rng)
+            .send(rng, now, to, envelope)
             .map_err(|_| CommandError::OutboxFull)?;
         self.sent.insert(
             frame_id,

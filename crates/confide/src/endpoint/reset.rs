@@ -183,7 +183,7 @@ impl Endpoint {
         };
         #[cfg(feature = "tracing")]
         tracing::info!("confide: peer out of sync, reset requested");
-        self.delivery.send_unacknowledged(to, envelope, rng).is_ok()
+        self.delivery.send_unacknowledged(rng, to, envelope).is_ok()
     }
 
     /// Asks the peer of `conversation` to start a new session (rate-limited).
@@ -372,7 +372,7 @@ impl Endpoint {
         else {
             return;
         };
-        if let Ok(frame_id) = self.delivery.send(to, envelope, now, rng) {
+        if let Ok(frame_id) = self.delivery.send(rng, now, to, envelope) {
             self.sent.insert(
                 frame_id,
                 SentRecord {

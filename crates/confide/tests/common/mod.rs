@@ -218,7 +218,7 @@ impl World {
     ) -> T {
         let out = self
             .sim
-            .command(self.nodes[n], &mut self.rng, |node, now, rng| {
+            .command(&mut self.rng, self.nodes[n], |node, rng, now| {
                 f(&mut node.endpoint, now, rng)
             })
             .unwrap();
@@ -230,7 +230,7 @@ impl World {
         let key = self.key.clone();
         let snapshot = self
             .sim
-            .command(self.nodes[n], &mut self.rng, |node, _, rng| {
+            .command(&mut self.rng, self.nodes[n], |node, rng, _| {
                 let blob = node.endpoint.export_state(rng, &key, b"account").unwrap();
                 node.endpoint.confirm_persisted();
                 blob
@@ -248,7 +248,7 @@ impl World {
         let lost = self.endpoint(n).stats();
         self.authentication_failures += lost.authentication_failures();
         self.sim
-            .command(self.nodes[n], &mut self.rng, |node, _, _| {
+            .command(&mut self.rng, self.nodes[n], |node, _, _| {
                 node.endpoint = Endpoint::import_state(&key, b"account", &snapshot).unwrap();
             })
             .unwrap();
@@ -270,7 +270,7 @@ impl World {
         self.authentication_failures += lost.authentication_failures();
         let blob = backup.0.clone();
         self.sim
-            .command(self.nodes[n], &mut self.rng, |node, _, _| {
+            .command(&mut self.rng, self.nodes[n], |node, _, _| {
                 node.endpoint = Endpoint::import_state(&key, b"account", &blob).unwrap();
             })
             .unwrap();
