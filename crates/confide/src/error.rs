@@ -1,7 +1,7 @@
 //! One error enum per operation. Errors carry counts and kinds, never content or identifiers.
 
+use crate::event::Party;
 use confide_crypto::codec::{DecodeError, EncodeError};
-use confide_policy::Side;
 use thiserror::Error;
 
 /// Why [`Endpoint::new`](crate::Endpoint::new) refused.
@@ -55,7 +55,7 @@ pub enum CommandError {
     #[error("the conversation is closed")]
     Closed {
         /// Who closed it.
-        by: Side,
+        by: Party,
     },
     /// The text is longer than [`confide_policy::limits::MAX_TEXT_LEN`].
     #[error("text of {len} bytes exceeds the maximum {max}")]

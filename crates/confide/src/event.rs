@@ -35,6 +35,33 @@ pub use confide_transport::driver::Input;
 /// contract's output (`confide_transport::driver`) with this crate's [`Event`].
 pub type Output = confide_transport::driver::Output<Event>;
 
+/// Who did something in a conversation, in the words an app shows: us (this endpoint's
+/// user) or the peer. (The protocol's `Side`, initiator or responder, is not for screens.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Party {
+    /// This endpoint's user.
+    Us,
+    /// The other person (or service) in the conversation.
+    Peer,
+}
+
+impl Party {
+    /// `by` as seen from the party whose own side is `local`.
+    #[must_use]
+    pub fn of(local: Side, by: Side) -> Self {
+        if local == by { Self::Us } else { Self::Peer }
+    }
+}
+
+impl fmt::Display for Party {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Us => "you",
+            Self::Peer => "the other person",
+        })
+    }
+}
+
 /// Something the app must know or act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -107,7 +134,7 @@ pub enum Event {
         /// The message.
         id: MessageId,
         /// Its author (who deleted it).
-        by: Side,
+        by: Party,
     },
     /// The conversation timer changed.
     TimerChanged {
@@ -134,7 +161,7 @@ pub enum Event {
         /// The conversation.
         conversation: ConversationId,
         /// Who closed it.
-        by: Side,
+        by: Party,
     },
     /// The prekeys changed (consumed, replenished or rotated): upload
     /// [`Endpoint::published_bundles`](crate::Endpoint::published_bundles) to the directory.

@@ -150,7 +150,7 @@ pub use error::{
     CommandError, ExportError, IdentityChangeError, ImportError, NewEndpointError, RenewError,
     StartError,
 };
-pub use event::{ConversationId, Event, Input, Output};
+pub use event::{ConversationId, Event, Input, Output, Party};
 
 pub use confide_policy::{MessageId, MessageText, RetentionPolicy, Side, TimerSetting};
 pub use confide_sealed::Role;

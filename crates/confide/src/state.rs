@@ -10,7 +10,7 @@ use confide_crypto::{
     stored::AuthenticatedReader,
 };
 use confide_policy::{
-    ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, Side, StartRule,
+    ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, StartRule,
     limits::MAX_IDS_PER_FRAME,
 };
 use confide_sealed::{
@@ -34,7 +34,7 @@ use crate::endpoint::conversation::{Conversation, GivenUp, SentKind, SentRecord,
 use crate::endpoint::gate::PersistGate;
 use crate::endpoint::{AckPolicy, Endpoint, EndpointConfig, EndpointStats, Persistence};
 use crate::error::{ExportError, ImportError};
-use crate::event::ConversationId;
+use crate::event::{ConversationId, Party};
 
 const PERSISTENCE_REQUIRED: u8 = 0;
 const PERSISTENCE_EPHEMERAL: u8 = 1;
@@ -127,21 +127,21 @@ fn read_opt_time(
     }
 }
 
-const SIDE_INITIATOR: u8 = 0;
-const SIDE_RESPONDER: u8 = 1;
+const PARTY_US: u8 = 0;
+const PARTY_PEER: u8 = 1;
 
-fn side_byte(side: Side) -> u8 {
-    match side {
-        Side::Responder => SIDE_RESPONDER,
-        _ => SIDE_INITIATOR,
+fn party_byte(party: Party) -> u8 {
+    match party {
+        Party::Us => PARTY_US,
+        Party::Peer => PARTY_PEER,
     }
 }
 
-fn read_side(r: &mut Reader<'_>) -> Result<Side, DecodeError> {
+fn read_party(r: &mut Reader<'_>) -> Result<Party, DecodeError> {
     match r.u8()? {
-        SIDE_INITIATOR => Ok(Side::Initiator),
-        SIDE_RESPONDER => Ok(Side::Responder),
-        _ => Err(DecodeError::InvalidValue { field: "side" }),
+        PARTY_US => Ok(Party::Us),
+        PARTY_PEER => Ok(Party::Peer),
+        _ => Err(DecodeError::InvalidValue { field: "party" }),
     }
 }
 
@@ -294,7 +294,7 @@ impl Endpoint {
         w.u32(u32::try_from(self.tombstones.len()).unwrap_or(u32::MAX));
         for (id, t) in &self.tombstones {
             w.u64(id.0)
-                .u8(side_byte(t.closed_by))
+                .u8(party_byte(t.closed_by))
                 .u64(t.shrunk_at.as_millis());
         }
         w.var32(
@@ -572,7 +572,7 @@ impl Endpoint {
         let count = r.count32("tombstones", MAX_TOMBSTONES)?;
         for _ in 0..count {
             let id = ConversationId(r.u64()?);
-            let closed_by = read_side(&mut r)?;
+            let closed_by = read_party(&mut r)?;
             let shrunk_at = Timestamp::from_millis(r.u64()?);
             if id.0 >= endpoint.next_conversation
                 || endpoint.conversations.contains_key(&id)

@@ -12,7 +12,7 @@ mod common;
 use common::{Service, connect, lossy, pair};
 use confide::{
     CommandError, DropReason, Endpoint, EndpointConfig, Event, ExpectedIdentity,
-    IdentityChangeError, Input, Output, RetentionPolicy, Role, Side,
+    IdentityChangeError, Input, Output, RetentionPolicy, Role,
 };
 use confide_crypto::Duration;
 
@@ -161,13 +161,22 @@ fn expiry_and_unsend_surface_events_on_both_sides() {
     settle(&mut world, Duration::from_secs(5));
     world.command(1, |e, now, rng| e.unsend(rng, now, kconv, id).unwrap());
     settle(&mut world, Duration::from_secs(5));
-    let deleted = |c| Event::Deleted {
+    let deleted = |c, by| Event::Deleted {
         conversation: c,
         id,
-        by: Side::Responder,
+        by,
     };
-    assert!(world.live[1].events.contains(&deleted(kconv)));
-    assert!(world.live[0].events.contains(&deleted(conv)));
+    // The counselor unsent its own message: "you" there, "the other person" at the client.
+    assert!(
+        world.live[1]
+            .events
+            .contains(&deleted(kconv, confide::Party::Us))
+    );
+    assert!(
+        world.live[0]
+            .events
+            .contains(&deleted(conv, confide::Party::Peer))
+    );
     // Only its author may unsend.
     assert_eq!(
         world.command(0, |e, now, rng| e.unsend(rng, now, conv, id)),
@@ -189,17 +198,17 @@ fn close_erases_keys_and_refuses_later_messages() {
     settle(&mut world, Duration::from_secs(10));
     assert!(world.live[0].events.contains(&Event::ConversationClosed {
         conversation: conv,
-        by: Side::Initiator
+        by: confide::Party::Us
     }));
     assert!(world.live[1].events.contains(&Event::ConversationClosed {
         conversation: kconv,
-        by: Side::Initiator
+        by: confide::Party::Peer
     }));
     assert!(!world.endpoint(0).has_session(conv) && !world.endpoint(1).has_session(kconv));
     assert_eq!(
         world.command(1, |e, now, rng| e.send(rng, now, kconv, b"are you there?")),
         Err(CommandError::Closed {
-            by: Side::Initiator
+            by: confide::Party::Peer
         })
     );
 

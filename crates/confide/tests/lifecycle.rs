@@ -1066,7 +1066,7 @@ fn a_closed_conversation_shrinks_and_the_same_peer_can_start_again() {
         town.settle(&online);
         assert_eq!(
             town.counselor.e.closed_by(cconv),
-            Some(confide::Side::Initiator)
+            Some(confide::Party::Peer)
         );
         assert_eq!(town.counselor.e.open_conversation_count(), 0);
         // After the close retransmission period both sides shrink it to a tombstone.
@@ -1077,10 +1077,7 @@ fn a_closed_conversation_shrinks_and_the_same_peer_can_start_again() {
             "round {round}"
         );
         assert!(town.counselor.e.conversations().is_empty(), "round {round}");
-        assert_eq!(
-            town.clients[0].e.closed_by(conv),
-            Some(confide::Side::Initiator)
-        );
+        assert_eq!(town.clients[0].e.closed_by(conv), Some(confide::Party::Us));
     }
     assert_eq!(town.counselor.texts().len(), 3);
     assert_eq!(town.clients[0].texts().len(), 3);

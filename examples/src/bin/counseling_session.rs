@@ -11,7 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 use chacha20::ChaCha20Rng;
-use confide::{ConversationId, EndpointConfig, Event, RetentionPolicy, Role, Side, StorageKey};
+use confide::{ConversationId, EndpointConfig, Event, RetentionPolicy, Role, StorageKey};
 use confide_crypto::{Duration, Timestamp};
 use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
 use rand_core::{Rng, SeedableRng};
@@ -94,22 +94,12 @@ fn show(stage_clock: &str, i: usize, e: &Event) {
             println!("[{stage_clock}] {w} | disappearing-message timer is now {d}");
         }
         Event::Expired { .. } => println!("[{stage_clock}] {w} | a message expired and was erased"),
-        Event::Deleted { by, .. } => println!(
-            "[{stage_clock}] {w} | a message was unsent by its author ({}) and erased",
-            if *by == Side::Initiator {
-                "the client"
-            } else {
-                "the counselor"
-            }
-        ),
-        Event::ConversationClosed { by, .. } => println!(
-            "[{stage_clock}] {w} | conversation closed by {}; session keys erased",
-            if *by == Side::Initiator {
-                "the client"
-            } else {
-                "the counselor"
-            }
-        ),
+        Event::Deleted { by, .. } => {
+            println!("[{stage_clock}] {w} | a message was unsent by its author ({by}) and erased")
+        }
+        Event::ConversationClosed { by, .. } => {
+            println!("[{stage_clock}] {w} | conversation closed by {by}; session keys erased")
+        }
         Event::DeliveryFailed { .. } => println!("[{stage_clock}] {w} |   delivery failed"),
         Event::IdentityChanged { .. } => {
             println!("[{stage_clock}] {w} | WARNING: the peer's identity key changed")

@@ -11,7 +11,7 @@ use super::Endpoint;
 use super::conversation::{Conversation, SentKind, SentRecord};
 use crate::consts::{MAX_CONVERSATIONS, MAX_HELD_TRANSMITS, UNANSWERED_SESSION_MAX_AGE};
 use crate::error::{CommandError, IdentityChangeError, NewEndpointError, RenewError, StartError};
-use crate::event::{ConversationId, Event};
+use crate::event::{ConversationId, Event, Party};
 
 /// A conversation [`Endpoint::start_conversation`] started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +219,9 @@ impl Endpoint {
         }
         let (id, frame) = self.policy_frame(rng, now, conversation, |policy, id| {
             policy.send_text(id, text, now).map_err(|e| match e {
-                confide_policy::SendError::Closed { by } => CommandError::Closed { by },
+                confide_policy::SendError::Closed { by } => CommandError::Closed {
+                    by: Party::of(policy.local_side(), by),
+                },
                 confide_policy::SendError::TextTooLong { len, max } => {
                     CommandError::TextTooLong { len, max }
                 }
@@ -240,7 +242,9 @@ impl Endpoint {
     ) -> Result<MessageId, CommandError> {
         let (id, frame) = self.policy_frame(rng, now, conversation, |p, id| {
             p.set_timer(policy, id, now).map_err(|e| match e {
-                confide_policy::TimerChangeError::Closed { by } => CommandError::Closed { by },
+                confide_policy::TimerChangeError::Closed { by } => CommandError::Closed {
+                    by: Party::of(p.local_side(), by),
+                },
                 _ => CommandError::Policy,
             })
         })?;
@@ -260,7 +264,9 @@ impl Endpoint {
     ) -> Result<(), CommandError> {
         let (_, frame) = self.policy_frame(rng, now, conversation, |p, id| {
             p.unsend(target, id, now).map_err(|e| match e {
-                confide_policy::UnsendError::Closed { by } => CommandError::Closed { by },
+                confide_policy::UnsendError::Closed { by } => CommandError::Closed {
+                    by: Party::of(p.local_side(), by),
+                },
                 _ => CommandError::Policy,
             })
         })?;
@@ -304,7 +310,9 @@ impl Endpoint {
     ) -> Result<(), CommandError> {
         let (_, (frame, _erase)) = self.policy_frame(rng, now, conversation, |p, id| {
             p.close(id, now).map_err(|e| match e {
-                confide_policy::CloseError::AlreadyClosed { by } => CommandError::Closed { by },
+                confide_policy::CloseError::AlreadyClosed { by } => CommandError::Closed {
+                    by: Party::of(p.local_side(), by),
+                },
                 _ => CommandError::Policy,
             })
         })?;
@@ -387,7 +395,9 @@ impl Endpoint {
             .get(&conversation)
             .ok_or(CommandError::UnknownConversation)?;
         if let Some(by) = conv.policy.closed_by() {
-            return Err(CommandError::Closed { by });
+            return Err(CommandError::Closed {
+                by: Party::of(conv.policy.local_side(), by),
+            });
         }
         let Some(session) = conv.record.current() else {
             return Err(CommandError::Session);

@@ -4,14 +4,14 @@
 use std::collections::VecDeque;
 
 use confide_crypto::{Timestamp, identity::IdentityPublicKey};
-use confide_policy::{ConversationPolicy, MessageId, Side};
+use confide_policy::{ConversationPolicy, MessageId};
 use confide_sealed::{DeliveryToken, Role};
 use confide_session::SessionRecord;
 use confide_transport::{Address, FrameId};
 use zeroize::Zeroizing;
 
 use crate::consts::{MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED};
-use crate::event::ConversationId;
+use crate::event::{ConversationId, Party};
 
 /// What kind of frame an outbox entry carries, so its acknowledgement is reported right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +195,6 @@ impl Conversation {
 /// What remains of a closed conversation once its timers ran out: who closed it and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tombstone {
-    pub(crate) closed_by: Side,
+    pub(crate) closed_by: Party,
     pub(crate) shrunk_at: Timestamp,
 }

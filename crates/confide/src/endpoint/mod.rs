@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, VecDeque};
 use confide_crypto::{
     CryptoRng, Timestamp, identity::IdentityKeyPair, identity::IdentityPublicKey,
 };
-use confide_policy::{MessageId, OrgBounds, PolicyEvent, RetentionPolicy, Side, TimerSetting};
+use confide_policy::{MessageId, OrgBounds, PolicyEvent, RetentionPolicy, TimerSetting};
 use confide_sealed::{
     DeliveryToken, ProfileKey, Role, SenderCertificate, TokenVerifier, TrustRoots,
 };
@@ -43,7 +43,7 @@ use crate::consts::{
     RESET_REQUEST_MIN_INTERVAL, SIGNED_PREKEY_MAX_AGE,
 };
 use crate::error::NewEndpointError;
-use crate::event::{ConversationId, Event, Input, Output};
+use crate::event::{ConversationId, Event, Input, Output, Party};
 use conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
 use gate::{GateOutput, PersistGate};
 
@@ -329,10 +329,14 @@ impl Endpoint {
     /// Who closed the conversation, if it is closed (also after it shrank to a tombstone,
     /// for the last [`MAX_TOMBSTONES`] of them).
     #[must_use]
-    pub fn closed_by(&self, conversation: ConversationId) -> Option<Side> {
+    pub fn closed_by(&self, conversation: ConversationId) -> Option<Party> {
         self.conversations
             .get(&conversation)
-            .and_then(|c| c.policy.closed_by())
+            .and_then(|c| {
+                c.policy
+                    .closed_by()
+                    .map(|by| Party::of(c.policy.local_side(), by))
+            })
             .or_else(|| self.tombstones.get(&conversation).map(|t| t.closed_by))
     }
 
@@ -533,6 +537,7 @@ impl Endpoint {
             return;
         };
         let mut expired_ours = Vec::new();
+        let local = conv.policy.local_side();
         while let Some(event) = conv.policy.poll_event() {
             let event = match event {
                 PolicyEvent::TimerChanged { setting, effective } => Event::TimerChanged {
@@ -547,9 +552,12 @@ impl Endpoint {
                 PolicyEvent::Deleted { id, author } => Event::Deleted {
                     conversation,
                     id,
-                    by: author,
+                    by: Party::of(local, author),
                 },
-                PolicyEvent::Closed { by } => Event::ConversationClosed { conversation, by },
+                PolicyEvent::Closed { by } => Event::ConversationClosed {
+                    conversation,
+                    by: Party::of(local, by),
+                },
                 _ => continue,
             };
             self.events.push_back(event);
@@ -648,7 +656,10 @@ impl Endpoint {
         let Some(conv) = self.conversations.remove(&id) else {
             return;
         };
-        let closed_by = conv.policy.closed_by().unwrap_or(Side::Initiator);
+        let closed_by = conv
+            .policy
+            .closed_by()
+            .map_or(Party::Us, |by| Party::of(conv.policy.local_side(), by));
         self.cancel_sent(id, |_| true);
         self.tombstones.insert(
             id,
