@@ -11,9 +11,10 @@ mod common;
 use common::*;
 use confide_crypto::{Duration, Timestamp, codec::DecodeError, signing::SigningKey};
 use confide_sealed::{
-    CertificateError, IssueError, MAX_DISPLAY_NAME_LEN, MAX_SENDER_ADDRESS_LEN,
-    MAX_SENDER_CERTIFICATE_LEN, MAX_TRUST_ROOTS, Role, SERVER_CERTIFICATE_LEN, SenderCertificate,
-    SenderClaims, ServerCertificate, ServerKey, TrustConfigError, TrustRoots,
+    CertificateError, IssueError, MAX_DISPLAY_NAME_LEN, MAX_REVOKED_SERVER_KEYS,
+    MAX_SENDER_ADDRESS_LEN, MAX_SENDER_CERTIFICATE_LEN, MAX_TRUST_ROOTS, Role,
+    SERVER_CERTIFICATE_LEN, SenderAddress, SenderCertificate, SenderClaims, ServerCertificate,
+    ServerKey, TrustConfigError, TrustRoots,
 };
 
 #[test]
@@ -488,4 +489,109 @@ fn refused_display_name_code_points_are_exactly_the_documented_ones() {
         b[name_at..name_at + 2].copy_from_slice(&bad);
         assert!(SenderCertificate::from_bytes(&b).is_err(), "{bad:02x?}");
     }
+}
+
+// The tests below were added for survivors of `cargo mutants -p confide-sealed` (docs/mutants.md).
+
+#[test]
+fn a_server_certificate_reports_what_was_issued_and_decodes_the_same() {
+    // Ids other than 0 and 1 (and other than the fixture's), so a constant cannot pass.
+    let expires = NOW.saturating_add(Duration::from_days(30));
+    let cert = ServerCertificate::issue(
+        0x0102_0304,
+        &root_key(),
+        0x0a0b_0c0d,
+        &server_signing_key().verifying_key(),
+        expires,
+    );
+    let decoded = ServerCertificate::from_bytes(cert.as_bytes()).unwrap();
+    for c in [&cert, &decoded] {
+        assert_eq!(c.root_key_id(), 0x0102_0304);
+        assert_eq!(c.server_key_id(), 0x0a0b_0c0d);
+        assert_eq!(c.server_key(), &server_signing_key().verifying_key());
+        assert_eq!(c.expires_at(), expires);
+    }
+}
+
+#[test]
+fn a_sender_certificate_reports_its_expiry_before_validation() {
+    let cert = sender_certificate();
+    assert_eq!(cert.expires_at(), NOW.saturating_add(SENDER_LIFETIME));
+    let decoded = SenderCertificate::from_bytes(cert.as_bytes()).unwrap();
+    assert_eq!(decoded.expires_at(), NOW.saturating_add(SENDER_LIFETIME));
+    assert_eq!(
+        decoded.server_certificate().expires_at(),
+        NOW.saturating_add(SERVER_LIFETIME)
+    );
+}
+
+#[test]
+fn sender_addresses_are_equal_exactly_when_their_bytes_are() {
+    let a = SenderAddress::new(b"client-1").unwrap();
+    assert_eq!(a, SenderAddress::new(b"client-1").unwrap());
+    assert_ne!(a, SenderAddress::new(b"client-2").unwrap());
+    assert_ne!(a, SenderAddress::new(b"client-10").unwrap());
+    // What a validated certificate reports compares the same way.
+    let validated = sender_certificate().validate(&roots(), NOW).unwrap();
+    assert_eq!(
+        validated.address(),
+        &SenderAddress::new(SENDER_ADDRESS).unwrap()
+    );
+    assert_ne!(validated.address(), &a);
+}
+
+#[test]
+fn role_predicates_match_the_documented_table() {
+    // Other(0..=3) would alias a known role's byte: no canonical encoding. Other(4) is the
+    // first value a new role can use.
+    for v in 0..=3 {
+        assert!(!Role::Other(v).is_canonical(), "Other({v})");
+    }
+    assert!(Role::Other(4).is_canonical());
+    assert!(Role::Other(u8::MAX).is_canonical());
+    for role in [Role::Client, Role::Counselor, Role::Bot] {
+        assert!(role.is_canonical());
+    }
+    // Persons are clients and counselors; bots and unknown roles are not.
+    assert!(Role::Client.is_person());
+    assert!(Role::Counselor.is_person());
+    assert!(!Role::Bot.is_person());
+    assert!(!Role::Other(4).is_person());
+    // Only a counselor is a verified counselor.
+    assert!(Role::Counselor.is_verified_counselor());
+    assert!(!Role::Client.is_verified_counselor());
+    assert!(!Role::Bot.is_verified_counselor());
+    assert!(!Role::Other(4).is_verified_counselor());
+}
+
+#[test]
+fn trust_roots_count_and_bound_their_revocations() {
+    let mut roots = TrustRoots::new();
+    assert_eq!(roots.root_count(), 0);
+    for id in [5u32, 9, 2] {
+        roots
+            .add_root(id, SigningKey::from_seed(&[id as u8; 32]).verifying_key())
+            .unwrap();
+    }
+    assert_eq!(roots.root_count(), 3);
+    assert!(roots.remove_root(9));
+    assert_eq!(roots.root_count(), 2);
+    assert!(!roots.remove_root(9));
+    assert_eq!(roots.root_count(), 2);
+
+    for id in 0..MAX_REVOKED_SERVER_KEYS as u32 {
+        roots.revoke_server_key(id).unwrap();
+    }
+    // Revoking again is idempotent even when full; a new id is refused and changes nothing.
+    roots.revoke_server_key(0).unwrap();
+    let before = roots.to_bytes();
+    let extra = MAX_REVOKED_SERVER_KEYS as u32;
+    assert_eq!(
+        roots.revoke_server_key(extra),
+        Err(TrustConfigError::TooManyRevocations {
+            max: MAX_REVOKED_SERVER_KEYS
+        })
+    );
+    assert!(!roots.is_revoked(extra));
+    assert_eq!(roots.to_bytes(), before);
 }

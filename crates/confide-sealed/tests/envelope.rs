@@ -552,3 +552,59 @@ proptest! {
         prop_assert!(!contains(&env, &address) || address.len() < 4);
     }
 }
+
+// The tests below were added for survivors of `cargo mutants -p confide-sealed` (docs/mutants.md).
+
+#[test]
+fn an_envelope_one_byte_over_the_largest_is_refused_by_the_decoder() {
+    let largest = sealed(&vec![0x5a; MAX_PAYLOAD_LEN]);
+    assert_eq!(largest.len(), envelope_len(MAX_PAYLOAD_LEN).unwrap());
+    assert_eq!(
+        SealedEnvelope::from_bytes(&largest).unwrap().payload_len(),
+        MAX_PAYLOAD_LEN
+    );
+    let mut over = largest;
+    over.push(0);
+    assert!(matches!(
+        SealedEnvelope::from_bytes(&over),
+        Err(DecodeError::TooLong {
+            field: "sealed content",
+            ..
+        })
+    ));
+    assert!(matches!(
+        open(&recipient(), &roots(), NOW, &over),
+        Err(OpenError::Decode(DecodeError::TooLong { .. }))
+    ));
+}
+
+#[test]
+fn an_identity_sharing_the_recipients_agreement_key_can_neither_seal_nor_be_opened() {
+    // The recipient's X25519 agreement secret under another signing key: a different identity
+    // whose Diffie-Hellman with the recipient is the recipient's own.
+    let mut secret = [0x04u8; 64];
+    secret[..32].copy_from_slice(&[0x05; 32]);
+    let twin = IdentityKeyPair::from_secret_bytes(&SecretBytes::new(secret));
+    assert_eq!(
+        twin.public().agreement_key(),
+        recipient().public().agreement_key()
+    );
+    assert_ne!(twin.public(), recipient().public());
+    let cert = certificate_for(&twin.public(), Role::Client, None);
+    assert_eq!(
+        seal(&mut rng(9), &twin, &cert, &recipient().public(), b"x"),
+        Err(SealError::SelfAddressed)
+    );
+    // Built by hand (seal refuses), the envelope is refused on opening.
+    let env = manual_seal(
+        [0x36; 32],
+        &twin,
+        &recipient().public(),
+        &region_for(cert.as_bytes()),
+        b"x",
+    );
+    assert_eq!(
+        open(&recipient(), &roots(), NOW, &env).err(),
+        Some(OpenError::SelfSent)
+    );
+}

@@ -66,3 +66,15 @@ fn debug_output_is_redacted() {
     assert!(!shown.contains("07, 07") && !shown.contains("7, 7"));
     assert!(shown.contains("REDACTED"));
 }
+
+// Added for a survivor of `cargo mutants -p confide-sealed` (docs/mutants.md).
+#[test]
+fn verifiers_are_equal_exactly_when_their_tokens_are() {
+    let a = DeliveryToken::derive(&ProfileKey::new([1; 32])).unwrap();
+    let b = DeliveryToken::derive(&ProfileKey::new([2; 32])).unwrap();
+    assert_eq!(a.verifier(), a.verifier());
+    assert_ne!(a.verifier(), b.verifier());
+    let mut flipped = a.verifier().to_bytes();
+    flipped[31] ^= 1;
+    assert_ne!(TokenVerifier::from_bytes(flipped), a.verifier());
+}

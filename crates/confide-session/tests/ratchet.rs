@@ -11,8 +11,8 @@ mod common;
 use common::{NOW, Pair, ratchet_part, text};
 use confide_crypto::{Duration, Timestamp};
 use confide_session::{
-    DecryptError, IdentityChangePolicy,
-    consts::{MAX_FORWARD_JUMP, MAX_SKIPPED_KEYS},
+    DecryptError, IdentityChangePolicy, SessionRecord,
+    consts::{MAX_FORWARD_JUMP, MAX_REMEMBERED_RATCHET_KEYS, MAX_SKIPPED_KEYS},
 };
 
 #[test]
@@ -283,4 +283,44 @@ fn pruning_erases_skipped_keys() {
     // The conversation continues.
     let m = p.a_sends(b"still here");
     assert_eq!(&p.b_gets(&m).unwrap().plaintext[..], b"still here");
+}
+
+// Added for survivors of `cargo mutants -p confide-session` (docs/mutants.md).
+#[test]
+fn the_last_remembered_ratchet_keys_are_bounded_and_a_long_session_still_restores() {
+    let mut p = Pair::established(30);
+    let turns = MAX_REMEMBERED_RATCHET_KEYS + 8;
+    let mut from_alice = Vec::new();
+    let mut sizes = Vec::new();
+    for turn in 0..turns {
+        let m = p.a_sends(&text(turn));
+        p.b_gets(&m).unwrap();
+        from_alice.push(m);
+        let r = p.b_sends(&text(1000 + turn));
+        p.a_gets(&r).unwrap();
+        // Bob's stored record reads back after every turn, byte for byte.
+        let bytes = p.b.to_bytes();
+        let restored = SessionRecord::from_bytes(&bytes)
+            .unwrap_or_else(|e| panic!("turn {turn}: stored record refused: {e}"));
+        assert_eq!(restored.to_bytes(), bytes, "turn {turn}");
+        sizes.push(bytes.len());
+    }
+    // Once the list of previous ratchet keys is full, the record stops growing.
+    let full = sizes[MAX_REMEMBERED_RATCHET_KEYS + 1];
+    assert!(
+        sizes[MAX_REMEMBERED_RATCHET_KEYS + 1..]
+            .iter()
+            .all(|&s| s == full),
+        "{sizes:?}"
+    );
+    // Alice's ratchet key of turn i retired when Bob received turn i + 1, so the last
+    // MAX_REMEMBERED_RATCHET_KEYS retired keys are those of turns turns-1-MAX ..= turns-2. A
+    // replay on the oldest remembered key is a duplicate; one older is not recognised.
+    let oldest_remembered = turns - 1 - MAX_REMEMBERED_RATCHET_KEYS;
+    assert_eq!(
+        p.b_gets(&from_alice[oldest_remembered]).unwrap_err(),
+        DecryptError::Duplicate
+    );
+    let forgotten = p.b_gets(&from_alice[oldest_remembered - 1]).unwrap_err();
+    assert_ne!(forgotten, DecryptError::Duplicate);
 }
