@@ -16,7 +16,7 @@ use confide::{
     Output, Role, StartError,
 };
 use confide_crypto::{Duration, identity::IdentityKeyPair};
-use confide_sealed::{CertificateError, SenderCertificate, SenderClaims};
+use confide_sealed::{CertificateError, SenderCertificate};
 use rand_core::SeedableRng;
 
 fn certificate(
@@ -26,18 +26,7 @@ fn certificate(
     role: Role,
     valid: Duration,
 ) -> SenderCertificate {
-    SenderCertificate::issue(
-        &service.server,
-        &SenderClaims {
-            address: name,
-            device_id: 1,
-            identity: identity.public(),
-            role,
-            display_name: None,
-        },
-        T0.saturating_add(valid),
-    )
-    .unwrap()
+    service.certificate_until(name, identity, role, T0.saturating_add(valid))
 }
 
 #[test]

@@ -22,7 +22,7 @@ use confide::{
 };
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair};
 use confide_policy::{RetentionDuration, StartRule};
-use confide_sealed::{SenderCertificate, SenderClaims};
+use confide_sealed::SenderCertificate;
 use confide_transport::Frame;
 use rand_core::SeedableRng;
 
@@ -280,18 +280,7 @@ fn cert(
     role: Role,
     expires: Timestamp,
 ) -> SenderCertificate {
-    SenderCertificate::issue(
-        &service.server,
-        &SenderClaims {
-            address: name,
-            device_id: 1,
-            identity: identity.public(),
-            role,
-            display_name: None,
-        },
-        expires,
-    )
-    .unwrap()
+    service.certificate_until(name, identity, role, expires)
 }
 
 fn all_online(town: &Town) -> Vec<bool> {

@@ -64,6 +64,22 @@ impl Service {
         identity: &IdentityKeyPair,
         role: Role,
     ) -> SenderCertificate {
+        self.certificate_until(
+            name,
+            identity,
+            role,
+            T0.saturating_add(Duration::from_days(300)),
+        )
+    }
+
+    /// A sender certificate for `name` and `identity` that expires at `expires`.
+    pub fn certificate_until(
+        &self,
+        name: &[u8],
+        identity: &IdentityKeyPair,
+        role: Role,
+        expires: Timestamp,
+    ) -> SenderCertificate {
         SenderCertificate::issue(
             &self.server,
             &SenderClaims {
@@ -73,7 +89,7 @@ impl Service {
                 role,
                 display_name: None,
             },
-            T0.saturating_add(Duration::from_days(300)),
+            expires,
         )
         .unwrap()
     }
