@@ -320,6 +320,9 @@ pub struct PreKeyStore {
     /// one-time key, kept until that signed prekey is retired (at most
     /// `MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY` per signed prekey; never forgotten earlier).
     seen_base_keys: BTreeSet<(u32, [u8; 32])>,
+    /// Counts changes since this value was created or loaded (not stored): see
+    /// [`PreKeyStore::revision`].
+    revision: u64,
 }
 
 impl core::fmt::Debug for PreKeyStore {
@@ -356,6 +359,7 @@ impl PreKeyStore {
             one_time_kem: BTreeMap::new(),
             next_id: 1,
             seen_base_keys: BTreeSet::new(),
+            revision: 0,
         };
         store.rotate_signed_prekey(rng, now);
         store.rotate_last_resort_kem_prekey(rng, now);
@@ -368,7 +372,23 @@ impl PreKeyStore {
         &self.identity
     }
 
+    /// A number that grows with every change to the store (a new or rotated prekey, a
+    /// consumed one-time key, a remembered base key) and stays put otherwise. Not stored: it
+    /// starts at 0 in every loaded store. An incremental store compares it with the value at
+    /// its last write to know whether the store must be written again.
+    #[must_use]
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn note_change(&mut self) {
+        self.revision = self.revision.wrapping_add(1);
+    }
+
+    /// The id for a new key. Every change other than [`PreKeyStore::consume`] creates a key,
+    /// so this is also where the revision moves.
     fn take_id(&mut self) -> u32 {
+        self.note_change();
         let id = self.next_id;
         // Ids wrap only after 4 billion keys; 0 is never used so "no key" is never confused.
         self.next_id = self.next_id.checked_add(1).unwrap_or(1);
@@ -656,6 +676,7 @@ impl PreKeyStore {
         base_key: X25519PublicKey,
     ) {
         let remember = self.needs_replay_record(kem_prekey_id, one_time_prekey_id);
+        self.note_change();
         self.one_time_kem.remove(&kem_prekey_id);
         if let Some(id) = one_time_prekey_id {
             self.one_time.remove(&id);
@@ -806,6 +827,7 @@ impl PreKeyStore {
             one_time_kem,
             next_id,
             seen_base_keys,
+            revision: 0,
         })
     }
 }

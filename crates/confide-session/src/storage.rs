@@ -91,6 +91,9 @@ pub enum StateKind {
     PreKeyStore,
     /// A whole endpoint (4, used by the facade crate).
     Endpoint,
+    /// One record of an endpoint stored record by record (5, used by the facade crate; the
+    /// record's identity is part of the slot context).
+    EndpointRecord,
     /// An app's own state ([`FIRST_APP_KIND`] and up).
     App(AppStateKind),
 }
@@ -104,6 +107,7 @@ impl StateKind {
             Self::SessionRecord => 2,
             Self::PreKeyStore => 3,
             Self::Endpoint => 4,
+            Self::EndpointRecord => 5,
             Self::App(k) => k.to_byte(),
         }
     }

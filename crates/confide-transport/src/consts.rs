@@ -5,8 +5,11 @@ use confide_wire::Duration;
 /// Version byte of the wire [`Frame`](crate::Frame) format.
 pub const FRAME_VERSION: u8 = 1;
 
-/// Version byte of the serialized [`Delivery`](crate::Delivery) state.
-pub const STATE_VERSION: u8 = 2;
+/// Version byte of the serialized [`Delivery`](crate::Delivery) state and of each of its
+/// records. Version 3 stores each dedup entry's arrival order and splits the state into
+/// records (core, outbox entries, dedup entries) for incremental persistence; version 2 states
+/// are refused (no release stored them).
+pub const STATE_VERSION: u8 = 3;
 
 /// Longest mailbox [`Address`](crate::Address), in bytes.
 ///

@@ -20,7 +20,7 @@
 //! * Acknowledgements are sealed session messages; the facade sends them with
 //!   [`Delivery::send_unacknowledged`] (one transmission, no outbox entry, no events).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confide_wire::codec::{DecodeError, Reader, Writer};
 use confide_wire::{CryptoRng, Duration, Timestamp};
@@ -204,6 +204,9 @@ enum QueuedTransmit {
 
 #[derive(Clone, PartialEq, Eq)]
 struct SeenEntry {
+    /// Position in arrival order (strictly increasing; stored so that a machine loaded from
+    /// per-entry records forgets entries in the same order).
+    order: u64,
     from: Address,
     seen_at: Timestamp,
     digest: PayloadDigest,
@@ -237,6 +240,41 @@ pub struct Delivery {
     reack_window_start: Timestamp,
     /// Re-acknowledgements granted in the current window.
     reack_count: u32,
+    /// The `order` the next dedup entry gets.
+    next_seen_order: u64,
+    /// Ids of outbox and dedup entries changed since [`Delivery::take_changes`] (bookkeeping
+    /// for incremental persistence, not state).
+    changes: ChangeLog,
+}
+
+/// Which entries changed since the last [`Delivery::take_changes`]. Not part of the state:
+/// two machines that differ only in it are equal.
+#[derive(Clone, Default)]
+struct ChangeLog {
+    outbox: BTreeSet<FrameId>,
+    seen: BTreeSet<FrameId>,
+}
+
+impl PartialEq for ChangeLog {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ChangeLog {}
+
+/// The entries of a [`Delivery`] that changed (were added, modified or removed) since the
+/// previous [`Delivery::take_changes`]: what an incremental store must rewrite or delete,
+/// besides the [core record](Delivery::core_record), which changes with nearly every step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryChanges {
+    /// Outbox entries: write [`Delivery::outbox_record`] of each, or delete it where that is
+    /// `None`.
+    pub outbox: Vec<FrameId>,
+    /// Dedup-window entries: write [`Delivery::seen_record`] of each, or delete it where that
+    /// is `None`.
+    pub seen: Vec<FrameId>,
 }
 
 impl core::fmt::Debug for Delivery {
@@ -322,6 +360,7 @@ impl Delivery {
             payload,
         });
         self.next_seq = seq.saturating_add(1);
+        self.changes.outbox.insert(id);
         self.transmit_queue.push_back(QueuedTransmit::Outbox(id));
         self.stats.sent = self.stats.sent.saturating_add(1);
         Ok(id)
@@ -364,6 +403,7 @@ impl Delivery {
             return AckOutcome::PeerMismatch;
         }
         self.outbox.remove(index);
+        self.changes.outbox.insert(id);
         self.unqueue(id);
         self.events.push_back(DeliveryEvent::Delivered(id));
         self.stats.delivered = self.stats.delivered.saturating_add(1);
@@ -377,6 +417,7 @@ impl Delivery {
             return false;
         };
         self.outbox.remove(index);
+        self.changes.outbox.insert(id);
         self.unqueue(id);
         true
     }
@@ -407,6 +448,7 @@ impl Delivery {
         }
         if let Some(entry) = self.outbox.get_mut(index) {
             entry.payload = payload;
+            self.changes.outbox.insert(id);
         }
         if !self
             .transmit_queue
@@ -465,6 +507,7 @@ impl Delivery {
         self.reack_count = count.saturating_add(1);
         if let Some(entry) = self.seen.get_mut(&id) {
             entry.acked_at = now;
+            self.changes.seen.insert(id);
         }
         true
     }
@@ -476,6 +519,7 @@ impl Delivery {
         match self.seen.get_mut(&id) {
             Some(entry) => {
                 entry.digest = digest;
+                self.changes.seen.insert(id);
                 true
             }
             None => false,
@@ -504,16 +548,20 @@ impl Delivery {
         self.seen.insert(
             id,
             SeenEntry {
+                order: self.next_seen_order,
                 from,
                 seen_at: now,
                 digest,
                 acked_at: now,
             },
         );
+        self.next_seen_order = self.next_seen_order.saturating_add(1);
         self.seen_order.push_back(id);
+        self.changes.seen.insert(id);
         while self.seen_order.len() > MAX_DEDUP_ENTRIES {
             if let Some(oldest) = self.seen_order.pop_front() {
                 self.seen.remove(&oldest);
+                self.changes.seen.insert(oldest);
             }
         }
         self.stats.received = self.stats.received.saturating_add(1);
@@ -530,6 +578,7 @@ impl Delivery {
             if now >= give_up_at {
                 let id = entry.id;
                 self.outbox.remove(index);
+                self.changes.outbox.insert(id);
                 self.unqueue(id);
                 self.events.push_back(DeliveryEvent::DeliveryFailed(id));
                 self.stats.failed = self.stats.failed.saturating_add(1);
@@ -541,6 +590,7 @@ impl Delivery {
                     .saturating_add(retransmit_wait(&entry.id, entry.attempts))
                     .min(give_up_at);
                 let id = entry.id;
+                self.changes.outbox.insert(id);
                 if !self
                     .transmit_queue
                     .iter()
@@ -562,6 +612,7 @@ impl Delivery {
                 _ => {
                     self.seen_order.pop_front();
                     self.seen.remove(&front);
+                    self.changes.seen.insert(front);
                 }
             }
         }
@@ -699,21 +750,11 @@ impl Delivery {
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(self.held_bytes().saturating_add(1024));
-        w.u8(STATE_VERSION).u64(self.next_seq);
-        let s = &self.stats;
-        w.u64(s.sent)
-            .u64(s.retransmitted)
-            .u64(s.delivered)
-            .u64(s.failed)
-            .u64(s.received);
+        w.u8(STATE_VERSION);
+        self.write_core(&mut w);
         w.u16(count16(self.outbox.len()));
         for e in &self.outbox {
-            w.bytes(e.id.as_bytes()).u64(e.seq);
-            e.to.write(&mut w);
-            w.u64(e.created_at.as_millis())
-                .u32(e.attempts)
-                .u64(e.next_attempt_at.as_millis());
-            write_payload(&mut w, &e.payload);
+            write_outbox_entry(&mut w, e);
         }
         w.u16(count16(self.transmit_queue.len()));
         for q in &self.transmit_queue {
@@ -739,15 +780,9 @@ impl Delivery {
         w.u16(count16(self.seen_order.len()));
         for id in &self.seen_order {
             if let Some(entry) = self.seen.get(id) {
-                w.bytes(id.as_bytes());
-                entry.from.write(&mut w);
-                w.u64(entry.seen_at.as_millis())
-                    .bytes(entry.digest.as_bytes())
-                    .u64(entry.acked_at.as_millis());
+                write_seen_entry(&mut w, id, entry);
             }
         }
-        w.u64(self.reack_window_start.as_millis())
-            .u32(self.reack_count);
         w.into_vec()
     }
 
@@ -755,63 +790,17 @@ impl Delivery {
     /// broken invariant, limit exceeded or trailing byte is an error.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != STATE_VERSION {
-            return Err(DecodeError::UnknownVersion {
-                what: "delivery state",
-                found: version,
-            });
-        }
-        let mut d = Self {
-            next_seq: r.u64()?,
-            ..Self::default()
-        };
-        d.stats = DeliveryStats {
-            sent: r.u64()?,
-            retransmitted: r.u64()?,
-            delivered: r.u64()?,
-            failed: r.u64()?,
-            received: r.u64()?,
-        };
-
+        read_version(&mut r)?;
+        let mut d = Self::read_core(&mut r)?;
         let outbox_len = r.count16("outbox", MAX_OUTBOX_MESSAGES)?;
         for _ in 0..outbox_len {
-            let id = FrameId::from_bytes(r.array()?);
-            let seq = r.u64()?;
-            let to = Address::read(&mut r)?;
-            let created_at = Timestamp::from_millis(r.u64()?);
-            let attempts = r.u32()?;
-            let next_attempt_at = Timestamp::from_millis(r.u64()?);
-            let payload = r.var32("payload", MAX_PAYLOAD_LEN)?.to_vec();
-            let entry = OutboxEntry {
-                id,
-                seq,
-                to,
-                created_at,
-                attempts,
-                next_attempt_at,
-                payload,
-            };
-            let in_order = d.outbox.last().is_none_or(|prev| prev.seq < seq);
-            if !in_order || seq >= d.next_seq {
+            let entry = read_outbox_entry(&mut r)?;
+            if d.outbox.last().is_some_and(|prev| prev.seq >= entry.seq) {
                 return Err(DecodeError::InvalidValue {
                     field: "outbox seq",
                 });
             }
-            if attempts == 0 {
-                return Err(DecodeError::InvalidValue {
-                    field: "outbox attempts",
-                });
-            }
-            if next_attempt_at > entry.give_up_at() {
-                return Err(DecodeError::InvalidValue {
-                    field: "outbox next attempt",
-                });
-            }
-            if d.is_waiting(id) {
-                return Err(DecodeError::InvalidValue { field: "outbox id" });
-            }
-            d.outbox.push(entry);
+            d.insert_outbox_entry(entry)?;
         }
 
         let queue_len = r.count16(
@@ -856,14 +845,7 @@ impl Delivery {
             };
             d.transmit_queue.push_back(queued);
         }
-        let held = d.held_bytes();
-        if held > MAX_HELD_PAYLOAD_BYTES {
-            return Err(DecodeError::TooLong {
-                field: "held payload bytes",
-                len: held,
-                max: MAX_HELD_PAYLOAD_BYTES,
-            });
-        }
+        d.check_held_bytes()?;
 
         let events_max = MAX_OUTBOX_MESSAGES.saturating_sub(d.outbox.len());
         let events_len = r.count16("events", events_max)?;
@@ -879,34 +861,294 @@ impl Delivery {
 
         let seen_len = r.count16("dedup window", MAX_DEDUP_ENTRIES)?;
         for _ in 0..seen_len {
-            let id = FrameId::from_bytes(r.array()?);
-            let from = Address::read(&mut r)?;
-            let seen_at = Timestamp::from_millis(r.u64()?);
-            let digest = PayloadDigest::from_bytes(r.array()?);
-            let acked_at = Timestamp::from_millis(r.u64()?);
-            let entry = SeenEntry {
-                from,
-                seen_at,
-                digest,
-                acked_at,
-            };
-            if d.seen.insert(id, entry).is_some() {
+            let (id, entry) = read_seen_entry(&mut r)?;
+            let last_order = d
+                .seen_order
+                .back()
+                .and_then(|last| d.seen.get(last))
+                .map(|e| e.order);
+            if last_order.is_some_and(|last| last >= entry.order) {
                 return Err(DecodeError::InvalidValue {
-                    field: "dedup window id",
+                    field: "dedup window order",
                 });
             }
-            d.seen_order.push_back(id);
-        }
-        d.reack_window_start = Timestamp::from_millis(r.u64()?);
-        d.reack_count = r.u32()?;
-        if d.reack_count > REACKNOWLEDGE_BUDGET {
-            return Err(DecodeError::InvalidValue {
-                field: "re-acknowledgement count",
-            });
+            d.insert_seen_entry(id, entry)?;
         }
         r.finish()?;
         Ok(d)
     }
+
+    // ---- incremental persistence -------------------------------------------------------
+
+    /// The ids of the outbox and dedup entries that changed since the previous call (or since
+    /// the machine was created or loaded), and forgets them. With [`Delivery::core_record`],
+    /// [`Delivery::outbox_record`] and [`Delivery::seen_record`] this lets a store write only
+    /// what changed; [`Delivery::from_records`] reassembles the machine.
+    pub fn take_changes(&mut self) -> DeliveryChanges {
+        let changes = core::mem::take(&mut self.changes);
+        DeliveryChanges {
+            outbox: changes.outbox.into_iter().collect(),
+            seen: changes.seen.into_iter().collect(),
+        }
+    }
+
+    /// The ids of every outbox and dedup entry (for a full snapshot of the records).
+    #[must_use]
+    pub fn entries(&self) -> DeliveryChanges {
+        DeliveryChanges {
+            outbox: self.outbox.iter().map(|e| e.id).collect(),
+            seen: self.seen.keys().copied().collect(),
+        }
+    }
+
+    /// The core record: counters and the re-acknowledgement budget, which change with nearly
+    /// every step. Transmits and events waiting to be polled are not part of the records: a
+    /// machine reassembled from records has none (poll them before persisting, as the
+    /// endpoint does after every step; a waiting entry that was never transmitted goes out
+    /// when its retransmission is due).
+    #[must_use]
+    pub fn core_record(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(CORE_RECORD_LEN);
+        w.u8(STATE_VERSION);
+        self.write_core(&mut w);
+        w.into_vec()
+    }
+
+    /// The record of the outbox entry `id`, or `None` if it is not waiting (delete it).
+    #[must_use]
+    pub fn outbox_record(&self, id: FrameId) -> Option<Vec<u8>> {
+        let entry = self.outbox.iter().find(|e| e.id == id)?;
+        let mut w = Writer::with_capacity(entry.payload.len().saturating_add(128));
+        w.u8(STATE_VERSION);
+        write_outbox_entry(&mut w, entry);
+        Some(w.into_vec())
+    }
+
+    /// The record of the dedup entry `id`, or `None` if it is not remembered (delete it).
+    #[must_use]
+    pub fn seen_record(&self, id: FrameId) -> Option<Vec<u8>> {
+        let entry = self.seen.get(&id)?;
+        let mut w = Writer::with_capacity(160);
+        w.u8(STATE_VERSION);
+        write_seen_entry(&mut w, &id, entry);
+        Some(w.into_vec())
+    }
+
+    /// Reassembles a machine from its core record and the records of its outbox and dedup
+    /// entries, in any order. Strict: an unknown version, a broken invariant (duplicate ids,
+    /// sequence or order numbers, a sequence or order number the core has not issued yet), a
+    /// limit exceeded or a trailing byte in any record is an error. Nothing is queued to
+    /// transmit: waiting entries go out when their retransmission is due.
+    pub fn from_records<'a>(
+        core: &[u8],
+        outbox: impl IntoIterator<Item = &'a [u8]>,
+        seen: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(core);
+        read_version(&mut r)?;
+        let mut d = Self::read_core(&mut r)?;
+        r.finish()?;
+        let mut entries = Vec::new();
+        for record in outbox {
+            if entries.len() >= MAX_OUTBOX_MESSAGES {
+                return Err(DecodeError::TooLong {
+                    field: "outbox",
+                    len: entries.len().saturating_add(1),
+                    max: MAX_OUTBOX_MESSAGES,
+                });
+            }
+            let mut r = Reader::new(record);
+            read_version(&mut r)?;
+            entries.push(read_outbox_entry(&mut r)?);
+            r.finish()?;
+        }
+        entries.sort_by_key(|e| e.seq);
+        for entry in entries {
+            if d.outbox.last().is_some_and(|prev| prev.seq == entry.seq) {
+                return Err(DecodeError::InvalidValue {
+                    field: "outbox seq",
+                });
+            }
+            d.insert_outbox_entry(entry)?;
+        }
+        d.check_held_bytes()?;
+        let mut entries = Vec::new();
+        for record in seen {
+            if entries.len() >= MAX_DEDUP_ENTRIES {
+                return Err(DecodeError::TooLong {
+                    field: "dedup window",
+                    len: entries.len().saturating_add(1),
+                    max: MAX_DEDUP_ENTRIES,
+                });
+            }
+            let mut r = Reader::new(record);
+            read_version(&mut r)?;
+            entries.push(read_seen_entry(&mut r)?);
+            r.finish()?;
+        }
+        entries.sort_by_key(|(_, e)| e.order);
+        for (id, entry) in entries {
+            let last_order = d
+                .seen_order
+                .back()
+                .and_then(|last| d.seen.get(last))
+                .map(|e| e.order);
+            if last_order == Some(entry.order) {
+                return Err(DecodeError::InvalidValue {
+                    field: "dedup window order",
+                });
+            }
+            d.insert_seen_entry(id, entry)?;
+        }
+        Ok(d)
+    }
+
+    fn write_core(&self, w: &mut Writer) {
+        let s = &self.stats;
+        w.u64(self.next_seq)
+            .u64(s.sent)
+            .u64(s.retransmitted)
+            .u64(s.delivered)
+            .u64(s.failed)
+            .u64(s.received)
+            .u64(self.next_seen_order)
+            .u64(self.reack_window_start.as_millis())
+            .u32(self.reack_count);
+    }
+
+    fn read_core(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let next_seq = r.u64()?;
+        let stats = DeliveryStats {
+            sent: r.u64()?,
+            retransmitted: r.u64()?,
+            delivered: r.u64()?,
+            failed: r.u64()?,
+            received: r.u64()?,
+        };
+        let next_seen_order = r.u64()?;
+        let reack_window_start = Timestamp::from_millis(r.u64()?);
+        let reack_count = r.u32()?;
+        if reack_count > REACKNOWLEDGE_BUDGET {
+            return Err(DecodeError::InvalidValue {
+                field: "re-acknowledgement count",
+            });
+        }
+        Ok(Self {
+            next_seq,
+            stats,
+            next_seen_order,
+            reack_window_start,
+            reack_count,
+            ..Self::default()
+        })
+    }
+
+    /// Appends a decoded outbox entry (in increasing `seq` order), checking its invariants.
+    fn insert_outbox_entry(&mut self, entry: OutboxEntry) -> Result<(), DecodeError> {
+        if entry.seq >= self.next_seq {
+            return Err(DecodeError::InvalidValue {
+                field: "outbox seq",
+            });
+        }
+        if entry.attempts == 0 {
+            return Err(DecodeError::InvalidValue {
+                field: "outbox attempts",
+            });
+        }
+        if entry.next_attempt_at > entry.give_up_at() {
+            return Err(DecodeError::InvalidValue {
+                field: "outbox next attempt",
+            });
+        }
+        if self.is_waiting(entry.id) {
+            return Err(DecodeError::InvalidValue { field: "outbox id" });
+        }
+        self.outbox.push(entry);
+        Ok(())
+    }
+
+    /// Appends a decoded dedup entry (in increasing `order`), checking its invariants.
+    fn insert_seen_entry(&mut self, id: FrameId, entry: SeenEntry) -> Result<(), DecodeError> {
+        if entry.order >= self.next_seen_order {
+            return Err(DecodeError::InvalidValue {
+                field: "dedup window order",
+            });
+        }
+        if self.seen.insert(id, entry).is_some() {
+            return Err(DecodeError::InvalidValue {
+                field: "dedup window id",
+            });
+        }
+        self.seen_order.push_back(id);
+        Ok(())
+    }
+
+    fn check_held_bytes(&self) -> Result<(), DecodeError> {
+        let held = self.held_bytes();
+        if held > MAX_HELD_PAYLOAD_BYTES {
+            return Err(DecodeError::TooLong {
+                field: "held payload bytes",
+                len: held,
+                max: MAX_HELD_PAYLOAD_BYTES,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Length of the core record: version, eight `u64` counters and a `u32`.
+const CORE_RECORD_LEN: usize = 1 + 8 * 8 + 4;
+
+fn read_version(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let version = r.u8()?;
+    if version != STATE_VERSION {
+        return Err(DecodeError::UnknownVersion {
+            what: "delivery state",
+            found: version,
+        });
+    }
+    Ok(())
+}
+
+fn write_outbox_entry(w: &mut Writer, e: &OutboxEntry) {
+    w.bytes(e.id.as_bytes()).u64(e.seq);
+    e.to.write(w);
+    w.u64(e.created_at.as_millis())
+        .u32(e.attempts)
+        .u64(e.next_attempt_at.as_millis());
+    write_payload(w, &e.payload);
+}
+
+fn read_outbox_entry(r: &mut Reader<'_>) -> Result<OutboxEntry, DecodeError> {
+    Ok(OutboxEntry {
+        id: FrameId::from_bytes(r.array()?),
+        seq: r.u64()?,
+        to: Address::read(r)?,
+        created_at: Timestamp::from_millis(r.u64()?),
+        attempts: r.u32()?,
+        next_attempt_at: Timestamp::from_millis(r.u64()?),
+        payload: r.var32("payload", MAX_PAYLOAD_LEN)?.to_vec(),
+    })
+}
+
+fn write_seen_entry(w: &mut Writer, id: &FrameId, entry: &SeenEntry) {
+    w.bytes(id.as_bytes()).u64(entry.order);
+    entry.from.write(w);
+    w.u64(entry.seen_at.as_millis())
+        .bytes(entry.digest.as_bytes())
+        .u64(entry.acked_at.as_millis());
+}
+
+fn read_seen_entry(r: &mut Reader<'_>) -> Result<(FrameId, SeenEntry), DecodeError> {
+    let id = FrameId::from_bytes(r.array()?);
+    let entry = SeenEntry {
+        order: r.u64()?,
+        from: Address::read(r)?,
+        seen_at: Timestamp::from_millis(r.u64()?),
+        digest: PayloadDigest::from_bytes(r.array()?),
+        acked_at: Timestamp::from_millis(r.u64()?),
+    };
+    Ok((id, entry))
 }
 
 /// Counts are bounded far below `u16::MAX` by the limits in [`crate::consts`].

@@ -97,7 +97,8 @@ mod transport;
 pub use address::{Address, AddressError};
 pub use confide_wire::FrameId;
 pub use delivery::{
-    AckOutcome, Delivery, DeliveryEvent, DeliveryStats, IncomingStatus, OutboxError, PayloadDigest,
+    AckOutcome, Delivery, DeliveryChanges, DeliveryEvent, DeliveryStats, IncomingStatus,
+    OutboxError, PayloadDigest,
 };
 pub use frame::{FRAME_KIND_DATA, Frame, FrameEncodeError};
 pub use transport::{RelayToken, Transmit, Transport, TransportError};

@@ -2,8 +2,14 @@
 
 use confide_crypto::Duration;
 
-/// Version byte of the endpoint state encoding (inside the encrypted storage blob).
-pub const ENDPOINT_STATE_VERSION: u8 = 3;
+/// Version byte of the endpoint state: of the snapshot blob's plaintext and of every record's.
+///
+/// Version 4 splits the state into records (identity, counters, each conversation, each
+/// outbox, dedup and control entry), so an incremental store writes only what changed, and
+/// no longer stores frames waiting for persistence (a reliable frame goes out again from the
+/// outbox when its retransmission is due). Version 3 states are refused (no release stored
+/// them).
+pub const ENDPOINT_STATE_VERSION: u8 = 4;
 
 /// Below this many unused one-time X25519 prekeys the endpoint generates more.
 ///

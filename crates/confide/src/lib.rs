@@ -151,6 +151,7 @@ pub use error::{
     StartError,
 };
 pub use event::{ConversationId, Event, Input, Output, Party};
+pub use state::ChangeSet;
 
 pub use confide_policy::{MessageId, MessageText, RetentionPolicy, Side, TimerSetting};
 pub use confide_sealed::Role;

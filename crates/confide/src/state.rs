@@ -1,13 +1,15 @@
-//! Export and import of the whole endpoint state (encrypted at rest), and the "nothing lost"
-//! persistence rule. The byte layout is in `docs/endpoint.md`.
+//! Persistence of the endpoint state, encrypted at rest: record by record (a [`ChangeSet`] of
+//! what changed, for an incremental store) or as one snapshot blob (for a backup, or an app
+//! that stores one blob). Both carry the same records; the byte layout is in
+//! `docs/endpoint.md` ("Stored state").
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confide_crypto::{
     CryptoRng, Duration, Timestamp,
     codec::{DecodeError, Reader, Writer},
     identity::{IDENTITY_PUBLIC_KEY_LEN, IdentityPublicKey},
-    stored::AuthenticatedReader,
+    stored::{AuthenticatedPlaintext, AuthenticatedReader},
 };
 use confide_policy::{
     ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, StartRule,
@@ -20,18 +22,16 @@ use confide_session::{
     PreKeyStore, SessionRecord,
     storage::{self, StateKind, StorageKey},
 };
-use confide_transport::{
-    Address, Delivery, FrameId, RelayToken, Transmit, consts::MAX_ADDRESS_LEN,
-};
+use confide_transport::{Address, Delivery, FrameId, consts::MAX_ADDRESS_LEN};
 use zeroize::Zeroizing;
 
 use crate::consts::{
     ENDPOINT_STATE_VERSION, MAX_CLOSED_CONVERSATIONS, MAX_CONTROL_FRAMES_REMEMBERED,
-    MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HELD_TRANSMITS, MAX_HONOURED_RESETS,
-    MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
+    MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED,
+    MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
 };
 use crate::endpoint::conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
-use crate::endpoint::gate::PersistGate;
+use crate::endpoint::tracked::{ControlSeen, Tracked};
 use crate::endpoint::{AckPolicy, Endpoint, EndpointConfig, EndpointStats, Persistence};
 use crate::error::{ExportError, ImportError};
 use crate::event::{ConversationId, Party};
@@ -145,13 +145,323 @@ fn read_party(r: &mut Reader<'_>) -> Result<Party, DecodeError> {
     }
 }
 
+// ---- record keys ----------------------------------------------------------------------------
+
+const KEY_IDENTITY: u8 = 1;
+const KEY_COUNTERS: u8 = 2;
+const KEY_CONVERSATION: u8 = 3;
+const KEY_TOMBSTONE: u8 = 4;
+const KEY_SENT: u8 = 5;
+const KEY_GIVEN_UP: u8 = 6;
+const KEY_CONTROL: u8 = 7;
+const KEY_OUTBOX: u8 = 8;
+const KEY_SEEN: u8 = 9;
+/// Longest record key: a tag and a frame id.
+const MAX_RECORD_KEY_LEN: usize = 1 + FrameId::LEN;
+/// Most records one endpoint state can hold: two singletons plus every bounded collection.
+const MAX_RECORDS: usize = 2
+    + MAX_CONVERSATIONS
+    + MAX_CLOSED_CONVERSATIONS
+    + MAX_TOMBSTONES
+    + 2 * confide_transport::consts::MAX_OUTBOX_MESSAGES
+    + MAX_GIVEN_UP_REMEMBERED
+    + MAX_CONTROL_FRAMES_REMEMBERED
+    + confide_transport::consts::MAX_DEDUP_ENTRIES;
+
+/// Which record: its byte form (a tag, then the id) is the record's key in a store, and part
+/// of the associated data its encryption is bound to. Keys sort like their byte forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum RecordKey {
+    /// Identity, prekeys, address, certificate, trust roots, profile key, configuration.
+    Identity,
+    /// Counters that move with nearly every step, and the delivery machine's core.
+    Counters,
+    Conversation(ConversationId),
+    Tombstone(ConversationId),
+    /// What we keep of one of our frames waiting for its acknowledgement.
+    Sent(FrameId),
+    GivenUp(FrameId),
+    /// A received acknowledgement or resume frame (remembered to refuse replays).
+    Control(FrameId),
+    /// The delivery machine's outbox entry.
+    Outbox(FrameId),
+    /// The delivery machine's dedup-window entry.
+    Seen(FrameId),
+}
+
+impl RecordKey {
+    fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(MAX_RECORD_KEY_LEN);
+        match self {
+            Self::Identity => out.push(KEY_IDENTITY),
+            Self::Counters => out.push(KEY_COUNTERS),
+            Self::Conversation(c) | Self::Tombstone(c) => {
+                let tag = if matches!(self, Self::Conversation(_)) {
+                    KEY_CONVERSATION
+                } else {
+                    KEY_TOMBSTONE
+                };
+                out.push(tag);
+                out.extend_from_slice(&c.0.to_be_bytes());
+            }
+            Self::Sent(f)
+            | Self::GivenUp(f)
+            | Self::Control(f)
+            | Self::Outbox(f)
+            | Self::Seen(f) => {
+                let tag = match self {
+                    Self::Sent(_) => KEY_SENT,
+                    Self::GivenUp(_) => KEY_GIVEN_UP,
+                    Self::Control(_) => KEY_CONTROL,
+                    Self::Outbox(_) => KEY_OUTBOX,
+                    _ => KEY_SEEN,
+                };
+                out.push(tag);
+                out.extend_from_slice(f.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Strict: an unknown tag or an id of the wrong length is an error.
+    fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let key = match r.u8()? {
+            KEY_IDENTITY => Self::Identity,
+            KEY_COUNTERS => Self::Counters,
+            KEY_CONVERSATION => Self::Conversation(ConversationId(r.u64()?)),
+            KEY_TOMBSTONE => Self::Tombstone(ConversationId(r.u64()?)),
+            KEY_SENT => Self::Sent(read_frame_id(&mut r)?),
+            KEY_GIVEN_UP => Self::GivenUp(read_frame_id(&mut r)?),
+            KEY_CONTROL => Self::Control(read_frame_id(&mut r)?),
+            KEY_OUTBOX => Self::Outbox(read_frame_id(&mut r)?),
+            KEY_SEEN => Self::Seen(read_frame_id(&mut r)?),
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    field: "record key",
+                });
+            }
+        };
+        r.finish()?;
+        Ok(key)
+    }
+}
+
+/// The slot context a record is sealed under: the app's slot, length-prefixed, then the
+/// record key, so a record opens only in its own place of its own account.
+fn record_context(slot: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut context = Vec::with_capacity(slot.len().saturating_add(4 + MAX_RECORD_KEY_LEN));
+    context.extend_from_slice(&u32::try_from(slot.len()).unwrap_or(u32::MAX).to_be_bytes());
+    context.extend_from_slice(slot);
+    context.extend_from_slice(key);
+    context
+}
+
+// ---- the journal of changed records ------------------------------------------------------------
+
+/// Which records changed and are not yet in a confirmed change set.
+///
+/// Changes are noted where they happen (the tracked maps, the delivery machine's change log,
+/// the prekey store's revision) and gathered here when a change set is taken. A record stays
+/// pending until the change set that carried it is confirmed, so a change set the app failed
+/// to store is simply taken again, larger.
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    /// Pending records and the generation in which each last changed.
+    pending: BTreeMap<RecordKey, u64>,
+    /// The generation of changes being gathered now.
+    generation: u64,
+    /// The generation the last change set (or snapshot) covered, until it is confirmed.
+    taken: Option<u64>,
+    /// The prekey store's revision when last gathered.
+    prekey_revision: u64,
+}
+
+impl Journal {
+    /// Notes a change of a record that has no change log of its own.
+    pub(crate) fn mark(&mut self, key: RecordKey) {
+        self.pending.insert(key, self.generation);
+    }
+
+    fn take(&mut self) {
+        self.taken = Some(self.generation);
+        self.generation = self.generation.saturating_add(1);
+    }
+
+    pub(crate) fn confirm(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.pending.retain(|_, changed_in| *changed_in > taken);
+        }
+    }
+}
+
+/// The records that changed since the last confirmed change set, each encrypted under the
+/// storage key and bound to its key and the account's slot: write every put and every delete
+/// in **one** transaction, then call [`Endpoint::confirm_persisted`]. If the transaction
+/// fails, do not confirm: the next change set carries these records again.
+///
+/// `Debug` prints counts only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    deletes: Vec<Vec<u8>>,
+}
+
+impl ChangeSet {
+    /// Records to insert or replace: `(key, sealed value)`, in ascending key order.
+    pub fn puts(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
+        self.puts.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// Keys of records to delete (deleting a key that is not stored is not an error).
+    pub fn deletes(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.deletes.iter().map(Vec::as_slice)
+    }
+
+    /// Whether there is nothing to write.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+
+    /// Bytes of keys and values this change set writes (what a store's write volume is made of).
+    #[must_use]
+    pub fn written_bytes(&self) -> usize {
+        let puts = self
+            .puts
+            .iter()
+            .map(|(k, v)| k.len().saturating_add(v.len()));
+        let deletes = self.deletes.iter().map(Vec::len);
+        puts.chain(deletes).fold(0, usize::saturating_add)
+    }
+}
+
+impl core::fmt::Debug for ChangeSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self { puts, deletes } = self;
+        f.debug_struct("ChangeSet")
+            .field("puts", &puts.len())
+            .field("deletes", &deletes.len())
+            .field("written_bytes", &self.written_bytes())
+            .finish()
+    }
+}
+
+// ---- the endpoint's persistence API ------------------------------------------------------------
+
 impl Endpoint {
+    /// The records that changed since the last confirmed change set, encrypted under `key`
+    /// for the storage slot named by `slot` (bytes the app chooses, for example its account
+    /// id: records open only with the same `slot` and under their own key, so records of two
+    /// accounts, or two records of one, cannot be swapped). Commit them atomically (a
+    /// [`Store`](https://docs.rs/confide-store) does), then call
+    /// [`Endpoint::confirm_persisted`]. A state change touches a handful of records, whatever
+    /// the number of conversations.
+    pub fn take_changes<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        key: &StorageKey,
+        slot: &[u8],
+    ) -> Result<ChangeSet, ExportError> {
+        self.gather_changes();
+        self.journal.mark(RecordKey::Counters);
+        self.seal_pending(rng, key, slot)
+    }
+
+    /// Every record of the state, as a change set: for filling an empty store, for example
+    /// after restoring a backup with [`Endpoint::import_state`] (which writes nothing by
+    /// itself). Clear the store's records for `slot` in the same transaction. Confirm it like
+    /// any change set.
+    pub fn take_all_records<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        key: &StorageKey,
+        slot: &[u8],
+    ) -> Result<ChangeSet, ExportError> {
+        self.gather_changes();
+        for record in self.record_keys() {
+            self.journal.mark(record);
+        }
+        self.seal_pending(rng, key, slot)
+    }
+
+    fn seal_pending<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        key: &StorageKey,
+        slot: &[u8],
+    ) -> Result<ChangeSet, ExportError> {
+        let mut set = ChangeSet::default();
+        for record in self.journal.pending.keys().copied() {
+            let key_bytes = record.to_bytes();
+            match self.encode_record(record)? {
+                Some(plain) => {
+                    let sealed = storage::seal(
+                        rng,
+                        key,
+                        StateKind::EndpointRecord,
+                        &record_context(slot, &key_bytes),
+                        &plain,
+                    );
+                    set.puts.push((key_bytes, sealed));
+                }
+                None => set.deletes.push(key_bytes),
+            }
+        }
+        self.journal.take();
+        self.gate.on_export();
+        Ok(set)
+    }
+
+    /// Loads an endpoint from the records of its store (the values of its puts, by key, in any
+    /// order), as [`Endpoint::take_changes`] wrote them under `key` and `slot`. Strict: a
+    /// record that does not open, an unknown or repeated key, a missing identity or counters
+    /// record, and any broken invariant across records are errors. The loaded state counts as
+    /// persisted; the endpoint announces itself to each peer (resume frames) with its first
+    /// step.
+    pub fn load_records<K, V>(
+        key: &StorageKey,
+        slot: &[u8],
+        records: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ImportError>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let mut opened: BTreeMap<RecordKey, AuthenticatedPlaintext> = BTreeMap::new();
+        for (k, v) in records {
+            if opened.len() >= MAX_RECORDS {
+                return Err(DecodeError::TooLong {
+                    field: "records",
+                    len: opened.len().saturating_add(1),
+                    max: MAX_RECORDS,
+                }
+                .into());
+            }
+            let k = k.as_ref();
+            let record = RecordKey::from_bytes(k)?;
+            let plain = storage::open(
+                key,
+                StateKind::EndpointRecord,
+                &record_context(slot, k),
+                v.as_ref(),
+            )?;
+            if opened.insert(record, plain).is_some() {
+                return Err(DecodeError::InvalidValue {
+                    field: "record key repeated",
+                }
+                .into());
+            }
+        }
+        Self::decode_records(opened.iter().map(|(k, p)| (*k, p.reader())))
+    }
+
     /// Serializes everything (identity and prekeys, certificate, trust roots, configuration,
     /// conversations with their session records and policies, the delivery outbox and dedup
-    /// window, frames waiting to leave) and encrypts it under `key`
-    /// ([`StateKind::Endpoint`]) for the storage slot named by `slot` (bytes the app chooses,
-    /// for example its account id): the blob opens only with the same `slot`, so blobs of
-    /// two accounts cannot be swapped. Store the result durably, then call
+    /// window) as one snapshot blob encrypted under `key` ([`StateKind::Endpoint`]) for the
+    /// storage slot named by `slot`. For an app that stores one blob, and for backups; an app
+    /// with many conversations should persist with [`Endpoint::take_changes`] instead, which
+    /// writes only what changed. Store the result durably, then call
     /// [`Endpoint::confirm_persisted`].
     pub fn export_state<R: CryptoRng + ?Sized>(
         &mut self,
@@ -159,23 +469,171 @@ impl Endpoint {
         key: &StorageKey,
         slot: &[u8],
     ) -> Result<Vec<u8>, ExportError> {
-        let plain = self.encode_state()?;
+        self.gather_changes();
+        let mut w = Writer::with_capacity(64 * 1024);
+        w.u8(ENDPOINT_STATE_VERSION);
+        let records = self.record_keys();
+        w.u32(u32::try_from(records.len()).unwrap_or(u32::MAX));
+        for record in records {
+            if let Some(plain) = self.encode_record(record)? {
+                w.var16("record key", MAX_RECORD_KEY_LEN, &record.to_bytes())?;
+                w.var32("record", MAX_STATE_COMPONENT_LEN, &plain)?;
+            }
+        }
+        let plain = w.into_zeroizing();
         let blob = storage::seal(rng, key, StateKind::Endpoint, slot, &plain);
+        self.journal.take();
         self.gate.on_export();
         Ok(blob)
     }
 
     /// Restores an endpoint from a blob of [`Endpoint::export_state`]. The restored state
-    /// counts as persisted (it was read from storage): frames it holds may leave at once.
-    /// `slot` must be the one the blob was exported for.
+    /// counts as persisted (it was read from storage). `slot` must be the one the blob was
+    /// exported for.
     pub fn import_state(key: &StorageKey, slot: &[u8], blob: &[u8]) -> Result<Self, ImportError> {
         let plain = storage::open(key, StateKind::Endpoint, slot, blob)?;
-        Self::decode_state(plain.reader())
+        let mut r = plain.reader();
+        let version = r.u8()?;
+        if version != ENDPOINT_STATE_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                what: "endpoint state",
+                found: version,
+            }
+            .into());
+        }
+        let count = r.count32("records", MAX_RECORDS)?;
+        let mut records = Vec::with_capacity(count.min(1024));
+        let mut last: Option<RecordKey> = None;
+        for _ in 0..count {
+            let record = RecordKey::from_bytes(r.var16("record key", MAX_RECORD_KEY_LEN)?)?;
+            // Strictly ascending: one encoding, no repeats.
+            if last.is_some_and(|l| l >= record) {
+                return Err(DecodeError::InvalidValue {
+                    field: "record order",
+                }
+                .into());
+            }
+            last = Some(record);
+            records.push((
+                record,
+                r.authenticated_var32("record", MAX_STATE_COMPONENT_LEN)?,
+            ));
+        }
+        r.finish()?;
+        Self::decode_records(records.into_iter())
     }
 
-    fn encode_state(&self) -> Result<Zeroizing<Vec<u8>>, ExportError> {
-        let mut w = Writer::with_capacity(64 * 1024);
+    /// Moves every change noted since the last call into the journal.
+    fn gather_changes(&mut self) {
+        let journal = &mut self.journal;
+        for id in self.conversations.take_changed() {
+            journal.mark(RecordKey::Conversation(id));
+        }
+        for id in self.tombstones.take_changed() {
+            journal.mark(RecordKey::Tombstone(id));
+        }
+        for id in self.sent.take_changed() {
+            journal.mark(RecordKey::Sent(id));
+        }
+        for id in self.given_up.take_changed() {
+            journal.mark(RecordKey::GivenUp(id));
+        }
+        for id in self.control_seen.take_changed() {
+            journal.mark(RecordKey::Control(id));
+        }
+        let delivery = self.delivery.take_changes();
+        for id in delivery.outbox {
+            journal.mark(RecordKey::Outbox(id));
+        }
+        for id in delivery.seen {
+            journal.mark(RecordKey::Seen(id));
+        }
+        let revision = self.store.revision();
+        if revision != journal.prekey_revision {
+            journal.prekey_revision = revision;
+            journal.mark(RecordKey::Identity);
+        }
+    }
+
+    /// Every record the state consists of, in ascending key order.
+    fn record_keys(&self) -> Vec<RecordKey> {
+        let entries = self.delivery.entries();
+        let mut keys = vec![RecordKey::Identity, RecordKey::Counters];
+        keys.extend(
+            self.conversations
+                .keys()
+                .map(|id| RecordKey::Conversation(*id)),
+        );
+        keys.extend(self.tombstones.keys().map(|id| RecordKey::Tombstone(*id)));
+        keys.extend(self.sent.keys().map(|f| RecordKey::Sent(*f)));
+        keys.extend(self.given_up.keys().map(|f| RecordKey::GivenUp(*f)));
+        keys.extend(self.control_seen.ids().map(RecordKey::Control));
+        keys.extend(entries.outbox.into_iter().map(RecordKey::Outbox));
+        keys.extend(entries.seen.into_iter().map(RecordKey::Seen));
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The plaintext of a record, or `None` if it no longer exists.
+    fn encode_record(&self, record: RecordKey) -> Result<Option<Zeroizing<Vec<u8>>>, ExportError> {
+        let mut w = Writer::with_capacity(1024);
         w.u8(ENDPOINT_STATE_VERSION);
+        match record {
+            RecordKey::Identity => self.write_identity(&mut w)?,
+            RecordKey::Counters => self.write_counters(&mut w)?,
+            RecordKey::Conversation(id) => match self.conversations.get(&id) {
+                Some(c) => write_conversation(&mut w, c)?,
+                None => return Ok(None),
+            },
+            RecordKey::Tombstone(id) => match self.tombstones.get(&id) {
+                Some(t) => {
+                    w.u8(party_byte(t.closed_by)).u64(t.shrunk_at.as_millis());
+                }
+                None => return Ok(None),
+            },
+            RecordKey::Sent(frame) => match self.sent.get(&frame) {
+                Some(s) => {
+                    w.u64(s.conversation.0)
+                        .bytes(&s.message.to_bytes())
+                        .u8(s.kind.to_byte());
+                    w.var32("sent content", MAX_STATE_COMPONENT_LEN, &s.content)?;
+                    w.var32(
+                        "sent session message",
+                        MAX_STATE_COMPONENT_LEN,
+                        &s.session_message,
+                    )?;
+                }
+                None => return Ok(None),
+            },
+            RecordKey::GivenUp(frame) => match self.given_up.get(&frame) {
+                Some(g) => {
+                    w.u64(g.conversation.0).bytes(&g.message.to_bytes());
+                }
+                None => return Ok(None),
+            },
+            RecordKey::Control(frame) => match self.control_seen.order_of(frame) {
+                Some(order) => {
+                    w.u64(order);
+                }
+                None => return Ok(None),
+            },
+            RecordKey::Outbox(frame) => match self.delivery.outbox_record(frame) {
+                Some(entry) => {
+                    w.var32("outbox entry", MAX_STATE_COMPONENT_LEN, &entry)?;
+                }
+                None => return Ok(None),
+            },
+            RecordKey::Seen(frame) => match self.delivery.seen_record(frame) {
+                Some(entry) => {
+                    w.var32("dedup entry", MAX_STATE_COMPONENT_LEN, &entry)?;
+                }
+                None => return Ok(None),
+            },
+        }
+        Ok(Some(w.into_zeroizing()))
+    }
+
+    fn write_identity(&self, w: &mut Writer) -> Result<(), ExportError> {
         w.var32(
             "prekey store",
             MAX_STATE_COMPONENT_LEN,
@@ -203,7 +661,7 @@ impl Endpoint {
                 w.u8(1).u64(max.get().as_millis());
             }
         }
-        write_retention(&mut w, self.config.initial_retention)?;
+        write_retention(w, self.config.initial_retention)?;
         w.u8(match self.config.persistence {
             Persistence::Required => PERSISTENCE_REQUIRED,
             Persistence::Ephemeral => PERSISTENCE_EPHEMERAL,
@@ -219,463 +677,189 @@ impl Endpoint {
                 w.u8(ACKS_APP_DRIVEN);
             }
         }
-        w.u64(self.next_conversation);
-        w.u32(u32::try_from(self.conversations.len()).unwrap_or(u32::MAX));
-        for (id, c) in &self.conversations {
-            w.u64(id.0);
-            w.var16("peer address", MAX_ADDRESS_LEN, c.peer_address.as_bytes())?;
-            w.bytes(&c.peer_identity.to_bytes());
-            match c.peer_role {
-                None => {
-                    w.u8(0);
-                }
-                Some(role) => {
-                    w.u8(1).u8(role.to_wire());
-                }
-            }
-            w.var32(
-                "session record",
-                MAX_STATE_COMPONENT_LEN,
-                &c.record.to_bytes(),
-            )?;
-            let policy = c.policy.to_bytes().map_err(|_| ExportError::Policy)?;
-            w.var32("policy", MAX_STATE_COMPONENT_LEN, &policy)?;
-            write_opt_time(&mut w, c.initiated_at);
-            w.u64(c.next_seq);
-            write_opt_time(&mut w, c.reset_requested_at);
-            w.u16(u16::try_from(c.recently_delivered.len()).unwrap_or(u16::MAX));
-            for (message, frame, at) in &c.recently_delivered {
-                w.bytes(&message.to_bytes())
-                    .bytes(frame.as_bytes())
-                    .u64(at.as_millis());
-            }
-            w.u8(u8::try_from(c.recent_received.len()).unwrap_or(u8::MAX));
-            for frame in &c.recent_received {
-                w.bytes(frame.as_bytes());
-            }
-            w.u8(u8::from(c.resume_unconfirmed));
-            w.u8(u8::try_from(c.reset_honoured.len()).unwrap_or(u8::MAX));
-            for (base_key, at) in &c.reset_honoured {
-                w.bytes(base_key).u64(at.as_millis());
-            }
-            match c.close_sent {
-                None => {
-                    w.u8(0);
-                }
-                Some((frame, at)) => {
-                    w.u8(1).bytes(frame.as_bytes()).u64(at.as_millis());
-                }
-            }
-            match &c.held_identity_change {
-                None => {
-                    w.u8(0);
-                }
-                Some((frame, identity)) => {
-                    w.u8(1);
-                    w.var32("held frame", MAX_STATE_COMPONENT_LEN, frame)?;
-                    w.bytes(&identity.to_bytes());
-                }
-            }
-            w.u16(u16::try_from(c.pending_acks.len()).unwrap_or(u16::MAX));
-            for frame in &c.pending_acks {
-                w.bytes(frame.as_bytes());
-            }
-            write_opt_time(&mut w, c.ack_due);
-            match &c.peer_token {
-                None => {
-                    w.u8(0);
-                }
-                Some(token) => {
-                    w.u8(1).bytes(token.expose());
-                }
-            }
-            w.u8(u8::from(c.token_confirmed));
-        }
-        w.u32(u32::try_from(self.tombstones.len()).unwrap_or(u32::MAX));
-        for (id, t) in &self.tombstones {
-            w.u64(id.0)
-                .u8(party_byte(t.closed_by))
-                .u64(t.shrunk_at.as_millis());
-        }
-        w.var32(
-            "delivery",
+        Ok(())
+    }
+
+    fn write_counters(&self, w: &mut Writer) -> Result<(), ExportError> {
+        w.u64(self.next_conversation)
+            .u64(self.control_seen.next_order());
+        w.var16(
+            "delivery core",
             MAX_STATE_COMPONENT_LEN,
-            &self.delivery.to_bytes(),
+            &self.delivery.core_record(),
         )?;
-        w.u32(u32::try_from(self.sent.len()).unwrap_or(u32::MAX));
-        for (frame, s) in &self.sent {
-            w.bytes(frame.as_bytes())
-                .u64(s.conversation.0)
-                .bytes(&s.message.to_bytes())
-                .u8(s.kind.to_byte());
-            w.var32("sent content", MAX_STATE_COMPONENT_LEN, &s.content)?;
-            w.var32(
-                "sent session message",
-                MAX_STATE_COMPONENT_LEN,
-                &s.session_message,
-            )?;
-        }
-        w.u32(u32::try_from(self.given_up.len()).unwrap_or(u32::MAX));
-        for (frame, g) in &self.given_up {
-            w.bytes(frame.as_bytes())
-                .u64(g.conversation.0)
-                .bytes(&g.message.to_bytes());
-        }
-        w.u16(u16::try_from(self.control_seen.len()).unwrap_or(u16::MAX));
-        for frame in &self.control_seen {
-            w.bytes(frame.as_bytes());
-        }
-        w.u32(u32::try_from(self.gate.held_len()).unwrap_or(u32::MAX));
-        for tx in self.gate.held() {
-            w.var16("held destination", MAX_ADDRESS_LEN, tx.to.as_bytes())?;
-            w.var32("held transmit", MAX_STATE_COMPONENT_LEN, &tx.frame)?;
-            match &tx.token {
-                None => {
-                    w.u8(0);
-                }
-                Some(token) => {
-                    w.u8(1).bytes(token.expose());
-                }
-            }
-        }
         w.u8(u8::try_from(EndpointStats::COUNTERS).unwrap_or(u8::MAX));
         for c in self.stats.counters() {
             w.u64(c);
         }
-        Ok(w.into_zeroizing())
+        Ok(())
     }
 
-    fn decode_state(mut r: AuthenticatedReader<'_>) -> Result<Self, ImportError> {
-        let version = r.u8()?;
-        if version != ENDPOINT_STATE_VERSION {
-            return Err(DecodeError::UnknownVersion {
-                what: "endpoint state",
-                found: version,
-            }
-            .into());
-        }
-        let store = PreKeyStore::from_bytes(r.var32("prekey store", MAX_STATE_COMPONENT_LEN)?)?;
-        let address = read_address(&mut r)?;
-        let certificate =
-            SenderCertificate::from_bytes(r.var16("certificate", MAX_SENDER_CERTIFICATE_LEN)?)?;
-        if *certificate.identity() != store.identity().public() {
-            return Err(ImportError::CertificateIdentityMismatch);
-        }
-        let roots = TrustRoots::from_bytes(r.var32("trust roots", MAX_STATE_COMPONENT_LEN)?)?;
-        let profile_key = ProfileKey::new(r.array()?);
-        let min = read_duration(&mut r, "org minimum")?;
-        let max = match r.u8()? {
-            0 => None,
-            1 => Some(read_duration(&mut r, "org maximum")?),
+    /// Assembles an endpoint from its records in ascending key order (identity first, then
+    /// counters), checking every invariant across them.
+    fn decode_records<'a>(
+        records: impl Iterator<Item = (RecordKey, AuthenticatedReader<'a>)>,
+    ) -> Result<Self, ImportError> {
+        let mut records = records.peekable();
+        let mut endpoint = match records.next() {
+            Some((RecordKey::Identity, r)) => read_identity(r)?,
             _ => {
                 return Err(DecodeError::InvalidValue {
-                    field: "org maximum flag",
+                    field: "identity record",
                 }
                 .into());
             }
         };
-        let org = OrgBounds::new(min, max).ok_or(DecodeError::InvalidValue {
-            field: "org bounds",
-        })?;
-        let initial_retention = read_retention(&mut r)?;
-        let persistence = match r.u8()? {
-            PERSISTENCE_REQUIRED => Persistence::Required,
-            PERSISTENCE_EPHEMERAL => Persistence::Ephemeral,
+        let (delivery_core, next_control_order) = match records.next() {
+            Some((RecordKey::Counters, r)) => endpoint.read_counters(r)?,
             _ => {
                 return Err(DecodeError::InvalidValue {
-                    field: "persistence",
+                    field: "counters record",
                 }
                 .into());
             }
         };
-        let acknowledgements = match r.u8()? {
-            ACKS_IMMEDIATE => AckPolicy::Immediate,
-            ACKS_BATCHED => AckPolicy::Batched {
-                window: Duration::from_millis(r.u64()?),
-            },
-            ACKS_APP_DRIVEN => AckPolicy::AppDriven,
-            _ => {
-                return Err(DecodeError::InvalidValue {
-                    field: "acknowledgement policy",
-                }
-                .into());
-            }
-        };
-        if !acknowledgements.is_valid() {
-            return Err(DecodeError::InvalidValue {
-                field: "acknowledgement window",
-            }
-            .into());
-        }
-        let config = EndpointConfig {
-            org,
-            initial_retention,
-            persistence,
-            acknowledgements,
-        };
-        let mut endpoint = Self::assemble(store, address, certificate, roots, profile_key, config);
-        endpoint.next_conversation = r.u64()?;
-        let count = r.count32(
-            "conversations",
-            MAX_CONVERSATIONS.saturating_add(MAX_CLOSED_CONVERSATIONS),
-        )?;
         let mut conversations = BTreeMap::new();
-        for _ in 0..count {
-            let id = ConversationId(r.u64()?);
-            if id.0 >= endpoint.next_conversation {
-                return Err(DecodeError::InvalidValue {
-                    field: "conversation id",
-                }
-                .into());
-            }
-            let peer_address = read_address(&mut r)?;
-            let peer_identity = IdentityPublicKey::from_bytes(r.bytes(IDENTITY_PUBLIC_KEY_LEN)?)?;
-            let peer_role = match r.u8()? {
-                0 => None,
-                1 => Some(
-                    Role::from_wire(r.u8()?).ok_or(DecodeError::InvalidValue { field: "role" })?,
-                ),
-                _ => return Err(DecodeError::InvalidValue { field: "role flag" }.into()),
-            };
-            let record = SessionRecord::from_authenticated(
-                r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?,
-            )?;
-            let policy =
-                ConversationPolicy::from_bytes(r.var32("policy", MAX_STATE_COMPONENT_LEN)?)?;
-            let initiated_at = read_opt_time(&mut r, "initiated flag")?;
-            let next_seq = r.u64()?;
-            let reset_requested_at = read_opt_time(&mut r, "reset flag")?;
-            let n = r.count16("recently delivered", MAX_RECENTLY_DELIVERED)?;
-            let mut recently_delivered = VecDeque::with_capacity(n);
-            for _ in 0..n {
-                let message = MessageId::from_bytes(r.array()?);
-                let frame = read_frame_id(&mut r)?;
-                recently_delivered.push_back((message, frame, Timestamp::from_millis(r.u64()?)));
-            }
-            let n = usize::from(r.u8()?);
-            if n > MAX_RECENT_RECEIVED {
-                return Err(DecodeError::InvalidValue {
-                    field: "recent received count",
-                }
-                .into());
-            }
-            let mut recent_received = VecDeque::with_capacity(n);
-            for _ in 0..n {
-                recent_received.push_back(read_frame_id(&mut r)?);
-            }
-            let resume_unconfirmed = r.bool("resume flag")?;
-            let n = usize::from(r.u8()?);
-            if n > MAX_HONOURED_RESETS {
-                return Err(DecodeError::InvalidValue {
-                    field: "honoured reset count",
-                }
-                .into());
-            }
-            let mut reset_honoured = VecDeque::with_capacity(n);
-            for _ in 0..n {
-                let base_key: [u8; 32] = r.array()?;
-                reset_honoured.push_back((base_key, Timestamp::from_millis(r.u64()?)));
-            }
-            let close_sent = match r.u8()? {
-                0 => None,
-                1 => Some((read_frame_id(&mut r)?, Timestamp::from_millis(r.u64()?))),
-                _ => {
+        let mut tombstones = BTreeMap::new();
+        let mut sent = BTreeMap::new();
+        let mut given_up = BTreeMap::new();
+        let mut control = Vec::new();
+        let mut outbox: Vec<(FrameId, Vec<u8>)> = Vec::new();
+        let mut seen: Vec<(FrameId, Vec<u8>)> = Vec::new();
+        let issued = |id: ConversationId| id.0 < endpoint.next_conversation;
+        for (record, mut r) in records {
+            read_version(&mut r)?;
+            match record {
+                RecordKey::Identity | RecordKey::Counters => {
                     return Err(DecodeError::InvalidValue {
-                        field: "close flag",
+                        field: "record key repeated",
                     }
                     .into());
                 }
-            };
-            let held_identity_change = match r.u8()? {
-                0 => None,
-                1 => {
-                    let frame = r.var32("held frame", MAX_STATE_COMPONENT_LEN)?.to_vec();
-                    let identity =
-                        IdentityPublicKey::from_bytes(r.bytes(IDENTITY_PUBLIC_KEY_LEN)?)?;
-                    Some((frame, identity))
-                }
-                _ => return Err(DecodeError::InvalidValue { field: "held flag" }.into()),
-            };
-            let n = r.count16("pending acknowledgements", MAX_IDS_PER_FRAME)?;
-            let mut pending_acks = Vec::with_capacity(n);
-            for _ in 0..n {
-                let frame = read_frame_id(&mut r)?;
-                if pending_acks.contains(&frame) {
-                    return Err(DecodeError::InvalidValue {
-                        field: "pending acknowledgement",
+                RecordKey::Conversation(id) => {
+                    if !issued(id) {
+                        return Err(DecodeError::InvalidValue {
+                            field: "conversation id",
+                        }
+                        .into());
                     }
-                    .into());
+                    conversations.insert(id, read_conversation(&mut r)?);
                 }
-                pending_acks.push(frame);
+                RecordKey::Tombstone(id) => {
+                    if !issued(id) || conversations.contains_key(&id) {
+                        return Err(DecodeError::InvalidValue {
+                            field: "tombstone id",
+                        }
+                        .into());
+                    }
+                    let closed_by = read_party(&mut r)?;
+                    let shrunk_at = Timestamp::from_millis(r.u64()?);
+                    tombstones.insert(
+                        id,
+                        Tombstone {
+                            closed_by,
+                            shrunk_at,
+                        },
+                    );
+                }
+                RecordKey::Sent(frame) => {
+                    let conversation = ConversationId(r.u64()?);
+                    let message = MessageId::from_bytes(r.array()?);
+                    let kind = SentKind::from_byte(r.u8()?)
+                        .ok_or(DecodeError::InvalidValue { field: "sent kind" })?;
+                    let content =
+                        Zeroizing::new(r.var32("sent content", MAX_STATE_COMPONENT_LEN)?.to_vec());
+                    let session_message = r
+                        .var32("sent session message", MAX_STATE_COMPONENT_LEN)?
+                        .to_vec();
+                    sent.insert(
+                        frame,
+                        SentRecord {
+                            conversation,
+                            message,
+                            kind,
+                            content,
+                            session_message,
+                        },
+                    );
+                }
+                RecordKey::GivenUp(frame) => {
+                    let conversation = ConversationId(r.u64()?);
+                    let message = MessageId::from_bytes(r.array()?);
+                    given_up.insert(
+                        frame,
+                        GivenUp {
+                            conversation,
+                            message,
+                        },
+                    );
+                }
+                RecordKey::Control(frame) => control.push((frame, r.u64()?)),
+                RecordKey::Outbox(frame) => outbox.push((
+                    frame,
+                    r.var32("outbox entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
+                )),
+                RecordKey::Seen(frame) => seen.push((
+                    frame,
+                    r.var32("dedup entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
+                )),
             }
-            let ack_due = read_opt_time(&mut r, "acknowledgement due")?;
-            let peer_token = match r.u8()? {
-                0 => None,
-                1 => Some(DeliveryToken::new(r.array()?)),
-                _ => {
-                    return Err(DecodeError::InvalidValue {
-                        field: "peer token flag",
-                    }
-                    .into());
-                }
-            };
-            let token_confirmed = match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => {
-                    return Err(DecodeError::InvalidValue {
-                        field: "token confirmed",
-                    }
-                    .into());
-                }
-            };
-            let mut conversation = Conversation::new(
-                peer_address,
-                peer_identity,
-                peer_role,
-                record,
-                policy,
-                initiated_at,
-            );
-            conversation.next_seq = next_seq;
-            conversation.reset_requested_at = reset_requested_at;
-            conversation.recently_delivered = recently_delivered;
-            conversation.recent_received = recent_received;
-            conversation.reset_honoured = reset_honoured;
-            conversation.resume_unconfirmed = resume_unconfirmed;
-            conversation.close_sent = close_sent;
-            conversation.held_identity_change = held_identity_change;
-            conversation.pending_acks = pending_acks;
-            conversation.ack_due = ack_due;
-            conversation.peer_token = peer_token;
-            conversation.token_confirmed = token_confirmed;
-            // Strictly ascending ids: one canonical encoding, no duplicates.
-            if conversations
-                .last_key_value()
-                .is_some_and(|(last, _)| *last >= id)
-            {
-                return Err(DecodeError::InvalidValue {
-                    field: "conversation order",
-                }
-                .into());
-            }
-            conversations.insert(id, conversation);
+            r.finish()?;
         }
         let open = conversations.values().filter(|c| c.is_open()).count();
-        if open > MAX_CONVERSATIONS || count.saturating_sub(open) > MAX_CLOSED_CONVERSATIONS {
+        if open > MAX_CONVERSATIONS
+            || conversations.len().saturating_sub(open) > MAX_CLOSED_CONVERSATIONS
+        {
             return Err(DecodeError::InvalidValue {
                 field: "conversation count",
             }
             .into());
         }
-        endpoint.conversations = conversations;
-        let count = r.count32("tombstones", MAX_TOMBSTONES)?;
-        for _ in 0..count {
-            let id = ConversationId(r.u64()?);
-            let closed_by = read_party(&mut r)?;
-            let shrunk_at = Timestamp::from_millis(r.u64()?);
-            if id.0 >= endpoint.next_conversation
-                || endpoint.conversations.contains_key(&id)
-                || endpoint
-                    .tombstones
-                    .last_key_value()
-                    .is_some_and(|(last, _)| *last >= id)
-            {
-                return Err(DecodeError::InvalidValue {
-                    field: "tombstone id",
-                }
-                .into());
+        check_count("tombstones", tombstones.len(), MAX_TOMBSTONES)?;
+        check_count("sent records", sent.len(), MAX_SENT_RECORDS)?;
+        check_count("given up", given_up.len(), MAX_GIVEN_UP_REMEMBERED)?;
+        endpoint.conversations = Tracked::loaded(conversations);
+        endpoint.tombstones = Tracked::loaded(tombstones);
+        endpoint.sent = Tracked::loaded(sent);
+        endpoint.given_up = Tracked::loaded(given_up);
+        endpoint.control_seen =
+            ControlSeen::loaded(control, next_control_order).ok_or(DecodeError::InvalidValue {
+                field: "control frames",
+            })?;
+        endpoint.delivery = Delivery::from_records(
+            &delivery_core,
+            outbox.iter().map(|(_, e)| e.as_slice()),
+            seen.iter().map(|(_, e)| e.as_slice()),
+        )?;
+        // Each delivery record sits under its own id.
+        let entries = endpoint.delivery.entries();
+        let outbox_keys: Vec<FrameId> = outbox.iter().map(|(f, _)| *f).collect();
+        let seen_keys: BTreeSet<FrameId> = seen.iter().map(|(f, _)| *f).collect();
+        if entries.outbox.iter().copied().collect::<BTreeSet<_>>()
+            != outbox_keys.into_iter().collect::<BTreeSet<_>>()
+            || entries.seen.into_iter().collect::<BTreeSet<_>>() != seen_keys
+        {
+            return Err(DecodeError::InvalidValue {
+                field: "delivery record key",
             }
-            endpoint.tombstones.insert(
-                id,
-                Tombstone {
-                    closed_by,
-                    shrunk_at,
-                },
-            );
+            .into());
         }
-        endpoint.delivery = Delivery::from_bytes(r.var32("delivery", MAX_STATE_COMPONENT_LEN)?)?;
-        let count = r.count32("sent records", MAX_SENT_RECORDS)?;
-        for _ in 0..count {
-            let frame = read_frame_id(&mut r)?;
-            let conversation = ConversationId(r.u64()?);
-            let message = MessageId::from_bytes(r.array()?);
-            let kind = SentKind::from_byte(r.u8()?)
-                .ok_or(DecodeError::InvalidValue { field: "sent kind" })?;
-            let content =
-                Zeroizing::new(r.var32("sent content", MAX_STATE_COMPONENT_LEN)?.to_vec());
-            let session_message = r
-                .var32("sent session message", MAX_STATE_COMPONENT_LEN)?
-                .to_vec();
-            if endpoint
-                .sent
-                .last_key_value()
-                .is_some_and(|(last, _)| *last >= frame)
-            {
-                return Err(DecodeError::InvalidValue {
-                    field: "sent order",
-                }
-                .into());
-            }
-            endpoint.sent.insert(
-                frame,
-                SentRecord {
-                    conversation,
-                    message,
-                    kind,
-                    content,
-                    session_message,
-                },
-            );
-        }
-        let count = r.count32("given up", MAX_GIVEN_UP_REMEMBERED)?;
-        for _ in 0..count {
-            let frame = read_frame_id(&mut r)?;
-            let conversation = ConversationId(r.u64()?);
-            let message = MessageId::from_bytes(r.array()?);
-            if endpoint
-                .given_up
-                .last_key_value()
-                .is_some_and(|(last, _)| *last >= frame)
-            {
-                return Err(DecodeError::InvalidValue {
-                    field: "given-up order",
-                }
-                .into());
-            }
-            endpoint.given_up.insert(
-                frame,
-                GivenUp {
-                    conversation,
-                    message,
-                },
-            );
-        }
-        let count = r.count16("control frames", MAX_CONTROL_FRAMES_REMEMBERED)?;
-        for _ in 0..count {
-            endpoint.control_seen.push_back(read_frame_id(&mut r)?);
-        }
-        let count = r.count32("held transmits", MAX_HELD_TRANSMITS)?;
-        let mut held = VecDeque::with_capacity(count);
-        for _ in 0..count {
-            let to = read_address(&mut r)?;
-            let frame = r.var32("held transmit", MAX_STATE_COMPONENT_LEN)?.to_vec();
-            let token = match r.u8()? {
-                0 => None,
-                1 => Some(RelayToken::new(r.array()?)),
-                _ => {
-                    return Err(DecodeError::InvalidValue {
-                        field: "held token flag",
-                    }
-                    .into());
-                }
-            };
-            held.push_back(Transmit { to, frame, token });
-        }
-        // The restored state is persisted, so these may leave at once.
-        endpoint.gate = PersistGate::restored(held);
         // Whether this is a cold start or an older backup, tell each peer what we hold.
         endpoint.resume_pending = true;
+        endpoint.journal.prekey_revision = endpoint.store.revision();
+        Ok(endpoint)
+    }
+
+    /// Reads the counters record into `self`; returns the delivery core record and the next
+    /// control-frame order.
+    fn read_counters(
+        &mut self,
+        mut r: AuthenticatedReader<'_>,
+    ) -> Result<(Vec<u8>, u64), ImportError> {
+        read_version(&mut r)?;
+        self.next_conversation = r.u64()?;
+        let next_control_order = r.u64()?;
+        let core = r.var16("delivery core", MAX_STATE_COMPONENT_LEN)?.to_vec();
         let n = usize::from(r.u8()?);
         if n != EndpointStats::COUNTERS {
             return Err(DecodeError::InvalidValue {
@@ -687,9 +871,272 @@ impl Endpoint {
         for _ in 0..n {
             counters.push(r.u64()?);
         }
-        endpoint.stats = EndpointStats::from_counters(&counters)
+        self.stats = EndpointStats::from_counters(&counters)
             .ok_or(DecodeError::InvalidValue { field: "counters" })?;
         r.finish()?;
-        Ok(endpoint)
+        Ok((core, next_control_order))
     }
+}
+
+fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {
+    if len > max {
+        return Err(DecodeError::TooLong { field, len, max });
+    }
+    Ok(())
+}
+
+fn read_version(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let version = r.u8()?;
+    if version != ENDPOINT_STATE_VERSION {
+        return Err(DecodeError::UnknownVersion {
+            what: "endpoint record",
+            found: version,
+        });
+    }
+    Ok(())
+}
+
+fn read_identity(mut r: AuthenticatedReader<'_>) -> Result<Endpoint, ImportError> {
+    read_version(&mut r)?;
+    let store = PreKeyStore::from_bytes(r.var32("prekey store", MAX_STATE_COMPONENT_LEN)?)?;
+    let address = read_address(&mut r)?;
+    let certificate =
+        SenderCertificate::from_bytes(r.var16("certificate", MAX_SENDER_CERTIFICATE_LEN)?)?;
+    if *certificate.identity() != store.identity().public() {
+        return Err(ImportError::CertificateIdentityMismatch);
+    }
+    let roots = TrustRoots::from_bytes(r.var32("trust roots", MAX_STATE_COMPONENT_LEN)?)?;
+    let profile_key = ProfileKey::new(r.array()?);
+    let min = read_duration(&mut r, "org minimum")?;
+    let max = match r.u8()? {
+        0 => None,
+        1 => Some(read_duration(&mut r, "org maximum")?),
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "org maximum flag",
+            }
+            .into());
+        }
+    };
+    let org = OrgBounds::new(min, max).ok_or(DecodeError::InvalidValue {
+        field: "org bounds",
+    })?;
+    let initial_retention = read_retention(&mut r)?;
+    let persistence = match r.u8()? {
+        PERSISTENCE_REQUIRED => Persistence::Required,
+        PERSISTENCE_EPHEMERAL => Persistence::Ephemeral,
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "persistence",
+            }
+            .into());
+        }
+    };
+    let acknowledgements = match r.u8()? {
+        ACKS_IMMEDIATE => AckPolicy::Immediate,
+        ACKS_BATCHED => AckPolicy::Batched {
+            window: Duration::from_millis(r.u64()?),
+        },
+        ACKS_APP_DRIVEN => AckPolicy::AppDriven,
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "acknowledgement policy",
+            }
+            .into());
+        }
+    };
+    if !acknowledgements.is_valid() {
+        return Err(DecodeError::InvalidValue {
+            field: "acknowledgement window",
+        }
+        .into());
+    }
+    r.finish()?;
+    let config = EndpointConfig {
+        org,
+        initial_retention,
+        persistence,
+        acknowledgements,
+    };
+    Ok(Endpoint::assemble(
+        store,
+        address,
+        certificate,
+        roots,
+        profile_key,
+        config,
+    ))
+}
+
+fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), ExportError> {
+    w.var16("peer address", MAX_ADDRESS_LEN, c.peer_address.as_bytes())?;
+    w.bytes(&c.peer_identity.to_bytes());
+    match c.peer_role {
+        None => {
+            w.u8(0);
+        }
+        Some(role) => {
+            w.u8(1).u8(role.to_wire());
+        }
+    }
+    let policy = c.policy.to_bytes().map_err(|_| ExportError::Policy)?;
+    w.var32("policy", MAX_STATE_COMPONENT_LEN, &policy)?;
+    write_opt_time(w, c.initiated_at);
+    w.u64(c.next_seq);
+    write_opt_time(w, c.reset_requested_at);
+    w.u16(u16::try_from(c.recently_delivered.len()).unwrap_or(u16::MAX));
+    for (message, frame, at) in &c.recently_delivered {
+        w.bytes(&message.to_bytes())
+            .bytes(frame.as_bytes())
+            .u64(at.as_millis());
+    }
+    w.u8(u8::try_from(c.recent_received.len()).unwrap_or(u8::MAX));
+    for frame in &c.recent_received {
+        w.bytes(frame.as_bytes());
+    }
+    w.u8(u8::from(c.resume_unconfirmed));
+    w.u8(u8::try_from(c.reset_honoured.len()).unwrap_or(u8::MAX));
+    for (base_key, at) in &c.reset_honoured {
+        w.bytes(base_key).u64(at.as_millis());
+    }
+    match c.close_sent {
+        None => {
+            w.u8(0);
+        }
+        Some((frame, at)) => {
+            w.u8(1).bytes(frame.as_bytes()).u64(at.as_millis());
+        }
+    }
+    match &c.held_identity_change {
+        None => {
+            w.u8(0);
+        }
+        Some((frame, identity)) => {
+            w.u8(1);
+            w.var32("held frame", MAX_STATE_COMPONENT_LEN, frame)?;
+            w.bytes(&identity.to_bytes());
+        }
+    }
+    w.u16(u16::try_from(c.pending_acks.len()).unwrap_or(u16::MAX));
+    for frame in &c.pending_acks {
+        w.bytes(frame.as_bytes());
+    }
+    write_opt_time(w, c.ack_due);
+    match &c.peer_token {
+        None => {
+            w.u8(0);
+        }
+        Some(token) => {
+            w.u8(1).bytes(token.expose());
+        }
+    }
+    w.u8(u8::from(c.token_confirmed));
+    w.var32(
+        "session record",
+        MAX_STATE_COMPONENT_LEN,
+        &c.record.to_bytes(),
+    )?;
+    Ok(())
+}
+
+fn read_conversation(r: &mut AuthenticatedReader<'_>) -> Result<Conversation, ImportError> {
+    let peer_address = read_address(r)?;
+    let peer_identity = IdentityPublicKey::from_bytes(r.bytes(IDENTITY_PUBLIC_KEY_LEN)?)?;
+    let peer_role = match r.u8()? {
+        0 => None,
+        1 => Some(Role::from_wire(r.u8()?).ok_or(DecodeError::InvalidValue { field: "role" })?),
+        _ => return Err(DecodeError::InvalidValue { field: "role flag" }.into()),
+    };
+    let policy = ConversationPolicy::from_bytes(r.var32("policy", MAX_STATE_COMPONENT_LEN)?)?;
+    let initiated_at = read_opt_time(r, "initiated flag")?;
+    let next_seq = r.u64()?;
+    let reset_requested_at = read_opt_time(r, "reset flag")?;
+    let n = r.count16("recently delivered", MAX_RECENTLY_DELIVERED)?;
+    let mut recently_delivered = VecDeque::with_capacity(n);
+    for _ in 0..n {
+        let message = MessageId::from_bytes(r.array()?);
+        let frame = read_frame_id(r)?;
+        recently_delivered.push_back((message, frame, Timestamp::from_millis(r.u64()?)));
+    }
+    let n = usize::from(r.u8()?);
+    check_count("recent received", n, MAX_RECENT_RECEIVED)?;
+    let mut recent_received = VecDeque::with_capacity(n);
+    for _ in 0..n {
+        recent_received.push_back(read_frame_id(r)?);
+    }
+    let resume_unconfirmed = r.bool("resume flag")?;
+    let n = usize::from(r.u8()?);
+    check_count("honoured resets", n, MAX_HONOURED_RESETS)?;
+    let mut reset_honoured = VecDeque::with_capacity(n);
+    for _ in 0..n {
+        let base_key: [u8; 32] = r.array()?;
+        reset_honoured.push_back((base_key, Timestamp::from_millis(r.u64()?)));
+    }
+    let close_sent = match r.u8()? {
+        0 => None,
+        1 => Some((read_frame_id(r)?, Timestamp::from_millis(r.u64()?))),
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "close flag",
+            }
+            .into());
+        }
+    };
+    let held_identity_change = match r.u8()? {
+        0 => None,
+        1 => {
+            let frame = r.var32("held frame", MAX_STATE_COMPONENT_LEN)?.to_vec();
+            let identity = IdentityPublicKey::from_bytes(r.bytes(IDENTITY_PUBLIC_KEY_LEN)?)?;
+            Some((frame, identity))
+        }
+        _ => return Err(DecodeError::InvalidValue { field: "held flag" }.into()),
+    };
+    let n = r.count16("pending acknowledgements", MAX_IDS_PER_FRAME)?;
+    let mut pending_acks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let frame = read_frame_id(r)?;
+        if pending_acks.contains(&frame) {
+            return Err(DecodeError::InvalidValue {
+                field: "pending acknowledgement",
+            }
+            .into());
+        }
+        pending_acks.push(frame);
+    }
+    let ack_due = read_opt_time(r, "acknowledgement due")?;
+    let peer_token = match r.u8()? {
+        0 => None,
+        1 => Some(DeliveryToken::new(r.array()?)),
+        _ => {
+            return Err(DecodeError::InvalidValue {
+                field: "peer token flag",
+            }
+            .into());
+        }
+    };
+    let token_confirmed = r.bool("token confirmed")?;
+    let record = SessionRecord::from_authenticated(
+        r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?,
+    )?;
+    let mut conversation = Conversation::new(
+        peer_address,
+        peer_identity,
+        peer_role,
+        record,
+        policy,
+        initiated_at,
+    );
+    conversation.next_seq = next_seq;
+    conversation.reset_requested_at = reset_requested_at;
+    conversation.recently_delivered = recently_delivered;
+    conversation.recent_received = recent_received;
+    conversation.reset_honoured = reset_honoured;
+    conversation.resume_unconfirmed = resume_unconfirmed;
+    conversation.close_sent = close_sent;
+    conversation.held_identity_change = held_identity_change;
+    conversation.pending_acks = pending_acks;
+    conversation.ack_due = ack_due;
+    conversation.peer_token = peer_token;
+    conversation.token_confirmed = token_confirmed;
+    Ok(conversation)
 }

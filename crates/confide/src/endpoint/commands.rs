@@ -1,6 +1,7 @@
 //! What the app asks the endpoint to do. Every command takes `(rng, now, ...)` and changes
 //! nothing when it returns an error.
 
+use crate::state::RecordKey;
 use confide_crypto::{CryptoRng, Timestamp};
 use confide_policy::{ConversationPolicy, MessageId, OutgoingFrame, RetentionPolicy, Side};
 use confide_sealed::{Role, SenderCertificate};
@@ -176,6 +177,7 @@ impl Endpoint {
             return Err(NewEndpointError::CertificateIdentityMismatch);
         }
         self.certificate = certificate;
+        self.journal.mark(RecordKey::Identity);
         self.certificate_warned = false;
         // Our published bundles carry the certificate: the directory needs the new ones.
         self.events.push_back(Event::BundlesChanged);

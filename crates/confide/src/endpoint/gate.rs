@@ -31,15 +31,6 @@ pub(crate) struct PersistGate {
 }
 
 impl PersistGate {
-    /// A gate for a state just read from storage: it counts as persisted, and the frames it
-    /// held may leave at once.
-    pub(crate) fn restored(held: VecDeque<Transmit>) -> Self {
-        Self {
-            held: held.into_iter().map(|tx| (0, tx)).collect(),
-            ..Self::default()
-        }
-    }
-
     pub(crate) fn mark_changed(&mut self) {
         self.changes = self.changes.saturating_add(1);
     }
@@ -51,10 +42,6 @@ impl PersistGate {
 
     pub(crate) fn held_len(&self) -> usize {
         self.held.len()
-    }
-
-    pub(crate) fn held(&self) -> impl Iterator<Item = &Transmit> {
-        self.held.iter().map(|(_, tx)| tx)
     }
 
     /// An export captured the current state.
@@ -154,9 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn restored_frames_leave_at_once_and_ephemeral_never_waits() {
-        let mut g = PersistGate::restored([tx(7)].into_iter().collect());
-        assert_eq!(next_frame(&mut g), Some(7));
+    fn ephemeral_never_waits() {
         let mut e = PersistGate::default();
         e.mark_changed();
         e.hold(tx(3));

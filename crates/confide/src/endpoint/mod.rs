@@ -20,6 +20,7 @@ mod receive;
 mod reset;
 mod stats;
 mod timers;
+pub(crate) mod tracked;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -44,8 +45,10 @@ use crate::consts::{
 };
 use crate::error::NewEndpointError;
 use crate::event::{ConversationId, Event, Input, Output, Party};
+use crate::state::{Journal, RecordKey};
 use conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
 use gate::{GateOutput, PersistGate};
+use tracked::{ControlSeen, Tracked};
 
 /// Whether the endpoint waits for the app to persist its state before frames leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,17 +129,19 @@ pub struct Endpoint {
     /// mailbox; we send it to each peer until the peer acknowledged a frame carrying it.
     pub(crate) own_token: DeliveryToken,
     pub(crate) config: EndpointConfig,
-    pub(crate) conversations: BTreeMap<ConversationId, Conversation>,
-    pub(crate) tombstones: BTreeMap<ConversationId, Tombstone>,
+    pub(crate) conversations: Tracked<ConversationId, Conversation>,
+    pub(crate) tombstones: Tracked<ConversationId, Tombstone>,
     pub(crate) next_conversation: u64,
     pub(crate) delivery: Delivery,
-    pub(crate) sent: BTreeMap<FrameId, SentRecord>,
-    pub(crate) given_up: BTreeMap<FrameId, GivenUp>,
+    pub(crate) sent: Tracked<FrameId, SentRecord>,
+    pub(crate) given_up: Tracked<FrameId, GivenUp>,
     pub(crate) gate: PersistGate,
+    /// Which records changed and are not yet confirmed stored.
+    pub(crate) journal: Journal,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: EndpointStats,
-    /// Frame ids of received acknowledgements and resume frames, oldest first.
-    pub(crate) control_seen: VecDeque<FrameId>,
+    /// Frame ids of received acknowledgements and resume frames.
+    pub(crate) control_seen: ControlSeen,
     /// This state was imported and has not yet sent its resume frames.
     pub(crate) resume_pending: bool,
     /// Peers without a conversation we recently asked to reset (rate limit; not stored).
@@ -179,6 +184,7 @@ impl Endpoint {
         let profile_key = ProfileKey::random(rng);
         let mut endpoint = Self::assemble(store, address, certificate, roots, profile_key, config);
         endpoint.maintain_prekeys(rng, now);
+        endpoint.journal.mark(RecordKey::Identity);
         endpoint.mark_changed();
         Ok(endpoint)
     }
@@ -201,16 +207,17 @@ impl Endpoint {
             profile_key,
             own_token,
             config,
-            conversations: BTreeMap::new(),
-            tombstones: BTreeMap::new(),
+            conversations: Tracked::default(),
+            tombstones: Tracked::default(),
             next_conversation: 1,
             delivery: Delivery::new(),
-            sent: BTreeMap::new(),
-            given_up: BTreeMap::new(),
+            sent: Tracked::default(),
+            given_up: Tracked::default(),
             gate: PersistGate::default(),
+            journal: Journal::default(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
-            control_seen: VecDeque::new(),
+            control_seen: ControlSeen::default(),
             resume_pending: false,
             unknown_peer_resets: BTreeMap::new(),
         }
@@ -450,10 +457,12 @@ impl Endpoint {
         next
     }
 
-    /// The app stored the blob of the last [`Endpoint::export_state`]: frames produced up to
-    /// that export (acknowledgements and new ciphertexts) may now leave.
+    /// The app stored the last change set of [`Endpoint::take_changes`] (or the blob of the
+    /// last [`Endpoint::export_state`]): frames produced up to then (acknowledgements and new
+    /// ciphertexts) may now leave, and the records it carried count as stored.
     pub fn confirm_persisted(&mut self) {
         self.gate.confirm();
+        self.journal.confirm();
     }
 
     // ---- shared internals ------------------------------------------------------------------

@@ -15,7 +15,7 @@ use confide_transport::{Address, Frame, FrameId, IncomingStatus, PayloadDigest};
 use super::conversation::{Conversation, SentKind};
 use super::reset::{self, Payload};
 use super::{DropReason, Endpoint};
-use crate::consts::{MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, SENDER_CERTIFICATE_GRACE};
+use crate::consts::{MAX_CONVERSATIONS, SENDER_CERTIFICATE_GRACE};
 use crate::event::{ConversationId, Event};
 
 /// A refusal: which conversation it concerns (if one can be named) and why.
@@ -510,10 +510,7 @@ impl Endpoint {
     }
 
     fn note_control_frame(&mut self, frame_id: FrameId) {
-        self.control_seen.push_back(frame_id);
-        while self.control_seen.len() > MAX_CONTROL_FRAMES_REMEMBERED {
-            self.control_seen.pop_front();
-        }
+        self.control_seen.insert(frame_id);
     }
 
     /// An authenticated acknowledgement of our frame `id` from `from`.

@@ -26,12 +26,31 @@ pub(crate) fn shred_deadline(c: &Conversation) -> Option<Timestamp> {
     )
 }
 
+/// Whether anything of `c` is due at `now`: a policy timer, key shredding or the end of the
+/// close retransmission period.
+fn conversation_due(c: &Conversation, now: Timestamp) -> bool {
+    let due = |t: Option<Timestamp>| t.is_some_and(|t| t <= now);
+    due(c.policy.poll_timeout())
+        || due(shred_deadline(c))
+        || due(c
+            .close_sent
+            .map(|(_, at)| at.saturating_add(CLOSE_RETRANSMIT_PERIOD)))
+}
+
 impl Endpoint {
     pub(crate) fn timeout<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
         self.delivery.handle_timeout(now);
         self.flush_due_acks(rng, now);
-        let ids: Vec<ConversationId> = self.conversations.keys().copied().collect();
-        for id in ids {
+        // Only conversations with something due are touched (and so rewritten by an
+        // incremental store): a timeout costs writes for what it changes, not for every
+        // conversation.
+        let due: Vec<ConversationId> = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| conversation_due(c, now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
             let Some(conv) = self.conversations.get_mut(&id) else {
                 continue;
             };

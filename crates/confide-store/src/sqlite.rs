@@ -1,0 +1,185 @@
+//! The embedded SQLite store.
+
+use std::path::Path;
+
+use confide::ChangeSet;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use thiserror::Error;
+
+use crate::Store;
+
+/// The schema version this crate writes (SQLite's `user_version`). A database of a newer
+/// version is refused rather than misread.
+pub const SQLITE_SCHEMA_VERSION: i64 = 1;
+
+/// How long a writer waits for another connection's transaction before failing with
+/// `SQLITE_BUSY`. Reason: an app may open the database from a second process (a share
+/// extension, a notification service); their transactions are a few milliseconds, so a
+/// wait of seconds only expires when something is stuck.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+const SCHEMA: &str = "CREATE TABLE confide_records (
+    account BLOB NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID";
+
+/// Why the SQLite store failed. Carries SQLite's error (never a stored value or key).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SqliteStoreError {
+    /// SQLite failed (cannot open, disk full, busy beyond the timeout, corrupt file).
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer version of this crate.
+    #[error("database schema version {found} is newer than this crate's {supported}")]
+    UnknownSchema {
+        /// The database's version.
+        found: i64,
+        /// The newest this crate reads.
+        supported: i64,
+    },
+}
+
+/// A [`Store`] in an embedded SQLite database file: the default an app gets in one line.
+///
+/// Settings, each for a reason:
+/// * `journal_mode = WAL`: a commit appends to the write-ahead log instead of rewriting
+///   pages twice, and readers in other processes do not block it;
+/// * `synchronous = FULL`: a commit is on disk when it returns, as the endpoint's rule
+///   "nothing leaves before the state that produced it is stored" requires (with `NORMAL`, a
+///   power cut could lose a commit whose frames already left: a reused key after restart);
+/// * `secure_delete = ON`: SQLite overwrites deleted records in the database file;
+/// * one table, `confide_records (account, key, value)`, without row ids; several accounts
+///   can share one file.
+///
+/// `Debug` prints nothing about the account.
+pub struct SqliteStore {
+    conn: Connection,
+    slot: Vec<u8>,
+}
+
+impl core::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self { conn: _, slot: _ } = self;
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` for the account named `slot`.
+    pub fn open(path: impl AsRef<Path>, slot: &[u8]) -> Result<Self, SqliteStoreError> {
+        Self::with_connection(Connection::open(path)?, slot)
+    }
+
+    /// A database in memory (tests and benchmarks; it vanishes when dropped).
+    pub fn open_in_memory(slot: &[u8]) -> Result<Self, SqliteStoreError> {
+        Self::with_connection(Connection::open_in_memory()?, slot)
+    }
+
+    fn with_connection(mut conn: Connection, slot: &[u8]) -> Result<Self, SqliteStoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Returns the mode in effect ("memory" for an in-memory database).
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        match version {
+            0 => {
+                tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
+            }
+            SQLITE_SCHEMA_VERSION => {}
+            found => {
+                return Err(SqliteStoreError::UnknownSchema {
+                    found,
+                    supported: SQLITE_SCHEMA_VERSION,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(Self {
+            conn,
+            slot: slot.to_vec(),
+        })
+    }
+
+    /// How many records the account holds.
+    pub fn len(&self) -> Result<usize, SqliteStoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM confide_records WHERE account = ?1",
+            params![self.slot],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Whether the account holds no record.
+    pub fn is_empty(&self) -> Result<bool, SqliteStoreError> {
+        let any: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM confide_records WHERE account = ?1 LIMIT 1",
+                params![self.slot],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(any.is_none())
+    }
+
+    fn write(&mut self, changes: &ChangeSet, clear: bool) -> Result<(), SqliteStoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if clear {
+            tx.execute(
+                "DELETE FROM confide_records WHERE account = ?1",
+                params![self.slot],
+            )?;
+        }
+        {
+            let mut delete =
+                tx.prepare("DELETE FROM confide_records WHERE account = ?1 AND key = ?2")?;
+            for key in changes.deletes() {
+                delete.execute(params![self.slot, key])?;
+            }
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO confide_records (account, key, value) VALUES (?1, ?2, ?3)",
+            )?;
+            for (key, value) in changes.puts() {
+                put.execute(params![self.slot, key, value])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    type Error = SqliteStoreError;
+
+    fn slot(&self) -> &[u8] {
+        &self.slot
+    }
+
+    fn commit(&mut self, changes: &ChangeSet) -> Result<(), SqliteStoreError> {
+        self.write(changes, false)
+    }
+
+    fn replace_all(&mut self, changes: &ChangeSet) -> Result<(), SqliteStoreError> {
+        self.write(changes, true)
+    }
+
+    fn records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqliteStoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM confide_records WHERE account = ?1")?;
+        let rows = stmt.query_map(params![self.slot], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut records = Vec::new();
+        for row in rows {
+            records.push(row?);
+        }
+        Ok(records)
+    }
+}

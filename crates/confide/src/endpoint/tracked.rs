@@ -1,0 +1,167 @@
+//! A map that remembers which of its keys changed, so the endpoint can persist only the
+//! records that did (see `state.rs`).
+//!
+//! Every way to change an entry goes through a method here that notes its key; there is no
+//! `DerefMut`. Reading goes through `Deref` to the inner `BTreeMap`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use confide_transport::FrameId;
+
+use crate::consts::MAX_CONTROL_FRAMES_REMEMBERED;
+
+/// A `BTreeMap` that notes the key of every entry inserted, removed or borrowed mutably.
+pub(crate) struct Tracked<K: Ord + Copy, V> {
+    map: BTreeMap<K, V>,
+    changed: BTreeSet<K>,
+}
+
+impl<K: Ord + Copy, V> Default for Tracked<K, V> {
+    fn default() -> Self {
+        Self {
+            map: BTreeMap::new(),
+            changed: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy, V> core::ops::Deref for Tracked<K, V> {
+    type Target = BTreeMap<K, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<K: Ord + Copy, V> Tracked<K, V> {
+    /// A map read from storage: nothing in it counts as changed.
+    pub(crate) fn loaded(map: BTreeMap<K, V>) -> Self {
+        Self {
+            map,
+            changed: BTreeSet::new(),
+        }
+    }
+
+    /// The entry at `key`, noted as changed (whether or not the caller changes it).
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let entry = self.map.get_mut(key)?;
+        self.changed.insert(*key);
+        Some(entry)
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.changed.insert(key);
+        self.map.insert(key, value)
+    }
+
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let removed = self.map.remove(key)?;
+        self.changed.insert(*key);
+        Some(removed)
+    }
+
+    pub(crate) fn pop_first(&mut self) -> Option<(K, V)> {
+        let (key, value) = self.map.pop_first()?;
+        self.changed.insert(key);
+        Some((key, value))
+    }
+
+    /// The keys changed since the last call, and forgets them.
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<K> {
+        core::mem::take(&mut self.changed)
+    }
+}
+
+/// Frame ids of received acknowledgements and resume frames, each with its arrival order;
+/// the oldest are forgotten beyond [`MAX_CONTROL_FRAMES_REMEMBERED`].
+#[derive(Default)]
+pub(crate) struct ControlSeen {
+    by_id: Tracked<FrameId, u64>,
+    by_order: BTreeMap<u64, FrameId>,
+    next_order: u64,
+}
+
+impl ControlSeen {
+    /// From stored `(id, order)` pairs; `None` if ids or orders repeat, an order was never
+    /// issued, or there are too many.
+    pub(crate) fn loaded(entries: Vec<(FrameId, u64)>, next_order: u64) -> Option<Self> {
+        if entries.len() > MAX_CONTROL_FRAMES_REMEMBERED {
+            return None;
+        }
+        let mut by_id = BTreeMap::new();
+        let mut by_order = BTreeMap::new();
+        for (id, order) in entries {
+            if order >= next_order
+                || by_id.insert(id, order).is_some()
+                || by_order.insert(order, id).is_some()
+            {
+                return None;
+            }
+        }
+        Some(Self {
+            by_id: Tracked::loaded(by_id),
+            by_order,
+            next_order,
+        })
+    }
+
+    pub(crate) fn contains(&self, id: &FrameId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Remembers `id` (once), forgetting the oldest beyond the bound.
+    pub(crate) fn insert(&mut self, id: FrameId) {
+        if self.contains(&id) {
+            return;
+        }
+        let order = self.next_order;
+        self.next_order = order.saturating_add(1);
+        self.by_id.insert(id, order);
+        self.by_order.insert(order, id);
+        while self.by_order.len() > MAX_CONTROL_FRAMES_REMEMBERED {
+            if let Some((_, oldest)) = self.by_order.pop_first() {
+                self.by_id.remove(&oldest);
+            }
+        }
+    }
+
+    pub(crate) fn ids(&self) -> impl Iterator<Item = FrameId> + '_ {
+        self.by_id.keys().copied()
+    }
+
+    pub(crate) fn order_of(&self, id: FrameId) -> Option<u64> {
+        self.by_id.get(&id).copied()
+    }
+
+    pub(crate) fn next_order(&self) -> u64 {
+        self.next_order
+    }
+
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<FrameId> {
+        self.by_id.take_changed()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_change_is_noted_and_reading_is_not() {
+        let mut m: Tracked<u8, u8> = Tracked::loaded([(1, 1), (2, 2), (3, 3)].into());
+        assert!(m.take_changed().is_empty());
+        assert_eq!(m.get(&1), Some(&1));
+        assert_eq!(m.len(), 3);
+        assert!(m.take_changed().is_empty(), "reads change nothing");
+        *m.get_mut(&1).unwrap() = 10;
+        m.insert(4, 4);
+        m.remove(&2);
+        assert!(m.remove(&9).is_none());
+        assert!(m.get_mut(&9).is_none());
+        assert_eq!(m.take_changed(), [1, 2, 4].into());
+        assert!(m.take_changed().is_empty());
+        assert_eq!(m.pop_first(), Some((1, 10)));
+        assert_eq!(m.take_changed(), [1].into());
+    }
+}

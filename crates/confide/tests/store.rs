@@ -1,0 +1,401 @@
+//! Endpoints persisting record by record into the stores of `confide-store`: the embedded
+//! SQLite file (the default an app gets) and the in-memory store. What an app would see:
+//! restarts lose nothing, a state change writes only its own records whatever the number of
+//! conversations, a failed commit is carried by the next, records cannot be moved.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::convert::Infallible;
+
+use chacha20::ChaCha20Rng;
+use common::{Service, T0};
+use confide::{
+    Address, ChangeSet, ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity,
+    ImportError, Input, Output, Role, StorageKey,
+};
+use confide_crypto::{Duration, Timestamp};
+use confide_store::{MemoryStore, SqliteStore, SqliteStoreError, Store};
+use rand_core::SeedableRng;
+
+/// One app: its endpoint, its store, what it showed.
+struct App<S: Store> {
+    endpoint: Endpoint,
+    store: S,
+    key: StorageKey,
+    received: Vec<(ConversationId, Vec<u8>)>,
+    delivered: usize,
+    outbox: Vec<(Address, Vec<u8>)>,
+}
+
+impl<S: Store> App<S>
+where
+    S::Error: std::fmt::Debug,
+{
+    fn new(endpoint: Endpoint, store: S, key: StorageKey) -> Self {
+        Self {
+            endpoint,
+            store,
+            key,
+            received: Vec::new(),
+            delivered: 0,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Plays the app's part of the run loop: persist when asked, collect what leaves.
+    fn drain(&mut self, rng: &mut ChaCha20Rng) {
+        loop {
+            match self.endpoint.poll_output() {
+                Output::Event(Event::PersistRequired) => {
+                    confide_store::persist(&mut self.endpoint, &mut self.store, rng, &self.key)
+                        .unwrap();
+                }
+                Output::Event(Event::Message {
+                    conversation, text, ..
+                }) => self.received.push((conversation, text.as_bytes().to_vec())),
+                Output::Event(Event::Delivered { .. }) => self.delivered += 1,
+                Output::Event(_) => {}
+                Output::Transmit(tx) => self.outbox.push((tx.to, tx.frame)),
+                _ => return,
+            }
+        }
+    }
+
+    fn receive(&mut self, rng: &mut ChaCha20Rng, now: Timestamp, frame: &[u8]) {
+        self.endpoint
+            .handle_input(rng, Input::Receive { bytes: frame, now });
+        self.drain(rng);
+    }
+
+    fn timeout(&mut self, rng: &mut ChaCha20Rng, now: Timestamp) {
+        self.endpoint.handle_input(rng, Input::Timeout { now });
+        self.drain(rng);
+    }
+}
+
+/// Delivers every waiting frame between the two apps until none is left.
+fn exchange<A: Store, B: Store>(
+    rng: &mut ChaCha20Rng,
+    now: Timestamp,
+    a: &mut App<A>,
+    b: &mut App<B>,
+) where
+    A::Error: std::fmt::Debug,
+    B::Error: std::fmt::Debug,
+{
+    for _ in 0..16 {
+        if a.outbox.is_empty() && b.outbox.is_empty() {
+            return;
+        }
+        for (to, frame) in std::mem::take(&mut a.outbox) {
+            assert_eq!(&to, b.endpoint.address());
+            b.receive(rng, now, &frame);
+        }
+        for (to, frame) in std::mem::take(&mut b.outbox) {
+            assert_eq!(&to, a.endpoint.address());
+            a.receive(rng, now, &frame);
+        }
+    }
+    panic!("the exchange did not settle");
+}
+
+fn new_endpoint(service: &Service, rng: &mut ChaCha20Rng, name: &[u8], role: Role) -> Endpoint {
+    service
+        .endpoint(rng, name, role, EndpointConfig::default())
+        .0
+}
+
+/// Starts a conversation from `client` to `counselor` and settles it.
+fn connect<A: Store, B: Store>(
+    rng: &mut ChaCha20Rng,
+    now: Timestamp,
+    client: &mut App<A>,
+    counselor: &mut App<B>,
+) -> ConversationId
+where
+    A::Error: std::fmt::Debug,
+    B::Error: std::fmt::Debug,
+{
+    let bundle = counselor.endpoint.published_bundles().last_resort;
+    let address = counselor.endpoint.address().clone();
+    let conv = client
+        .endpoint
+        .start_conversation(
+            rng,
+            now,
+            address,
+            &bundle,
+            ExpectedIdentity::TrustOnFirstUse,
+        )
+        .unwrap()
+        .conversation;
+    client.drain(rng);
+    client.endpoint.send(rng, now, conv, b"hello").unwrap();
+    client.drain(rng);
+    exchange(rng, now, client, counselor);
+    conv
+}
+
+#[test]
+fn a_conversation_survives_restarts_through_the_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!("confide-store-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let client_db = dir.join("client.db");
+    let counselor_db = dir.join("counselor.db");
+    let _ = std::fs::remove_file(&client_db);
+    let _ = std::fs::remove_file(&counselor_db);
+    let mut rng = ChaCha20Rng::from_seed([41; 32]);
+    let service = Service::new(&mut rng);
+    let key = StorageKey::new([9; 32]);
+    let now = T0;
+
+    let mut client = App::new(
+        new_endpoint(&service, &mut rng, b"client-1", Role::Client),
+        SqliteStore::open(&client_db, b"client").unwrap(),
+        key.clone(),
+    );
+    let mut counselor = App::new(
+        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
+        SqliteStore::open(&counselor_db, b"counselor").unwrap(),
+        key.clone(),
+    );
+    client.drain(&mut rng);
+    counselor.drain(&mut rng);
+    let conv = connect(&mut rng, now, &mut client, &mut counselor);
+    assert_eq!(counselor.received.len(), 1);
+    assert_eq!(client.delivered, 1);
+
+    // Both apps are killed and start again from their database files alone.
+    let counselor_conv = counselor.received[0].0;
+    drop(client);
+    drop(counselor);
+    let mut client = App::new(
+        confide_store::load(&SqliteStore::open(&client_db, b"client").unwrap(), &key)
+            .unwrap()
+            .unwrap(),
+        SqliteStore::open(&client_db, b"client").unwrap(),
+        key.clone(),
+    );
+    let mut counselor = App::new(
+        confide_store::load(
+            &SqliteStore::open(&counselor_db, b"counselor").unwrap(),
+            &key,
+        )
+        .unwrap()
+        .unwrap(),
+        SqliteStore::open(&counselor_db, b"counselor").unwrap(),
+        key.clone(),
+    );
+    let later = now.saturating_add(Duration::from_mins(5));
+    client.timeout(&mut rng, later);
+    counselor.timeout(&mut rng, later);
+    exchange(&mut rng, later, &mut client, &mut counselor);
+    counselor
+        .endpoint
+        .send(&mut rng, later, counselor_conv, b"I'm here")
+        .unwrap();
+    counselor.drain(&mut rng);
+    client
+        .endpoint
+        .send(&mut rng, later, conv, b"thank you")
+        .unwrap();
+    client.drain(&mut rng);
+    exchange(&mut rng, later, &mut client, &mut counselor);
+    assert_eq!(client.received, [(conv, b"I'm here".to_vec())]);
+    assert_eq!(counselor.received.last().unwrap().1, b"thank you");
+    assert_eq!(counselor.received.len(), 2, "nothing shown twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bytes one sent text writes to the store, in a counselor's conversation with `clients`
+/// open conversations.
+fn bytes_written_for_one_text(clients: usize) -> usize {
+    let mut rng = ChaCha20Rng::from_seed([42; 32]);
+    let service = Service::new(&mut rng);
+    let key = StorageKey::new([3; 32]);
+    let mut counselor = App::new(
+        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
+        MemoryStore::new(b"counselor"),
+        key.clone(),
+    );
+    counselor.drain(&mut rng);
+    let mut first = None;
+    for i in 0..clients {
+        let name = format!("client-{i}");
+        let mut client = App::new(
+            new_endpoint(&service, &mut rng, name.as_bytes(), Role::Client),
+            MemoryStore::new(name.as_bytes()),
+            key.clone(),
+        );
+        client.drain(&mut rng);
+        connect(&mut rng, T0, &mut client, &mut counselor);
+        first.get_or_insert(counselor.received[0].0);
+    }
+    let conv = first.unwrap();
+    counselor
+        .endpoint
+        .send(&mut rng, T0, conv, b"a short reply")
+        .unwrap();
+    let changes = counselor
+        .endpoint
+        .take_changes(&mut rng, &key, b"counselor")
+        .unwrap();
+    changes.written_bytes()
+}
+
+#[test]
+fn a_text_writes_the_same_few_records_with_one_conversation_or_many() {
+    let one = bytes_written_for_one_text(1);
+    let many = bytes_written_for_one_text(12);
+    assert!(one <= 4096, "one text wrote {one} bytes");
+    assert_eq!(one, many, "the write does not grow with the conversations");
+}
+
+/// A store whose next commit fails (a full disk), then recovers.
+struct Flaky {
+    inner: MemoryStore,
+    fail_next: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("disk full")]
+struct DiskFull;
+
+impl Store for Flaky {
+    type Error = DiskFull;
+
+    fn slot(&self) -> &[u8] {
+        self.inner.slot()
+    }
+
+    fn commit(&mut self, changes: &ChangeSet) -> Result<(), DiskFull> {
+        if std::mem::take(&mut self.fail_next) {
+            return Err(DiskFull);
+        }
+        let Ok(()) = self.inner.commit(changes);
+        Ok(())
+    }
+
+    fn replace_all(&mut self, changes: &ChangeSet) -> Result<(), DiskFull> {
+        let Ok(()) = self.inner.replace_all(changes);
+        Ok(())
+    }
+
+    fn records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DiskFull> {
+        let records: Result<_, Infallible> = self.inner.records();
+        let Ok(records) = records;
+        Ok(records)
+    }
+}
+
+#[test]
+fn a_failed_commit_holds_the_frames_and_is_carried_by_the_next() {
+    let mut rng = ChaCha20Rng::from_seed([43; 32]);
+    let service = Service::new(&mut rng);
+    let key = StorageKey::new([4; 32]);
+    let mut client = App::new(
+        new_endpoint(&service, &mut rng, b"client-1", Role::Client),
+        Flaky {
+            inner: MemoryStore::new(b"client"),
+            fail_next: false,
+        },
+        key.clone(),
+    );
+    let mut counselor = App::new(
+        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
+        MemoryStore::new(b"counselor"),
+        key.clone(),
+    );
+    client.drain(&mut rng);
+    counselor.drain(&mut rng);
+    let conv = connect(&mut rng, T0, &mut client, &mut counselor);
+
+    client.endpoint.send(&mut rng, T0, conv, b"one").unwrap();
+    assert!(matches!(
+        client.endpoint.poll_output(),
+        Output::Event(Event::PersistRequired)
+    ));
+    client.store.fail_next = true;
+    assert!(
+        confide_store::persist(&mut client.endpoint, &mut client.store, &mut rng, &key).is_err()
+    );
+    // Nothing leaves while the change is not stored.
+    assert!(!matches!(
+        client.endpoint.poll_output(),
+        Output::Transmit(_)
+    ));
+    client.endpoint.send(&mut rng, T0, conv, b"two").unwrap();
+    client.drain(&mut rng);
+    assert_eq!(client.outbox.len(), 2, "both texts leave once stored");
+
+    // What the store holds now loads to the live state: the failed change set was carried.
+    let mut loaded = confide_store::load(&client.store, &key).unwrap().unwrap();
+    let live = common::state_plaintext(&mut client.endpoint, &mut rng, &key);
+    client.endpoint.confirm_persisted();
+    assert!(common::state_plaintext(&mut loaded, &mut rng, &key) == live);
+    exchange(&mut rng, T0, &mut client, &mut counselor);
+    assert_eq!(counselor.received.len(), 3);
+}
+
+#[test]
+fn records_open_only_in_their_own_place() {
+    let mut rng = ChaCha20Rng::from_seed([44; 32]);
+    let service = Service::new(&mut rng);
+    let key = StorageKey::new([5; 32]);
+    let mut client = App::new(
+        new_endpoint(&service, &mut rng, b"client-1", Role::Client),
+        MemoryStore::new(b"client"),
+        key.clone(),
+    );
+    let mut counselor = App::new(
+        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
+        MemoryStore::new(b"counselor"),
+        key.clone(),
+    );
+    client.drain(&mut rng);
+    counselor.drain(&mut rng);
+    connect(&mut rng, T0, &mut client, &mut counselor);
+    let records = client.store.records().unwrap();
+    assert!(Endpoint::load_records(&key, b"client", records.clone()).is_ok());
+    // Another account's slot, another key: refused.
+    assert!(Endpoint::load_records(&key, b"counselor", records.clone()).is_err());
+    assert!(Endpoint::load_records(&StorageKey::new([6; 32]), b"client", records.clone()).is_err());
+    // Two records' values swapped: refused.
+    let mut swapped = records.clone();
+    let (a, b) = (swapped[0].1.clone(), swapped[1].1.clone());
+    swapped[0].1 = b;
+    swapped[1].1 = a;
+    assert!(matches!(
+        Endpoint::load_records(&key, b"client", swapped),
+        Err(ImportError::Storage(_))
+    ));
+    // A record missing (the identity): refused; a record repeated: refused.
+    assert!(Endpoint::load_records(&key, b"client", records[1..].to_vec()).is_err());
+    let mut repeated = records.clone();
+    repeated.push(records[2].clone());
+    assert!(Endpoint::load_records(&key, b"client", repeated).is_err());
+}
+
+#[test]
+fn a_database_of_a_newer_schema_is_refused() {
+    let dir = std::env::temp_dir().join(format!("confide-schema-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("newer.db");
+    let _ = std::fs::remove_file(&path);
+    drop(SqliteStore::open(&path, b"a").unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    }
+    assert!(matches!(
+        SqliteStore::open(&path, b"a"),
+        Err(SqliteStoreError::UnknownSchema { found: 99, .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
