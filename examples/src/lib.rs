@@ -1,7 +1,10 @@
 //! Small helpers shared by the example programs in `src/bin`: a certificate issuer, an
 //! in-process relay (mailboxes over the simulated network plus a prekey directory) that
-//! records what it could see, and a participant that runs the endpoint's loop.
+//! records what it could see, and a participant that runs the endpoint's loop; and, in
+//! [`tcp`], a loopback TCP relay and client transport for the `relay` and `chat` programs.
 #![forbid(unsafe_code)]
+
+pub mod tcp;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -15,8 +18,8 @@ use confide_sealed::{
     SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TokenVerifier, TrustRoots,
     relay_check,
 };
+use confide_sim::{LinkConfig, SimNetwork};
 use confide_transport::RelayToken;
-use confide_transport::sim::{LinkConfig, SimNetwork};
 
 /// Why an example helper failed (setup errors; the examples print them and exit).
 pub type ExampleError = Box<dyn std::error::Error>;

@@ -1,12 +1,11 @@
-//! Fuzzes the certified bundle decoder (what a directory serves for first contact): arbitrary
-//! bytes must never panic, and a bundle that parses must encode to exactly the same bytes.
+//! Fuzz target `endpoint_certified_bundle`: the certified bundle decoder (what a directory serves
+//! for first contact): no panic, canonical re-encoding.
+//!
+//! The check is `confide_test_support::fuzzing::endpoint_certified_bundle`; the corpus replay test
+//! of its crate (`tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/endpoint_certified_bundle/` too.
 #![no_main]
 
-use confide::CertifiedBundle;
+use confide_test_support::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(bundle) = CertifiedBundle::from_bytes(data) {
-        assert_eq!(bundle.to_bytes(), data, "re-encoding differs");
-    }
-});
+fuzz_target!(|data: &[u8]| fuzzing::endpoint_certified_bundle(data));

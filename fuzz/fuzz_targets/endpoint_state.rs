@@ -1,35 +1,12 @@
-//! Fuzzes the endpoint state decoder: arbitrary bytes are sealed as an endpoint state blob
-//! (so the storage AEAD passes) and imported. Must never panic; a state that imports must
-//! export to exactly the same bytes (or, when its prekey store has an older version, which is
-//! upgraded on export, to bytes that are a fixed point).
+//! Fuzz target `endpoint_state`: the endpoint state import (the bytes sealed as a state blob): no
+//! panic, and an imported state exports to the same bytes (or, after a prekey store upgrade, to a
+//! fixed point).
+//!
+//! The check is `confide_test_support::fuzzing::endpoint_state`; the corpus replay test of its
+//! crate (`tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/endpoint_state/` too.
 #![no_main]
 
-use chacha20::ChaCha20Rng;
-use confide::{Endpoint, StorageKey};
-use confide_session::storage::{StateKind, open, seal};
+use confide_test_support::fuzzing;
 use libfuzzer_sys::fuzz_target;
-use rand_core::SeedableRng;
 
-fuzz_target!(|data: &[u8]| {
-    let key = StorageKey::new([7; 32]);
-    let mut rng = ChaCha20Rng::from_seed([1; 32]);
-    let blob = seal(&mut rng, &key, StateKind::Endpoint, b"account", data);
-    if let Ok(mut endpoint) = Endpoint::import_state(&key, b"account", &blob) {
-        let again = endpoint
-            .export_state(&mut rng, &key, b"account")
-            .expect("an imported state exports");
-        let plain = open(&key, StateKind::Endpoint, b"account", &again).expect("own blob opens");
-        // The prekey store (after the version byte and its u32 length) may be of an older
-        // version that is read and written back as the current one; then the re-encoding
-        // must be a fixed point instead.
-        if data.get(5) == Some(&confide_session::state::STATE_VERSION) {
-            assert_eq!(&plain[..], data, "re-encoding differs");
-        } else {
-            let blob = seal(&mut rng, &key, StateKind::Endpoint, b"account", &plain);
-            let mut upgraded = Endpoint::import_state(&key, b"account", &blob).unwrap();
-            let again = upgraded.export_state(&mut rng, &key, b"account").unwrap();
-            let again = open(&key, StateKind::Endpoint, b"account", &again).unwrap();
-            assert_eq!(&again[..], &plain[..], "upgraded re-encoding differs");
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| fuzzing::endpoint_state(data));

@@ -1,13 +1,11 @@
-//! Fuzz target `session_bundle`: PreKeyBundle::from_bytes (canonical re-encoding), then verify; a verified bundle must start a session.
+//! Fuzz target `session_bundle`: `PreKeyBundle::from_bytes` (canonical re-encoding), then verify; a
+//! verified bundle must start a session.
 //!
-//! The decode-and-check logic is shared with the corpus replay test
-//! (crates/confide-session/tests/fuzz_corpus.rs) and lives in
-//! crates/confide-session/tests/fuzz_logic/mod.rs.
+//! The check is `confide_test_support::fuzzing::session_bundle`; the corpus replay test of its
+//! crate (`tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/session_bundle/` too.
 #![no_main]
 
+use confide_test_support::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../crates/confide-session/tests/fuzz_logic/mod.rs"]
-mod fuzz_logic;
-
-fuzz_target!(|data: &[u8]| fuzz_logic::bundle_input(data));
+fuzz_target!(|data: &[u8]| fuzzing::session_bundle(data));

@@ -1,13 +1,11 @@
-//! Fuzz target `session_message`: SessionMessage::from_bytes; a message that decodes re-encodes to the same bytes.
+//! Fuzz target `session_message`: `SessionMessage::from_bytes`; a message that decodes re-encodes
+//! to the same bytes.
 //!
-//! The decode-and-check logic is shared with the corpus replay test
-//! (crates/confide-session/tests/fuzz_corpus.rs) and lives in
-//! crates/confide-session/tests/fuzz_logic/mod.rs.
+//! The check is `confide_test_support::fuzzing::session_message`; the corpus replay test of its
+//! crate (`tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/session_message/` too.
 #![no_main]
 
+use confide_test_support::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../crates/confide-session/tests/fuzz_logic/mod.rs"]
-mod fuzz_logic;
-
-fuzz_target!(|data: &[u8]| fuzz_logic::message_input(data));
+fuzz_target!(|data: &[u8]| fuzzing::session_message(data));

@@ -1,13 +1,11 @@
-//! Fuzz target `session_state`: SessionRecord / PreKeyStore / Session::from_bytes selected by the first byte (mod 3); re-encoding equality, then use without panic.
+//! Fuzz target `session_state`: `SessionRecord` / `PreKeyStore` / `Session::from_bytes`, selected
+//! by the first byte (mod 3): canonical re-encoding, then use without panic.
 //!
-//! The decode-and-check logic is shared with the corpus replay test
-//! (crates/confide-session/tests/fuzz_corpus.rs) and lives in
-//! crates/confide-session/tests/fuzz_logic/mod.rs.
+//! The check is `confide_test_support::fuzzing::session_state`; the corpus replay test of its crate
+//! (`tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/session_state/` too.
 #![no_main]
 
+use confide_test_support::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../crates/confide-session/tests/fuzz_logic/mod.rs"]
-mod fuzz_logic;
-
-fuzz_target!(|data: &[u8]| fuzz_logic::state_input(data));
+fuzz_target!(|data: &[u8]| fuzzing::session_state(data));

@@ -1,13 +1,11 @@
-//! Fuzzes the strict decoder of transport frames: no panic, and whatever decodes re-encodes
-//! to exactly the input (one encoding per value).
+//! Fuzz target `transport_frame`: the strict transport frame decoder: no panic, canonical re-
+//! encoding.
+//!
+//! The check is `confide_test_support::fuzzing::transport_frame`; the corpus replay test of its
+//! crate (`tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/transport_frame/` too.
 #![no_main]
 
-use confide_transport::Frame;
+use confide_test_support::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(frame) = Frame::from_bytes(data) {
-        let again = frame.to_bytes().expect("a decoded frame re-encodes");
-        assert_eq!(again, data, "frame encoding is canonical");
-    }
-});
+fuzz_target!(|data: &[u8]| fuzzing::transport_frame(data));

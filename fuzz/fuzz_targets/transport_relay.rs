@@ -1,13 +1,11 @@
-//! Fuzzes the strict decoder of the example TCP relay protocol (confide-transport with the
-//! `tcp` feature): no panic, and whatever decodes re-encodes to exactly the input.
+//! Fuzz target `transport_relay`: the strict decoder of the examples' loopback TCP relay protocol
+//! (`confide_examples::tcp`): no panic, canonical re-encoding.
+//!
+//! The check is `confide_test_support::fuzzing::transport_relay`; the corpus replay test of its
+//! crate (`tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/transport_relay/` too.
 #![no_main]
 
-use confide_transport::tcp::RelayMessage;
+use confide_test_support::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(message) = RelayMessage::from_bytes(data) {
-        let again = message.to_bytes().expect("a decoded message re-encodes");
-        assert_eq!(again, data, "relay message encoding is canonical");
-    }
-});
+fuzz_target!(|data: &[u8]| fuzzing::transport_relay(data));

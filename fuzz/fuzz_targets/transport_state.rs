@@ -1,23 +1,11 @@
-//! Fuzzes the strict decoder of the saved delivery state: no panic, whatever decodes
-//! re-encodes to exactly the input, and a decoded state runs (timeouts, polling) without
-//! panicking.
+//! Fuzz target `transport_state`: the saved delivery state decoder: no panic, canonical re-
+//! encoding, and a decoded state runs to the end of time.
+//!
+//! The check is `confide_test_support::fuzzing::transport_state`; the corpus replay test of its
+//! crate (`tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/transport_state/` too.
 #![no_main]
 
-use confide_crypto::Timestamp;
-use confide_transport::Delivery;
+use confide_test_support::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(mut delivery) = Delivery::from_bytes(data) {
-        assert_eq!(delivery.to_bytes(), data, "state encoding is canonical");
-        let _ = delivery.poll_timeout();
-        delivery.handle_timeout(Timestamp::from_millis(u64::MAX));
-        while delivery.poll_transmit().is_some() {}
-        while delivery.poll_event().is_some() {}
-        assert_eq!(
-            delivery.outbox_len(),
-            0,
-            "everything gives up at the end of time"
-        );
-    }
-});
+fuzz_target!(|data: &[u8]| fuzzing::transport_state(data));

@@ -12,17 +12,17 @@
 use chacha20::ChaCha20Rng;
 use confide::{Address, Endpoint, EndpointConfig, Role, StorageKey};
 use confide_alloc_probe::{PATTERN_LEN, ScanningAllocator};
-use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
-use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
+use confide_crypto::{Timestamp, identity::IdentityKeyPair};
 use confide_session::{
     ExpectedIdentity, IdentityChangePolicy, PreKeyBundle, PreKeyStore, Session, SessionRecord,
 };
+use confide_test_support::service::{Service, T0};
 use rand_core::SeedableRng;
 
 #[global_allocator]
 static ALLOCATOR: ScanningAllocator = ScanningAllocator;
 
-const NOW: Timestamp = Timestamp::from_millis(1_750_000_000_000);
+const NOW: Timestamp = T0;
 /// Slot (storage context) the test stores its blobs under.
 const SLOT: &[u8] = b"probe-slot";
 
@@ -33,37 +33,15 @@ fn first_32(bytes: &[u8]) -> [u8; PATTERN_LEN] {
 }
 
 fn endpoint(rng: &mut ChaCha20Rng, identity: IdentityKeyPair) -> Endpoint {
-    let root = SigningKey::generate(rng);
-    let mut roots = TrustRoots::new();
-    roots.add_root(1, root.verifying_key()).unwrap();
-    let signing = SigningKey::generate(rng);
-    let cert = ServerCertificate::issue(
-        1,
-        &root,
-        7,
-        &signing.verifying_key(),
-        NOW.saturating_add(Duration::from_days(365)),
-    );
-    let server = ServerKey::new(signing, cert).unwrap();
-    let certificate = SenderCertificate::issue(
-        &server,
-        &SenderClaims {
-            address: b"counselor",
-            device_id: 1,
-            identity: identity.public(),
-            role: Role::Counselor,
-            display_name: None,
-        },
-        NOW.saturating_add(Duration::from_days(300)),
-    )
-    .unwrap();
+    let service = Service::new(rng);
+    let certificate = service.certificate(b"counselor", &identity, Role::Counselor);
     Endpoint::new(
         rng,
         NOW,
         identity,
         Address::new(b"counselor").unwrap(),
         certificate,
-        roots,
+        service.roots,
         EndpointConfig::default(),
     )
     .unwrap()

@@ -232,6 +232,12 @@ impl Eq for IdentityKeyPair {}
 
 impl fmt::Debug for IdentityKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The public half would identify a person; the rest is secret.
+        let Self {
+            signing: _,
+            agreement: _,
+            public: _,
+        } = self;
         f.write_str("IdentityKeyPair([REDACTED])")
     }
 }

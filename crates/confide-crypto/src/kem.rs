@@ -156,6 +156,11 @@ impl Eq for KemKeyPair {}
 
 impl fmt::Debug for KemKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            seed: _,
+            expanded: _,
+            public: _,
+        } = self;
         f.write_str("KemKeyPair([REDACTED])")
     }
 }

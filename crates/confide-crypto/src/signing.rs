@@ -72,6 +72,7 @@ impl Eq for SigningKey {}
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self(_) = self;
         f.write_str("SigningKey([REDACTED])")
     }
 }

@@ -90,8 +90,9 @@ impl Deref for AuthenticatedPlaintext {
 impl core::fmt::Debug for AuthenticatedPlaintext {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Stored state holds secrets: only its length is shown.
+        let Self(plaintext) = self;
         f.debug_struct("AuthenticatedPlaintext")
-            .field("len", &self.0.len())
+            .field("len", &plaintext.len())
             .finish_non_exhaustive()
     }
 }

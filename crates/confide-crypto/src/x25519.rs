@@ -122,6 +122,7 @@ impl Eq for X25519Secret {}
 
 impl fmt::Debug for X25519Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self(_) = self;
         f.write_str("X25519Secret([REDACTED])")
     }
 }

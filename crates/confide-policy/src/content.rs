@@ -92,7 +92,8 @@ impl MessageText {
 
 impl fmt::Debug for MessageText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MessageText({} bytes, [REDACTED])", self.0.len())
+        let Self(text) = self;
+        write!(f, "MessageText({} bytes, [REDACTED])", text.len())
     }
 }
 

@@ -85,9 +85,11 @@ impl OutgoingFrame {
 
 impl fmt::Debug for OutgoingFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The bytes carry the plaintext: only their length prints.
+        let Self { id, bytes } = self;
         f.debug_struct("OutgoingFrame")
-            .field("id", &self.id)
-            .field("len", &self.bytes.len())
+            .field("id", id)
+            .field("len", &bytes.len())
             .finish_non_exhaustive()
     }
 }

@@ -12,11 +12,11 @@
 mod common;
 
 use confide_policy::{ContentFrame, ConversationPolicy, RetentionPolicy, Side, TimerSetting};
+use confide_test_support::vectors;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 
-fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/test-vectors/policy/vectors.json")
+fn path() -> std::path::PathBuf {
+    vectors::path("policy/vectors.json")
 }
 
 fn generate() -> Value {
@@ -35,22 +35,7 @@ fn generate() -> Value {
 #[test]
 fn vectors_match_the_code() {
     let generated = generate();
-    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path().parent().unwrap()).unwrap();
-        // Written beside and renamed, so a test reading the file meanwhile never sees half.
-        let tmp = path().with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_string_pretty(&generated).unwrap() + "\n",
-        )
-        .unwrap();
-        std::fs::rename(&tmp, path()).unwrap();
-    }
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
-    assert_eq!(
-        stored, generated,
-        "the code's output no longer matches the stored vectors"
-    );
+    vectors::check_json("policy/vectors.json", &generated);
 }
 
 #[test]

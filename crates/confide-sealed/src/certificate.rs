@@ -313,8 +313,12 @@ impl ServerKey {
 
 impl fmt::Debug for ServerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            signing_key: _,
+            certificate,
+        } = self;
         f.debug_struct("ServerKey")
-            .field("certificate", &self.certificate)
+            .field("certificate", certificate)
             .finish_non_exhaustive()
     }
 }
@@ -372,8 +376,16 @@ pub struct SenderClaims<'a> {
 
 impl fmt::Debug for SenderClaims<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Address, identity and name identify a person: never printed.
+        let Self {
+            address: _,
+            device_id: _,
+            identity: _,
+            role,
+            display_name: _,
+        } = self;
         f.debug_struct("SenderClaims")
-            .field("role", &self.role)
+            .field("role", role)
             .finish_non_exhaustive()
     }
 }
@@ -588,10 +600,20 @@ impl SenderCertificate {
 impl fmt::Debug for SenderCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Address, identity and name identify a person: never printed.
+        let Self {
+            address: _,
+            device_id: _,
+            identity: _,
+            role,
+            display_name: _,
+            expires_at,
+            server_certificate,
+            encoded: _,
+        } = self;
         f.debug_struct("SenderCertificate")
-            .field("role", &self.role)
-            .field("expires_at", &self.expires_at)
-            .field("server_certificate", &self.server_certificate)
+            .field("role", role)
+            .field("expires_at", expires_at)
+            .field("server_certificate", server_certificate)
             .finish_non_exhaustive()
     }
 }
@@ -656,8 +678,18 @@ impl ValidatedSender {
 
 impl fmt::Debug for ValidatedSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Address, identity and name identify a person: never printed.
+        let Self {
+            address: _,
+            device_id: _,
+            identity: _,
+            role,
+            display_name: _,
+            expires_at: _,
+            server_key_id: _,
+        } = self;
         f.debug_struct("ValidatedSender")
-            .field("role", &self.role)
+            .field("role", role)
             .finish_non_exhaustive()
     }
 }

@@ -204,6 +204,11 @@ impl SealedEnvelope {
 
 impl fmt::Debug for SealedEnvelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            ephemeral_key: _,
+            sealed_sender_key: _,
+            sealed_content: _,
+        } = self;
         f.debug_struct("SealedEnvelope")
             .field("payload_len", &self.payload_len())
             .finish_non_exhaustive()

@@ -6,9 +6,6 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
-use common::*;
 use confide_crypto::{Duration, Timestamp, codec::DecodeError, signing::SigningKey};
 use confide_sealed::{
     CertificateError, IssueError, MAX_DISPLAY_NAME_LEN, MAX_REVOKED_SERVER_KEYS,
@@ -16,6 +13,7 @@ use confide_sealed::{
     SERVER_CERTIFICATE_LEN, SenderAddress, SenderCertificate, SenderClaims, ServerCertificate,
     ServerKey, TrustConfigError, TrustRoots,
 };
+use confide_test_support::sealed_fixture::*;
 
 #[test]
 fn a_valid_chain_yields_the_certified_sender() {

@@ -6,10 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use chacha20::ChaCha20Rng;
-use common::*;
 use confide_crypto::{
     Timestamp, aead,
     codec::DecodeError,
@@ -23,6 +20,7 @@ use confide_sealed::{
     MAX_SENDER_ADDRESS_LEN, OpenError, Role, SENDER_CERTIFICATE_REGION_LEN, SealError,
     SealedEnvelope, SenderCertificate, SenderClaims, envelope_len, open, seal,
 };
+use confide_test_support::sealed_fixture::*;
 use proptest::prelude::*;
 use rand_core::{Rng, SeedableRng};
 

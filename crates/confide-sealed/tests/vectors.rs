@@ -8,18 +8,17 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::path::PathBuf;
 
 use chacha20::ChaCha20Rng;
-use common::*;
 use confide_sealed::{DeliveryToken, ProfileKey, TrustRoots, open, seal};
+use confide_test_support::sealed_fixture::*;
+use confide_test_support::vectors;
 use rand_core::SeedableRng;
 use serde_json::{Value, json};
 
 fn vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/test-vectors/sealed/vectors.json")
+    vectors::path("sealed/vectors.json")
 }
 
 fn generate() -> Value {
@@ -93,25 +92,7 @@ fn generate() -> Value {
 #[test]
 fn vectors_match_the_code() {
     let generated = generate();
-    let path = vectors_path();
-    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        // Written beside and renamed, so a test reading the file meanwhile never sees half.
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_string_pretty(&generated).unwrap() + "\n",
-        )
-        .unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-    }
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(
-        stored,
-        generated,
-        "the code's output no longer matches {}",
-        path.display()
-    );
+    vectors::check_json("sealed/vectors.json", &generated);
 }
 
 #[test]

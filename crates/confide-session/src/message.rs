@@ -132,12 +132,20 @@ pub struct RatchetMessage {
 
 impl core::fmt::Debug for RatchetMessage {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            ratchet_key: _,
+            previous_chain_len,
+            index,
+            fork,
+            previous_fork,
+            ciphertext,
+        } = self;
         f.debug_struct("RatchetMessage")
-            .field("previous_chain_len", &self.previous_chain_len)
-            .field("index", &self.index)
-            .field("forked", &self.fork.is_some())
-            .field("previous_forked", &self.previous_fork.is_some())
-            .field("ciphertext_len", &self.ciphertext.len())
+            .field("previous_chain_len", previous_chain_len)
+            .field("index", index)
+            .field("forked", &fork.is_some())
+            .field("previous_forked", &previous_fork.is_some())
+            .field("ciphertext_len", &ciphertext.len())
             .finish_non_exhaustive()
     }
 }
@@ -324,11 +332,21 @@ pub struct PreKeyMessage {
 
 impl core::fmt::Debug for PreKeyMessage {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The initiator's identity and base key would link the message to a person.
+        let Self {
+            initiator: _,
+            base_key: _,
+            signed_prekey_id,
+            kem_prekey_id,
+            kem_ciphertext: _,
+            one_time_prekey_id,
+            message,
+        } = self;
         f.debug_struct("PreKeyMessage")
-            .field("signed_prekey_id", &self.signed_prekey_id)
-            .field("kem_prekey_id", &self.kem_prekey_id)
-            .field("one_time_prekey_id", &self.one_time_prekey_id)
-            .field("message", &self.message)
+            .field("signed_prekey_id", signed_prekey_id)
+            .field("kem_prekey_id", kem_prekey_id)
+            .field("one_time_prekey_id", one_time_prekey_id)
+            .field("message", message)
             .finish_non_exhaustive()
     }
 }

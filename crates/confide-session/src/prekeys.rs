@@ -103,11 +103,22 @@ pub struct PreKeyBundle {
 
 impl core::fmt::Debug for PreKeyBundle {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            identity: _,
+            signed_prekey_id,
+            signed_prekey: _,
+            signed_prekey_signature: _,
+            kem_prekey_id,
+            kem_kind,
+            kem_prekey: _,
+            kem_prekey_signature: _,
+            one_time,
+        } = self;
         f.debug_struct("PreKeyBundle")
-            .field("signed_prekey_id", &self.signed_prekey_id)
-            .field("kem_prekey_id", &self.kem_prekey_id)
-            .field("kem_kind", &self.kem_kind)
-            .field("one_time_prekey_id", &self.one_time.map(|(id, _)| id))
+            .field("signed_prekey_id", signed_prekey_id)
+            .field("kem_prekey_id", kem_prekey_id)
+            .field("kem_kind", kem_kind)
+            .field("one_time_prekey_id", &one_time.map(|(id, _)| id))
             .finish_non_exhaustive()
     }
 }
@@ -327,12 +338,22 @@ pub struct PreKeyStore {
 
 impl core::fmt::Debug for PreKeyStore {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            identity: _,
+            signed,
+            last_resort,
+            one_time,
+            one_time_kem,
+            next_id: _,
+            seen_base_keys,
+            revision: _,
+        } = self;
         f.debug_struct("PreKeyStore")
-            .field("signed_prekeys", &self.signed.len())
-            .field("last_resort_kem_prekeys", &self.last_resort.len())
-            .field("one_time_prekeys", &self.one_time.len())
-            .field("one_time_kem_prekeys", &self.one_time_kem.len())
-            .field("seen_base_keys", &self.seen_base_keys.len())
+            .field("signed_prekeys", &signed.len())
+            .field("last_resort_kem_prekeys", &last_resort.len())
+            .field("one_time_prekeys", &one_time.len())
+            .field("one_time_kem_prekeys", &one_time_kem.len())
+            .field("seen_base_keys", &seen_base_keys.len())
             .finish_non_exhaustive()
     }
 }

@@ -41,9 +41,10 @@ pub struct SessionRecord {
 
 impl core::fmt::Debug for SessionRecord {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self { current, archived } = self;
         f.debug_struct("SessionRecord")
-            .field("current", &self.current)
-            .field("archived", &self.archived.len())
+            .field("current", current)
+            .field("archived", &archived.len())
             .finish()
     }
 }

@@ -72,10 +72,21 @@ pub struct Session {
 
 impl core::fmt::Debug for Session {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Every field named, so a new one needs a decision here. Identities and the base key
+        // would link the session to people; the ratchet holds keys: counts only.
+        let Self {
+            local: _,
+            remote: _,
+            role,
+            base_key: _,
+            pending,
+            prekey_header: _,
+            ratchet,
+        } = self;
         f.debug_struct("Session")
-            .field("role", &self.role)
-            .field("awaiting_reply", &self.pending.is_some())
-            .field("skipped_keys", &self.ratchet.skipped_len())
+            .field("role", role)
+            .field("awaiting_reply", &pending.is_some())
+            .field("skipped_keys", &ratchet.skipped_len())
             .finish_non_exhaustive()
     }
 }
@@ -146,9 +157,14 @@ pub struct Decrypted {
 
 impl core::fmt::Debug for Decrypted {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            plaintext,
+            remote_identity: _,
+            new_session,
+        } = self;
         f.debug_struct("Decrypted")
-            .field("plaintext_len", &self.plaintext.len())
-            .field("new_session", &self.new_session)
+            .field("plaintext_len", &plaintext.len())
+            .field("new_session", new_session)
             .finish_non_exhaustive()
     }
 }

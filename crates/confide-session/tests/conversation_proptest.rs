@@ -2,8 +2,8 @@
 //! saved and restored at random points, every authentic message is surfaced at most once
 //! with the right plaintext and sender, every repeat is refused (as `Duplicate` while its
 //! chain is remembered), every corrupted copy is refused without changing state, and after
-//! the network drains both sides still talk. The checks live in `fuzz_logic` (shared with the
-//! `session_interaction` fuzz target); the strategy here produces its byte encoding, so a
+//! the network drains both sides still talk. The checks live in
+//! `confide_test_support::fuzzing::session` (shared with the `session_interaction` fuzz target); the strategy here produces its byte encoding, so a
 //! shrunk failure is also a fuzz input.
 #![allow(
     clippy::unwrap_used,
@@ -12,9 +12,7 @@
     clippy::indexing_slicing
 )]
 
-mod fuzz_logic;
-
-use fuzz_logic::Sim;
+use confide_test_support::fuzzing::{self, session::Sim};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -33,7 +31,7 @@ fn arg(flag: bool, rest: u8) -> u8 {
 }
 
 impl Op {
-    /// The `fuzz_logic::Sim::run` encoding (direction bit 0 = from Alice, 1 = from Bob).
+    /// The `fuzzing::session::Sim::run` encoding (direction bit 0 = from Alice, 1 = from Bob).
     fn encode(&self, out: &mut Vec<u8>) {
         match *self {
             Op::SendAlice => out.push(0),
@@ -77,13 +75,13 @@ proptest! {
 
     #[test]
     fn hostile_network_conversation(ops in proptest::collection::vec(op(), 0..160)) {
-        fuzz_logic::interaction_input(&encode(&ops));
+        fuzzing::session_interaction(&encode(&ops));
     }
 
     /// Bytes straight from the fuzzer's alphabet, as the fuzz target sees them.
     #[test]
     fn raw_operation_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        fuzz_logic::interaction_input(&bytes);
+        fuzzing::session_interaction(&bytes);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Replays every file of the session fuzz corpora (`fuzz/corpus/session_*`) through the
-//! same decode-and-check code the fuzz targets run (`fuzz_logic`, included by the targets
-//! with `#[path]`, so the two cannot drift apart).
+//! same checks the fuzz targets run (`confide_test_support::fuzzing`, so the two cannot drift
+//! apart).
 //!
 //! `CONFIDE_REGENERATE_CORPUS=1` rewrites the seed corpora (valid inputs from fixed seeds).
 #![allow(
@@ -11,30 +11,24 @@
 )]
 
 mod common;
-mod fuzz_logic;
-
-use std::path::PathBuf;
 
 use chacha20::ChaCha20Rng;
 use common::{Pair, Party, rng, text};
-use confide_crypto::kdf::sha256;
-use fuzz_logic::{STATE_PREKEY_STORE, STATE_RECORD, STATE_SESSION};
+use confide_test_support::corpus;
+use confide_test_support::fuzzing::{
+    self,
+    session::{STATE_PREKEY_STORE, STATE_RECORD, STATE_SESSION},
+};
 use rand_core::{Rng, SeedableRng};
 
 type Check = fn(&[u8]);
 
 const TARGETS: [(&str, Check); 4] = [
-    ("session_bundle", fuzz_logic::bundle_input),
-    ("session_message", fuzz_logic::message_input),
-    ("session_state", fuzz_logic::state_input),
-    ("session_interaction", fuzz_logic::interaction_input),
+    ("session_bundle", fuzzing::session_bundle),
+    ("session_message", fuzzing::session_message),
+    ("session_state", fuzzing::session_state),
+    ("session_interaction", fuzzing::session_interaction),
 ];
-
-fn corpus_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target)
-}
 
 fn bundle_seeds() -> Vec<Vec<u8>> {
     let mut rng = rng(0xf0);
@@ -120,29 +114,16 @@ fn interaction_seeds() -> Vec<Vec<u8>> {
     out
 }
 
-fn name_of(bytes: &[u8]) -> String {
-    hex::encode(&sha256(&[bytes])[..8])
-}
-
-#[test]
-fn regenerate_corpus_when_asked() {
-    if std::env::var_os("CONFIDE_REGENERATE_CORPUS").is_none_or(|v| v != "1") {
-        return;
-    }
-    for (target, seeds) in [
-        ("session_bundle", bundle_seeds()),
-        ("session_message", message_seeds()),
-        ("session_state", state_seeds()),
-        ("session_interaction", interaction_seeds()),
-    ] {
-        let dir = corpus_dir(target);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
-        }
-        std::fs::create_dir_all(&dir).unwrap();
-        for s in seeds {
-            std::fs::write(dir.join(name_of(&s)), &s).unwrap();
-        }
+/// Rewrites the seed corpora once per run when `CONFIDE_REGENERATE_CORPUS=1`.
+fn regenerate_when_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if corpus::regenerate_requested() {
+        ONCE.call_once(|| {
+            corpus::write("session_bundle", &bundle_seeds());
+            corpus::write("session_message", &message_seeds());
+            corpus::write("session_state", &state_seeds());
+            corpus::write("session_interaction", &interaction_seeds());
+        });
     }
 }
 
@@ -168,18 +149,9 @@ fn seed_generators_produce_inputs_that_decode() {
 
 #[test]
 fn replay_every_corpus_file() {
+    regenerate_when_asked();
     for (target, check) in TARGETS {
-        let dir = corpus_dir(target);
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "{target}: empty corpus");
-        for f in files {
-            let data = std::fs::read(&f).unwrap();
-            check(&data);
-        }
+        let _ = corpus::replay(target, check);
     }
 }
 
@@ -195,14 +167,14 @@ fn replay_checks_are_not_vacuous() {
         for at in (0..b.len()).step_by(97) {
             let mut x = b.clone();
             x[at] ^= 0x20;
-            fuzz_logic::bundle_input(&x);
+            fuzzing::session_bundle(&x);
         }
     }
     for s in state_seeds() {
         for at in (1..s.len()).step_by(53) {
             let mut x = s.clone();
             x[at] ^= 0x01;
-            fuzz_logic::state_input(&x);
+            fuzzing::session_state(&x);
         }
     }
 }

@@ -12,9 +12,6 @@
     clippy::indexing_slicing
 )]
 
-use std::convert::Infallible;
-use std::path::PathBuf;
-
 use chacha20::ChaCha20Rng;
 use confide_crypto::{
     Timestamp,
@@ -26,46 +23,16 @@ use confide_session::{
     Session, SessionMessage, SessionRecord, kdf_vector,
     storage::{self, StateKind, StorageKey},
 };
-use rand_core::{SeedableRng, TryCryptoRng, TryRng};
+use confide_test_support::vectors;
+use rand_core::SeedableRng;
 use serde_json::{Value, json};
 
 const NOW: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 const ALICE_SEED: [u8; 32] = [0xa1; 32];
 const BOB_SEED: [u8; 32] = [0xb0; 32];
 
-/// `ChaCha20Rng::from_seed(seed)` that records the size of every draw. Every draw of the
-/// library is a `fill_bytes`; a word draw would be a departure from spec.md §13 and panics.
-struct Rec {
-    name: &'static str,
-    rng: ChaCha20Rng,
-    draws: Vec<usize>,
-}
-
-impl Rec {
-    fn new(name: &'static str, seed: [u8; 32]) -> Self {
-        Self {
-            name,
-            rng: ChaCha20Rng::from_seed(seed),
-            draws: Vec::new(),
-        }
-    }
-}
-
-impl TryRng for Rec {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        panic!("the library draws bytes only (spec.md §13)")
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        panic!("the library draws bytes only (spec.md §13)")
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        self.draws.push(dst.len());
-        self.rng.try_fill_bytes(dst)
-    }
-}
-
-impl TryCryptoRng for Rec {}
+/// A `ChaCha20Rng::from_seed(seed)` that records the size of every draw (spec.md §13).
+use confide_test_support::vectors::RecordingRng as Rec;
 
 /// The calls that made a vector file, in order, each with the RNG it used and the byte
 /// counts it drew from it.
@@ -84,32 +51,9 @@ impl Script {
     }
 }
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/test-vectors/session")
-}
-
 /// Compares `value` with the stored file, or rewrites it when asked to.
 fn check(name: &str, value: &Value) {
-    let path = dir().join(name);
-    let text = serde_json::to_string_pretty(value).unwrap() + "\n";
-    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(dir()).unwrap();
-        std::fs::write(&path, &text).unwrap();
-        return;
-    }
-    let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with CONFIDE_REGENERATE_VECTORS=1",
-            path.display()
-        )
-    });
-    let stored: Value = serde_json::from_str(&stored).unwrap();
-    assert!(
-        stored == *value,
-        "{} differs from what the code produces now; if the change is intended, \
-         regenerate with CONFIDE_REGENERATE_VECTORS=1 and review the diff",
-        path.display()
-    );
+    vectors::check_json(&format!("session/{name}"), value);
 }
 
 fn hex32(b: &[u8; 32]) -> String {
@@ -678,7 +622,7 @@ fn rng_is_the_chacha20_keystream() {
 fn spec_limits_table_matches_the_constants() {
     use confide_session::consts as c;
     let spec = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/spec.md"),
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/spec.md"),
     )
     .unwrap();
     let expected: [(&str, u64); 13] = [

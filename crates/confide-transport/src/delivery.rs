@@ -279,12 +279,26 @@ pub struct DeliveryChanges {
 
 impl core::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Addresses and payloads stay out: counts and statistics only.
+        let Self {
+            next_seq: _,
+            stats,
+            outbox,
+            transmit_queue,
+            events,
+            seen,
+            seen_order: _,
+            reack_window_start: _,
+            reack_count: _,
+            next_seen_order: _,
+            changes: _,
+        } = self;
         f.debug_struct("Delivery")
-            .field("outbox", &self.outbox.len())
-            .field("queued_transmits", &self.transmit_queue.len())
-            .field("events", &self.events.len())
-            .field("dedup_entries", &self.seen.len())
-            .field("stats", &self.stats)
+            .field("outbox", &outbox.len())
+            .field("queued_transmits", &transmit_queue.len())
+            .field("events", &events.len())
+            .field("dedup_entries", &seen.len())
+            .field("stats", stats)
             .finish_non_exhaustive()
     }
 }

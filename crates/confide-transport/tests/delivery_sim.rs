@@ -6,16 +6,13 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use chacha20::ChaCha20Rng;
-use common::{AppEvent, Messenger};
 use confide_crypto::{Duration, Timestamp};
+use confide_sim::{LinkConfig, NodeId, RunOutcome, SimNetwork, Simulation};
+use confide_test_support::messenger::{AppEvent, Messenger};
 use confide_transport::consts::{GIVE_UP_AFTER, MAX_OUTBOX_MESSAGES};
-use confide_transport::driver::{NodeId, RunOutcome, Simulation};
-use confide_transport::sim::{LinkConfig, SimNetwork};
 use confide_transport::{Address, FrameId};
 use proptest::prelude::*;
 use rand_core::SeedableRng;

@@ -11,32 +11,18 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use chacha20::ChaCha20Rng;
 use confide_crypto::Duration;
 use confide_crypto::Timestamp;
+use confide_test_support::vectors;
 use confide_transport::consts::{GIVE_UP_AFTER, MAX_PAYLOAD_LEN};
 use confide_transport::delivery::retransmit_wait;
 use confide_transport::{AckOutcome, Address, Delivery, Frame, FrameId, IncomingStatus};
 use rand_core::SeedableRng;
 
-fn vector_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs/test-vectors/transport")
-        .join(name)
-}
-
 fn check_or_write(name: &str, generated: &str) {
-    let path = vector_path(name);
-    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
-        std::fs::write(&path, generated).unwrap();
-    }
-    let stored = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        stored, generated,
-        "{name} no longer matches the code's output"
-    );
+    vectors::check_text(&format!("transport/{name}"), generated);
 }
 
 /// `key = value` lines; returns the values of `key` in order.

@@ -219,8 +219,9 @@ pub struct Writer {
 impl core::fmt::Debug for Writer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // The content may be secret: only its length is shown.
+        let Self { out } = self;
         f.debug_struct("Writer")
-            .field("len", &self.out.len())
+            .field("len", &out.len())
             .finish_non_exhaustive()
     }
 }

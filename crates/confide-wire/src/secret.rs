@@ -150,6 +150,8 @@ macro_rules! define_secret {
 
         impl ::core::fmt::Debug for $name {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                // The one field is the secret: nothing of it prints.
+                let Self(_) = self;
                 f.write_str(concat!(stringify!($name), "([REDACTED])"))
             }
         }

@@ -39,13 +39,11 @@ use confide::{
     Address, CommandError, ConversationId, DropReason, Endpoint, EndpointConfig, EndpointStats,
     Event, ExpectedIdentity, Input, MessageId, Output, Role, StorageKey, Transmit,
 };
-use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
-use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
+use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair};
 use confide_session::{SessionMessage, prekeys::KemPreKeyKind};
-use confide_transport::{
-    Frame,
-    sim::{LinkConfig, SimNetwork},
-};
+use confide_sim::{LinkConfig, SimNetwork};
+use confide_test_support::service::Service;
+use confide_transport::Frame;
 use rand_core::{Rng, SeedableRng};
 
 const T0_MS: u64 = 1_750_000_000_000;
@@ -90,46 +88,8 @@ fn hash128(bytes: &[u8]) -> u128 {
 
 // ---- the service ---------------------------------------------------------------------------
 
-struct Service {
-    roots: TrustRoots,
-    server: ServerKey,
-}
-
-impl Service {
-    fn new(rng: &mut ChaCha20Rng) -> Self {
-        let root = SigningKey::generate(rng);
-        let mut roots = TrustRoots::new();
-        roots.add_root(1, root.verifying_key()).unwrap();
-        let signing = SigningKey::generate(rng);
-        let cert =
-            ServerCertificate::issue(1, &root, 7, &signing.verifying_key(), ts(T0_MS + 400 * DAY));
-        Self {
-            roots,
-            server: ServerKey::new(signing, cert).unwrap(),
-        }
-    }
-
-    fn certificate(
-        &self,
-        name: &[u8],
-        identity: &IdentityKeyPair,
-        role: Role,
-        expires_ms: u64,
-    ) -> SenderCertificate {
-        SenderCertificate::issue(
-            &self.server,
-            &SenderClaims {
-                address: name,
-                device_id: 1,
-                identity: identity.public(),
-                role,
-                display_name: None,
-            },
-            ts(expires_ms),
-        )
-        .unwrap()
-    }
-}
+// `confide_test_support::service::Service`, its server key certified for 400 days (the longest
+// run is 60 days plus the calm-down).
 
 // ---- what an app stores ----------------------------------------------------------------------
 
@@ -380,7 +340,7 @@ impl World {
         let identity = IdentityKeyPair::generate(&mut self.rng);
         let cert = self
             .service
-            .certificate(name, &identity, role, cert_expires);
+            .certificate_until(name, &identity, role, ts(cert_expires));
         let address = Address::new(name).unwrap();
         let endpoint = Endpoint::new(
             &mut self.rng,
@@ -624,11 +584,11 @@ impl World {
         node.renew_at = None;
         node.renew_wanted = false;
         let late = self.now >= node.endpoint.certificate_expires_at().as_millis();
-        let cert = self.service.certificate(
+        let cert = self.service.certificate_until(
             &node.name,
             &node.identity,
             node.role,
-            self.now + CERT_VALIDITY,
+            ts(self.now + CERT_VALIDITY),
         );
         node.endpoint
             .set_certificate(&mut self.rng, ts(self.now), cert)
@@ -1324,7 +1284,7 @@ fn run(seed: u64, clients: usize, days: u64) {
     eprintln!("field simulation: seed {seed}, {clients} clients, {days} days");
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let chaos = ChaCha20Rng::seed_from_u64(seed ^ 0x00c4_a05c_4a05);
-    let service = Service::new(&mut rng);
+    let service = Service::with_server_validity(&mut rng, Duration::from_days(400));
     let mut key = [0u8; 32];
     rng.fill_bytes(&mut key);
     let mut net = SimNetwork::new(seed.wrapping_add(17));

@@ -1,7 +1,7 @@
-//! Replays the `endpoint_state` and `endpoint_certified_bundle` fuzz corpora through the same
-//! code as the fuzz targets: no panic, and every input that decodes encodes to the same bytes.
-//! With `CONFIDE_WRITE_CORPUS=1` it first (re)generates the seed corpora from simulated
-//! sessions.
+//! Replays the `endpoint_state` and `endpoint_certified_bundle` fuzz corpora through the fuzz
+//! targets' checks (`confide_test_support::fuzzing::endpoint_*`): no panic, and every input
+//! that decodes encodes to the same bytes. With `CONFIDE_REGENERATE_CORPUS=1` it first
+//! (re)generates the seed corpora from simulated sessions.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,66 +12,64 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use chacha20::ChaCha20Rng;
 use common::{connect, lossy, pair};
-use confide::{Endpoint, StorageKey};
-use confide_crypto::{Duration, kdf::sha256};
+use confide::{CertifiedBundle, Endpoint, StorageKey};
+use confide_crypto::Duration;
 use confide_session::storage::{StateKind, open, seal};
+use confide_test_support::{corpus, fuzzing};
 use rand_core::SeedableRng;
 
-fn corpus_dir() -> PathBuf {
-    corpus("endpoint_state")
-}
-
-fn corpus(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target)
-}
-
-/// What the `endpoint_certified_bundle` target does with one input.
-fn fuzz_certified_bundle(data: &[u8]) -> bool {
-    match confide::CertifiedBundle::from_bytes(data) {
-        Ok(bundle) => {
-            assert_eq!(bundle.to_bytes(), data, "re-encoding differs");
-            true
-        }
-        Err(_) => false,
-    }
+/// Whether `data` imports as an endpoint state (sealed the way `fuzzing::endpoint_state`
+/// seals it).
+fn imports(data: &[u8]) -> bool {
+    let key = StorageKey::new([7; 32]);
+    let blob = seal(
+        &mut ChaCha20Rng::from_seed([1; 32]),
+        &key,
+        StateKind::Endpoint,
+        b"account",
+        data,
+    );
+    Endpoint::import_state(&key, b"account", &blob).is_ok()
 }
 
 #[test]
 fn certified_bundle_corpus_replays() {
-    let dir = corpus("endpoint_certified_bundle");
-    if std::env::var_os("CONFIDE_WRITE_CORPUS").is_some() {
-        std::fs::create_dir_all(&dir).unwrap();
+    if corpus::regenerate_requested() {
         let (world, _service) = pair(42, lossy(0, 0, 0));
         let published = world.endpoint(1).published_bundles();
-        for bytes in published
+        let seeds: Vec<Vec<u8>> = published
             .one_time
             .iter()
             .take(2)
             .chain([&published.last_resort])
-        {
-            let name = hex::encode(&sha256(&[bytes])[..10]);
-            std::fs::write(dir.join(name), bytes).unwrap();
-        }
+            .cloned()
+            .collect();
+        corpus::write("endpoint_certified_bundle", &seeds);
     }
+    let seeds = corpus::replay(
+        "endpoint_certified_bundle",
+        fuzzing::endpoint_certified_bundle,
+    );
     let mut decoded = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        if fuzz_certified_bundle(&bytes) {
+    for bytes in &seeds {
+        if CertifiedBundle::from_bytes(bytes).is_ok() {
             decoded += 1;
         }
         for cut in [0, 1, 3, bytes.len() / 2, bytes.len().saturating_sub(1)] {
-            assert!(!fuzz_certified_bundle(&bytes[..cut.min(bytes.len())]) || cut >= bytes.len());
+            let cut = &bytes[..cut.min(bytes.len())];
+            fuzzing::endpoint_certified_bundle(cut);
+            assert!(
+                cut.len() == bytes.len() || CertifiedBundle::from_bytes(cut).is_err(),
+                "a truncated bundle is refused"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);
+        fuzzing::endpoint_certified_bundle(&longer);
         assert!(
-            !fuzz_certified_bundle(&longer),
+            CertifiedBundle::from_bytes(&longer).is_err(),
             "trailing bytes are refused"
         );
     }
@@ -81,36 +79,7 @@ fn certified_bundle_corpus_replays() {
     );
 }
 
-/// What the fuzz target does with one input.
-fn fuzz_one(data: &[u8]) -> bool {
-    let key = StorageKey::new([7; 32]);
-    let mut rng = ChaCha20Rng::from_seed([1; 32]);
-    let blob = seal(&mut rng, &key, StateKind::Endpoint, b"account", data);
-    match Endpoint::import_state(&key, b"account", &blob) {
-        Ok(mut endpoint) => {
-            let again = endpoint.export_state(&mut rng, &key, b"account").unwrap();
-            let plain = open(&key, StateKind::Endpoint, b"account", &again).unwrap();
-            // The prekey store (after the version byte and its u32 length) may be of an older
-            // version that is read and written back as the current one; then the re-encoding
-            // must be a fixed point instead.
-            if data.get(5) == Some(&confide_session::state::STATE_VERSION) {
-                assert_eq!(&plain[..], data, "re-encoding differs");
-            } else {
-                let blob = seal(&mut rng, &key, StateKind::Endpoint, b"account", &plain);
-                let mut upgraded = Endpoint::import_state(&key, b"account", &blob).unwrap();
-                let again = upgraded.export_state(&mut rng, &key, b"account").unwrap();
-                let again = open(&key, StateKind::Endpoint, b"account", &again).unwrap();
-                assert_eq!(&again[..], &plain[..], "upgraded re-encoding differs");
-            }
-            true
-        }
-        Err(_) => false,
-    }
-}
-
 fn generate() {
-    let dir = corpus_dir();
-    std::fs::create_dir_all(&dir).unwrap();
     let (mut world, _service) = pair(41, lossy(10, 10, 10));
     let mut states = Vec::new();
     let key = world.key.clone();
@@ -139,35 +108,29 @@ fn generate() {
     snapshot(&mut world, 1, &mut states);
     world.command(0, |e, now, rng| e.close(rng, now, conv).unwrap());
     snapshot(&mut world, 0, &mut states);
-    for s in states {
-        let name = hex::encode(&sha256(&[&s])[..10]);
-        std::fs::write(dir.join(name), s).unwrap();
-    }
+    corpus::write("endpoint_state", &states);
 }
 
 #[test]
 fn endpoint_state_corpus_replays() {
-    if std::env::var_os("CONFIDE_WRITE_CORPUS").is_some() {
+    if corpus::regenerate_requested() {
         generate();
     }
-    let mut decoded = 0;
-    let mut files = 0;
-    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        files += 1;
-        if fuzz_one(&bytes) {
-            decoded += 1;
-        }
+    let seeds = corpus::replay("endpoint_state", fuzzing::endpoint_state);
+    for bytes in &seeds {
         // Mutations of valid states must not panic either.
         for cut in [0, 1, bytes.len() / 3, bytes.len().saturating_sub(1)] {
-            let _ = fuzz_one(&bytes[..cut.min(bytes.len())]);
+            fuzzing::endpoint_state(&bytes[..cut.min(bytes.len())]);
         }
         let mut flipped = bytes.clone();
         if let Some(b) = flipped.get_mut(bytes.len() / 2) {
             *b ^= 0x41;
         }
-        let _ = fuzz_one(&flipped);
+        fuzzing::endpoint_state(&flipped);
     }
-    assert!(files >= 5, "the corpus is present");
-    assert_eq!(decoded, files, "every seed in the corpus is a valid state");
+    assert!(seeds.len() >= 5, "the corpus is present");
+    assert!(
+        seeds.iter().all(|s| imports(s)),
+        "every seed in the corpus is a valid state"
+    );
 }

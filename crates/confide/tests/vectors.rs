@@ -15,9 +15,6 @@
     clippy::indexing_slicing
 )]
 
-use std::convert::Infallible;
-use std::path::PathBuf;
-
 use chacha20::ChaCha20Rng;
 use confide::{
     Address, ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity, Input, Output,
@@ -32,45 +29,16 @@ use confide_session::{
     IdentityChangePolicy, PreKeyStore, SessionRecord,
     storage::{self, StateKind},
 };
+use confide_test_support::vectors;
 use confide_transport::Frame;
-use rand_core::{SeedableRng, TryCryptoRng, TryRng};
+use rand_core::SeedableRng;
 use serde_json::{Value, json};
 
 const T0: Timestamp = Timestamp::from_millis(1_750_000_000_000);
 const STORAGE_KEY: [u8; 32] = [0x4b; 32];
 
-/// `ChaCha20Rng::from_seed(seed)` recording the size of every draw (spec.md §13).
-struct Rec {
-    name: &'static str,
-    rng: ChaCha20Rng,
-    draws: Vec<usize>,
-}
-
-impl Rec {
-    fn new(name: &'static str, seed: [u8; 32]) -> Self {
-        Self {
-            name,
-            rng: ChaCha20Rng::from_seed(seed),
-            draws: Vec::new(),
-        }
-    }
-}
-
-impl TryRng for Rec {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        panic!("the library draws bytes only (spec.md §13)")
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        panic!("the library draws bytes only (spec.md §13)")
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        self.draws.push(dst.len());
-        self.rng.try_fill_bytes(dst)
-    }
-}
-
-impl TryCryptoRng for Rec {}
+/// A `ChaCha20Rng::from_seed(seed)` that records the size of every draw (spec.md §13).
+use confide_test_support::vectors::RecordingRng as Rec;
 
 /// Draw sizes, run-length compressed for the file: `[[32, 100], [64, 40]]` = 100 draws of 32
 /// bytes, then 40 of 64.
@@ -225,10 +193,6 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let n = u(take(4));
     let record = take(n);
     (store, record)
-}
-
-fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/test-vectors/endpoint/state.json")
 }
 
 #[test]
@@ -490,26 +454,5 @@ fn endpoint_state_vectors() {
         })).collect::<Vec<_>>(),
         "states": states,
     });
-    let path = path();
-    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&generated).unwrap() + "\n",
-        )
-        .unwrap();
-    }
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with CONFIDE_REGENERATE_VECTORS=1",
-            path.display()
-        )
-    }))
-    .unwrap();
-    assert!(
-        stored == generated,
-        "{} differs from what the code produces now; if the change is intended, regenerate \
-         with CONFIDE_REGENERATE_VECTORS=1 and review the diff",
-        path.display()
-    );
+    vectors::check_json("endpoint/state.json", &generated);
 }

@@ -22,8 +22,9 @@ use confide::{
 };
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
 use confide_examples::ExampleError;
+use confide_examples::tcp::TcpTransport;
 use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
-use confide_transport::{Transport, tcp::TcpTransport};
+use confide_transport::Transport;
 use rand_core::SeedableRng;
 
 /// The port used when none is given.

@@ -6,7 +6,7 @@
 #![allow(clippy::print_stdout)]
 
 use confide_examples::ExampleError;
-use confide_transport::tcp::RelayServer;
+use confide_examples::tcp::RelayServer;
 
 /// The port used when none is given.
 const DEFAULT_PORT: u16 = 7878;

@@ -150,13 +150,37 @@ pub struct Endpoint {
 
 impl core::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Keys, tokens, addresses and certificates (which name people) stay out: counts only.
+        let Self {
+            store: _,
+            address: _,
+            certificate: _,
+            certificate_warned: _,
+            roots: _,
+            profile_key: _,
+            own_token: _,
+            config: _,
+            conversations,
+            tombstones,
+            next_conversation: _,
+            delivery,
+            sent: _,
+            given_up: _,
+            gate,
+            journal: _,
+            events,
+            stats: _,
+            control_seen: _,
+            resume_pending: _,
+            unknown_peer_resets: _,
+        } = self;
         f.debug_struct("Endpoint")
-            .field("conversations", &self.conversations.len())
-            .field("tombstones", &self.tombstones.len())
-            .field("outbox", &self.delivery.outbox_len())
-            .field("held_transmits", &self.gate.held_len())
-            .field("events", &self.events.len())
-            .field("unconfirmed_changes", &self.gate.unconfirmed())
+            .field("conversations", &conversations.len())
+            .field("tombstones", &tombstones.len())
+            .field("outbox", &delivery.outbox_len())
+            .field("held_transmits", &gate.held_len())
+            .field("events", &events.len())
+            .field("unconfirmed_changes", &gate.unconfirmed())
             .finish_non_exhaustive()
     }
 }

@@ -20,103 +20,14 @@ use confide::{
     Address, ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity, Input, Output,
     Role, StorageKey,
 };
-use confide_crypto::{
-    CryptoRng, Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey,
-};
-use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
+use confide_crypto::{CryptoRng, Duration, Timestamp, identity::IdentityKeyPair};
+use confide_sealed::TrustRoots;
 use confide_session::SessionMessage;
-use confide_transport::{
-    Frame,
-    driver::{NodeId, SansIoEndpoint, Simulation},
-    sim::{LinkConfig, SimNetwork},
-};
+use confide_sim::{LinkConfig, NodeId, SimNetwork, Simulation};
+use confide_transport::{Frame, driver::SansIoEndpoint};
 use rand_core::SeedableRng;
 
-pub const T0: Timestamp = Timestamp::from_millis(1_750_000_000_000);
-
-pub struct Service {
-    pub roots: TrustRoots,
-    pub server: ServerKey,
-}
-
-impl Service {
-    pub fn new(rng: &mut ChaCha20Rng) -> Self {
-        let root = SigningKey::generate(rng);
-        let mut roots = TrustRoots::new();
-        roots.add_root(1, root.verifying_key()).unwrap();
-        let signing = SigningKey::generate(rng);
-        let cert = ServerCertificate::issue(
-            1,
-            &root,
-            7,
-            &signing.verifying_key(),
-            T0.saturating_add(Duration::from_days(365)),
-        );
-        Self {
-            roots,
-            server: ServerKey::new(signing, cert).unwrap(),
-        }
-    }
-
-    pub fn certificate(
-        &self,
-        name: &[u8],
-        identity: &IdentityKeyPair,
-        role: Role,
-    ) -> SenderCertificate {
-        self.certificate_until(
-            name,
-            identity,
-            role,
-            T0.saturating_add(Duration::from_days(300)),
-        )
-    }
-
-    /// A sender certificate for `name` and `identity` that expires at `expires`.
-    pub fn certificate_until(
-        &self,
-        name: &[u8],
-        identity: &IdentityKeyPair,
-        role: Role,
-        expires: Timestamp,
-    ) -> SenderCertificate {
-        SenderCertificate::issue(
-            &self.server,
-            &SenderClaims {
-                address: name,
-                device_id: 1,
-                identity: identity.public(),
-                role,
-                display_name: None,
-            },
-            expires,
-        )
-        .unwrap()
-    }
-
-    /// A new endpoint plus its identity key pair (kept by tests to inspect the wire).
-    pub fn endpoint(
-        &self,
-        rng: &mut ChaCha20Rng,
-        name: &[u8],
-        role: Role,
-        config: EndpointConfig,
-    ) -> (Endpoint, IdentityKeyPair) {
-        let identity = IdentityKeyPair::generate(rng);
-        let cert = self.certificate(name, &identity, role);
-        let e = Endpoint::new(
-            rng,
-            T0,
-            identity.clone(),
-            Address::new(name).unwrap(),
-            cert,
-            self.roots.clone(),
-            config,
-        )
-        .unwrap();
-        (e, identity)
-    }
-}
+pub use confide_test_support::service::{Service, T0};
 
 /// Every frame a node put on the wire, in order.
 pub type WireLog = Rc<RefCell<Vec<(Address, Vec<u8>)>>>;

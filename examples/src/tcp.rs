@@ -1,4 +1,4 @@
-//! A loopback TCP relay and client transport for the examples (cargo feature `tcp`).
+//! A loopback TCP relay and client transport for the examples.
 //!
 //! This is example plumbing, not a production relay: it binds only to 127.0.0.1, has no
 //! authentication of mailbox registration (anyone can register any mailbox and take its mail),
@@ -53,8 +53,8 @@ use std::thread::JoinHandle;
 
 use confide_wire::codec::{DecodeError, Reader, Writer};
 
-use crate::consts::{MAX_ADDRESS_LEN, MAX_FRAME_LEN, RELAY_TOKEN_LEN};
-use crate::{Address, RelayToken, Transport, TransportError};
+use confide_transport::consts::{MAX_ADDRESS_LEN, MAX_FRAME_LEN, RELAY_TOKEN_LEN};
+use confide_transport::{Address, RelayToken, Transport, TransportError};
 
 /// Version byte of every relay message.
 pub const RELAY_VERSION: u8 = 2;
@@ -160,6 +160,27 @@ impl core::fmt::Debug for RelayMessage {
     }
 }
 
+/// Writes an address as one length byte (1..=[`MAX_ADDRESS_LEN`]) followed by the bytes (the
+/// form the transport's own state encoding uses).
+fn write_address(w: &mut Writer, address: &Address) {
+    // The constructor keeps the length within 1..=MAX_ADDRESS_LEN, which fits a byte.
+    w.u8(u8::try_from(address.len()).unwrap_or(u8::MAX));
+    w.bytes(address.as_bytes());
+}
+
+/// Decodes the form written by [`write_address`], strictly.
+fn read_address(r: &mut Reader<'_>) -> Result<Address, DecodeError> {
+    let len = usize::from(r.u8()?);
+    if len > MAX_ADDRESS_LEN {
+        return Err(DecodeError::TooLong {
+            field: "address",
+            len,
+            max: MAX_ADDRESS_LEN,
+        });
+    }
+    Address::new(r.bytes(len)?).map_err(|_| DecodeError::InvalidValue { field: "address" })
+}
+
 impl RelayMessage {
     /// Encodes the body (without the stream's length prefix). Fails if a frame is too long.
     pub fn to_bytes(&self) -> Result<Vec<u8>, TransportError> {
@@ -168,7 +189,7 @@ impl RelayMessage {
         let frame = match self {
             Self::Register { mailbox, verifier } => {
                 w.u8(TYPE_REGISTER);
-                mailbox.write(&mut w);
+                write_address(&mut w, mailbox);
                 match verifier {
                     None => {
                         w.u8(0);
@@ -181,7 +202,7 @@ impl RelayMessage {
             }
             Self::SendTo { to, token, frame } => {
                 w.u8(TYPE_SEND_TO);
-                to.write(&mut w);
+                write_address(&mut w, to);
                 match token {
                     None => {
                         w.u8(0);
@@ -219,7 +240,7 @@ impl RelayMessage {
         }
         let message = match r.u8()? {
             TYPE_REGISTER => Self::Register {
-                mailbox: Address::read(&mut r)?,
+                mailbox: read_address(&mut r)?,
                 verifier: match r.u8()? {
                     0 => None,
                     1 => Some(r.array()?),
@@ -231,7 +252,7 @@ impl RelayMessage {
                 },
             },
             TYPE_SEND_TO => Self::SendTo {
-                to: Address::read(&mut r)?,
+                to: read_address(&mut r)?,
                 token: match r.u8()? {
                     0 => None,
                     1 => Some(RelayToken::new(r.array()?)),

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confide_wire::{CryptoRng, Duration, Timestamp};
 
-use crate::{Address, RelayToken, Transport, TransportError};
+use confide_transport::{Address, RelayToken, Transport, TransportError};
 
 /// Chances and delays of one directed link. Chances are in parts per million.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

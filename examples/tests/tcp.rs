@@ -1,5 +1,4 @@
 //! The loopback TCP relay and transport. Only 127.0.0.1 with port 0; every wait is bounded.
-#![cfg(feature = "tcp")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,17 +6,15 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration as StdDuration, Instant, SystemTime, UNIX_EPOCH};
 
 use chacha20::ChaCha20Rng;
-use common::{AppEvent, Messenger};
 use confide_crypto::Timestamp;
-use confide_transport::driver::Driver;
-use confide_transport::tcp::{RelayServer, TcpTransport};
+use confide_examples::tcp::{RelayServer, TcpTransport};
+use confide_sim::Driver;
+use confide_test_support::messenger::{AppEvent, Messenger};
 use confide_transport::{Address, RelayToken, Transport, TransportError};
 use rand_core::SeedableRng;
 

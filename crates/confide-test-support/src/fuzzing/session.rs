@@ -1,17 +1,8 @@
-//! Decode-and-check logic shared by the session fuzz targets (`fuzz/fuzz_targets/session_*.rs`
-//! include this file with `#[path]`), the corpus replay test and the conversation proptest, so
-//! the three can never drift apart.
+//! The session layer's checks: the `session_*` fuzz targets, confide-session's corpus replay
+//! and its conversation proptest all call these, so the three cannot drift apart.
 //!
 //! Every function panics (through `assert!`) exactly when it finds a violated property; a
 //! return means the input was handled correctly.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::sync::OnceLock;
 
@@ -44,7 +35,7 @@ fn fixed_identity() -> &'static IdentityKeyPair {
 
 /// `session_bundle`: strict parse, canonical re-encoding, then verification; a bundle that
 /// verifies must start a session.
-pub fn bundle_input(data: &[u8]) {
+pub fn session_bundle(data: &[u8]) {
     let Ok(bundle) = PreKeyBundle::from_bytes(data) else {
         return;
     };
@@ -72,7 +63,7 @@ pub fn bundle_input(data: &[u8]) {
 }
 
 /// `session_message`: strict parse and canonical re-encoding.
-pub fn message_input(data: &[u8]) {
+pub fn session_message(data: &[u8]) {
     let Ok(message) = SessionMessage::from_bytes(data) else {
         return;
     };
@@ -88,7 +79,7 @@ pub fn message_input(data: &[u8]) {
 
 /// `session_state`: the first byte selects the state type; a state that decodes re-encodes
 /// to the same bytes and can be used without panicking.
-pub fn state_input(data: &[u8]) {
+pub fn session_state(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
@@ -177,6 +168,12 @@ pub struct Sim {
     pub duplicates: usize,
     /// Rejected modified messages so far.
     pub rejected_flips: usize,
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Clone for Sim {
@@ -496,7 +493,7 @@ impl Sim {
         self.sent[d].len()
     }
 
-    /// Runs the operations encoded in `data` (see [`interaction_input`]).
+    /// Runs the operations encoded in `data` (see [`session_interaction`]).
     pub fn run(&mut self, data: &[u8]) {
         let mut it = data.iter().copied();
         while let Some(op) = it.next() {
@@ -552,7 +549,7 @@ fn ratchet_key_of(bytes: &[u8]) -> [u8; 32] {
 /// sends, 4-5 deliver, 6 drop, 7 duplicate, 8 flip a bit, 9 save/restore), most followed by
 /// one argument byte (bit 0 = direction or party, the rest = which message or mode); a flip
 /// takes two more bytes for the bit position. Then everything in flight is delivered.
-pub fn interaction_input(data: &[u8]) {
+pub fn session_interaction(data: &[u8]) {
     let mut sim = Sim::new();
     sim.run(data);
     sim.finish();

@@ -1,0 +1,175 @@
+//! One function per fuzz target (the name of the target): the decode-and-check logic that
+//! `fuzz/fuzz_targets/<name>.rs` calls in one line and that each crate's `tests/fuzz_corpus.rs`
+//! replays its seed corpus through, as rustls's `internal::fuzzing` does.
+//!
+//! Every function panics (through `assert!`) exactly when it finds a violated property; a
+//! return means the input was handled correctly (usually: refused, or decoded and re-encoded
+//! to the same bytes).
+
+pub mod session;
+
+use std::sync::LazyLock;
+
+use chacha20::ChaCha20Rng;
+use confide::{CertifiedBundle, Endpoint, StorageKey};
+use confide_crypto::{Timestamp, identity::IdentityKeyPair};
+use confide_examples::tcp::RelayMessage;
+use confide_policy::{ContentFrame, ConversationPolicy};
+use confide_sealed::{
+    ENVELOPE_OVERHEAD, SealedEnvelope, SenderCertificate, ServerCertificate, TrustRoots,
+};
+use confide_session::storage::{StateKind, open, seal};
+use confide_transport::{Delivery, Frame};
+use rand_core::SeedableRng;
+
+use crate::sealed_fixture;
+
+pub use session::{session_bundle, session_interaction, session_message, session_state};
+
+/// `policy_content`: the content frame decoder never panics, and whatever it accepts
+/// re-encodes to exactly the input (one encoding per value).
+pub fn policy_content(data: &[u8]) {
+    if let Ok(frame) = ContentFrame::decode(data) {
+        let encoded = frame.encode().expect("a decoded frame re-encodes");
+        assert_eq!(encoded, data, "decoding is not canonical");
+    }
+}
+
+/// `policy_state`: the conversation policy state decoder never panics, whatever it accepts
+/// re-encodes to exactly the input, and a restored state survives a timeout at the end of
+/// time.
+pub fn policy_state(data: &[u8]) {
+    if let Ok(mut state) = ConversationPolicy::from_bytes(data) {
+        let encoded = state
+            .to_bytes()
+            .expect("a restored state has no pending events");
+        assert_eq!(&encoded[..], data, "decoding is not canonical");
+        state.handle_timeout(Timestamp::MAX);
+        while state.poll_event().is_some() {}
+        let _ = state.poll_timeout();
+    }
+}
+
+/// The recipient and trust roots of the [`sealed_fixture`], built once: the seed corpus
+/// holds envelopes sealed to this recipient, so mutations start from deep inside `open`.
+static RECIPIENT: LazyLock<IdentityKeyPair> = LazyLock::new(sealed_fixture::recipient);
+static ROOTS: LazyLock<TrustRoots> = LazyLock::new(sealed_fixture::roots);
+
+/// `sealed_envelope`: decoding never panics and whatever decodes re-encodes to the input;
+/// whatever opens (for the fixture's recipient, at the fixture's time) carries a payload of
+/// exactly `len - ENVELOPE_OVERHEAD` bytes.
+pub fn sealed_envelope(data: &[u8]) {
+    if let Ok(envelope) = SealedEnvelope::from_bytes(data) {
+        assert_eq!(envelope.to_bytes(), data, "envelope encoding is canonical");
+    }
+    if let Ok(opened) = confide_sealed::open(&RECIPIENT, &ROOTS, sealed_fixture::NOW, data) {
+        assert_eq!(opened.payload.len() + ENVELOPE_OVERHEAD, data.len());
+    }
+}
+
+/// `sealed_sender_certificate`: the strict decoder never panics, whatever decodes re-encodes
+/// to exactly the input, and validating it never panics.
+pub fn sealed_sender_certificate(data: &[u8]) {
+    if let Ok(cert) = SenderCertificate::from_bytes(data) {
+        assert_eq!(
+            cert.as_bytes(),
+            data,
+            "sender certificate encoding is canonical"
+        );
+        let _ = cert.validate(&ROOTS, sealed_fixture::NOW);
+    }
+}
+
+/// `sealed_server_certificate`: the strict decoder never panics, whatever decodes re-encodes
+/// to exactly the input, and validating it never panics.
+pub fn sealed_server_certificate(data: &[u8]) {
+    if let Ok(cert) = ServerCertificate::from_bytes(data) {
+        assert_eq!(
+            cert.as_bytes(),
+            data,
+            "server certificate encoding is canonical"
+        );
+        let _ = cert.validate(&ROOTS, sealed_fixture::NOW);
+    }
+}
+
+/// `transport_frame`: the strict frame decoder never panics, and whatever decodes re-encodes
+/// to exactly the input.
+pub fn transport_frame(data: &[u8]) {
+    if let Ok(frame) = Frame::from_bytes(data) {
+        let again = frame.to_bytes().expect("a decoded frame re-encodes");
+        assert_eq!(again, data, "frame encoding is canonical");
+    }
+}
+
+/// `transport_state`: the saved delivery state decoder never panics, whatever decodes
+/// re-encodes to exactly the input, and a decoded state runs (timeouts, polling) without
+/// panicking until everything in it gives up at the end of time.
+pub fn transport_state(data: &[u8]) {
+    if let Ok(mut delivery) = Delivery::from_bytes(data) {
+        assert_eq!(delivery.to_bytes(), data, "state encoding is canonical");
+        let _ = delivery.poll_timeout();
+        delivery.handle_timeout(Timestamp::MAX);
+        while delivery.poll_transmit().is_some() {}
+        while delivery.poll_event().is_some() {}
+        assert_eq!(
+            delivery.outbox_len(),
+            0,
+            "everything gives up at the end of time"
+        );
+    }
+}
+
+/// `transport_relay`: the strict decoder of the examples' loopback relay protocol
+/// (`confide_examples::tcp`) never panics, and whatever decodes re-encodes to the input.
+pub fn transport_relay(data: &[u8]) {
+    if let Ok(message) = RelayMessage::from_bytes(data) {
+        let again = message.to_bytes().expect("a decoded message re-encodes");
+        assert_eq!(again, data, "relay message encoding is canonical");
+    }
+}
+
+/// `endpoint_certified_bundle`: the certified bundle decoder (what a directory serves for
+/// first contact) never panics, and a bundle that parses encodes to exactly the input.
+pub fn endpoint_certified_bundle(data: &[u8]) {
+    if let Ok(bundle) = CertifiedBundle::from_bytes(data) {
+        assert_eq!(bundle.to_bytes(), data, "re-encoding differs");
+    }
+}
+
+/// The storage key and slot `endpoint_state` seals its input under.
+const ENDPOINT_STATE_KEY: [u8; 32] = [7; 32];
+const ENDPOINT_STATE_SLOT: &[u8] = b"account";
+
+/// `endpoint_state`: the input is sealed as an endpoint state blob (so the storage AEAD
+/// passes) and imported. Never panics; a state that imports exports to exactly the same
+/// bytes, or, when its prekey store has an older version (upgraded on export), to bytes that
+/// are a fixed point.
+pub fn endpoint_state(data: &[u8]) {
+    let key = StorageKey::new(ENDPOINT_STATE_KEY);
+    let slot = ENDPOINT_STATE_SLOT;
+    let mut rng = ChaCha20Rng::from_seed([1; 32]);
+    let blob = seal(&mut rng, &key, StateKind::Endpoint, slot, data);
+    let Ok(mut endpoint) = Endpoint::import_state(&key, slot, &blob) else {
+        return;
+    };
+    let again = endpoint
+        .export_state(&mut rng, &key, slot)
+        .expect("an imported state exports");
+    let plain = open(&key, StateKind::Endpoint, slot, &again).expect("own blob opens");
+    // The prekey store (after the version byte and its u32 length) may be of an older
+    // version that is read and written back as the current one; then the re-encoding must be
+    // a fixed point instead.
+    if data.get(5) == Some(&confide_session::state::STATE_VERSION) {
+        assert_eq!(&plain[..], data, "re-encoding differs");
+    } else {
+        let blob = seal(&mut rng, &key, StateKind::Endpoint, slot, &plain);
+        let mut upgraded =
+            Endpoint::import_state(&key, slot, &blob).expect("an exported state imports");
+        let again = upgraded
+            .export_state(&mut rng, &key, slot)
+            .expect("an imported state exports");
+        let again = open(&key, StateKind::Endpoint, slot, &again).expect("own blob opens");
+        assert_eq!(&again[..], &plain[..], "upgraded re-encoding differs");
+    }
+}
