@@ -19,6 +19,7 @@ use confide_sealed::{
     relay_check,
 };
 use confide_sim::{LinkConfig, SimNetwork};
+use confide_store::SqliteStore;
 use confide_transport::RelayToken;
 
 /// Why an example helper failed (setup errors; the examples print them and exit).
@@ -220,31 +221,46 @@ impl Relay {
 /// last-resort bundle (handed to everyone after them).
 type Published = (VecDeque<Vec<u8>>, Vec<u8>);
 
-/// One app: an endpoint, its storage key and its last stored state.
+/// One app: an endpoint, its storage key and its store (the embedded SQLite database an app
+/// gets by default: each state change commits only the records it touched).
 pub struct Participant {
     /// A name for the transcript.
     pub name: &'static str,
     /// The endpoint.
     pub endpoint: Endpoint,
     storage_key: StorageKey,
-    /// The last state blob stored (what a restart would load).
-    pub stored: Vec<u8>,
+    /// Where the endpoint persists (what a restart loads).
+    pub store: SqliteStore,
     /// Whether the app is running (an offline app leaves its mail at the relay).
     pub online: bool,
     next_timeout: Option<Timestamp>,
 }
 
 impl Participant {
-    /// Wraps an endpoint.
-    pub fn new(name: &'static str, endpoint: Endpoint, storage_key: StorageKey) -> Self {
+    /// Wraps an endpoint persisting into `store`.
+    pub fn new(
+        name: &'static str,
+        endpoint: Endpoint,
+        storage_key: StorageKey,
+        store: SqliteStore,
+    ) -> Self {
         Self {
             name,
             endpoint,
             storage_key,
-            stored: Vec::new(),
+            store,
             online: true,
             next_timeout: None,
         }
+    }
+
+    /// Kills the app and starts it again from its database alone (what a phone does after the
+    /// system stopped the app): the endpoint is loaded from the stored records.
+    pub fn restart(&mut self) -> Result<(), ExampleError> {
+        self.endpoint = confide_store::load(&self.store, &self.storage_key)?
+            .ok_or("the database holds no endpoint")?;
+        self.next_timeout = None;
+        Ok(())
     }
 
     /// Step 2 of the run loop: polls until the deadline, persisting when asked, handing
@@ -266,10 +282,12 @@ impl Participant {
                     now,
                 ),
                 Output::Event(Event::PersistRequired) => {
-                    self.stored = self
-                        .endpoint
-                        .export_state(rng, &self.storage_key, b"account")?;
-                    self.endpoint.confirm_persisted();
+                    confide_store::persist(
+                        &mut self.endpoint,
+                        &mut self.store,
+                        rng,
+                        &self.storage_key,
+                    )?;
                 }
                 Output::Event(Event::BundlesChanged) => {
                     let address = self.endpoint.address().clone();

@@ -150,48 +150,91 @@ impl World {
     }
 }
 
-/// Reads docs/endpoint.md's "Stored state" layout up to the first conversation's session
-/// record; returns (prekey store, session record) bytes.
+/// Reads docs/endpoint.md's "Stored state" layout: the snapshot's records, the identity
+/// record's prekey store and the first conversation record's session record (its last field).
 fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let u = |b: &[u8]| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x));
+    // The snapshot: version 4, record count, then each key and plaintext, keys ascending.
+    assert_eq!(state[0], 0x04, "ENDPOINT_STATE_VERSION");
+    let count = u(&state[1..5]);
+    let mut at = 5usize;
+    let mut records = Vec::new();
+    for _ in 0..count {
+        let n = u(&state[at..at + 2]);
+        let key = state[at + 2..at + 2 + n].to_vec();
+        at += 2 + n;
+        let n = u(&state[at..at + 4]);
+        records.push((key, state[at + 4..at + 4 + n].to_vec()));
+        at += 4 + n;
+    }
+    assert_eq!(at, state.len(), "nothing after the last record");
+    assert!(
+        records.windows(2).all(|w| w[0].0 < w[1].0),
+        "keys ascending"
+    );
+    // Identity (key 0x01): version, then the prekey store.
+    let (key, identity) = &records[0];
+    assert_eq!(key, &[0x01]);
+    assert_eq!(identity[0], 0x04);
+    let n = u(&identity[1..5]);
+    let store = identity[5..5 + n].to_vec();
+    // The first conversation (key 0x03 || id).
+    let (_, c) = records
+        .iter()
+        .find(|(k, _)| k[0] == 0x03 && k.len() == 9)
+        .expect("a conversation");
     let mut at = 0usize;
     let mut take = |n: usize| {
-        let s = &state[at..at + n];
+        let s = c[at..at + n].to_vec();
         at += n;
-        s.to_vec()
+        s
     };
-    let u = |b: Vec<u8>| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x));
-    assert_eq!(take(1), [0x03], "ENDPOINT_STATE_VERSION");
-    let n = u(take(4));
-    let store = take(n);
-    let n = u(take(2));
-    let _address = take(n);
-    let n = u(take(2));
-    let _certificate = take(n);
-    let n = u(take(4));
-    let _roots = take(n);
-    let _profile_key = take(32);
-    let _org_min = take(8);
-    if take(1) == [1] {
-        take(8);
-    }
-    if take(1) == [1] {
-        take(9);
-    }
-    let _persistence = take(1);
-    if take(1) == [1] {
-        take(8); // a batched acknowledgement window
-    }
-    let _next_conversation = take(8);
-    assert!(u(take(4)) >= 1, "a conversation");
-    let _id = take(8);
-    let n = u(take(2));
+    assert_eq!(take(1), [0x04], "record version");
+    let n = u(&take(2));
     let _peer_address = take(n);
     let _peer_identity = take(128);
     if take(1) == [1] {
-        take(1);
+        take(1); // role
     }
-    let n = u(take(4));
+    let n = u(&take(4));
+    let _policy = take(n);
+    if take(1) == [1] {
+        take(8); // initiated at
+    }
+    let _next_seq = take(8);
+    if take(1) == [1] {
+        take(8); // reset requested at
+    }
+    let n = u(&take(2));
+    take(n * 40); // recently delivered
+    let n = u(&take(1));
+    take(n * 16); // recent received
+    let _resume_unconfirmed = take(1);
+    let n = u(&take(1));
+    take(n * 40); // honoured resets
+    if take(1) == [1] {
+        take(24); // close sent
+    }
+    if take(1) == [1] {
+        let n = u(&take(4));
+        take(n + 128); // held identity change
+    }
+    let n = u(&take(2));
+    take(n * 16); // pending acknowledgements
+    if take(1) == [1] {
+        take(8); // acknowledgement due
+    }
+    if take(1) == [1] {
+        take(16); // peer token
+    }
+    let _token_confirmed = take(1);
+    let n = u(&take(4));
     let record = take(n);
+    assert_eq!(
+        at,
+        c.len(),
+        "the session record is the conversation's last field"
+    );
     (store, record)
 }
 

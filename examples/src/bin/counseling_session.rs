@@ -14,6 +14,7 @@ use chacha20::ChaCha20Rng;
 use confide::{ConversationId, EndpointConfig, Event, RetentionPolicy, Role, StorageKey};
 use confide_crypto::{Duration, Timestamp};
 use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
+use confide_store::SqliteStore;
 use rand_core::{Rng, SeedableRng};
 
 const CLIENT: usize = 0;
@@ -180,11 +181,26 @@ fn main() -> Result<(), ExampleError> {
     let client_key = StorageKey::new(key);
     rng.fill_bytes(&mut key);
     let counselor_key = StorageKey::new(key);
+    // Each app persists into its own SQLite database file (the default store), fresh per run.
+    let dir = std::env::temp_dir().join(format!("confide-counseling-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let database = |name: &str| -> Result<SqliteStore, ExampleError> {
+        let path = dir.join(format!("{name}.db"));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        Ok(SqliteStore::open(&path, name.as_bytes())?)
+    };
     let mut stage = Stage {
         relay: Relay::new(seed, Relay::lossy_link()),
         participants: vec![
-            Participant::new("client", client, client_key),
-            Participant::new("counselor", counselor, counselor_key),
+            Participant::new("client", client, client_key, database("client")?),
+            Participant::new(
+                "counselor",
+                counselor,
+                counselor_key,
+                database("counselor")?,
+            ),
         ],
         rng,
         now: start,
@@ -219,7 +235,12 @@ fn main() -> Result<(), ExampleError> {
     )?;
     let mut history = run(&mut stage, 90)?;
 
-    println!("[{}] counselor | comes online", stage.clock(stage.now));
+    println!(
+        "[{}] counselor | comes online: the app starts from its database ({} records)",
+        stage.clock(stage.now),
+        stage.get(COUNSELOR)?.store.len()?
+    );
+    stage.get_mut(COUNSELOR)?.restart()?;
     stage.get_mut(COUNSELOR)?.online = true;
     let _ = stage.command(COUNSELOR, |e, rng, now| {
         e.handle_input(rng, confide::Input::Timeout { now });
@@ -391,9 +412,11 @@ fn main() -> Result<(), ExampleError> {
     );
     println!("  and padded), nor tell acknowledgements from messages.");
     println!(
-        "\nStored state: client {} bytes, counselor {} bytes (encrypted under each app's storage key)",
-        stage.get(CLIENT)?.stored.len(),
-        stage.get(COUNSELOR)?.stored.len(),
+        "\nStored state: client {} records, counselor {} records in their SQLite databases, each",
+        stage.get(CLIENT)?.store.len()?,
+        stage.get(COUNSELOR)?.store.len()?,
     );
+    println!("  encrypted under its app's storage key; a change rewrites only its own records");
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
