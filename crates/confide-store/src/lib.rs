@@ -44,6 +44,9 @@ use thiserror::Error;
 pub use memory::MemoryStore;
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore, SqliteStoreError};
 
+/// One stored record: its key and its sealed value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// Where one account's records live.
 ///
 /// A store commits each change set atomically: after a crash either every put and delete of a
@@ -64,7 +67,7 @@ pub trait Store {
     fn replace_all(&mut self, changes: &ChangeSet) -> Result<(), Self::Error>;
 
     /// Every record of the account: `(key, sealed value)`, in any order.
-    fn records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error>;
+    fn records(&self) -> Result<Vec<Record>, Self::Error>;
 }
 
 /// Why [`persist`] or [`persist_all`] failed. The endpoint's frames keep waiting and the

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use confide::ChangeSet;
 
-use crate::Store;
+use crate::{Record, Store};
 
 /// A [`Store`] in memory: for tests, benchmarks and throwaway sessions. Its commits are
 /// atomic (a change set applies whole) and it never fails.
@@ -101,7 +101,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Infallible> {
+    fn records(&self) -> Result<Vec<Record>, Infallible> {
         Ok(self
             .records
             .iter()

@@ -6,7 +6,7 @@ use confide::ChangeSet;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 
-use crate::Store;
+use crate::{Record, Store};
 
 /// The schema version this crate writes (SQLite's `user_version`). A database of a newer
 /// version is refused rather than misread.
@@ -171,7 +171,7 @@ impl Store for SqliteStore {
         self.write(changes, true)
     }
 
-    fn records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqliteStoreError> {
+    fn records(&self) -> Result<Vec<Record>, SqliteStoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT key, value FROM confide_records WHERE account = ?1")?;

@@ -287,7 +287,7 @@ impl Store for Flaky {
         Ok(())
     }
 
-    fn records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DiskFull> {
+    fn records(&self) -> Result<Vec<confide_store::Record>, DiskFull> {
         let records: Result<_, Infallible> = self.inner.records();
         let Ok(records) = records;
         Ok(records)

@@ -10,6 +10,7 @@ use chacha20::ChaCha20Rng;
 use confide::{Address, EndpointConfig, Event, Role, StorageKey};
 use confide_crypto::{Duration, Timestamp};
 use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
+use confide_store::SqliteStore;
 use rand_core::SeedableRng;
 
 const CLIENT: usize = 0;
@@ -127,9 +128,24 @@ fn main() -> Result<(), ExampleError> {
     let mut stage = Stage {
         relay: Relay::new(seed, Relay::lossy_link()),
         participants: vec![
-            Participant::new("client", client, StorageKey::new([1; 32])),
-            Participant::new("bot", bot, StorageKey::new([2; 32])),
-            Participant::new("counselor", counselor, StorageKey::new([3; 32])),
+            Participant::new(
+                "client",
+                client,
+                StorageKey::new([1; 32]),
+                SqliteStore::open_in_memory(b"client")?,
+            ),
+            Participant::new(
+                "bot",
+                bot,
+                StorageKey::new([2; 32]),
+                SqliteStore::open_in_memory(b"bot")?,
+            ),
+            Participant::new(
+                "counselor",
+                counselor,
+                StorageKey::new([3; 32]),
+                SqliteStore::open_in_memory(b"counselor")?,
+            ),
         ],
         rng,
         now: start,

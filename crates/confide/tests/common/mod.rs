@@ -195,7 +195,8 @@ impl World {
     pub fn persist_now(&mut self, n: usize) {
         let key = self.key.clone();
         self.persists[n] += 1;
-        let verify = self.verify_records && (self.persists[n] <= 16 || self.persists[n] % 16 == 0);
+        let verify =
+            self.verify_records && (self.persists[n] <= 16 || self.persists[n].is_multiple_of(16));
         let mut store = std::mem::take(&mut self.stores[n]);
         self.sim
             .command(&mut self.rng, self.nodes[n], |node, rng, _| {
