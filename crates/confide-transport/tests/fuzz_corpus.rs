@@ -1,4 +1,4 @@
-//! Replays the fuzz corpora of `transport_frame` and `transport_state` through the fuzz
+//! Replays the fuzz corpora of `transport_frame`, `transport_state` and `transport_records` through the fuzz
 //! targets' checks (`confide_test_support::fuzzing::transport_*`). With
 //! `CONFIDE_REGENERATE_CORPUS=1` it first (re)writes the seed corpora from the deterministic
 //! samples. (`transport_relay`, the examples' TCP relay protocol, replays in
@@ -29,14 +29,47 @@ fn regenerate_when_asked() {
             .map(|(_, id, payload)| Frame::Data { id, payload }.to_bytes().unwrap())
             .collect();
         let mut states = vec![Delivery::new().to_bytes()];
+        let mut records = vec![records_of(&Delivery::new())];
         for seed in 1..=4 {
             let (d, polled) = common::sample_state(seed);
             states.push(d.to_bytes());
             frames.extend(polled);
+            records.push(records_of(&d));
         }
         corpus::write("transport_frame", &frames);
         corpus::write("transport_state", &states);
+        corpus::write("transport_records", &records);
     });
+}
+
+/// A machine's records, framed as the `transport_records` target reads them.
+fn records_of(d: &Delivery) -> Vec<u8> {
+    let entries = d.entries();
+    let outbox: Vec<Vec<u8>> = entries
+        .outbox
+        .iter()
+        .map(|id| d.outbox_record(*id).unwrap())
+        .collect();
+    let seen: Vec<Vec<u8>> = entries
+        .seen
+        .iter()
+        .map(|id| d.seen_record(*id).unwrap())
+        .collect();
+    fuzzing::join_transport_records(&d.core_record(), &outbox, &seen)
+}
+
+#[test]
+fn records_corpus_replays() {
+    regenerate_when_asked();
+    let inputs = corpus::replay("transport_records", fuzzing::transport_records);
+    assert!(
+        inputs.iter().any(|i| {
+            fuzzing::split_transport_records(i).is_some_and(|(core, outbox, seen)| {
+                !outbox.is_empty() && Delivery::from_records(core, outbox, seen).is_ok()
+            })
+        }),
+        "the seed corpus holds loadable records with outbox entries"
+    );
 }
 
 #[test]
