@@ -6,12 +6,19 @@
 //! timing prints the confide/floor ratio of each operation (target: at most 1.3x).
 //!
 //! Floors:
-//! * seal: one X25519 key generation, two X25519 agreements, two HKDF-SHA256 (64 and 32 bytes
-//!   of output), ChaCha20-Poly1305 over the 96-byte sender key and over the 512-byte
+//! * seal: one X25519 key generation, two X25519 agreements, two HKDF-SHA256 (64 bytes of
+//!   output each: the static layer's key and the epoch seed), ChaCha20-Poly1305 over the 96-byte sender key and over the 512-byte
 //!   certificate region plus payload.
 //! * open: two X25519 agreements, the same two HKDFs, the two AEAD decryptions, and the two
 //!   Ed25519 `verify_strict` calls of the chain (root over the server certificate, server over
 //!   the sender certificate) with keys already parsed.
+//!
+//! * symmetric (group `sealed/roundtrip`, ids `public_key`, `symmetric`, `symmetric_floor`,
+//!   parameters `100B` and `1KiB`): one envelope sealed and opened, the way the two kinds are
+//!   used in a conversation. Public key: `seal` + `open`. Symmetric: `SymmetricSealer::seal`
+//!   and `TagDirectory::open` in a directory holding the windows of 1,000 conversations. Its
+//!   floor: the tag HMAC and the key/nonce HKDF on each side, the new tag's HMAC on the
+//!   recipient's side, and the two AEADs. The report prints envelope sizes and ratios.
 //!
 //! Set `CONFIDE_BENCH_QUICK=1` for the short CI mode.
 #![allow(
@@ -30,11 +37,15 @@ use std::time::{Duration, Instant};
 use chacha20::ChaCha20Rng;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::AeadInOut};
 use confide_crypto::{
-    Timestamp, identity::IdentityKeyPair, kdf::labels, secret::SecretBytes, signing::SigningKey,
+    Timestamp,
+    identity::IdentityKeyPair,
+    kdf::labels,
+    secret::{EnvelopeSecret, SecretBytes},
+    signing::SigningKey,
 };
 use confide_sealed::{
-    Role, SENDER_CERTIFICATE_REGION_LEN, SenderCertificate, SenderClaims, ServerCertificate,
-    ServerKey, TrustRoots, open, seal,
+    EpochSeed, Role, SENDER_CERTIFICATE_REGION_LEN, SenderCertificate, SenderClaims,
+    ServerCertificate, ServerKey, SymmetricSealer, TagDirectory, TagWindow, TrustRoots, open, seal,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand_core::SeedableRng;
@@ -196,7 +207,7 @@ fn floor_seal(f: &Fixture, rng: &mut ChaCha20Rng) -> Vec<u8> {
     let k1: [u8; 32] = okm[32..].try_into().unwrap();
     let c1 = aead_seal(&k1, e_pub.as_bytes(), &[0u8; 96]);
     let dh2 = r.sender_secret.diffie_hellman(&r.recipient_public);
-    let k2: [u8; 32] = hkdf(
+    let okm2: [u8; 64] = hkdf(
         Some(&okm[..32]),
         dh2.as_bytes(),
         &[
@@ -207,6 +218,7 @@ fn floor_seal(f: &Fixture, rng: &mut ChaCha20Rng) -> Vec<u8> {
             &r.recipient_key_bytes,
         ],
     );
+    let k2: [u8; 32] = okm2[..32].try_into().unwrap();
     let mut content = vec![0u8; SENDER_CERTIFICATE_REGION_LEN];
     content.extend_from_slice(&f.payload);
     let c2 = aead_seal(&k2, &c1, &content);
@@ -231,7 +243,7 @@ fn floor_open(f: &Fixture) -> bool {
     let k1: [u8; 32] = okm[32..].try_into().unwrap();
     let l1 = aead_open(&k1, r.ephemeral_public.as_bytes(), &r.sealed_sender_key);
     let dh2 = r.recipient_secret.diffie_hellman(&r.sender_public);
-    let k2: [u8; 32] = hkdf(
+    let okm2: [u8; 64] = hkdf(
         Some(&okm[..32]),
         dh2.as_bytes(),
         &[
@@ -242,6 +254,7 @@ fn floor_open(f: &Fixture) -> bool {
             &r.recipient_key_bytes,
         ],
     );
+    let k2: [u8; 32] = okm2[..32].try_into().unwrap();
     let l2 = aead_open(&k2, &r.sealed_sender_key, &r.sealed_content);
     let v1 = r
         .root_key
@@ -293,6 +306,121 @@ fn bench_open(c: &mut Criterion) {
     g.finish();
 }
 
+/// Conversations whose windows the recipient's directory holds in the symmetric benchmark.
+const CONVERSATIONS: u32 = 1_000;
+
+/// One sender's current epoch and a recipient directory holding 1,000 conversations' windows.
+struct Symmetric {
+    sealer: SymmetricSealer,
+    directory: TagDirectory<u32>,
+    roots: TrustRoots,
+}
+
+fn epoch_keys(n: u32) -> (EpochSeed, EnvelopeSecret) {
+    let mut seed = [0u8; 32];
+    seed[..4].copy_from_slice(&n.to_be_bytes());
+    (EpochSeed::new(seed), EnvelopeSecret::new([0x77; 32]))
+}
+
+fn window(n: u32) -> TagWindow {
+    let (seed, secret) = epoch_keys(n);
+    TagWindow::new(&seed, &secret, Timestamp::MAX, 100).unwrap()
+}
+
+impl Symmetric {
+    fn new() -> Self {
+        let mut directory = TagDirectory::new();
+        for n in 0..CONVERSATIONS {
+            directory.install(n, window(n));
+        }
+        let (seed, secret) = epoch_keys(CONVERSATIONS / 2);
+        Self {
+            sealer: SymmetricSealer::new(&seed, &secret, NOW).unwrap(),
+            directory,
+            roots: TrustRoots::new(),
+        }
+    }
+
+    /// Seal and open one envelope; starts the epoch again before it runs out of indices.
+    fn roundtrip(&mut self, payload: &[u8]) -> usize {
+        if self.sealer.next_index() >= 90_000 {
+            let n = CONVERSATIONS / 2;
+            let (seed, secret) = epoch_keys(n);
+            self.sealer = SymmetricSealer::new(&seed, &secret, NOW).unwrap();
+            self.directory.restore(n, vec![window(n)]);
+        }
+        let envelope = self.sealer.seal(NOW, payload).unwrap();
+        let (_, opened) = self.directory.open(NOW, &self.roots, &envelope).unwrap();
+        opened.len()
+    }
+}
+
+/// The symmetric path's cryptographic work, done directly with the primitives.
+fn floor_symmetric(payload: &[u8], index: u64) -> usize {
+    let tag_key = [0x11u8; 32];
+    let root = [0x22u8; 32];
+    let mac = |key: &[u8], i: u64| {
+        use hmac::{KeyInit as _, Mac};
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        m.update(labels::SYMMETRIC_TAG);
+        m.update(&i.to_be_bytes());
+        m.finalize().into_bytes()
+    };
+    let key_nonce = |i: u64| -> [u8; 44] {
+        hkdf(
+            None,
+            &root,
+            &[labels::SYMMETRIC_MESSAGE, &[2], &i.to_be_bytes()],
+        )
+    };
+    // Sender: tag, key and nonce, AEAD.
+    let tag = mac(&tag_key, index);
+    let kn = key_nonce(index);
+    let key: [u8; 32] = kn[..32].try_into().unwrap();
+    let aad = [&[2u8][..], &tag[..16]].concat();
+    let ciphertext = aead_seal(&key, &aad, payload);
+    // Recipient: the tag entering the window, key and nonce, AEAD.
+    let entering = mac(&tag_key, index + 32);
+    let kn = key_nonce(index);
+    let key: [u8; 32] = kn[..32].try_into().unwrap();
+    let opened = aead_open(&key, &aad, &ciphertext).map_or(0, |p| p.len());
+    opened + usize::from(entering[0])
+}
+
+fn bench_roundtrip(c: &mut Criterion) {
+    let f = fixture();
+    let mut rng = ChaCha20Rng::from_seed([5; 32]);
+    let mut sym = Symmetric::new();
+    let mut g = c.benchmark_group("sealed/roundtrip");
+    for (name, len) in [("100B", 100usize), ("1KiB", 1024)] {
+        let payload = vec![0x5a; len];
+        g.bench_function(BenchmarkId::new("public_key", name), |b| {
+            b.iter(|| {
+                let e = seal(
+                    &mut rng,
+                    &f.sender,
+                    &f.cert,
+                    &f.recipient.public(),
+                    &payload,
+                )
+                .unwrap();
+                open(&f.recipient, &f.roots, NOW, &e).unwrap().payload.len()
+            })
+        });
+        g.bench_function(BenchmarkId::new("symmetric", name), |b| {
+            b.iter(|| sym.roundtrip(black_box(&payload)))
+        });
+        let mut index = 0u64;
+        g.bench_function(BenchmarkId::new("symmetric_floor", name), |b| {
+            b.iter(|| {
+                index += 1;
+                floor_symmetric(black_box(&payload), index)
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Median time per call over `rounds` rounds of `iters` calls.
 fn median_time(rounds: usize, iters: u32, mut run: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..rounds)
@@ -328,6 +456,40 @@ fn report_ratios(_c: &mut Criterion) {
             black_box(floor_open(&f));
         });
     }
+    let mut sym = Symmetric::new();
+    let payload = vec![0x5a; PAYLOAD_LEN];
+    let (mut public_key, mut symmetric, mut sym_floor) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut index = 0u64;
+    for _ in 0..3 {
+        public_key += median_time(rounds, iters, || {
+            let e = do_seal(&f, &mut rng);
+            black_box(open(&f.recipient, &f.roots, NOW, &e).unwrap().payload.len());
+        });
+        symmetric += median_time(rounds, iters * 20, || {
+            black_box(sym.roundtrip(&payload));
+        });
+        sym_floor += median_time(rounds, iters * 20, || {
+            index += 1;
+            black_box(floor_symmetric(&payload, index));
+        });
+    }
+    println!(
+        "sealed/roundtrip/1KiB: public key {:.1} us, symmetric {:.2} us ({:.0}x faster), \
+         symmetric floor {:.2} us, ratio {:.2}x",
+        public_key.as_secs_f64() * 1e6 / 3.0,
+        symmetric.as_secs_f64() * 1e6 / 3.0,
+        public_key.as_secs_f64() / symmetric.as_secs_f64(),
+        sym_floor.as_secs_f64() * 1e6 / 3.0,
+        symmetric.as_secs_f64() / sym_floor.as_secs_f64(),
+    );
+    for len in [20usize, 100, 1024] {
+        println!(
+            "sealed/size/{len}B payload: public key {} bytes, symmetric {} bytes",
+            confide_sealed::envelope_len(len).unwrap(),
+            confide_sealed::symmetric_envelope_len(len).unwrap()
+        );
+    }
     for (name, (confide, floor)) in ["seal", "open"].iter().zip(pairs) {
         println!(
             "sealed/{name}/1KiB: confide {:.1} us, floor {:.1} us, ratio {:.2}x (target <= 1.30x)",
@@ -341,6 +503,6 @@ fn report_ratios(_c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::ci_mode(Criterion::default());
-    targets = bench_seal, bench_open, report_ratios
+    targets = bench_seal, bench_open, bench_roundtrip, report_ratios
 }
 criterion_main!(benches);

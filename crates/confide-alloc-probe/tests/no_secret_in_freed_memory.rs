@@ -88,14 +88,26 @@ fn exporting_state_leaves_no_secret_in_freed_memory() {
     let key = StorageKey::new([0x42; 32]);
 
     // The secrets the probe looks for. The client's session layout (docs/spec.md §11, an
-    // initiator that has heard back: no pending prekey data) puts the root key at 291, the
-    // ratchet secret at 323 and, with a sending chain, the chain key at 388.
+    // initiator that has heard back: no pending prekey data) puts the envelope secret at 291,
+    // the root key at 324, the ratchet secret at 356 and, with a sending chain, the chain key
+    // at 421.
     let session_bytes = client.current().unwrap().to_bytes();
     assert!(!client.current().unwrap().awaiting_reply());
-    assert_eq!(session_bytes[387], 1, "the client has a sending chain");
-    let root = first_32(&session_bytes[291..]);
-    let ratchet_secret = first_32(&session_bytes[323..]);
-    let chain = first_32(&session_bytes[388..]);
+    assert_eq!(session_bytes[290], 1, "the session has an envelope secret");
+    assert_eq!(
+        &session_bytes[291..323],
+        client
+            .current()
+            .unwrap()
+            .envelope_secret()
+            .unwrap()
+            .expose()
+    );
+    assert_eq!(session_bytes[420], 1, "the client has a sending chain");
+    let envelope_secret = first_32(&session_bytes[291..]);
+    let root = first_32(&session_bytes[324..]);
+    let ratchet_secret = first_32(&session_bytes[356..]);
+    let chain = first_32(&session_bytes[421..]);
     drop(session_bytes);
     let counselor_seed = first_32(counselor.identity().to_secret_bytes().expose());
     let client_seed = first_32(client_id.to_secret_bytes().expose());
@@ -105,6 +117,7 @@ fn exporting_state_leaves_no_secret_in_freed_memory() {
         &counselor_seed,
         &client_seed,
         &endpoint_seed,
+        &envelope_secret,
         &root,
         &ratchet_secret,
         &chain,

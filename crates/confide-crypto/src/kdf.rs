@@ -52,6 +52,15 @@ pub mod labels {
     pub const SEALED_STATIC: &[u8] = b"Confide_v1_SealedSender_Static";
     /// HKDF info: delivery (unidentified access) tokens.
     pub const DELIVERY_TOKEN: &[u8] = b"Confide_v1_DeliveryToken";
+    /// HKDF info: the envelope secret a session exports at establishment, from which the
+    /// symmetric sealed-sender envelopes of its conversation derive their keys.
+    pub const ENVELOPE_EXPORTER: &[u8] = b"Confide_v1_EnvelopeExporter";
+    /// HKDF info: a symmetric sealed-sender epoch's tag key and message root.
+    pub const SYMMETRIC_EPOCH: &[u8] = b"Confide_v1_SymmetricEnvelope_Epoch";
+    /// HMAC input prefix: the tag of one symmetric envelope.
+    pub const SYMMETRIC_TAG: &[u8] = b"Confide_v1_SymmetricEnvelope_Tag";
+    /// HKDF info: the key and nonce of one symmetric envelope.
+    pub const SYMMETRIC_MESSAGE: &[u8] = b"Confide_v1_SymmetricEnvelope_Message";
 }
 
 /// HKDF-SHA256: extract with `salt` (or 32 zero bytes when `None`), then expand `info` into `out`.
@@ -169,6 +178,10 @@ mod tests {
             labels::SEALED_EPHEMERAL,
             labels::SEALED_STATIC,
             labels::DELIVERY_TOKEN,
+            labels::ENVELOPE_EXPORTER,
+            labels::SYMMETRIC_EPOCH,
+            labels::SYMMETRIC_TAG,
+            labels::SYMMETRIC_MESSAGE,
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {

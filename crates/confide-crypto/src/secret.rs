@@ -15,6 +15,13 @@ define_secret!(
     pub struct AeadKey(32);
 );
 
+define_secret!(
+    /// The 32-byte secret a session exports for its conversation's symmetric sealed-sender
+    /// envelopes (confide-session derives it, confide-sealed uses it): known to both sides of
+    /// the session and to nobody else.
+    pub struct EnvelopeSecret(32);
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,3 +97,76 @@ pub const fn envelope_len(payload_len: usize) -> Option<usize> {
     }
     payload_len.checked_add(ENVELOPE_OVERHEAD)
 }
+
+/// Kind byte of a symmetric envelope (`docs/sealed-sender.md` §9). It shares the first byte
+/// with [`ENVELOPE_VERSION`] (`0x01`, a public-key envelope), so a recipient tells the two
+/// apart from the first byte alone.
+pub const SYMMETRIC_ENVELOPE_KIND: u8 = 0x02;
+
+/// Length of a symmetric envelope's tag. Reason: 128 bits, so tags of unrelated epochs do
+/// not collide in practice (a recipient holding a million expected tags meets a collision
+/// with probability about 2^-88 per envelope) and cannot be guessed; short, because every
+/// symmetric envelope carries one.
+pub const ENVELOPE_TAG_LEN: usize = 16;
+
+/// Bytes a symmetric envelope adds to its payload: kind, tag and the AEAD tag.
+pub const SYMMETRIC_ENVELOPE_OVERHEAD: usize = 1 + ENVELOPE_TAG_LEN + TAG_LEN;
+
+/// The symmetric envelope length for a payload of `payload_len` bytes, or `None` above
+/// [`MAX_PAYLOAD_LEN`].
+#[must_use]
+pub const fn symmetric_envelope_len(payload_len: usize) -> Option<usize> {
+    if payload_len > MAX_PAYLOAD_LEN {
+        return None;
+    }
+    payload_len.checked_add(SYMMETRIC_ENVELOPE_OVERHEAD)
+}
+
+/// How many envelope indices past the highest one received a [`TagWindow`](crate::TagWindow)
+/// expects. Reason: an envelope that arrives before up to 32 earlier ones of its epoch (a
+/// burst reordered or lost by the network) is still found by its tag; one further ahead is
+/// refused now and found when the transport retransmits it after the earlier ones arrived
+/// (the window moves on with them), so this bounds memory (32 tags an epoch), not delivery.
+pub const TAG_WINDOW_AHEAD: u64 = 32;
+
+/// How many indices below the highest one received a [`TagWindow`](crate::TagWindow) still
+/// accepts (once each). Reason: a lost envelope is retransmitted with the same bytes after
+/// the transport's backoff, which grows to an hour, while later envelopes of the epoch keep
+/// arriving; an epoch lasts at most [`SYMMETRIC_EPOCH_MAX_AGE`], and 1,024 envelopes an hour
+/// in one direction of one conversation is far beyond a typed conversation. The window's
+/// memory is a 128-byte bitmap plus one tag per missing index.
+pub const TAG_WINDOW_BEHIND: u64 = 1_024;
+
+/// The longest a sender uses one symmetric epoch before it sends a public-key envelope
+/// (with its certificate) again, which starts the next epoch. Reason: the symmetric path
+/// carries no certificate, so this bounds how long a recipient goes without re-checking the
+/// sender's certificate chain against its current trust roots (a revoked server key, a
+/// removed root, a renewed certificate) in a conversation in use, for the price of one
+/// public-key envelope (about 640 bytes more) per direction per hour of conversation.
+pub const SYMMETRIC_EPOCH_MAX_AGE: confide_crypto::Duration =
+    confide_crypto::Duration::from_hours(1);
+
+/// The most symmetric envelopes one epoch seals (indices `0 .. 100,000`). Reason: far beyond
+/// what one conversation sends in [`SYMMETRIC_EPOCH_MAX_AGE`]; bounds what one epoch's keys
+/// protect and keeps every index far from any overflow.
+pub const MAX_SYMMETRIC_EPOCH_ENVELOPES: u64 = 100_000;
+
+/// The most epochs a [`TagDirectory`](crate::TagDirectory) keeps per conversation: the
+/// current one and the one before. Reason: when a sender starts a new epoch, symmetric
+/// envelopes of the previous one may still be in flight or retransmitted; two epochs cover
+/// that, since a sender moves to a new epoch only after the recipient acknowledged the
+/// public-key envelope that starts it.
+pub const MAX_EPOCHS_PER_CONVERSATION: usize = 2;
+
+/// Version byte of a stored [`TagWindow`](crate::TagWindow).
+pub const TAG_WINDOW_STATE_VERSION: u8 = 1;
+
+/// Length of the bitmap of a stored [`TagWindow`](crate::TagWindow): one bit per index of
+/// [`TAG_WINDOW_BEHIND`].
+pub(crate) const TAG_WINDOW_BITMAP_LEN: usize = 128;
+
+const _: () = assert!(TAG_WINDOW_BITMAP_LEN as u64 * 8 == TAG_WINDOW_BEHIND);
+
+/// Length of a stored [`TagWindow`](crate::TagWindow): version, tag key, message root, next
+/// index, bitmap, accept-until time, server key id.
+pub const TAG_WINDOW_STATE_LEN: usize = 1 + 32 + 32 + 8 + TAG_WINDOW_BITMAP_LEN + 8 + 4;

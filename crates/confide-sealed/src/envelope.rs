@@ -33,6 +33,15 @@ confide_crypto::define_secret!(
     struct EphemeralChainKey(32);
 );
 
+confide_crypto::define_secret!(
+    /// The second 32 bytes of a public-key envelope's static-layer HKDF output: a secret only
+    /// its sender and recipient know, fresh for every envelope (it depends on the envelope's
+    /// ephemeral key), and authenticated both ways (it depends on the sender's static key).
+    /// It starts a symmetric epoch ([`SymmetricSealer`](crate::SymmetricSealer) on the sending
+    /// side, [`TagWindow`](crate::TagWindow) on the receiving side); `docs/sealed-sender.md` §9.
+    pub struct EpochSeed(32);
+);
+
 /// Why [`seal`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -107,11 +116,19 @@ pub struct Opened {
     pub sender: ValidatedSender,
     /// The payload (an opaque session message).
     pub payload: Vec<u8>,
+    /// The seed of the symmetric epoch this envelope starts (the sender got the same value
+    /// from [`seal_starting_epoch`]). Install a [`TagWindow`](crate::TagWindow) from it only
+    /// once the payload authenticated in the sender's session.
+    pub epoch_seed: EpochSeed,
 }
 
 impl fmt::Debug for Opened {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { sender, payload } = self;
+        let Self {
+            sender,
+            payload,
+            epoch_seed: _,
+        } = self;
         f.debug_struct("Opened")
             .field("sender", sender)
             .field("payload_len", &payload.len())
@@ -241,15 +258,17 @@ fn ephemeral_layer_keys(
 }
 
 /// Static layer: `HKDF-SHA256(salt = chain key, ikm = X25519(S, R), info = SEALED_STATIC ||
-/// version || E || sealed sender key || recipient key bytes)`, 32 bytes.
+/// version || E || sealed sender key || recipient key bytes)`, 64 bytes: the static layer's
+/// AEAD key, then the envelope's epoch seed. (HKDF's first 32 output bytes do not depend on
+/// the output length, so the key is what a 32-byte derivation gives.)
 fn static_layer_key(
     shared: &SharedSecret,
     chain: &EphemeralChainKey,
     ephemeral: &X25519PublicKey,
     sealed_sender_key: &[u8],
     recipient_key_bytes: &[u8; 64],
-) -> Result<AeadKey, CryptoError> {
-    let mut okm = Zeroizing::new([0u8; 32]);
+) -> Result<(AeadKey, EpochSeed), CryptoError> {
+    let mut okm = Zeroizing::new([0u8; 64]);
     hkdf_sha256_multi(
         Some(chain.expose()),
         shared.expose(),
@@ -260,9 +279,12 @@ fn static_layer_key(
             sealed_sender_key,
             recipient_key_bytes,
         ],
-        &mut *okm,
+        okm.as_mut_slice(),
     )?;
-    Ok(AeadKey::copy_from(&okm))
+    let (key, seed) = okm.split_at(32);
+    let key = AeadKey::from_slice(key).ok_or(CryptoError::KdfLength)?;
+    let seed = EpochSeed::from_slice(seed).ok_or(CryptoError::KdfLength)?;
+    Ok((key, seed))
 }
 
 fn ephemeral_layer_aad(ephemeral: &X25519PublicKey) -> [u8; 33] {
@@ -308,6 +330,22 @@ pub fn seal<R: CryptoRng + ?Sized>(
     recipient: &IdentityPublicKey,
     payload: &[u8],
 ) -> Result<Vec<u8>, SealError> {
+    seal_starting_epoch(rng, sender_identity, sender_cert, recipient, payload)
+        .map(|(envelope, _)| envelope)
+}
+
+/// As [`seal`], and also returns the envelope's [`EpochSeed`]: the recipient gets the same
+/// value in [`Opened::epoch_seed`]. A sender that wants to continue with symmetric envelopes
+/// makes a [`SymmetricSealer`](crate::SymmetricSealer) from it and uses it once the recipient
+/// acknowledged this envelope (`docs/sealed-sender.md` §9.5). The envelope bytes are exactly
+/// those of [`seal`] with the same RNG.
+pub fn seal_starting_epoch<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    sender_identity: &IdentityKeyPair,
+    sender_cert: &SenderCertificate,
+    recipient: &IdentityPublicKey,
+    payload: &[u8],
+) -> Result<(Vec<u8>, EpochSeed), SealError> {
     let total_len = envelope_len(payload.len()).ok_or(SealError::PayloadTooLong {
         len: payload.len(),
         max: MAX_PAYLOAD_LEN,
@@ -358,7 +396,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
         .agreement()
         .agree(recipient_agreement)
         .map_err(|_| SealError::InvalidRecipientKey)?;
-    let k2 = static_layer_key(
+    let (k2, epoch_seed) = static_layer_key(
         &shared,
         &chain,
         &ephemeral_public,
@@ -387,7 +425,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
     out.extend_from_slice(ephemeral_public.as_bytes());
     out.extend_from_slice(&sealed_sender_key);
     out.extend_from_slice(&content);
-    Ok(out)
+    Ok((out, epoch_seed))
 }
 
 /// Splits the static layer's plaintext into the certificate bytes and the payload, strictly
@@ -488,7 +526,7 @@ pub fn open_with_grace(
         .agreement()
         .agree(&sender_agreement)
         .map_err(|_| OpenError::WeakKey)?;
-    let k2 = static_layer_key(
+    let (k2, epoch_seed) = static_layer_key(
         &shared,
         &chain,
         &ephemeral,
@@ -522,5 +560,6 @@ pub fn open_with_grace(
     Ok(Opened {
         sender,
         payload: payload.to_vec(),
+        epoch_seed,
     })
 }

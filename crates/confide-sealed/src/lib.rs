@@ -13,6 +13,10 @@
 //!   optional display name until an expiry; [`SenderCertificate::validate`] checks the chain.
 //! * [`seal`] / [`open`]: the two-layer envelope (ephemeral layer, then a static layer that
 //!   proves the sender holds the certified identity).
+//! * [`seal_starting_epoch`], [`SymmetricSealer`], [`TagWindow`], [`TagDirectory`]: after a
+//!   public-key envelope, small symmetric envelopes keyed by the session's
+//!   [`EnvelopeSecret`](confide_crypto::secret::EnvelopeSecret), with a tag that changes per
+//!   message and lets the recipient find the conversation without trial decryption.
 //! * [`DeliveryToken`], [`TokenVerifier`], [`relay_check`]: abuse control without identity.
 //!
 //! The full wire format, key derivation and validation order are in `docs/sealed-sender.md`.
@@ -80,6 +84,7 @@ mod certificate;
 mod consts;
 mod envelope;
 mod role;
+mod symmetric;
 mod token;
 mod trust;
 
@@ -88,7 +93,13 @@ pub use certificate::{
     ServerCertificate, ServerKey, ValidatedSender, is_valid_display_name,
 };
 pub use consts::*;
-pub use envelope::{OpenError, Opened, SealError, SealedEnvelope, open, open_with_grace, seal};
+pub use envelope::{
+    EpochSeed, OpenError, Opened, SealError, SealedEnvelope, open, open_with_grace, seal,
+    seal_starting_epoch,
+};
 pub use role::Role;
+pub use symmetric::{
+    EnvelopeTag, SymmetricOpenError, SymmetricSealError, SymmetricSealer, TagDirectory, TagWindow,
+};
 pub use token::{DeliveryToken, ProfileKey, TokenVerifier, relay_check};
 pub use trust::{TrustConfigError, TrustRoots};

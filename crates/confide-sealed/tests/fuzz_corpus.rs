@@ -99,7 +99,58 @@ fn sample_certificates() -> Vec<SenderCertificate> {
         .collect()
 }
 
+/// Seeds of `sealed_symmetric`: envelopes of the fixture epoch (indices 0, 1, 2, 40, with
+/// payloads of 0, 1, 100 and 1,024 bytes), a public-key envelope (not symmetric), and stored
+/// windows (fresh; after 0 and 2; after 0..40 except 5).
+fn symmetric_seeds() -> Vec<Vec<u8>> {
+    use confide_test_support::fuzzing::symmetric::{
+        NOW as T, SELECT_ENVELOPE, SELECT_WINDOW, fixture_sealer, fixture_window,
+    };
+    let with = |sel: u8, bytes: &[u8]| [&[sel][..], bytes].concat();
+    let mut sealer = fixture_sealer();
+    let mut envelopes = Vec::new();
+    for i in 0..41u64 {
+        let len = match i {
+            0 => 0,
+            1 => 1,
+            2 => 100,
+            _ => 1024,
+        };
+        let payload: Vec<u8> = (0..len).map(|j| (j * 3) as u8).collect();
+        envelopes.push(sealer.seal(T, &payload).unwrap());
+    }
+    let mut out: Vec<Vec<u8>> = [0usize, 1, 2, 40]
+        .iter()
+        .map(|&i| with(SELECT_ENVELOPE, &envelopes[i]))
+        .collect();
+    out.push(with(
+        SELECT_ENVELOPE,
+        &seal(
+            &mut ChaCha20Rng::from_seed([0x7f; 32]),
+            &sender(),
+            &sender_certificate(),
+            &recipient().public(),
+            b"public-key",
+        )
+        .unwrap(),
+    ));
+    let roots = confide_sealed::TrustRoots::new();
+    let mut window = fixture_window();
+    out.push(with(SELECT_WINDOW, &window.to_bytes()));
+    window.open(T, &roots, &envelopes[0]).unwrap();
+    window.open(T, &roots, &envelopes[2]).unwrap();
+    out.push(with(SELECT_WINDOW, &window.to_bytes()));
+    for (i, e) in envelopes.iter().enumerate().take(41).skip(3) {
+        if i != 5 {
+            window.open(T, &roots, e).unwrap();
+        }
+    }
+    out.push(with(SELECT_WINDOW, &window.to_bytes()));
+    out
+}
+
 fn generate() {
+    corpus::write("sealed_symmetric", &symmetric_seeds());
     let certs = sample_certificates();
     corpus::write(
         "sealed_sender_certificate",
@@ -182,5 +233,31 @@ fn replay_sealed_server_certificate_corpus() {
         seeds
             .iter()
             .any(|d| ServerCertificate::from_bytes(d).is_ok())
+    );
+}
+
+#[test]
+fn replay_sealed_symmetric_corpus() {
+    use confide_test_support::fuzzing::symmetric::{NOW as T, SELECT_ENVELOPE, fixture_window};
+    regenerate_when_asked();
+    let seeds = corpus::replay("sealed_symmetric", fuzzing::sealed_symmetric);
+    let mut opened = 0;
+    let mut windows = 0;
+    for data in &seeds {
+        if data.first() == Some(&SELECT_ENVELOPE) {
+            let mut d = confide_sealed::TagDirectory::new();
+            d.install(1u8, fixture_window());
+            opened += usize::from(
+                d.open(T, &confide_sealed::TrustRoots::new(), &data[1..])
+                    .is_ok(),
+            );
+        } else if confide_sealed::TagWindow::from_bytes(&data[1..]).is_ok() {
+            windows += 1;
+        }
+    }
+    assert!(opened >= 1, "the seed corpus holds envelopes that open");
+    assert!(
+        windows >= 3,
+        "the seed corpus holds stored windows that decode"
     );
 }

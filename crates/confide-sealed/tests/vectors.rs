@@ -149,3 +149,142 @@ fn stored_expiry_times_are_the_certificates_own() {
     );
     assert_eq!(&sender[at + 8..at + 8 + 113], &server[..]);
 }
+
+fn symmetric_vectors_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/test-vectors/sealed/symmetric.json")
+}
+
+/// docs/sealed-sender.md §9 from the primitives: `(tag_key, message_root)` of an epoch.
+fn epoch_keys(seed: &[u8; 32], secret: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
+    let mut okm = [0u8; 64];
+    confide_crypto::kdf::hkdf_sha256_multi(
+        Some(seed),
+        secret,
+        &[b"Confide_v1_SymmetricEnvelope_Epoch", &[0x02]],
+        &mut okm,
+    )
+    .unwrap();
+    (okm[..32].try_into().unwrap(), okm[32..].try_into().unwrap())
+}
+
+fn generate_symmetric() -> Value {
+    use confide_crypto::secret::EnvelopeSecret;
+    use confide_sealed::{SymmetricSealer, TagWindow, seal_starting_epoch};
+    let cert = sender_certificate();
+    let (public_key_envelope, seed) = seal_starting_epoch(
+        &mut ChaCha20Rng::from_seed([0x51; 32]),
+        &sender(),
+        &cert,
+        &recipient().public(),
+        &[],
+    )
+    .unwrap();
+    let opened = open(&recipient(), &roots(), NOW, &public_key_envelope).unwrap();
+    assert_eq!(opened.epoch_seed, seed);
+    let secret = EnvelopeSecret::new([0x71; 32]);
+    let (tag_key, message_root) = epoch_keys(seed.expose(), secret.expose());
+    let mut sealer = SymmetricSealer::new(&seed, &secret, NOW).unwrap();
+    let accept_until = NOW.saturating_add(SENDER_LIFETIME);
+    let mut window = TagWindow::new(&seed, &secret, accept_until, SERVER_KEY_ID).unwrap();
+    let fresh_window = window.to_bytes();
+    let payloads: [&[u8]; 3] = [b"", b"I'm here. Take your time.", &[0xab; 100]];
+    let mut envelopes = Vec::new();
+    let mut sealed = Vec::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        let index = i as u64;
+        let envelope = sealer.seal(NOW, payload).unwrap();
+        // The intermediate values, recomputed from the primitives, must give these bytes.
+        let mac = confide_crypto::kdf::hmac_sha256_parts(
+            &tag_key,
+            &[b"Confide_v1_SymmetricEnvelope_Tag", &index.to_be_bytes()],
+        );
+        let tag = &mac[..16];
+        let mut kn = [0u8; 44];
+        confide_crypto::kdf::hkdf_sha256_multi(
+            None,
+            &message_root,
+            &[
+                b"Confide_v1_SymmetricEnvelope_Message",
+                &[0x02],
+                &index.to_be_bytes(),
+            ],
+            &mut kn,
+        )
+        .unwrap();
+        let key = confide_crypto::secret::AeadKey::from_slice(&kn[..32]).unwrap();
+        let nonce: [u8; 12] = kn[32..].try_into().unwrap();
+        let aad = [&[0x02][..], tag].concat();
+        let expected = [
+            &aad[..],
+            &confide_crypto::aead::seal(&key, &nonce, &aad, payload),
+        ]
+        .concat();
+        assert_eq!(envelope, expected, "index {index}");
+        envelopes.push(json!({
+            "index": index,
+            "payload": hex::encode(payload),
+            "tag": hex::encode(tag),
+            "key": hex::encode(&kn[..32]),
+            "nonce": hex::encode(nonce),
+            "envelope": hex::encode(&envelope),
+        }));
+        sealed.push(envelope);
+    }
+    // The recipient receives indices 0 and 2 (1 is late).
+    for i in [0, 2] {
+        window.open(NOW, &TrustRoots::new(), &sealed[i]).unwrap();
+    }
+    json!({
+        "description": "Confide symmetric sealed sender (docs/sealed-sender.md section 9). The \
+            public-key envelope is the first of vectors.json (seed 0x51, empty payload) made \
+            with seal_starting_epoch; epoch_seed is the second half of its static-layer HKDF \
+            output (what the recipient gets in Opened::epoch_seed). envelope_secret stands for \
+            Session::envelope_secret of the conversation's session (spec.md section 4). The \
+            sender is SymmetricSealer::new(epoch_seed, envelope_secret, now_ms); the recipient's \
+            window is TagWindow::new(epoch_seed, envelope_secret, accept_until_ms, server_key_id).",
+        "now_ms": NOW.as_millis(),
+        "public_key_envelope": hex::encode(&public_key_envelope),
+        "epoch_seed": hex::encode(seed.expose()),
+        "envelope_secret": hex::encode(secret.expose()),
+        "tag_key": hex::encode(tag_key),
+        "message_root": hex::encode(message_root),
+        "envelopes": envelopes,
+        "accept_until_ms": accept_until.as_millis(),
+        "server_key_id": SERVER_KEY_ID,
+        "window_fresh": hex::encode(&fresh_window[..]),
+        "window_after_indices_0_and_2": hex::encode(&window.to_bytes()[..]),
+        "window_next_index": window.next_index(),
+    })
+}
+
+#[test]
+fn symmetric_vectors_match_the_code() {
+    let generated = generate_symmetric();
+    let path = symmetric_vectors_path();
+    if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some_and(|v| v == "1") {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_string_pretty(&generated).unwrap() + "\n",
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        generated,
+        "the code's output no longer matches {}",
+        path.display()
+    );
+    // The stored window reads back and accepts the late index 1, once.
+    let bytes = hex::decode(stored["window_after_indices_0_and_2"].as_str().unwrap()).unwrap();
+    let mut window = confide_sealed::TagWindow::from_bytes(&bytes).unwrap();
+    let late = hex::decode(stored["envelopes"][1]["envelope"].as_str().unwrap()).unwrap();
+    let payload = window.open(NOW, &TrustRoots::new(), &late).unwrap();
+    assert_eq!(
+        hex::encode(&payload[..]),
+        stored["envelopes"][1]["payload"].as_str().unwrap()
+    );
+    assert!(window.open(NOW, &TrustRoots::new(), &late).is_err());
+}

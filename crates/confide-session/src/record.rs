@@ -324,14 +324,24 @@ impl SessionRecord {
 
     fn read(r: &mut StateSource<'_, '_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
-        if version != crate::state::SESSION_STATE_VERSION {
+        if version != crate::state::SESSION_STATE_VERSION
+            && version != crate::state::SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET
+        {
             return Err(DecodeError::UnknownVersion {
                 what: "session record",
                 found: version,
             });
         }
+        // Every session inside has the record's version: one encoding per record.
+        let read_session = |r: &mut StateSource<'_, '_>| match Session::read(r)? {
+            (session, v) if v == version => Ok(session),
+            (_, found) => Err(DecodeError::UnknownVersion {
+                what: "session state inside a record of another version",
+                found,
+            }),
+        };
         let current = if r.bool("current session flag")? {
-            Some(Session::read(r)?)
+            Some(read_session(r)?)
         } else {
             None
         };
@@ -345,7 +355,7 @@ impl SessionRecord {
         }
         let mut archived = VecDeque::with_capacity(n);
         for _ in 0..n {
-            archived.push_back(Session::read(r)?);
+            archived.push_back(read_session(r)?);
         }
         Ok(Self { current, archived })
     }

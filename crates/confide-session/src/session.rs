@@ -28,7 +28,7 @@ use confide_crypto::{
     identity::{IdentityKeyPair, IdentityPublicKey},
     kdf::{hkdf_sha256_multi, labels, sha256},
     kem::{KEM_CIPHERTEXT_LEN, KemCiphertext, KemPublicKey},
-    secret::{SharedSecret, ct_eq},
+    secret::{EnvelopeSecret, SharedSecret, ct_eq},
     stored::AuthenticatedReader,
     x25519::{X25519KeyPair, X25519PublicKey},
 };
@@ -67,6 +67,10 @@ pub struct Session {
     /// session ([`PreKeyMessage::header_digest`]); a repeated prekey message is accepted only
     /// with exactly this header.
     prekey_header: Option<[u8; PREKEY_HEADER_DIGEST_LEN]>,
+    /// The secret this session exports for its conversation's symmetric sealed-sender
+    /// envelopes ([`Session::envelope_secret`]); `None` only for a session read from state
+    /// version 3, which predates it (its root at establishment is gone).
+    envelope_secret: Option<EnvelopeSecret>,
     ratchet: DoubleRatchet,
 }
 
@@ -81,6 +85,7 @@ impl core::fmt::Debug for Session {
             base_key: _,
             pending,
             prekey_header: _,
+            envelope_secret: _,
             ratchet,
         } = self;
         f.debug_struct("Session")
@@ -132,6 +137,17 @@ fn derive_root(
             &ct_hash,
         ],
     )
+}
+
+/// The envelope secret a session exports: `HKDF(salt = none, ikm = SK, info =
+/// "Confide_v1_EnvelopeExporter", 32)`, from the handshake's shared key `SK` before it becomes
+/// the first root key. Both sides compute the same value; it is independent of every ratchet
+/// key (different HKDF input position and label), so knowing it reveals no message key.
+fn derive_envelope_secret(root: &RootKey) -> EnvelopeSecret {
+    let mut out = Zeroizing::new([0u8; 32]);
+    // 32 bytes of output cannot exceed HKDF's limit.
+    let _ = hkdf_sha256_multi(None, root.expose(), &[labels::ENVELOPE_EXPORTER], &mut *out);
+    EnvelopeSecret::copy_from(&out)
 }
 
 /// The associated data bound into every message of a session.
@@ -210,6 +226,7 @@ impl Session {
             &dhs,
             &kem_secret,
         );
+        let envelope_secret = Some(derive_envelope_secret(&root));
         let ratchet = DoubleRatchet::initiator(rng, root, spk)?;
         Ok(Self {
             local,
@@ -223,6 +240,7 @@ impl Session {
                 one_time_prekey_id: bundle.one_time_prekey_id(),
             }),
             prekey_header: None,
+            envelope_secret,
             ratchet,
         })
     }
@@ -269,6 +287,7 @@ impl Session {
             &dhs,
             &kem_secret,
         );
+        let envelope_secret = Some(derive_envelope_secret(&root));
         let mut session = Self {
             local,
             remote: message.initiator,
@@ -276,6 +295,7 @@ impl Session {
             base_key: message.base_key,
             pending: None,
             prekey_header: Some(message.header_digest()),
+            envelope_secret,
             ratchet: DoubleRatchet::responder(root, keys.signed),
         };
         let plaintext = session.decrypt_ratchet(&message.message, now)?;
@@ -304,6 +324,16 @@ impl Session {
     #[must_use]
     pub fn base_key(&self) -> X25519PublicKey {
         self.base_key
+    }
+
+    /// The secret this session exports for the symmetric sealed-sender envelopes of its
+    /// conversation (`docs/sealed-sender.md`, §9): derived from the handshake's shared key
+    /// under its own label, equal on both sides, fixed for the session's life. `None` for a
+    /// session restored from state version 3, written before it existed: such a session
+    /// keeps using public-key envelopes until the conversation starts a new session.
+    #[must_use]
+    pub fn envelope_secret(&self) -> Option<&EnvelopeSecret> {
+        self.envelope_secret.as_ref()
     }
 
     /// Whether we are the initiator and have not yet heard back (messages are prekey messages).
@@ -428,7 +458,7 @@ impl Session {
     /// message starts a fresh sending chain or branch (see [`Session::encrypt`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let s = Self::read(&mut StateSource::Untrusted(&mut r))?;
+        let (s, _) = Self::read(&mut StateSource::Untrusted(&mut r))?;
         r.finish()?;
         Ok(s)
     }
@@ -443,7 +473,7 @@ impl Session {
     /// let _ = confide_session::Session::from_authenticated_bytes(&[0u8; 4]);
     /// ```
     pub fn from_authenticated(mut r: AuthenticatedReader<'_>) -> Result<Self, DecodeError> {
-        let s = Self::read(&mut StateSource::Authenticated(&mut r))?;
+        let (s, _) = Self::read(&mut StateSource::Authenticated(&mut r))?;
         r.finish()?;
         Ok(s)
     }
@@ -457,6 +487,14 @@ impl Session {
                 _ => 2,
             })
             .bytes(self.base_key.as_bytes());
+        match &self.envelope_secret {
+            None => {
+                w.u8(0);
+            }
+            Some(secret) => {
+                w.u8(1).bytes(secret.expose());
+            }
+        }
         match &self.pending {
             None => {
                 w.u8(0);
@@ -478,9 +516,14 @@ impl Session {
         self.ratchet.write(w);
     }
 
-    pub(crate) fn read(r: &mut StateSource<'_, '_>) -> Result<Self, DecodeError> {
+    /// Reads a session of the current version, or of version 3 (read without an envelope
+    /// secret). Returns the version byte it found, so a record can insist that every session
+    /// in it has the record's own version (one encoding per value).
+    pub(crate) fn read(r: &mut StateSource<'_, '_>) -> Result<(Self, u8), DecodeError> {
         let version = r.u8()?;
-        if version != crate::state::SESSION_STATE_VERSION {
+        if version != crate::state::SESSION_STATE_VERSION
+            && version != crate::state::SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET
+        {
             return Err(DecodeError::UnknownVersion {
                 what: "session state",
                 found: version,
@@ -498,6 +541,12 @@ impl Session {
             }
         };
         let base_key = X25519PublicKey::from_bytes(r.array()?);
+        let envelope_secret =
+            if version == crate::state::SESSION_STATE_VERSION && r.bool("envelope secret flag")? {
+                Some(EnvelopeSecret::new(r.array()?))
+            } else {
+                None
+            };
         let pending = if r.bool("pending prekey flag")? {
             if role != Side::Initiator {
                 return Err(DecodeError::InvalidValue {
@@ -531,14 +580,18 @@ impl Session {
             Side::Initiator => None,
         };
         let ratchet = DoubleRatchet::read(r)?;
-        Ok(Self {
-            local,
-            remote,
-            role,
-            base_key,
-            pending,
-            prekey_header,
-            ratchet,
-        })
+        Ok((
+            Self {
+                local,
+                remote,
+                role,
+                base_key,
+                pending,
+                prekey_header,
+                envelope_secret,
+                ratchet,
+            },
+            version,
+        ))
     }
 }

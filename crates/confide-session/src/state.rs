@@ -25,7 +25,14 @@ pub const STATE_VERSION: u8 = 2;
 /// Version 2 added the chain-fork state, the previous sending chain's fork record, the
 /// receive-step counter and the per-key fork nonce and step stamp of skipped keys. Version 3
 /// added, on responder sessions, the digest of the prekey header that created the session.
-pub const SESSION_STATE_VERSION: u8 = 3;
+/// Version 4 added the envelope secret the session exports for symmetric sealed-sender
+/// envelopes ([`crate::Session::envelope_secret`]); version 3 is still read (without it) and
+/// written back as version 4.
+pub const SESSION_STATE_VERSION: u8 = 4;
+
+/// The previous session and record state version, still read: a session of this version has
+/// no envelope secret (it cannot be derived again: the root at establishment is gone).
+pub const SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET: u8 = 3;
 
 /// Where serialized state is read from, which decides how much is re-checked.
 ///

@@ -201,7 +201,7 @@ fn error_when_no_session_decrypts() {
             assert_eq!(archived, DecryptError::Duplicate);
         }
         // Without a current session, the newest archived session's error (or Duplicate).
-        let mut only_archived = vec![0x03, 0x00, 0x01];
+        let mut only_archived = vec![confide_session::state::SESSION_STATE_VERSION, 0x00, 0x01];
         only_archived.extend_from_slice(&first_session.to_bytes());
         let mut record = SessionRecord::from_bytes(&only_archived).unwrap();
         assert!(record.current().is_none());

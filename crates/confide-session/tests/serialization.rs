@@ -400,3 +400,79 @@ fn ciphertext_length_bounds() {
         assert!(SessionMessage::from_bytes(&with_len(len)).is_err(), "{len}");
     }
 }
+
+/// Offset of the envelope-secret flag in a version-4 session: version, two identities, role,
+/// base key (spec.md §11).
+const ENVELOPE_SECRET_FLAG_AT: usize = 1 + 128 + 128 + 1 + 32;
+
+/// The version-3 encoding of a version-4 session: the same bytes without the envelope secret.
+fn as_version_3(session: &[u8]) -> Vec<u8> {
+    assert_eq!(
+        session[ENVELOPE_SECRET_FLAG_AT], 1,
+        "a new session has a secret"
+    );
+    let mut old = session[..ENVELOPE_SECRET_FLAG_AT].to_vec();
+    old[0] = confide_session::state::SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET;
+    old.extend_from_slice(&session[ENVELOPE_SECRET_FLAG_AT + 1 + 32..]);
+    old
+}
+
+#[test]
+fn both_sides_export_the_same_envelope_secret_and_keep_it_when_restored() {
+    let mut p = busy_pair();
+    let a = p.a.current().unwrap().envelope_secret().unwrap().clone();
+    assert_eq!(Some(&a), p.b.current().unwrap().envelope_secret());
+    // Fixed for the session's life: ratchet steps do not change it.
+    for i in 0..3 {
+        let m = p.a_sends(&text(i));
+        p.b_gets(&m).unwrap();
+        let r = p.b_sends(&text(i));
+        p.a_gets(&r).unwrap();
+    }
+    assert_eq!(Some(&a), p.a.current().unwrap().envelope_secret());
+    let restored = Session::from_bytes(&p.b.current().unwrap().to_bytes()).unwrap();
+    assert_eq!(Some(&a), restored.envelope_secret());
+    // Another session has another secret.
+    let other = Pair::established(81);
+    assert_ne!(Some(&a), other.a.current().unwrap().envelope_secret());
+}
+
+#[test]
+fn version_3_state_is_read_without_envelope_secret_and_written_as_version_4() {
+    let p = busy_pair();
+    let session = p.b.current().unwrap().to_bytes();
+    let old = as_version_3(&session);
+    let read = Session::from_bytes(&old).unwrap();
+    assert!(read.envelope_secret().is_none());
+    let written = read.to_bytes();
+    assert_eq!(written[0], confide_session::state::SESSION_STATE_VERSION);
+    assert_eq!(
+        written[ENVELOPE_SECRET_FLAG_AT], 0,
+        "written back without a secret"
+    );
+    assert_eq!(
+        Session::from_bytes(&written).unwrap().to_bytes(),
+        written,
+        "the upgraded encoding is canonical"
+    );
+    // A record of version 3 holds sessions of version 3 only.
+    let mut record = vec![
+        confide_session::state::SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET,
+        1,
+    ];
+    record.extend_from_slice(&old);
+    record.push(0);
+    let read = SessionRecord::from_bytes(&record).unwrap();
+    assert!(read.current().unwrap().envelope_secret().is_none());
+    let mut mixed = vec![confide_session::state::SESSION_STATE_VERSION, 1];
+    mixed.extend_from_slice(&old);
+    mixed.push(0);
+    assert!(matches!(
+        SessionRecord::from_bytes(&mixed),
+        Err(DecodeError::UnknownVersion { found: 3, .. })
+    ));
+    // A flag other than 0 or 1 is refused.
+    let mut bad = session.to_vec();
+    bad[ENVELOPE_SECRET_FLAG_AT] = 2;
+    assert!(Session::from_bytes(&bad).is_err());
+}

@@ -236,6 +236,10 @@ fn session_setup_vector() {
     assert_eq!(counters(&reply), (0, 0));
     let bob_public = s.bob_store.identity().public();
     let safety = SafetyNumber::new(&s.alice.public(), &bob_public);
+    // spec.md §4: both sides export the same envelope secret, HKDF(SK, "Confide_v1_EnvelopeExporter").
+    let alice_secret = s.a.current().unwrap().envelope_secret().unwrap();
+    let bob_secret = s.b.current().unwrap().envelope_secret().unwrap();
+    assert_eq!(alice_secret, bob_secret);
     check(
         "session_setup.json",
         &json!({
@@ -257,6 +261,7 @@ fn session_setup_vector() {
             "reply_message": hex::encode(&reply),
             "reply_plaintext": reply_text,
             "safety_number": safety.digits(),
+            "envelope_secret": hex::encode(alice_secret.expose()),
         }),
     );
 }

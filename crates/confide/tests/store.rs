@@ -210,7 +210,10 @@ fn a_conversation_survives_restarts_through_the_sqlite_file() {
     assert_eq!(client.received, [(conv, b"I'm here".to_vec())]);
     // The restarted app shows only what is new: "hello" (shown before the restart) is not
     // shown again.
-    assert_eq!(counselor.received, [(counselor_conv, b"thank you".to_vec())]);
+    assert_eq!(
+        counselor.received,
+        [(counselor_conv, b"thank you".to_vec())]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,0 +1,874 @@
+//! Symmetric sealed sender: small envelopes for a conversation that already exchanged a
+//! public-key envelope, found by a per-message tag instead of trial decryption.
+//!
+//! A public-key envelope ([`seal_starting_epoch`](crate::seal_starting_epoch) /
+//! [`open`](crate::open)) gives both sides an [`EpochSeed`]. Mixed with the session's
+//! [`EnvelopeSecret`], it keys one **epoch** of symmetric envelopes in one direction:
+//!
+//! ```text
+//! tag_key || message_root = HKDF(salt = seed, ikm = ES, info = SYMMETRIC_EPOCH || 0x02, 64)
+//! tag_i   = HMAC-SHA256(tag_key, SYMMETRIC_TAG || u64(i))[0..16]
+//! k_i || n_i = HKDF(salt = none, ikm = message_root, info = SYMMETRIC_MESSAGE || 0x02 || u64(i), 44)
+//! envelope_i = 0x02 || tag_i || AEAD(k_i, n_i, aad = 0x02 || tag_i, payload)
+//! ```
+//!
+//! The sender's [`SymmetricSealer`] counts `i` up from 0 and is never stored: after a restart
+//! (or a restored backup) the next envelope is a public-key one, which starts a fresh epoch,
+//! so no `(key, nonce)` is ever used twice. The recipient's [`TagWindow`] knows the tags of
+//! the indices it still accepts; a [`TagDirectory`] maps every expected tag of every
+//! conversation to its conversation, so an envelope is opened with one lookup and one AEAD.
+//! Byte-level specification: `docs/sealed-sender.md` §9.
+
+use core::fmt;
+use std::collections::BTreeMap;
+
+use confide_crypto::{
+    CryptoError, Timestamp,
+    aead::{self, NONCE_LEN, TAG_LEN},
+    codec::{DecodeError, Reader, Writer},
+    kdf::{hkdf_sha256_multi, hmac_sha256_parts, labels},
+    secret::{AeadKey, EnvelopeSecret},
+};
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::{
+    EpochSeed, TrustRoots,
+    consts::{
+        ENVELOPE_TAG_LEN, MAX_EPOCHS_PER_CONVERSATION, MAX_PAYLOAD_LEN,
+        MAX_SYMMETRIC_EPOCH_ENVELOPES, SYMMETRIC_ENVELOPE_KIND, SYMMETRIC_EPOCH_MAX_AGE,
+        TAG_WINDOW_AHEAD, TAG_WINDOW_BEHIND, TAG_WINDOW_BITMAP_LEN, TAG_WINDOW_STATE_VERSION,
+        symmetric_envelope_len,
+    },
+};
+
+confide_crypto::define_secret!(
+    /// An epoch's tag key: the HMAC key of its tags.
+    struct TagKey(32);
+);
+
+confide_crypto::define_secret!(
+    /// An epoch's message root: every envelope key and nonce of the epoch derive from it.
+    struct MessageRoot(32);
+);
+
+/// Words of the bitmap of indices received below the window's top.
+const BITMAP_WORDS: usize = TAG_WINDOW_BITMAP_LEN / 8;
+
+/// The tag of one symmetric envelope: what the relay sees, and what the recipient looks up.
+/// Not secret once sent, but a tag not yet sent would let its holder recognise that envelope,
+/// so `Debug` does not print it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EnvelopeTag([u8; ENVELOPE_TAG_LEN]);
+
+impl EnvelopeTag {
+    /// The tag's bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; ENVELOPE_TAG_LEN] {
+        &self.0
+    }
+
+    /// The tag of a symmetric envelope, read from its bytes without any key: kind byte `0x02`
+    /// and at least the tag and an AEAD tag. `None` for anything else (for example a
+    /// public-key envelope, whose first byte is `0x01`).
+    #[must_use]
+    pub fn of_envelope(envelope: &[u8]) -> Option<Self> {
+        SymmetricEnvelope::parse(envelope).ok().map(|e| e.tag)
+    }
+}
+
+impl fmt::Debug for EnvelopeTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnvelopeTag(..)")
+    }
+}
+
+/// Why [`SymmetricSealer::seal`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SymmetricSealError {
+    /// The payload is longer than [`MAX_PAYLOAD_LEN`].
+    #[error("payload of {len} bytes exceeds the maximum {max}")]
+    PayloadTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The epoch is [`SYMMETRIC_EPOCH_MAX_AGE`] old: send a public-key envelope, which starts
+    /// the next one.
+    #[error("the symmetric epoch is too old; start a new one with a public-key envelope")]
+    EpochExpired,
+    /// The epoch sealed [`MAX_SYMMETRIC_EPOCH_ENVELOPES`] envelopes.
+    #[error("the symmetric epoch sealed its maximum number of envelopes")]
+    EpochExhausted,
+    /// Key derivation failed (cannot happen with the fixed lengths used here).
+    #[error("key derivation failed")]
+    KeyDerivation,
+}
+
+/// Why a symmetric envelope did not open ([`TagWindow::open`], [`TagDirectory::open`]).
+/// One variant per check, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SymmetricOpenError {
+    /// Not a symmetric envelope: wrong kind byte, or shorter than kind, tag and AEAD tag.
+    #[error("malformed symmetric envelope: {0}")]
+    Decode(#[from] DecodeError),
+    /// No window expects this tag: not for us, an index already received (a replay), or
+    /// outside the window ([`TAG_WINDOW_AHEAD`], [`TAG_WINDOW_BEHIND`]).
+    #[error("no conversation expects this envelope tag")]
+    UnknownTag,
+    /// The epoch's acceptance ended (`now` is not before its `accept_until`: the certificate
+    /// that started it expired, grace included).
+    #[error("the symmetric epoch of this envelope is no longer accepted")]
+    EpochExpired,
+    /// The server key that certified the epoch's sender is revoked in the current trust roots.
+    #[error("the server key {server_key_id} that certified this epoch's sender is revoked")]
+    ServerRevoked {
+        /// The revoked server key id.
+        server_key_id: u32,
+    },
+    /// The AEAD failed: the envelope was altered (its tag is expected, its content is not).
+    #[error("symmetric envelope failed to decrypt")]
+    Decrypt,
+    /// Key derivation failed (cannot happen with the fixed lengths used here).
+    #[error("key derivation failed")]
+    KeyDerivation,
+}
+
+/// An epoch's two keys.
+fn epoch_keys(
+    seed: &EpochSeed,
+    secret: &EnvelopeSecret,
+) -> Result<(TagKey, MessageRoot), CryptoError> {
+    let mut okm = Zeroizing::new([0u8; 64]);
+    hkdf_sha256_multi(
+        Some(seed.expose()),
+        secret.expose(),
+        &[labels::SYMMETRIC_EPOCH, &[SYMMETRIC_ENVELOPE_KIND]],
+        okm.as_mut_slice(),
+    )?;
+    let (tag_key, root) = okm.split_at(32);
+    Ok((
+        TagKey::from_slice(tag_key).ok_or(CryptoError::KdfLength)?,
+        MessageRoot::from_slice(root).ok_or(CryptoError::KdfLength)?,
+    ))
+}
+
+/// `tag_i = HMAC-SHA256(tag_key, SYMMETRIC_TAG || u64(i))[0..16]`.
+fn tag_at(tag_key: &TagKey, index: u64) -> EnvelopeTag {
+    let mac = hmac_sha256_parts(
+        tag_key.expose(),
+        &[labels::SYMMETRIC_TAG, &index.to_be_bytes()],
+    );
+    let mut tag = [0u8; ENVELOPE_TAG_LEN];
+    if let Some(head) = mac.get(..ENVELOPE_TAG_LEN) {
+        tag.copy_from_slice(head);
+    }
+    EnvelopeTag(tag)
+}
+
+/// `k_i || n_i = HKDF(salt = none, ikm = message_root, info = SYMMETRIC_MESSAGE || 0x02 ||
+/// u64(i), 44)`.
+fn message_key(root: &MessageRoot, index: u64) -> Result<(AeadKey, [u8; NONCE_LEN]), CryptoError> {
+    let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
+    hkdf_sha256_multi(
+        None,
+        root.expose(),
+        &[
+            labels::SYMMETRIC_MESSAGE,
+            &[SYMMETRIC_ENVELOPE_KIND],
+            &index.to_be_bytes(),
+        ],
+        okm.as_mut_slice(),
+    )?;
+    let (key, nonce) = okm.split_at(32);
+    let key = AeadKey::from_slice(key).ok_or(CryptoError::KdfLength)?;
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::KdfLength)?;
+    Ok((key, nonce))
+}
+
+/// `kind || tag`: the associated data of the envelope's AEAD.
+fn envelope_aad(tag: &EnvelopeTag) -> [u8; 1 + ENVELOPE_TAG_LEN] {
+    let mut aad = [0u8; 1 + ENVELOPE_TAG_LEN];
+    let (kind, rest) = aad.split_at_mut(1);
+    kind.copy_from_slice(&[SYMMETRIC_ENVELOPE_KIND]);
+    rest.copy_from_slice(&tag.0);
+    aad
+}
+
+/// The outer structure of a symmetric envelope.
+struct SymmetricEnvelope<'a> {
+    tag: EnvelopeTag,
+    ciphertext: &'a [u8],
+}
+
+impl<'a> SymmetricEnvelope<'a> {
+    /// Kind `0x02`, a 16-byte tag, then at least an AEAD tag and at most
+    /// [`MAX_PAYLOAD_LEN`] bytes before it.
+    fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let kind = r.u8()?;
+        if kind != SYMMETRIC_ENVELOPE_KIND {
+            return Err(DecodeError::UnknownVersion {
+                what: "symmetric envelope",
+                found: kind,
+            });
+        }
+        let tag = EnvelopeTag(r.array()?);
+        let ciphertext = r.rest();
+        if ciphertext.len() < TAG_LEN {
+            return Err(DecodeError::UnexpectedEnd {
+                offset: r.offset(),
+                needed: TAG_LEN.saturating_sub(ciphertext.len()),
+            });
+        }
+        let max = MAX_PAYLOAD_LEN.saturating_add(TAG_LEN);
+        if ciphertext.len() > max {
+            return Err(DecodeError::TooLong {
+                field: "symmetric envelope ciphertext",
+                len: ciphertext.len(),
+                max,
+            });
+        }
+        r.finish()?;
+        Ok(Self { tag, ciphertext })
+    }
+}
+
+/// The sending side of one symmetric epoch: seals envelopes `0, 1, 2, ...` to the peer.
+///
+/// Deliberately neither `Clone` nor serializable: a sealer exists once, in memory, so no two
+/// envelopes are ever sealed under the same index of the same epoch, even across a crash or
+/// a restored backup (after which the sender starts a new epoch with a public-key envelope).
+pub struct SymmetricSealer {
+    tag_key: TagKey,
+    message_root: MessageRoot,
+    next: u64,
+    started_at: Timestamp,
+}
+
+impl fmt::Debug for SymmetricSealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            tag_key: _,
+            message_root: _,
+            next,
+            started_at,
+        } = self;
+        f.debug_struct("SymmetricSealer")
+            .field("next", next)
+            .field("started_at", started_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SymmetricSealer {
+    /// The sealer of the epoch started by the public-key envelope whose seed is `seed`
+    /// ([`seal_starting_epoch`](crate::seal_starting_epoch)), in the session whose envelope
+    /// secret is `secret`, at `started_at` (when that envelope was sealed: the epoch's age
+    /// counts from there).
+    pub fn new(
+        seed: &EpochSeed,
+        secret: &EnvelopeSecret,
+        started_at: Timestamp,
+    ) -> Result<Self, SymmetricSealError> {
+        let (tag_key, message_root) =
+            epoch_keys(seed, secret).map_err(|_| SymmetricSealError::KeyDerivation)?;
+        Ok(Self {
+            tag_key,
+            message_root,
+            next: 0,
+            started_at,
+        })
+    }
+
+    /// Seals `payload` as the epoch's next envelope. Refuses (changing nothing) once the epoch
+    /// is [`SYMMETRIC_EPOCH_MAX_AGE`] old at `now` or has sealed
+    /// [`MAX_SYMMETRIC_EPOCH_ENVELOPES`]: the caller then sends a public-key envelope.
+    ///
+    /// ```text
+    /// i = next; next = i + 1
+    /// envelope = 0x02 || tag_i || AEAD(k_i, n_i, aad = 0x02 || tag_i, payload)
+    /// ```
+    pub fn seal(&mut self, now: Timestamp, payload: &[u8]) -> Result<Vec<u8>, SymmetricSealError> {
+        let total =
+            symmetric_envelope_len(payload.len()).ok_or(SymmetricSealError::PayloadTooLong {
+                len: payload.len(),
+                max: MAX_PAYLOAD_LEN,
+            })?;
+        if self.is_expired(now) {
+            return Err(SymmetricSealError::EpochExpired);
+        }
+        let index = self.next;
+        if index >= MAX_SYMMETRIC_EPOCH_ENVELOPES {
+            return Err(SymmetricSealError::EpochExhausted);
+        }
+        let tag = tag_at(&self.tag_key, index);
+        let (key, nonce) = message_key(&self.message_root, index)
+            .map_err(|_| SymmetricSealError::KeyDerivation)?;
+        let mut out = Vec::with_capacity(total);
+        out.push(SYMMETRIC_ENVELOPE_KIND);
+        out.extend_from_slice(&tag.0);
+        let mut content = Vec::with_capacity(payload.len().saturating_add(TAG_LEN));
+        content.extend_from_slice(payload);
+        aead::seal_in_place(&key, &nonce, &envelope_aad(&tag), &mut content);
+        out.extend_from_slice(&content);
+        self.next = index.saturating_add(1);
+        Ok(out)
+    }
+
+    /// Whether the epoch should end at `now`: [`SYMMETRIC_EPOCH_MAX_AGE`] old, or out of
+    /// indices. A sender checks this before choosing the symmetric path.
+    #[must_use]
+    pub fn is_due_for_renewal(&self, now: Timestamp) -> bool {
+        self.is_expired(now) || self.next >= MAX_SYMMETRIC_EPOCH_ENVELOPES
+    }
+
+    fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.started_at.saturating_add(SYMMETRIC_EPOCH_MAX_AGE)
+    }
+
+    /// The index the next envelope gets (how many this epoch sealed).
+    #[must_use]
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
+    /// When the epoch started.
+    #[must_use]
+    pub fn started_at(&self) -> Timestamp {
+        self.started_at
+    }
+}
+
+/// What one accepted envelope changes in a window's set of expected tags (for a directory's
+/// index).
+struct TagChange {
+    removed: Vec<EnvelopeTag>,
+    added: Vec<EnvelopeTag>,
+}
+
+/// The receiving side of one symmetric epoch: which indices it still accepts, and their tags.
+///
+/// It accepts each index once, within [`TAG_WINDOW_BEHIND`] below and [`TAG_WINDOW_AHEAD`]
+/// above the highest index received. `open` commits only on success. Stored with
+/// [`TagWindow::to_bytes`] (213 bytes; the tags are recomputed when read).
+#[derive(Clone)]
+pub struct TagWindow {
+    tag_key: TagKey,
+    message_root: MessageRoot,
+    /// One past the highest index received (0: none yet).
+    next: u64,
+    /// Bit `k` (bit `k % 64` of word `k / 64`) set: index `next - 1 - k` was received.
+    seen: [u64; BITMAP_WORDS],
+    accept_until: Timestamp,
+    server_key_id: u32,
+    /// Every index still accepted, by tag; derived from the fields above.
+    by_tag: BTreeMap<EnvelopeTag, u64>,
+    /// The same, by index.
+    by_index: BTreeMap<u64, EnvelopeTag>,
+}
+
+impl fmt::Debug for TagWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            tag_key: _,
+            message_root: _,
+            next,
+            seen: _,
+            accept_until,
+            server_key_id,
+            by_tag,
+            by_index: _,
+        } = self;
+        f.debug_struct("TagWindow")
+            .field("next", next)
+            .field("accept_until", accept_until)
+            .field("server_key_id", server_key_id)
+            .field("expected_tags", &by_tag.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for TagWindow {
+    /// Equal state (constant time on the keys). The derived tag maps follow from it.
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.tag_key.ct_eq(&other.tag_key))
+            & bool::from(self.message_root.ct_eq(&other.message_root))
+            & (self.next == other.next)
+            & (self.seen == other.seen)
+            & (self.accept_until == other.accept_until)
+            & (self.server_key_id == other.server_key_id)
+    }
+}
+
+impl Eq for TagWindow {}
+
+impl TagWindow {
+    /// The window of the epoch started by a public-key envelope the recipient opened
+    /// ([`Opened::epoch_seed`](crate::Opened::epoch_seed)) in the session whose envelope
+    /// secret is `secret`. Its envelopes are accepted while `now < accept_until` and while the
+    /// current trust roots do not revoke `server_key_id`: pass the sender certificate's
+    /// server key id and its expiry plus the grace the caller gives public-key envelopes
+    /// (`docs/sealed-sender.md` §9.6), so the symmetric path never outlives the certificate
+    /// that started it.
+    pub fn new(
+        seed: &EpochSeed,
+        secret: &EnvelopeSecret,
+        accept_until: Timestamp,
+        server_key_id: u32,
+    ) -> Result<Self, SymmetricOpenError> {
+        let (tag_key, message_root) =
+            epoch_keys(seed, secret).map_err(|_| SymmetricOpenError::KeyDerivation)?;
+        Ok(Self::from_parts(
+            tag_key,
+            message_root,
+            0,
+            [0; BITMAP_WORDS],
+            accept_until,
+            server_key_id,
+        ))
+    }
+
+    fn from_parts(
+        tag_key: TagKey,
+        message_root: MessageRoot,
+        next: u64,
+        seen: [u64; BITMAP_WORDS],
+        accept_until: Timestamp,
+        server_key_id: u32,
+    ) -> Self {
+        let mut window = Self {
+            tag_key,
+            message_root,
+            next,
+            seen,
+            accept_until,
+            server_key_id,
+            by_tag: BTreeMap::new(),
+            by_index: BTreeMap::new(),
+        };
+        for index in window.expected_indices() {
+            let tag = tag_at(&window.tag_key, index);
+            window.by_tag.insert(tag, index);
+            window.by_index.insert(index, tag);
+        }
+        window
+    }
+
+    /// Every index the window accepts, ascending: those below `next` (at most
+    /// [`TAG_WINDOW_BEHIND`] below) not yet received, then `next .. next + TAG_WINDOW_AHEAD`
+    /// (below [`MAX_SYMMETRIC_EPOCH_ENVELOPES`]).
+    fn expected_indices(&self) -> Vec<u64> {
+        let behind = self.next.min(TAG_WINDOW_BEHIND);
+        let mut out: Vec<u64> = (1..=behind)
+            .rev()
+            .map(|d| self.next.saturating_sub(d))
+            .filter(|index| !self.was_received(*index))
+            .collect();
+        let end = self
+            .next
+            .saturating_add(TAG_WINDOW_AHEAD)
+            .min(MAX_SYMMETRIC_EPOCH_ENVELOPES);
+        out.extend(self.next..end);
+        out
+    }
+
+    /// Whether `index` (below `next`, within the bitmap) was received.
+    fn was_received(&self, index: u64) -> bool {
+        let Some(k) = self.next.checked_sub(index).and_then(|d| d.checked_sub(1)) else {
+            return false;
+        };
+        bit(&self.seen, k)
+    }
+
+    /// The tags this window accepts (each once), in no particular order: what a
+    /// [`TagDirectory`] maps to the conversation. At most [`TAG_WINDOW_AHEAD`] +
+    /// [`TAG_WINDOW_BEHIND`].
+    pub fn expected_tags(&self) -> impl Iterator<Item = &EnvelopeTag> {
+        self.by_tag.keys()
+    }
+
+    /// Whether this window accepts `tag`.
+    #[must_use]
+    pub fn expects(&self, tag: &EnvelopeTag) -> bool {
+        self.by_tag.contains_key(tag)
+    }
+
+    /// One past the highest index received (0 before the first).
+    #[must_use]
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
+    /// Until when the epoch's envelopes are accepted.
+    #[must_use]
+    pub fn accept_until(&self) -> Timestamp {
+        self.accept_until
+    }
+
+    /// The server key id that certified the epoch's sender.
+    #[must_use]
+    pub fn server_key_id(&self) -> u32 {
+        self.server_key_id
+    }
+
+    /// Whether both windows belong to the same epoch (constant time).
+    #[must_use]
+    pub fn same_epoch(&self, other: &Self) -> bool {
+        bool::from(self.tag_key.ct_eq(&other.tag_key))
+    }
+
+    /// Opens a symmetric envelope of this epoch at `now` under `roots`. The checks, in order:
+    /// the outer structure ([`SymmetricOpenError::Decode`]); the tag is one this window
+    /// expects ([`SymmetricOpenError::UnknownTag`]: not this epoch, already received, or
+    /// outside the window); `now < accept_until` ([`SymmetricOpenError::EpochExpired`]); the
+    /// server key is not revoked ([`SymmetricOpenError::ServerRevoked`]); the AEAD
+    /// ([`SymmetricOpenError::Decrypt`]). Only if all pass does the window record the index;
+    /// any error changes nothing.
+    pub fn open(
+        &mut self,
+        now: Timestamp,
+        roots: &TrustRoots,
+        envelope: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SymmetricOpenError> {
+        let parsed = SymmetricEnvelope::parse(envelope)?;
+        self.open_parsed(now, roots, &parsed).map(|(p, _)| p)
+    }
+
+    fn open_parsed(
+        &mut self,
+        now: Timestamp,
+        roots: &TrustRoots,
+        envelope: &SymmetricEnvelope<'_>,
+    ) -> Result<(Zeroizing<Vec<u8>>, TagChange), SymmetricOpenError> {
+        let index = *self
+            .by_tag
+            .get(&envelope.tag)
+            .ok_or(SymmetricOpenError::UnknownTag)?;
+        if now >= self.accept_until {
+            return Err(SymmetricOpenError::EpochExpired);
+        }
+        if roots.is_revoked(self.server_key_id) {
+            return Err(SymmetricOpenError::ServerRevoked {
+                server_key_id: self.server_key_id,
+            });
+        }
+        let (key, nonce) = message_key(&self.message_root, index)
+            .map_err(|_| SymmetricOpenError::KeyDerivation)?;
+        let payload = aead::open(
+            &key,
+            &nonce,
+            &envelope_aad(&envelope.tag),
+            envelope.ciphertext,
+        )
+        .map_err(|_| SymmetricOpenError::Decrypt)?;
+        // Authenticated: compute the new tags first, then commit (nothing below can fail).
+        let added = self.tags_entering_with(index);
+        Ok((payload, self.commit(index, added)))
+    }
+
+    /// The `(index, tag)` pairs that enter the ahead part of the window when `index` is
+    /// received.
+    fn tags_entering_with(&self, index: u64) -> Vec<(u64, EnvelopeTag)> {
+        if index < self.next {
+            return Vec::new();
+        }
+        let new_next = index.saturating_add(1);
+        let from = self.next.saturating_add(TAG_WINDOW_AHEAD);
+        let to = new_next
+            .saturating_add(TAG_WINDOW_AHEAD)
+            .min(MAX_SYMMETRIC_EPOCH_ENVELOPES);
+        (from..to).map(|i| (i, tag_at(&self.tag_key, i))).collect()
+    }
+
+    /// Records `index` as received. Infallible.
+    fn commit(&mut self, index: u64, added: Vec<(u64, EnvelopeTag)>) -> TagChange {
+        let mut removed = Vec::new();
+        if let Some(tag) = self.by_index.remove(&index) {
+            self.by_tag.remove(&tag);
+            removed.push(tag);
+        }
+        if index >= self.next {
+            let shift = index.saturating_add(1).saturating_sub(self.next);
+            self.seen = shifted(&self.seen, shift);
+            self.next = index.saturating_add(1);
+            set_bit(&mut self.seen, 0);
+            // Indices that fell below the window stop being accepted.
+            let floor = self.next.saturating_sub(TAG_WINDOW_BEHIND);
+            let fallen: Vec<u64> = self.by_index.range(..floor).map(|(i, _)| *i).collect();
+            for i in fallen {
+                if let Some(tag) = self.by_index.remove(&i) {
+                    self.by_tag.remove(&tag);
+                    removed.push(tag);
+                }
+            }
+        } else if let Some(k) = self.next.checked_sub(index).and_then(|d| d.checked_sub(1)) {
+            set_bit(&mut self.seen, k);
+        }
+        let mut entered = Vec::with_capacity(added.len());
+        for (i, tag) in added {
+            self.by_index.insert(i, tag);
+            self.by_tag.insert(tag, i);
+            entered.push(tag);
+        }
+        TagChange {
+            removed,
+            added: entered,
+        }
+    }
+
+    /// The stored form (`docs/sealed-sender.md` §9.7): `0x01 || tag_key[32] ||
+    /// message_root[32] || next:u64 || seen[128] || accept_until:u64 || server_key_id:u32`.
+    /// Contains secrets: store it encrypted, with the conversation's state.
+    #[must_use]
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(crate::consts::TAG_WINDOW_STATE_LEN);
+        w.u8(TAG_WINDOW_STATE_VERSION)
+            .bytes(self.tag_key.expose())
+            .bytes(self.message_root.expose())
+            .u64(self.next);
+        for word in self.seen {
+            w.u64(word);
+        }
+        w.u64(self.accept_until.as_millis()).u32(self.server_key_id);
+        w.into_zeroizing()
+    }
+
+    /// Reads [`TagWindow::to_bytes`], strictly: the version, `next ≤`
+    /// [`MAX_SYMMETRIC_EPOCH_ENVELOPES`], a bitmap that is canonical (bit 0 set exactly when
+    /// `next > 0`; no bit for an index below 0), no trailing bytes. Recomputes the tags.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let window = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(window)
+    }
+
+    /// Reads one window from `r` (as [`TagWindow::from_bytes`], for a window inside a larger
+    /// record).
+    pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u8()?;
+        if version != TAG_WINDOW_STATE_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                what: "tag window",
+                found: version,
+            });
+        }
+        let tag_key = TagKey::new(r.array()?);
+        let message_root = MessageRoot::new(r.array()?);
+        let next = r.u64()?;
+        if next > MAX_SYMMETRIC_EPOCH_ENVELOPES {
+            return Err(DecodeError::InvalidValue {
+                field: "tag window next index",
+            });
+        }
+        let mut seen = [0u64; BITMAP_WORDS];
+        for word in &mut seen {
+            *word = r.u64()?;
+        }
+        // Canonical: the highest index received (next - 1) is marked, and nothing is marked
+        // below index 0.
+        let top_marked = bit(&seen, 0);
+        if top_marked != (next > 0) {
+            return Err(DecodeError::InvalidValue {
+                field: "tag window bitmap",
+            });
+        }
+        if (next..TAG_WINDOW_BEHIND).any(|k| bit(&seen, k)) {
+            return Err(DecodeError::InvalidValue {
+                field: "tag window bitmap",
+            });
+        }
+        let accept_until = Timestamp::from_millis(r.u64()?);
+        let server_key_id = r.u32()?;
+        Ok(Self::from_parts(
+            tag_key,
+            message_root,
+            next,
+            seen,
+            accept_until,
+            server_key_id,
+        ))
+    }
+}
+
+fn bit(words: &[u64; BITMAP_WORDS], k: u64) -> bool {
+    let Ok(k) = usize::try_from(k) else {
+        return false;
+    };
+    words.get(k / 64).is_some_and(|w| (w >> (k % 64)) & 1 == 1)
+}
+
+fn set_bit(words: &mut [u64; BITMAP_WORDS], k: u64) {
+    let Ok(k) = usize::try_from(k) else {
+        return;
+    };
+    if let Some(w) = words.get_mut(k / 64) {
+        *w |= 1u64 << (k % 64);
+    }
+}
+
+/// The bitmap after the top moved up by `shift`: bit `k` moves to `k + shift`, bits beyond
+/// the window drop out.
+fn shifted(words: &[u64; BITMAP_WORDS], shift: u64) -> [u64; BITMAP_WORDS] {
+    let mut out = [0u64; BITMAP_WORDS];
+    let Ok(shift) = usize::try_from(shift) else {
+        return out;
+    };
+    let (word_shift, bit_shift) = (shift / 64, shift % 64);
+    for (i, slot) in out.iter_mut().enumerate() {
+        let Some(src) = i.checked_sub(word_shift) else {
+            continue;
+        };
+        let low = words.get(src).copied().unwrap_or(0);
+        let mut value = low << bit_shift;
+        if bit_shift > 0
+            && let Some(below) = src.checked_sub(1)
+        {
+            value |= words.get(below).copied().unwrap_or(0) >> (64 - bit_shift);
+        }
+        *slot = value;
+    }
+    out
+}
+
+/// Every conversation's expected tags, so an incoming symmetric envelope is matched to its
+/// conversation by one map lookup (no trial decryption), then opened by that conversation's
+/// window. `K` names a conversation (the endpoint's conversation id).
+///
+/// Holds at most [`MAX_EPOCHS_PER_CONVERSATION`] windows per conversation (the newest and the
+/// one before). A `BTreeMap`, not a hash map: the lookup is `O(log n)` in the number of
+/// expected tags and the core reads no OS randomness for hash keys.
+pub struct TagDirectory<K> {
+    windows: BTreeMap<K, Vec<TagWindow>>,
+    index: BTreeMap<EnvelopeTag, K>,
+}
+
+impl<K> fmt::Debug for TagDirectory<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { windows, index } = self;
+        f.debug_struct("TagDirectory")
+            .field("conversations", &windows.len())
+            .field("expected_tags", &index.len())
+            .finish()
+    }
+}
+
+impl<K: Ord + Clone> Default for TagDirectory<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Ord + Clone> TagDirectory<K> {
+    /// An empty directory.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            windows: BTreeMap::new(),
+            index: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `window` as the newest epoch of `conversation`, dropping the oldest beyond
+    /// [`MAX_EPOCHS_PER_CONVERSATION`]. Returns `false`, changing nothing, if the conversation
+    /// already holds a window of the same epoch (a repeated public-key envelope must not
+    /// reset what was received).
+    pub fn install(&mut self, conversation: K, window: TagWindow) -> bool {
+        let list = self.windows.entry(conversation.clone()).or_default();
+        if list.iter().any(|w| w.same_epoch(&window)) {
+            return false;
+        }
+        for tag in window.expected_tags() {
+            self.index.insert(*tag, conversation.clone());
+        }
+        list.push(window);
+        while list.len() > MAX_EPOCHS_PER_CONVERSATION {
+            let old = list.remove(0);
+            for tag in old.expected_tags() {
+                if self.index.get(tag) == Some(&conversation) {
+                    self.index.remove(tag);
+                }
+            }
+        }
+        true
+    }
+
+    /// Restores a conversation's windows (read back from storage, oldest first), replacing
+    /// any it had. At most [`MAX_EPOCHS_PER_CONVERSATION`] are kept (the newest).
+    pub fn restore(&mut self, conversation: K, windows: Vec<TagWindow>) {
+        self.remove(&conversation);
+        for window in windows {
+            self.install(conversation.clone(), window);
+        }
+    }
+
+    /// Forgets a conversation's windows (closed, or its session replaced).
+    pub fn remove(&mut self, conversation: &K) {
+        if let Some(list) = self.windows.remove(conversation) {
+            for window in &list {
+                for tag in window.expected_tags() {
+                    if self.index.get(tag) == Some(conversation) {
+                        self.index.remove(tag);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A conversation's windows, oldest first (what its stored record holds).
+    #[must_use]
+    pub fn windows(&self, conversation: &K) -> &[TagWindow] {
+        self.windows.get(conversation).map_or(&[], Vec::as_slice)
+    }
+
+    /// Which conversation expects this envelope's tag, without any cryptography. `None` for
+    /// anything that is not a symmetric envelope or whose tag nobody expects.
+    #[must_use]
+    pub fn lookup(&self, envelope: &[u8]) -> Option<&K> {
+        let tag = EnvelopeTag::of_envelope(envelope)?;
+        self.index.get(&tag)
+    }
+
+    /// Expected tags over all conversations.
+    #[must_use]
+    pub fn expected_tag_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Finds the conversation by the envelope's tag and opens it in that conversation's
+    /// window (see [`TagWindow::open`] for the checks). Returns the conversation and the
+    /// payload; commits only on success.
+    pub fn open(
+        &mut self,
+        now: Timestamp,
+        roots: &TrustRoots,
+        envelope: &[u8],
+    ) -> Result<(K, Zeroizing<Vec<u8>>), SymmetricOpenError> {
+        let parsed = SymmetricEnvelope::parse(envelope)?;
+        let conversation = self
+            .index
+            .get(&parsed.tag)
+            .cloned()
+            .ok_or(SymmetricOpenError::UnknownTag)?;
+        let window = self
+            .windows
+            .get_mut(&conversation)
+            .and_then(|list| list.iter_mut().rev().find(|w| w.expects(&parsed.tag)))
+            .ok_or(SymmetricOpenError::UnknownTag)?;
+        let (payload, change) = window.open_parsed(now, roots, &parsed)?;
+        for tag in change.removed {
+            if self.index.get(&tag) == Some(&conversation) {
+                self.index.remove(&tag);
+            }
+        }
+        for tag in change.added {
+            self.index.insert(tag, conversation.clone());
+        }
+        Ok((conversation, payload))
+    }
+}

@@ -1,0 +1,624 @@
+//! Symmetric envelopes (docs/sealed-sender.md §9): the key schedule recomputed from the
+//! primitives, sizes, the tag window's rules, strict parsing of envelopes and stored windows,
+//! and property tests of the window as a state machine.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use chacha20::ChaCha20Rng;
+use confide_crypto::{
+    Duration, Timestamp, aead,
+    codec::DecodeError,
+    kdf::{hkdf_sha256_multi, hmac_sha256_parts},
+    secret::{AeadKey, EnvelopeSecret},
+};
+use confide_sealed::{
+    ENVELOPE_TAG_LEN, EnvelopeTag, EpochSeed, MAX_EPOCHS_PER_CONVERSATION, SYMMETRIC_ENVELOPE_KIND,
+    SYMMETRIC_ENVELOPE_OVERHEAD, SYMMETRIC_EPOCH_MAX_AGE, SymmetricOpenError, SymmetricSealError,
+    SymmetricSealer, TAG_WINDOW_AHEAD, TAG_WINDOW_BEHIND, TAG_WINDOW_STATE_LEN, TagDirectory,
+    TagWindow, TrustRoots, open, seal, seal_starting_epoch,
+};
+use confide_test_support::sealed_fixture::*;
+use proptest::prelude::*;
+use rand_core::SeedableRng;
+
+fn keys(n: u8) -> (EpochSeed, EnvelopeSecret) {
+    (EpochSeed::new([n; 32]), EnvelopeSecret::new([n ^ 0xff; 32]))
+}
+
+fn until() -> Timestamp {
+    NOW.saturating_add(Duration::from_days(1))
+}
+
+fn window(n: u8) -> TagWindow {
+    let (seed, secret) = keys(n);
+    TagWindow::new(&seed, &secret, until(), SERVER_KEY_ID).unwrap()
+}
+
+fn sealer(n: u8) -> SymmetricSealer {
+    let (seed, secret) = keys(n);
+    SymmetricSealer::new(&seed, &secret, NOW).unwrap()
+}
+
+/// §9.2 from the primitives: the envelope of index `i`.
+fn reference_envelope(n: u8, index: u64, payload: &[u8]) -> Vec<u8> {
+    let (seed, secret) = keys(n);
+    let mut okm = [0u8; 64];
+    hkdf_sha256_multi(
+        Some(seed.expose()),
+        secret.expose(),
+        &[b"Confide_v1_SymmetricEnvelope_Epoch", &[0x02]],
+        &mut okm,
+    )
+    .unwrap();
+    let (tag_key, root) = okm.split_at(32);
+    let mac = hmac_sha256_parts(
+        tag_key,
+        &[b"Confide_v1_SymmetricEnvelope_Tag", &index.to_be_bytes()],
+    );
+    let tag = &mac[..16];
+    let mut kn = [0u8; 44];
+    hkdf_sha256_multi(
+        None,
+        root,
+        &[
+            b"Confide_v1_SymmetricEnvelope_Message",
+            &[0x02],
+            &index.to_be_bytes(),
+        ],
+        &mut kn,
+    )
+    .unwrap();
+    let key = AeadKey::from_slice(&kn[..32]).unwrap();
+    let nonce: [u8; 12] = kn[32..].try_into().unwrap();
+    let aad = [&[0x02][..], tag].concat();
+    [&aad[..], &aead::seal(&key, &nonce, &aad, payload)].concat()
+}
+
+#[test]
+fn envelopes_follow_the_specified_key_schedule() {
+    let mut s = sealer(5);
+    for (i, payload) in [&b""[..], b"x", &[7u8; 1000]].iter().enumerate() {
+        assert_eq!(
+            s.seal(NOW, payload).unwrap(),
+            reference_envelope(5, i as u64, payload),
+            "index {i}"
+        );
+    }
+    assert_eq!(s.next_index(), 3);
+}
+
+#[test]
+fn a_symmetric_envelope_adds_33_bytes() {
+    let mut s = sealer(1);
+    for len in [0usize, 1, 100, 1024, 4096] {
+        let e = s.seal(NOW, &vec![0u8; len]).unwrap();
+        assert_eq!(e.len(), len + SYMMETRIC_ENVELOPE_OVERHEAD);
+        assert_eq!(e[0], SYMMETRIC_ENVELOPE_KIND);
+    }
+    assert_eq!(SYMMETRIC_ENVELOPE_OVERHEAD, 1 + ENVELOPE_TAG_LEN + 16);
+    assert_eq!(
+        confide_sealed::symmetric_envelope_len(100),
+        Some(100 + SYMMETRIC_ENVELOPE_OVERHEAD)
+    );
+    assert_eq!(
+        confide_sealed::symmetric_envelope_len(confide_sealed::MAX_PAYLOAD_LEN + 1),
+        None
+    );
+}
+
+#[test]
+fn the_public_key_envelope_gives_both_sides_the_same_epoch_seed() {
+    let (envelope, seed) = seal_starting_epoch(
+        &mut ChaCha20Rng::from_seed([9; 32]),
+        &sender(),
+        &sender_certificate(),
+        &recipient().public(),
+        b"hello",
+    )
+    .unwrap();
+    // Exactly the bytes `seal` makes with the same RNG (existing vectors are unchanged).
+    let plain = seal(
+        &mut ChaCha20Rng::from_seed([9; 32]),
+        &sender(),
+        &sender_certificate(),
+        &recipient().public(),
+        b"hello",
+    )
+    .unwrap();
+    assert_eq!(envelope, plain);
+    let opened = open(&recipient(), &roots(), NOW, &envelope).unwrap();
+    assert_eq!(opened.epoch_seed, seed);
+    // A fresh envelope has a fresh seed.
+    let (_, other) = seal_starting_epoch(
+        &mut ChaCha20Rng::from_seed([10; 32]),
+        &sender(),
+        &sender_certificate(),
+        &recipient().public(),
+        b"hello",
+    )
+    .unwrap();
+    assert_ne!(other, seed);
+
+    // And the epoch it starts works end to end.
+    let es = EnvelopeSecret::new([0x44; 32]);
+    let mut tx = SymmetricSealer::new(&seed, &es, NOW).unwrap();
+    let mut directory = TagDirectory::new();
+    let w = TagWindow::new(
+        &opened.epoch_seed,
+        &es,
+        opened.sender.expires_at(),
+        opened.sender.server_key_id(),
+    )
+    .unwrap();
+    assert!(directory.install("client-1", w));
+    let e = tx.seal(NOW, b"second message").unwrap();
+    assert_eq!(directory.lookup(&e), Some(&"client-1"));
+    let (who, payload) = directory.open(NOW, &roots(), &e).unwrap();
+    assert_eq!((who, &payload[..]), ("client-1", &b"second message"[..]));
+}
+
+#[test]
+fn the_directory_finds_each_conversation_by_tag() {
+    let mut directory = TagDirectory::new();
+    let mut senders = Vec::new();
+    for n in 0..50u8 {
+        directory.install(u32::from(n), window(n));
+        senders.push(sealer(n));
+    }
+    assert_eq!(
+        directory.expected_tag_count(),
+        50 * TAG_WINDOW_AHEAD as usize
+    );
+    for round in 0..3 {
+        for (n, s) in senders.iter_mut().enumerate().rev() {
+            let e = s.seal(NOW, format!("{n}/{round}").as_bytes()).unwrap();
+            let (who, payload) = directory.open(NOW, &TrustRoots::new(), &e).unwrap();
+            assert_eq!(who, n as u32);
+            assert_eq!(&payload[..], format!("{n}/{round}").as_bytes());
+        }
+    }
+    // The window slid: still AHEAD tags per conversation, none received below.
+    assert_eq!(
+        directory.expected_tag_count(),
+        50 * TAG_WINDOW_AHEAD as usize
+    );
+    directory.remove(&3);
+    assert_eq!(
+        directory.expected_tag_count(),
+        49 * TAG_WINDOW_AHEAD as usize
+    );
+    assert!(directory.windows(&3).is_empty());
+}
+
+#[test]
+fn tags_differ_per_message_and_per_epoch_and_carry_nothing_of_the_sender() {
+    let mut seen = BTreeSet::new();
+    for n in 0..4u8 {
+        let mut s = sealer(n);
+        for _ in 0..200 {
+            let e = s.seal(NOW, b"same text").unwrap();
+            assert!(seen.insert(EnvelopeTag::of_envelope(&e).unwrap()));
+            // Two envelopes of the same text share no byte string of 8 or more.
+            assert!(!e.windows(8).any(|w| w == b"same tex"));
+        }
+    }
+    // Not printed.
+    let tag = *seen.iter().next().unwrap();
+    assert_eq!(format!("{tag:?}"), "EnvelopeTag(..)");
+}
+
+#[test]
+fn a_replayed_envelope_is_refused_and_changes_nothing() {
+    let mut directory = TagDirectory::new();
+    directory.install(1u8, window(1));
+    let mut s = sealer(1);
+    let e = s.seal(NOW, b"once").unwrap();
+    directory.open(NOW, &TrustRoots::new(), &e).unwrap();
+    let before = directory.windows(&1)[0].to_bytes();
+    assert_eq!(
+        directory.open(NOW, &TrustRoots::new(), &e).unwrap_err(),
+        SymmetricOpenError::UnknownTag
+    );
+    assert_eq!(directory.windows(&1)[0].to_bytes(), before);
+}
+
+#[test]
+fn every_flipped_bit_is_refused_and_changes_nothing() {
+    let mut w = window(2);
+    let e = sealer(2).seal(NOW, b"flip me").unwrap();
+    let before = w.to_bytes();
+    for i in 0..e.len() {
+        for b in 0..8 {
+            let mut bad = e.clone();
+            bad[i] ^= 1 << b;
+            let err = w.open(NOW, &TrustRoots::new(), &bad).unwrap_err();
+            let expected = match i {
+                0 => matches!(err, SymmetricOpenError::Decode(_)),
+                1..=16 => err == SymmetricOpenError::UnknownTag,
+                _ => err == SymmetricOpenError::Decrypt,
+            };
+            assert!(expected, "byte {i} bit {b}: {err:?}");
+            assert_eq!(w.to_bytes(), before);
+        }
+    }
+    assert_eq!(
+        &w.open(NOW, &TrustRoots::new(), &e).unwrap()[..],
+        b"flip me"
+    );
+}
+
+#[test]
+fn envelopes_are_parsed_strictly() {
+    let mut w = window(3);
+    let e = sealer(3).seal(NOW, b"").unwrap();
+    for cut in 0..e.len() {
+        assert!(matches!(
+            w.open(NOW, &TrustRoots::new(), &e[..cut]),
+            Err(SymmetricOpenError::Decode(_))
+        ));
+    }
+    // A public-key envelope is not a symmetric one.
+    let pk = seal(
+        &mut ChaCha20Rng::from_seed([3; 32]),
+        &sender(),
+        &sender_certificate(),
+        &recipient().public(),
+        b"x",
+    )
+    .unwrap();
+    assert_eq!(
+        w.open(NOW, &TrustRoots::new(), &pk).unwrap_err(),
+        SymmetricOpenError::Decode(DecodeError::UnknownVersion {
+            what: "symmetric envelope",
+            found: 1
+        })
+    );
+    assert!(EnvelopeTag::of_envelope(&pk).is_none());
+}
+
+#[test]
+fn the_epoch_ends_with_its_certificate_and_with_revocation() {
+    let mut s = sealer(4);
+    let e = s.seal(NOW, b"late").unwrap();
+    let mut w = window(4);
+    let before = w.to_bytes();
+    assert_eq!(
+        w.open(until(), &TrustRoots::new(), &e).unwrap_err(),
+        SymmetricOpenError::EpochExpired
+    );
+    let mut revoked = roots();
+    revoked.revoke_server_key(SERVER_KEY_ID).unwrap();
+    assert_eq!(
+        w.open(NOW, &revoked, &e).unwrap_err(),
+        SymmetricOpenError::ServerRevoked {
+            server_key_id: SERVER_KEY_ID
+        }
+    );
+    assert_eq!(w.to_bytes(), before);
+    let just_before = Timestamp::from_millis(until().as_millis() - 1);
+    assert_eq!(&w.open(just_before, &roots(), &e).unwrap()[..], b"late");
+}
+
+#[test]
+fn the_sender_stops_after_the_epoch_max_age() {
+    let mut s = sealer(6);
+    let last = Timestamp::from_millis(NOW.saturating_add(SYMMETRIC_EPOCH_MAX_AGE).as_millis() - 1);
+    assert!(!s.is_due_for_renewal(last));
+    s.seal(last, b"ok").unwrap();
+    let end = NOW.saturating_add(SYMMETRIC_EPOCH_MAX_AGE);
+    assert!(s.is_due_for_renewal(end));
+    assert_eq!(
+        s.seal(end, b"no").unwrap_err(),
+        SymmetricSealError::EpochExpired
+    );
+    assert_eq!(s.next_index(), 1, "a refusal uses no index");
+    assert!(matches!(
+        s.seal(NOW, &vec![0; confide_sealed::MAX_PAYLOAD_LEN + 1]),
+        Err(SymmetricSealError::PayloadTooLong { .. })
+    ));
+}
+
+#[test]
+fn a_repeated_epoch_is_not_installed_again_and_old_epochs_are_dropped() {
+    let mut directory = TagDirectory::new();
+    let mut s = sealer(7);
+    assert!(directory.install(1u8, window(7)));
+    let e = s.seal(NOW, b"a").unwrap();
+    directory.open(NOW, &TrustRoots::new(), &e).unwrap();
+    // The same public-key envelope opened again must not reset the window (replay).
+    assert!(!directory.install(1, window(7)));
+    assert!(directory.open(NOW, &TrustRoots::new(), &e).is_err());
+    // Newer epochs push the oldest out.
+    assert!(directory.install(1, window(8)));
+    assert!(directory.install(1, window(9)));
+    assert_eq!(directory.windows(&1).len(), MAX_EPOCHS_PER_CONVERSATION);
+    let e = s.seal(NOW, b"old epoch").unwrap();
+    assert_eq!(
+        directory.open(NOW, &TrustRoots::new(), &e).unwrap_err(),
+        SymmetricOpenError::UnknownTag
+    );
+    // The previous epoch still opens beside the current one.
+    let e8 = sealer(8).seal(NOW, b"previous").unwrap();
+    let e9 = sealer(9).seal(NOW, b"current").unwrap();
+    assert_eq!(
+        &directory.open(NOW, &TrustRoots::new(), &e9).unwrap().1[..],
+        b"current"
+    );
+    assert_eq!(
+        &directory.open(NOW, &TrustRoots::new(), &e8).unwrap().1[..],
+        b"previous"
+    );
+    assert_eq!(
+        directory.expected_tag_count(),
+        2 * TAG_WINDOW_AHEAD as usize
+    );
+}
+
+#[test]
+fn a_stored_window_reads_back_and_continues_identically() {
+    let mut s = sealer(11);
+    let envelopes: Vec<_> = (0..60).map(|i| s.seal(NOW, &[i as u8]).unwrap()).collect();
+    let mut w = window(11);
+    for i in [0usize, 2, 3, 31, 7, 40] {
+        w.open(NOW, &TrustRoots::new(), &envelopes[i]).unwrap();
+    }
+    let bytes = w.to_bytes();
+    assert_eq!(bytes.len(), TAG_WINDOW_STATE_LEN);
+    let mut back = TagWindow::from_bytes(&bytes).unwrap();
+    assert!(back == w);
+    assert_eq!(back.to_bytes(), bytes);
+    let tags = |w: &TagWindow| w.expected_tags().copied().collect::<BTreeSet<_>>();
+    assert_eq!(tags(&back), tags(&w));
+    for i in [1usize, 41, 59, 2] {
+        assert_eq!(
+            back.open(NOW, &TrustRoots::new(), &envelopes[i]).is_ok(),
+            w.open(NOW, &TrustRoots::new(), &envelopes[i]).is_ok()
+        );
+        assert_eq!(back.to_bytes(), w.to_bytes());
+    }
+    // Debug shows no key.
+    let shown = format!("{w:?} {s:?}");
+    assert!(shown.contains("TagWindow") && !shown.contains(&format!("{:?}", [11u8; 4])));
+}
+
+#[test]
+fn stored_windows_are_parsed_strictly() {
+    let mut w = window(12);
+    let fresh = w.to_bytes();
+    let e = sealer(12).seal(NOW, b"").unwrap();
+    w.open(NOW, &TrustRoots::new(), &e).unwrap();
+    let used = w.to_bytes();
+    assert!(TagWindow::from_bytes(&fresh).is_ok());
+    for cut in 0..used.len() {
+        assert!(TagWindow::from_bytes(&used[..cut]).is_err());
+    }
+    assert!(TagWindow::from_bytes(&[&used[..], &[0]].concat()).is_err());
+    let mut bad = used.to_vec();
+    bad[0] = 2;
+    assert!(matches!(
+        TagWindow::from_bytes(&bad),
+        Err(DecodeError::UnknownVersion { .. })
+    ));
+    // next above the limit.
+    let mut bad = used.to_vec();
+    bad[65..73].copy_from_slice(&(confide_sealed::MAX_SYMMETRIC_EPOCH_ENVELOPES + 1).to_be_bytes());
+    assert!(TagWindow::from_bytes(&bad).is_err());
+    // The top index not marked, or a mark below index 0, or a mark on a fresh window.
+    let bitmap = 73;
+    let mut bad = used.to_vec();
+    bad[bitmap + 7] &= !1; // word 0, bit 0
+    assert!(TagWindow::from_bytes(&bad).is_err());
+    let mut bad = used.to_vec();
+    bad[bitmap + 7] |= 2; // index next - 2 = -1
+    assert!(TagWindow::from_bytes(&bad).is_err());
+    let mut bad = fresh.to_vec();
+    bad[bitmap + 127] |= 0x80;
+    assert!(TagWindow::from_bytes(&bad).is_err());
+}
+
+thread_local! {
+    /// Refusals seen by the state-machine property (below the window, beyond it, replays),
+    /// so a test can check that the cases reach every edge.
+    static COVERAGE: std::cell::RefCell<[u32; 3]> = const { std::cell::RefCell::new([0; 3]) };
+}
+
+#[test]
+fn the_window_property_reaches_every_edge() {
+    // Run the property's cases on this thread and count what they refused and why.
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(32));
+    runner
+        .run(&proptest::collection::vec(step(), 250..300), |steps| {
+            run_window_case(steps)
+        })
+        .unwrap();
+    let [behind, ahead, replay] = COVERAGE.with(|c| *c.borrow());
+    assert!(
+        behind > 0 && ahead > 0 && replay > 0,
+        "{behind} {ahead} {replay}"
+    );
+}
+
+// ---- the tag window as a state machine ----------------------------------------------------
+
+/// Envelopes of one epoch, indices 0 .. 3,000, sealed once for every case.
+static EPOCH: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+    let mut s = sealer(0x5a);
+    (0..3_000u32)
+        .map(|i| s.seal(NOW, &i.to_be_bytes()).unwrap())
+        .collect()
+});
+
+/// What the window must do: accept index `i` once, iff it is below `top + AHEAD` and not
+/// more than `BEHIND` below `top` (`top` = one past the highest accepted).
+#[derive(Default)]
+struct Model {
+    received: BTreeSet<u64>,
+    top: u64,
+}
+
+impl Model {
+    fn accepts(&self, i: u64) -> bool {
+        !self.received.contains(&i)
+            && i < self.top + TAG_WINDOW_AHEAD
+            && i + TAG_WINDOW_BEHIND >= self.top
+    }
+
+    fn receive(&mut self, i: u64) {
+        self.received.insert(i);
+        self.top = self.top.max(i + 1);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Deliver the envelope `top + offset - BEHIND - 8` (clamped), so that arrivals fall
+    /// below, inside and beyond the window.
+    Deliver(u64),
+    /// Deliver an altered copy of the envelope at this offset.
+    Tampered(u64, usize),
+    /// Store and read back the window.
+    Restore,
+}
+
+/// Offsets (see [`Step::Deliver`]) of: the window's far edge ahead (moves the top by up to
+/// `AHEAD`, so a case reaches past `BEHIND` and exercises the lower edge), just around the
+/// top, and anywhere from below the window to beyond it.
+fn step() -> impl Strategy<Value = Step> {
+    let base = TAG_WINDOW_BEHIND + 8;
+    prop_oneof![
+        2 => (base + TAG_WINDOW_AHEAD - 2..base + TAG_WINDOW_AHEAD + 2).prop_map(Step::Deliver),
+        3 => (base - 6..base + 6).prop_map(Step::Deliver),
+        3 => (0..TAG_WINDOW_BEHIND + TAG_WINDOW_AHEAD + 24).prop_map(Step::Deliver),
+        1 => (0..TAG_WINDOW_BEHIND + TAG_WINDOW_AHEAD + 24, 0..64usize)
+            .prop_map(|(o, b)| Step::Tampered(o, b)),
+        1 => Just(Step::Restore),
+    ]
+}
+
+/// Mostly in order with gaps (what a network does), sometimes far back or ahead.
+fn index_for(model: &Model, offset: u64) -> u64 {
+    (model.top + offset)
+        .saturating_sub(TAG_WINDOW_BEHIND + 8)
+        .min(EPOCH.len() as u64 - 1)
+}
+
+fn run_window_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let roots = TrustRoots::new();
+    let mut w = window(0x5a);
+    let mut model = Model::default();
+    let (mut refused_behind, mut refused_ahead, mut refused_replay) = (0, 0, 0);
+    for s in steps {
+        match s {
+            Step::Deliver(offset) => {
+                let i = index_for(&model, offset);
+                let before = w.to_bytes();
+                let result = w.open(NOW, &roots, &EPOCH[i as usize]);
+                prop_assert_eq!(
+                    result.is_ok(),
+                    model.accepts(i),
+                    "index {} top {}",
+                    i,
+                    model.top
+                );
+                match result {
+                    Ok(payload) => {
+                        prop_assert_eq!(&payload[..], &(i as u32).to_be_bytes()[..]);
+                        model.receive(i);
+                    }
+                    Err(e) => {
+                        if model.received.contains(&i) {
+                            refused_replay += 1;
+                        } else if i >= model.top {
+                            refused_ahead += 1;
+                        } else {
+                            refused_behind += 1;
+                        }
+                        prop_assert_eq!(e, SymmetricOpenError::UnknownTag);
+                        prop_assert_eq!(w.to_bytes(), before);
+                    }
+                }
+            }
+            Step::Tampered(offset, at) => {
+                let i = index_for(&model, offset);
+                let mut bad = EPOCH[i as usize].clone();
+                let at = at % bad.len();
+                bad[at] ^= 0x01;
+                let before = w.to_bytes();
+                prop_assert!(w.open(NOW, &roots, &bad).is_err());
+                prop_assert_eq!(w.to_bytes(), before);
+            }
+            Step::Restore => {
+                let back = TagWindow::from_bytes(&w.to_bytes()).unwrap();
+                prop_assert!(back == w);
+                w = back;
+            }
+        }
+        prop_assert_eq!(w.next_index(), model.top);
+        // The expected tags are exactly those of the indices the model accepts.
+        let lowest = model.top.saturating_sub(TAG_WINDOW_BEHIND + 2);
+        let highest = (model.top + TAG_WINDOW_AHEAD + 2).min(EPOCH.len() as u64);
+        let expected: BTreeSet<EnvelopeTag> = (lowest..highest)
+            .filter(|i| model.accepts(*i))
+            .map(|i| EnvelopeTag::of_envelope(&EPOCH[i as usize]).unwrap())
+            .collect();
+        let got: BTreeSet<EnvelopeTag> = w.expected_tags().copied().collect();
+        prop_assert!(
+            got.len() <= (TAG_WINDOW_AHEAD + TAG_WINDOW_BEHIND) as usize,
+            "bounded"
+        );
+        // Indices past the sealed ones are expected too but have no envelope here.
+        prop_assert!(expected.is_subset(&got));
+        prop_assert_eq!(
+            got.len(),
+            expected.len()
+                + (model.top + TAG_WINDOW_AHEAD).saturating_sub(EPOCH.len() as u64) as usize
+        );
+    }
+    COVERAGE.with(|c| {
+        let mut c = c.borrow_mut();
+        c[0] += refused_behind;
+        c[1] += refused_ahead;
+        c[2] += refused_replay;
+    });
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_window_accepts_each_index_once_within_its_bounds_and_failure_changes_nothing(
+        steps in proptest::collection::vec(step(), 1..300),
+    ) {
+        run_window_case(steps)?;
+    }
+
+    #[test]
+    fn a_directory_matches_its_windows(
+        order in proptest::sample::subsequence((0..80usize).collect::<Vec<_>>(), 0..80)
+            .prop_shuffle(),
+    ) {
+        let roots = TrustRoots::new();
+        let mut directory = TagDirectory::new();
+        directory.install(0u8, window(0x5a));
+        directory.install(1u8, window(0x5b));
+        let mut lone = window(0x5a);
+        for i in order {
+            let e = &EPOCH[i];
+            let a = directory.open(NOW, &roots, e).map(|(k, p)| (k, p.to_vec()));
+            let b = lone.open(NOW, &roots, e).map(|p| (0u8, p.to_vec()));
+            prop_assert_eq!(a, b);
+            prop_assert!(directory.windows(&0)[0] == lone);
+            let indexed: usize = directory.windows(&0)[0].expected_tags().count()
+                + directory.windows(&1)[0].expected_tags().count();
+            prop_assert_eq!(directory.expected_tag_count(), indexed);
+        }
+    }
+}
