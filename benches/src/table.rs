@@ -138,18 +138,26 @@ fn read_pair(bench: &Path, est: &Path) -> Result<Estimate, TableError> {
     Ok(Estimate::new(group, function, parameter, median_ns))
 }
 
+/// Reference word of an absolute time target.
+pub const TIME: &str = "time";
+
 /// What a target compares against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reference {
     /// The floor of the same row.
     Floor,
     /// vodozemac in the same row.
     Vodozemac,
+    /// Another function id measured in the same group and parameter (for example
+    /// `session_only`): a reference that has no column of its own.
+    Function(String),
+    /// No reference: the Confide median itself must stay under the limit.
+    Time,
 }
 
 /// One line of the targets file: rows matching `group` and `parameter` must satisfy
-/// `confide <= max_ratio * reference`.
+/// `confide <= limit * reference`, or `confide <= limit` for [`Reference::Time`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// Group id, or a prefix followed by `*`.
@@ -158,8 +166,8 @@ pub struct Target {
     pub parameter: String,
     /// What the ratio is taken against.
     pub reference: Reference,
-    /// Largest allowed ratio.
-    pub max_ratio: f64,
+    /// Largest allowed ratio, or for [`Reference::Time`] the largest median in nanoseconds.
+    pub limit: f64,
 }
 
 impl Target {
@@ -178,16 +186,44 @@ impl Target {
     }
 
     fn describe(&self) -> String {
-        let name = match self.reference {
+        let name = match &self.reference {
             Reference::Floor => FLOOR,
             Reference::Vodozemac => VODOZEMAC,
+            Reference::Function(f) => f.as_str(),
+            Reference::Time => return format!("<= {}", format_time(self.limit)),
         };
-        format!("<= {:.2}x {name}", self.max_ratio)
+        format!("<= {:.2}x {name}", self.limit)
     }
 }
 
-/// Parses the targets file: one target per line, `group parameter reference max_ratio`,
-/// whitespace separated; `#` starts a comment.
+/// Parses a time limit: a number with the unit `ns`, `us`, `ms` or `s` (`10ms`), in
+/// nanoseconds.
+fn parse_time(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return None,
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+/// A function id usable as a reference: lower-case letters, digits and `_`, not `confide`.
+fn is_function_id(word: &str) -> bool {
+    !word.is_empty()
+        && word != CONFIDE
+        && word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Parses the targets file: one target per line, `group parameter reference limit`,
+/// whitespace separated; `#` starts a comment. `reference` is `floor`, `vodozemac`, another
+/// function id of the same group (`limit` is then a ratio), or `time` (`limit` is then a
+/// time such as `10ms`).
 pub fn parse_targets(text: &str) -> Result<Vec<Target>, TableError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -197,37 +233,46 @@ pub fn parse_targets(text: &str) -> Result<Vec<Target>, TableError> {
             continue;
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [group, parameter, reference, ratio] = fields.as_slice() else {
+        let [group, parameter, reference, limit] = fields.as_slice() else {
             return Err(TableError::Target {
                 line: line_no,
-                what: "expected four fields: group parameter reference max_ratio",
+                what: "expected four fields: group parameter reference limit",
             });
         };
         let reference = match *reference {
             FLOOR => Reference::Floor,
             VODOZEMAC => Reference::Vodozemac,
+            TIME => Reference::Time,
+            f if is_function_id(f) => Reference::Function(f.to_owned()),
             _ => {
                 return Err(TableError::Target {
                     line: line_no,
-                    what: "reference must be `floor` or `vodozemac`",
+                    what: "reference must be `floor`, `vodozemac`, `time` or a function id",
                 });
             }
         };
-        let max_ratio: f64 = ratio.parse().map_err(|_| TableError::Target {
-            line: line_no,
-            what: "max_ratio is not a number",
-        })?;
-        if !(max_ratio.is_finite() && max_ratio > 0.0) {
+        let limit = if reference == Reference::Time {
+            parse_time(limit).ok_or(TableError::Target {
+                line: line_no,
+                what: "a time limit is a number and a unit: ns, us, ms or s",
+            })?
+        } else {
+            limit.parse().map_err(|_| TableError::Target {
+                line: line_no,
+                what: "the ratio limit is not a number",
+            })?
+        };
+        if !(limit.is_finite() && limit > 0.0) {
             return Err(TableError::Target {
                 line: line_no,
-                what: "max_ratio must be positive",
+                what: "the limit must be positive",
             });
         }
         out.push(Target {
             group: (*group).to_owned(),
             parameter: (*parameter).to_owned(),
             reference,
-            max_ratio,
+            limit,
         });
     }
     Ok(out)
@@ -252,8 +297,8 @@ pub fn format_time(ns: f64) -> String {
     }
 }
 
-/// Orders parameters that look like sizes (`64B`, `1KiB`, `64KiB`, `2MiB`) by size, others
-/// by name, and no parameter first.
+/// Orders parameters that look like sizes (`64B`, `1KiB`, `64KiB`, `2MiB`) by size, plain
+/// numbers by value, others by name, and no parameter first.
 /// Sort key of a parameter: kind (none, size, other), size in bytes, name.
 type ParameterKey = (u8, u64, String);
 
@@ -264,7 +309,8 @@ fn parameter_key(p: Option<&str>) -> ParameterKey {
     let split = p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len());
     let (digits, unit) = p.split_at(split);
     let scale = match unit {
-        "B" => Some(1u64),
+        // A plain number (a count, such as conversations) sorts by value too.
+        "" | "B" => Some(1u64),
         "KiB" => Some(1024),
         "MiB" => Some(1024 * 1024),
         _ => None,
@@ -280,6 +326,8 @@ struct Row {
     floor: Option<f64>,
     vodozemac: Option<f64>,
     pq_part: Option<f64>,
+    /// Other function ids of the group (extra references such as `session_only`).
+    others: BTreeMap<String, f64>,
 }
 
 fn ratio(a: f64, b: Option<f64>) -> (String, Option<f64>) {
@@ -305,19 +353,30 @@ fn push_row(
     confide: f64,
     floor: Option<f64>,
     vodozemac: Option<f64>,
+    others: &BTreeMap<String, f64>,
 ) {
     let (floor_ratio_text, floor_ratio) = ratio(confide, floor);
     let (vz_ratio_text, vz_ratio) = ratio(confide, vodozemac);
     let mut descriptions = Vec::new();
     let mut verdict: Option<bool> = None;
     for t in targets.iter().filter(|t| t.matches(group, parameter)) {
-        let r = match t.reference {
-            Reference::Floor => floor_ratio,
-            Reference::Vodozemac => vz_ratio,
+        // The measured value compared with the limit, and how to show it when the table has
+        // no column for it.
+        let (measured, shown) = match &t.reference {
+            Reference::Floor => (floor_ratio, None),
+            Reference::Vodozemac => (vz_ratio, None),
+            Reference::Function(f) => {
+                let (text, r) = ratio(confide, others.get(f).copied());
+                (r, Some(text))
+            }
+            Reference::Time => (Some(confide), None),
         };
-        if let Some(r) = r {
-            descriptions.push(t.describe());
-            let ok = r <= t.max_ratio;
+        if let Some(m) = measured {
+            descriptions.push(match shown {
+                Some(text) => format!("{} (is {text})", t.describe()),
+                None => t.describe(),
+            });
+            let ok = m <= t.limit;
             verdict = Some(verdict.unwrap_or(true) && ok);
         }
     }
@@ -370,6 +429,7 @@ pub fn render(estimates: &[Estimate], targets: &[Target]) -> String {
                 floor: None,
                 vodozemac: None,
                 pq_part: None,
+                others: BTreeMap::new(),
             });
             let slot = match e.function.as_str() {
                 CONFIDE => &mut row.confide,
@@ -379,6 +439,7 @@ pub fn render(estimates: &[Estimate], targets: &[Target]) -> String {
                 // Any other function id (e.g. `session_only`, `policy_only`) is an extra
                 // reference measured in the same run: list it with the components.
                 _ => {
+                    row.others.insert(e.function.clone(), e.median_ns);
                     components
                         .entry(key)
                         .or_default()
@@ -412,6 +473,7 @@ pub fn render(estimates: &[Estimate], targets: &[Target]) -> String {
             confide,
             row.floor,
             row.vodozemac,
+            &row.others,
         );
         if let Some(pq) = row.pq_part {
             push_row(
@@ -422,6 +484,7 @@ pub fn render(estimates: &[Estimate], targets: &[Target]) -> String {
                 confide - pq,
                 row.floor.map(|f| f - pq),
                 row.vodozemac,
+                &BTreeMap::new(),
             );
         }
     }
@@ -467,9 +530,68 @@ mod tests {
         assert!(!t[0].matches("session/chain_encrypt", Some("64B")));
         assert!(!t[0].matches("session/chain_decrypt", Some("1KiB")));
         assert!(parse_targets("a b floor").is_err());
-        assert!(parse_targets("a b ceiling 1").is_err());
+        assert!(parse_targets("a b Ceiling! 1").is_err());
         assert!(parse_targets("a b floor -1").is_err());
         assert!(parse_targets("a b floor x").is_err());
+        assert!(parse_targets("a b confide 1").is_err());
+        assert!(parse_targets("a b time 10").is_err());
+        assert!(parse_targets("a b time 10 ms").is_err());
+        let t = parse_targets("a - session_only 3\nb 1000 time 10ms\nc * time 1.5us").unwrap();
+        assert_eq!(
+            t[0].reference,
+            Reference::Function("session_only".to_owned())
+        );
+        assert_eq!((t[1].reference.clone(), t[1].limit), (Reference::Time, 1e7));
+        assert_eq!(t[2].limit, 1_500.0);
+    }
+
+    #[test]
+    fn function_and_time_targets_verdicts() {
+        let e = vec![
+            Estimate::new("endpoint/roundtrip_1k", "confide", Some("1KiB"), 900_000.0),
+            Estimate::new(
+                "endpoint/roundtrip_1k",
+                "session_only",
+                Some("1KiB"),
+                6_000.0,
+            ),
+            Estimate::new(
+                "endpoint/persist_load",
+                "confide",
+                Some("1000"),
+                9_000_000.0,
+            ),
+            Estimate::new(
+                "endpoint/persist_load",
+                "confide",
+                Some("100"),
+                11_000_000.0,
+            ),
+        ];
+        let t = parse_targets(
+            "endpoint/roundtrip_1k 1KiB session_only 3\nendpoint/persist_load * time 10ms\n",
+        )
+        .unwrap();
+        let md = render(&e, &t);
+        let row = |needle: &str| md.lines().find(|l| l.contains(needle)).unwrap();
+        assert!(
+            row("roundtrip_1k 1KiB |").ends_with("| <= 3.00x session_only (is 150.00x) | FAIL |"),
+            "{md}"
+        );
+        assert!(
+            row("persist_load 1000 |").ends_with("| <= 10.0 ms | pass |"),
+            "{md}"
+        );
+        assert!(
+            row("persist_load 100 |").ends_with("| <= 10.0 ms | FAIL |"),
+            "{md}"
+        );
+        // Plain numbers sort by value.
+        let hundred = md.find("persist_load 100 |").unwrap();
+        let thousand = md.find("persist_load 1000 |").unwrap();
+        assert!(hundred < thousand);
+        // The extra reference is still listed with the components.
+        assert!(md.contains("| endpoint/roundtrip_1k/session_only 1KiB | 6.00 us |"));
     }
 
     #[test]
