@@ -122,11 +122,14 @@ pub fn transport_state(data: &[u8]) {
     }
 }
 
+/// A `transport_records` input split up: the core record, the outbox records, the dedup records.
+pub type TransportRecords<'a> = (&'a [u8], Vec<&'a [u8]>, Vec<&'a [u8]>);
+
 /// Splits a `transport_records` input into (core, outbox records, dedup records): a `u16`
 /// length and the core record, then a count byte and `u16`-length-prefixed outbox records,
 /// then a count byte and dedup records. `None` if the framing does not parse.
 #[must_use]
-pub fn split_transport_records(data: &[u8]) -> Option<(&[u8], Vec<&[u8]>, Vec<&[u8]>)> {
+pub fn split_transport_records(data: &[u8]) -> Option<TransportRecords<'_>> {
     let mut r = confide_crypto::codec::Reader::new(data);
     let core = r.var16("core", usize::MAX).ok()?;
     let mut lists = [Vec::new(), Vec::new()];
