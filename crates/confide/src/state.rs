@@ -898,7 +898,9 @@ fn read_version(r: &mut Reader<'_>) -> Result<(), DecodeError> {
 
 fn read_identity(mut r: AuthenticatedReader<'_>) -> Result<Endpoint, ImportError> {
     read_version(&mut r)?;
-    let store = PreKeyStore::from_bytes(r.var32("prekey store", MAX_STATE_COMPONENT_LEN)?)?;
+    let store = PreKeyStore::from_authenticated(
+        r.authenticated_var32("prekey store", MAX_STATE_COMPONENT_LEN)?,
+    )?;
     let address = read_address(&mut r)?;
     let certificate =
         SenderCertificate::from_bytes(r.var16("certificate", MAX_SENDER_CERTIFICATE_LEN)?)?;
