@@ -37,7 +37,8 @@
 //!   persisted by the counselor into the same store), so the outbox stays chat-sized.
 //! * `persist_load`: `confide_store::load` (that is, `Endpoint::load_records`) of the
 //!   counselor's account from a `MemoryStore` holding its records, including dropping the
-//!   loaded endpoint.
+//!   loaded endpoint. Once per N (printed, not a criterion result) the benchmark also times
+//!   the loaded endpoint's first step: a resume frame to every open conversation, persisted.
 //!
 //! For each N the benchmark prints the records stored and the bytes written per text
 //! (`ChangeSet::written_bytes`), with the issue's target (at most 4 KB, independent of N).
@@ -763,6 +764,23 @@ fn bench_scale(c: &mut Criterion) {
             });
         });
         group.finish();
+        // Once, not a criterion group: the first step of a loaded endpoint sends a resume
+        // frame to every open conversation (each one's session encrypts and seals), and
+        // persisting that step writes every conversation again.
+        {
+            let mut e = confide_store::load(&memory, &k.key).unwrap().unwrap();
+            let mut scratch = Storage::Memory(memory.clone());
+            let mut frames = Vec::new();
+            let start = Instant::now();
+            e.handle_input(&mut k.rng, Input::Timeout { now: k.now });
+            drain(&mut e, &mut k.rng, &k.key, &mut scratch, &mut frames);
+            eprintln!(
+                "endpoint/persist {n} conversations: the first step after load sends {} frames \
+                 and persists them in {:.1?}",
+                frames.len(),
+                start.elapsed(),
+            );
+        }
         drop(memory);
 
         let sqlite = Storage::Sqlite(SqliteStore::open_in_memory(b"counselor").unwrap());
