@@ -763,3 +763,44 @@ fn stored_prekey_public_key_must_match_its_secret_in_plain_bytes() {
     bytes[public_at] ^= 1;
     assert!(PreKeyStore::from_bytes(&bytes).is_ok());
 }
+
+/// `PreKeyStore::revision` is what an incremental store compares to know whether the prekey
+/// store must be written again: it moves with every change (new keys, rotations, a consumed
+/// one-time key, a remembered base key) and with nothing else, and starts at 0 when loaded.
+#[test]
+fn the_revision_moves_with_every_change_and_only_then() {
+    let mut rng = rng(9);
+    let alice = Party::new(&mut rng, 0, 0);
+    let mut bob = Party::new(&mut rng, 2, 1);
+    let mut last = bob.store.revision();
+    let mut moved = |store: &PreKeyStore, expect: bool, what: &str| {
+        let now = store.revision();
+        assert_eq!(now != last, expect, "{what}");
+        last = now;
+    };
+    // Reading changes nothing.
+    let bundles = bob.store.bundles();
+    let _ = bob.store.one_time_bundles();
+    let _ = bob.store.last_resort_bundle();
+    let _ = bob.store.to_bytes();
+    moved(&bob.store, false, "reading");
+    // New keys, rotations.
+    assert_eq!(bob.store.generate_one_time_prekeys(&mut rng, 1), 1);
+    moved(&bob.store, true, "one-time prekeys");
+    assert_eq!(bob.store.generate_one_time_prekeys(&mut rng, 0), 0);
+    moved(&bob.store, false, "no new key");
+    bob.store.rotate_signed_prekey(&mut rng, NOW);
+    moved(&bob.store, true, "signed prekey rotation");
+    bob.store.rotate_last_resort_kem_prekey(&mut rng, NOW);
+    moved(&bob.store, true, "last-resort rotation");
+    // A first message consumes its one-time keys; a first message without one-time keys is
+    // remembered (its base key). Both change the store.
+    first_contact(&mut rng, &alice, &mut bob, &bundles[0]);
+    moved(&bob.store, true, "one-time keys consumed");
+    let bare = bob.store.last_resort_bundle().unwrap();
+    first_contact(&mut rng, &alice, &mut bob, &bare);
+    moved(&bob.store, true, "base key remembered");
+    // A store read back starts over.
+    let loaded = PreKeyStore::from_bytes(&bob.store.to_bytes()).unwrap();
+    assert_eq!(loaded.revision(), 0);
+}
