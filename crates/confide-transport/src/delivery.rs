@@ -472,14 +472,6 @@ impl Delivery {
         self.relay_held.clear();
     }
 
-    /// Messages whose retransmissions a relay receipt holds back at `now`.
-    #[must_use]
-    pub fn relay_held_len(&self, now: Timestamp) -> usize {
-        self.relay_held
-            .values()
-            .filter(|until| now < **until)
-            .count()
-    }
 
     /// Replaces the payload of a waiting message and queues one transmission of it now (for
     /// a payload re-sealed under a renewed certificate, or re-encrypted in a new session).
