@@ -472,7 +472,6 @@ impl Delivery {
         self.relay_held.clear();
     }
 
-
     /// Replaces the payload of a waiting message and queues one transmission of it now (for
     /// a payload re-sealed under a renewed certificate, or re-encrypted in a new session).
     /// The id, the give-up time and the retransmission schedule stay as they were, so the
