@@ -12,6 +12,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use common::{CapturingRng, T0, id, key, message, open, row_counts, scratch};
 use confide::{MessageId, Party, StorageKey};
@@ -143,7 +144,14 @@ fn entries_come_back_as_stored_in_order_and_paged() {
         let n = n as u64;
         assert_eq!(e.id, id(n));
         assert_eq!(e.body.as_bytes(), format!("m{n}").as_bytes());
-        assert_eq!(e.from, if n % 2 == 0 { Party::Us } else { Party::Peer });
+        assert_eq!(
+            e.from,
+            if n.is_multiple_of(2) {
+                Party::Us
+            } else {
+                Party::Peer
+            }
+        );
         assert_eq!(e.sent_at, Timestamp::from_millis(T0.as_millis() + n * 1000));
         assert_eq!(e.expires_at, None);
     }
@@ -339,12 +347,17 @@ proptest! {
                     });
                     if expires_at.is_some_and(|e| e <= now) {
                         prop_assert!(matches!(result, Err(TranscriptError::AlreadyExpired)));
-                    } else if model.contains_key(&(conversation, n)) {
-                        prop_assert!(matches!(result, Err(TranscriptError::Duplicate)));
                     } else {
-                        prop_assert_eq!(result.unwrap(), next_seq);
-                        model.insert((conversation, n), Kept { seq: next_seq, id: id(n), body, expires_at });
-                        next_seq += 1;
+                        match model.entry((conversation, n)) {
+                            Entry::Occupied(_) => {
+                                prop_assert!(matches!(result, Err(TranscriptError::Duplicate)));
+                            }
+                            Entry::Vacant(slot) => {
+                                prop_assert_eq!(result.unwrap(), next_seq);
+                                slot.insert(Kept { seq: next_seq, id: id(n), body, expires_at });
+                                next_seq += 1;
+                            }
+                        }
                     }
                 }
                 Op::Erase { conversation, n } => {
