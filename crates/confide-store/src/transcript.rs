@@ -141,6 +141,36 @@ pub struct Erasure {
 /// Nothing here reads the clock or the operating system's random source: `now` and the RNG
 /// are passed in.
 ///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use confide::{MessageId, Party, StorageKey};
+/// use confide_crypto::{Duration, Timestamp};
+/// use confide_store::{NewMessage, Transcript};
+/// use rand_core::SeedableRng;
+///
+/// let mut rng = chacha20::ChaCha20Rng::from_seed([1; 32]);
+/// let key = StorageKey::new([7; 32]);
+/// // An app opens it on its database file: `Transcript::open("confide.db", b"account", &key)`.
+/// let mut transcript = Transcript::open_in_memory(b"account", &key)?;
+/// let now = Timestamp::from_millis(1_767_000_000_000);
+/// let id = MessageId::from_bytes([9; 16]);
+/// transcript.put(&mut rng, now, &NewMessage {
+///     conversation: 1,
+///     id,
+///     from: Party::Peer,
+///     sent_at: now,
+///     expires_at: Some(now.saturating_add(Duration::from_mins(10))),
+///     body: b"see you tomorrow",
+/// })?;
+/// assert_eq!(transcript.list(now, 1, None, 20)?[0].body.as_bytes(), b"see you tomorrow");
+/// // Ten minutes later (or on `Event::Expired`): erased, key and all.
+/// let later = now.saturating_add(Duration::from_mins(10));
+/// assert_eq!(transcript.erase_expired(later)?.erased, 1);
+/// assert!(transcript.get(now, 1, &id)?.is_none());
+/// # Ok(())
+/// # }
+/// ```
+///
 /// `Debug` prints nothing about the account.
 pub struct Transcript {
     conn: Connection,
