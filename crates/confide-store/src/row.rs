@@ -317,7 +317,7 @@ impl core::fmt::Debug for SealedRow {
 
 /// One message of the transcript, decrypted. The body is wiped when dropped and `Debug`
 /// shows only its length.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TranscriptEntry {
     /// Its position in the account's transcript (increasing in the order stored).
     pub seq: u64,
@@ -331,6 +331,27 @@ pub struct TranscriptEntry {
     pub expires_at: Option<Timestamp>,
     /// The text.
     pub body: MessageText,
+}
+
+impl core::fmt::Debug for TranscriptEntry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            seq,
+            id,
+            from,
+            sent_at,
+            expires_at,
+            body,
+        } = self;
+        f.debug_struct("TranscriptEntry")
+            .field("seq", seq)
+            .field("id", id)
+            .field("from", from)
+            .field("sent_at", sent_at)
+            .field("expires_at", expires_at)
+            .field("body_len", &body.len())
+            .finish()
+    }
 }
 
 /// Seals message `id` (written by `from`) into the row `header`. Draws 32 bytes (the message

@@ -81,8 +81,8 @@ impl From<SchemaError> for TranscriptError {
     }
 }
 
-/// A message to store.
-#[derive(Debug, Clone, Copy)]
+/// A message to store. `Debug` shows the body's length only.
+#[derive(Clone, Copy)]
 pub struct NewMessage<'a> {
     /// The conversation: [`ConversationId::as_u64`](confide::ConversationId::as_u64), or any
     /// number the app groups messages by.
@@ -99,6 +99,27 @@ pub struct NewMessage<'a> {
     pub expires_at: Option<Timestamp>,
     /// The text.
     pub body: &'a [u8],
+}
+
+impl core::fmt::Debug for NewMessage<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            conversation,
+            id,
+            from,
+            sent_at,
+            expires_at,
+            body,
+        } = self;
+        f.debug_struct("NewMessage")
+            .field("conversation", conversation)
+            .field("id", id)
+            .field("from", from)
+            .field("sent_at", sent_at)
+            .field("expires_at", expires_at)
+            .field("body_len", &body.len())
+            .finish()
+    }
 }
 
 /// When the message store clears the write-ahead log after an erasure.
@@ -121,9 +142,9 @@ pub struct Erasure {
     /// How many messages were erased.
     pub erased: usize,
     /// Whether the write-ahead log was checkpointed and truncated afterwards (so no old page
-    /// of an erased row survives in it). `false` under [`WalClearing::Manual`], or when
-    /// another connection kept reading past the busy timeout: call
-    /// [`Transcript::clear_wal`] again later.
+    /// of an erased row survives in it). `false` under [`WalClearing::Manual`], when another
+    /// connection kept reading past the busy timeout, or when the checkpoint failed: call
+    /// [`Transcript::clear_wal`] again later (it returns the error, if any).
     pub wal_cleared: bool,
 }
 
@@ -531,8 +552,10 @@ impl Transcript {
             params![slot, value],
         )?;
         tx.commit()?;
+        // The erasure is committed: a failed checkpoint is reported as `wal_cleared: false`
+        // (an `Err` means that nothing changed); `clear_wal` retries it and names the error.
         let wal_cleared = match self.clearing {
-            WalClearing::AfterEachErasure => self.clear_wal()?,
+            WalClearing::AfterEachErasure => self.clear_wal().unwrap_or(false),
             WalClearing::Manual => false,
         };
         Ok(Erasure {

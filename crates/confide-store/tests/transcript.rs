@@ -266,9 +266,11 @@ fn debug_output_shows_no_secret_or_content() {
     .unwrap();
     let entry = t.get(T0, 1, &id(1)).unwrap().unwrap();
     let keys = confide_store::row::TranscriptKeys::derive(&key(), b"secret-account").unwrap();
+    let new = message(1, 2, b"very private", None);
     for shown in [
         format!("{t:?}"),
         format!("{entry:?}"),
+        format!("{new:?}"),
         format!("{keys:?}"),
         format!("{:?}", keys.tag(1, &id(1))),
     ] {
