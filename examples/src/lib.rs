@@ -19,7 +19,7 @@ use confide_sealed::{
     relay_check,
 };
 use confide_sim::{LinkConfig, SimNetwork};
-use confide_store::SqliteStore;
+use confide_store::{NewMessage, SqliteStore, Transcript};
 use confide_transport::RelayToken;
 
 /// Why an example helper failed (setup errors; the examples print them and exit).
@@ -233,6 +233,11 @@ pub struct Participant {
     pub store: SqliteStore,
     /// Whether the app is running (an offline app leaves its mail at the relay).
     pub online: bool,
+    /// The transcript the app shows, if it keeps one: the encrypted message store in the same
+    /// database file. Received texts are stored as they arrive, sent ones by
+    /// [`Participant::record_sent`]; an expired or deleted message is erased from it when the
+    /// endpoint says so.
+    pub transcript: Option<Transcript>,
     next_timeout: Option<Timestamp>,
 }
 
@@ -250,8 +255,89 @@ impl Participant {
             storage_key,
             store,
             online: true,
+            transcript: None,
             next_timeout: None,
         }
+    }
+
+    /// Keeps the app's transcript in `transcript` (the message store of its database).
+    #[must_use]
+    pub fn with_transcript(mut self, transcript: Transcript) -> Self {
+        self.transcript = Some(transcript);
+        self
+    }
+
+    /// Adds a text of ours to the transcript (after [`Endpoint::send`] returned its id).
+    pub fn record_sent(
+        &mut self,
+        rng: &mut ChaCha20Rng,
+        now: Timestamp,
+        conversation: ConversationId,
+        id: confide::MessageId,
+        text: &[u8],
+    ) -> Result<(), ExampleError> {
+        if let Some(transcript) = &mut self.transcript {
+            transcript.put(
+                rng,
+                now,
+                &NewMessage {
+                    conversation: conversation.as_u64(),
+                    id,
+                    from: confide::Party::Us,
+                    sent_at: now,
+                    expires_at: None,
+                    body: text,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the transcript in step with an event: stores a received text, erases an expired
+    /// or deleted message (its key row, its body row, and every old copy in the log).
+    fn update_transcript(
+        &mut self,
+        rng: &mut ChaCha20Rng,
+        now: Timestamp,
+        event: &Event,
+    ) -> Result<(), ExampleError> {
+        let Some(transcript) = &mut self.transcript else {
+            return Ok(());
+        };
+        match event {
+            Event::Message {
+                conversation,
+                id,
+                text,
+                expires_at,
+                sent_at,
+                ..
+            } => {
+                transcript.put(
+                    rng,
+                    now,
+                    &NewMessage {
+                        conversation: conversation.as_u64(),
+                        id: *id,
+                        from: confide::Party::Peer,
+                        sent_at: *sent_at,
+                        expires_at: *expires_at,
+                        body: text.as_bytes(),
+                    },
+                )?;
+            }
+            Event::Expired { conversation, id }
+            | Event::Deleted {
+                conversation, id, ..
+            } => {
+                let erasure = transcript.erase(conversation.as_u64(), id)?;
+                if !erasure.wal_cleared {
+                    return Err("the transcript's write-ahead log could not be cleared".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Kills the app and starts it again from its database alone (what a phone does after the
@@ -297,7 +383,10 @@ impl Participant {
                         self.endpoint.delivery_token_verifier(),
                     );
                 }
-                Output::Event(e) => events.push(e),
+                Output::Event(e) => {
+                    self.update_transcript(rng, now, &e)?;
+                    events.push(e);
+                }
                 Output::Timeout(t) => {
                     self.next_timeout = t;
                     return Ok(events);

@@ -61,6 +61,16 @@ pub mod labels {
     pub const SYMMETRIC_TAG: &[u8] = b"Confide_v1_SymmetricEnvelope_Tag";
     /// HKDF info: the key and nonce of one symmetric envelope.
     pub const SYMMETRIC_MESSAGE: &[u8] = b"Confide_v1_SymmetricEnvelope_Message";
+    /// HKDF info prefix: the message store's wrapping root key, per account slot
+    /// (confide-store, `docs/store.md`).
+    pub const TRANSCRIPT_WRAP_ROOT: &[u8] = b"Confide_v1_Transcript_WrapRoot";
+    /// HKDF info prefix: the message store's key for row lookup tags, per account slot.
+    pub const TRANSCRIPT_TAG_KEY: &[u8] = b"Confide_v1_Transcript_TagKey";
+    /// HKDF info prefix: the message store's key-check value, per account slot (tells a wrong
+    /// storage key at open).
+    pub const TRANSCRIPT_KEY_CHECK: &[u8] = b"Confide_v1_Transcript_KeyCheck";
+    /// HKDF info: the key that wraps one stored message's key (salted per message).
+    pub const TRANSCRIPT_KEY_WRAP: &[u8] = b"Confide_v1_Transcript_KeyWrap";
 }
 
 /// HKDF-SHA256: extract with `salt` (or 32 zero bytes when `None`), then expand `info` into `out`.
@@ -182,6 +192,10 @@ mod tests {
             labels::SYMMETRIC_EPOCH,
             labels::SYMMETRIC_TAG,
             labels::SYMMETRIC_MESSAGE,
+            labels::TRANSCRIPT_WRAP_ROOT,
+            labels::TRANSCRIPT_TAG_KEY,
+            labels::TRANSCRIPT_KEY_CHECK,
+            labels::TRANSCRIPT_KEY_WRAP,
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {

@@ -10,6 +10,12 @@
 //!   an app gets in one line: `SqliteStore::open("confide.db", b"account")`;
 //! * [`MemoryStore`]: records in memory (tests, benchmarks, throwaway sessions).
 //!
+//! Optional for apps, in the same SQLite file: the encrypted **message store**
+//! ([`Transcript`]), the transcript an app shows, each message under its own key so that an
+//! erased message (unsent, deleted, expired) is unrecoverable from the database file, its free
+//! pages and its write-ahead log once its key row is gone. Format and guarantees:
+//! `docs/store.md`.
+//!
 //! The run loop with a store: whenever the endpoint emits
 //! [`Event::PersistRequired`](confide::Event::PersistRequired), call [`persist`]; frames
 //! produced by the change wait in the endpoint until it returns. At start, [`load`] the
@@ -35,14 +41,22 @@
 #![deny(missing_docs)]
 
 mod memory;
+pub mod row;
+mod schema;
 mod sqlite;
+mod transcript;
 
 use confide::{ChangeSet, Endpoint, ExportError, ImportError, StorageKey};
 use rand_core::CryptoRng;
 use thiserror::Error;
 
 pub use memory::MemoryStore;
-pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore, SqliteStoreError};
+pub use row::{RowError, TranscriptEntry};
+pub use schema::SQLITE_SCHEMA_VERSION;
+pub use sqlite::{SqliteStore, SqliteStoreError};
+pub use transcript::{
+    Erasure, MAX_PAGE_LEN, MAX_STORED_TIME, NewMessage, Transcript, TranscriptError, WalClearing,
+};
 
 /// One stored record: its key and its sealed value.
 pub type Record = (Vec<u8>, Vec<u8>);

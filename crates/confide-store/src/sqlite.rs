@@ -6,24 +6,8 @@ use confide::ChangeSet;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 
+use crate::schema::{SQLITE_SCHEMA_VERSION, SchemaError, prepare};
 use crate::{Record, Store};
-
-/// The schema version this crate writes (SQLite's `user_version`). A database of a newer
-/// version is refused rather than misread.
-pub const SQLITE_SCHEMA_VERSION: i64 = 1;
-
-/// How long a writer waits for another connection's transaction before failing with
-/// `SQLITE_BUSY`. Reason: an app may open the database from a second process (a share
-/// extension, a notification service); their transactions are a few milliseconds, so a
-/// wait of seconds only expires when something is stuck.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-const SCHEMA: &str = "CREATE TABLE confide_records (
-    account BLOB NOT NULL,
-    key BLOB NOT NULL,
-    value BLOB NOT NULL,
-    PRIMARY KEY (account, key)
-) WITHOUT ROWID";
 
 /// Why the SQLite store failed. Carries SQLite's error (never a stored value or key).
 #[derive(Debug, Error)]
@@ -51,8 +35,11 @@ pub enum SqliteStoreError {
 ///   "nothing leaves before the state that produced it is stored" requires (with `NORMAL`, a
 ///   power cut could lose a commit whose frames already left: a reused key after restart);
 /// * `secure_delete = ON`: SQLite overwrites deleted records in the database file;
+/// * `journal_size_limit = 0`: a write-ahead log that restarts is truncated, not left with
+///   stale page images past its end;
 /// * one table, `confide_records (account, key, value)`, without row ids; several accounts
-///   can share one file.
+///   can share one file. The optional message store ([`crate::Transcript`]) keeps its own
+///   tables in the same file (schema version 2, `docs/store.md`).
 ///
 /// `Debug` prints nothing about the account.
 pub struct SqliteStore {
@@ -79,26 +66,13 @@ impl SqliteStore {
     }
 
     fn with_connection(mut conn: Connection, slot: &[u8]) -> Result<Self, SqliteStoreError> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // Returns the mode in effect ("memory" for an in-memory database).
-        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;")?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        match version {
-            0 => {
-                tx.execute_batch(SCHEMA)?;
-                tx.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
-            }
-            SQLITE_SCHEMA_VERSION => {}
-            found => {
-                return Err(SqliteStoreError::UnknownSchema {
-                    found,
-                    supported: SQLITE_SCHEMA_VERSION,
-                });
-            }
-        }
-        tx.commit()?;
+        prepare(&mut conn).map_err(|e| match e {
+            SchemaError::Sqlite(e) => SqliteStoreError::Sqlite(e),
+            SchemaError::Newer(found) => SqliteStoreError::UnknownSchema {
+                found,
+                supported: SQLITE_SCHEMA_VERSION,
+            },
+        })?;
         Ok(Self {
             conn,
             slot: slot.to_vec(),

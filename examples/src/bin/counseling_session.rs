@@ -3,8 +3,10 @@
 //! An anonymous client finds a counselor's prekey bundle at a small in-process relay, starts
 //! a post-quantum hybrid session while the counselor is offline, and they talk over a lossy
 //! simulated network. They compare safety numbers, set a disappearing-message timer, unsend a
-//! message, watch messages expire, and the counselor closes the conversation. At the end the
-//! relay reports what it could and could not see.
+//! message, watch messages expire, and the counselor closes the conversation. Each app keeps
+//! its transcript in the encrypted message store of its database and erases a message from it
+//! (key, text, and every old copy in the write-ahead log) as soon as it expires or is unsent.
+//! At the end the relay reports what it could and could not see.
 //!
 //! Run: `cargo run -p confide-examples --bin counseling_session [seed]` (default seed 2026;
 //! `--os-rng` draws a fresh seed from the operating system).
@@ -14,7 +16,7 @@ use chacha20::ChaCha20Rng;
 use confide::{ConversationId, EndpointConfig, Event, RetentionPolicy, Role, StorageKey};
 use confide_crypto::{Duration, Timestamp};
 use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
-use confide_store::SqliteStore;
+use confide_store::{MAX_PAGE_LEN, SqliteStore, Transcript};
 use rand_core::{Rng, SeedableRng};
 
 const CLIENT: usize = 0;
@@ -94,10 +96,12 @@ fn show(stage_clock: &str, i: usize, e: &Event) {
             });
             println!("[{stage_clock}] {w} | disappearing-message timer is now {d}");
         }
-        Event::Expired { .. } => println!("[{stage_clock}] {w} | a message expired and was erased"),
-        Event::Deleted { by, .. } => {
-            println!("[{stage_clock}] {w} | a message was unsent by its author ({by}) and erased")
-        }
+        Event::Expired { .. } => println!(
+            "[{stage_clock}] {w} | a message expired: erased from the transcript (its key is gone from the database)"
+        ),
+        Event::Deleted { by, .. } => println!(
+            "[{stage_clock}] {w} | a message was unsent by {by}: erased from the transcript (its key is gone from the database)"
+        ),
         Event::ConversationClosed { by, .. } => {
             println!("[{stage_clock}] {w} | conversation closed by {by}; session keys erased")
         }
@@ -150,7 +154,10 @@ fn say(
     for e in &events {
         show(&clock, i, e);
     }
-    Ok(id?)
+    let id = id?;
+    let p = stage.participants.get_mut(i).ok_or("no such participant")?;
+    p.record_sent(&mut stage.rng, stage.now, conv, id, text.as_bytes())?;
+    Ok(id)
 }
 
 fn main() -> Result<(), ExampleError> {
@@ -181,26 +188,28 @@ fn main() -> Result<(), ExampleError> {
     let client_key = StorageKey::new(key);
     rng.fill_bytes(&mut key);
     let counselor_key = StorageKey::new(key);
-    // Each app persists into its own SQLite database file (the default store), fresh per run.
+    // Each app persists into its own SQLite database file (the default store), fresh per run,
+    // and keeps its transcript in the same file (the encrypted message store).
     let dir = std::env::temp_dir().join(format!("confide-counseling-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let database = |name: &str| -> Result<SqliteStore, ExampleError> {
-        let path = dir.join(format!("{name}.db"));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-        Ok(SqliteStore::open(&path, name.as_bytes())?)
-    };
+    let database =
+        |name: &str, key: &StorageKey| -> Result<(SqliteStore, Transcript), ExampleError> {
+            let path = dir.join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            let store = SqliteStore::open(&path, name.as_bytes())?;
+            Ok((store, Transcript::open(&path, name.as_bytes(), key)?))
+        };
+    let (client_db, client_transcript) = database("client", &client_key)?;
+    let (counselor_db, counselor_transcript) = database("counselor", &counselor_key)?;
     let mut stage = Stage {
         relay: Relay::new(seed, Relay::lossy_link()),
         participants: vec![
-            Participant::new("client", client, client_key, database("client")?),
-            Participant::new(
-                "counselor",
-                counselor,
-                counselor_key,
-                database("counselor")?,
-            ),
+            Participant::new("client", client, client_key, client_db)
+                .with_transcript(client_transcript),
+            Participant::new("counselor", counselor, counselor_key, counselor_db)
+                .with_transcript(counselor_transcript),
         ],
         rng,
         now: start,
@@ -417,6 +426,20 @@ fn main() -> Result<(), ExampleError> {
         stage.get(COUNSELOR)?.store.len()?,
     );
     println!("  encrypted under its app's storage key; a change rewrites only its own records");
+    let shown = |i: usize, c: ConversationId| -> Result<usize, ExampleError> {
+        let transcript = stage.get(i)?.transcript.as_ref().ok_or("no transcript")?;
+        Ok(transcript
+            .list(stage.now, c.as_u64(), None, MAX_PAGE_LEN)?
+            .len())
+    };
+    println!(
+        "Transcripts: the client's app shows {} messages, the counselor's {}; the unsent and the",
+        shown(CLIENT, conv)?,
+        shown(COUNSELOR, kconv)?,
+    );
+    println!(
+        "  expired ones are erased from both databases (their keys deleted, the logs cleared)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -262,3 +262,50 @@ pub fn endpoint_state(data: &[u8]) {
         assert_eq!(&again[..], &plain[..], "upgraded re-encoding differs");
     }
 }
+
+/// The fixed account and row the `store_transcript_row` target opens rows for: keys derived
+/// from a constant storage key and slot, and the header of message `0x11..` of conversation 7
+/// at position 1. The seed corpus holds rows sealed for it, so mutations start past the
+/// length and version checks.
+#[must_use]
+pub fn store_row_fixture() -> (
+    confide_store::row::TranscriptKeys,
+    confide_store::row::RowHeader,
+    confide::MessageId,
+) {
+    let keys = confide_store::row::TranscriptKeys::derive(&StorageKey::new([0x5a; 32]), b"fuzz")
+        .expect("a short slot");
+    let id = confide::MessageId::from_bytes([0x11; 16]);
+    let header = confide_store::row::RowHeader {
+        conversation: 7,
+        tag: keys.tag(7, &id),
+        seq: 1,
+        sent_at: Timestamp::from_millis(1_767_000_000_000),
+        expires_at: None,
+    };
+    (keys, header, id)
+}
+
+/// `store_transcript_row`: the message store's row decoder (`open_row`) never panics on any
+/// pair of blobs (the first [`WRAPPED_KEY_LEN`](confide_store::row::WRAPPED_KEY_LEN) bytes as
+/// the wrapped key, the rest as the sealed body); whatever opens is the fixture's message,
+/// with a body exactly [`BODY_OVERHEAD`](confide_store::row::BODY_OVERHEAD) bytes shorter than
+/// its sealed form, and no longer opens as another row.
+pub fn store_transcript_row(data: &[u8]) {
+    use confide_store::row::{BODY_OVERHEAD, RowHeader, WRAPPED_KEY_LEN, open_row};
+    let (keys, header, id) = store_row_fixture();
+    let split = data.len().min(WRAPPED_KEY_LEN);
+    let (wrapped, body) = data.split_at(split);
+    if let Ok(entry) = open_row(&keys, &header, wrapped, body) {
+        assert_eq!(entry.id, id, "an opened row is the row's own message");
+        assert_eq!(entry.body.len() + BODY_OVERHEAD, body.len());
+        let moved = RowHeader {
+            seq: header.seq + 1,
+            ..header
+        };
+        assert!(
+            open_row(&keys, &moved, wrapped, body).is_err(),
+            "a row opens only in its own place"
+        );
+    }
+}
