@@ -29,7 +29,8 @@ use confide_crypto::{
 };
 use confide_policy::{MessageId, OrgBounds, PolicyEvent, RetentionPolicy, TimerSetting};
 use confide_sealed::{
-    DeliveryToken, ProfileKey, Role, SenderCertificate, TokenVerifier, TrustRoots,
+    DeliveryToken, ProfileKey, Role, SenderCertificate, SymmetricSealer, TagDirectory,
+    TokenVerifier, TrustRoots,
 };
 use confide_session::{PreKeyBundle, PreKeyStore, SafetyNumber};
 use confide_transport::{Address, Delivery, DeliveryEvent, FrameId, RelayToken};
@@ -40,13 +41,15 @@ pub use first_contact::{CertifiedBundle, CertifiedBundleError, CertifiedPeer};
 pub use stats::{DropReason, EndpointStats};
 
 use crate::consts::{
-    CERTIFICATE_RENEWAL_WARNING, CLOSE_RETRANSMIT_PERIOD, MAX_GIVEN_UP_REMEMBERED, MAX_TOMBSTONES,
-    RESET_REQUEST_MIN_INTERVAL, SIGNED_PREKEY_MAX_AGE,
+    CERTIFICATE_RENEWAL_WARNING, CLOSE_RETRANSMIT_PERIOD, MAX_GIVEN_UP_REMEMBERED,
+    MAX_PENDING_SENDER_EPOCHS, MAX_TOMBSTONES, RESET_REQUEST_MIN_INTERVAL, SIGNED_PREKEY_MAX_AGE,
 };
 use crate::error::NewEndpointError;
 use crate::event::{ConversationId, Event, Input, Output, Party};
 use crate::state::{Journal, RecordKey};
-use conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
+use conversation::{
+    Conversation, GivenUp, OutgoingEpoch, SenderEpochs, SentKind, SentRecord, Tombstone,
+};
 use gate::{GateOutput, PersistGate};
 use tracked::{ControlSeen, Tracked};
 
@@ -146,6 +149,11 @@ pub struct Endpoint {
     pub(crate) resume_pending: bool,
     /// Peers without a conversation we recently asked to reset (rate limit; not stored).
     pub(crate) unknown_peer_resets: BTreeMap<Address, Timestamp>,
+    /// Every tag of the peers' symmetric envelopes we accept, by conversation
+    /// (`docs/sealed-sender.md` §9.4). Its windows are stored in the conversation records.
+    pub(crate) tag_directory: TagDirectory<ConversationId>,
+    /// Our symmetric epochs to each peer. Never stored (see [`SenderEpochs`]).
+    pub(crate) sender_epochs: BTreeMap<ConversationId, SenderEpochs>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -173,6 +181,8 @@ impl core::fmt::Debug for Endpoint {
             control_seen: _,
             resume_pending: _,
             unknown_peer_resets: _,
+            tag_directory: _,
+            sender_epochs: _,
         } = self;
         f.debug_struct("Endpoint")
             .field("conversations", &conversations.len())
@@ -244,6 +254,8 @@ impl Endpoint {
             control_seen: ControlSeen::default(),
             resume_pending: false,
             unknown_peer_resets: BTreeMap::new(),
+            tag_directory: TagDirectory::new(),
+            sender_epochs: BTreeMap::new(),
         }
     }
 
@@ -503,26 +515,114 @@ impl Endpoint {
     }
 
     /// Encrypts `content` in the conversation's current session and seals the session message
-    /// to the peer under our certificate: `(session message, envelope, peer address)`. The
-    /// one path every outgoing frame takes; `None` if the session or the seal refused.
+    /// to the peer. The one path every outgoing frame takes; `None` if the session or the
+    /// seal refused.
+    ///
+    /// The envelope is symmetric (`docs/sealed-sender.md` §9) when the conversation has a
+    /// current epoch that is not due for renewal at `now` and belongs to the session's
+    /// current envelope secret; otherwise it is a public-key envelope under our certificate,
+    /// which starts a new epoch ([`Sealed::started`]: the caller that gives the frame an id
+    /// records it with [`Endpoint::note_started_epoch`]).
     pub(crate) fn encrypt_and_seal<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
+        now: Timestamp,
         conversation: ConversationId,
         content: &[u8],
-    ) -> Option<(Vec<u8>, Vec<u8>, Address)> {
+    ) -> Option<Sealed> {
         let conv = self.conversations.get_mut(&conversation)?;
         let session_message = conv.record.encrypt(rng, content).ok()?;
         let payload = with_token(conv, &self.own_token, session_message);
-        let envelope = confide_sealed::seal(
+        let secret = conv
+            .record
+            .current()
+            .and_then(|s| s.envelope_secret())
+            .cloned();
+        let to = conv.peer_address.clone();
+        let peer_identity = conv.peer_identity;
+        let epochs = self.sender_epochs.entry(conversation).or_default();
+        if let Some(secret) = &secret
+            && let Some(current) = epochs.current.as_mut()
+            && current.usable(now, secret)
+            && let Ok(envelope) = current.sealer.seal(now, &payload)
+        {
+            return Some(Sealed {
+                session_message: payload,
+                envelope,
+                to,
+                started: None,
+            });
+        }
+        // The current epoch (if any) ended: renewal is due, or the session changed. Frames
+        // still waiting in it go again with public keys first, so this frame's epoch is the
+        // newest pending one.
+        if epochs.current.take().is_some() {
+            self.reseal_waiting(rng, now, conversation);
+        }
+        let (envelope, seed) = confide_sealed::seal_starting_epoch(
             rng,
             self.store.identity(),
             &self.certificate,
-            &conv.peer_identity,
+            &peer_identity,
             &payload,
         )
         .ok()?;
-        Some((payload, envelope, conv.peer_address.clone()))
+        let started = secret.and_then(|secret| {
+            SymmetricSealer::new(&seed, &secret, now)
+                .ok()
+                .map(|sealer| OutgoingEpoch { sealer, secret })
+        });
+        Some(Sealed {
+            session_message: payload,
+            envelope,
+            to,
+            started,
+        })
+    }
+
+    /// Records the epoch a public-key envelope started as one of the conversation's pending
+    /// epochs, under the id of the reliable frame that carries it: it becomes current when
+    /// the peer acknowledges that frame (see [`SenderEpochs`]). The oldest pending epoch is
+    /// forgotten beyond [`MAX_PENDING_SENDER_EPOCHS`].
+    pub(crate) fn note_started_epoch(
+        &mut self,
+        conversation: ConversationId,
+        frame_id: FrameId,
+        started: Option<OutgoingEpoch>,
+    ) {
+        if let Some(epoch) = started {
+            let epochs = self.sender_epochs.entry(conversation).or_default();
+            epochs.pending.retain(|(f, _)| *f != frame_id);
+            epochs.pending.push_back((frame_id, epoch));
+            while epochs.pending.len() > MAX_PENDING_SENDER_EPOCHS {
+                epochs.pending.pop_front();
+            }
+        }
+    }
+
+    /// The peer acknowledged our frame `frame_id`: if it carried a pending epoch's
+    /// public-key envelope, that epoch becomes current (the peer installed its window just
+    /// before acknowledging).
+    pub(crate) fn confirm_epoch(&mut self, conversation: ConversationId, frame_id: FrameId) {
+        if let Some(epochs) = self.sender_epochs.get_mut(&conversation)
+            && let Some(position) = epochs.pending.iter().position(|(f, _)| *f == frame_id)
+            && let Some((_, epoch)) = epochs.pending.remove(position)
+        {
+            epochs.current = Some(epoch);
+        }
+    }
+
+    /// Forgets our symmetric epochs to `conversation` (its session changed or it closed): the
+    /// next envelope is a public-key one.
+    pub(crate) fn end_sender_epochs(&mut self, conversation: ConversationId) {
+        self.sender_epochs.remove(&conversation);
+    }
+
+    /// Forgets everything symmetric of a closed conversation: our epochs and the windows of
+    /// the peer's.
+    pub(crate) fn forget_epochs(&mut self, conversation: ConversationId) {
+        self.end_sender_epochs(conversation);
+        self.tag_directory.remove(&conversation);
     }
 
     /// The relay token for frames to `to`: the delivery token its conversation learned (from
@@ -689,6 +789,7 @@ impl Endpoint {
         let Some(conv) = self.conversations.remove(&id) else {
             return;
         };
+        self.forget_epochs(id);
         let closed_by = conv
             .policy
             .closed_by()
@@ -724,6 +825,20 @@ impl confide_transport::driver::SansIoEndpoint for Endpoint {
     fn poll_output(&mut self) -> Output {
         Endpoint::poll_output(self)
     }
+}
+
+/// What [`Endpoint::encrypt_and_seal`] produced.
+pub(crate) struct Sealed {
+    /// The envelope payload: the session message, with our delivery token in front while the
+    /// peer has not confirmed it.
+    pub(crate) session_message: Vec<u8>,
+    /// The envelope (public-key or symmetric).
+    pub(crate) envelope: Vec<u8>,
+    /// The peer's mailbox.
+    pub(crate) to: Address,
+    /// The epoch a public-key envelope started (`None` for a symmetric one, or a session
+    /// without an envelope secret).
+    pub(crate) started: Option<OutgoingEpoch>,
 }
 
 /// The envelope payload for `session_message` in `conv`: with our delivery token in front

@@ -339,6 +339,8 @@ impl Endpoint {
         self.resume_pending = false;
         let ids: Vec<ConversationId> = self.conversations.keys().copied().collect();
         for conversation in ids {
+            // Our epochs were not stored: frames waiting in one go again with public keys.
+            self.reseal_waiting(rng, now, conversation);
             self.send_resume(rng, now, conversation);
         }
         self.mark_changed();
@@ -367,12 +369,12 @@ impl Endpoint {
         };
         let message = frame.id();
         let content = frame.into_bytes();
-        let Some((session_message, envelope, to)) =
-            self.encrypt_and_seal(rng, conversation, &content)
-        else {
+        let Some(sealed) = self.encrypt_and_seal(rng, now, conversation, &content) else {
             return;
         };
-        if let Ok(frame_id) = self.delivery.send(rng, now, to, envelope) {
+        let session_message = sealed.session_message;
+        if let Ok(frame_id) = self.delivery.send(rng, now, sealed.to, sealed.envelope) {
+            self.note_started_epoch(conversation, frame_id, sealed.started);
             self.sent.insert(
                 frame_id,
                 SentRecord {
