@@ -37,7 +37,8 @@
 //!   persisted by the counselor into the same store), so the outbox stays chat-sized.
 //! * `persist_load`: `confide_store::load` (that is, `Endpoint::load_records`) of the
 //!   counselor's account from a `MemoryStore` holding its records, including dropping the
-//!   loaded endpoint.
+//!   loaded endpoint. Once per N (printed, not a criterion result) the benchmark also times
+//!   the loaded endpoint's first step: a resume frame to every open conversation, persisted.
 //!
 //! For each N the benchmark prints the records stored and the bytes written per text
 //! (`ChangeSet::written_bytes`), with the issue's target (at most 4 KB, independent of N).
@@ -64,56 +65,29 @@ use confide::{
     ChangeSet, ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity, Input, Output,
     Persistence, Role, StorageKey,
 };
-use confide_crypto::{Timestamp, identity::IdentityKeyPair, signing::SigningKey};
+use confide_crypto::{Timestamp, identity::IdentityKeyPair};
 use confide_policy::{ConversationPolicy, MessageId, OrgBounds, RetentionPolicy, Side};
-use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
+use confide_sealed::{SenderCertificate, TrustRoots};
 use confide_session::{IdentityChangePolicy, PreKeyBundle, PreKeyStore, Session, SessionRecord};
 use confide_store::{MemoryStore, SqliteStore, Store};
+use confide_test_support::service::Service;
 use confide_transport::{Frame, FrameId};
 use criterion::{BenchmarkId, Criterion};
 use rand_core::SeedableRng;
 
-const NOW: Timestamp = Timestamp::from_millis(1_750_000_000_000);
+const NOW: Timestamp = confide_test_support::service::T0;
 const LEN: usize = 1024;
 /// Validity of the certificates: the scale benchmarks let years pass (see `Counselor::advance`).
 const LONG_VALIDITY: confide_crypto::Duration = confide_crypto::Duration::from_days(100 * 365);
 
-struct Service {
-    roots: TrustRoots,
-    server: ServerKey,
-}
-
+/// The tests' certificate service (`confide-test-support`), its server key certified long
+/// enough for the scale benchmarks.
 fn service(rng: &mut ChaCha20Rng) -> Service {
-    let root = SigningKey::generate(rng);
-    let mut roots = TrustRoots::new();
-    roots.add_root(1, root.verifying_key()).unwrap();
-    let signing = SigningKey::generate(rng);
-    let cert = ServerCertificate::issue(
-        1,
-        &root,
-        1,
-        &signing.verifying_key(),
-        NOW.saturating_add(LONG_VALIDITY),
-    );
-    Service {
-        roots,
-        server: ServerKey::new(signing, cert).unwrap(),
-    }
+    Service::with_server_validity(rng, LONG_VALIDITY)
 }
 
 fn cert(s: &Service, name: &[u8], id: &IdentityKeyPair, role: Role) -> SenderCertificate {
-    SenderCertificate::issue(
-        &s.server,
-        &SenderClaims {
-            address: name,
-            device_id: 1,
-            identity: id.public(),
-            role,
-            display_name: None,
-        },
-        NOW.saturating_add(LONG_VALIDITY),
-    )
-    .unwrap()
+    s.certificate_until(name, id, role, NOW.saturating_add(LONG_VALIDITY))
 }
 
 /// Where a benchmark endpoint stores its state changes before its frames may leave.
@@ -763,6 +737,23 @@ fn bench_scale(c: &mut Criterion) {
             });
         });
         group.finish();
+        // Once, not a criterion group: the first step of a loaded endpoint sends a resume
+        // frame to every open conversation (each one's session encrypts and seals), and
+        // persisting that step writes every conversation again.
+        {
+            let mut e = confide_store::load(&memory, &k.key).unwrap().unwrap();
+            let mut scratch = Storage::Memory(memory.clone());
+            let mut frames = Vec::new();
+            let start = Instant::now();
+            e.handle_input(&mut k.rng, Input::Timeout { now: k.now });
+            drain(&mut e, &mut k.rng, &k.key, &mut scratch, &mut frames);
+            eprintln!(
+                "endpoint/persist {n} conversations: the first step after load sends {} frames \
+                 and persists them in {:.1?}",
+                frames.len(),
+                start.elapsed(),
+            );
+        }
         drop(memory);
 
         let sqlite = Storage::Sqlite(SqliteStore::open_in_memory(b"counselor").unwrap());

@@ -5,6 +5,7 @@
 //! modulus check), so an invalid key never reaches encapsulation.
 
 use core::fmt;
+use std::sync::OnceLock;
 
 use crate::{CryptoError, CryptoRng, secret::SharedSecret};
 use ml_kem::{Decapsulate, Encapsulate, KeyExport, MlKem768, array::Array};
@@ -91,36 +92,61 @@ impl fmt::Debug for KemCiphertext {
     }
 }
 
-/// An ML-KEM-768 key pair, stored as its seed and kept expanded in memory (the expansion
-/// costs about as much as a decapsulation). Zeroized on drop.
+/// An ML-KEM-768 key pair, stored as its seed and expanded in memory the first time it is
+/// used (the expansion costs about as much as a decapsulation; a restored prekey store holds
+/// dozens of these, most of which are never used before the next save). Zeroized on drop.
 #[derive(Clone)]
 pub struct KemKeyPair {
     seed: crate::secret::SecretBytes<KEM_SEED_LEN>,
-    expanded: Box<Dk>,
+    /// The expanded decapsulation key and the public key, made from `seed` on first use.
+    expanded: OnceLock<Box<ExpandedKemKey>>,
+}
+
+/// What a seed expands to (the decapsulation key zeroizes itself when dropped).
+#[derive(Clone)]
+struct ExpandedKemKey {
+    decapsulation: Dk,
     public: KemPublicKey,
 }
 
-impl KemKeyPair {
-    /// A fresh key pair.
-    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        Self::from_seed(crate::secret::SecretBytes::random(rng))
-    }
-
-    /// Deterministically expands a 64-byte seed (FIPS 203 `ML-KEM.KeyGen_internal(d, z)`).
-    #[must_use]
-    pub fn from_seed(seed: crate::secret::SecretBytes<KEM_SEED_LEN>) -> Self {
+impl ExpandedKemKey {
+    fn from_seed(seed: &crate::secret::SecretBytes<KEM_SEED_LEN>) -> Self {
         let dk = Dk::from_seed(Array::from(*seed.expose()));
         let ek = dk.encapsulation_key().clone();
         let mut encoded = [0u8; KEM_PUBLIC_KEY_LEN];
         encoded.copy_from_slice(ek.to_bytes().as_slice());
         Self {
-            seed,
-            expanded: Box::new(dk),
+            decapsulation: dk,
             public: KemPublicKey {
                 key: Box::new(ek),
                 encoded: Box::new(encoded),
             },
         }
+    }
+}
+
+impl KemKeyPair {
+    /// A fresh key pair (expanded at once: a new key is about to be published).
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let pair = Self::from_seed(crate::secret::SecretBytes::random(rng));
+        let _ = pair.expanded();
+        pair
+    }
+
+    /// A key pair from its 64-byte seed (FIPS 203 `ML-KEM.KeyGen_internal(d, z)`). The
+    /// expansion is deferred to the first use of the public key or of decapsulation, so
+    /// restoring a store of many keys costs nothing until one of them is needed.
+    #[must_use]
+    pub fn from_seed(seed: crate::secret::SecretBytes<KEM_SEED_LEN>) -> Self {
+        Self {
+            seed,
+            expanded: OnceLock::new(),
+        }
+    }
+
+    fn expanded(&self) -> &ExpandedKemKey {
+        self.expanded
+            .get_or_init(|| Box::new(ExpandedKemKey::from_seed(&self.seed)))
     }
 
     /// The seed, for encrypted storage only.
@@ -129,16 +155,19 @@ impl KemKeyPair {
         &self.seed
     }
 
-    /// The public half.
+    /// The public half (expands the seed if this is its first use).
     #[must_use]
     pub fn public_key(&self) -> &KemPublicKey {
-        &self.public
+        &self.expanded().public
     }
 
     /// Decapsulates `ct` (implicit rejection: never fails, tampering yields an unrelated secret).
     #[must_use]
     pub fn decapsulate(&self, ct: &KemCiphertext) -> SharedSecret {
-        let mut ss = self.expanded.decapsulate(&Array::from(*ct.0));
+        let mut ss = self
+            .expanded()
+            .decapsulation
+            .decapsulate(&Array::from(*ct.0));
         let mut out = zeroize::Zeroizing::new([0u8; 32]);
         out.copy_from_slice(ss.as_slice());
         ss.zeroize();
@@ -159,7 +188,6 @@ impl fmt::Debug for KemKeyPair {
         let Self {
             seed: _,
             expanded: _,
-            public: _,
         } = self;
         f.write_str("KemKeyPair([REDACTED])")
     }
@@ -185,7 +213,15 @@ mod tests {
             ss
         );
         let again = KemKeyPair::from_seed(kp.seed().clone());
+        assert!(
+            again.expanded.get().is_none(),
+            "a key from its seed is expanded on first use"
+        );
+        assert_eq!(again.decapsulate(&ct), ss);
+        assert!(again.expanded.get().is_some());
         assert_eq!(again.public_key(), kp.public_key());
+        let later = KemKeyPair::from_seed(kp.seed().clone());
+        assert_eq!(later.public_key(), kp.public_key());
     }
 
     #[test]

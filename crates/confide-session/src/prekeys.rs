@@ -26,6 +26,7 @@ use confide_crypto::{
     kem::{KEM_PUBLIC_KEY_LEN, KemKeyPair, KemPublicKey},
     secret::SecretBytes,
     signing::Signature,
+    stored::AuthenticatedReader,
     x25519::{X25519KeyPair, X25519PublicKey, X25519Secret},
 };
 
@@ -35,12 +36,18 @@ use crate::{
         MAX_SEEN_BASE_KEYS, MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY, PROTOCOL_VERSION,
     },
     error::BundleError,
+    state::StateSource,
 };
 
-/// Version 1 of the serialized store: the same layout, but seen base keys in insertion order
-/// and without the per-signed-prekey bound. Still read (and written back as the current
-/// version), so a store, which holds the identity, survives the upgrade.
+/// Version 1 of the serialized store: the layout of version 2, but seen base keys in
+/// insertion order and without the per-signed-prekey bound. Still read (and written back as
+/// the current version), so a store, which holds the identity, survives the upgrade.
 const STATE_VERSION_UNSORTED_SEEN: u8 = 1;
+
+/// Version 2 of the serialized store: X25519 prekeys stored as their secret only, so every
+/// load recomputed each public key (one base-point multiplication per key). Still read (and
+/// written back as the current version).
+const STATE_VERSION_WITHOUT_PUBLIC_KEYS: u8 = 2;
 
 /// Whether a KEM prekey may be used once or is the fallback used when one-time keys run out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -721,6 +728,7 @@ impl PreKeyStore {
         for s in &self.signed {
             w.u32(s.id)
                 .bytes(s.key.secret().to_secret_bytes().expose())
+                .bytes(s.key.public_key().as_bytes())
                 .bytes(&s.signature.to_bytes())
                 .u64(s.created_at.as_millis());
         }
@@ -733,7 +741,9 @@ impl PreKeyStore {
         }
         w.u16(count(self.one_time.len()));
         for (id, k) in &self.one_time {
-            w.u32(*id).bytes(k.secret().to_secret_bytes().expose());
+            w.u32(*id)
+                .bytes(k.secret().to_secret_bytes().expose())
+                .bytes(k.public_key().as_bytes());
         }
         w.u16(count(self.one_time_kem.len()));
         for (id, (k, sig)) in &self.one_time_kem {
@@ -746,16 +756,50 @@ impl PreKeyStore {
         w.into_zeroizing()
     }
 
-    /// Restores a store from [`PreKeyStore::to_bytes`], strictly.
+    /// Restores a store from [`PreKeyStore::to_bytes`], strictly, from bytes of any origin:
+    /// every stored public key is checked against its secret (one base-point multiplication
+    /// each). State that came back through [`crate::storage`] should use
+    /// [`PreKeyStore::from_authenticated`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
+        let store = Self::read(&mut StateSource::Untrusted(&mut r))?;
+        r.finish()?;
+        Ok(store)
+    }
+
+    /// Restores a store from authenticated stored state (what [`crate::storage::open`]
+    /// returns, or a field of it, as the endpoint stores its identity record): parsing stays
+    /// strict, but the X25519 public keys, which matched their secrets when the store was
+    /// written, are read back instead of recomputed. ML-KEM keys are expanded from their
+    /// seeds only when first used.
+    pub fn from_authenticated(mut r: AuthenticatedReader<'_>) -> Result<Self, DecodeError> {
+        let store = Self::read(&mut StateSource::Authenticated(&mut r))?;
+        r.finish()?;
+        Ok(store)
+    }
+
+    fn read(r: &mut StateSource<'_, '_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
-        if version != crate::state::STATE_VERSION && version != STATE_VERSION_UNSORTED_SEEN {
+        if version != crate::state::STATE_VERSION
+            && version != STATE_VERSION_WITHOUT_PUBLIC_KEYS
+            && version != STATE_VERSION_UNSORTED_SEEN
+        {
             return Err(DecodeError::UnknownVersion {
                 what: "prekey store",
                 found: version,
             });
         }
+        // Versions 1 and 2 stored X25519 secrets alone: their public keys are computed.
+        let with_public = version == crate::state::STATE_VERSION;
+        let x25519_pair = |r: &mut StateSource<'_, '_>| {
+            if with_public {
+                r.x25519_pair()
+            } else {
+                Ok(X25519KeyPair::from_secret(X25519Secret::from_bytes(
+                    r.array()?,
+                )))
+            }
+        };
         let identity = IdentityKeyPair::from_secret_bytes(
             &SecretBytes::<IDENTITY_SECRET_LEN>::new(r.array()?),
         );
@@ -765,7 +809,7 @@ impl PreKeyStore {
         for _ in 0..n {
             signed.push_back(SignedPreKey {
                 id: r.u32()?,
-                key: X25519KeyPair::from_secret(X25519Secret::from_bytes(r.array()?)),
+                key: x25519_pair(r)?,
                 signature: Signature::from_bytes(r.array()?),
                 created_at: Timestamp::from_millis(r.u64()?),
             });
@@ -791,10 +835,7 @@ impl PreKeyStore {
                 });
             }
             last = Some(id);
-            one_time.insert(
-                id,
-                X25519KeyPair::from_secret(X25519Secret::from_bytes(r.array()?)),
-            );
+            one_time.insert(id, x25519_pair(r)?);
         }
         let n = r.count16("one-time kem prekeys", MAX_ONE_TIME_KEM_PREKEYS)?;
         let mut one_time_kem = BTreeMap::new();
@@ -839,7 +880,6 @@ impl PreKeyStore {
             }
             seen_base_keys.insert(entry);
         }
-        r.finish()?;
         Ok(Self {
             identity,
             signed,

@@ -15,10 +15,12 @@ use confide_crypto::{
 
 /// Version byte that starts a serialized prekey store.
 ///
-/// Version 2 stores the seen base keys sorted by `(signed prekey id, base key)`, each under a
-/// retained signed prekey (checked when read). Version 1 (the same layout in insertion order)
-/// is still read.
-pub const STATE_VERSION: u8 = 2;
+/// Version 3 stores each X25519 prekey's public key after its secret (`secret || public`,
+/// checked to match unless read from authenticated storage), so a restored store does not
+/// recompute them. Version 2 stored the seen base keys sorted by `(signed prekey id, base
+/// key)`, each under a retained signed prekey (checked when read). Versions 2 (secrets only)
+/// and 1 (as 2, seen base keys in insertion order) are still read and written back as 3.
+pub const STATE_VERSION: u8 = 3;
 
 /// Version byte that starts a serialized [`crate::Session`] and [`crate::SessionRecord`].
 ///

@@ -247,5 +247,5 @@ encrypted_state!(
 encrypted_state!(
     crate::PreKeyStore,
     StateKind::PreKeyStore,
-    |p: &AuthenticatedPlaintext| crate::PreKeyStore::from_bytes(p)
+    |p: &AuthenticatedPlaintext| crate::PreKeyStore::from_authenticated(p.reader())
 );

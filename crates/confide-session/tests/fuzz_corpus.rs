@@ -151,8 +151,9 @@ fn seed_generators_produce_inputs_that_decode() {
             STATE_PREKEY_STORE => PreKeyStore::from_bytes(rest).unwrap().to_bytes(),
             _ => Session::from_bytes(rest).unwrap().to_bytes(),
         };
-        if rest.first()
-            == Some(&confide_session::state::SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET)
+        if *sel != STATE_PREKEY_STORE
+            && rest.first()
+                == Some(&confide_session::state::SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET)
         {
             // Read, then written back as the current version.
             assert_eq!(again[0], confide_session::state::SESSION_STATE_VERSION);

@@ -627,7 +627,7 @@ fn replay_of_the_first_initial_message_stays_refused_after_many_sessions() {
 
 /// A version-1 store (insertion order, no per-prekey bound) is read without losing a base key,
 /// even one holding more than today's per-prekey bound under one signed prekey; it is written
-/// back as version 2, reads again, and that signed prekey accepts no further initial message
+/// back as the current version, reads again, and that signed prekey accepts no further initial message
 /// without one-time keys, while its replays stay refused.
 #[test]
 fn version_1_store_with_an_over_full_list_upgrades_without_forgetting() {
@@ -646,9 +646,9 @@ fn version_1_store_with_an_over_full_list_upgrades_without_forgetting() {
             .unwrap()
             .new_session
     );
-    // Version 1 bytes: the same layout, version byte 1, entries in insertion order, here
-    // more than the per-prekey bound under one signed prekey (the accepted one last).
-    let v2 = bob.store.to_bytes();
+    // Version 1 bytes: the layout of version 2, version byte 1, entries in insertion order,
+    // here more than the per-prekey bound under one signed prekey (the accepted one last).
+    let v2 = version_2_bytes(&bob.store.to_bytes());
     let seen_at = v2.len() - 4 - 36;
     let accepted_entry = v2[seen_at + 4..].to_vec();
     let over = MAX_SEEN_BASE_KEYS_PER_SIGNED_PREKEY + 10;
@@ -685,4 +685,122 @@ fn version_1_store_with_an_over_full_list_upgrades_without_forgetting() {
         }
     );
     assert_eq!(bob.store.to_bytes(), store);
+}
+
+/// The version-2 encoding of a store given in the current encoding (version 3): the same
+/// fields without the X25519 public keys that version 3 stores after each secret.
+fn version_2_bytes(v3: &[u8]) -> Vec<u8> {
+    assert_eq!(v3[0], confide_session::state::STATE_VERSION);
+    let mut out = vec![2u8];
+    let mut at = 1;
+    let copy = |out: &mut Vec<u8>, at: &mut usize, n: usize| {
+        out.extend_from_slice(&v3[*at..*at + n]);
+        *at += n;
+    };
+    let count16 = |at: usize| usize::from(u16::from_be_bytes([v3[at], v3[at + 1]]));
+    copy(&mut out, &mut at, 64 + 4); // identity secret, next id
+    let signed = count16(at);
+    copy(&mut out, &mut at, 2);
+    for _ in 0..signed {
+        copy(&mut out, &mut at, 4 + 32); // id, secret
+        at += 32; // public key: not in version 2
+        copy(&mut out, &mut at, 64 + 8); // signature, created at
+    }
+    let last_resort = count16(at);
+    copy(&mut out, &mut at, 2 + last_resort * (4 + 64 + 64 + 8));
+    let one_time = count16(at);
+    copy(&mut out, &mut at, 2);
+    for _ in 0..one_time {
+        copy(&mut out, &mut at, 4 + 32);
+        at += 32;
+    }
+    let rest = v3.len() - at;
+    copy(&mut out, &mut at, rest); // one-time KEM prekeys and seen base keys: unchanged
+    out
+}
+
+/// A version-2 store (X25519 secrets without their public keys) reads with the same keys,
+/// serves the same bundles, and is written back as the current version, which stores each
+/// public key after its secret.
+#[test]
+fn version_2_store_upgrades_with_the_same_keys() {
+    let mut rng = rng(63);
+    let bob = Party::new(&mut rng, 5, 3);
+    let current = bob.store.to_bytes();
+    let v2 = version_2_bytes(&current);
+    // One signed prekey and five one-time prekeys: 32 bytes each fewer.
+    assert_eq!(current.len() - v2.len(), 6 * 32);
+    let upgraded = PreKeyStore::from_bytes(&v2).unwrap();
+    assert_eq!(upgraded.to_bytes(), current);
+    let bundles =
+        |s: &PreKeyStore| -> Vec<Vec<u8>> { s.bundles().iter().map(|b| b.to_bytes()).collect() };
+    assert_eq!(bundles(&upgraded), bundles(&bob.store));
+    // Through storage encryption (the authenticated path) as well.
+    let key = confide_session::storage::StorageKey::random(&mut rng);
+    let v2_blob = confide_session::storage::seal(
+        &mut rng,
+        &key,
+        confide_session::storage::StateKind::PreKeyStore,
+        b"bob",
+        &v2,
+    );
+    let opened = PreKeyStore::from_encrypted(&key, b"bob", &v2_blob).unwrap();
+    assert_eq!(opened.to_bytes(), current);
+}
+
+/// From plain bytes, a stored X25519 public key that is not its secret's is refused; the
+/// current version stores it only to spare the computation on the authenticated path.
+#[test]
+fn stored_prekey_public_key_must_match_its_secret_in_plain_bytes() {
+    let mut rng = rng(64);
+    let bob = Party::new(&mut rng, 1, 0);
+    let mut bytes = bob.store.to_bytes().to_vec();
+    // The signed prekey's public key: after version, identity secret, next id, count, id,
+    // secret.
+    let public_at = 1 + 64 + 4 + 2 + 4 + 32;
+    bytes[public_at] ^= 1;
+    assert!(PreKeyStore::from_bytes(&bytes).is_err());
+    bytes[public_at] ^= 1;
+    assert!(PreKeyStore::from_bytes(&bytes).is_ok());
+}
+
+/// `PreKeyStore::revision` is what an incremental store compares to know whether the prekey
+/// store must be written again: it moves with every change (new keys, rotations, a consumed
+/// one-time key, a remembered base key) and with nothing else, and starts at 0 when loaded.
+#[test]
+fn the_revision_moves_with_every_change_and_only_then() {
+    let mut rng = rng(9);
+    let alice = Party::new(&mut rng, 0, 0);
+    let mut bob = Party::new(&mut rng, 2, 1);
+    let mut last = bob.store.revision();
+    let mut moved = |store: &PreKeyStore, expect: bool, what: &str| {
+        let now = store.revision();
+        assert_eq!(now != last, expect, "{what}");
+        last = now;
+    };
+    // Reading changes nothing.
+    let bundles = bob.store.bundles();
+    let _ = bob.store.one_time_bundles();
+    let _ = bob.store.last_resort_bundle();
+    let _ = bob.store.to_bytes();
+    moved(&bob.store, false, "reading");
+    // New keys, rotations.
+    assert_eq!(bob.store.generate_one_time_prekeys(&mut rng, 1), 1);
+    moved(&bob.store, true, "one-time prekeys");
+    assert_eq!(bob.store.generate_one_time_prekeys(&mut rng, 0), 0);
+    moved(&bob.store, false, "no new key");
+    bob.store.rotate_signed_prekey(&mut rng, NOW);
+    moved(&bob.store, true, "signed prekey rotation");
+    bob.store.rotate_last_resort_kem_prekey(&mut rng, NOW);
+    moved(&bob.store, true, "last-resort rotation");
+    // A first message consumes its one-time keys; a first message without one-time keys is
+    // remembered (its base key). Both change the store.
+    first_contact(&mut rng, &alice, &mut bob, &bundles[0]);
+    moved(&bob.store, true, "one-time keys consumed");
+    let bare = bob.store.last_resort_bundle().unwrap();
+    first_contact(&mut rng, &alice, &mut bob, &bare);
+    moved(&bob.store, true, "base key remembered");
+    // A store read back starts over.
+    let loaded = PreKeyStore::from_bytes(&bob.store.to_bytes()).unwrap();
+    assert_eq!(loaded.revision(), 0);
 }

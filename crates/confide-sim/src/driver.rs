@@ -256,7 +256,8 @@ impl<E: SansIoEndpoint> Simulation<E> {
     }
 
     /// Jumps the clock to the next deadline (never backwards), delivers due frames, feeds
-    /// every node its mail and fires due timers (nodes in the order they were added).
+    /// every node its relay receipts and its mail and fires due timers (nodes in the order
+    /// they were added).
     /// Returns false if nothing is pending.
     pub fn step<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> bool {
         let Some(deadline) = self.next_deadline() else {
@@ -267,6 +268,14 @@ impl<E: SansIoEndpoint> Simulation<E> {
         self.network.deliver_due(now);
         for index in 0..self.nodes.len() {
             let node = NodeId(index);
+            while let Some(n) = self.nodes.get_mut(index) {
+                let Some(id) = self.network.take_receipt(&n.address) else {
+                    break;
+                };
+                n.endpoint
+                    .handle_input(rng, Input::RelayReceipt { id, now });
+                self.drain(node);
+            }
             while let Some(n) = self.nodes.get_mut(index) {
                 let Some(frame) = self.network.take_mail(&n.address) else {
                     break;

@@ -15,6 +15,14 @@
 //!   recipient's mailbox, unless at that delivery time the link is cut or either end is offline
 //!   (then it is dropped). Frames due at the same time keep their send order.
 //! * A mailbox keeps frames until [`SimNetwork::take_mail`] takes them.
+//! * With [`SimNetwork::enable_relay`] the network behaves like a store-and-forward relay
+//!   that sends receipts: a frame that reaches the relay (the sender online and the link not
+//!   cut at send and arrival time, not lost) is stored for its recipient, **one copy per frame
+//!   id** (a later copy under the same id replaces the stored one), and its sender gets a
+//!   receipt naming the frame id ([`SimNetwork::take_receipt`]) at arrival time. Whether the
+//!   recipient is online does not matter then: the relay hands it every stored frame whenever
+//!   it is online and the link is not cut ([`SimNetwork::next_event_time`] includes the end of
+//!   an offline period of a recipient with stored frames).
 //!
 //! The generator is SplitMix64: fast, well mixed, and not cryptographic (simulated loss needs
 //! no secrecy).
@@ -23,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confide_wire::{CryptoRng, Duration, Timestamp};
 
-use confide_transport::{Address, RelayToken, Transport, TransportError};
+use confide_transport::{Address, FrameId, RelayToken, Transport, TransportError};
 
 /// Chances and delays of one directed link. Chances are in parts per million.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +108,12 @@ pub struct SimStats {
     pub dropped_by_partition: u64,
     /// Frames (or copies) put into a mailbox.
     pub delivered: u64,
+    /// With a relay: frames stored under a frame id the recipient's relay mailbox did not hold.
+    pub relay_stored: u64,
+    /// With a relay: frames that replaced a stored copy under the same frame id.
+    pub relay_replaced: u64,
+    /// With a relay: receipts handed to senders.
+    pub relay_receipts: u64,
 }
 
 /// The SplitMix64 generator.
@@ -146,7 +160,23 @@ pub struct SimNetwork {
     in_flight: BTreeMap<(Timestamp, u64), InFlight>,
     next_seq: u64,
     mailboxes: BTreeMap<Address, VecDeque<Vec<u8>>>,
+    /// `Some` with [`SimNetwork::enable_relay`].
+    relay: Option<SimRelay>,
     stats: SimStats,
+}
+
+/// A frame stored at the relay: (sender, frame id if the frame has one, frame).
+type StoredFrame = (Address, Option<FrameId>, Vec<u8>);
+
+/// The store-and-forward relay of [`SimNetwork::enable_relay`].
+#[derive(Debug, Clone, Default)]
+struct SimRelay {
+    /// Per recipient, the stored frames in arrival order.
+    held: BTreeMap<Address, Vec<StoredFrame>>,
+    /// Per sender, the receipts not yet taken.
+    receipts: BTreeMap<Address, VecDeque<FrameId>>,
+    /// The earliest end of an offline period of a recipient with stored frames.
+    wake_at: Option<Timestamp>,
 }
 
 impl SimNetwork {
@@ -163,8 +193,34 @@ impl SimNetwork {
             in_flight: BTreeMap::new(),
             next_seq: 0,
             mailboxes: BTreeMap::new(),
+            relay: None,
             stats: SimStats::default(),
         }
+    }
+
+    /// Puts a store-and-forward relay with receipts between all nodes from now on; see the
+    /// [module documentation](self).
+    pub fn enable_relay(&mut self) {
+        if self.relay.is_none() {
+            self.relay = Some(SimRelay::default());
+        }
+    }
+
+    /// Takes the oldest relay receipt for frames `node` sent (with [`SimNetwork::enable_relay`]).
+    pub fn take_receipt(&mut self, node: &Address) -> Option<FrameId> {
+        self.relay
+            .as_mut()
+            .and_then(|r| r.receipts.get_mut(node))
+            .and_then(VecDeque::pop_front)
+    }
+
+    /// Frames the relay holds for `node` (with [`SimNetwork::enable_relay`]).
+    #[must_use]
+    pub fn relay_held_len(&self, node: &Address) -> usize {
+        self.relay
+            .as_ref()
+            .and_then(|r| r.held.get(node))
+            .map_or(0, Vec::len)
     }
 
     /// As [`SimNetwork::new`], seeded from the caller's random source.
@@ -221,7 +277,7 @@ impl SimNetwork {
     /// Sends `frame` from `from` to `to` at time `now`; see the [module documentation](self).
     pub fn send(&mut self, from: &Address, to: &Address, frame: &[u8], now: Timestamp) {
         self.stats.sent = self.stats.sent.saturating_add(1);
-        if !self.is_reachable(from, to, now) {
+        if !self.reaches_first_hop(from, to, now) {
             self.stats.dropped_by_partition = self.stats.dropped_by_partition.saturating_add(1);
             return;
         }
@@ -266,13 +322,22 @@ impl SimNetwork {
     /// Moves every frame due at or before `now` into its mailbox (or drops it if partitioned
     /// at its delivery time). Returns how many reached a mailbox.
     pub fn deliver_due(&mut self, now: Timestamp) -> usize {
-        let mut delivered = 0;
+        let mut delivered: usize = 0;
         while let Some(entry) = self.in_flight.first_entry() {
             let (at, _) = *entry.key();
             if at > now {
                 break;
             }
             let flight = entry.remove();
+            if self.relay.is_some() {
+                if self.reaches_first_hop(&flight.from, &flight.to, at) {
+                    self.store_at_relay(flight);
+                } else {
+                    self.stats.dropped_by_partition =
+                        self.stats.dropped_by_partition.saturating_add(1);
+                }
+                continue;
+            }
             if self.is_reachable(&flight.from, &flight.to, at) {
                 self.mailboxes
                     .entry(flight.to)
@@ -284,13 +349,96 @@ impl SimNetwork {
                 self.stats.dropped_by_partition = self.stats.dropped_by_partition.saturating_add(1);
             }
         }
-        delivered
+        delivered.saturating_add(self.forward_from_relay(now))
     }
 
-    /// When the next frame in flight is due, if any.
+    /// When the next frame in flight is due (or, with a relay, the next recipient with stored
+    /// frames comes back online), if any.
     #[must_use]
     pub fn next_event_time(&self) -> Option<Timestamp> {
-        self.in_flight.keys().next().map(|(at, _)| *at)
+        let flight = self.in_flight.keys().next().map(|(at, _)| *at);
+        match (flight, self.relay.as_ref().and_then(|r| r.wake_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a frame from `from` to `to` gets past its first hop at `at`: to the relay (the
+    /// sender online, the link not cut) or, without one, to the recipient.
+    fn reaches_first_hop(&self, from: &Address, to: &Address, at: Timestamp) -> bool {
+        if self.relay.is_some() {
+            !self.cuts.contains(&Self::pair(from, to)) && !self.is_offline(from, at)
+        } else {
+            self.is_reachable(from, to, at)
+        }
+    }
+
+    /// Stores an arriving frame at the relay, one copy per frame id, and queues the receipt.
+    fn store_at_relay(&mut self, flight: InFlight) {
+        let InFlight { from, to, frame } = flight;
+        let id = frame
+            .get(2..18)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(FrameId::from_bytes);
+        let Some(relay) = self.relay.as_mut() else {
+            return;
+        };
+        let held = relay.held.entry(to).or_default();
+        match held
+            .iter_mut()
+            .find(|(_, stored, _)| id.is_some() && *stored == id)
+        {
+            Some(slot) => {
+                slot.2 = frame;
+                self.stats.relay_replaced = self.stats.relay_replaced.saturating_add(1);
+            }
+            None => {
+                held.push((from.clone(), id, frame));
+                self.stats.relay_stored = self.stats.relay_stored.saturating_add(1);
+            }
+        }
+        if let Some(id) = id {
+            relay.receipts.entry(from).or_default().push_back(id);
+            self.stats.relay_receipts = self.stats.relay_receipts.saturating_add(1);
+        }
+    }
+
+    /// Hands stored frames to every recipient online at `now` over a link not cut; notes
+    /// when the next offline recipient with stored frames comes back.
+    fn forward_from_relay(&mut self, now: Timestamp) -> usize {
+        let Some(mut relay) = self.relay.take() else {
+            return 0;
+        };
+        let mut delivered = 0;
+        relay.wake_at = None;
+        for (to, held) in &mut relay.held {
+            if let Some(back) = self.offline.get(to).and_then(|p| {
+                p.iter()
+                    .filter(|(s, e)| *s <= now && now < *e)
+                    .map(|(_, e)| *e)
+                    .max()
+            }) {
+                relay.wake_at = Some(relay.wake_at.map_or(back, |w| w.min(back)));
+                continue;
+            }
+            let mut kept = Vec::new();
+            for (from, id, frame) in held.drain(..) {
+                if self.cuts.contains(&Self::pair(&from, to)) {
+                    kept.push((from, id, frame));
+                } else {
+                    self.mailboxes
+                        .entry(to.clone())
+                        .or_default()
+                        .push_back(frame);
+                    self.stats.delivered = self.stats.delivered.saturating_add(1);
+                    delivered += 1;
+                }
+            }
+            *held = kept;
+        }
+        relay.held.retain(|_, held| !held.is_empty());
+        self.relay = Some(relay);
+        delivered
     }
 
     /// Takes the oldest frame in `node`'s mailbox.
@@ -439,5 +587,55 @@ mod tests {
         net.deliver_due(t(50));
         assert_eq!(net.port(a(2), t(50)).recv().unwrap().unwrap(), b"hi");
         assert_eq!(net.port(a(2), t(50)).recv().unwrap(), None);
+    }
+
+    #[test]
+    fn the_relay_stores_one_copy_per_frame_id_and_delivers_when_the_recipient_returns() {
+        let mut net = SimNetwork::new(3);
+        net.set_default_link(LinkConfig::perfect(Duration::from_millis(10)));
+        net.enable_relay();
+        net.take_offline(&a(2), t(0), t(1_000));
+        let frame = |id: u8, body: u8| {
+            let mut f = vec![1, 1];
+            f.extend_from_slice(&[id; 16]);
+            f.push(body);
+            f
+        };
+        // Three copies of frame 7 (the last one re-sealed) and one of frame 8.
+        for (i, f) in [frame(7, 0), frame(7, 0), frame(8, 0), frame(7, 1)]
+            .iter()
+            .enumerate()
+        {
+            net.send(&a(1), &a(2), f, t(i as u64));
+        }
+        while let Some(at) = net.next_event_time() {
+            if at >= t(1_000) {
+                break;
+            }
+            net.deliver_due(at);
+        }
+        // Stored while the recipient is offline; every arrival was confirmed.
+        assert_eq!(net.mailbox_len(&a(2)), 0);
+        assert_eq!(net.relay_held_len(&a(2)), 2);
+        let mut receipts = Vec::new();
+        while let Some(id) = net.take_receipt(&a(1)) {
+            receipts.push(id.as_bytes()[0]);
+        }
+        assert_eq!(receipts, vec![7, 7, 8, 7]);
+        let stats = net.stats();
+        assert_eq!((stats.relay_stored, stats.relay_replaced), (2, 2));
+        // The recipient's return is an event: the relay hands over one copy of each frame,
+        // the latest payload under a repeated id.
+        assert_eq!(net.next_event_time(), Some(t(1_000)));
+        net.deliver_due(t(1_000));
+        assert_eq!(net.take_mail(&a(2)), Some(frame(7, 1)));
+        assert_eq!(net.take_mail(&a(2)), Some(frame(8, 0)));
+        assert_eq!(net.take_mail(&a(2)), None);
+        assert_eq!(net.next_event_time(), None);
+        // An offline sender reaches no relay and gets no receipt.
+        net.take_offline(&a(1), t(2_000), t(3_000));
+        net.send(&a(1), &a(2), &frame(9, 0), t(2_000));
+        assert_eq!(net.next_event_time(), None);
+        assert_eq!(net.take_receipt(&a(1)), None);
     }
 }

@@ -107,6 +107,13 @@ impl SansIoEndpoint for Messenger {
     fn handle_input<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, input: Input<'_>) {
         match input {
             Input::Receive { bytes, now } => self.receive(bytes, now, rng),
+            Input::RelayReceipt { id, now } => {
+                let _ = self.delivery.on_relay_receipt(now, id);
+            }
+            Input::RelayReconnected { now } => {
+                self.delivery.on_relay_reconnected();
+                self.delivery.handle_timeout(now);
+            }
             _ => self.delivery.handle_timeout(input.now()),
         }
     }

@@ -82,6 +82,17 @@ pub const RETRANSMIT_JITTER_PERCENT: u64 = 25;
 /// the app should tell its user the message did not arrive instead of retrying silently.
 pub const GIVE_UP_AFTER: Duration = Duration::from_days(7);
 
+/// How long a relay receipt holds back the retransmissions of a frame (12 hours).
+///
+/// Reason: a relay that answered with a receipt stored the frame durably and delivers it when
+/// the recipient connects, so retransmitting only uploads copies it already has (and, from a
+/// relay that keeps one copy per frame id, stores nothing new). Twelve hours cover a night and
+/// a working day offline, the usual silence of a client or a counselor, so such a recipient
+/// downloads one copy of each frame; after that one retransmission per frame goes out in case
+/// the relay lost it or the recipient's acknowledgement was lost, and the schedule resumes.
+/// It stays far below [`GIVE_UP_AFTER`], so a lost frame still has days of retries.
+pub const RELAY_RECEIPT_HOLD: Duration = Duration::from_hours(12);
+
 /// Longest time the relay may hold a frame for an offline mailbox, as assumed here (7 days).
 ///
 /// Reason: the dedup window below must outlast the last retransmission plus its time in a

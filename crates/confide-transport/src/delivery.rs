@@ -30,7 +30,7 @@ use crate::consts::{
     DEDUP_WINDOW_AGE, GIVE_UP_AFTER, INITIAL_RETRANSMIT_TIMEOUT, MAX_DEDUP_ENTRIES,
     MAX_HELD_PAYLOAD_BYTES, MAX_OUTBOX_MESSAGES, MAX_PAYLOAD_LEN, MAX_QUEUED_UNACKNOWLEDGED,
     MAX_RETRANSMIT_BACKOFF, MIN_REACKNOWLEDGE_INTERVAL, REACKNOWLEDGE_BUDGET,
-    REACKNOWLEDGE_BUDGET_WINDOW, RETRANSMIT_JITTER_PERCENT, STATE_VERSION,
+    REACKNOWLEDGE_BUDGET_WINDOW, RELAY_RECEIPT_HOLD, RETRANSMIT_JITTER_PERCENT, STATE_VERSION,
 };
 use crate::frame::encode_data;
 use crate::{Address, FrameId, Transmit};
@@ -242,6 +242,12 @@ pub struct Delivery {
     reack_count: u32,
     /// The `order` the next dedup entry gets.
     next_seen_order: u64,
+    /// Outbox entries a relay confirmed it stored, each with the time until which its
+    /// retransmissions are held back ([`Delivery::on_relay_receipt`]). Deliberately not part
+    /// of the saved state: a restarted app has a new connection to its relay, and one
+    /// retransmission per waiting frame after a restart costs less than a record write per
+    /// receipt.
+    relay_held: BTreeMap<FrameId, Timestamp>,
     /// Ids of outbox and dedup entries changed since [`Delivery::take_changes`] (bookkeeping
     /// for incremental persistence, not state).
     changes: ChangeLog,
@@ -291,10 +297,12 @@ impl core::fmt::Debug for Delivery {
             reack_window_start: _,
             reack_count: _,
             next_seen_order: _,
+            relay_held,
             changes: _,
         } = self;
         f.debug_struct("Delivery")
             .field("outbox", &outbox.len())
+            .field("relay_held", &relay_held.len())
             .field("queued_transmits", &transmit_queue.len())
             .field("events", &events.len())
             .field("dedup_entries", &seen.len())
@@ -419,6 +427,7 @@ impl Delivery {
         self.outbox.remove(index);
         self.changes.outbox.insert(id);
         self.unqueue(id);
+        self.relay_held.remove(&id);
         self.events.push_back(DeliveryEvent::Delivered(id));
         self.stats.delivered = self.stats.delivered.saturating_add(1);
         AckOutcome::Delivered
@@ -433,7 +442,34 @@ impl Delivery {
         self.outbox.remove(index);
         self.changes.outbox.insert(id);
         self.unqueue(id);
+        self.relay_held.remove(&id);
         true
+    }
+
+    /// Reports a receipt from the relay: it durably stored the frame `id` (a transport-level
+    /// receipt, not an end-to-end acknowledgement). Retransmissions of a waiting message are
+    /// then held back until `now +` [`RELAY_RECEIPT_HOLD`] (or until
+    /// [`Delivery::on_relay_reconnected`]); the message still waits for the recipient's
+    /// acknowledgement and still gives up after [`GIVE_UP_AFTER`]. A relay that lies only
+    /// delays retransmissions; it cannot complete a message. Returns whether `id` was waiting
+    /// (receipts for acknowledgement frames and for messages already completed are ignored).
+    /// Not saved with the state.
+    pub fn on_relay_receipt(&mut self, now: Timestamp, id: FrameId) -> bool {
+        if !self.is_waiting(id) {
+            return false;
+        }
+        self.relay_held
+            .insert(id, now.saturating_add(RELAY_RECEIPT_HOLD));
+        // A retransmission queued meanwhile would only upload a copy the relay holds.
+        self.unqueue(id);
+        true
+    }
+
+    /// Forgets every relay receipt: the transport connected to a relay that may not hold what
+    /// it confirmed before (one without durable storage, or another relay). Messages whose
+    /// retransmission was held back become due at once.
+    pub fn on_relay_reconnected(&mut self) {
+        self.relay_held.clear();
     }
 
     /// Replaces the payload of a waiting message and queues one transmission of it now (for
@@ -464,6 +500,8 @@ impl Delivery {
             entry.payload = payload;
             self.changes.outbox.insert(id);
         }
+        // The relay holds the old payload, not this one.
+        self.relay_held.remove(&id);
         if !self
             .transmit_queue
             .iter()
@@ -594,11 +632,24 @@ impl Delivery {
                 self.outbox.remove(index);
                 self.changes.outbox.insert(id);
                 self.unqueue(id);
+                self.relay_held.remove(&id);
                 self.events.push_back(DeliveryEvent::DeliveryFailed(id));
                 self.stats.failed = self.stats.failed.saturating_add(1);
                 continue;
             }
             if now >= entry.next_attempt_at {
+                if self
+                    .relay_held
+                    .get(&entry.id)
+                    .is_some_and(|until| now < *until)
+                {
+                    // The relay holds a copy: the retransmission waits for the hold's end.
+                    index = index.saturating_add(1);
+                    continue;
+                }
+                // The copy at the relay (if any) is now presumed lost; the one about to be
+                // queued needs a receipt of its own.
+                self.relay_held.remove(&entry.id);
                 entry.attempts = entry.attempts.saturating_add(1);
                 entry.next_attempt_at = now
                     .saturating_add(retransmit_wait(&entry.id, entry.attempts))
@@ -636,7 +687,14 @@ impl Delivery {
     /// running. May be in the past (then call `handle_timeout` now).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let retransmit = self.outbox.iter().map(|e| e.next_attempt_at).min();
+        let retransmit = self
+            .outbox
+            .iter()
+            .map(|e| match self.relay_held.get(&e.id) {
+                Some(until) => e.next_attempt_at.max(*until).min(e.give_up_at()),
+                None => e.next_attempt_at,
+            })
+            .min();
         // The oldest entry is at the front of the arrival order (see `handle_timeout`).
         let forget = self
             .seen_order

@@ -35,7 +35,7 @@ use core::fmt;
 
 use confide_wire::{CryptoRng, Timestamp};
 
-use crate::Transmit;
+use crate::{FrameId, Transmit};
 
 /// An input to [`SansIoEndpoint::handle_input`].
 #[derive(Clone, Copy)]
@@ -53,6 +53,24 @@ pub enum Input<'a> {
         /// The current time.
         now: Timestamp,
     },
+    /// The relay confirmed that it durably stored the frame `id` (a transport-level receipt,
+    /// `docs/transport.md` §3.8): retransmissions of that frame are held back for
+    /// [`RELAY_RECEIPT_HOLD`](crate::consts::RELAY_RECEIPT_HOLD). It is no end-to-end
+    /// acknowledgement: the message still waits for its recipient's. Receipts for frames
+    /// nothing waits on are ignored.
+    RelayReceipt {
+        /// The frame id the relay named (bytes 2..18 of the frame it stored).
+        id: FrameId,
+        /// When the receipt arrived.
+        now: Timestamp,
+    },
+    /// The transport connected to a relay that may not hold the frames it confirmed before
+    /// (a relay without durable storage, or another relay): every held retransmission becomes
+    /// due. A transport that reconnects to the same durable relay need not report it.
+    RelayReconnected {
+        /// The current time.
+        now: Timestamp,
+    },
 }
 
 impl Input<'_> {
@@ -60,7 +78,10 @@ impl Input<'_> {
     #[must_use]
     pub const fn now(&self) -> Timestamp {
         match self {
-            Self::Receive { now, .. } | Self::Timeout { now } => *now,
+            Self::Receive { now, .. }
+            | Self::Timeout { now }
+            | Self::RelayReceipt { now, .. }
+            | Self::RelayReconnected { now } => *now,
         }
     }
 }
@@ -74,6 +95,15 @@ impl fmt::Debug for Input<'_> {
                 .field("now", now)
                 .finish(),
             Self::Timeout { now } => f.debug_struct("Timeout").field("now", now).finish(),
+            // A frame id could link a log line to relay records: not printed.
+            Self::RelayReceipt { id: _, now } => f
+                .debug_struct("RelayReceipt")
+                .field("now", now)
+                .finish_non_exhaustive(),
+            Self::RelayReconnected { now } => f
+                .debug_struct("RelayReconnected")
+                .field("now", now)
+                .finish(),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chacha20::ChaCha20Rng;
 use confide_crypto::{Duration, Timestamp};
-use confide_transport::consts::MAX_OUTBOX_MESSAGES;
+use confide_transport::consts::{MAX_OUTBOX_MESSAGES, RELAY_RECEIPT_HOLD};
 use confide_transport::{
     AckOutcome, Address, Delivery, DeliveryEvent, Frame, FrameId, IncomingStatus,
 };
@@ -44,6 +44,11 @@ enum Op {
     Cancel {
         nth: usize,
     },
+    /// The relay's receipt for the n-th id ever sent (modulo).
+    RelayReceipt {
+        nth: usize,
+    },
+    RelayReconnected,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -58,6 +63,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::PollEvents),
         2 => (0u8..8, 0u8..3).prop_map(|(id, from)| Op::Incoming { id, from }),
         1 => any::<usize>().prop_map(|nth| Op::Cancel { nth }),
+        2 => any::<usize>().prop_map(|nth| Op::RelayReceipt { nth }),
+        1 => Just(Op::RelayReconnected),
     ]
 }
 
@@ -74,6 +81,7 @@ enum Seen {
     Events(Vec<DeliveryEvent>),
     Incoming(IncomingStatus, IncomingStatus),
     Cancelled(bool),
+    Receipt(bool),
     Nothing,
 }
 
@@ -81,6 +89,17 @@ struct Model {
     sent: Vec<(FrameId, Address)>,
     outcomes: BTreeMap<FrameId, Vec<DeliveryEvent>>,
     now: Timestamp,
+    /// Ids a relay receipt holds back, and until when.
+    held: BTreeMap<FrameId, Timestamp>,
+}
+
+fn model(now: Timestamp) -> Model {
+    Model {
+        sent: vec![],
+        outcomes: BTreeMap::new(),
+        now,
+        held: BTreeMap::new(),
+    }
 }
 
 fn apply(d: &mut Delivery, op: &Op, m: &mut Model, rng: &mut ChaCha20Rng) -> Seen {
@@ -115,7 +134,14 @@ fn apply(d: &mut Delivery, op: &Op, m: &mut Model, rng: &mut ChaCha20Rng) -> See
         Op::PollTransmits => {
             let mut frames = Vec::new();
             while let Some(tx) = d.poll_transmit() {
-                assert!(Frame::from_bytes(&tx.frame).is_ok());
+                let Frame::Data { id, .. } = Frame::from_bytes(&tx.frame).unwrap() else {
+                    panic!("only data frames")
+                };
+                // A receipt holds every copy back until its hold ends (or a reconnect).
+                assert!(
+                    m.held.get(&id).is_none_or(|until| m.now >= *until),
+                    "a frame the relay confirmed went out again during its hold"
+                );
                 frames.push((tx.to, tx.frame));
             }
             Seen::Frames(frames)
@@ -147,6 +173,23 @@ fn apply(d: &mut Delivery, op: &Op, m: &mut Model, rng: &mut ChaCha20Rng) -> See
             Some((id, _)) => Seen::Cancelled(d.cancel(*id)),
             None => Seen::Nothing,
         },
+        Op::RelayReceipt { nth } => match m.sent.get(nth % m.sent.len().max(1)) {
+            Some((id, _)) => {
+                let waiting = d.is_waiting(*id);
+                let held = d.on_relay_receipt(m.now, *id);
+                assert_eq!(held, waiting, "a receipt holds exactly the waiting frames");
+                if held {
+                    m.held.insert(*id, m.now.saturating_add(RELAY_RECEIPT_HOLD));
+                }
+                Seen::Receipt(held)
+            }
+            None => Seen::Nothing,
+        },
+        Op::RelayReconnected => {
+            d.on_relay_reconnected();
+            m.held.clear();
+            Seen::Nothing
+        }
     }
 }
 
@@ -164,13 +207,18 @@ proptest! {
         let mut twin = Delivery::new();
         let mut rng_live = ChaCha20Rng::seed_from_u64(seed);
         let mut rng_twin = ChaCha20Rng::seed_from_u64(seed);
-        let mut m_live = Model { sent: vec![], outcomes: BTreeMap::new(), now: start };
-        let mut m_twin = Model { sent: vec![], outcomes: BTreeMap::new(), now: start };
+        let mut m_live = model(start);
+        let mut m_twin = model(start);
         for (i, op) in ops.iter().enumerate() {
             let before = live.clone();
             let seen_live = apply(&mut live, op, &mut m_live, &mut rng_live);
             let seen_twin = apply(&mut twin, op, &mut m_twin, &mut rng_twin);
             prop_assert_eq!(&seen_live, &seen_twin);
+            if matches!(op, Op::Timeout) {
+                // After handle_timeout(now) nothing is due any more: no busy loop. (Checked
+                // before a restart below, which, like a reconnect, makes held frames due.)
+                prop_assert!(live.poll_timeout().is_none_or(|t| t > m_live.now));
+            }
             // A refused send or ignored ack leaves the state exactly as it was.
             if matches!(seen_live, Seen::Sent(Err(_)) | Seen::Ack(AckOutcome::UnknownId | AckOutcome::PeerMismatch)) {
                 prop_assert_eq!(&live, &before);
@@ -179,13 +227,13 @@ proptest! {
                 let bytes = twin.to_bytes();
                 twin = Delivery::from_bytes(&bytes).unwrap();
                 prop_assert_eq!(twin.to_bytes(), bytes);
+                // Relay receipts are not saved: a restart is a reconnect.
+                live.on_relay_reconnected();
+                m_live.held.clear();
+                m_twin.held.clear();
             }
             prop_assert_eq!(&live, &twin);
             prop_assert!(live.outbox_len() <= MAX_OUTBOX_MESSAGES);
-            if matches!(op, Op::Timeout) {
-                // After handle_timeout(now) nothing is due any more: no busy loop.
-                prop_assert!(live.poll_timeout().is_none_or(|t| t > m_live.now));
-            }
         }
         // Each id reaches at most one outcome, and only sent ids do.
         for (id, outcomes) in &m_live.outcomes {
@@ -246,7 +294,7 @@ proptest! {
         let start = Timestamp::from_millis(1_700_000_000_000);
         let mut live = Delivery::new();
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let mut model = Model { sent: vec![], outcomes: BTreeMap::new(), now: start };
+        let mut model = model(start);
         let mut store = RecordStore::default();
         store.apply(&mut live);
         for op in &ops {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use confide_crypto::{
     CryptoRng, Duration, Timestamp,
     codec::{DecodeError, Reader, Writer},
-    identity::{IDENTITY_PUBLIC_KEY_LEN, IdentityPublicKey},
+    identity::IdentityPublicKey,
     stored::{AuthenticatedPlaintext, AuthenticatedReader},
 };
 use confide_policy::{
@@ -903,7 +903,9 @@ fn read_version(r: &mut Reader<'_>) -> Result<(), DecodeError> {
 
 fn read_identity(mut r: AuthenticatedReader<'_>) -> Result<Endpoint, ImportError> {
     read_version(&mut r)?;
-    let store = PreKeyStore::from_bytes(r.var32("prekey store", MAX_STATE_COMPONENT_LEN)?)?;
+    let store = PreKeyStore::from_authenticated(
+        r.authenticated_var32("prekey store", MAX_STATE_COMPONENT_LEN)?,
+    )?;
     let address = read_address(&mut r)?;
     let certificate =
         SenderCertificate::from_bytes(r.var16("certificate", MAX_SENDER_CERTIFICATE_LEN)?)?;
@@ -1058,7 +1060,10 @@ fn read_conversation(
     r: &mut AuthenticatedReader<'_>,
 ) -> Result<(Conversation, Vec<TagWindow>), ImportError> {
     let peer_address = read_address(r)?;
-    let peer_identity = IdentityPublicKey::from_bytes(r.bytes(IDENTITY_PUBLIC_KEY_LEN)?)?;
+    // Verified when it was stored (from a validated certificate or bundle); the record came
+    // back through authenticated storage encryption, so the binding signature is not checked
+    // again (docs/spec.md, section 11).
+    let peer_identity = IdentityPublicKey::read_authenticated(r)?;
     let peer_role = match r.u8()? {
         0 => None,
         1 => Some(Role::from_wire(r.u8()?).ok_or(DecodeError::InvalidValue { field: "role" })?),
@@ -1103,7 +1108,7 @@ fn read_conversation(
         0 => None,
         1 => {
             let frame = r.var32("held frame", MAX_STATE_COMPONENT_LEN)?.to_vec();
-            let identity = IdentityPublicKey::from_bytes(r.bytes(IDENTITY_PUBLIC_KEY_LEN)?)?;
+            let identity = IdentityPublicKey::read_authenticated(r)?;
             Some((frame, identity))
         }
         _ => return Err(DecodeError::InvalidValue { field: "held flag" }.into()),

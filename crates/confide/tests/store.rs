@@ -142,6 +142,46 @@ where
     conv
 }
 
+/// A client and a counselor persisting into `client_store` and `counselor_store`, with a
+/// conversation whose first text was delivered.
+struct Connected<A: Store, B: Store> {
+    rng: ChaCha20Rng,
+    key: StorageKey,
+    client: App<A>,
+    counselor: App<B>,
+    conv: ConversationId,
+}
+
+fn connected<A: Store, B: Store>(seed: u8, client_store: A, counselor_store: B) -> Connected<A, B>
+where
+    A::Error: std::fmt::Debug,
+    B::Error: std::fmt::Debug,
+{
+    let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+    let service = Service::new(&mut rng);
+    let key = StorageKey::new([seed ^ 0x5a; 32]);
+    let mut client = App::new(
+        new_endpoint(&service, &mut rng, b"client-1", Role::Client),
+        client_store,
+        key.clone(),
+    );
+    let mut counselor = App::new(
+        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
+        counselor_store,
+        key.clone(),
+    );
+    client.drain(&mut rng);
+    counselor.drain(&mut rng);
+    let conv = connect(&mut rng, T0, &mut client, &mut counselor);
+    Connected {
+        rng,
+        key,
+        client,
+        counselor,
+        conv,
+    }
+}
+
 #[test]
 fn a_conversation_survives_restarts_through_the_sqlite_file() {
     let dir = std::env::temp_dir().join(format!("confide-store-test-{}", std::process::id()));
@@ -150,24 +190,18 @@ fn a_conversation_survives_restarts_through_the_sqlite_file() {
     let counselor_db = dir.join("counselor.db");
     let _ = std::fs::remove_file(&client_db);
     let _ = std::fs::remove_file(&counselor_db);
-    let mut rng = ChaCha20Rng::from_seed([41; 32]);
-    let service = Service::new(&mut rng);
-    let key = StorageKey::new([9; 32]);
     let now = T0;
-
-    let mut client = App::new(
-        new_endpoint(&service, &mut rng, b"client-1", Role::Client),
+    let Connected {
+        mut rng,
+        key,
+        client,
+        counselor,
+        conv,
+    } = connected(
+        41,
         SqliteStore::open(&client_db, b"client").unwrap(),
-        key.clone(),
-    );
-    let mut counselor = App::new(
-        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
         SqliteStore::open(&counselor_db, b"counselor").unwrap(),
-        key.clone(),
     );
-    client.drain(&mut rng);
-    counselor.drain(&mut rng);
-    let conv = connect(&mut rng, now, &mut client, &mut counselor);
     assert_eq!(counselor.received.len(), 1);
     assert_eq!(client.delivered, 1);
 
@@ -300,25 +334,20 @@ impl Store for Flaky {
 
 #[test]
 fn a_failed_commit_holds_the_frames_and_is_carried_by_the_next() {
-    let mut rng = ChaCha20Rng::from_seed([43; 32]);
-    let service = Service::new(&mut rng);
-    let key = StorageKey::new([4; 32]);
-    let mut client = App::new(
-        new_endpoint(&service, &mut rng, b"client-1", Role::Client),
+    let Connected {
+        mut rng,
+        key,
+        mut client,
+        mut counselor,
+        conv,
+    } = connected(
+        43,
         Flaky {
             inner: MemoryStore::new(b"client"),
             fail_next: false,
         },
-        key.clone(),
-    );
-    let mut counselor = App::new(
-        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
         MemoryStore::new(b"counselor"),
-        key.clone(),
     );
-    client.drain(&mut rng);
-    counselor.drain(&mut rng);
-    let conv = connect(&mut rng, T0, &mut client, &mut counselor);
 
     client.endpoint.send(&mut rng, T0, conv, b"one").unwrap();
     assert!(matches!(
@@ -349,22 +378,11 @@ fn a_failed_commit_holds_the_frames_and_is_carried_by_the_next() {
 
 #[test]
 fn records_open_only_in_their_own_place() {
-    let mut rng = ChaCha20Rng::from_seed([44; 32]);
-    let service = Service::new(&mut rng);
-    let key = StorageKey::new([5; 32]);
-    let mut client = App::new(
-        new_endpoint(&service, &mut rng, b"client-1", Role::Client),
+    let Connected { key, client, .. } = connected(
+        44,
         MemoryStore::new(b"client"),
-        key.clone(),
-    );
-    let mut counselor = App::new(
-        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
         MemoryStore::new(b"counselor"),
-        key.clone(),
     );
-    client.drain(&mut rng);
-    counselor.drain(&mut rng);
-    connect(&mut rng, T0, &mut client, &mut counselor);
     let records = client.store.records().unwrap();
     assert!(Endpoint::load_records(&key, b"client", records.clone()).is_ok());
     // Another account's slot, another key: refused.
@@ -406,22 +424,16 @@ fn a_database_of_a_newer_schema_is_refused() {
 
 #[test]
 fn a_restored_backup_blob_fills_a_new_database() {
-    let mut rng = ChaCha20Rng::from_seed([45; 32]);
-    let service = Service::new(&mut rng);
-    let key = StorageKey::new([8; 32]);
-    let mut client = App::new(
-        new_endpoint(&service, &mut rng, b"client-1", Role::Client),
+    let Connected {
+        mut rng,
+        key,
+        client,
+        ..
+    } = connected(
+        45,
         MemoryStore::new(b"client"),
-        key.clone(),
-    );
-    let mut counselor = App::new(
-        new_endpoint(&service, &mut rng, b"counselor-1", Role::Counselor),
         MemoryStore::new(b"counselor"),
-        key.clone(),
     );
-    client.drain(&mut rng);
-    counselor.drain(&mut rng);
-    connect(&mut rng, T0, &mut client, &mut counselor);
     // A backup blob (one snapshot) restored on a new phone with an empty database.
     let mut copy = confide_store::load(&client.store, &key).unwrap().unwrap();
     let blob = copy.export_state(&mut rng, &key, b"client").unwrap();

@@ -428,6 +428,14 @@ impl Endpoint {
         }
         match input {
             Input::Receive { bytes, now } => self.receive(rng, bytes, now),
+            Input::RelayReceipt { id, now } => {
+                // Volatile (not saved): nothing to persist.
+                let _ = self.delivery.on_relay_receipt(now, id);
+            }
+            Input::RelayReconnected { now } => {
+                self.delivery.on_relay_reconnected();
+                self.timeout(rng, now);
+            }
             // Timeouts, and any input kind a newer transport adds: do what is due.
             _ => self.timeout(rng, now),
         }
