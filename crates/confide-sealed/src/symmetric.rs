@@ -818,8 +818,8 @@ fn shifted(words: &[u64; BITMAP_WORDS], shift: u64) -> [u64; BITMAP_WORDS] {
 /// conversation by one map lookup (no trial decryption), then opened by that conversation's
 /// window. `K` names a conversation (the endpoint's conversation id).
 ///
-/// Holds at most [`MAX_EPOCHS_PER_CONVERSATION`] windows per conversation (the newest and the
-/// one before). A `BTreeMap`, not a hash map: the lookup is `O(log n)` in the number of
+/// Holds at most [`MAX_EPOCHS_PER_CONVERSATION`] windows per conversation (the newest
+/// installed). A `BTreeMap`, not a hash map: the lookup is `O(log n)` in the number of
 /// expected tags and the core reads no OS randomness for hash keys.
 pub struct TagDirectory<K> {
     windows: BTreeMap<K, Vec<TagWindow>>,

@@ -48,6 +48,26 @@ fn messages_each_way_survive_loss_duplication_and_reordering() {
     );
     for i in 0..2 {
         assert_eq!(world.endpoint(i).stats().authentication_failures(), 0);
+        // After first contact most envelopes are symmetric (docs/sealed-sender.md §9), even
+        // on this link; the few the peer cannot open (an epoch it dropped) are re-sealed.
+        let wire = world.wire[i].borrow();
+        let symmetric = wire
+            .iter()
+            .filter(|(_, f)| f.get(22) == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND))
+            .count();
+        assert!(
+            symmetric * 2 > wire.len(),
+            "node {i}: {symmetric} of {} frames symmetric",
+            wire.len()
+        );
+        let refused = world
+            .endpoint(1 - i)
+            .stats()
+            .dropped(confide::DropReason::EnvelopeRefused);
+        assert!(
+            refused * 10 < symmetric as u64,
+            "node {i}: {refused} of its {symmetric} symmetric envelopes refused"
+        );
     }
     world.assert_no_key_reuse(&service.roots);
 }

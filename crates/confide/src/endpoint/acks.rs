@@ -145,7 +145,10 @@ impl Endpoint {
         // An acknowledgement is never acknowledged, so an epoch its public-key envelope
         // would start can never become current: it is not recorded (and the peer installs
         // no window for it).
-        let Some(sealed) = self.encrypt_and_seal(rng, now, conversation, frame.as_bytes()) else {
+        let symmetric_allowed = !self.public_key_acks.remove(&conversation);
+        let Some(sealed) =
+            self.encrypt_and_seal_as(rng, now, conversation, frame.as_bytes(), symmetric_allowed)
+        else {
             return;
         };
         let _ = self

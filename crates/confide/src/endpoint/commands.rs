@@ -148,17 +148,7 @@ impl Endpoint {
             .collect();
         let mut resent = 0;
         for frame_id in waiting {
-            let Some(content) = self.sent.get(&frame_id).map(|r| r.content.clone()) else {
-                continue;
-            };
-            let Some(sealed) = self.encrypt_and_seal(rng, now, conversation, &content) else {
-                continue;
-            };
-            if self.delivery.replace_payload(frame_id, sealed.envelope) == Ok(true)
-                && let Some(record) = self.sent.get_mut(&frame_id)
-            {
-                record.session_message = sealed.session_message;
-                self.note_started_epoch(conversation, frame_id, sealed.started);
+            if self.reencrypt_frame(rng, now, frame_id) {
                 resent += 1;
             }
         }
@@ -166,15 +156,48 @@ impl Endpoint {
         resent
     }
 
-    /// Seals the waiting frame `frame_id` again, as it is (same session message), in a
-    /// public-key envelope under our current certificate, which starts a new epoch (pending
-    /// under this frame). For a certificate renewal, and for frames sealed in one of our
-    /// symmetric epochs that ended: the peer keeps windows for its newest epochs only, so a
-    /// frame retransmitted in an old epoch could be refused for good.
-    pub(crate) fn reseal_public_key<R: CryptoRng + ?Sized>(
+    /// Re-encrypts the waiting frame `frame_id` in its conversation's current session (a new
+    /// session message, so a new position in the ratchet) and seals it as
+    /// [`Endpoint::encrypt_and_seal`] does, keeping its frame id. Returns whether it was
+    /// replaced.
+    pub(crate) fn reencrypt_frame<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         now: Timestamp,
+        frame_id: FrameId,
+    ) -> bool {
+        let Some((conversation, content)) = self
+            .sent
+            .get(&frame_id)
+            .map(|r| (r.conversation, r.content.clone()))
+        else {
+            return false;
+        };
+        let Some(sealed) = self.encrypt_and_seal(rng, now, conversation, &content) else {
+            return false;
+        };
+        if self.delivery.replace_payload(frame_id, sealed.envelope) == Ok(true)
+            && let Some(record) = self.sent.get_mut(&frame_id)
+        {
+            record.session_message = sealed.session_message;
+            self.note_sealed(
+                conversation,
+                frame_id,
+                sealed.started,
+                sealed.symmetric_epoch,
+            );
+            self.mark_changed();
+            return true;
+        }
+        false
+    }
+
+    /// Seals the waiting frame `frame_id` again, as it is (same session message), in a
+    /// public-key envelope under our current certificate (after a certificate renewal, so a
+    /// peer that comes online after the old certificate's grace period still accepts it).
+    pub(crate) fn reseal_public_key<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
         frame_id: FrameId,
     ) {
         let Some(record) = self.sent.get(&frame_id) else {
@@ -184,12 +207,7 @@ impl Endpoint {
         let Some(conv) = self.conversations.get(&conversation) else {
             return;
         };
-        let secret = conv
-            .record
-            .current()
-            .and_then(|s| s.envelope_secret())
-            .cloned();
-        let Ok((envelope, seed)) = confide_sealed::seal_starting_epoch(
+        let Ok(envelope) = confide_sealed::seal(
             rng,
             self.store.identity(),
             &self.certificate,
@@ -199,32 +217,9 @@ impl Endpoint {
             return;
         };
         if self.delivery.replace_payload(frame_id, envelope) == Ok(true) {
-            let started = secret.and_then(|secret| {
-                confide_sealed::SymmetricSealer::new(&seed, &secret, now)
-                    .ok()
-                    .map(|sealer| super::OutgoingEpoch { sealer, secret })
-            });
-            self.note_started_epoch(conversation, frame_id, started);
-        }
-    }
-
-    /// Our epoch to `conversation`'s peer ended or was lost (a renewal, a restart): every
-    /// waiting frame of it goes again in a public-key envelope (see
-    /// [`Endpoint::reseal_public_key`]).
-    pub(crate) fn reseal_waiting<R: CryptoRng + ?Sized>(
-        &mut self,
-        rng: &mut R,
-        now: Timestamp,
-        conversation: ConversationId,
-    ) {
-        let waiting: Vec<FrameId> = self
-            .sent
-            .iter()
-            .filter(|(_, s)| s.conversation == conversation)
-            .map(|(f, _)| *f)
-            .collect();
-        for frame_id in waiting {
-            self.reseal_public_key(rng, now, frame_id);
+            // Its session message keeps its old position, which the peer may reach after
+            // later ones; such an epoch is not one to promote (`docs/sealed-sender.md` §9.5).
+            self.note_sealed(conversation, frame_id, None, None);
         }
     }
 
@@ -250,7 +245,7 @@ impl Endpoint {
         self.events.push_back(Event::BundlesChanged);
         let frames: Vec<FrameId> = self.sent.keys().copied().collect();
         for frame_id in frames {
-            self.reseal_public_key(rng, now, frame_id);
+            self.reseal_public_key(rng, frame_id);
         }
         self.mark_changed();
         self.collect_transmits(now);
@@ -509,7 +504,12 @@ impl Endpoint {
             .delivery
             .send(rng, now, sealed.to, sealed.envelope)
             .map_err(|_| CommandError::OutboxFull)?;
-        self.note_started_epoch(conversation, frame_id, sealed.started);
+        self.note_sealed(
+            conversation,
+            frame_id,
+            sealed.started,
+            sealed.symmetric_epoch,
+        );
         self.sent.insert(
             frame_id,
             SentRecord {

@@ -201,6 +201,11 @@ impl Conversation {
 pub(crate) struct OutgoingEpoch {
     pub(crate) sealer: SymmetricSealer,
     pub(crate) secret: EnvelopeSecret,
+    /// Names the epoch within this endpoint's run (never stored).
+    pub(crate) serial: u64,
+    /// The peer acknowledged a symmetric envelope of this epoch: it surely holds the
+    /// epoch's window, so relay receipts may hold back retransmissions of its frames.
+    pub(crate) proven: bool,
 }
 
 impl OutgoingEpoch {
@@ -223,8 +228,9 @@ pub(crate) struct SenderEpochs {
     /// Epochs started by public-key envelopes in reliable frames not yet acknowledged, with
     /// those frames' ids, oldest first (at most [`MAX_PENDING_SENDER_EPOCHS`]). The peer
     /// installs an epoch's window when it first handles the frame and acknowledges it right
-    /// after, keeping windows for its newest epochs only; so the epoch of the frame whose
-    /// acknowledgement arrived last is the one the peer most surely holds: it becomes current.
+    /// after, keeping windows for its newest epochs only; so an acknowledged epoch becomes
+    /// current and the pending ones older than it are dropped: a late acknowledgement of an
+    /// older frame never takes us back to an epoch the peer is likelier to have dropped.
     ///
     /// [`MAX_PENDING_SENDER_EPOCHS`]: crate::consts::MAX_PENDING_SENDER_EPOCHS
     pub(crate) pending: VecDeque<(FrameId, OutgoingEpoch)>,

@@ -22,7 +22,7 @@ mod stats;
 mod timers;
 pub(crate) mod tracked;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confide_crypto::{
     CryptoRng, Timestamp, identity::IdentityKeyPair, identity::IdentityPublicKey,
@@ -154,6 +154,15 @@ pub struct Endpoint {
     pub(crate) tag_directory: TagDirectory<ConversationId>,
     /// Our symmetric epochs to each peer. Never stored (see [`SenderEpochs`]).
     pub(crate) sender_epochs: BTreeMap<ConversationId, SenderEpochs>,
+    /// The serial the next epoch of ours gets (never stored).
+    pub(crate) next_epoch_serial: u64,
+    /// Conversations whose next acknowledgement frame goes in a public-key envelope: it
+    /// answers a duplicate, so our earlier acknowledgement did not arrive, perhaps because
+    /// it was symmetric in an epoch the peer dropped (never stored).
+    pub(crate) public_key_acks: BTreeSet<ConversationId>,
+    /// Our waiting frames in symmetric envelopes, with their conversation and epoch serial
+    /// (never stored: after a load no epoch of ours exists).
+    pub(crate) symmetric_sent: BTreeMap<FrameId, (ConversationId, u64)>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -183,6 +192,9 @@ impl core::fmt::Debug for Endpoint {
             unknown_peer_resets: _,
             tag_directory: _,
             sender_epochs: _,
+            next_epoch_serial: _,
+            public_key_acks: _,
+            symmetric_sent: _,
         } = self;
         f.debug_struct("Endpoint")
             .field("conversations", &conversations.len())
@@ -256,6 +268,9 @@ impl Endpoint {
             unknown_peer_resets: BTreeMap::new(),
             tag_directory: TagDirectory::new(),
             sender_epochs: BTreeMap::new(),
+            next_epoch_serial: 0,
+            public_key_acks: BTreeSet::new(),
+            symmetric_sent: BTreeMap::new(),
         }
     }
 
@@ -430,7 +445,9 @@ impl Endpoint {
             Input::Receive { bytes, now } => self.receive(rng, bytes, now),
             Input::RelayReceipt { id, now } => {
                 // Volatile (not saved): nothing to persist.
-                let _ = self.delivery.on_relay_receipt(now, id);
+                if self.receipt_may_hold(id) {
+                    let _ = self.delivery.on_relay_receipt(now, id);
+                }
             }
             Input::RelayReconnected { now } => {
                 self.delivery.on_relay_reconnected();
@@ -538,6 +555,19 @@ impl Endpoint {
         conversation: ConversationId,
         content: &[u8],
     ) -> Option<Sealed> {
+        self.encrypt_and_seal_as(rng, now, conversation, content, true)
+    }
+
+    /// As [`Endpoint::encrypt_and_seal`]; with `symmetric_allowed` false the envelope is a
+    /// public-key one even if a current epoch exists (which stays current).
+    pub(crate) fn encrypt_and_seal_as<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        content: &[u8],
+        symmetric_allowed: bool,
+    ) -> Option<Sealed> {
         let conv = self.conversations.get_mut(&conversation)?;
         let session_message = conv.record.encrypt(rng, content).ok()?;
         let payload = with_token(conv, &self.own_token, session_message);
@@ -549,7 +579,8 @@ impl Endpoint {
         let to = conv.peer_address.clone();
         let peer_identity = conv.peer_identity;
         let epochs = self.sender_epochs.entry(conversation).or_default();
-        if let Some(secret) = &secret
+        if symmetric_allowed
+            && let Some(secret) = &secret
             && let Some(current) = epochs.current.as_mut()
             && current.usable(now, secret)
             && let Ok(envelope) = current.sealer.seal(now, &payload)
@@ -559,13 +590,15 @@ impl Endpoint {
                 envelope,
                 to,
                 started: None,
+                symmetric_epoch: Some(current.serial),
             });
         }
         // The current epoch (if any) ended: renewal is due, or the session changed. Frames
-        // still waiting in it go again with public keys first, so this frame's epoch is the
-        // newest pending one.
-        if epochs.current.take().is_some() {
-            self.reseal_waiting(rng, now, conversation);
+        // still waiting in it keep their envelopes: the peer keeps the epoch's window, and
+        // one it lost is covered by the re-seal of unanswered symmetric frames
+        // ([`Endpoint::reseal_unanswered_symmetric`]).
+        if symmetric_allowed {
+            epochs.current = None;
         }
         let (envelope, seed) = confide_sealed::seal_starting_epoch(
             rng,
@@ -575,17 +608,117 @@ impl Endpoint {
             &payload,
         )
         .ok()?;
-        let started = secret.and_then(|secret| {
-            SymmetricSealer::new(&seed, &secret, now)
-                .ok()
-                .map(|sealer| OutgoingEpoch { sealer, secret })
-        });
+        let started = secret.and_then(|secret| self.new_epoch(&seed, secret, now));
         Some(Sealed {
             session_message: payload,
             envelope,
             to,
             started,
+            symmetric_epoch: None,
         })
+    }
+
+    /// Our side of the epoch a public-key envelope with `seed` started, in the session with
+    /// envelope secret `secret`.
+    pub(crate) fn new_epoch(
+        &mut self,
+        seed: &confide_sealed::EpochSeed,
+        secret: confide_crypto::secret::EnvelopeSecret,
+        now: Timestamp,
+    ) -> Option<OutgoingEpoch> {
+        let sealer = SymmetricSealer::new(seed, &secret, now).ok()?;
+        let serial = self.next_epoch_serial;
+        self.next_epoch_serial = serial.wrapping_add(1);
+        Some(OutgoingEpoch {
+            sealer,
+            secret,
+            serial,
+            proven: false,
+        })
+    }
+
+    /// Records what the envelope of the reliable frame `frame_id` did to our epochs: a
+    /// public-key one started a pending epoch ([`Endpoint::note_started_epoch`]); a symmetric
+    /// one belongs to epoch `symmetric_epoch` (remembered so that its acknowledgement proves
+    /// the epoch, and its failure to draw one demotes it).
+    pub(crate) fn note_sealed(
+        &mut self,
+        conversation: ConversationId,
+        frame_id: FrameId,
+        started: Option<OutgoingEpoch>,
+        symmetric_epoch: Option<u64>,
+    ) {
+        match symmetric_epoch {
+            Some(serial) => {
+                self.symmetric_sent.insert(frame_id, (conversation, serial));
+            }
+            None => {
+                self.symmetric_sent.remove(&frame_id);
+            }
+        }
+        self.note_started_epoch(conversation, frame_id, started);
+    }
+
+    /// Waiting frames in symmetric envelopes that drew no acknowledgement after
+    /// [`SYMMETRIC_RESEAL_AFTER_ATTEMPTS`] transmissions go again in public-key envelopes
+    /// (each starting a pending epoch), and the epoch they were sealed in stops being used:
+    /// the peer may have lost its window (it keeps windows for its newest epochs only, and
+    /// public-key frames can reach it out of order), and a symmetric frame it cannot open
+    /// would otherwise be retransmitted unchanged until it gives up. A frame the peer merely
+    /// did not receive yet costs one public-key envelope more.
+    ///
+    /// [`SYMMETRIC_RESEAL_AFTER_ATTEMPTS`]: crate::consts::SYMMETRIC_RESEAL_AFTER_ATTEMPTS
+    pub(crate) fn reseal_unanswered_symmetric<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+    ) {
+        let unanswered: Vec<FrameId> = self
+            .sent
+            .keys()
+            .copied()
+            .filter(|id| {
+                self.delivery
+                    .waiting_payload(*id)
+                    .is_some_and(|(payload, attempts)| {
+                        payload.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND)
+                            && attempts >= crate::consts::SYMMETRIC_RESEAL_AFTER_ATTEMPTS
+                    })
+            })
+            .collect();
+        for frame_id in unanswered {
+            if let Some((conversation, serial)) = self.symmetric_sent.remove(&frame_id)
+                && let Some(epochs) = self.sender_epochs.get_mut(&conversation)
+                && epochs.current.as_ref().is_some_and(|c| c.serial == serial)
+            {
+                epochs.current = None;
+            }
+            let _ = self.reencrypt_frame(rng, now, frame_id);
+        }
+        // Forget frames no longer waiting (acknowledged, cancelled, given up).
+        let delivery = &self.delivery;
+        self.symmetric_sent.retain(|id, _| delivery.is_waiting(*id));
+    }
+
+    /// Whether a relay receipt for `frame_id` may hold back its retransmissions: not for a
+    /// symmetric frame whose epoch the peer has not yet proven to hold (an acknowledged
+    /// symmetric envelope of it), since such a frame may need re-sealing
+    /// ([`Endpoint::reseal_unanswered_symmetric`]) and a hold would delay that by hours.
+    pub(crate) fn receipt_may_hold(&self, frame_id: FrameId) -> bool {
+        let symmetric = self
+            .delivery
+            .waiting_payload(frame_id)
+            .is_some_and(|(p, _)| p.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND));
+        if !symmetric {
+            return true;
+        }
+        self.symmetric_sent
+            .get(&frame_id)
+            .and_then(|(conversation, serial)| {
+                let current = self.sender_epochs.get(conversation)?.current.as_ref()?;
+                Some(current.serial == *serial && current.proven)
+            })
+            .unwrap_or(false)
     }
 
     /// Records the epoch a public-key envelope started as one of the conversation's pending
@@ -612,11 +745,24 @@ impl Endpoint {
     /// public-key envelope, that epoch becomes current (the peer installed its window just
     /// before acknowledging).
     pub(crate) fn confirm_epoch(&mut self, conversation: ConversationId, frame_id: FrameId) {
-        if let Some(epochs) = self.sender_epochs.get_mut(&conversation)
-            && let Some(position) = epochs.pending.iter().position(|(f, _)| *f == frame_id)
+        let symmetric = self.symmetric_sent.remove(&frame_id);
+        let Some(epochs) = self.sender_epochs.get_mut(&conversation) else {
+            return;
+        };
+        if let Some(position) = epochs.pending.iter().position(|(f, _)| *f == frame_id)
             && let Some((_, epoch)) = epochs.pending.remove(position)
         {
+            // Epochs started before this one can no longer become current: an
+            // acknowledgement that arrives late must not take us back to an older epoch,
+            // which the peer is likelier to have dropped.
+            epochs.pending.drain(..position);
             epochs.current = Some(epoch);
+        } else if let Some((c, serial)) = symmetric
+            && c == conversation
+            && let Some(current) = epochs.current.as_mut()
+            && current.serial == serial
+        {
+            current.proven = true;
         }
     }
 
@@ -847,6 +993,8 @@ pub(crate) struct Sealed {
     /// The epoch a public-key envelope started (`None` for a symmetric one, or a session
     /// without an envelope secret).
     pub(crate) started: Option<OutgoingEpoch>,
+    /// For a symmetric envelope, the serial of the epoch that sealed it.
+    pub(crate) symmetric_epoch: Option<u64>,
 }
 
 /// The envelope payload for `session_message` in `conv`: with our delivery token in front

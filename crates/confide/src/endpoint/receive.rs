@@ -205,6 +205,9 @@ impl Endpoint {
         frame_id: FrameId,
     ) {
         if self.delivery.grant_reacknowledgement(frame_id, now) {
+            // Our acknowledgement did not arrive; if it was symmetric, the peer may have
+            // dropped its epoch: this one goes with public keys, which always open.
+            self.public_key_acks.insert(conversation);
             self.acknowledge(rng, now, conversation, frame_id);
         } else {
             self.stats.record_unanswered_duplicate();
