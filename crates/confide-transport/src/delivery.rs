@@ -763,6 +763,13 @@ impl Delivery {
             .map(|e| (e.payload.as_slice(), e.attempts))
     }
 
+    /// Every waiting message in send order: its id, payload and transmissions queued so far.
+    pub fn waiting(&self) -> impl Iterator<Item = (FrameId, &[u8], u32)> {
+        self.outbox
+            .iter()
+            .map(|e| (e.id, e.payload.as_slice(), e.attempts))
+    }
+
     /// The peer a waiting message is addressed to.
     #[must_use]
     pub fn waiting_recipient(&self, id: FrameId) -> Option<&Address> {

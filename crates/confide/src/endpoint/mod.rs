@@ -160,6 +160,9 @@ pub struct Endpoint {
     /// answers a duplicate, so our earlier acknowledgement did not arrive, perhaps because
     /// it was symmetric in an epoch the peer dropped (never stored).
     pub(crate) public_key_acks: BTreeSet<ConversationId>,
+    /// Waiting frames re-encrypted once because a symmetric envelope of theirs drew no
+    /// acknowledgement ([`Endpoint::reseal_unanswered_symmetric`]; never stored).
+    pub(crate) reencrypted_symmetric: BTreeSet<FrameId>,
     /// Our waiting frames in symmetric envelopes, with their conversation and epoch serial
     /// (never stored: after a load no epoch of ours exists).
     pub(crate) symmetric_sent: BTreeMap<FrameId, (ConversationId, u64)>,
@@ -194,6 +197,7 @@ impl core::fmt::Debug for Endpoint {
             sender_epochs: _,
             next_epoch_serial: _,
             public_key_acks: _,
+            reencrypted_symmetric: _,
             symmetric_sent: _,
         } = self;
         f.debug_struct("Endpoint")
@@ -270,6 +274,7 @@ impl Endpoint {
             sender_epochs: BTreeMap::new(),
             next_epoch_serial: 0,
             public_key_acks: BTreeSet::new(),
+            reencrypted_symmetric: BTreeSet::new(),
             symmetric_sent: BTreeMap::new(),
         }
     }
@@ -673,31 +678,39 @@ impl Endpoint {
         rng: &mut R,
         now: Timestamp,
     ) {
+        // One pass over the outbox (a timeout must not cost outbox x frames).
         let unanswered: Vec<FrameId> = self
-            .sent
-            .keys()
-            .copied()
-            .filter(|id| {
-                self.delivery
-                    .waiting_payload(*id)
-                    .is_some_and(|(payload, attempts)| {
-                        payload.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND)
-                            && attempts >= crate::consts::SYMMETRIC_RESEAL_AFTER_ATTEMPTS
-                    })
+            .delivery
+            .waiting()
+            .filter(|(id, payload, attempts)| {
+                payload.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND)
+                    && *attempts >= crate::consts::SYMMETRIC_RESEAL_AFTER_ATTEMPTS
+                    && self.sent.contains_key(id)
             })
+            .map(|(id, _, _)| id)
             .collect();
         for frame_id in unanswered {
-            if let Some((conversation, serial)) = self.symmetric_sent.remove(&frame_id)
+            let first_time = self.reencrypted_symmetric.insert(frame_id);
+            if let Some((conversation, _)) = self.symmetric_sent.remove(&frame_id)
                 && let Some(epochs) = self.sender_epochs.get_mut(&conversation)
-                && epochs.current.as_ref().is_some_and(|c| c.serial == serial)
             {
-                epochs.current = None;
+                // In a proven epoch (the peer opened envelopes of it) a first failure is
+                // most likely loss: the frame goes again in that epoch, under a new index.
+                // Otherwise, or the second time, the peer may have dropped the epoch: it
+                // stops being used, and the frame goes with public keys.
+                let stays = first_time && epochs.current.as_ref().is_some_and(|c| c.proven);
+                if !stays {
+                    epochs.current = None;
+                }
             }
             let _ = self.reencrypt_frame(rng, now, frame_id);
         }
         // Forget frames no longer waiting (acknowledged, cancelled, given up).
-        let delivery = &self.delivery;
-        self.symmetric_sent.retain(|id, _| delivery.is_waiting(*id));
+        if !self.symmetric_sent.is_empty() || !self.reencrypted_symmetric.is_empty() {
+            let waiting: BTreeSet<FrameId> = self.delivery.waiting().map(|(id, _, _)| id).collect();
+            self.symmetric_sent.retain(|id, _| waiting.contains(id));
+            self.reencrypted_symmetric.retain(|id| waiting.contains(id));
+        }
     }
 
     /// Whether a relay receipt for `frame_id` may hold back its retransmissions: not for a
