@@ -388,9 +388,21 @@ fn a_repeated_epoch_is_not_installed_again_and_old_epochs_are_dropped() {
     // The same public-key envelope opened again must not reset the window (replay).
     assert!(!directory.install(1, window(7)));
     assert!(directory.open(NOW, &TrustRoots::new(), &e).is_err());
-    // Newer epochs push the oldest out.
-    assert!(directory.install(1, window(8)));
-    assert!(directory.install(1, window(9)));
+    // Newer epochs push the oldest out, once the conversation holds the maximum.
+    let newer: Vec<u8> = (8..7 + u8::try_from(MAX_EPOCHS_PER_CONVERSATION).unwrap()).collect();
+    for seed in &newer {
+        assert!(directory.install(1, window(*seed)));
+    }
+    assert_eq!(directory.windows(&1).len(), MAX_EPOCHS_PER_CONVERSATION);
+    let e7 = s.seal(NOW, b"still held").unwrap();
+    assert_eq!(
+        &directory.open(NOW, &TrustRoots::new(), &e7).unwrap().1[..],
+        b"still held"
+    );
+    assert!(directory.install(
+        1,
+        window(7 + u8::try_from(MAX_EPOCHS_PER_CONVERSATION).unwrap())
+    ));
     assert_eq!(directory.windows(&1).len(), MAX_EPOCHS_PER_CONVERSATION);
     let e = s.seal(NOW, b"old epoch").unwrap();
     assert_eq!(
@@ -410,7 +422,7 @@ fn a_repeated_epoch_is_not_installed_again_and_old_epochs_are_dropped() {
     );
     assert_eq!(
         directory.expected_tag_count(),
-        2 * TAG_WINDOW_AHEAD as usize
+        MAX_EPOCHS_PER_CONVERSATION * TAG_WINDOW_AHEAD as usize
     );
 }
 
