@@ -351,6 +351,32 @@ struct TagChange {
     added: Vec<EnvelopeTag>,
 }
 
+/// A symmetric envelope that opened ([`TagWindow::open_staged`], [`TagDirectory::open_staged`])
+/// but whose index its window has not recorded yet: pass it to [`TagWindow::commit`] /
+/// [`TagDirectory::commit`] once every later check on the payload succeeded. Dropping it
+/// records nothing (the envelope will open again). `Debug` does not print the tag.
+pub struct StagedEnvelope {
+    tag: EnvelopeTag,
+    index: u64,
+}
+
+impl fmt::Debug for StagedEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { tag: _, index } = self;
+        f.debug_struct("StagedEnvelope")
+            .field("index", index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StagedEnvelope {
+    /// The envelope's index in its epoch.
+    #[must_use]
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+}
+
 /// The receiving side of one symmetric epoch: which indices it still accepts, and their tags.
 ///
 /// It accepts each index once, within [`TAG_WINDOW_BEHIND`] below and [`TAG_WINDOW_AHEAD`]
@@ -545,6 +571,54 @@ impl TagWindow {
         roots: &TrustRoots,
         envelope: &SymmetricEnvelope<'_>,
     ) -> Result<(Zeroizing<Vec<u8>>, TagChange), SymmetricOpenError> {
+        let (index, payload) = self.check_and_decrypt(now, roots, envelope)?;
+        // Authenticated: record the index (nothing below can fail).
+        Ok((payload, self.record(index)))
+    }
+
+    /// Opens a symmetric envelope of this epoch like [`TagWindow::open`], with the same checks
+    /// in the same order, but records nothing: the window is unchanged until
+    /// [`TagWindow::commit`] is called with the returned [`StagedEnvelope`]. For a caller that
+    /// has more checks to run on the payload (a session decrypt) and must change nothing if
+    /// one of them fails.
+    pub fn open_staged(
+        &self,
+        now: Timestamp,
+        roots: &TrustRoots,
+        envelope: &[u8],
+    ) -> Result<(Zeroizing<Vec<u8>>, StagedEnvelope), SymmetricOpenError> {
+        let parsed = SymmetricEnvelope::parse(envelope)?;
+        let (index, payload) = self.check_and_decrypt(now, roots, &parsed)?;
+        Ok((
+            payload,
+            StagedEnvelope {
+                tag: parsed.tag,
+                index,
+            },
+        ))
+    }
+
+    /// Records the index of an envelope opened with [`TagWindow::open_staged`], exactly as
+    /// [`TagWindow::open`] would have. Returns `false`, changing nothing, if the window no
+    /// longer expects that index (it was committed already, or the window moved past it).
+    pub fn commit(&mut self, staged: &StagedEnvelope) -> bool {
+        self.commit_staged(staged).is_some()
+    }
+
+    fn commit_staged(&mut self, staged: &StagedEnvelope) -> Option<TagChange> {
+        if self.by_tag.get(&staged.tag) != Some(&staged.index) {
+            return None;
+        }
+        Some(self.record(staged.index))
+    }
+
+    /// Checks 2 to 5 of [`TagWindow::open`]; changes nothing. Returns the index and payload.
+    fn check_and_decrypt(
+        &self,
+        now: Timestamp,
+        roots: &TrustRoots,
+        envelope: &SymmetricEnvelope<'_>,
+    ) -> Result<(u64, Zeroizing<Vec<u8>>), SymmetricOpenError> {
         let index = *self
             .by_tag
             .get(&envelope.tag)
@@ -566,9 +640,13 @@ impl TagWindow {
             envelope.ciphertext,
         )
         .map_err(|_| SymmetricOpenError::Decrypt)?;
-        // Authenticated: compute the new tags first, then commit (nothing below can fail).
+        Ok((index, payload))
+    }
+
+    /// Records `index` (an expected index whose envelope authenticated). Infallible.
+    fn record(&mut self, index: u64) -> TagChange {
         let added = self.tags_entering_with(index);
-        Ok((payload, self.commit(index, added)))
+        self.commit_index(index, added)
     }
 
     /// The `(index, tag)` pairs that enter the ahead part of the window when `index` is
@@ -585,8 +663,8 @@ impl TagWindow {
         (from..to).map(|i| (i, tag_at(&self.tag_key, i))).collect()
     }
 
-    /// Records `index` as received. Infallible.
-    fn commit(&mut self, index: u64, added: Vec<(u64, EnvelopeTag)>) -> TagChange {
+    /// Records `index` as received, with the tags entering the window. Infallible.
+    fn commit_index(&mut self, index: u64, added: Vec<(u64, EnvelopeTag)>) -> TagChange {
         let mut removed = Vec::new();
         if let Some(tag) = self.by_index.remove(&index) {
             self.by_tag.remove(&tag);
@@ -740,8 +818,8 @@ fn shifted(words: &[u64; BITMAP_WORDS], shift: u64) -> [u64; BITMAP_WORDS] {
 /// conversation by one map lookup (no trial decryption), then opened by that conversation's
 /// window. `K` names a conversation (the endpoint's conversation id).
 ///
-/// Holds at most [`MAX_EPOCHS_PER_CONVERSATION`] windows per conversation (the newest and the
-/// one before). A `BTreeMap`, not a hash map: the lookup is `O(log n)` in the number of
+/// Holds at most [`MAX_EPOCHS_PER_CONVERSATION`] windows per conversation (the newest
+/// installed). A `BTreeMap`, not a hash map: the lookup is `O(log n)` in the number of
 /// expected tags and the core reads no OS randomness for hash keys.
 pub struct TagDirectory<K> {
     windows: BTreeMap<K, Vec<TagWindow>>,
@@ -861,14 +939,66 @@ impl<K: Ord + Clone> TagDirectory<K> {
             .and_then(|list| list.iter_mut().rev().find(|w| w.expects(&parsed.tag)))
             .ok_or(SymmetricOpenError::UnknownTag)?;
         let (payload, change) = window.open_parsed(now, roots, &parsed)?;
+        self.apply(&conversation, change);
+        Ok((conversation, payload))
+    }
+
+    /// As [`TagDirectory::open`], but records nothing: returns the conversation, the payload
+    /// and a [`StagedEnvelope`] to pass to [`TagDirectory::commit`] once the caller's own
+    /// checks on the payload succeeded. Until then the directory is unchanged.
+    pub fn open_staged(
+        &self,
+        now: Timestamp,
+        roots: &TrustRoots,
+        envelope: &[u8],
+    ) -> Result<(K, Zeroizing<Vec<u8>>, StagedEnvelope), SymmetricOpenError> {
+        let parsed = SymmetricEnvelope::parse(envelope)?;
+        let conversation = self
+            .index
+            .get(&parsed.tag)
+            .ok_or(SymmetricOpenError::UnknownTag)?;
+        let window = self
+            .windows
+            .get(conversation)
+            .and_then(|list| list.iter().rev().find(|w| w.expects(&parsed.tag)))
+            .ok_or(SymmetricOpenError::UnknownTag)?;
+        let (index, payload) = window.check_and_decrypt(now, roots, &parsed)?;
+        Ok((
+            conversation.clone(),
+            payload,
+            StagedEnvelope {
+                tag: parsed.tag,
+                index,
+            },
+        ))
+    }
+
+    /// Records an envelope opened with [`TagDirectory::open_staged`] in `conversation`'s
+    /// window, exactly as [`TagDirectory::open`] would have. Returns `false`, changing
+    /// nothing, if no window of the conversation still expects it (committed already, or the
+    /// conversation's windows were replaced or removed meanwhile).
+    pub fn commit(&mut self, conversation: &K, staged: &StagedEnvelope) -> bool {
+        let Some(change) = self
+            .windows
+            .get_mut(conversation)
+            .and_then(|list| list.iter_mut().rev().find(|w| w.expects(&staged.tag)))
+            .and_then(|window| window.commit_staged(staged))
+        else {
+            return false;
+        };
+        self.apply(conversation, change);
+        true
+    }
+
+    /// Moves the index after a window of `conversation` changed its expected tags.
+    fn apply(&mut self, conversation: &K, change: TagChange) {
         for tag in change.removed {
-            if self.index.get(&tag) == Some(&conversation) {
+            if self.index.get(&tag) == Some(conversation) {
                 self.index.remove(&tag);
             }
         }
         for tag in change.added {
             self.index.insert(tag, conversation.clone());
         }
-        Ok((conversation, payload))
     }
 }

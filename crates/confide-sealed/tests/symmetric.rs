@@ -230,6 +230,59 @@ fn a_replayed_envelope_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn a_staged_open_changes_nothing_until_committed_and_commits_like_open() {
+    let roots = TrustRoots::new();
+    let mut staged_dir = TagDirectory::new();
+    let mut direct_dir = TagDirectory::new();
+    staged_dir.install(7u8, window(7));
+    direct_dir.install(7u8, window(7));
+    let mut s = sealer(7);
+    for i in 0..40u64 {
+        let e = s.seal(NOW, format!("m{i}").as_bytes()).unwrap();
+        let before = staged_dir.windows(&7)[0].to_bytes();
+        let (who, payload, staged) = staged_dir.open_staged(NOW, &roots, &e).unwrap();
+        assert_eq!((who, staged.index()), (7, i));
+        assert_eq!(&payload[..], format!("m{i}").as_bytes());
+        // Opened twice while staged: still expected, nothing recorded.
+        assert!(staged_dir.open_staged(NOW, &roots, &e).is_ok());
+        assert_eq!(staged_dir.windows(&7)[0].to_bytes(), before);
+        assert!(staged_dir.commit(&7, &staged));
+        // A second commit of the same envelope is refused and changes nothing.
+        let after = staged_dir.windows(&7)[0].to_bytes();
+        assert!(!staged_dir.commit(&7, &staged));
+        assert_eq!(staged_dir.windows(&7)[0].to_bytes(), after);
+        assert_eq!(
+            staged_dir.open_staged(NOW, &roots, &e).unwrap_err(),
+            SymmetricOpenError::UnknownTag
+        );
+        direct_dir.open(NOW, &roots, &e).unwrap();
+        assert_eq!(direct_dir.windows(&7), staged_dir.windows(&7));
+        assert_eq!(
+            direct_dir.expected_tag_count(),
+            staged_dir.expected_tag_count()
+        );
+    }
+    // A staged envelope whose conversation's windows went away commits nothing.
+    let e = s.seal(NOW, b"late").unwrap();
+    let (_, _, staged) = staged_dir.open_staged(NOW, &roots, &e).unwrap();
+    staged_dir.remove(&7);
+    assert!(!staged_dir.commit(&7, &staged));
+    assert_eq!(staged_dir.expected_tag_count(), 0);
+    // The same on a lone window.
+    let mut w = window(9);
+    let mut s = sealer(9);
+    let e = s.seal(NOW, b"alone").unwrap();
+    let before = w.to_bytes();
+    let (payload, staged) = w.open_staged(NOW, &roots, &e).unwrap();
+    assert_eq!(&payload[..], b"alone");
+    assert_eq!(w.to_bytes(), before);
+    assert!(w.commit(&staged));
+    assert!(!w.commit(&staged));
+    assert_eq!(w.next_index(), 1);
+    assert_eq!(format!("{staged:?}"), "StagedEnvelope { index: 0, .. }");
+}
+
+#[test]
 fn every_flipped_bit_is_refused_and_changes_nothing() {
     let mut w = window(2);
     let e = sealer(2).seal(NOW, b"flip me").unwrap();
@@ -335,9 +388,21 @@ fn a_repeated_epoch_is_not_installed_again_and_old_epochs_are_dropped() {
     // The same public-key envelope opened again must not reset the window (replay).
     assert!(!directory.install(1, window(7)));
     assert!(directory.open(NOW, &TrustRoots::new(), &e).is_err());
-    // Newer epochs push the oldest out.
-    assert!(directory.install(1, window(8)));
-    assert!(directory.install(1, window(9)));
+    // Newer epochs push the oldest out, once the conversation holds the maximum.
+    let newer: Vec<u8> = (8..7 + u8::try_from(MAX_EPOCHS_PER_CONVERSATION).unwrap()).collect();
+    for seed in &newer {
+        assert!(directory.install(1, window(*seed)));
+    }
+    assert_eq!(directory.windows(&1).len(), MAX_EPOCHS_PER_CONVERSATION);
+    let e7 = s.seal(NOW, b"still held").unwrap();
+    assert_eq!(
+        &directory.open(NOW, &TrustRoots::new(), &e7).unwrap().1[..],
+        b"still held"
+    );
+    assert!(directory.install(
+        1,
+        window(7 + u8::try_from(MAX_EPOCHS_PER_CONVERSATION).unwrap())
+    ));
     assert_eq!(directory.windows(&1).len(), MAX_EPOCHS_PER_CONVERSATION);
     let e = s.seal(NOW, b"old epoch").unwrap();
     assert_eq!(
@@ -357,7 +422,7 @@ fn a_repeated_epoch_is_not_installed_again_and_old_epochs_are_dropped() {
     );
     assert_eq!(
         directory.expected_tag_count(),
-        2 * TAG_WINDOW_AHEAD as usize
+        MAX_EPOCHS_PER_CONVERSATION * TAG_WINDOW_AHEAD as usize
     );
 }
 

@@ -8,8 +8,10 @@ use confide_crypto::Duration;
 /// outbox, dedup and control entry), so an incremental store writes only what changed, and
 /// no longer stores frames waiting for persistence (a reliable frame goes out again from the
 /// outbox when its retransmission is due). Version 3 states are refused (no release stored
-/// them).
-pub const ENDPOINT_STATE_VERSION: u8 = 4;
+/// them). Version 5 adds to each conversation record the windows of the peer's symmetric
+/// sealed-sender epochs (`docs/sealed-sender.md` §9.7); version 4 states are refused (they
+/// were never released either).
+pub const ENDPOINT_STATE_VERSION: u8 = 5;
 
 /// Below this many unused one-time X25519 prekeys the endpoint generates more.
 ///
@@ -201,3 +203,23 @@ pub const CERTIFIED_BUNDLE_VERSION: u8 = 1;
 /// timing cover. Retransmissions that arrive while a batch waits join it, they are not
 /// answered separately.
 pub const MAX_ACK_BATCH_WINDOW: Duration = Duration::from_secs(10);
+
+/// Transmissions of a frame in a symmetric envelope without an acknowledgement after which it
+/// is sealed again with public keys (`docs/sealed-sender.md` §9.5).
+///
+/// Reason: the peer keeps windows for its newest epochs only and public-key frames can reach
+/// it out of order, so the epoch we promoted may be one it already dropped; its symmetric
+/// frames would then be refused until they give up. Three transmissions (the first and two
+/// retransmissions, about 6 seconds with the transport's backoff) let a frame that was merely
+/// lost once arrive unchanged; after that the frame costs one public-key envelope more, and
+/// its epoch is no longer used.
+pub const SYMMETRIC_RESEAL_AFTER_ATTEMPTS: u32 = 3;
+
+/// Epochs of our public-key envelopes kept per conversation until the frame carrying each is
+/// acknowledged (`docs/endpoint.md`, "Symmetric envelopes"). The peer keeps windows for its
+/// newest epochs (`MAX_EPOCHS_PER_CONVERSATION`) in the order it handles our frames, and
+/// acknowledges each right after; an acknowledged epoch becomes current and the older pending
+/// ones are dropped (a late acknowledgement never takes us back to an older epoch). On a lossy link several public-key frames are in flight before the first
+/// acknowledgement; 8 covers a burst, and each costs 64 bytes of keys in memory. A frame whose
+/// epoch was forgotten is still delivered; only the switch to symmetric envelopes waits.
+pub const MAX_PENDING_SENDER_EPOCHS: usize = 8;

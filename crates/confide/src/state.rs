@@ -16,7 +16,8 @@ use confide_policy::{
     limits::MAX_IDS_PER_FRAME,
 };
 use confide_sealed::{
-    DeliveryToken, MAX_SENDER_CERTIFICATE_LEN, ProfileKey, Role, SenderCertificate, TrustRoots,
+    DeliveryToken, MAX_EPOCHS_PER_CONVERSATION, MAX_SENDER_CERTIFICATE_LEN, ProfileKey, Role,
+    SenderCertificate, TAG_WINDOW_STATE_LEN, TagWindow, TrustRoots,
 };
 use confide_session::{
     PreKeyStore, SessionRecord,
@@ -582,7 +583,7 @@ impl Endpoint {
             RecordKey::Identity => self.write_identity(&mut w)?,
             RecordKey::Counters => self.write_counters(&mut w)?,
             RecordKey::Conversation(id) => match self.conversations.get(&id) {
-                Some(c) => write_conversation(&mut w, c)?,
+                Some(c) => write_conversation(&mut w, c, self.tag_directory.windows(&id))?,
                 None => return Ok(None),
             },
             RecordKey::Tombstone(id) => match self.tombstones.get(&id) {
@@ -743,7 +744,11 @@ impl Endpoint {
                         }
                         .into());
                     }
-                    conversations.insert(id, read_conversation(&mut r)?);
+                    let (conversation, windows) = read_conversation(&mut r)?;
+                    conversations.insert(id, conversation);
+                    if !windows.is_empty() {
+                        endpoint.tag_directory.restore(id, windows);
+                    }
                 }
                 RecordKey::Tombstone(id) => {
                     if !issued(id) || conversations.contains_key(&id) {
@@ -970,7 +975,11 @@ fn read_identity(mut r: AuthenticatedReader<'_>) -> Result<Endpoint, ImportError
     ))
 }
 
-fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), ExportError> {
+fn write_conversation(
+    w: &mut Writer,
+    c: &Conversation,
+    windows: &[TagWindow],
+) -> Result<(), ExportError> {
     w.var16("peer address", MAX_ADDRESS_LEN, c.peer_address.as_bytes())?;
     w.bytes(&c.peer_identity.to_bytes());
     match c.peer_role {
@@ -1033,6 +1042,12 @@ fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), ExportErro
         }
     }
     w.u8(u8::from(c.token_confirmed));
+    // The windows of the peer's symmetric epochs, oldest first (`docs/sealed-sender.md`
+    // §9.7); our own epochs are never stored.
+    w.u8(u8::try_from(windows.len()).unwrap_or(u8::MAX));
+    for window in windows {
+        w.bytes(&window.to_bytes());
+    }
     w.var32(
         "session record",
         MAX_STATE_COMPONENT_LEN,
@@ -1041,7 +1056,9 @@ fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), ExportErro
     Ok(())
 }
 
-fn read_conversation(r: &mut AuthenticatedReader<'_>) -> Result<Conversation, ImportError> {
+fn read_conversation(
+    r: &mut AuthenticatedReader<'_>,
+) -> Result<(Conversation, Vec<TagWindow>), ImportError> {
     let peer_address = read_address(r)?;
     // Verified when it was stored (from a validated certificate or bundle); the record came
     // back through authenticated storage encryption, so the binding signature is not checked
@@ -1120,9 +1137,29 @@ fn read_conversation(r: &mut AuthenticatedReader<'_>) -> Result<Conversation, Im
         }
     };
     let token_confirmed = r.bool("token confirmed")?;
+    let n = usize::from(r.u8()?);
+    check_count("tag windows", n, MAX_EPOCHS_PER_CONVERSATION)?;
+    let mut windows: Vec<TagWindow> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let window = TagWindow::from_bytes(r.bytes(TAG_WINDOW_STATE_LEN)?)?;
+        if windows.iter().any(|w| w.same_epoch(&window)) {
+            return Err(DecodeError::InvalidValue {
+                field: "tag window repeated",
+            }
+            .into());
+        }
+        windows.push(window);
+    }
     let record = SessionRecord::from_authenticated(
         r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?,
     )?;
+    if !windows.is_empty() && (record.current().is_none() || policy.closed_by().is_some()) {
+        // Only an open conversation with a session receives symmetric envelopes.
+        return Err(DecodeError::InvalidValue {
+            field: "tag windows of a closed conversation",
+        }
+        .into());
+    }
     let mut conversation = Conversation::new(
         peer_address,
         peer_identity,
@@ -1143,5 +1180,5 @@ fn read_conversation(r: &mut AuthenticatedReader<'_>) -> Result<Conversation, Im
     conversation.ack_due = ack_due;
     conversation.peer_token = peer_token;
     conversation.token_confirmed = token_confirmed;
-    Ok(conversation)
+    Ok((conversation, windows))
 }

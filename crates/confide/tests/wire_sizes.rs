@@ -42,12 +42,16 @@ fn frame_sizes_on_the_wire_are_the_documented_buckets() {
     world.send(0, conv, &[b'x'; 200]);
     world.run_until(world.now().saturating_add(Duration::from_secs(5)));
 
-    let (mut prekey, mut ratchet) = (Vec::new(), Vec::new());
+    let (mut prekey, mut ratchet, mut symmetric) = (Vec::new(), Vec::new(), Vec::new());
     for (sender, recipient) in [(0usize, 1usize), (1, 0)] {
         for (_, frame) in world.wire[sender].borrow().iter() {
             let Frame::Data { payload, .. } = Frame::from_bytes(frame).unwrap() else {
                 continue;
             };
+            if payload[0] == confide_sealed::SYMMETRIC_ENVELOPE_KIND {
+                symmetric.push(frame.len());
+                continue;
+            }
             let opened = confide_sealed::open_with_grace(
                 &world.identities[recipient],
                 &service.roots,
@@ -68,9 +72,10 @@ fn frame_sizes_on_the_wire_are_the_documented_buckets() {
     }
     // The client's texts before the first reply travel in prekey form (it had a one-time
     // prekey bundle); everything after, in both directions, in ratchet form. Acknowledgements
-    // are session messages too and fall in the same bucket as short texts.
+    // are session messages too and fall in the same bucket as short texts. Public-key
+    // envelopes last until the sender's first one was acknowledged.
     assert!(prekey.len() >= 2, "{prekey:?}");
-    assert!(ratchet.len() >= 4, "{ratchet:?}");
+    assert!(ratchet.len() >= 3, "{ratchet:?}");
     let prekey_len = documented("prekey form, short text, one-time prekey");
     let ratchet_len = documented("ratchet form, short text");
     let token_len = documented("delivery token in front, until the peer confirmed it");
@@ -85,11 +90,23 @@ fn frame_sizes_on_the_wire_are_the_documented_buckets() {
             .all(|&(l, t)| l == with_token(ratchet_len, t)),
         "{ratchet:?}"
     );
-    // Once the peer confirmed the token, texts are back to the plain ratchet size.
-    assert!(ratchet.iter().any(|&(_, t)| !t), "{ratchet:?}");
+    // Once the peer confirmed the token (by acknowledging a frame carrying it, the same
+    // acknowledgement that makes the sender's epoch current), frames go symmetric below.
     assert!(
         prekey.iter().all(|&(_, t)| t),
         "first contact carries the token"
+    );
+    // Once a public-key envelope was acknowledged, the sender switches to symmetric
+    // envelopes (docs/sealed-sender.md §9): the same session message, 640 bytes less.
+    assert!(!symmetric.is_empty(), "{symmetric:?}");
+    let symmetric_len = documented("ratchet form, short text, symmetric envelope");
+    assert!(
+        symmetric.iter().all(|&l| l == symmetric_len),
+        "{symmetric:?}"
+    );
+    assert_eq!(
+        ratchet_len - symmetric_len,
+        confide_sealed::ENVELOPE_OVERHEAD - confide_sealed::SYMMETRIC_ENVELOPE_OVERHEAD
     );
     // The difference the relay can see, as documented.
     assert_eq!(

@@ -142,11 +142,18 @@ impl Endpoint {
         let Ok(frame) = conv.policy.acknowledge(&ids, ack_id, now) else {
             return;
         };
-        let Some((_, envelope, to)) = self.encrypt_and_seal(rng, conversation, frame.as_bytes())
+        // An acknowledgement is never acknowledged, so an epoch its public-key envelope
+        // would start can never become current: it is not recorded (and the peer installs
+        // no window for it).
+        let symmetric_allowed = !self.public_key_acks.remove(&conversation);
+        let Some(sealed) =
+            self.encrypt_and_seal_as(rng, now, conversation, frame.as_bytes(), symmetric_allowed)
         else {
             return;
         };
-        let _ = self.delivery.send_unacknowledged(rng, to, envelope);
+        let _ = self
+            .delivery
+            .send_unacknowledged(rng, sealed.to, sealed.envelope);
     }
 }
 

@@ -126,8 +126,9 @@ impl Endpoint {
         conv.token_confirmed = false;
         conv.initiated_at = Some(now);
         conv.reset_requested_at = None;
+        self.end_sender_epochs(conversation);
         self.mark_changed();
-        self.reencrypt_waiting(rng, conversation)
+        self.reencrypt_waiting(rng, now, conversation)
     }
 
     /// Re-encrypts every frame of `conversation` still waiting for an acknowledgement in the
@@ -136,6 +137,7 @@ impl Endpoint {
     pub(crate) fn reencrypt_waiting<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
+        now: Timestamp,
         conversation: ConversationId,
     ) -> usize {
         let waiting: Vec<FrameId> = self
@@ -146,22 +148,79 @@ impl Endpoint {
             .collect();
         let mut resent = 0;
         for frame_id in waiting {
-            let Some(content) = self.sent.get(&frame_id).map(|r| r.content.clone()) else {
-                continue;
-            };
-            let Some((message, envelope, _)) = self.encrypt_and_seal(rng, conversation, &content)
-            else {
-                continue;
-            };
-            if self.delivery.replace_payload(frame_id, envelope) == Ok(true)
-                && let Some(record) = self.sent.get_mut(&frame_id)
-            {
-                record.session_message = message;
+            if self.reencrypt_frame(rng, now, frame_id) {
                 resent += 1;
             }
         }
         self.mark_changed();
         resent
+    }
+
+    /// Re-encrypts the waiting frame `frame_id` in its conversation's current session (a new
+    /// session message, so a new position in the ratchet) and seals it as
+    /// [`Endpoint::encrypt_and_seal`] does, keeping its frame id. Returns whether it was
+    /// replaced.
+    pub(crate) fn reencrypt_frame<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        frame_id: FrameId,
+    ) -> bool {
+        let Some((conversation, content)) = self
+            .sent
+            .get(&frame_id)
+            .map(|r| (r.conversation, r.content.clone()))
+        else {
+            return false;
+        };
+        let Some(sealed) = self.encrypt_and_seal(rng, now, conversation, &content) else {
+            return false;
+        };
+        if self.delivery.replace_payload(frame_id, sealed.envelope) == Ok(true)
+            && let Some(record) = self.sent.get_mut(&frame_id)
+        {
+            record.session_message = sealed.session_message;
+            self.note_sealed(
+                conversation,
+                frame_id,
+                sealed.started,
+                sealed.symmetric_epoch,
+            );
+            self.mark_changed();
+            return true;
+        }
+        false
+    }
+
+    /// Seals the waiting frame `frame_id` again, as it is (same session message), in a
+    /// public-key envelope under our current certificate (after a certificate renewal, so a
+    /// peer that comes online after the old certificate's grace period still accepts it).
+    pub(crate) fn reseal_public_key<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        frame_id: FrameId,
+    ) {
+        let Some(record) = self.sent.get(&frame_id) else {
+            return;
+        };
+        let conversation = record.conversation;
+        let Some(conv) = self.conversations.get(&conversation) else {
+            return;
+        };
+        let Ok(envelope) = confide_sealed::seal(
+            rng,
+            self.store.identity(),
+            &self.certificate,
+            &conv.peer_identity,
+            &record.session_message,
+        ) else {
+            return;
+        };
+        if self.delivery.replace_payload(frame_id, envelope) == Ok(true) {
+            // Its session message keeps its old position, which the peer may reach after
+            // later ones; such an epoch is not one to promote (`docs/sealed-sender.md` §9.5).
+            self.note_sealed(conversation, frame_id, None, None);
+        }
     }
 
     /// Replaces our sender certificate (renewal). It must name our identity. Frames still
@@ -177,27 +236,16 @@ impl Endpoint {
             return Err(NewEndpointError::CertificateIdentityMismatch);
         }
         self.certificate = certificate;
+        // The peers learn the new certificate from our next public-key envelopes: every
+        // symmetric epoch of ours ends (`docs/sealed-sender.md` §9.5).
+        self.sender_epochs.clear();
         self.journal.mark(RecordKey::Identity);
         self.certificate_warned = false;
         // Our published bundles carry the certificate: the directory needs the new ones.
         self.events.push_back(Event::BundlesChanged);
         let frames: Vec<FrameId> = self.sent.keys().copied().collect();
         for frame_id in frames {
-            let Some(record) = self.sent.get(&frame_id) else {
-                continue;
-            };
-            let Some(conv) = self.conversations.get(&record.conversation) else {
-                continue;
-            };
-            if let Ok(envelope) = confide_sealed::seal(
-                rng,
-                self.store.identity(),
-                &self.certificate,
-                &conv.peer_identity,
-                &record.session_message,
-            ) {
-                let _ = self.delivery.replace_payload(frame_id, envelope);
-            }
+            self.reseal_public_key(rng, frame_id);
         }
         self.mark_changed();
         self.collect_transmits(now);
@@ -326,6 +374,7 @@ impl Endpoint {
             conv.record.erase();
             conv.close_sent = Some((frame_id, now));
         }
+        self.forget_epochs(conversation);
         Ok(())
     }
 
@@ -436,31 +485,31 @@ impl Endpoint {
     ) -> Result<FrameId, CommandError> {
         let conv = self
             .conversations
-            .get_mut(&conversation)
+            .get(&conversation)
             .ok_or(CommandError::UnknownConversation)?;
+        if conv.record.current().is_none() {
+            return Err(CommandError::Session);
+        }
         let message = frame.id();
         let content = frame.into_bytes();
-        let session_message = conv
-            .record
-            .encrypt(rng, &content)
-            .map_err(|_| CommandError::Session)?;
-        let session_message = super::with_token(conv, &self.own_token, session_message);
-        let envelope = confide_sealed::seal(
-            rng,
-            self.store.identity(),
-            &self.certificate,
-            &conv.peer_identity,
-            &session_message,
-        )
-        .map_err(|_| CommandError::TextTooLong {
-            len: content.len(),
-            max: confide_policy::limits::MAX_TEXT_LEN,
-        })?;
-        let to = conv.peer_address.clone();
+        // With a session present only the seal can refuse, for a payload over its limit.
+        let sealed = self
+            .encrypt_and_seal(rng, now, conversation, &content)
+            .ok_or(CommandError::TextTooLong {
+                len: content.len(),
+                max: confide_policy::limits::MAX_TEXT_LEN,
+            })?;
+        let session_message = sealed.session_message;
         let frame_id = self
             .delivery
-            .send(rng, now, to, envelope)
+            .send(rng, now, sealed.to, sealed.envelope)
             .map_err(|_| CommandError::OutboxFull)?;
+        self.note_sealed(
+            conversation,
+            frame_id,
+            sealed.started,
+            sealed.symmetric_epoch,
+        );
         self.sent.insert(
             frame_id,
             SentRecord {

@@ -3,9 +3,13 @@
 
 use std::collections::VecDeque;
 
-use confide_crypto::{Timestamp, identity::IdentityPublicKey};
+use confide_crypto::{
+    Timestamp,
+    identity::IdentityPublicKey,
+    secret::{EnvelopeSecret, ct_eq},
+};
 use confide_policy::{ConversationPolicy, MessageId};
-use confide_sealed::{DeliveryToken, Role};
+use confide_sealed::{DeliveryToken, Role, SymmetricSealer};
 use confide_session::SessionRecord;
 use confide_transport::{Address, FrameId};
 use zeroize::Zeroizing;
@@ -189,6 +193,56 @@ impl Conversation {
     /// Whether a closed conversation has nothing left to do and may shrink to a tombstone.
     pub(crate) fn is_drained(&self) -> bool {
         !self.is_open() && self.close_sent.is_none() && self.policy.poll_timeout().is_none()
+    }
+}
+
+/// One symmetric epoch we send in: its sealer, and the envelope secret of the session it
+/// belongs to (the epoch ends when the conversation's session changes).
+pub(crate) struct OutgoingEpoch {
+    pub(crate) sealer: SymmetricSealer,
+    pub(crate) secret: EnvelopeSecret,
+    /// Names the epoch within this endpoint's run (never stored).
+    pub(crate) serial: u64,
+    /// The peer acknowledged a symmetric envelope of this epoch: it surely holds the
+    /// epoch's window, so relay receipts may hold back retransmissions of its frames.
+    pub(crate) proven: bool,
+}
+
+impl OutgoingEpoch {
+    /// Whether this epoch may seal the next envelope at `now` in the session whose envelope
+    /// secret is `secret`.
+    pub(crate) fn usable(&self, now: Timestamp, secret: &EnvelopeSecret) -> bool {
+        !self.sealer.is_due_for_renewal(now) && ct_eq(self.secret.expose(), secret.expose())
+    }
+}
+
+/// Our symmetric sealed-sender epochs to one conversation's peer (`docs/sealed-sender.md`
+/// §9.5). **In memory only, on purpose**: after any restart, load or import the first
+/// envelope is a public-key one again and starts a new epoch, so no envelope key, nonce or
+/// tag is ever used twice whatever state the app restores (§9.8).
+#[derive(Default)]
+pub(crate) struct SenderEpochs {
+    /// The epoch the peer confirmed (it acknowledged the frame that started it): used for
+    /// every envelope while it is usable.
+    pub(crate) current: Option<OutgoingEpoch>,
+    /// Epochs started by public-key envelopes in reliable frames not yet acknowledged, with
+    /// those frames' ids, oldest first (at most [`MAX_PENDING_SENDER_EPOCHS`]). The peer
+    /// installs an epoch's window when it first handles the frame and acknowledges it right
+    /// after, keeping windows for its newest epochs only; so an acknowledged epoch becomes
+    /// current and the pending ones older than it are dropped: a late acknowledgement of an
+    /// older frame never takes us back to an epoch the peer is likelier to have dropped.
+    ///
+    /// [`MAX_PENDING_SENDER_EPOCHS`]: crate::consts::MAX_PENDING_SENDER_EPOCHS
+    pub(crate) pending: VecDeque<(FrameId, OutgoingEpoch)>,
+}
+
+impl core::fmt::Debug for SenderEpochs {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self { current, pending } = self;
+        f.debug_struct("SenderEpochs")
+            .field("current", &current.as_ref().map(|e| e.sealer.next_index()))
+            .field("pending", &pending.len())
+            .finish()
     }
 }
 

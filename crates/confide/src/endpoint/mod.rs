@@ -22,14 +22,15 @@ mod stats;
 mod timers;
 pub(crate) mod tracked;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confide_crypto::{
     CryptoRng, Timestamp, identity::IdentityKeyPair, identity::IdentityPublicKey,
 };
 use confide_policy::{MessageId, OrgBounds, PolicyEvent, RetentionPolicy, TimerSetting};
 use confide_sealed::{
-    DeliveryToken, ProfileKey, Role, SenderCertificate, TokenVerifier, TrustRoots,
+    DeliveryToken, ProfileKey, Role, SenderCertificate, SymmetricSealer, TagDirectory,
+    TokenVerifier, TrustRoots,
 };
 use confide_session::{PreKeyBundle, PreKeyStore, SafetyNumber};
 use confide_transport::{Address, Delivery, DeliveryEvent, FrameId, RelayToken};
@@ -40,13 +41,15 @@ pub use first_contact::{CertifiedBundle, CertifiedBundleError, CertifiedPeer};
 pub use stats::{DropReason, EndpointStats};
 
 use crate::consts::{
-    CERTIFICATE_RENEWAL_WARNING, CLOSE_RETRANSMIT_PERIOD, MAX_GIVEN_UP_REMEMBERED, MAX_TOMBSTONES,
-    RESET_REQUEST_MIN_INTERVAL, SIGNED_PREKEY_MAX_AGE,
+    CERTIFICATE_RENEWAL_WARNING, CLOSE_RETRANSMIT_PERIOD, MAX_GIVEN_UP_REMEMBERED,
+    MAX_PENDING_SENDER_EPOCHS, MAX_TOMBSTONES, RESET_REQUEST_MIN_INTERVAL, SIGNED_PREKEY_MAX_AGE,
 };
 use crate::error::NewEndpointError;
 use crate::event::{ConversationId, Event, Input, Output, Party};
 use crate::state::{Journal, RecordKey};
-use conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
+use conversation::{
+    Conversation, GivenUp, OutgoingEpoch, SenderEpochs, SentKind, SentRecord, Tombstone,
+};
 use gate::{GateOutput, PersistGate};
 use tracked::{ControlSeen, Tracked};
 
@@ -146,6 +149,23 @@ pub struct Endpoint {
     pub(crate) resume_pending: bool,
     /// Peers without a conversation we recently asked to reset (rate limit; not stored).
     pub(crate) unknown_peer_resets: BTreeMap<Address, Timestamp>,
+    /// Every tag of the peers' symmetric envelopes we accept, by conversation
+    /// (`docs/sealed-sender.md` §9.4). Its windows are stored in the conversation records.
+    pub(crate) tag_directory: TagDirectory<ConversationId>,
+    /// Our symmetric epochs to each peer. Never stored (see [`SenderEpochs`]).
+    pub(crate) sender_epochs: BTreeMap<ConversationId, SenderEpochs>,
+    /// The serial the next epoch of ours gets (never stored).
+    pub(crate) next_epoch_serial: u64,
+    /// Conversations whose next acknowledgement frame goes in a public-key envelope: it
+    /// answers a duplicate, so our earlier acknowledgement did not arrive, perhaps because
+    /// it was symmetric in an epoch the peer dropped (never stored).
+    pub(crate) public_key_acks: BTreeSet<ConversationId>,
+    /// Waiting frames re-encrypted once because a symmetric envelope of theirs drew no
+    /// acknowledgement ([`Endpoint::reseal_unanswered_symmetric`]; never stored).
+    pub(crate) reencrypted_symmetric: BTreeSet<FrameId>,
+    /// Our waiting frames in symmetric envelopes, with their conversation and epoch serial
+    /// (never stored: after a load no epoch of ours exists).
+    pub(crate) symmetric_sent: BTreeMap<FrameId, (ConversationId, u64)>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -173,6 +193,12 @@ impl core::fmt::Debug for Endpoint {
             control_seen: _,
             resume_pending: _,
             unknown_peer_resets: _,
+            tag_directory: _,
+            sender_epochs: _,
+            next_epoch_serial: _,
+            public_key_acks: _,
+            reencrypted_symmetric: _,
+            symmetric_sent: _,
         } = self;
         f.debug_struct("Endpoint")
             .field("conversations", &conversations.len())
@@ -244,6 +270,12 @@ impl Endpoint {
             control_seen: ControlSeen::default(),
             resume_pending: false,
             unknown_peer_resets: BTreeMap::new(),
+            tag_directory: TagDirectory::new(),
+            sender_epochs: BTreeMap::new(),
+            next_epoch_serial: 0,
+            public_key_acks: BTreeSet::new(),
+            reencrypted_symmetric: BTreeSet::new(),
+            symmetric_sent: BTreeMap::new(),
         }
     }
 
@@ -418,7 +450,9 @@ impl Endpoint {
             Input::Receive { bytes, now } => self.receive(rng, bytes, now),
             Input::RelayReceipt { id, now } => {
                 // Volatile (not saved): nothing to persist.
-                let _ = self.delivery.on_relay_receipt(now, id);
+                if self.receipt_may_hold(id) {
+                    let _ = self.delivery.on_relay_receipt(now, id);
+                }
             }
             Input::RelayReconnected { now } => {
                 self.delivery.on_relay_reconnected();
@@ -511,26 +545,251 @@ impl Endpoint {
     }
 
     /// Encrypts `content` in the conversation's current session and seals the session message
-    /// to the peer under our certificate: `(session message, envelope, peer address)`. The
-    /// one path every outgoing frame takes; `None` if the session or the seal refused.
+    /// to the peer. The one path every outgoing frame takes; `None` if the session or the
+    /// seal refused.
+    ///
+    /// The envelope is symmetric (`docs/sealed-sender.md` §9) when the conversation has a
+    /// current epoch that is not due for renewal at `now` and belongs to the session's
+    /// current envelope secret; otherwise it is a public-key envelope under our certificate,
+    /// which starts a new epoch ([`Sealed::started`]: the caller that gives the frame an id
+    /// records it with [`Endpoint::note_started_epoch`]).
     pub(crate) fn encrypt_and_seal<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
+        now: Timestamp,
         conversation: ConversationId,
         content: &[u8],
-    ) -> Option<(Vec<u8>, Vec<u8>, Address)> {
+    ) -> Option<Sealed> {
+        self.encrypt_and_seal_as(rng, now, conversation, content, true)
+    }
+
+    /// As [`Endpoint::encrypt_and_seal`]; with `symmetric_allowed` false the envelope is a
+    /// public-key one even if a current epoch exists (which stays current).
+    pub(crate) fn encrypt_and_seal_as<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        content: &[u8],
+        symmetric_allowed: bool,
+    ) -> Option<Sealed> {
         let conv = self.conversations.get_mut(&conversation)?;
         let session_message = conv.record.encrypt(rng, content).ok()?;
         let payload = with_token(conv, &self.own_token, session_message);
-        let envelope = confide_sealed::seal(
+        let secret = conv
+            .record
+            .current()
+            .and_then(|s| s.envelope_secret())
+            .cloned();
+        let to = conv.peer_address.clone();
+        let peer_identity = conv.peer_identity;
+        let epochs = self.sender_epochs.entry(conversation).or_default();
+        if symmetric_allowed
+            && let Some(secret) = &secret
+            && let Some(current) = epochs.current.as_mut()
+            && current.usable(now, secret)
+            && let Ok(envelope) = current.sealer.seal(now, &payload)
+        {
+            return Some(Sealed {
+                session_message: payload,
+                envelope,
+                to,
+                started: None,
+                symmetric_epoch: Some(current.serial),
+            });
+        }
+        // The current epoch (if any) ended: renewal is due, or the session changed. Frames
+        // still waiting in it keep their envelopes: the peer keeps the epoch's window, and
+        // one it lost is covered by the re-seal of unanswered symmetric frames
+        // ([`Endpoint::reseal_unanswered_symmetric`]).
+        if symmetric_allowed {
+            epochs.current = None;
+        }
+        let (envelope, seed) = confide_sealed::seal_starting_epoch(
             rng,
             self.store.identity(),
             &self.certificate,
-            &conv.peer_identity,
+            &peer_identity,
             &payload,
         )
         .ok()?;
-        Some((payload, envelope, conv.peer_address.clone()))
+        let started = secret.and_then(|secret| self.new_epoch(&seed, secret, now));
+        Some(Sealed {
+            session_message: payload,
+            envelope,
+            to,
+            started,
+            symmetric_epoch: None,
+        })
+    }
+
+    /// Our side of the epoch a public-key envelope with `seed` started, in the session with
+    /// envelope secret `secret`.
+    pub(crate) fn new_epoch(
+        &mut self,
+        seed: &confide_sealed::EpochSeed,
+        secret: confide_crypto::secret::EnvelopeSecret,
+        now: Timestamp,
+    ) -> Option<OutgoingEpoch> {
+        let sealer = SymmetricSealer::new(seed, &secret, now).ok()?;
+        let serial = self.next_epoch_serial;
+        self.next_epoch_serial = serial.wrapping_add(1);
+        Some(OutgoingEpoch {
+            sealer,
+            secret,
+            serial,
+            proven: false,
+        })
+    }
+
+    /// Records what the envelope of the reliable frame `frame_id` did to our epochs: a
+    /// public-key one started a pending epoch ([`Endpoint::note_started_epoch`]); a symmetric
+    /// one belongs to epoch `symmetric_epoch` (remembered so that its acknowledgement proves
+    /// the epoch, and its failure to draw one demotes it).
+    pub(crate) fn note_sealed(
+        &mut self,
+        conversation: ConversationId,
+        frame_id: FrameId,
+        started: Option<OutgoingEpoch>,
+        symmetric_epoch: Option<u64>,
+    ) {
+        match symmetric_epoch {
+            Some(serial) => {
+                self.symmetric_sent.insert(frame_id, (conversation, serial));
+            }
+            None => {
+                self.symmetric_sent.remove(&frame_id);
+            }
+        }
+        self.note_started_epoch(conversation, frame_id, started);
+    }
+
+    /// Waiting frames in symmetric envelopes that drew no acknowledgement after
+    /// [`SYMMETRIC_RESEAL_AFTER_ATTEMPTS`] transmissions go again in public-key envelopes
+    /// (each starting a pending epoch), and the epoch they were sealed in stops being used:
+    /// the peer may have lost its window (it keeps windows for its newest epochs only, and
+    /// public-key frames can reach it out of order), and a symmetric frame it cannot open
+    /// would otherwise be retransmitted unchanged until it gives up. A frame the peer merely
+    /// did not receive yet costs one public-key envelope more.
+    ///
+    /// [`SYMMETRIC_RESEAL_AFTER_ATTEMPTS`]: crate::consts::SYMMETRIC_RESEAL_AFTER_ATTEMPTS
+    pub(crate) fn reseal_unanswered_symmetric<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+    ) {
+        // One pass over the outbox (a timeout must not cost outbox x frames).
+        let unanswered: Vec<FrameId> = self
+            .delivery
+            .waiting()
+            .filter(|(id, payload, attempts)| {
+                payload.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND)
+                    && *attempts >= crate::consts::SYMMETRIC_RESEAL_AFTER_ATTEMPTS
+                    && self.sent.contains_key(id)
+            })
+            .map(|(id, _, _)| id)
+            .collect();
+        for frame_id in unanswered {
+            let first_time = self.reencrypted_symmetric.insert(frame_id);
+            if let Some((conversation, _)) = self.symmetric_sent.remove(&frame_id)
+                && let Some(epochs) = self.sender_epochs.get_mut(&conversation)
+            {
+                // In a proven epoch (the peer opened envelopes of it) a first failure is
+                // most likely loss: the frame goes again in that epoch, under a new index.
+                // Otherwise, or the second time, the peer may have dropped the epoch: it
+                // stops being used, and the frame goes with public keys.
+                let stays = first_time && epochs.current.as_ref().is_some_and(|c| c.proven);
+                if !stays {
+                    epochs.current = None;
+                }
+            }
+            let _ = self.reencrypt_frame(rng, now, frame_id);
+        }
+        // Forget frames no longer waiting (acknowledged, cancelled, given up).
+        if !self.symmetric_sent.is_empty() || !self.reencrypted_symmetric.is_empty() {
+            let waiting: BTreeSet<FrameId> = self.delivery.waiting().map(|(id, _, _)| id).collect();
+            self.symmetric_sent.retain(|id, _| waiting.contains(id));
+            self.reencrypted_symmetric.retain(|id| waiting.contains(id));
+        }
+    }
+
+    /// Whether a relay receipt for `frame_id` may hold back its retransmissions: not for a
+    /// symmetric frame whose epoch the peer has not yet proven to hold (an acknowledged
+    /// symmetric envelope of it), since such a frame may need re-sealing
+    /// ([`Endpoint::reseal_unanswered_symmetric`]) and a hold would delay that by hours.
+    pub(crate) fn receipt_may_hold(&self, frame_id: FrameId) -> bool {
+        let symmetric = self
+            .delivery
+            .waiting_payload(frame_id)
+            .is_some_and(|(p, _)| p.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND));
+        if !symmetric {
+            return true;
+        }
+        self.symmetric_sent
+            .get(&frame_id)
+            .and_then(|(conversation, serial)| {
+                let current = self.sender_epochs.get(conversation)?.current.as_ref()?;
+                Some(current.serial == *serial && current.proven)
+            })
+            .unwrap_or(false)
+    }
+
+    /// Records the epoch a public-key envelope started as one of the conversation's pending
+    /// epochs, under the id of the reliable frame that carries it: it becomes current when
+    /// the peer acknowledges that frame (see [`SenderEpochs`]). The oldest pending epoch is
+    /// forgotten beyond [`MAX_PENDING_SENDER_EPOCHS`].
+    pub(crate) fn note_started_epoch(
+        &mut self,
+        conversation: ConversationId,
+        frame_id: FrameId,
+        started: Option<OutgoingEpoch>,
+    ) {
+        if let Some(epoch) = started {
+            let epochs = self.sender_epochs.entry(conversation).or_default();
+            epochs.pending.retain(|(f, _)| *f != frame_id);
+            epochs.pending.push_back((frame_id, epoch));
+            while epochs.pending.len() > MAX_PENDING_SENDER_EPOCHS {
+                epochs.pending.pop_front();
+            }
+        }
+    }
+
+    /// The peer acknowledged our frame `frame_id`: if it carried a pending epoch's
+    /// public-key envelope, that epoch becomes current (the peer installed its window just
+    /// before acknowledging).
+    pub(crate) fn confirm_epoch(&mut self, conversation: ConversationId, frame_id: FrameId) {
+        let symmetric = self.symmetric_sent.remove(&frame_id);
+        let Some(epochs) = self.sender_epochs.get_mut(&conversation) else {
+            return;
+        };
+        if let Some(position) = epochs.pending.iter().position(|(f, _)| *f == frame_id)
+            && let Some((_, epoch)) = epochs.pending.remove(position)
+        {
+            // Epochs started before this one can no longer become current: an
+            // acknowledgement that arrives late must not take us back to an older epoch,
+            // which the peer is likelier to have dropped.
+            epochs.pending.drain(..position);
+            epochs.current = Some(epoch);
+        } else if let Some((c, serial)) = symmetric
+            && c == conversation
+            && let Some(current) = epochs.current.as_mut()
+            && current.serial == serial
+        {
+            current.proven = true;
+        }
+    }
+
+    /// Forgets our symmetric epochs to `conversation` (its session changed or it closed): the
+    /// next envelope is a public-key one.
+    pub(crate) fn end_sender_epochs(&mut self, conversation: ConversationId) {
+        self.sender_epochs.remove(&conversation);
+    }
+
+    /// Forgets everything symmetric of a closed conversation: our epochs and the windows of
+    /// the peer's.
+    pub(crate) fn forget_epochs(&mut self, conversation: ConversationId) {
+        self.end_sender_epochs(conversation);
+        self.tag_directory.remove(&conversation);
     }
 
     /// The relay token for frames to `to`: the delivery token its conversation learned (from
@@ -697,6 +956,7 @@ impl Endpoint {
         let Some(conv) = self.conversations.remove(&id) else {
             return;
         };
+        self.forget_epochs(id);
         let closed_by = conv
             .policy
             .closed_by()
@@ -732,6 +992,22 @@ impl confide_transport::driver::SansIoEndpoint for Endpoint {
     fn poll_output(&mut self) -> Output {
         Endpoint::poll_output(self)
     }
+}
+
+/// What [`Endpoint::encrypt_and_seal`] produced.
+pub(crate) struct Sealed {
+    /// The envelope payload: the session message, with our delivery token in front while the
+    /// peer has not confirmed it.
+    pub(crate) session_message: Vec<u8>,
+    /// The envelope (public-key or symmetric).
+    pub(crate) envelope: Vec<u8>,
+    /// The peer's mailbox.
+    pub(crate) to: Address,
+    /// The epoch a public-key envelope started (`None` for a symmetric one, or a session
+    /// without an envelope secret).
+    pub(crate) started: Option<OutgoingEpoch>,
+    /// For a symmetric envelope, the serial of the epoch that sealed it.
+    pub(crate) symmetric_epoch: Option<u64>,
 }
 
 /// The envelope payload for `session_message` in `conv`: with our delivery token in front

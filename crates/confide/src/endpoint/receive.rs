@@ -1,12 +1,18 @@
 //! The receive pipeline, as named stages that each return early with one [`DropReason`]:
 //!
-//! transport frame -> dedup -> sealed open (certificate chain, with grace) -> payload kind
-//! (reset request or session message) -> conversation (existing, or new from a prekey
-//! message) -> staged session decrypt -> policy -> events and an acknowledgement.
+//! transport frame -> dedup -> sealed open (a public-key envelope: certificate chain, with
+//! grace; a symmetric one: staged in the tag window of the conversation its tag names) ->
+//! payload kind (reset request or session message) -> conversation (existing, or new from a
+//! prekey message) -> staged session decrypt (a symmetric envelope's index is recorded only
+//! now) -> policy (a public-key envelope's epoch window is installed only now) -> events and
+//! an acknowledgement.
 
 use confide_crypto::{CryptoRng, Timestamp, identity::IdentityPublicKey, kdf::sha256};
 use confide_policy::{ConversationPolicy, Incoming, Side};
-use confide_sealed::{CertificateError, DeliveryToken, OpenError, Role};
+use confide_sealed::{
+    CertificateError, DeliveryToken, EpochSeed, OpenError, Role, SYMMETRIC_ENVELOPE_KIND,
+    StagedEnvelope, SymmetricOpenError, TagWindow,
+};
 use confide_session::{
     DecryptError, Decrypted, IdentityChangePolicy, SessionMessage, SessionRecord,
 };
@@ -36,6 +42,26 @@ pub(crate) struct Authenticated {
     /// The frame id was received before with another payload: this is a re-sealed or
     /// re-encrypted copy from the same sender, acknowledged again but never shown again.
     pub(crate) seen_before: bool,
+    /// Which kind of envelope it came in, with what that kind changes once the payload
+    /// authenticated in the session.
+    pub(crate) sealing: Sealing,
+}
+
+/// How an envelope was sealed, and its effect on the symmetric state, applied only after the
+/// session accepted the payload (`docs/sealed-sender.md` §9.4, §9.5).
+pub(crate) enum Sealing {
+    /// A public-key envelope: the epoch it starts, and until when (the sender certificate's
+    /// expiry plus [`SENDER_CERTIFICATE_GRACE`]) under which server key its window accepts.
+    PublicKey {
+        seed: EpochSeed,
+        accept_until: Timestamp,
+        server_key_id: u32,
+    },
+    /// A symmetric envelope of a conversation's epoch, opened but not yet recorded.
+    Symmetric {
+        conversation: ConversationId,
+        staged: StagedEnvelope,
+    },
 }
 
 /// A frame that passed the dedup stage.
@@ -80,7 +106,12 @@ impl Endpoint {
             return Ok(());
         };
         let seen_from = candidate.seen_from.clone();
-        let auth = match self.open_envelope(candidate, now) {
+        let opened = if candidate.payload.first() == Some(&SYMMETRIC_ENVELOPE_KIND) {
+            self.open_symmetric(candidate, now)
+        } else {
+            self.open_envelope(candidate, now)
+        };
+        let auth = match opened {
             Ok(auth) => auth,
             // Anything under a known id that does not open is an injection: not answered.
             Err(_) if seen_from.is_some() => return Err((None, DropReason::AlteredDuplicate)),
@@ -96,6 +127,14 @@ impl Endpoint {
                 self.conversation_with(&auth.peer_address),
                 DropReason::MalformedPayload,
             )),
+            // A reset request must be readable without a session: its sender seals it with
+            // public keys, never in a symmetric envelope.
+            Ok(Payload::ResetRequest(_)) if matches!(auth.sealing, Sealing::Symmetric { .. }) => {
+                Err((
+                    self.conversation_with(&auth.peer_address),
+                    DropReason::EnvelopeRefused,
+                ))
+            }
             Ok(Payload::ResetRequest(_)) if auth.seen_before => Err((
                 self.conversation_with(&auth.peer_address),
                 DropReason::AlteredDuplicate,
@@ -166,6 +205,9 @@ impl Endpoint {
         frame_id: FrameId,
     ) {
         if self.delivery.grant_reacknowledgement(frame_id, now) {
+            // Our acknowledgement did not arrive; if it was symmetric, the peer may have
+            // dropped its epoch: this one goes with public keys, which always open.
+            self.public_key_acks.insert(conversation);
             self.acknowledge(rng, now, conversation, frame_id);
         } else {
             self.stats.record_unanswered_duplicate();
@@ -213,7 +255,106 @@ impl Endpoint {
             digest,
             token: None,
             seen_before: seen_from.is_some(),
+            sealing: Sealing::PublicKey {
+                seed: opened.epoch_seed,
+                accept_until: sender.expires_at().saturating_add(SENDER_CERTIFICATE_GRACE),
+                server_key_id: sender.server_key_id(),
+            },
         })
+    }
+
+    /// Stage 2 for a symmetric envelope (first byte `0x02`): its tag names the conversation,
+    /// whose window opens it without recording anything (`docs/sealed-sender.md` §9.4). The
+    /// sender is the conversation's peer as stored: the epoch was started by a public-key
+    /// envelope whose certificate named it, and its window ends with that certificate.
+    fn open_symmetric(
+        &mut self,
+        candidate: Candidate,
+        now: Timestamp,
+    ) -> Result<Authenticated, Refusal> {
+        let Candidate {
+            frame_id,
+            payload,
+            digest,
+            seen_from,
+        } = candidate;
+        let (conversation, opened, staged) = self
+            .tag_directory
+            .open_staged(now, &self.roots, &payload)
+            .map_err(|e| {
+                let reason = match e {
+                    SymmetricOpenError::EpochExpired => DropReason::CertificateExpired,
+                    _ => DropReason::EnvelopeRefused,
+                };
+                (None, reason)
+            })?;
+        let conv = self
+            .conversations
+            .get(&conversation)
+            .filter(|c| c.is_open())
+            .ok_or((None, DropReason::EnvelopeRefused))?;
+        let role = conv
+            .peer_role
+            .ok_or((Some(conversation), DropReason::EnvelopeRefused))?;
+        Ok(Authenticated {
+            frame_id,
+            peer_address: conv.peer_address.clone(),
+            identity: conv.peer_identity,
+            role,
+            payload: opened.to_vec(),
+            digest,
+            token: None,
+            seen_before: seen_from.is_some(),
+            sealing: Sealing::Symmetric {
+                conversation,
+                staged,
+            },
+        })
+    }
+
+    /// The session accepted the payload of a symmetric envelope: its window records the
+    /// index now, together with the session's own change (were it not recorded, a replay
+    /// would reach the session, which would refuse it as a duplicate and take the peer for
+    /// out of sync).
+    fn commit_symmetric(&mut self, auth: &Authenticated) {
+        if let Sealing::Symmetric {
+            conversation,
+            staged,
+        } = &auth.sealing
+            && self.tag_directory.commit(conversation, staged)
+        {
+            // The conversation's record holds its windows.
+            let _ = self.conversations.get_mut(conversation);
+        }
+    }
+
+    /// The session accepted the payload of a public-key envelope in a frame we acknowledge:
+    /// install the window of the epoch it starts, keyed with the conversation's current
+    /// envelope secret (`docs/sealed-sender.md` §9.5). Acknowledgement frames install none:
+    /// they are never acknowledged, so their epochs never become current at the sender.
+    fn install_epoch(&mut self, conversation: ConversationId, auth: &Authenticated) {
+        let Sealing::PublicKey {
+            seed,
+            accept_until,
+            server_key_id,
+        } = &auth.sealing
+        else {
+            return;
+        };
+        let Some(secret) = self
+            .conversations
+            .get(&conversation)
+            .and_then(|c| c.record.current())
+            .and_then(|s| s.envelope_secret())
+        else {
+            return;
+        };
+        let Ok(window) = TagWindow::new(seed, secret, *accept_until, *server_key_id) else {
+            return;
+        };
+        if self.tag_directory.install(conversation, window) {
+            let _ = self.conversations.get_mut(&conversation);
+        }
     }
 
     /// Stage 3: a session message, to its conversation (or a new one).
@@ -270,6 +411,7 @@ impl Endpoint {
             }
         };
         // The session state advanced: from here on the state must be persisted.
+        self.commit_symmetric(&auth);
         self.mark_changed();
         if let Some(token) = auth.token.clone()
             && let Some(conv) = self.conversations.get_mut(&conversation)
@@ -328,10 +470,12 @@ impl Endpoint {
                     #[cfg(feature = "tracing")]
                     tracing::info!("confide: the peer started a new session (reset)");
                     self.events.push_back(Event::SessionReset { conversation });
+                    // Our symmetric epochs belonged to the old session.
+                    self.end_sender_epochs(conversation);
                     // Our frames still waiting were encrypted in the old session, which the
                     // peer may not follow: send them again in the new one, and tell the peer
                     // what we hold.
-                    let _ = self.reencrypt_waiting(rng, conversation);
+                    let _ = self.reencrypt_waiting(rng, now, conversation);
                     self.send_resume(rng, now, conversation);
                 }
                 Ok(Some(decrypted))
@@ -423,8 +567,9 @@ impl Endpoint {
         if auth.seen_before {
             // The sender re-encrypted a frame we already handled (after a session reset):
             // the session advanced past it, the content is not shown again, and it is
-            // acknowledged again.
+            // acknowledged again. Its sender may have started an epoch with it.
             let _ = self.delivery.update_incoming_digest(frame_id, auth.digest);
+            self.install_epoch(conversation, auth);
             self.reacknowledge(rng, now, conversation, frame_id);
             return Ok(());
         }
@@ -455,8 +600,10 @@ impl Endpoint {
                 conv.record.erase();
                 // Nothing still waiting for this peer can be acknowledged now.
                 self.cancel_sent(conversation, |_| true);
+                self.forget_epochs(conversation);
             }
             other => {
+                self.install_epoch(conversation, auth);
                 let _ = self.delivery.accept_incoming(
                     frame_id,
                     auth.peer_address.clone(),
@@ -521,6 +668,7 @@ impl Endpoint {
         from: &Address,
         frame_id: FrameId,
     ) {
+        self.confirm_epoch(conversation, frame_id);
         // The peer holds our delivery token once it acknowledged a frame that carried it.
         if self.sent.get(&frame_id).is_some_and(|s| {
             s.conversation == conversation && reset::carries_token(&s.session_message)

@@ -339,6 +339,9 @@ impl Endpoint {
         self.resume_pending = false;
         let ids: Vec<ConversationId> = self.conversations.keys().copied().collect();
         for conversation in ids {
+            // Our epochs were not stored; frames waiting in symmetric envelopes go out again
+            // as they are (the peer still holds their windows) and are re-sealed with public
+            // keys if they draw no acknowledgement (`reseal_unanswered_symmetric`).
             self.send_resume(rng, now, conversation);
         }
         self.mark_changed();
@@ -367,12 +370,17 @@ impl Endpoint {
         };
         let message = frame.id();
         let content = frame.into_bytes();
-        let Some((session_message, envelope, to)) =
-            self.encrypt_and_seal(rng, conversation, &content)
-        else {
+        let Some(sealed) = self.encrypt_and_seal(rng, now, conversation, &content) else {
             return;
         };
-        if let Ok(frame_id) = self.delivery.send(rng, now, to, envelope) {
+        let session_message = sealed.session_message;
+        if let Ok(frame_id) = self.delivery.send(rng, now, sealed.to, sealed.envelope) {
+            self.note_sealed(
+                conversation,
+                frame_id,
+                sealed.started,
+                sealed.symmetric_epoch,
+            );
             self.sent.insert(
                 frame_id,
                 SentRecord {

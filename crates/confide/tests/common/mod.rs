@@ -341,6 +341,10 @@ impl World {
         // (ratchet key, fork nonce, index, sender) -> ciphertext
         type KeyName = ([u8; 32], [u8; 32], u32, [u8; 32]);
         let mut seen: BTreeMap<KeyName, Vec<u8>> = BTreeMap::new();
+        // Symmetric envelopes (docs/sealed-sender.md §9): their session messages cannot be
+        // read here without the session's envelope secret; their key and nonce are named by
+        // their tag, so a tag seen with two different envelopes is a reuse.
+        let mut tags: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for (sender, log) in self.wire.iter().enumerate() {
             for (to, frame) in log.borrow().iter() {
                 let Some(recipient) = self
@@ -353,6 +357,15 @@ impl World {
                 let Frame::Data { payload, .. } = Frame::from_bytes(frame).unwrap() else {
                     panic!("unexpected frame kind");
                 };
+                if payload.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND) {
+                    let tag = payload[..1 + confide_sealed::ENVELOPE_TAG_LEN].to_vec();
+                    let prev = tags.entry(tag).or_insert_with(|| payload.clone());
+                    assert_eq!(
+                        prev, &payload,
+                        "a symmetric envelope key was used for two different envelopes"
+                    );
+                    continue;
+                }
                 let opened = confide_sealed::open_with_grace(
                     &self.identities[recipient],
                     roots,

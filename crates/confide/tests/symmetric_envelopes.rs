@@ -1,0 +1,218 @@
+//! The endpoint's use of symmetric sealed-sender envelopes (`docs/sealed-sender.md` §9):
+//! when it switches to them, that a restart goes back to a public-key envelope, and that a
+//! replayed or altered symmetric envelope changes nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{World, connect, lossy, pair};
+use confide::{DropReason, Input};
+use confide_crypto::Duration;
+use confide_sealed::SYMMETRIC_ENVELOPE_KIND;
+use confide_transport::{Frame, FrameId};
+
+fn settle(world: &mut World) {
+    let until = world.now().saturating_add(Duration::from_secs(5));
+    world.run_until(until);
+}
+
+/// The envelopes node `n` put on the wire from index `from` on: (is it symmetric, frame
+/// length, frame id, envelope).
+fn envelopes(world: &World, n: usize, from: usize) -> Vec<(bool, usize, FrameId, Vec<u8>)> {
+    world.wire[n]
+        .borrow()
+        .iter()
+        .skip(from)
+        .filter_map(|(_, frame)| match Frame::from_bytes(frame).unwrap() {
+            Frame::Data { id, payload } => Some((
+                payload[0] == SYMMETRIC_ENVELOPE_KIND,
+                frame.len(),
+                id,
+                payload,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The state's records without the drop counters (the counters record's last field).
+fn state_without_counters(
+    world: &mut World,
+    n: usize,
+) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let key = world.key.clone();
+    let blob = world.command(n, |e, _, rng| {
+        e.export_state(rng, &key, b"account").unwrap()
+    });
+    let plain = confide_session::storage::open(
+        &key,
+        confide_session::storage::StateKind::Endpoint,
+        b"account",
+        &blob,
+    )
+    .unwrap()
+    .to_vec();
+    let counters = 1 + 8 * (DropReason::ALL.len() + 2);
+    let mut records = common::snapshot_records(&plain);
+    let c = records.get_mut(common::COUNTERS_RECORD).unwrap();
+    c.truncate(c.len() - counters);
+    records
+}
+
+/// A client and a counselor that exchanged texts both ways, so each acknowledged the other's
+/// first public-key envelope.
+fn established(
+    seed: u8,
+) -> (
+    World,
+    confide_sealed::TrustRoots,
+    confide::ConversationId,
+    confide::ConversationId,
+) {
+    let (mut world, service) = pair(seed, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, b"hello");
+    settle(&mut world);
+    let counselor_conv = world.endpoint(1).conversations()[0];
+    world.send(1, counselor_conv, b"I'm here.");
+    settle(&mut world);
+    (world, service.roots, conv, counselor_conv)
+}
+
+#[test]
+fn an_established_conversation_switches_to_symmetric_envelopes_after_the_first_acknowledged_one() {
+    let (mut world, roots, conv, counselor_conv) = established(81);
+    let client = envelopes(&world, 0, 0);
+    // The first text and everything until its acknowledgement arrived: public-key.
+    assert!(!client[0].0, "the first envelope is public-key");
+    let text = [b'x'; 100];
+    let mark = (world.wire[0].borrow().len(), world.wire[1].borrow().len());
+    world.send(0, conv, &text);
+    settle(&mut world);
+    let sent = envelopes(&world, 0, mark.0);
+    let acks = envelopes(&world, 1, mark.1);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].0,
+        "a text after the first acknowledged envelope is symmetric"
+    );
+    assert!(
+        acks.iter().all(|a| a.0),
+        "the counselor's acknowledgement too"
+    );
+    // The target for a 100-byte text, and what its acknowledgement costs now.
+    assert!(sent[0].1 <= 400, "100 B text: {} bytes", sent[0].1);
+    assert_eq!(sent[0].1, 373);
+    assert_eq!(acks[0].1, 373);
+    assert_eq!(world.live[1].received.last().unwrap().1, text.to_vec());
+    // Both directions, and the acknowledgements, keep going symmetric.
+    world.send(1, counselor_conv, b"ok");
+    settle(&mut world);
+    assert!(envelopes(&world, 1, mark.1).iter().all(|e| e.0));
+    assert_eq!(world.live[0].received.last().unwrap().1, b"ok".to_vec());
+    world.assert_no_key_reuse(&roots);
+}
+
+#[test]
+fn after_a_restart_the_first_envelope_is_public_key_again() {
+    let (mut world, _, conv, _) = established(82);
+    world.send(0, conv, b"symmetric");
+    settle(&mut world);
+    assert!(envelopes(&world, 0, 0).last().unwrap().0);
+    // The client restarts from its store: its sender epoch is gone.
+    world.crash(0);
+    let mark = world.wire[0].borrow().len();
+    world.send(0, conv, b"after the restart");
+    settle(&mut world);
+    let after: Vec<bool> = envelopes(&world, 0, mark).iter().map(|e| e.0).collect();
+    assert!(
+        after.iter().all(|s| !s),
+        "public-key until acknowledged: {after:?}"
+    );
+    assert_eq!(
+        world.live[1].received.last().unwrap().1,
+        b"after the restart".to_vec()
+    );
+    // Once acknowledged, symmetric again.
+    let mark = world.wire[0].borrow().len();
+    world.send(0, conv, b"and now small again");
+    settle(&mut world);
+    assert!(envelopes(&world, 0, mark).iter().all(|e| e.0));
+    assert_eq!(
+        world.live[1].received.last().unwrap().1,
+        b"and now small again".to_vec()
+    );
+}
+
+#[test]
+fn a_replayed_or_altered_symmetric_envelope_is_refused_and_changes_nothing() {
+    let (mut world, _, conv, _) = established(83);
+    world.send(0, conv, b"once");
+    settle(&mut world);
+    let (symmetric, _, id, envelope) = envelopes(&world, 0, 0).pop().unwrap();
+    assert!(symmetric);
+    let received = world.live[1].received.len();
+    let before = state_without_counters(&mut world, 1);
+    let refused_before = world
+        .endpoint(1)
+        .stats()
+        .dropped(DropReason::EnvelopeRefused);
+    let mut inputs = Vec::new();
+    // The envelope again under a new frame id (the dedup window does not know it): its
+    // tag was consumed.
+    let mut other_id = *id.as_bytes();
+    other_id[0] ^= 1;
+    inputs.push(
+        Frame::Data {
+            id: FrameId::from_bytes(other_id),
+            payload: envelope.clone(),
+        }
+        .to_bytes()
+        .unwrap(),
+    );
+    // A fresh symmetric envelope with one bit flipped, in every part of it.
+    world.send(0, conv, b"twice");
+    let fresh = {
+        let all = envelopes(&world, 0, 0);
+        all.last().unwrap().clone()
+    };
+    assert!(fresh.0);
+    for bit in [0, 8, 8 * 16, 8 * 17, 8 * (fresh.3.len() - 1) + 7] {
+        let mut altered = fresh.3.clone();
+        altered[bit / 8] ^= 1 << (bit % 8);
+        inputs.push(
+            Frame::Data {
+                id: fresh.2,
+                payload: altered,
+            }
+            .to_bytes()
+            .unwrap(),
+        );
+    }
+    for bytes in &inputs {
+        world.command(1, |e, now, rng| {
+            e.handle_input(rng, Input::Receive { bytes, now })
+        });
+    }
+    assert_eq!(
+        before,
+        state_without_counters(&mut world, 1),
+        "state unchanged"
+    );
+    assert_eq!(world.live[1].received.len(), received);
+    assert!(
+        world
+            .endpoint(1)
+            .stats()
+            .dropped(DropReason::EnvelopeRefused)
+            >= refused_before + inputs.len() as u64
+    );
+    // The genuine envelope still opens afterwards.
+    settle(&mut world);
+    assert_eq!(world.live[1].received.last().unwrap().1, b"twice".to_vec());
+}
