@@ -119,3 +119,48 @@ fn frame_sizes_on_the_wire_are_the_documented_buckets() {
         prekey_len - 4
     );
 }
+
+const README: &str = include_str!("../../../README.md");
+
+/// The Confide column of the README's wire-size row whose first cell is `row`.
+fn readme_bytes(row: &str) -> usize {
+    let line = README
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("| {row} |")))
+        .unwrap_or_else(|| panic!("README.md has no wire-size row `{row}`"));
+    let cell = line.split('|').nth(2).unwrap().trim().replace(',', "");
+    cell.parse()
+        .unwrap_or_else(|_| panic!("row `{row}`: `{cell}` is not a number"))
+}
+
+#[test]
+fn texts_and_acknowledgements_in_an_established_conversation_cost_what_the_readme_says() {
+    let (mut world, _service) = pair(72, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, &[b'x'; 100]);
+    let first_contact = world.wire[0].borrow()[0].1.len();
+    assert_eq!(first_contact, readme_bytes("first contact, 100 B text"));
+    world.run_until(world.now().saturating_add(Duration::from_secs(5)));
+    let counselor_conv = world.endpoint(1).conversations()[0];
+    world.send(1, counselor_conv, b"I'm here.");
+    world.run_until(world.now().saturating_add(Duration::from_secs(5)));
+    // Both sides now seal symmetrically and both delivery tokens are confirmed.
+    for (row, len) in [("20 B text", 20), ("100 B text", 100), ("1 KiB text", 1024)] {
+        let marks = (world.wire[0].borrow().len(), world.wire[1].borrow().len());
+        world.send(0, conv, &vec![b'x'; len]);
+        world.run_until(world.now().saturating_add(Duration::from_secs(5)));
+        let sent: Vec<usize> = world.wire[0].borrow()[marks.0..]
+            .iter()
+            .map(|(_, f)| f.len())
+            .collect();
+        let acks: Vec<usize> = world.wire[1].borrow()[marks.1..]
+            .iter()
+            .map(|(_, f)| f.len())
+            .collect();
+        assert_eq!(sent.len(), 1, "{row}: one frame, no retransmission");
+        assert_eq!(acks.len(), 1, "{row}: one acknowledgement");
+        assert_eq!(sent[0], readme_bytes(row), "{row}");
+        assert_eq!(acks[0], readme_bytes("its acknowledgement"), "ack of {row}");
+    }
+    assert!(readme_bytes("100 B text") <= 400, "the issue's target for a 100 B text");
+}
