@@ -297,7 +297,7 @@ async fn malformed_and_wrong_key_requests_are_refused_nothing_is_stored_and_the_
             ErrorCode::NoSuchMailbox
         );
         c.ping().await.unwrap();
-        println!("{refusals} malformed requests refused on one connection");
+        println!("{refusals} malformed requests refused");
 
         // A framing violation (length 0) is answered, then the connection closes.
         c.write_raw(&[0, 0, 0, 0]).await.unwrap();
