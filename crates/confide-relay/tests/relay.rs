@@ -17,7 +17,7 @@ use confide_relay::client::{ClientError, RelayConnection};
 use confide_relay::protocol::{
     BundleKind, ErrorCode, Request, RequestBody, ServerMessage, authenticate_message, frame_message,
 };
-use confide_sealed::{DeliveryToken, ProfileKey, Role, SenderCertificate, TrustRoots};
+use confide_sealed::{DeliveryToken, ProfileKey, Role, SenderCertificate};
 use confide_transport::RelayToken;
 
 async fn within<F: std::future::Future<Output = ()>>(f: F) {
@@ -551,39 +551,12 @@ async fn a_full_mailbox_refuses_with_a_typed_error() {
     .await;
 }
 
-fn run_cli(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confide-relay"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn the_issuer_certifies_owners_as_clients_and_staff_only_from_the_command_line() {
     within(async {
         let dir = TempDir::new("issuer");
+        let (roots, server_file) = init_issuer(dir.path());
         let root_file = dir.path().join("root.key");
-        let server_file = dir.path().join("server.key");
-        let root_out = run_cli(&["init-root", "--root-key-file", root_file.to_str().unwrap()]);
-        let root_hex = root_out
-            .lines()
-            .find_map(|l| l.strip_prefix("root public key "))
-            .unwrap();
-        run_cli(&[
-            "init",
-            "--root-key-file",
-            root_file.to_str().unwrap(),
-            "--server-key-file",
-            server_file.to_str().unwrap(),
-            "--server-key-id",
-            "3",
-        ]);
         #[cfg(unix)]
         for f in [&root_file, &server_file] {
             use std::os::unix::fs::PermissionsExt;
@@ -596,13 +569,6 @@ async fn the_issuer_certifies_owners_as_clients_and_staff_only_from_the_command_
             .output()
             .unwrap();
         assert!(!again.status.success());
-
-        let mut roots = TrustRoots::new();
-        let root_key = confide_crypto::signing::VerifyingKey::from_bytes(
-            &hex::decode(root_hex).unwrap().try_into().unwrap(),
-        )
-        .unwrap();
-        roots.add_root(1, root_key).unwrap();
 
         let relay = RelayProcess::start(
             dir.path(),

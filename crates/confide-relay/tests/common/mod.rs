@@ -64,11 +64,16 @@ impl RelayProcess {
     /// Starts `confide-relay --db <dir>/relay.sqlite --listen 127.0.0.1:0 <extra>` and reads
     /// the address from its first line.
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_on(dir, "127.0.0.1:0", extra)
+    }
+
+    /// As [`Self::start`], listening on `listen`.
+    pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> Self {
         let db = dir.join("relay.sqlite");
         let mut child = Command::new(env!("CARGO_BIN_EXE_confide-relay"))
             .arg("--db")
             .arg(&db)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -171,4 +176,46 @@ pub fn refused<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
         Err(ClientError::Refused(code)) => code,
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// Runs the relay's command line and returns its standard output (panics on failure).
+pub fn run_cli(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_confide-relay"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An operator's issuer in `dir`: a root key (id 1) and a server key (id 3) it certified.
+/// Returns the trust roots apps pin and the server key file.
+pub fn init_issuer(dir: &Path) -> (confide_sealed::TrustRoots, PathBuf) {
+    let root_file = dir.join("root.key");
+    let server_file = dir.join("server.key");
+    let root_out = run_cli(&["init-root", "--root-key-file", root_file.to_str().unwrap()]);
+    let root_hex = root_out
+        .lines()
+        .find_map(|l| l.strip_prefix("root public key "))
+        .unwrap();
+    run_cli(&[
+        "init",
+        "--root-key-file",
+        root_file.to_str().unwrap(),
+        "--server-key-file",
+        server_file.to_str().unwrap(),
+        "--server-key-id",
+        "3",
+    ]);
+    let mut roots = confide_sealed::TrustRoots::new();
+    let root_key = confide_crypto::signing::VerifyingKey::from_bytes(
+        &hex::decode(root_hex).unwrap().try_into().unwrap(),
+    )
+    .unwrap();
+    roots.add_root(1, root_key).unwrap();
+    (roots, server_file)
 }
