@@ -115,6 +115,14 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_mins(5);
 /// hold a connection's buffer for the whole idle timeout.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most per-mailbox rate buckets (sends to, and bundle fetches of, one address) tracked at
+/// once; past it, full buckets are dropped, and if none is, a request for a new address is
+/// refused `RateLimited`.
+///
+/// Reason: bundle fetches of made-up addresses would otherwise grow the table without bound
+/// between two sweeps; 100,000 buckets take a few MiB.
+pub const MAX_TRACKED_TARGETS: usize = 100_000;
+
 /// Most connections served at once; further ones are closed on accept.
 ///
 /// Reason: bounds memory (each connection may buffer one [`MAX_MESSAGE_LEN`] message and

@@ -30,7 +30,7 @@ use crate::consts::{
     BODY_TIMEOUT, CHALLENGE_LEN, CONNECTION_REQUEST_BURST, CONNECTION_REQUESTS_PER_SECOND,
     DELIVERED_MEMORY, DELIVERY_BATCH, IDLE_TIMEOUT, MAILBOX_SEND_BURST, MAILBOX_SENDS_PER_SECOND,
     MAX_BYTES_PER_MAILBOX, MAX_CONNECTIONS, MAX_FRAMES_PER_MAILBOX, MAX_ONE_TIME_BUNDLES,
-    OUTBOUND_QUEUE, SWEEP_INTERVAL, UNDELIVERED_RETENTION,
+    MAX_TRACKED_TARGETS, OUTBOUND_QUEUE, SWEEP_INTERVAL, UNDELIVERED_RETENTION,
 };
 use crate::issuer::issue_client_certificate;
 use crate::protocol::{
@@ -441,14 +441,20 @@ impl Relay {
         let mut key = Vec::with_capacity(address.len().saturating_add(1));
         key.push(kind);
         key.extend_from_slice(address);
-        lock(&self.target_buckets)
+        let now = Instant::now();
+        let (burst, rate) = (limits.mailbox_send_burst, limits.mailbox_sends_per_second);
+        let mut buckets = lock(&self.target_buckets);
+        if buckets.len() >= MAX_TRACKED_TARGETS && !buckets.contains_key(&key) {
+            // A full bucket carries no information: forget those first.
+            buckets.retain(|_, b| !b.is_full(burst, rate, now));
+            if buckets.len() >= MAX_TRACKED_TARGETS {
+                return false;
+            }
+        }
+        buckets
             .entry(key)
-            .or_insert_with(|| Bucket::full(limits.mailbox_send_burst))
-            .take(
-                limits.mailbox_send_burst,
-                limits.mailbox_sends_per_second,
-                Instant::now(),
-            )
+            .or_insert_with(|| Bucket::full(burst))
+            .take(burst, rate, now)
     }
 
     async fn connection(self: Arc<Self>, stream: TcpStream) {
