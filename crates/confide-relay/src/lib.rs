@@ -17,7 +17,7 @@
 //!   mailbox address; counselor and bot certificates only from the operator's command line.
 //!
 //! Storage is behind [`store::RelayStore`]; [`store::SqliteRelayStore`] is the embedded
-//! default. Every limit is a named constant in [`consts`] with its reason. [`client`] is a tokio
+//! default, and the `postgres` feature adds `postgres::PostgresRelayStore`. Every limit is a named constant in [`consts`] with its reason. [`client`] is a tokio
 //! client with reconnect and backoff whose events feed a sans-IO `confide` endpoint.
 //!
 //! ```no_run
@@ -46,6 +46,8 @@
 pub mod client;
 pub mod consts;
 pub mod issuer;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -9,7 +9,8 @@
 //!               --identity-hex HEX --name NAME [--device-id N] [--valid-days D]
 //! ```
 //!
-//! `serve` prints `listening on IP:PORT` as its first line, then its limits.
+//! `serve` prints `listening on IP:PORT` as its first line, then its limits. `--db` is a
+//! SQLite file, or a `postgres://` URL in a build with the `postgres` feature.
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -22,7 +23,7 @@ use chacha20::ChaCha20Rng;
 use confide_crypto::identity::IdentityPublicKey;
 use confide_crypto::signing::SigningKey;
 use confide_relay::issuer::{create_root_key, create_server_key, read_root_key, read_server_key};
-use confide_relay::store::SqliteRelayStore;
+use confide_relay::store::{RelayStore, SqliteRelayStore};
 use confide_relay::{Limits, Relay, RelayConfig, wall_clock};
 use confide_sealed::{Role, SenderCertificate, SenderClaims};
 use confide_wire::Duration;
@@ -31,7 +32,7 @@ use rand_core::SeedableRng;
 type Error = Box<dyn std::error::Error>;
 
 const USAGE: &str = "usage:
-  confide-relay [serve] --db PATH --listen ADDR [--server-key-file PATH]
+  confide-relay [serve] --db PATH|postgres://URL --listen ADDR [--server-key-file PATH]
                 [--max-frames-per-mailbox N] [--max-bytes-per-mailbox N]
   confide-relay init-root --root-key-file PATH [--root-key-id N]
   confide-relay init --root-key-file PATH --server-key-file PATH --server-key-id N [--valid-days D]
@@ -126,7 +127,7 @@ fn run(args: &[String]) -> Result<(), Error> {
         "init" => init(flags),
         "issue" => issue(flags),
         _ => {
-            let db = PathBuf::from(flags.required("db")?);
+            let db = flags.required("db")?;
             let listen = flags.required("listen")?;
             let issuer = flags
                 .take("server-key-file")
@@ -143,19 +144,35 @@ fn run(args: &[String]) -> Result<(), Error> {
     }
 }
 
-fn serve(db: PathBuf, listen: &str, config: RelayConfig) -> Result<(), Error> {
-    let store = Arc::new(SqliteRelayStore::open(&db)?);
+fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+async fn open_store(db: &str) -> Result<(Arc<dyn RelayStore>, &'static str), Error> {
+    if is_postgres_url(db) {
+        #[cfg(feature = "postgres")]
+        {
+            let store = confide_relay::postgres::PostgresRelayStore::connect(db).await?;
+            return Ok((Arc::new(store), "PostgreSQL"));
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err("this build has no PostgreSQL store (build with --features postgres)".into());
+    }
+    Ok((Arc::new(SqliteRelayStore::open(db)?), "SQLite"))
+}
+
+fn serve(db: String, listen: &str, config: RelayConfig) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let (store, kind) = open_store(&db).await?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {}", listener.local_addr()?)?;
         writeln!(
             out,
-            "database {} (SQLite); certificate issuer {}",
-            db.display(),
+            "database: {kind}; certificate issuer {}",
             if config.issuer.is_some() {
                 "on"
             } else {

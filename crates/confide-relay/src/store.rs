@@ -33,6 +33,10 @@ pub enum StoreError {
     /// A stored value has an impossible shape (wrong key length...).
     #[error("stored value is corrupt")]
     Corrupt,
+    /// The database location or options are not acceptable (an unparsable URL, a schema name
+    /// outside `[a-z0-9_]{1,63}`).
+    #[error("invalid database configuration")]
+    InvalidConfiguration,
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -176,3 +176,96 @@ fn debug_output_shows_no_keys_or_addresses() {
     let root = confide_relay::issuer::RootKey { id: 4, key };
     assert_eq!(format!("{root:?}"), "RootKey { id: 4, .. }");
 }
+
+/// The environment variable naming a PostgreSQL database the tests may create schemas in
+/// (`postgres://user@host/db`); `.ci/run` starts a throwaway cluster and sets it.
+const POSTGRES_URL_VAR: &str = "CONFIDE_TEST_POSTGRES_URL";
+
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn postgres_backend_is_not_built() {
+    println!(
+        "skipped: the PostgreSQL store tests need `--features postgres` (and {POSTGRES_URL_VAR})"
+    );
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use confide_relay::postgres::PostgresRelayStore;
+
+    fn url() -> Option<String> {
+        let url = std::env::var(POSTGRES_URL_VAR).ok();
+        if url.is_none() {
+            println!(
+                "skipped: {POSTGRES_URL_VAR} is not set (a postgres:// URL of a throwaway database)"
+            );
+        }
+        url
+    }
+
+    /// A runtime to drive the connections, and a fresh schema name for this run.
+    fn fresh(name: &str) -> (tokio::runtime::Runtime, String) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        (
+            rt,
+            format!("confide_test_{name}_{}_{nanos}", std::process::id()),
+        )
+    }
+
+    #[test]
+    fn postgres_passes_the_conformance_suite() {
+        let Some(url) = url() else { return };
+        let (rt, schema) = fresh("conformance");
+        let store = rt
+            .block_on(PostgresRelayStore::connect_in_schema(&url, &schema))
+            .unwrap();
+        conformance(&store);
+    }
+
+    #[test]
+    fn concurrent_takers_on_separate_connections_get_each_one_time_bundle_once() {
+        let Some(url) = url() else { return };
+        let (rt, schema) = fresh("takers");
+        let connect = || {
+            rt.block_on(PostgresRelayStore::connect_in_schema(&url, &schema))
+                .unwrap()
+        };
+        let owner = connect();
+        owner.create_mailbox(MB, &[1; 32], None, T0).unwrap();
+        let bundles: Vec<Vec<u8>> = (0..60u32).map(|n| n.to_be_bytes().to_vec()).collect();
+        owner.upload_bundles(MB, &bundles, Some(b"L"), 200).unwrap();
+        // Four connections stand for four relay processes sharing the database.
+        let stores: Vec<PostgresRelayStore> = (0..4).map(|_| connect()).collect();
+        let taken: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = stores
+                .iter()
+                .map(|s| {
+                    scope.spawn(move || {
+                        (0..20)
+                            .filter_map(|_| match s.take_bundle(MB).unwrap() {
+                                Some((BundleKind::OneTime, b)) => Some(b),
+                                _ => None,
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let distinct: std::collections::HashSet<_> = taken.iter().collect();
+        assert_eq!(taken.len(), 60, "every one-time bundle handed out");
+        assert_eq!(distinct.len(), 60, "none twice");
+    }
+}
