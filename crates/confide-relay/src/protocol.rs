@@ -271,7 +271,8 @@ pub enum ErrorCode {
     NoBundle,
     /// `0x000F`: the identity key in a certificate request does not decode.
     InvalidIdentity,
-    /// `0x0010`: this relay has no server key, so it issues no certificates.
+    /// `0x0010`: this relay has no server key (or its server certificate expired), so it
+    /// issues no certificates.
     IssuerUnavailable,
     /// `0x0011`: the length prefix was 0 or over [`MAX_MESSAGE_LEN`], or a body did not arrive
     /// in time: the relay closes the connection after this error (request id 0).

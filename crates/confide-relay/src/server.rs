@@ -720,16 +720,16 @@ impl Connection {
                     .issuer
                     .as_ref()
                     .ok_or(ErrorCode::IssuerUnavailable)?;
+                let now = wall_clock();
+                // An expired server key would only issue certificates nobody accepts.
+                if server.certificate().expires_at() <= now {
+                    return Err(ErrorCode::IssuerUnavailable);
+                }
                 let identity = IdentityPublicKey::from_bytes(&identity)
                     .map_err(|_| ErrorCode::InvalidIdentity)?;
-                let cert = issue_client_certificate(
-                    server,
-                    owner.as_bytes(),
-                    device_id,
-                    identity,
-                    wall_clock(),
-                )
-                .map_err(|_| ErrorCode::InvalidIdentity)?;
+                let cert =
+                    issue_client_certificate(server, owner.as_bytes(), device_id, identity, now)
+                        .map_err(|_| ErrorCode::InvalidIdentity)?;
                 Ok(ServerMessage::Certificate {
                     id,
                     expires_at: cert.expires_at(),

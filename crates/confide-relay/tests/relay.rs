@@ -626,6 +626,30 @@ async fn the_issuer_certifies_owners_as_clients_and_staff_only_from_the_command_
         assert_eq!(staff.display_name(), Some("Dr. Example"));
         assert_eq!(staff.server_key_id(), 3);
 
+        // A relay whose server certificate expired issues nothing.
+        let expired_file = dir.path().join("expired.key");
+        run_cli(&[
+            "init",
+            "--root-key-file",
+            root_file.to_str().unwrap(),
+            "--server-key-file",
+            expired_file.to_str().unwrap(),
+            "--server-key-id",
+            "4",
+            "--valid-days",
+            "0",
+        ]);
+        let dir3 = TempDir::new("expired-issuer");
+        let stale = RelayProcess::start(
+            dir3.path(),
+            &["--server-key-file", expired_file.to_str().unwrap()],
+        );
+        let mut c = owner(stale.addr, &mailbox, &key(11)).await;
+        assert_eq!(
+            refused(c.request_certificate(1, identity.public().to_bytes()).await),
+            ErrorCode::IssuerUnavailable
+        );
+
         // A relay without a server key says so.
         let dir2 = TempDir::new("no-issuer");
         let plain = RelayProcess::start(dir2.path(), &[]);
