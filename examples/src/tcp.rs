@@ -8,7 +8,9 @@
 //! **It gives no sender anonymity.** A client sends on the connection that registered its own
 //! mailbox, so the relay links every sealed envelope to its sender's mailbox (and IP address),
 //! whatever the envelope hides. A relay that keeps senders anonymous accepts sealed sends on
-//! connections that are not tied to a mailbox; that is the reference relay's job.
+//! connections that are not tied to a mailbox; that is the reference relay's job
+//! (`crates/confide-relay`, protocol in `docs/relay.md`), which the `relay` and `chat` examples
+//! have not moved onto yet.
 //!
 //! Delivery tokens: a mailbox may register a token verifier
 //! (`SHA-256("Confide_v1_MailboxVerifier" || token)`, see `confide_sealed::TokenVerifier`).

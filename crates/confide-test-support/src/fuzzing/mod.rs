@@ -215,6 +215,25 @@ pub fn transport_relay(data: &[u8]) {
     }
 }
 
+/// `relay_request`: the reference relay's request decoder (`confide_relay::protocol`) never
+/// panics and whatever it accepts re-encodes to exactly the input; the same for the relay's
+/// messages to clients (which a client decodes), and the relay's frame-header check never
+/// panics.
+pub fn relay_request(data: &[u8]) {
+    use confide_relay::protocol::{Request, ServerMessage, frame_id_of};
+    if let Ok(request) = Request::from_bytes(data) {
+        let again = request.to_bytes().expect("a decoded request re-encodes");
+        assert_eq!(again, data, "request encoding is canonical");
+    }
+    if let Ok(message) = ServerMessage::from_bytes(data) {
+        let again = message
+            .to_bytes()
+            .expect("a decoded relay message re-encodes");
+        assert_eq!(again, data, "relay message encoding is canonical");
+    }
+    let _ = frame_id_of(data);
+}
+
 /// `endpoint_certified_bundle`: the certified bundle decoder (what a directory serves for
 /// first contact) never panics, and a bundle that parses encodes to exactly the input.
 pub fn endpoint_certified_bundle(data: &[u8]) {

@@ -1,0 +1,657 @@
+//! A tokio client of the relay: one connection ([`RelayConnection`]), and a link that keeps an
+//! owner connection and a separate anonymous sending connection alive with reconnect and
+//! backoff ([`RelayLink`]), whose events feed a sans-IO endpoint ([`RelayEvent::input`]).
+//!
+//! Sends go on a connection that never authenticates, so the relay cannot link a sealed
+//! envelope to the mailbox (or the owner key) of its sender; only the IP address and timing
+//! remain, which a client hides by sending through a proxy or Tor if it must.
+//!
+//! The run loop with a link (the contract of `confide_transport::driver`):
+//!
+//! 1. hand each `Output::Transmit` to [`RelayLink::send`];
+//! 2. for each [`RelayEvent`] from [`RelayLink::next_event`], feed [`RelayEvent::input`] to
+//!    the endpoint (if any) and drain its outputs;
+//! 3. for [`RelayEvent::Frame`], once the endpoint's state that holds the frame is persisted,
+//!    call [`RelayLink::confirm`] with [`RelayEvent::frame_id`] so the relay deletes it (an
+//!    unconfirmed frame is delivered again after a reconnect; the endpoint drops duplicates).
+
+use core::fmt;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use confide_crypto::signing::SigningKey;
+use confide_transport::driver::Input;
+use confide_transport::{Address, FrameId, RelayToken};
+use confide_wire::Timestamp;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::consts::CHALLENGE_LEN;
+use crate::protocol::{
+    BundleKind, ErrorCode, IDENTITY_LEN, Request, RequestBody, ServerMessage, authenticate_message,
+    check_length, create_message, frame_id_of, frame_message,
+};
+
+/// How long a request may wait for its response.
+///
+/// Reason: the relay answers after one database transaction (milliseconds); ten seconds means
+/// the connection is dead, so the link reconnects.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often an idle link pings the relay.
+///
+/// Reason: well within the relay's idle timeout (5 minutes), and detects a dead connection
+/// within a minute.
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The first reconnect wait.
+///
+/// Reason: a relay restart takes about this long; retrying sooner only adds load.
+pub const INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The longest reconnect wait (the wait doubles up to it, with up to 50 % random jitter).
+///
+/// Reason: bounds how late a client notices that the relay is back, while thousands of
+/// clients reconnecting after an outage spread over half a minute.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Relay messages buffered between the reader task and the connection.
+///
+/// Reason: backpressure: a client that does not read slows the relay's deliveries to it.
+pub const INCOMING_QUEUE: usize = 64;
+
+/// Commands and events buffered between a [`RelayLink`] and its task.
+///
+/// Reason: bounds memory; a full queue makes `send` wait (backpressure to the app).
+pub const LINK_QUEUE: usize = 256;
+
+/// Why a client operation failed. Carries kinds and codes, never content.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The connection failed or closed.
+    #[error("i/o: {0:?}")]
+    Io(std::io::ErrorKind),
+    /// The relay refused the request.
+    #[error("refused by the relay: {0}")]
+    Refused(ErrorCode),
+    /// The relay sent something that does not decode or does not answer the request.
+    #[error("relay protocol violation")]
+    Protocol,
+    /// No response within [`REQUEST_TIMEOUT`].
+    #[error("request timed out")]
+    Timeout,
+    /// A request could not be encoded (a field over its limit).
+    #[error("request over a limit")]
+    TooLarge,
+    /// The link's task has stopped.
+    #[error("link closed")]
+    Closed,
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e.kind())
+    }
+}
+
+/// One connection to the relay.
+pub struct RelayConnection {
+    write: OwnedWriteHalf,
+    incoming: mpsc::Receiver<Result<ServerMessage, ClientError>>,
+    reader: JoinHandle<()>,
+    challenge: [u8; CHALLENGE_LEN],
+    next_id: u32,
+    deliveries: VecDeque<Vec<u8>>,
+}
+
+impl fmt::Debug for RelayConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            write: _,
+            incoming: _,
+            reader: _,
+            challenge: _,
+            next_id,
+            deliveries,
+        } = self;
+        f.debug_struct("RelayConnection")
+            .field("next_id", next_id)
+            .field("buffered_deliveries", &deliveries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RelayConnection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+async fn read_loop(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<ServerMessage, ClientError>>) {
+    loop {
+        let mut prefix = [0u8; 4];
+        if let Err(e) = read.read_exact(&mut prefix).await {
+            let _ = tx.send(Err(e.into())).await;
+            return;
+        }
+        let Some(len) = check_length(prefix) else {
+            let _ = tx.send(Err(ClientError::Protocol)).await;
+            return;
+        };
+        let mut body = vec![0u8; len];
+        if let Err(e) = read.read_exact(&mut body).await {
+            let _ = tx.send(Err(e.into())).await;
+            return;
+        }
+        let msg = ServerMessage::from_bytes(&body).map_err(|_| ClientError::Protocol);
+        let failed = msg.is_err();
+        if tx.send(msg).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+impl RelayConnection {
+    /// Connects and reads the relay's `Hello`.
+    pub async fn connect(addr: SocketAddr) -> Result<Self, ClientError> {
+        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let (tx, mut incoming) = mpsc::channel(INCOMING_QUEUE);
+        let reader = tokio::spawn(read_loop(read, tx));
+        let hello = tokio::time::timeout(REQUEST_TIMEOUT, incoming.recv())
+            .await
+            .map_err(|_| ClientError::Timeout)?;
+        let challenge = match hello {
+            Some(Ok(ServerMessage::Hello { challenge })) => challenge,
+            Some(Ok(ServerMessage::Error { code, .. })) => {
+                reader.abort();
+                return Err(ClientError::Refused(code));
+            }
+            Some(Err(e)) => return Err(e),
+            _ => return Err(ClientError::Protocol),
+        };
+        Ok(Self {
+            write,
+            incoming,
+            reader,
+            challenge,
+            next_id: 1,
+            deliveries: VecDeque::new(),
+        })
+    }
+
+    /// The challenge of this connection.
+    #[must_use]
+    pub fn challenge(&self) -> &[u8; CHALLENGE_LEN] {
+        &self.challenge
+    }
+
+    /// Writes raw bytes (tests: malformed input). The bytes are sent as they are, without a
+    /// length prefix.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.write.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// The next relay message that is not a delivery (tests: after [`Self::write_raw`]).
+    pub async fn next_reply(&mut self) -> Result<ServerMessage, ClientError> {
+        loop {
+            match tokio::time::timeout(REQUEST_TIMEOUT, self.incoming.recv()).await {
+                Err(_) => return Err(ClientError::Timeout),
+                Ok(None) => return Err(ClientError::Closed),
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok(ServerMessage::Deliver { frame }))) => {
+                    self.deliveries.push_back(frame);
+                }
+                Ok(Some(Ok(msg))) => return Ok(msg),
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response; an `Error` response becomes
+    /// [`ClientError::Refused`]. Deliveries that arrive meanwhile are kept for
+    /// [`Self::next_delivery`].
+    pub async fn request(&mut self, body: RequestBody) -> Result<ServerMessage, ClientError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let bytes = Request { id, body }
+            .to_bytes()
+            .map_err(|_| ClientError::TooLarge)?;
+        self.write.write_all(&frame_message(&bytes)).await?;
+        let reply = self.next_reply().await?;
+        match reply {
+            ServerMessage::Error { id: got, code } if got == id || got == 0 => {
+                Err(ClientError::Refused(code))
+            }
+            ServerMessage::Ok { id: got }
+            | ServerMessage::Stored { id: got, .. }
+            | ServerMessage::Bundle { id: got, .. }
+            | ServerMessage::BundleCount { id: got, .. }
+            | ServerMessage::Certificate { id: got, .. }
+                if got == id =>
+            {
+                Ok(reply)
+            }
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    async fn expect_ok(&mut self, body: RequestBody) -> Result<(), ClientError> {
+        match self.request(body).await? {
+            ServerMessage::Ok { .. } => Ok(()),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// Creates the mailbox `address` owned by `key` (or, if it is already `key`'s, sets its
+    /// verifier) and authenticates this connection as its owner.
+    pub async fn create_mailbox(
+        &mut self,
+        address: &Address,
+        key: &SigningKey,
+        verifier: Option<[u8; 32]>,
+    ) -> Result<(), ClientError> {
+        let owner_key = key.verifying_key().to_bytes();
+        let message = create_message(&self.challenge, address, &owner_key, verifier.as_ref());
+        self.expect_ok(RequestBody::CreateMailbox {
+            address: address.clone(),
+            owner_key,
+            verifier,
+            signature: key.sign(&message).to_bytes(),
+        })
+        .await
+    }
+
+    /// Authenticates this connection as the owner of `address`.
+    pub async fn authenticate(
+        &mut self,
+        address: &Address,
+        key: &SigningKey,
+    ) -> Result<(), ClientError> {
+        let message = authenticate_message(&self.challenge, address);
+        self.expect_ok(RequestBody::Authenticate {
+            address: address.clone(),
+            signature: key.sign(&message).to_bytes(),
+        })
+        .await
+    }
+
+    /// Sends a frame and waits for its relay receipt.
+    pub async fn send(
+        &mut self,
+        to: &Address,
+        token: Option<&RelayToken>,
+        frame: &[u8],
+    ) -> Result<FrameId, ClientError> {
+        match self
+            .request(RequestBody::Send {
+                to: to.clone(),
+                token: token.cloned(),
+                frame: frame.to_vec(),
+            })
+            .await?
+        {
+            ServerMessage::Stored { frame_id, .. } => Ok(frame_id),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// Confirms frames received (the relay deletes them).
+    pub async fn confirm(&mut self, ids: &[FrameId]) -> Result<(), ClientError> {
+        self.expect_ok(RequestBody::Confirm { ids: ids.to_vec() })
+            .await
+    }
+
+    /// Replaces the mailbox's token verifier.
+    pub async fn set_verifier(&mut self, verifier: Option<[u8; 32]>) -> Result<(), ClientError> {
+        self.expect_ok(RequestBody::SetVerifier { verifier }).await
+    }
+
+    /// Uploads one-time bundles and optionally a new last-resort bundle.
+    pub async fn upload_bundles(
+        &mut self,
+        one_time: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        self.expect_ok(RequestBody::UploadBundles {
+            one_time,
+            last_resort,
+        })
+        .await
+    }
+
+    /// Takes a bundle of `address`.
+    pub async fn fetch_bundle(
+        &mut self,
+        address: &Address,
+    ) -> Result<(BundleKind, Vec<u8>), ClientError> {
+        match self
+            .request(RequestBody::FetchBundle {
+                address: address.clone(),
+            })
+            .await?
+        {
+            ServerMessage::Bundle { kind, bundle, .. } => Ok((kind, bundle)),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// One-time bundles left, and whether a last-resort bundle is stored.
+    pub async fn bundle_count(&mut self) -> Result<(u32, bool), ClientError> {
+        match self.request(RequestBody::BundleCount).await? {
+            ServerMessage::BundleCount {
+                one_time,
+                last_resort,
+                ..
+            } => Ok((one_time, last_resort)),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// Requests (or renews) a client certificate for this connection's mailbox; returns the
+    /// encoded `SenderCertificate` and its expiry.
+    pub async fn request_certificate(
+        &mut self,
+        device_id: u32,
+        identity: [u8; IDENTITY_LEN],
+    ) -> Result<(Vec<u8>, Timestamp), ClientError> {
+        match self
+            .request(RequestBody::RequestCertificate {
+                device_id,
+                identity,
+            })
+            .await?
+        {
+            ServerMessage::Certificate {
+                certificate,
+                expires_at,
+                ..
+            } => Ok((certificate, expires_at)),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// Pings the relay.
+    pub async fn ping(&mut self) -> Result<(), ClientError> {
+        self.expect_ok(RequestBody::Ping).await
+    }
+
+    /// The next frame the relay delivers (cancel-safe: a frame is never lost by dropping the
+    /// future).
+    pub async fn next_delivery(&mut self) -> Result<Vec<u8>, ClientError> {
+        if let Some(frame) = self.deliveries.pop_front() {
+            return Ok(frame);
+        }
+        match self.incoming.recv().await {
+            None => Err(ClientError::Closed),
+            Some(Err(e)) => Err(e),
+            Some(Ok(ServerMessage::Deliver { frame })) => Ok(frame),
+            // A response with no request waiting for it.
+            Some(Ok(_)) => Err(ClientError::Protocol),
+        }
+    }
+}
+
+/// What a [`RelayLink`] reports.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayEvent {
+    /// A frame for this mailbox (feed it to the endpoint, then confirm it once persisted).
+    Frame(Vec<u8>),
+    /// The relay durably stored a frame this link sent (a relay receipt).
+    Stored(FrameId),
+    /// The relay refused a frame this link sent (the endpoint retransmits it later).
+    Refused {
+        /// The frame's id, if the bytes were a frame.
+        frame_id: Option<FrameId>,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// The link (re)connected and authenticated: what was held back can go now.
+    Connected,
+}
+
+impl fmt::Debug for RelayEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frame(frame) => f.debug_struct("Frame").field("len", &frame.len()).finish(),
+            Self::Stored(id) => f.debug_tuple("Stored").field(id).finish(),
+            Self::Refused { frame_id, code } => f
+                .debug_struct("Refused")
+                .field("frame_id", frame_id)
+                .field("code", code)
+                .finish(),
+            Self::Connected => f.write_str("Connected"),
+        }
+    }
+}
+
+impl RelayEvent {
+    /// The endpoint input for this event at `now`, if it has one. This is the one place where
+    /// relay events become endpoint inputs.
+    #[must_use]
+    pub fn input(&self, now: Timestamp) -> Option<Input<'_>> {
+        match self {
+            Self::Frame(bytes) => Some(Input::Receive { bytes, now }),
+            // once main has Input::RelayReceipt: `Self::Stored(id)` returns
+            // `Some(Input::RelayReceipt { id: *id, now })` (stop retransmitting for a while)
+            // and `Self::Connected` returns `Some(Input::RelayReconnected { now })`
+            // (retransmit what was held).
+            Self::Stored(_) | Self::Connected | Self::Refused { .. } => None,
+        }
+    }
+
+    /// The id of a delivered frame, to confirm once it is persisted.
+    #[must_use]
+    pub fn frame_id(&self) -> Option<FrameId> {
+        match self {
+            Self::Frame(bytes) => frame_id_of(bytes),
+            _ => None,
+        }
+    }
+}
+
+/// How a [`RelayLink`] reaches the relay and whose mailbox it serves.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// The relay's address.
+    pub relay: SocketAddr,
+    /// This endpoint's mailbox.
+    pub mailbox: Address,
+    /// The mailbox owner's key (kept by the app; not the identity key).
+    pub owner_key: SigningKey,
+    /// The delivery-token verifier to register (`Endpoint::delivery_token_verifier`).
+    pub verifier: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            relay: _,
+            mailbox,
+            owner_key: _,
+            verifier,
+        } = self;
+        f.debug_struct("LinkConfig")
+            .field("mailbox", mailbox)
+            .field("has_verifier", &verifier.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Command {
+    Send {
+        to: Address,
+        token: Option<RelayToken>,
+        frame: Vec<u8>,
+    },
+    Confirm(FrameId),
+}
+
+/// A reconnecting link to the relay for one endpoint: an owner connection that receives the
+/// mailbox's frames and a separate, never-authenticated connection for sends. On failure both
+/// are re-established with exponential backoff ([`INITIAL_BACKOFF`] doubling to
+/// [`MAX_BACKOFF`], with jitter); a send that was in flight is reported neither stored nor
+/// refused (the endpoint's delivery machine retransmits it).
+pub struct RelayLink {
+    commands: mpsc::Sender<Command>,
+    events: mpsc::Receiver<RelayEvent>,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for RelayLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            commands: _,
+            events: _,
+            task: _,
+        } = self;
+        f.debug_struct("RelayLink").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RelayLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RelayLink {
+    /// Starts the link (connecting in the background).
+    #[must_use]
+    pub fn start(config: LinkConfig) -> Self {
+        let (commands, command_rx) = mpsc::channel(LINK_QUEUE);
+        let (event_tx, events) = mpsc::channel(LINK_QUEUE);
+        let task = tokio::spawn(link_task(config, command_rx, event_tx));
+        Self {
+            commands,
+            events,
+            task,
+        }
+    }
+
+    /// Queues a frame for `to` (answered later by [`RelayEvent::Stored`] or
+    /// [`RelayEvent::Refused`], or by nothing if the connection fails meanwhile).
+    pub async fn send(
+        &self,
+        to: Address,
+        token: Option<RelayToken>,
+        frame: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Send { to, token, frame })
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Confirms a delivered frame (once persisted): the relay deletes it.
+    pub async fn confirm(&self, id: FrameId) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::Confirm(id))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// The next event (cancel-safe).
+    pub async fn next_event(&mut self) -> Result<RelayEvent, ClientError> {
+        self.events.recv().await.ok_or(ClientError::Closed)
+    }
+}
+
+async fn open_link(config: &LinkConfig) -> Result<(RelayConnection, RelayConnection), ClientError> {
+    let mut owner = RelayConnection::connect(config.relay).await?;
+    owner
+        .create_mailbox(&config.mailbox, &config.owner_key, config.verifier)
+        .await?;
+    let sender = RelayConnection::connect(config.relay).await?;
+    Ok((owner, sender))
+}
+
+fn jittered(base: std::time::Duration) -> std::time::Duration {
+    let mut b = [0u8; 2];
+    let r = if getrandom::fill(&mut b).is_ok() {
+        u32::from(u16::from_be_bytes(b))
+    } else {
+        0
+    };
+    // base + up to 50 % of base.
+    base.saturating_add(base.mul_f64(f64::from(r) / f64::from(u16::MAX) / 2.0))
+}
+
+async fn link_task(
+    config: LinkConfig,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<RelayEvent>,
+) {
+    let mut backoff = INITIAL_BACKOFF;
+    loop {
+        let (mut owner, mut sender) = match open_link(&config).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "relay link: connect failed");
+                tokio::time::sleep(jittered(backoff)).await;
+                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = INITIAL_BACKOFF;
+        if events.send(RelayEvent::Connected).await.is_err() {
+            return;
+        }
+        let failure = loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None => return,
+                    Some(Command::Send { to, token, frame }) => {
+                        match sender.send(&to, token.as_ref(), &frame).await {
+                            Ok(id) => {
+                                if events.send(RelayEvent::Stored(id)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(ClientError::Refused(code)) => {
+                                let refused = RelayEvent::Refused { frame_id: frame_id_of(&frame), code };
+                                if events.send(refused).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => break e,
+                        }
+                    }
+                    Some(Command::Confirm(id)) => {
+                        match owner.confirm(&[id]).await {
+                            Ok(()) | Err(ClientError::Refused(_)) => {}
+                            Err(e) => break e,
+                        }
+                    }
+                },
+                frame = owner.next_delivery() => match frame {
+                    Ok(frame) => {
+                        if events.send(RelayEvent::Frame(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => break e,
+                },
+                () = tokio::time::sleep(PING_INTERVAL) => {
+                    if let Err(e) = owner.ping().await {
+                        break e;
+                    }
+                    if let Err(e) = sender.ping().await {
+                        break e;
+                    }
+                }
+            }
+        };
+        tracing::debug!(error = %failure, "relay link: connection lost; reconnecting");
+        tokio::time::sleep(jittered(backoff)).await;
+    }
+}

@@ -1,0 +1,155 @@
+//! Every limit of the relay, each with its reason. `docs/relay.md` lists them with their values.
+
+use confide_transport::consts::{MAX_ADDRESS_LEN, MAX_FRAME_LEN, RELAY_TOKEN_LEN};
+use confide_wire::Duration;
+
+/// The protocol version byte that starts every relay message.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Length of the challenge the relay sends at connect.
+///
+/// Reason: 256 random bits are never repeated, so a signature made for one connection is
+/// useless on any other.
+pub const CHALLENGE_LEN: usize = 32;
+
+/// Largest bundle (a one-time or last-resort prekey bundle, opaque) the directory stores.
+///
+/// Reason: a certified Confide bundle (identity key, signed X25519 prekey, ML-KEM-768 prekey of
+/// 1,184 bytes, signatures, sender certificate) is about 2.5 KiB; 8 KiB leaves room for
+/// growth while bounding what one upload can cost.
+pub const MAX_BUNDLE_LEN: usize = 8 * 1024;
+
+/// Most one-time bundles one upload request carries.
+///
+/// Reason: keeps one request under [`MAX_MESSAGE_LEN`] (100 x 8 KiB = 800 KiB); an owner
+/// refills in several requests.
+pub const MAX_BUNDLES_PER_UPLOAD: usize = 100;
+
+/// Most one-time bundles the directory keeps for one mailbox.
+///
+/// Reason: bounds storage per mailbox (200 x 8 KiB = 1.6 MiB); an owner that polls its count
+/// and refills needs far fewer (Confide endpoints publish a few dozen).
+pub const MAX_ONE_TIME_BUNDLES: usize = 200;
+
+/// Most frame ids one Confirm request carries.
+///
+/// Reason: bounds the request (1,024 x 16 bytes) and the transaction that deletes them.
+pub const MAX_CONFIRM_IDS: usize = 1_024;
+
+/// Largest relay message body (after the 4-byte length prefix), in either direction.
+///
+/// Reason: must hold a Send of the largest transport frame ([`MAX_FRAME_LEN`] plus address
+/// and token) and an upload of [`MAX_BUNDLES_PER_UPLOAD`] bundles of [`MAX_BUNDLE_LEN`];
+/// anything longer is a framing violation and closes the connection before it is read.
+pub const MAX_MESSAGE_LEN: usize = 1024 * 1024;
+
+/// Most frames stored, undelivered, for one mailbox; a Send beyond it is refused with
+/// `MailboxFull`.
+///
+/// Reason: a mailbox receives from all its contacts; 10,000 frames is days of an active
+/// counselor's traffic while offline, and each sender's delivery machine retransmits what was
+/// refused once the owner has downloaded and confirmed.
+pub const MAX_FRAMES_PER_MAILBOX: usize = 10_000;
+
+/// Most bytes of frames stored, undelivered, for one mailbox; a Send beyond it is refused with
+/// `MailboxBytesFull`.
+///
+/// Reason: with frames of up to [`MAX_FRAME_LEN`] (256 KiB), [`MAX_FRAMES_PER_MAILBOX`] alone
+/// would allow 2.5 GiB; 64 MiB bounds the disk one mailbox can take.
+pub const MAX_BYTES_PER_MAILBOX: u64 = 64 * 1024 * 1024;
+
+/// How long an undelivered frame is kept before the relay deletes it unread.
+///
+/// Reason: equal to the transport's give-up time (`GIVE_UP_AFTER`, 7 days) and to the
+/// retention senders assume (`RELAY_RETENTION_ASSUMED`): past it the sender has reported the
+/// message as failed, so keeping it longer would deliver mail its sender gave up on.
+pub const UNDELIVERED_RETENTION: Duration = confide_transport::consts::RELAY_RETENTION_ASSUMED;
+
+/// How long the relay remembers (mailbox, frame id, SHA-256 of the payload) of a frame its
+/// owner confirmed, to acknowledge an identical retransmission without delivering it again.
+///
+/// Reason: a sender retransmits a frame for at most `GIVE_UP_AFTER` (7 days) after sending it,
+/// so a memory of that length catches every retransmission of a delivered frame.
+pub const DELIVERED_MEMORY: Duration = confide_transport::consts::GIVE_UP_AFTER;
+
+/// How often the relay deletes expired frames and forgets old delivery records.
+///
+/// Reason: retention is counted in days; a minute is precise enough and costs one small
+/// transaction.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Requests a connection may make in a burst before it is rate limited.
+///
+/// Reason: a client reconnecting after a long absence confirms and sends in a burst (a
+/// sender's outbox holds at most 1,000 frames, retransmitted over time); past the burst a
+/// connection is held to [`CONNECTION_REQUESTS_PER_SECOND`].
+pub const CONNECTION_REQUEST_BURST: u32 = 512;
+
+/// Sustained requests per second one connection may make; more are refused `RateLimited`.
+///
+/// Reason: one connection must not monopolise the relay's single database writer; 200 per
+/// second is far above what one person's device sends.
+pub const CONNECTION_REQUESTS_PER_SECOND: u32 = 200;
+
+/// Sends one mailbox (one delivery token) may receive in a burst, over all connections.
+///
+/// Reason: a token is shared by all of a mailbox's contacts, so this bounds how fast a leaked
+/// token (or many anonymous connections) can fill one mailbox, without identifying senders.
+pub const MAILBOX_SEND_BURST: u32 = 1_024;
+
+/// Sustained sends per second one mailbox may receive; more are refused `RateLimited`.
+///
+/// Reason: see [`MAILBOX_SEND_BURST`]; 100 per second fills [`MAX_FRAMES_PER_MAILBOX`] in
+/// no less than 100 seconds, ample for a counselor's busiest hour.
+pub const MAILBOX_SENDS_PER_SECOND: u32 = 100;
+
+/// How long a connection may stay silent before the relay closes it.
+///
+/// Reason: frees the resources of vanished clients (a phone that lost its network without
+/// closing the socket); clients send a Ping well within it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_mins(5);
+
+/// How long the relay waits for a message body once its length arrived.
+///
+/// Reason: a client that announces a long message and sends nothing (slowloris) must not
+/// hold a connection's buffer for the whole idle timeout.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most per-mailbox rate buckets (sends to, and bundle fetches of, one address) tracked at
+/// once; past it, full buckets are dropped, and if none is, a request for a new address is
+/// refused `RateLimited`.
+///
+/// Reason: bundle fetches of made-up addresses would otherwise grow the table without bound
+/// between two sweeps; 100,000 buckets take a few MiB.
+pub const MAX_TRACKED_TARGETS: usize = 100_000;
+
+/// Most connections served at once; further ones are closed on accept.
+///
+/// Reason: bounds memory (each connection may buffer one [`MAX_MESSAGE_LEN`] message and
+/// [`OUTBOUND_QUEUE`] messages to send).
+pub const MAX_CONNECTIONS: usize = 4_096;
+
+/// Messages queued to one connection's writer before the relay waits for the socket.
+///
+/// Reason: backpressure; a slow reader slows its own deliveries down, not the relay.
+pub const OUTBOUND_QUEUE: usize = 64;
+
+/// Frames fetched from the database per delivery step.
+///
+/// Reason: bounds memory per connection while a large mailbox drains.
+pub const DELIVERY_BATCH: usize = 32;
+
+/// Lifetime of a client certificate issued over the protocol.
+///
+/// Reason: short-lived anonymous certificates need no revocation list: a client renews
+/// daily (the same request), and one that stops renewing stops being accepted within a day.
+pub const CLIENT_CERTIFICATE_LIFETIME: Duration = Duration::from_hours(24);
+
+/// Byte length of an address on the wire: one length byte plus at most this many bytes.
+pub const MAX_ADDRESS: usize = MAX_ADDRESS_LEN;
+
+/// Length of a delivery token on the wire.
+pub const TOKEN_LEN: usize = RELAY_TOKEN_LEN;
+
+/// Largest transport frame a Send carries (the transport's own maximum).
+pub const MAX_SEND_FRAME_LEN: usize = MAX_FRAME_LEN;

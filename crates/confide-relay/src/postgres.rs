@@ -1,0 +1,494 @@
+//! The PostgreSQL store (feature `postgres`): the same [`RelayStore`] contract on a database
+//! server, for a relay whose data must live off the machine.
+//!
+//! Per-mailbox operations lock the mailbox's row (`SELECT ... FOR UPDATE`), so two relay
+//! processes sharing the database keep at most one copy per frame id and consistent limits;
+//! a one-time bundle is taken with `DELETE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)
+//! RETURNING`, so concurrent fetches from any number of processes never get the same one.
+//!
+//! **Blocking**: every method blocks on the connection's runtime (`Handle::block_on`). Call
+//! them from a blocking thread, as the server does (`spawn_blocking`), never from inside an
+//! async task (tokio refuses that). Not done yet: wake-ups across relay processes (LISTEN /
+//! NOTIFY): a frame stored through another process reaches a connected owner only when it
+//! authenticates again.
+
+use core::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use confide_wire::{Duration, Timestamp};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::protocol::{BundleKind, OWNER_KEY_LEN, VERIFIER_LEN};
+use crate::store::{
+    CreateOutcome, MailboxLimits, MailboxRecord, RelayStore, StoreError, StoreOutcome, StoredFrame,
+    SweepCounts, UploadOutcome,
+};
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(_: tokio_postgres::Error) -> Self {
+        Self::Database
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS mailboxes (
+    address    BYTEA PRIMARY KEY,
+    owner_key  BYTEA NOT NULL,
+    verifier   BYTEA,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS frames (
+    seq       BIGSERIAL PRIMARY KEY,
+    address   BYTEA NOT NULL,
+    frame_id  BYTEA NOT NULL,
+    digest    BYTEA NOT NULL,
+    frame     BYTEA NOT NULL,
+    stored_at BIGINT NOT NULL,
+    UNIQUE (address, frame_id)
+);
+CREATE INDEX IF NOT EXISTS frames_by_age ON frames (stored_at);
+CREATE TABLE IF NOT EXISTS delivered (
+    address      BYTEA NOT NULL,
+    frame_id     BYTEA NOT NULL,
+    digest       BYTEA NOT NULL,
+    confirmed_at BIGINT NOT NULL,
+    PRIMARY KEY (address, frame_id)
+);
+CREATE INDEX IF NOT EXISTS delivered_by_age ON delivered (confirmed_at);
+CREATE TABLE IF NOT EXISTS one_time_bundles (
+    id      BIGSERIAL PRIMARY KEY,
+    address BYTEA NOT NULL,
+    bundle  BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS one_time_by_address ON one_time_bundles (address, id);
+CREATE TABLE IF NOT EXISTS last_resort_bundles (
+    address BYTEA PRIMARY KEY,
+    bundle  BYTEA NOT NULL
+);
+";
+
+/// A relay store on PostgreSQL (one connection; see the [module documentation](self)).
+pub struct PostgresRelayStore {
+    client: Mutex<Client>,
+    handle: Handle,
+    connection: JoinHandle<()>,
+}
+
+impl fmt::Debug for PostgresRelayStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            client: _,
+            handle: _,
+            connection: _,
+        } = self;
+        f.debug_struct("PostgresRelayStore").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresRelayStore {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+fn ms(t: Timestamp) -> i64 {
+    i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl PostgresRelayStore {
+    /// Connects to `url` (`postgres://user@host/db`, no TLS: use a local socket or a
+    /// tunnel) and creates the tables if they do not exist, in the connection's default
+    /// schema. Must run inside a tokio runtime, which then drives the connection.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config: Config = url.parse().map_err(|_| StoreError::InvalidConfiguration)?;
+        Self::open(&config, "").await
+    }
+
+    /// As [`Self::connect`], keeping the tables in `schema` (created if needed): several
+    /// relays (or test runs) can share one database. `schema` must match `[a-z0-9_]{1,63}`.
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let valid = (1..=63).contains(&schema.len())
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(StoreError::InvalidConfiguration);
+        }
+        let mut config: Config = url.parse().map_err(|_| StoreError::InvalidConfiguration)?;
+        config.options(format!("-c search_path={schema}"));
+        // The name was checked above, so it can be spliced into the statement.
+        Self::open(&config, &format!("CREATE SCHEMA IF NOT EXISTS {schema};")).await
+    }
+
+    async fn open(config: &Config, prelude: &str) -> Result<Self, StoreError> {
+        let (client, connection) = config.connect(NoTls).await?;
+        let connection = tokio::spawn(async move {
+            if connection.await.is_err() {
+                tracing::warn!("postgres connection closed with an error");
+            }
+        });
+        client.batch_execute(&format!("{prelude}{SCHEMA}")).await?;
+        Ok(Self {
+            client: Mutex::new(client),
+            handle: Handle::current(),
+            connection,
+        })
+    }
+
+    fn client(&self) -> MutexGuard<'_, Client> {
+        self.client.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn key_array<const N: usize>(v: &[u8]) -> Result<[u8; N], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt)
+}
+
+impl RelayStore for PostgresRelayStore {
+    fn create_mailbox(
+        &self,
+        address: &[u8],
+        owner_key: &[u8; OWNER_KEY_LEN],
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+        now: Timestamp,
+    ) -> Result<CreateOutcome, StoreError> {
+        let client = self.client();
+        let verifier = verifier.map(<[u8; VERIFIER_LEN]>::as_slice);
+        self.handle.block_on(async {
+            let inserted = client
+                .query_opt(
+                    "INSERT INTO mailboxes (address, owner_key, verifier, created_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (address) DO NOTHING RETURNING address",
+                    &[&address, &owner_key.as_slice(), &verifier, &ms(now)],
+                )
+                .await?;
+            if inserted.is_some() {
+                return Ok(CreateOutcome::Created);
+            }
+            let row = client
+                .query_one(
+                    "SELECT owner_key FROM mailboxes WHERE address = $1",
+                    &[&address],
+                )
+                .await?;
+            let key: Vec<u8> = row.try_get(0)?;
+            Ok(if key.as_slice() == owner_key.as_slice() {
+                CreateOutcome::AlreadyYours
+            } else {
+                CreateOutcome::Taken
+            })
+        })
+    }
+
+    fn mailbox(&self, address: &[u8]) -> Result<Option<MailboxRecord>, StoreError> {
+        let client = self.client();
+        self.handle.block_on(async {
+            let Some(row) = client
+                .query_opt(
+                    "SELECT owner_key, verifier FROM mailboxes WHERE address = $1",
+                    &[&address],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let key: Vec<u8> = row.try_get(0)?;
+            let verifier: Option<Vec<u8>> = row.try_get(1)?;
+            Ok(Some(MailboxRecord {
+                owner_key: key_array(&key)?,
+                verifier: verifier.as_deref().map(key_array).transpose()?,
+            }))
+        })
+    }
+
+    fn set_verifier(
+        &self,
+        address: &[u8],
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client();
+        let verifier = verifier.map(<[u8; VERIFIER_LEN]>::as_slice);
+        self.handle.block_on(async {
+            let n = client
+                .execute(
+                    "UPDATE mailboxes SET verifier = $2 WHERE address = $1",
+                    &[&address, &verifier],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn store_frame(
+        &self,
+        address: &[u8],
+        frame_id: &[u8; 16],
+        digest: &[u8; 32],
+        frame: &[u8],
+        now: Timestamp,
+        limits: &MailboxLimits,
+    ) -> Result<StoreOutcome, StoreError> {
+        let mut client = self.client();
+        let (fid, dig) = (frame_id.as_slice(), digest.as_slice());
+        self.handle.block_on(async {
+            let tx = client.transaction().await?;
+            // The mailbox's row lock serialises every change to its frames.
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM mailboxes WHERE address = $1 FOR UPDATE",
+                    &[&address],
+                )
+                .await?
+                .is_none()
+            {
+                return Ok(StoreOutcome::NoSuchMailbox);
+            }
+            let since = ms(now.saturating_sub(limits.delivered_memory));
+            let delivered = tx
+                .query_opt(
+                    "SELECT digest FROM delivered
+                     WHERE address = $1 AND frame_id = $2 AND confirmed_at >= $3",
+                    &[&address, &fid, &since],
+                )
+                .await?;
+            if let Some(row) = delivered {
+                let d: Vec<u8> = row.try_get(0)?;
+                if d.as_slice() == dig {
+                    return Ok(StoreOutcome::AlreadyDelivered);
+                }
+            }
+            let waiting = tx
+                .query_opt(
+                    "SELECT digest, octet_length(frame)::BIGINT FROM frames
+                     WHERE address = $1 AND frame_id = $2",
+                    &[&address, &fid],
+                )
+                .await?;
+            let replaced_len = match &waiting {
+                Some(row) => {
+                    let d: Vec<u8> = row.try_get(0)?;
+                    if d.as_slice() == dig {
+                        return Ok(StoreOutcome::AlreadyStored);
+                    }
+                    u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0)
+                }
+                None => 0,
+            };
+            let row = tx
+                .query_one(
+                    "SELECT count(*), coalesce(sum(octet_length(frame)), 0)::BIGINT
+                     FROM frames WHERE address = $1",
+                    &[&address],
+                )
+                .await?;
+            let count = u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(u64::MAX);
+            let bytes = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(u64::MAX);
+            let new_len = u64::try_from(frame.len()).unwrap_or(u64::MAX);
+            if waiting.is_none() && count >= limits.max_frames {
+                return Ok(StoreOutcome::MailboxFull);
+            }
+            if bytes.saturating_sub(replaced_len).saturating_add(new_len) > limits.max_bytes {
+                return Ok(StoreOutcome::MailboxBytesFull);
+            }
+            tx.execute(
+                "DELETE FROM frames WHERE address = $1 AND frame_id = $2",
+                &[&address, &fid],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO frames (address, frame_id, digest, frame, stored_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&address, &fid, &dig, &frame, &ms(now)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(StoreOutcome::Stored)
+        })
+    }
+
+    fn pending_frames(
+        &self,
+        address: &[u8],
+        after: i64,
+        max: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        let client = self.client();
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.handle.block_on(async {
+            let rows = client
+                .query(
+                    "SELECT seq, frame FROM frames WHERE address = $1 AND seq > $2
+                     ORDER BY seq LIMIT $3",
+                    &[&address, &after, &max],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredFrame {
+                        seq: r.try_get(0)?,
+                        frame: r.try_get(1)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn confirm(&self, address: &[u8], ids: &[[u8; 16]], now: Timestamp) -> Result<u64, StoreError> {
+        let mut client = self.client();
+        self.handle.block_on(async {
+            let tx = client.transaction().await?;
+            tx.query_opt(
+                "SELECT 1 FROM mailboxes WHERE address = $1 FOR UPDATE",
+                &[&address],
+            )
+            .await?;
+            let mut deleted = 0u64;
+            for id in ids {
+                let id = id.as_slice();
+                let row = tx
+                    .query_opt(
+                        "DELETE FROM frames WHERE address = $1 AND frame_id = $2
+                         RETURNING digest",
+                        &[&address, &id],
+                    )
+                    .await?;
+                if let Some(row) = row {
+                    let digest: Vec<u8> = row.try_get(0)?;
+                    tx.execute(
+                        "INSERT INTO delivered (address, frame_id, digest, confirmed_at)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (address, frame_id)
+                         DO UPDATE SET digest = excluded.digest,
+                                       confirmed_at = excluded.confirmed_at",
+                        &[&address, &id, &digest, &ms(now)],
+                    )
+                    .await?;
+                    deleted = deleted.saturating_add(1);
+                }
+            }
+            tx.commit().await?;
+            Ok(deleted)
+        })
+    }
+
+    fn upload_bundles(
+        &self,
+        address: &[u8],
+        one_time: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+        max_one_time: usize,
+    ) -> Result<UploadOutcome, StoreError> {
+        let mut client = self.client();
+        self.handle.block_on(async {
+            let tx = client.transaction().await?;
+            tx.query_opt(
+                "SELECT 1 FROM mailboxes WHERE address = $1 FOR UPDATE",
+                &[&address],
+            )
+            .await?;
+            let held: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM one_time_bundles WHERE address = $1",
+                    &[&address],
+                )
+                .await?
+                .try_get(0)?;
+            let total = usize::try_from(held)
+                .unwrap_or(usize::MAX)
+                .saturating_add(one_time.len());
+            if total > max_one_time {
+                return Ok(UploadOutcome::TooMany);
+            }
+            for bundle in one_time {
+                tx.execute(
+                    "INSERT INTO one_time_bundles (address, bundle) VALUES ($1, $2)",
+                    &[&address, bundle],
+                )
+                .await?;
+            }
+            if let Some(bundle) = last_resort {
+                tx.execute(
+                    "INSERT INTO last_resort_bundles (address, bundle) VALUES ($1, $2)
+                     ON CONFLICT (address) DO UPDATE SET bundle = excluded.bundle",
+                    &[&address, &bundle],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(UploadOutcome::Stored {
+                one_time: u32::try_from(total).unwrap_or(u32::MAX),
+            })
+        })
+    }
+
+    fn take_bundle(&self, address: &[u8]) -> Result<Option<(BundleKind, Vec<u8>)>, StoreError> {
+        let client = self.client();
+        self.handle.block_on(async {
+            // One statement selects (skipping rows another transaction is taking) and deletes.
+            if let Some(row) = client
+                .query_opt(
+                    "DELETE FROM one_time_bundles WHERE id = (
+                         SELECT id FROM one_time_bundles WHERE address = $1
+                         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING bundle",
+                    &[&address],
+                )
+                .await?
+            {
+                return Ok(Some((BundleKind::OneTime, row.try_get(0)?)));
+            }
+            let row = client
+                .query_opt(
+                    "SELECT bundle FROM last_resort_bundles WHERE address = $1",
+                    &[&address],
+                )
+                .await?;
+            row.map(|r| Ok((BundleKind::LastResort, r.try_get(0)?)))
+                .transpose()
+        })
+    }
+
+    fn bundle_count(&self, address: &[u8]) -> Result<(u32, bool), StoreError> {
+        let client = self.client();
+        self.handle.block_on(async {
+            let row = client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM one_time_bundles WHERE address = $1),
+                            EXISTS (SELECT 1 FROM last_resort_bundles WHERE address = $1)",
+                    &[&address],
+                )
+                .await?;
+            let n: i64 = row.try_get(0)?;
+            Ok((u32::try_from(n).unwrap_or(u32::MAX), row.try_get(1)?))
+        })
+    }
+
+    fn sweep(
+        &self,
+        now: Timestamp,
+        undelivered_retention: Duration,
+        delivered_memory: Duration,
+    ) -> Result<SweepCounts, StoreError> {
+        let client = self.client();
+        self.handle.block_on(async {
+            let expired = client
+                .execute(
+                    "DELETE FROM frames WHERE stored_at < $1",
+                    &[&ms(now.saturating_sub(undelivered_retention))],
+                )
+                .await?;
+            let forgotten = client
+                .execute(
+                    "DELETE FROM delivered WHERE confirmed_at < $1",
+                    &[&ms(now.saturating_sub(delivered_memory))],
+                )
+                .await?;
+            Ok(SweepCounts {
+                expired_frames: expired,
+                forgotten_deliveries: forgotten,
+            })
+        })
+    }
+}

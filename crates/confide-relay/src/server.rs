@@ -1,0 +1,843 @@
+//! The relay server: accepts TCP connections and serves the protocol of [`crate::protocol`]
+//! over a [`RelayStore`].
+//!
+//! Each connection gets a fresh challenge, a request rate limit and a writer task; requests are
+//! answered in order. A connection that authenticates as a mailbox's owner also gets a
+//! delivery task, which sends every stored frame of the mailbox and then each new one as it
+//! is committed (woken by a content-free signal, so several relay processes could share a
+//! database by relaying the signal). A frame is deleted only when the owner confirms it.
+
+use core::fmt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use confide_crypto::identity::IdentityPublicKey;
+use confide_crypto::kdf::sha256;
+use confide_crypto::signing::{Signature, VerifyingKey};
+use confide_sealed::{ServerKey, TokenVerifier, relay_check};
+use confide_transport::Address;
+use confide_wire::{Duration, Timestamp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::consts::{
+    BODY_TIMEOUT, CHALLENGE_LEN, CONNECTION_REQUEST_BURST, CONNECTION_REQUESTS_PER_SECOND,
+    DELIVERED_MEMORY, DELIVERY_BATCH, IDLE_TIMEOUT, MAILBOX_SEND_BURST, MAILBOX_SENDS_PER_SECOND,
+    MAX_BYTES_PER_MAILBOX, MAX_CONNECTIONS, MAX_FRAMES_PER_MAILBOX, MAX_ONE_TIME_BUNDLES,
+    MAX_TRACKED_TARGETS, OUTBOUND_QUEUE, SWEEP_INTERVAL, UNDELIVERED_RETENTION,
+};
+use crate::issuer::issue_client_certificate;
+use crate::protocol::{
+    ErrorCode, Request, RequestBody, ServerMessage, authenticate_message, check_length,
+    create_message, frame_id_of, frame_message, frame_payload,
+};
+use crate::store::{
+    CreateOutcome, MailboxLimits, RelayStore, StoreError, StoreOutcome, UploadOutcome,
+};
+
+/// The relay's limits; [`Limits::default`] is the named constants of [`crate::consts`]. An
+/// operator (or a test) may lower them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// [`MAX_FRAMES_PER_MAILBOX`].
+    pub max_frames_per_mailbox: u64,
+    /// [`MAX_BYTES_PER_MAILBOX`].
+    pub max_bytes_per_mailbox: u64,
+    /// [`MAX_ONE_TIME_BUNDLES`].
+    pub max_one_time_bundles: usize,
+    /// [`UNDELIVERED_RETENTION`].
+    pub undelivered_retention: Duration,
+    /// [`DELIVERED_MEMORY`].
+    pub delivered_memory: Duration,
+    /// [`CONNECTION_REQUEST_BURST`].
+    pub connection_request_burst: u32,
+    /// [`CONNECTION_REQUESTS_PER_SECOND`].
+    pub connection_requests_per_second: u32,
+    /// [`MAILBOX_SEND_BURST`].
+    pub mailbox_send_burst: u32,
+    /// [`MAILBOX_SENDS_PER_SECOND`].
+    pub mailbox_sends_per_second: u32,
+    /// [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// [`IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frames_per_mailbox: MAX_FRAMES_PER_MAILBOX as u64,
+            max_bytes_per_mailbox: MAX_BYTES_PER_MAILBOX,
+            max_one_time_bundles: MAX_ONE_TIME_BUNDLES,
+            undelivered_retention: UNDELIVERED_RETENTION,
+            delivered_memory: DELIVERED_MEMORY,
+            connection_request_burst: CONNECTION_REQUEST_BURST,
+            connection_requests_per_second: CONNECTION_REQUESTS_PER_SECOND,
+            mailbox_send_burst: MAILBOX_SEND_BURST,
+            mailbox_sends_per_second: MAILBOX_SENDS_PER_SECOND,
+            max_connections: MAX_CONNECTIONS,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl Limits {
+    /// One line per limit, `name = value`, for the relay to print at start.
+    #[must_use]
+    pub fn describe(&self) -> Vec<String> {
+        let Self {
+            max_frames_per_mailbox,
+            max_bytes_per_mailbox,
+            max_one_time_bundles,
+            undelivered_retention,
+            delivered_memory,
+            connection_request_burst,
+            connection_requests_per_second,
+            mailbox_send_burst,
+            mailbox_sends_per_second,
+            max_connections,
+            idle_timeout,
+        } = self;
+        vec![
+            format!("max_frames_per_mailbox = {max_frames_per_mailbox}"),
+            format!("max_bytes_per_mailbox = {max_bytes_per_mailbox}"),
+            format!("max_one_time_bundles = {max_one_time_bundles}"),
+            format!(
+                "undelivered_retention_ms = {}",
+                undelivered_retention.as_millis()
+            ),
+            format!("delivered_memory_ms = {}", delivered_memory.as_millis()),
+            format!("connection_request_burst = {connection_request_burst}"),
+            format!("connection_requests_per_second = {connection_requests_per_second}"),
+            format!("mailbox_send_burst = {mailbox_send_burst}"),
+            format!("mailbox_sends_per_second = {mailbox_sends_per_second}"),
+            format!("max_connections = {max_connections}"),
+            format!("idle_timeout_ms = {}", idle_timeout.as_millis()),
+            format!(
+                "max_frame_len = {}",
+                confide_transport::consts::MAX_FRAME_LEN
+            ),
+            format!("max_message_len = {}", crate::consts::MAX_MESSAGE_LEN),
+        ]
+    }
+}
+
+/// How the relay is set up.
+#[derive(Clone, Default)]
+pub struct RelayConfig {
+    /// Its limits.
+    pub limits: Limits,
+    /// The server key that issues client certificates; `None`: certificate requests are
+    /// refused with [`ErrorCode::IssuerUnavailable`].
+    pub issuer: Option<ServerKey>,
+}
+
+impl fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { limits, issuer } = self;
+        f.debug_struct("RelayConfig")
+            .field("limits", limits)
+            .field("has_issuer", &issuer.is_some())
+            .finish()
+    }
+}
+
+/// Counters of what the relay did: kinds and counts only.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    frames_stored: AtomicU64,
+    receipts: AtomicU64,
+    frames_pushed: AtomicU64,
+    frames_confirmed: AtomicU64,
+    refusals: AtomicU64,
+    framing_violations: AtomicU64,
+    frames_expired: AtomicU64,
+}
+
+/// A snapshot of [`RelayStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Requests received (well-formed or not).
+    pub requests: u64,
+    /// Frames committed as new copies.
+    pub frames_stored: u64,
+    /// Relay receipts sent.
+    pub receipts: u64,
+    /// Frames pushed to owners.
+    pub frames_pushed: u64,
+    /// Frames deleted on the owner's confirmation.
+    pub frames_confirmed: u64,
+    /// Requests refused with an error code.
+    pub refusals: u64,
+    /// Connections closed for a framing violation.
+    pub framing_violations: u64,
+    /// Undelivered frames deleted past their retention.
+    pub frames_expired: u64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl RelayStats {
+    /// The current counts.
+    #[must_use]
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections: get(&self.connections),
+            requests: get(&self.requests),
+            frames_stored: get(&self.frames_stored),
+            receipts: get(&self.receipts),
+            frames_pushed: get(&self.frames_pushed),
+            frames_confirmed: get(&self.frames_confirmed),
+            refusals: get(&self.refusals),
+            framing_violations: get(&self.framing_violations),
+            frames_expired: get(&self.frames_expired),
+        }
+    }
+}
+
+/// A token bucket: `burst` requests, refilled at `per_second`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Thousandths of a request.
+    milli_tokens: u64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn full(burst: u32) -> Self {
+        Self {
+            milli_tokens: u64::from(burst).saturating_mul(1000),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, burst: u32, per_second: u32, now: Instant) -> bool {
+        let elapsed_ms =
+            u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
+        self.last = now;
+        self.milli_tokens = self
+            .milli_tokens
+            .saturating_add(elapsed_ms.saturating_mul(u64::from(per_second)))
+            .min(u64::from(burst).saturating_mul(1000));
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens = self.milli_tokens.saturating_sub(1000);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn is_full(&self, burst: u32, per_second: u32, now: Instant) -> bool {
+        let elapsed_ms =
+            u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
+        self.milli_tokens
+            .saturating_add(elapsed_ms.saturating_mul(u64::from(per_second)))
+            >= u64::from(burst).saturating_mul(1000)
+    }
+}
+
+/// Content-free wake-ups for connected owners: one watch channel per mailbox with a
+/// listener.
+#[derive(Debug, Default)]
+struct Hub {
+    mailboxes: Mutex<HashMap<Vec<u8>, watch::Sender<u64>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; a poisoned map is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hub {
+    fn subscribe(&self, address: &[u8]) -> watch::Receiver<u64> {
+        lock(&self.mailboxes)
+            .entry(address.to_vec())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn notify(&self, address: &[u8]) {
+        let mut map = lock(&self.mailboxes);
+        if let Some(sender) = map.get(address) {
+            if sender.receiver_count() == 0 {
+                map.remove(address);
+            } else {
+                sender.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+    }
+
+    fn prune(&self) {
+        lock(&self.mailboxes).retain(|_, s| s.receiver_count() > 0);
+    }
+}
+
+/// The relay: a store, its configuration, and the state shared by its connections.
+pub struct Relay {
+    store: Arc<dyn RelayStore>,
+    config: RelayConfig,
+    hub: Hub,
+    stats: RelayStats,
+    /// Per-mailbox buckets: sends to it (`0x00 || address`) and bundle fetches of it
+    /// (`0x01 || address`).
+    target_buckets: Mutex<HashMap<Vec<u8>, Bucket>>,
+}
+
+impl fmt::Debug for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            store: _,
+            config,
+            hub: _,
+            stats,
+            target_buckets: _,
+        } = self;
+        f.debug_struct("Relay")
+            .field("config", config)
+            .field("stats", &stats.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The wall clock as a [`Timestamp`].
+#[must_use]
+pub fn wall_clock() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Timestamp::from_millis(ms)
+}
+
+fn to_std(d: Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis())
+}
+
+fn encode(msg: &ServerMessage) -> Option<Vec<u8>> {
+    // Every message the relay builds is within its limits; one that is not is dropped (and
+    // the client's request times out) rather than sent malformed.
+    msg.to_bytes().ok().map(|b| frame_message(&b))
+}
+
+impl Relay {
+    /// A relay over `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn RelayStore>, config: RelayConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            config,
+            hub: Hub::default(),
+            stats: RelayStats::default(),
+            target_buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The relay's counters.
+    #[must_use]
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Serves `listener` until the task is dropped (it never returns); also runs the
+    /// retention sweeper.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let sweeper = tokio::spawn(Arc::clone(&self).sweep_loop());
+        let permits = Arc::new(Semaphore::new(self.config.limits.max_connections));
+        let _sweeper = SweeperGuard(sweeper);
+        loop {
+            let (stream, _peer): (TcpStream, SocketAddr) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like pass; wait instead of spinning.
+                    tracing::warn!(kind = ?e.kind(), "accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            };
+            bump(&self.stats.connections, 1);
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                // Over the connection limit: say so and close.
+                if let Some(bytes) = encode(&ServerMessage::Error {
+                    id: 0,
+                    code: ErrorCode::RateLimited,
+                }) {
+                    let _ = stream.try_write(&bytes);
+                }
+                tracing::debug!("connection refused: connection limit");
+                continue;
+            };
+            let relay = Arc::clone(&self);
+            tokio::spawn(async move {
+                relay.connection(stream).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn sweep_loop(self: Arc<Self>) {
+        loop {
+            let limits = self.config.limits;
+            let swept = self
+                .db(move |s| {
+                    s.sweep(
+                        wall_clock(),
+                        limits.undelivered_retention,
+                        limits.delivered_memory,
+                    )
+                })
+                .await;
+            match swept {
+                Ok(counts) => {
+                    bump(&self.stats.frames_expired, counts.expired_frames);
+                    tracing::debug!(
+                        expired = counts.expired_frames,
+                        forgotten = counts.forgotten_deliveries,
+                        "sweep"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            }
+            self.hub.prune();
+            let now = Instant::now();
+            lock(&self.target_buckets).retain(|_, b| {
+                !b.is_full(
+                    limits.mailbox_send_burst,
+                    limits.mailbox_sends_per_second,
+                    now,
+                )
+            });
+            tokio::time::sleep(to_std(SWEEP_INTERVAL)).await;
+        }
+    }
+
+    /// Runs one store call on the blocking pool.
+    async fn db<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RelayStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .unwrap_or(Err(StoreError::Database))
+    }
+
+    fn take_target(&self, kind: u8, address: &[u8]) -> bool {
+        let limits = &self.config.limits;
+        let mut key = Vec::with_capacity(address.len().saturating_add(1));
+        key.push(kind);
+        key.extend_from_slice(address);
+        let now = Instant::now();
+        let (burst, rate) = (limits.mailbox_send_burst, limits.mailbox_sends_per_second);
+        let mut buckets = lock(&self.target_buckets);
+        if buckets.len() >= MAX_TRACKED_TARGETS && !buckets.contains_key(&key) {
+            // A full bucket carries no information: forget those first.
+            buckets.retain(|_, b| !b.is_full(burst, rate, now));
+            if buckets.len() >= MAX_TRACKED_TARGETS {
+                return false;
+            }
+        }
+        buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::full(burst))
+            .take(burst, rate, now)
+    }
+
+    async fn connection(self: Arc<Self>, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (mut read, write) = stream.into_split();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(OUTBOUND_QUEUE);
+        let writer = tokio::spawn(write_loop(write, rx));
+        let mut challenge = [0u8; CHALLENGE_LEN];
+        if getrandom::fill(&mut challenge).is_err() {
+            tracing::warn!("no randomness for a challenge: connection closed");
+            return;
+        }
+        let limits = self.config.limits;
+        let mut conn = Connection {
+            relay: Arc::clone(&self),
+            tx,
+            challenge,
+            owner: None,
+            bucket: Bucket::full(limits.connection_request_burst),
+            delivery: None,
+        };
+        conn.push(&ServerMessage::Hello { challenge }).await;
+        loop {
+            let mut prefix = [0u8; 4];
+            match tokio::time::timeout(to_std(limits.idle_timeout), read.read_exact(&mut prefix))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => break,
+            }
+            let Some(len) = check_length(prefix) else {
+                conn.framing_violation().await;
+                break;
+            };
+            let mut body = vec![0u8; len];
+            match tokio::time::timeout(to_std(BODY_TIMEOUT), read.read_exact(&mut body)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    conn.framing_violation().await;
+                    break;
+                }
+            }
+            conn.handle(&body).await;
+        }
+        if let Some(d) = conn.delivery.take() {
+            d.abort();
+        }
+        drop(conn);
+        let _ = writer.await;
+    }
+}
+
+/// Stops the sweeper when the serving task ends.
+struct SweeperGuard(JoinHandle<()>);
+
+impl Drop for SweeperGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How long the accept loop waits after a failed accept.
+///
+/// Reason: errors such as running out of file descriptors pass once connections close;
+/// retrying at once would spin a core.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn write_loop(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    while let Some(bytes) = rx.recv().await {
+        if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = write.shutdown().await;
+}
+
+/// One connection's state.
+struct Connection {
+    relay: Arc<Relay>,
+    tx: mpsc::Sender<Vec<u8>>,
+    challenge: [u8; CHALLENGE_LEN],
+    /// The mailbox this connection is authenticated for.
+    owner: Option<Address>,
+    bucket: Bucket,
+    delivery: Option<JoinHandle<()>>,
+}
+
+type Reply = Result<ServerMessage, ErrorCode>;
+
+impl Connection {
+    async fn push(&self, msg: &ServerMessage) {
+        if let Some(bytes) = encode(msg) {
+            let _ = self.tx.send(bytes).await;
+        }
+    }
+
+    async fn framing_violation(&self) {
+        bump(&self.relay.stats.framing_violations, 1);
+        tracing::debug!("framing violation: connection closed");
+        self.push(&ServerMessage::Error {
+            id: 0,
+            code: ErrorCode::FramingViolation,
+        })
+        .await;
+    }
+
+    async fn handle(&mut self, body: &[u8]) {
+        let stats = &self.relay.stats;
+        bump(&stats.requests, 1);
+        let decoded = Request::from_bytes(body);
+        let id = match &decoded {
+            Ok(r) => r.id,
+            Err(e) => e.id,
+        };
+        let limits = self.relay.config.limits;
+        let reply = if !self.bucket.take(
+            limits.connection_request_burst,
+            limits.connection_requests_per_second,
+            Instant::now(),
+        ) {
+            Err(ErrorCode::RateLimited)
+        } else {
+            match decoded {
+                Ok(request) => self.serve(request).await,
+                Err(e) => Err(e.code),
+            }
+        };
+        let msg = match reply {
+            Ok(msg) => msg,
+            Err(code) => {
+                bump(&self.relay.stats.refusals, 1);
+                tracing::debug!(code = code.to_wire(), "request refused");
+                ServerMessage::Error { id, code }
+            }
+        };
+        self.push(&msg).await;
+    }
+
+    fn owner(&self) -> Result<Address, ErrorCode> {
+        self.owner.clone().ok_or(ErrorCode::NotAuthenticated)
+    }
+
+    async fn db<T, F>(&self, f: F) -> Result<T, ErrorCode>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RelayStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.relay.db(f).await.map_err(|e| {
+            tracing::warn!(error = %e, "storage failed");
+            ErrorCode::Internal
+        })
+    }
+
+    async fn serve(&mut self, request: Request) -> Reply {
+        let Request { id, body } = request;
+        match body {
+            RequestBody::CreateMailbox {
+                address,
+                owner_key,
+                verifier,
+                signature,
+            } => {
+                if self.owner.is_some() {
+                    return Err(ErrorCode::AlreadyAuthenticated);
+                }
+                let message =
+                    create_message(&self.challenge, &address, &owner_key, verifier.as_ref());
+                verify(&owner_key, &message, &signature)?;
+                let addr = address.as_bytes().to_vec();
+                let outcome = self
+                    .db(move |s| {
+                        let outcome =
+                            s.create_mailbox(&addr, &owner_key, verifier.as_ref(), wall_clock())?;
+                        if outcome == CreateOutcome::AlreadyYours {
+                            s.set_verifier(&addr, verifier.as_ref())?;
+                        }
+                        Ok(outcome)
+                    })
+                    .await?;
+                match outcome {
+                    CreateOutcome::Taken => Err(ErrorCode::MailboxTaken),
+                    CreateOutcome::Created | CreateOutcome::AlreadyYours => {
+                        self.become_owner(address);
+                        Ok(ServerMessage::Ok { id })
+                    }
+                }
+            }
+            RequestBody::Authenticate { address, signature } => {
+                if self.owner.is_some() {
+                    return Err(ErrorCode::AlreadyAuthenticated);
+                }
+                let addr = address.as_bytes().to_vec();
+                let record = self
+                    .db(move |s| s.mailbox(&addr))
+                    .await?
+                    .ok_or(ErrorCode::AuthenticationFailed)?;
+                let message = authenticate_message(&self.challenge, &address);
+                verify(&record.owner_key, &message, &signature)?;
+                self.become_owner(address);
+                Ok(ServerMessage::Ok { id })
+            }
+            RequestBody::Send { to, token, frame } => self.send(id, to, token, frame).await,
+            RequestBody::Confirm { ids } => {
+                let owner = self.owner()?;
+                let ids: Vec<[u8; 16]> = ids.iter().map(|i| *i.as_bytes()).collect();
+                let n = self
+                    .db(move |s| s.confirm(owner.as_bytes(), &ids, wall_clock()))
+                    .await?;
+                bump(&self.relay.stats.frames_confirmed, n);
+                Ok(ServerMessage::Ok { id })
+            }
+            RequestBody::SetVerifier { verifier } => {
+                let owner = self.owner()?;
+                self.db(move |s| s.set_verifier(owner.as_bytes(), verifier.as_ref()))
+                    .await?;
+                Ok(ServerMessage::Ok { id })
+            }
+            RequestBody::UploadBundles {
+                one_time,
+                last_resort,
+            } => {
+                let owner = self.owner()?;
+                let max = self.relay.config.limits.max_one_time_bundles;
+                let outcome = self
+                    .db(move |s| {
+                        s.upload_bundles(owner.as_bytes(), &one_time, last_resort.as_deref(), max)
+                    })
+                    .await?;
+                match outcome {
+                    UploadOutcome::Stored { .. } => Ok(ServerMessage::Ok { id }),
+                    UploadOutcome::TooMany => Err(ErrorCode::TooManyBundles),
+                }
+            }
+            RequestBody::FetchBundle { address } => {
+                if !self.relay.take_target(1, address.as_bytes()) {
+                    return Err(ErrorCode::RateLimited);
+                }
+                let (kind, bundle) = self
+                    .db(move |s| s.take_bundle(address.as_bytes()))
+                    .await?
+                    .ok_or(ErrorCode::NoBundle)?;
+                Ok(ServerMessage::Bundle { id, kind, bundle })
+            }
+            RequestBody::BundleCount => {
+                let owner = self.owner()?;
+                let (one_time, last_resort) =
+                    self.db(move |s| s.bundle_count(owner.as_bytes())).await?;
+                Ok(ServerMessage::BundleCount {
+                    id,
+                    one_time,
+                    last_resort,
+                })
+            }
+            RequestBody::RequestCertificate {
+                device_id,
+                identity,
+            } => {
+                let owner = self.owner()?;
+                let server = self
+                    .relay
+                    .config
+                    .issuer
+                    .as_ref()
+                    .ok_or(ErrorCode::IssuerUnavailable)?;
+                let now = wall_clock();
+                // An expired server key would only issue certificates nobody accepts.
+                if server.certificate().expires_at() <= now {
+                    return Err(ErrorCode::IssuerUnavailable);
+                }
+                let identity = IdentityPublicKey::from_bytes(&identity)
+                    .map_err(|_| ErrorCode::InvalidIdentity)?;
+                let cert =
+                    issue_client_certificate(server, owner.as_bytes(), device_id, identity, now)
+                        .map_err(|_| ErrorCode::InvalidIdentity)?;
+                Ok(ServerMessage::Certificate {
+                    id,
+                    expires_at: cert.expires_at(),
+                    certificate: cert.as_bytes().to_vec(),
+                })
+            }
+            RequestBody::Ping => Ok(ServerMessage::Ok { id }),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        id: u32,
+        to: Address,
+        token: Option<confide_transport::RelayToken>,
+        frame: Vec<u8>,
+    ) -> Reply {
+        let frame_id = frame_id_of(&frame).ok_or(ErrorCode::InvalidFrame)?;
+        let addr = to.as_bytes().to_vec();
+        let record = self
+            .db(move |s| s.mailbox(&addr))
+            .await?
+            .ok_or(ErrorCode::NoSuchMailbox)?;
+        if let Some(verifier) = record.verifier {
+            let ok = token
+                .as_ref()
+                .is_some_and(|t| relay_check(&TokenVerifier::from_bytes(verifier), t.expose()));
+            if !ok {
+                return Err(ErrorCode::TokenRefused);
+            }
+        }
+        if !self.relay.take_target(0, to.as_bytes()) {
+            return Err(ErrorCode::RateLimited);
+        }
+        let digest = sha256(&[frame_payload(&frame)]);
+        let limits = self.relay.config.limits;
+        let mailbox_limits = MailboxLimits {
+            max_frames: limits.max_frames_per_mailbox,
+            max_bytes: limits.max_bytes_per_mailbox,
+            delivered_memory: limits.delivered_memory,
+        };
+        let addr = to.as_bytes().to_vec();
+        let fid = *frame_id.as_bytes();
+        let outcome = self
+            .db(move |s| s.store_frame(&addr, &fid, &digest, &frame, wall_clock(), &mailbox_limits))
+            .await?;
+        match outcome {
+            StoreOutcome::Stored => {
+                bump(&self.relay.stats.frames_stored, 1);
+                self.relay.hub.notify(to.as_bytes());
+            }
+            StoreOutcome::AlreadyStored | StoreOutcome::AlreadyDelivered => {}
+            StoreOutcome::NoSuchMailbox => return Err(ErrorCode::NoSuchMailbox),
+            StoreOutcome::MailboxFull => return Err(ErrorCode::MailboxFull),
+            StoreOutcome::MailboxBytesFull => return Err(ErrorCode::MailboxBytesFull),
+        }
+        bump(&self.relay.stats.receipts, 1);
+        Ok(ServerMessage::Stored { id, frame_id })
+    }
+
+    fn become_owner(&mut self, address: Address) {
+        let relay = Arc::clone(&self.relay);
+        let tx = self.tx.clone();
+        let mailbox = address.as_bytes().to_vec();
+        self.owner = Some(address);
+        self.delivery = Some(tokio::spawn(deliver_loop(relay, mailbox, tx)));
+    }
+}
+
+fn verify(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Result<(), ErrorCode> {
+    let key = VerifyingKey::from_bytes(key).map_err(|_| ErrorCode::AuthenticationFailed)?;
+    key.verify(message, &Signature::from_bytes(*signature))
+        .map_err(|_| ErrorCode::AuthenticationFailed)
+}
+
+/// Sends every stored frame of `mailbox`, then each new one, until the connection closes.
+async fn deliver_loop(relay: Arc<Relay>, mailbox: Vec<u8>, tx: mpsc::Sender<Vec<u8>>) {
+    // Subscribe before the first read, so a frame committed in between still wakes us.
+    let mut wake = relay.hub.subscribe(&mailbox);
+    let mut after = 0i64;
+    loop {
+        let addr = mailbox.clone();
+        let batch = match relay
+            .db(move |s| s.pending_frames(&addr, after, DELIVERY_BATCH))
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a mailbox failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let full = batch.len() == DELIVERY_BATCH;
+        for stored in batch {
+            after = stored.seq;
+            let Some(bytes) = encode(&ServerMessage::Deliver {
+                frame: stored.frame,
+            }) else {
+                continue;
+            };
+            if tx.send(bytes).await.is_err() {
+                return;
+            }
+            bump(&relay.stats.frames_pushed, 1);
+        }
+        if !full && wake.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,647 @@
+//! The relay's storage: one trait the server calls, and its SQLite implementation.
+//!
+//! The server never names a database: it calls [`RelayStore`], whose every method is one
+//! atomic transaction. A backend commits durably before it returns (the server sends a relay
+//! receipt only after [`RelayStore::store_frame`] returned), hands out each one-time bundle
+//! exactly once even under concurrent callers, and never interprets frames or bundles.
+
+use core::fmt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use confide_wire::{Duration, Timestamp};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use thiserror::Error;
+
+use crate::protocol::{BundleKind, OWNER_KEY_LEN, VERIFIER_LEN};
+
+/// Why a storage operation failed. Carries the kind only: never an address or content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error (I/O, corruption, full disk...).
+    #[error("database error")]
+    Database,
+    /// The database was written by a newer schema.
+    #[error("database schema version {found} is not supported (expected {expected})")]
+    Schema {
+        /// The version found.
+        found: i64,
+        /// The version this build writes.
+        expected: i64,
+    },
+    /// A stored value has an impossible shape (wrong key length...).
+    #[error("stored value is corrupt")]
+    Corrupt,
+    /// The database location or options are not acceptable (an unparsable URL, a schema name
+    /// outside `[a-z0-9_]{1,63}`).
+    #[error("invalid database configuration")]
+    InvalidConfiguration,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(_: rusqlite::Error) -> Self {
+        Self::Database
+    }
+}
+
+/// A mailbox as stored: who owns it and which token it requires.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MailboxRecord {
+    /// The owner's Ed25519 public key.
+    pub owner_key: [u8; OWNER_KEY_LEN],
+    /// The delivery-token verifier; `None`: an open mailbox.
+    pub verifier: Option<[u8; VERIFIER_LEN]>,
+}
+
+impl fmt::Debug for MailboxRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            owner_key: _,
+            verifier,
+        } = self;
+        f.debug_struct("MailboxRecord")
+            .field("has_verifier", &verifier.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`RelayStore::create_mailbox`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateOutcome {
+    /// A new mailbox.
+    Created,
+    /// The mailbox existed with this owner key (nothing changed).
+    AlreadyYours,
+    /// The mailbox exists with another owner key (nothing changed).
+    Taken,
+}
+
+/// The per-mailbox limits [`RelayStore::store_frame`] enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxLimits {
+    /// Most undelivered frames.
+    pub max_frames: u64,
+    /// Most undelivered bytes.
+    pub max_bytes: u64,
+    /// How long a confirmed frame's digest is remembered.
+    pub delivered_memory: Duration,
+}
+
+/// What [`RelayStore::store_frame`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreOutcome {
+    /// Committed as a new copy (or replacing an undelivered copy with another payload).
+    Stored,
+    /// An identical copy was already waiting: nothing changed.
+    AlreadyStored,
+    /// The owner confirmed an identical frame within the delivered memory: nothing stored.
+    AlreadyDelivered,
+    /// No mailbox at this address.
+    NoSuchMailbox,
+    /// The mailbox holds its maximum number of frames.
+    MailboxFull,
+    /// The mailbox holds its maximum number of bytes.
+    MailboxBytesFull,
+}
+
+impl StoreOutcome {
+    /// Whether the sender gets a relay receipt.
+    #[must_use]
+    pub const fn is_receipt(self) -> bool {
+        matches!(
+            self,
+            Self::Stored | Self::AlreadyStored | Self::AlreadyDelivered
+        )
+    }
+}
+
+/// One stored frame, as handed to its owner.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredFrame {
+    /// Position in the mailbox (increases with every stored copy).
+    pub seq: i64,
+    /// The encoded transport frame, as sent.
+    pub frame: Vec<u8>,
+}
+
+impl fmt::Debug for StoredFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { seq, frame } = self;
+        f.debug_struct("StoredFrame")
+            .field("seq", seq)
+            .field("len", &frame.len())
+            .finish()
+    }
+}
+
+/// What [`RelayStore::upload_bundles`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UploadOutcome {
+    /// Stored; the number of one-time bundles now held.
+    Stored {
+        /// One-time bundles held after the upload.
+        one_time: u32,
+    },
+    /// The upload would exceed the limit: nothing stored.
+    TooMany,
+}
+
+/// What [`RelayStore::sweep`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepCounts {
+    /// Undelivered frames past their retention.
+    pub expired_frames: u64,
+    /// Delivery records past the delivered memory.
+    pub forgotten_deliveries: u64,
+}
+
+/// Where the relay keeps mailboxes, frames and bundles. Every method is one transaction.
+pub trait RelayStore: Send + Sync + 'static {
+    /// Creates a mailbox unless it exists.
+    fn create_mailbox(
+        &self,
+        address: &[u8],
+        owner_key: &[u8; OWNER_KEY_LEN],
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+        now: Timestamp,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    /// The mailbox at `address`, if any.
+    fn mailbox(&self, address: &[u8]) -> Result<Option<MailboxRecord>, StoreError>;
+
+    /// Replaces the mailbox's verifier. Returns false if there is no such mailbox.
+    fn set_verifier(
+        &self,
+        address: &[u8],
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores `frame` (whose id and payload digest the caller read) for `address`, keeping at
+    /// most one copy per (mailbox, frame id), and commits durably before returning.
+    #[allow(clippy::too_many_arguments)]
+    fn store_frame(
+        &self,
+        address: &[u8],
+        frame_id: &[u8; 16],
+        digest: &[u8; 32],
+        frame: &[u8],
+        now: Timestamp,
+        limits: &MailboxLimits,
+    ) -> Result<StoreOutcome, StoreError>;
+
+    /// Up to `max` frames of `address` with `seq > after`, in order.
+    fn pending_frames(
+        &self,
+        address: &[u8],
+        after: i64,
+        max: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError>;
+
+    /// Deletes the owner's confirmed frames and remembers their digests; returns how many
+    /// were deleted (unknown ids are ignored).
+    fn confirm(&self, address: &[u8], ids: &[[u8; 16]], now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Adds one-time bundles (all or none, at most `max_one_time` held) and optionally
+    /// replaces the last-resort bundle.
+    fn upload_bundles(
+        &self,
+        address: &[u8],
+        one_time: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+        max_one_time: usize,
+    ) -> Result<UploadOutcome, StoreError>;
+
+    /// Takes a bundle of `address`: the oldest one-time bundle, deleted in the same
+    /// statement (so no two callers get it), else the last-resort bundle.
+    fn take_bundle(&self, address: &[u8]) -> Result<Option<(BundleKind, Vec<u8>)>, StoreError>;
+
+    /// One-time bundles held, and whether a last-resort bundle is held.
+    fn bundle_count(&self, address: &[u8]) -> Result<(u32, bool), StoreError>;
+
+    /// Deletes frames stored before `now - undelivered_retention` and forgets delivery
+    /// records older than `now - delivered_memory`.
+    fn sweep(
+        &self,
+        now: Timestamp,
+        undelivered_retention: Duration,
+        delivered_memory: Duration,
+    ) -> Result<SweepCounts, StoreError>;
+}
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SQLITE_SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE mailboxes (
+    address    BLOB PRIMARY KEY,
+    owner_key  BLOB NOT NULL,
+    verifier   BLOB,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE frames (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    address   BLOB NOT NULL,
+    frame_id  BLOB NOT NULL,
+    digest    BLOB NOT NULL,
+    frame     BLOB NOT NULL,
+    stored_at INTEGER NOT NULL,
+    UNIQUE (address, frame_id)
+);
+CREATE INDEX frames_by_age ON frames (stored_at);
+CREATE TABLE delivered (
+    address      BLOB NOT NULL,
+    frame_id     BLOB NOT NULL,
+    digest       BLOB NOT NULL,
+    confirmed_at INTEGER NOT NULL,
+    PRIMARY KEY (address, frame_id)
+) WITHOUT ROWID;
+CREATE INDEX delivered_by_age ON delivered (confirmed_at);
+CREATE TABLE one_time_bundles (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    address BLOB NOT NULL,
+    bundle  BLOB NOT NULL
+);
+CREATE INDEX one_time_by_address ON one_time_bundles (address, id);
+CREATE TABLE last_resort_bundles (
+    address BLOB PRIMARY KEY,
+    bundle  BLOB NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The embedded SQLite store: one database file, WAL journal, `synchronous = FULL` (a commit
+/// survives power loss before the receipt goes out), `secure_delete = ON` (deleted frames
+/// are overwritten). One connection behind a mutex: SQLite has one writer anyway.
+pub struct SqliteRelayStore {
+    conn: Mutex<Connection>,
+}
+
+impl fmt::Debug for SqliteRelayStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { conn: _ } = self;
+        f.debug_struct("SqliteRelayStore").finish_non_exhaustive()
+    }
+}
+
+fn ms(t: Timestamp) -> i64 {
+    i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn verifier_from(v: Option<Vec<u8>>) -> Result<Option<[u8; VERIFIER_LEN]>, StoreError> {
+    v.map(|v| <[u8; VERIFIER_LEN]>::try_from(v.as_slice()).map_err(|_| StoreError::Corrupt))
+        .transpose()
+}
+
+impl SqliteRelayStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open(path)?)
+    }
+
+    /// An in-memory database (tests).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open_in_memory()?)
+    }
+
+    fn with_connection(mut conn: Connection) -> Result<Self, StoreError> {
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        match version {
+            0 => {
+                tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
+            }
+            SQLITE_SCHEMA_VERSION => {}
+            found => {
+                return Err(StoreError::Schema {
+                    found,
+                    expected: SQLITE_SCHEMA_VERSION,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction half-applied (rusqlite
+        // rolls back on drop), so the connection stays usable.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl RelayStore for SqliteRelayStore {
+    fn create_mailbox(
+        &self,
+        address: &[u8],
+        owner_key: &[u8; OWNER_KEY_LEN],
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+        now: Timestamp,
+    ) -> Result<CreateOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT owner_key FROM mailboxes WHERE address = ?1",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let outcome = match existing {
+            Some(key) if key.as_slice() == owner_key.as_slice() => CreateOutcome::AlreadyYours,
+            Some(_) => CreateOutcome::Taken,
+            None => {
+                tx.execute(
+                    "INSERT INTO mailboxes (address, owner_key, verifier, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        address,
+                        owner_key.as_slice(),
+                        verifier.map(<[u8; 32]>::as_slice),
+                        ms(now)
+                    ],
+                )?;
+                CreateOutcome::Created
+            }
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn mailbox(&self, address: &[u8]) -> Result<Option<MailboxRecord>, StoreError> {
+        let conn = self.conn();
+        let row: Option<(Vec<u8>, Option<Vec<u8>>)> = conn
+            .query_row(
+                "SELECT owner_key, verifier FROM mailboxes WHERE address = ?1",
+                [address],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(key, verifier)| {
+            Ok(MailboxRecord {
+                owner_key: key.as_slice().try_into().map_err(|_| StoreError::Corrupt)?,
+                verifier: verifier_from(verifier)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn set_verifier(
+        &self,
+        address: &[u8],
+        verifier: Option<&[u8; VERIFIER_LEN]>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE mailboxes SET verifier = ?2 WHERE address = ?1",
+            params![address, verifier.map(<[u8; 32]>::as_slice)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn store_frame(
+        &self,
+        address: &[u8],
+        frame_id: &[u8; 16],
+        digest: &[u8; 32],
+        frame: &[u8],
+        now: Timestamp,
+        limits: &MailboxLimits,
+    ) -> Result<StoreOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM mailboxes WHERE address = ?1",
+                [address],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(StoreOutcome::NoSuchMailbox);
+        }
+        let since = ms(now.saturating_sub(limits.delivered_memory));
+        let delivered: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT digest FROM delivered
+                 WHERE address = ?1 AND frame_id = ?2 AND confirmed_at >= ?3",
+                params![address, frame_id.as_slice(), since],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if delivered.is_some_and(|d| d.as_slice() == digest.as_slice()) {
+            return Ok(StoreOutcome::AlreadyDelivered);
+        }
+        let waiting: Option<(Vec<u8>, i64)> = tx
+            .query_row(
+                "SELECT digest, length(frame) FROM frames WHERE address = ?1 AND frame_id = ?2",
+                params![address, frame_id.as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let replaced_len = match &waiting {
+            Some((d, _)) if d.as_slice() == digest.as_slice() => {
+                return Ok(StoreOutcome::AlreadyStored);
+            }
+            Some((_, len)) => u64::try_from(*len).unwrap_or(0),
+            None => 0,
+        };
+        let (count, bytes): (i64, i64) = tx.query_row(
+            "SELECT count(*), coalesce(sum(length(frame)), 0) FROM frames WHERE address = ?1",
+            [address],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let new_len = u64::try_from(frame.len()).unwrap_or(u64::MAX);
+        if waiting.is_none() && count >= limits.max_frames {
+            return Ok(StoreOutcome::MailboxFull);
+        }
+        if bytes.saturating_sub(replaced_len).saturating_add(new_len) > limits.max_bytes {
+            return Ok(StoreOutcome::MailboxBytesFull);
+        }
+        // A re-encrypted copy replaces the waiting one and takes a new position, so an owner
+        // connected now is sent the new copy too.
+        tx.execute(
+            "DELETE FROM frames WHERE address = ?1 AND frame_id = ?2",
+            params![address, frame_id.as_slice()],
+        )?;
+        tx.execute(
+            "INSERT INTO frames (address, frame_id, digest, frame, stored_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                address,
+                frame_id.as_slice(),
+                digest.as_slice(),
+                frame,
+                ms(now)
+            ],
+        )?;
+        tx.commit()?;
+        Ok(StoreOutcome::Stored)
+    }
+
+    fn pending_frames(
+        &self,
+        address: &[u8],
+        after: i64,
+        max: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, frame FROM frames WHERE address = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![address, after, i64::try_from(max).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(StoredFrame {
+                    seq: r.get(0)?,
+                    frame: r.get(1)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn confirm(&self, address: &[u8], ids: &[[u8; 16]], now: Timestamp) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut deleted = 0u64;
+        for id in ids {
+            let digest: Option<Vec<u8>> = tx
+                .query_row(
+                    "DELETE FROM frames WHERE address = ?1 AND frame_id = ?2 RETURNING digest",
+                    params![address, id.as_slice()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(digest) = digest {
+                tx.execute(
+                    "INSERT INTO delivered (address, frame_id, digest, confirmed_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (address, frame_id)
+                     DO UPDATE SET digest = excluded.digest, confirmed_at = excluded.confirmed_at",
+                    params![address, id.as_slice(), digest, ms(now)],
+                )?;
+                deleted = deleted.saturating_add(1);
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    fn upload_bundles(
+        &self,
+        address: &[u8],
+        one_time: &[Vec<u8>],
+        last_resort: Option<&[u8]>,
+        max_one_time: usize,
+    ) -> Result<UploadOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held: i64 = tx.query_row(
+            "SELECT count(*) FROM one_time_bundles WHERE address = ?1",
+            [address],
+            |r| r.get(0),
+        )?;
+        let held = usize::try_from(held).unwrap_or(usize::MAX);
+        let total = held.saturating_add(one_time.len());
+        if total > max_one_time {
+            return Ok(UploadOutcome::TooMany);
+        }
+        for bundle in one_time {
+            tx.execute(
+                "INSERT INTO one_time_bundles (address, bundle) VALUES (?1, ?2)",
+                params![address, bundle],
+            )?;
+        }
+        if let Some(bundle) = last_resort {
+            tx.execute(
+                "INSERT INTO last_resort_bundles (address, bundle) VALUES (?1, ?2)
+                 ON CONFLICT (address) DO UPDATE SET bundle = excluded.bundle",
+                params![address, bundle],
+            )?;
+        }
+        tx.commit()?;
+        Ok(UploadOutcome::Stored {
+            one_time: u32::try_from(total).unwrap_or(u32::MAX),
+        })
+    }
+
+    fn take_bundle(&self, address: &[u8]) -> Result<Option<(BundleKind, Vec<u8>)>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // One statement selects and deletes: no two callers can take the same bundle.
+        let one_time: Option<Vec<u8>> = tx
+            .query_row(
+                "DELETE FROM one_time_bundles WHERE id = (
+                     SELECT id FROM one_time_bundles WHERE address = ?1 ORDER BY id LIMIT 1)
+                 RETURNING bundle",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let out = match one_time {
+            Some(b) => Some((BundleKind::OneTime, b)),
+            None => tx
+                .query_row(
+                    "SELECT bundle FROM last_resort_bundles WHERE address = ?1",
+                    [address],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .map(|b| (BundleKind::LastResort, b)),
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn bundle_count(&self, address: &[u8]) -> Result<(u32, bool), StoreError> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row(
+            "SELECT count(*) FROM one_time_bundles WHERE address = ?1",
+            [address],
+            |r| r.get(0),
+        )?;
+        let last: bool = conn
+            .query_row(
+                "SELECT 1 FROM last_resort_bundles WHERE address = ?1",
+                [address],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        Ok((u32::try_from(n).unwrap_or(u32::MAX), last))
+    }
+
+    fn sweep(
+        &self,
+        now: Timestamp,
+        undelivered_retention: Duration,
+        delivered_memory: Duration,
+    ) -> Result<SweepCounts, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let expired = tx.execute(
+            "DELETE FROM frames WHERE stored_at < ?1",
+            [ms(now.saturating_sub(undelivered_retention))],
+        )?;
+        let forgotten = tx.execute(
+            "DELETE FROM delivered WHERE confirmed_at < ?1",
+            [ms(now.saturating_sub(delivered_memory))],
+        )?;
+        tx.commit()?;
+        Ok(SweepCounts {
+            expired_frames: u64::try_from(expired).unwrap_or(u64::MAX),
+            forgotten_deliveries: u64::try_from(forgotten).unwrap_or(u64::MAX),
+        })
+    }
+}

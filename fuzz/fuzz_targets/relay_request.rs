@@ -1,0 +1,12 @@
+//! Fuzz target `relay_request`: the strict decoders of the reference relay's protocol
+//! (`confide_relay::protocol`): no panic, canonical re-encoding.
+//!
+//! The check is `confide_test_support::fuzzing::relay_request`; the corpus replay test of its
+//! crate (`crates/confide-relay/tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/relay_request/`
+//! too.
+#![no_main]
+
+use confide_test_support::fuzzing;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzzing::relay_request(data));
