@@ -441,11 +441,13 @@ impl RelayEvent {
     pub fn input(&self, now: Timestamp) -> Option<Input<'_>> {
         match self {
             Self::Frame(bytes) => Some(Input::Receive { bytes, now }),
-            // once main has Input::RelayReceipt: `Self::Stored(id)` returns
-            // `Some(Input::RelayReceipt { id: *id, now })` (stop retransmitting for a while)
-            // and `Self::Connected` returns `Some(Input::RelayReconnected { now })`
-            // (retransmit what was held).
-            Self::Stored(_) | Self::Connected | Self::Refused { .. } => None,
+            // The relay committed the frame: its retransmissions can wait
+            // (`docs/transport.md` §3.8).
+            Self::Stored(id) => Some(Input::RelayReceipt { id: *id, now }),
+            // A reconnect to this relay is not `Input::RelayReconnected`: the reference relay
+            // answers `Stored` only after a durable commit, which survives its restart (the
+            // `kill -9` test), so what it confirmed is still there.
+            Self::Connected | Self::Refused { .. } => None,
         }
     }
 

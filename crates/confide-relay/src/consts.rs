@@ -66,11 +66,18 @@ pub const MAX_BYTES_PER_MAILBOX: u64 = 64 * 1024 * 1024;
 pub const UNDELIVERED_RETENTION: Duration = confide_transport::consts::RELAY_RETENTION_ASSUMED;
 
 /// How long the relay remembers (mailbox, frame id, SHA-256 of the payload) of a frame its
-/// owner confirmed, to acknowledge an identical retransmission without delivering it again.
+/// owner confirmed, to acknowledge an identical retransmission without delivering it again
+/// (1 hour).
 ///
-/// Reason: a sender retransmits a frame for at most `GIVE_UP_AFTER` (7 days) after sending it,
-/// so a memory of that length catches every retransmission of a delivered frame.
-pub const DELIVERED_MEMORY: Duration = confide_transport::consts::GIVE_UP_AFTER;
+/// Reason: a copy that arrives soon after the owner confirmed the frame is a retransmission
+/// racing the recipient's end-to-end acknowledgement, and delivering it would only cost the
+/// owner a download. A copy that arrives later means the sender still lacks that
+/// acknowledgement (it was lost, or the recipient's app never sent it): a relay receipt holds a
+/// sender's retransmissions for 12 hours (`RELAY_RECEIPT_HOLD`), so such a copy is the sender
+/// asking again, and it must reach the recipient, whose delivery machine recognises the
+/// duplicate and acknowledges it again. Suppressing it for the sender's whole give-up time
+/// would turn one lost acknowledgement into a false "delivery failed" a week later.
+pub const DELIVERED_MEMORY: Duration = Duration::from_hours(1);
 
 /// How often the relay deletes expired frames and forgets old delivery records.
 ///
