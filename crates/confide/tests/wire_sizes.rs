@@ -162,5 +162,8 @@ fn texts_and_acknowledgements_in_an_established_conversation_cost_what_the_readm
         assert_eq!(sent[0], readme_bytes(row), "{row}");
         assert_eq!(acks[0], readme_bytes("its acknowledgement"), "ack of {row}");
     }
-    assert!(readme_bytes("100 B text") <= 400, "the issue's target for a 100 B text");
+    assert!(
+        readme_bytes("100 B text") <= 400,
+        "the issue's target for a 100 B text"
+    );
 }
