@@ -753,17 +753,8 @@ impl Delivery {
         self.outbox.iter().any(|e| e.id == id)
     }
 
-    /// The payload of a waiting message and how many transmissions of it were queued so far
+    /// Every waiting message in send order: its id, payload and transmissions queued so far
     /// (1 after `send`, one more per retransmission).
-    #[must_use]
-    pub fn waiting_payload(&self, id: FrameId) -> Option<(&[u8], u32)> {
-        self.outbox
-            .iter()
-            .find(|e| e.id == id)
-            .map(|e| (e.payload.as_slice(), e.attempts))
-    }
-
-    /// Every waiting message in send order: its id, payload and transmissions queued so far.
     pub fn waiting(&self) -> impl Iterator<Item = (FrameId, &[u8], u32)> {
         self.outbox
             .iter()

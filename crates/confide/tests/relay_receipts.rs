@@ -176,3 +176,46 @@ fn a_reconnect_releases_held_frames_and_stray_receipts_change_nothing() {
         b"still there?".to_vec()
     );
 }
+
+#[test]
+fn a_receipt_does_not_hold_a_symmetric_frame_whose_epoch_is_unproven() {
+    // The client's "hello" was public-key and acknowledged: its epoch is current, but no
+    // symmetric envelope of it was acknowledged yet (docs/sealed-sender.md §9.5, rule 3).
+    let (mut world, _) = established(94);
+    let counselor = world.endpoint(1).address().clone();
+    let conv = world.endpoint(0).conversations()[0];
+    let start = world.now();
+    world.sim.network_mut().take_offline(
+        &counselor,
+        start,
+        start.saturating_add(Duration::from_secs(60)),
+    );
+    let mark = world.wire[0].borrow().len();
+    world.send(0, conv, b"first symmetric text");
+    let (id, symmetric) = {
+        let wire = world.wire[0].borrow();
+        let (_, frame) = wire.last().unwrap();
+        match Frame::from_bytes(frame).unwrap() {
+            Frame::Data { id, payload } => {
+                (id, payload[0] == confide_sealed::SYMMETRIC_ENVELOPE_KIND)
+            }
+            _ => panic!("only data frames"),
+        }
+    };
+    assert!(symmetric, "sealed in the acknowledged epoch");
+    world.command(0, |e, now, rng| {
+        e.handle_input(rng, Input::RelayReceipt { id, now })
+    });
+    // Not held: it is retransmitted on the usual schedule (and re-encrypted after three
+    // unanswered transmissions), so it arrives once the counselor is back.
+    world.run_until(start.saturating_add(Duration::from_secs(30)));
+    assert!(
+        frame_ids(&world, 0, mark).len() >= 3,
+        "retransmitted although the relay confirmed it"
+    );
+    world.run_until(start.saturating_add(Duration::from_secs(180)));
+    assert_eq!(
+        world.live[1].received.last().unwrap().1,
+        b"first symmetric text".to_vec()
+    );
+}

@@ -720,8 +720,9 @@ impl Endpoint {
     pub(crate) fn receipt_may_hold(&self, frame_id: FrameId) -> bool {
         let symmetric = self
             .delivery
-            .waiting_payload(frame_id)
-            .is_some_and(|(p, _)| p.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND));
+            .waiting()
+            .find(|(id, _, _)| *id == frame_id)
+            .is_some_and(|(_, p, _)| p.first() == Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND));
         if !symmetric {
             return true;
         }
