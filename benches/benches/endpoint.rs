@@ -17,9 +17,11 @@
 //! * `confide_persisted_sqlite`: the same into a `SqliteStore` per endpoint, on a database file
 //!   in the temporary directory (`TMPDIR`, a real disk on the project machine: WAL,
 //!   `synchronous = FULL`, so every commit waits for an fsync of the write-ahead log).
-//! * `floor`: the same cryptographic and framing work done by the lower crates directly:
-//!   policy frame, session encrypt, sealed seal, transport frame encode/decode, sealed open,
-//!   session decrypt, policy handling, for the message and for its acknowledgement. The ratio
+//! * `floor`: the same cryptographic and framing work done by the lower crates directly, as
+//!   the endpoint does it in an established conversation: for the text, policy frame, session
+//!   encrypt, symmetric seal, transport frame encode/decode, symmetric open, session decrypt,
+//!   policy handling; for its acknowledgement, the acknowledgement payload sealed in the
+//!   other direction's symmetric epoch (no session), frame, open, parse. The ratio
 //!   `confide / floor` is the facade's own overhead.
 //! * `session_only`: the bare session's encrypt + decrypt of 1 KiB (no sealed sender, no ack),
 //!   to show what sealed sender and end-to-end acknowledgements cost on top (target: the round
@@ -67,7 +69,7 @@ use confide::{
 };
 use confide_crypto::{Timestamp, identity::IdentityKeyPair};
 use confide_policy::{ConversationPolicy, MessageId, OrgBounds, RetentionPolicy, Side};
-use confide_sealed::{SenderCertificate, TrustRoots};
+use confide_sealed::{SenderCertificate, SymmetricSealer, TagWindow, TrustRoots};
 use confide_session::{IdentityChangePolicy, PreKeyBundle, PreKeyStore, Session, SessionRecord};
 use confide_store::{MemoryStore, SqliteStore, Store};
 use confide_test_support::service::Service;
@@ -797,18 +799,43 @@ fn bench_scale(c: &mut Criterion) {
 
 /// The lower layers doing the same work by hand.
 struct Floor {
-    client_id: IdentityKeyPair,
-    counselor_id: IdentityKeyPair,
-    client_cert: SenderCertificate,
-    counselor_cert: SenderCertificate,
     roots: TrustRoots,
     client: SessionRecord,
     counselor: SessionRecord,
     client_policy: ConversationPolicy,
     counselor_policy: ConversationPolicy,
-    client_store: PreKeyStore,
     counselor_store: PreKeyStore,
+    /// The client's epoch to the counselor (sealer) and the counselor's window of it.
+    client_sealer: SymmetricSealer,
+    counselor_window: TagWindow,
+    /// The counselor's epoch to the client, which carries its acknowledgements.
+    counselor_sealer: SymmetricSealer,
+    client_window: TagWindow,
     rng: ChaCha20Rng,
+}
+
+/// Both directions' epochs, started the way the endpoint starts them: a public-key envelope
+/// (`seal_starting_epoch`) whose seed and the session's envelope secret key the epoch.
+fn floor_epoch(
+    rng: &mut ChaCha20Rng,
+    from: &IdentityKeyPair,
+    from_cert: &SenderCertificate,
+    to: &IdentityKeyPair,
+    roots: &TrustRoots,
+    secret: &confide_crypto::secret::EnvelopeSecret,
+) -> (SymmetricSealer, TagWindow) {
+    let (envelope, seed) =
+        confide_sealed::seal_starting_epoch(rng, from, from_cert, &to.public(), b"start").unwrap();
+    let opened = confide_sealed::open(to, roots, NOW, &envelope).unwrap();
+    let sealer = SymmetricSealer::new(&seed, secret, NOW).unwrap();
+    let window = TagWindow::new(
+        &opened.epoch_seed,
+        secret,
+        opened.sender.expires_at(),
+        opened.sender.server_key_id(),
+    )
+    .unwrap();
+    (sealer, window)
 }
 
 fn floor_setup(seed: u8) -> Floor {
@@ -840,11 +867,30 @@ fn floor_setup(seed: u8) -> Floor {
     client
         .decrypt(&mut client_store, &reply, NOW, IdentityChangePolicy::Refuse)
         .unwrap();
+    let client_cert = cert(&s, b"client", &client_id, Role::Client);
+    let counselor_cert = cert(&s, b"counselor", &counselor_id, Role::Counselor);
+    let secret = client
+        .current()
+        .and_then(|session| session.envelope_secret())
+        .unwrap()
+        .clone();
+    let (client_sealer, counselor_window) = floor_epoch(
+        &mut rng,
+        &client_id,
+        &client_cert,
+        &counselor_id,
+        &s.roots,
+        &secret,
+    );
+    let (counselor_sealer, client_window) = floor_epoch(
+        &mut rng,
+        &counselor_id,
+        &counselor_cert,
+        &client_id,
+        &s.roots,
+        &secret,
+    );
     Floor {
-        client_cert: cert(&s, b"client", &client_id, Role::Client),
-        counselor_cert: cert(&s, b"counselor", &counselor_id, Role::Counselor),
-        client_id,
-        counselor_id,
         roots: s.roots,
         client,
         counselor,
@@ -858,26 +904,26 @@ fn floor_setup(seed: u8) -> Floor {
             OrgBounds::UNRESTRICTED,
             RetentionPolicy::Off,
         ),
-        client_store,
         counselor_store: cs,
+        client_sealer,
+        counselor_window,
+        counselor_sealer,
+        client_window,
         rng,
     }
 }
 
-/// Message and ack through policy, session, sealed sender and transport framing.
+/// The work of one round trip in an established conversation, done by the lower crates
+/// directly: the text (policy frame, session encrypt, symmetric seal, transport frame encode
+/// and decode, symmetric open, session decrypt, policy) and its acknowledgement (the
+/// acknowledgement payload in a symmetric envelope of the other direction, transport frame,
+/// open, parse).
 fn floor_roundtrip(f: &mut Floor, text: &[u8]) -> usize {
     // Message.
     let id = MessageId::random(&mut f.rng);
     let frame = f.client_policy.send_text(id, text, NOW).unwrap();
     let ct = f.client.encrypt(&mut f.rng, frame.as_bytes()).unwrap();
-    let env = confide_sealed::seal(
-        &mut f.rng,
-        &f.client_id,
-        &f.client_cert,
-        &f.counselor_id.public(),
-        &ct,
-    )
-    .unwrap();
+    let env = f.client_sealer.seal(NOW, &ct).unwrap();
     let wire = Frame::Data {
         id: FrameId::random(&mut f.rng),
         payload: env,
@@ -887,12 +933,12 @@ fn floor_roundtrip(f: &mut Floor, text: &[u8]) -> usize {
     let Frame::Data { id: fid, payload } = Frame::from_bytes(&wire).unwrap() else {
         panic!()
     };
-    let opened = confide_sealed::open(&f.counselor_id, &f.roots, NOW, &payload).unwrap();
+    let opened = f.counselor_window.open(NOW, &f.roots, &payload).unwrap();
     let pt = f
         .counselor
         .decrypt(
             &mut f.counselor_store,
-            &opened.payload,
+            &opened,
             NOW,
             IdentityChangePolicy::Refuse,
         )
@@ -902,19 +948,8 @@ fn floor_roundtrip(f: &mut Floor, text: &[u8]) -> usize {
         .handle_incoming(&pt.plaintext, NOW)
         .unwrap();
     // Acknowledgement.
-    let ack = f
-        .counselor_policy
-        .acknowledge(&[fid], MessageId::random(&mut f.rng), NOW)
-        .unwrap();
-    let ct = f.counselor.encrypt(&mut f.rng, ack.as_bytes()).unwrap();
-    let env = confide_sealed::seal(
-        &mut f.rng,
-        &f.counselor_id,
-        &f.counselor_cert,
-        &f.client_id.public(),
-        &ct,
-    )
-    .unwrap();
+    let ack = confide::AcknowledgementPayload::new(&[fid]).unwrap();
+    let env = f.counselor_sealer.seal(NOW, &ack.to_bytes()).unwrap();
     let wire = Frame::Data {
         id: FrameId::random(&mut f.rng),
         payload: env,
@@ -924,17 +959,9 @@ fn floor_roundtrip(f: &mut Floor, text: &[u8]) -> usize {
     let Frame::Data { payload, .. } = Frame::from_bytes(&wire).unwrap() else {
         panic!()
     };
-    let opened = confide_sealed::open(&f.client_id, &f.roots, NOW, &payload).unwrap();
-    let pt = f
-        .client
-        .decrypt(
-            &mut f.client_store,
-            &opened.payload,
-            NOW,
-            IdentityChangePolicy::Refuse,
-        )
-        .unwrap();
-    let acked = f.client_policy.handle_incoming(&pt.plaintext, NOW).unwrap();
+    let opened = f.client_window.open(NOW, &f.roots, &payload).unwrap();
+    let acked = confide::AcknowledgementPayload::from_bytes(&opened).unwrap();
+    assert_eq!(acked.ids(), &[fid]);
     black_box((&got, &acked));
     2
 }

@@ -177,6 +177,13 @@ pub const KIND_RESET_REQUEST: u8 = 0x20;
 /// (`docs/endpoint.md`, "Delivery tokens").
 pub const KIND_TOKEN_AND_SESSION: u8 = 0x21;
 
+/// Kind byte of an acknowledgement sealed outside the session, in a symmetric envelope
+/// (`docs/endpoint.md`, "Acknowledgements"; [`AcknowledgementPayload`](crate::AcknowledgementPayload)).
+pub const KIND_BARE_ACK: u8 = 0x22;
+
+/// Version byte of an acknowledgement payload (the same as a reset request's).
+pub const BARE_ACK_VERSION: u8 = RESET_REQUEST_VERSION;
+
 /// Version byte of a reset request (the session protocol version it accompanies).
 pub const RESET_REQUEST_VERSION: u8 = 1;
 

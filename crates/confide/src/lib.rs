@@ -143,8 +143,9 @@ mod event;
 mod state;
 
 pub use endpoint::{
-    AckPolicy, CertifiedBundle, CertifiedBundleError, CertifiedPeer, DropReason, Endpoint,
-    EndpointConfig, EndpointStats, Persistence, PublishedBundles, StartedConversation,
+    AckPolicy, AcknowledgementPayload, CertifiedBundle, CertifiedBundleError, CertifiedPeer,
+    DropReason, Endpoint, EndpointConfig, EndpointStats, Persistence, PublishedBundles,
+    StartedConversation,
 };
 pub use error::{
     CommandError, ExportError, IdentityChangeError, ImportError, NewEndpointError, RenewError,

@@ -1,4 +1,5 @@
-//! Replays the `endpoint_state` and `endpoint_certified_bundle` fuzz corpora through the fuzz
+//! Replays the `endpoint_state`, `endpoint_certified_bundle` and `endpoint_ack_payload` fuzz
+//! corpora through the fuzz
 //! targets' checks (`confide_test_support::fuzzing::endpoint_*`): no panic, and every input
 //! that decodes encodes to the same bytes. With `CONFIDE_REGENERATE_CORPUS=1` it first
 //! (re)generates the seed corpora from simulated sessions.
@@ -14,7 +15,7 @@ mod common;
 
 use chacha20::ChaCha20Rng;
 use common::{connect, lossy, pair};
-use confide::{CertifiedBundle, Endpoint, StorageKey};
+use confide::{AcknowledgementPayload, CertifiedBundle, Endpoint, StorageKey};
 use confide_crypto::Duration;
 use confide_session::storage::{StateKind, open, seal};
 use confide_test_support::{corpus, fuzzing};
@@ -77,6 +78,37 @@ fn certified_bundle_corpus_replays() {
         decoded >= 3,
         "the seed corpus holds valid certified bundles"
     );
+}
+
+#[test]
+fn ack_payload_corpus_replays() {
+    if corpus::regenerate_requested() {
+        // Acknowledgement payloads of one, two and many frames, as an endpoint seals them.
+        let ids: Vec<confide_transport::FrameId> = (0u8..40)
+            .map(|i| confide_transport::FrameId::from_bytes([i.wrapping_mul(37); 16]))
+            .collect();
+        let seeds: Vec<Vec<u8>> = [1usize, 2, 40]
+            .iter()
+            .map(|&n| AcknowledgementPayload::new(&ids[..n]).unwrap().to_bytes())
+            .collect();
+        corpus::write("endpoint_ack_payload", &seeds);
+    }
+    let seeds = corpus::replay("endpoint_ack_payload", fuzzing::endpoint_ack_payload);
+    assert!(seeds.len() >= 3, "the corpus is present");
+    for bytes in &seeds {
+        assert!(
+            AcknowledgementPayload::from_bytes(bytes).is_ok(),
+            "every seed is a valid payload"
+        );
+        for cut in 0..bytes.len() {
+            fuzzing::endpoint_ack_payload(&bytes[..cut]);
+            assert!(AcknowledgementPayload::from_bytes(&bytes[..cut]).is_err());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        fuzzing::endpoint_ack_payload(&longer);
+        assert!(AcknowledgementPayload::from_bytes(&longer).is_err());
+    }
 }
 
 fn generate() {

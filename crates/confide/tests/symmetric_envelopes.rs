@@ -108,7 +108,8 @@ fn an_established_conversation_switches_to_symmetric_envelopes_after_the_first_a
     // The target for a 100-byte text, and what its acknowledgement costs now.
     assert!(sent[0].1 <= 400, "100 B text: {} bytes", sent[0].1);
     assert_eq!(sent[0].1, 373);
-    assert_eq!(acks[0].1, 373);
+    // The acknowledgement is not a session message: one frame id in a symmetric envelope.
+    assert_eq!(acks[0].1, 75);
     assert_eq!(world.live[1].received.last().unwrap().1, text.to_vec());
     // Both directions, and the acknowledgements, keep going symmetric.
     world.send(1, counselor_conv, b"ok");
@@ -215,4 +216,174 @@ fn a_replayed_or_altered_symmetric_envelope_is_refused_and_changes_nothing() {
     // The genuine envelope still opens afterwards.
     settle(&mut world);
     assert_eq!(world.live[1].received.last().unwrap().1, b"twice".to_vec());
+}
+
+#[test]
+fn an_acknowledgement_outside_the_session_opens_once_and_only_unaltered() {
+    let (mut world, _, conv, _) = established(84);
+    // The counselor's acknowledgement of a text is held back from the client: the client
+    // still waits for it.
+    world.send(0, conv, b"acknowledge me");
+    let (_, _, text_id, _) = envelopes(&world, 0, 0).pop().unwrap();
+    let mark = world.wire[1].borrow().len();
+    // Everything from the counselor to the client is lost for a while.
+    let client = world.endpoint(0).address().clone();
+    let counselor = world.endpoint(1).address().clone();
+    world
+        .sim
+        .network_mut()
+        .set_link(&counselor, &client, lossy(100, 0, 0));
+    world.run_until(world.now().saturating_add(Duration::from_millis(900)));
+    let acks = envelopes(&world, 1, mark);
+    let (symmetric, len, ack_id, ack) = acks.first().cloned().expect("the counselor acknowledged");
+    assert!(symmetric && len == 75, "{acks:?}");
+    assert_eq!(
+        world.live[0].delivered, 1,
+        "only the first text is confirmed so far"
+    );
+
+    let before = state_without_counters(&mut world, 0);
+    let refused_before = world
+        .endpoint(0)
+        .stats()
+        .dropped(DropReason::EnvelopeRefused);
+    // Altered in its tag, its ciphertext and its authentication tag: refused, nothing changes,
+    // the text is not taken for delivered.
+    let mut altered_inputs = Vec::new();
+    for bit in [8, 8 * 17, 8 * 20 + 3, 8 * (ack.len() - 1) + 7] {
+        let mut altered = ack.clone();
+        altered[bit / 8] ^= 1 << (bit % 8);
+        altered_inputs.push(
+            Frame::Data {
+                id: ack_id,
+                payload: altered,
+            }
+            .to_bytes()
+            .unwrap(),
+        );
+    }
+    for bytes in &altered_inputs {
+        world.command(0, |e, now, rng| {
+            e.handle_input(rng, Input::Receive { bytes, now })
+        });
+    }
+    assert_eq!(
+        before,
+        state_without_counters(&mut world, 0),
+        "state unchanged"
+    );
+    assert_eq!(
+        world
+            .endpoint(0)
+            .stats()
+            .dropped(DropReason::EnvelopeRefused),
+        refused_before + altered_inputs.len() as u64
+    );
+    assert_eq!(world.live[0].delivered, 1);
+
+    // The genuine one confirms the text.
+    let genuine = Frame::Data {
+        id: ack_id,
+        payload: ack.clone(),
+    }
+    .to_bytes()
+    .unwrap();
+    world.command(0, |e, now, rng| {
+        e.handle_input(
+            rng,
+            Input::Receive {
+                bytes: &genuine,
+                now,
+            },
+        )
+    });
+    assert_eq!(world.live[0].delivered, 2, "{text_id:?} delivered");
+    // Replayed: as the same frame (a network duplicate) and under another frame id (its tag
+    // was used): nothing changes.
+    let before = state_without_counters(&mut world, 0);
+    let mut other = *ack_id.as_bytes();
+    other[15] ^= 0x80;
+    let replay_elsewhere = Frame::Data {
+        id: FrameId::from_bytes(other),
+        payload: ack,
+    }
+    .to_bytes()
+    .unwrap();
+    for bytes in [&genuine, &replay_elsewhere] {
+        world.command(0, |e, now, rng| {
+            e.handle_input(rng, Input::Receive { bytes, now })
+        });
+    }
+    assert_eq!(
+        before,
+        state_without_counters(&mut world, 0),
+        "state unchanged"
+    );
+    assert_eq!(world.live[0].delivered, 2);
+    settle(&mut world);
+    assert_eq!(world.live[0].delivered, 2);
+}
+
+#[test]
+fn an_acknowledgement_payload_in_a_public_key_envelope_is_refused() {
+    // Only a symmetric envelope, keyed by an epoch the two parties share, may carry an
+    // acknowledgement outside the session; in a public-key envelope the certified sender
+    // would vouch for ids with no session behind them. The endpoint never sends one.
+    let (mut world, service) = pair(85, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, b"hello");
+    let (_, _, text_id, _) = envelopes(&world, 0, 0).pop().unwrap();
+    let counselor_identity = world.identities[1].clone();
+    let certificate = service.certificate(
+        b"counselor-1",
+        &counselor_identity,
+        confide::Role::Counselor,
+    );
+    let payload = confide::AcknowledgementPayload::new(&[text_id])
+        .unwrap()
+        .to_bytes();
+    let mut rng = <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed([85; 32]);
+    let envelope = confide_sealed::seal(
+        &mut rng,
+        &counselor_identity,
+        &certificate,
+        &world.identities[0].public(),
+        &payload,
+    )
+    .unwrap();
+    let bytes = Frame::Data {
+        id: FrameId::random(&mut rng),
+        payload: envelope,
+    }
+    .to_bytes()
+    .unwrap();
+    let before = state_without_counters(&mut world, 0);
+    let malformed = world
+        .endpoint(0)
+        .stats()
+        .dropped(DropReason::MalformedPayload);
+    world.command(0, |e, now, rng| {
+        e.handle_input(rng, Input::Receive { bytes: &bytes, now })
+    });
+    assert_eq!(
+        before,
+        state_without_counters(&mut world, 0),
+        "state unchanged"
+    );
+    assert_eq!(
+        world
+            .endpoint(0)
+            .stats()
+            .dropped(DropReason::MalformedPayload),
+        malformed + 1
+    );
+    assert_eq!(
+        world.live[0].delivered, 0,
+        "the text is not taken for delivered"
+    );
+    settle(&mut world);
+    assert_eq!(
+        world.live[0].delivered, 1,
+        "the genuine acknowledgement still does"
+    );
 }

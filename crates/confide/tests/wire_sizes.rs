@@ -100,9 +100,26 @@ fn frame_sizes_on_the_wire_are_the_documented_buckets() {
     // envelopes (docs/sealed-sender.md §9): the same session message, 640 bytes less.
     assert!(!symmetric.is_empty(), "{symmetric:?}");
     let symmetric_len = documented("ratchet form, short text, symmetric envelope");
+    // Acknowledgements in symmetric envelopes are not session messages (one id each here:
+    // every frame is acknowledged at once).
+    let ack_len = documented("acknowledgement of one frame, symmetric envelope");
     assert!(
-        symmetric.iter().all(|&l| l == symmetric_len),
+        symmetric
+            .iter()
+            .all(|&l| l == symmetric_len || l == ack_len),
         "{symmetric:?}"
+    );
+    assert!(symmetric.contains(&symmetric_len), "{symmetric:?}");
+    assert!(symmetric.contains(&ack_len), "{symmetric:?}");
+    assert_eq!(
+        ack_len,
+        22 + confide_sealed::SYMMETRIC_ENVELOPE_OVERHEAD
+            + confide::AcknowledgementPayload::new(&[confide_transport::FrameId::from_bytes(
+                [0; 16]
+            )])
+            .unwrap()
+            .to_bytes()
+            .len()
     );
     assert_eq!(
         ratchet_len - symmetric_len,
@@ -165,5 +182,9 @@ fn texts_and_acknowledgements_in_an_established_conversation_cost_what_the_readm
     assert!(
         readme_bytes("100 B text") <= 400,
         "the issue's target for a 100 B text"
+    );
+    assert!(
+        readme_bytes("its acknowledgement") <= 150,
+        "the issue's target for a standalone acknowledgement"
     );
 }

@@ -12,7 +12,7 @@ pub mod symmetric;
 use std::sync::LazyLock;
 
 use chacha20::ChaCha20Rng;
-use confide::{CertifiedBundle, Endpoint, StorageKey};
+use confide::{AcknowledgementPayload, CertifiedBundle, Endpoint, StorageKey};
 use confide_crypto::{Timestamp, identity::IdentityKeyPair};
 use confide_examples::tcp::RelayMessage;
 use confide_policy::{ContentFrame, ConversationPolicy};
@@ -239,6 +239,20 @@ pub fn relay_request(data: &[u8]) {
 pub fn endpoint_certified_bundle(data: &[u8]) {
     if let Ok(bundle) = CertifiedBundle::from_bytes(data) {
         assert_eq!(bundle.to_bytes(), data, "re-encoding differs");
+    }
+}
+
+/// `endpoint_ack_payload`: the decoder of an acknowledgement sealed outside the session
+/// (`docs/endpoint.md`, "Acknowledgements") never panics, and whatever it accepts re-encodes
+/// to exactly the input.
+pub fn endpoint_ack_payload(data: &[u8]) {
+    if let Ok(payload) = AcknowledgementPayload::from_bytes(data) {
+        assert_eq!(payload.to_bytes(), data, "decoding is not canonical");
+        assert_eq!(
+            AcknowledgementPayload::new(payload.ids()).as_ref(),
+            Some(&payload),
+            "a decoded list is already sorted and unique"
+        );
     }
 }
 

@@ -12,6 +12,7 @@ use confide_policy::MessageId;
 use confide_policy::limits::MAX_IDS_PER_FRAME;
 use confide_transport::FrameId;
 
+use super::bare_ack::AcknowledgementPayload;
 use super::{DropReason, Endpoint};
 use crate::consts::{MAX_ACK_BATCH_WINDOW, MAX_HELD_TRANSMITS};
 use crate::event::ConversationId;
@@ -134,6 +135,17 @@ impl Endpoint {
             self.drop_frame(Some(conversation), DropReason::AcknowledgementDeferred);
             return;
         }
+        // The peer's frames are acknowledged outside the session when our current epoch
+        // to it can seal them (`bare_ack`): no ratchet step on either side, 54 bytes for one
+        // id. A re-acknowledgement (ours may not have arrived because the peer dropped that
+        // epoch) and a conversation without a current epoch go in the session as before.
+        let symmetric_allowed = !self.public_key_acks.remove(&conversation);
+        if symmetric_allowed
+            && let Some((to, envelope)) = self.seal_bare_acks(now, conversation, &ids)
+        {
+            let _ = self.delivery.send_unacknowledged(rng, to, envelope);
+            return;
+        }
         let ack_id = MessageId::random(rng);
         let Some(conv) = self.conversations.get_mut(&conversation) else {
             return;
@@ -145,7 +157,6 @@ impl Endpoint {
         // An acknowledgement is never acknowledged, so an epoch its public-key envelope
         // would start can never become current: it is not recorded (and the peer installs
         // no window for it).
-        let symmetric_allowed = !self.public_key_acks.remove(&conversation);
         let Some(sealed) =
             self.encrypt_and_seal_as(rng, now, conversation, frame.as_bytes(), symmetric_allowed)
         else {
@@ -154,6 +165,35 @@ impl Endpoint {
         let _ = self
             .delivery
             .send_unacknowledged(rng, sealed.to, sealed.envelope);
+    }
+}
+
+impl Endpoint {
+    /// `ids` as an [`AcknowledgementPayload`] in a symmetric envelope of our current epoch to
+    /// the peer of `conversation`, if the conversation is open and that epoch can seal now
+    /// (not due for renewal, keyed with the session's current envelope secret).
+    fn seal_bare_acks(
+        &mut self,
+        now: Timestamp,
+        conversation: ConversationId,
+        ids: &[FrameId],
+    ) -> Option<(confide_transport::Address, Vec<u8>)> {
+        let conv = self
+            .conversations
+            .get(&conversation)
+            .filter(|c| c.is_open())?;
+        let secret = conv.record.current().and_then(|s| s.envelope_secret())?;
+        let payload = AcknowledgementPayload::new(ids)?;
+        let current = self
+            .sender_epochs
+            .get_mut(&conversation)?
+            .current
+            .as_mut()?;
+        if !current.usable(now, secret) {
+            return None;
+        }
+        let envelope = current.sealer.seal(now, &payload.to_bytes()).ok()?;
+        Some((conv.peer_address.clone(), envelope))
     }
 }
 

@@ -12,6 +12,7 @@
 //! * [`stats`]: every refusal's reason and its persisted counter.
 
 mod acks;
+mod bare_ack;
 mod commands;
 pub(crate) mod conversation;
 mod first_contact;
@@ -36,6 +37,7 @@ use confide_session::{PreKeyBundle, PreKeyStore, SafetyNumber};
 use confide_transport::{Address, Delivery, DeliveryEvent, FrameId, RelayToken};
 
 pub use acks::AckPolicy;
+pub use bare_ack::AcknowledgementPayload;
 pub use commands::StartedConversation;
 pub use first_contact::{CertifiedBundle, CertifiedBundleError, CertifiedPeer};
 pub use stats::{DropReason, EndpointStats};

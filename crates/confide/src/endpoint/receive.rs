@@ -18,6 +18,7 @@ use confide_session::{
 };
 use confide_transport::{Address, Frame, FrameId, IncomingStatus, PayloadDigest};
 
+use super::bare_ack::AcknowledgementPayload;
 use super::conversation::{Conversation, SentKind};
 use super::reset::{self, Payload};
 use super::{DropReason, Endpoint};
@@ -142,6 +143,7 @@ impl Endpoint {
             Ok(Payload::ResetRequest(request)) => {
                 self.handle_reset_request(rng, now, &auth, &request)
             }
+            Ok(Payload::Acknowledgement(acks)) => self.handle_bare_acks(now, &auth, &acks),
             Ok(Payload::Session {
                 message,
                 token,
@@ -652,6 +654,39 @@ impl Endpoint {
                 .any(|s| s.conversation == conversation && s.kind == SentKind::Resume);
         if resume_lost {
             self.send_resume(rng, now, conversation);
+        }
+        Ok(())
+    }
+
+    /// An acknowledgement sealed outside the session (`bare_ack`). Only a symmetric envelope
+    /// may carry one: its epoch, which only the peer and we can key, is what authenticates it
+    /// as the peer's. Its tag is recorded as used (a replay finds it gone), the frame id is
+    /// remembered like any acknowledgement's (a copy the network made is dropped early), and
+    /// each id goes to the delivery machine. Nothing is acknowledged back.
+    fn handle_bare_acks(
+        &mut self,
+        now: Timestamp,
+        auth: &Authenticated,
+        acks: &AcknowledgementPayload,
+    ) -> Result<(), Refusal> {
+        let Sealing::Symmetric { conversation, .. } = &auth.sealing else {
+            // In a public-key envelope it would stand for the certified sender with no
+            // session behind it: we never send one, so refuse it.
+            return Err((
+                self.conversation_with(&auth.peer_address),
+                DropReason::MalformedPayload,
+            ));
+        };
+        let conversation = *conversation;
+        if auth.seen_before {
+            // A recorded data frame's id cannot carry an acknowledgement.
+            return Err((Some(conversation), DropReason::AlteredDuplicate));
+        }
+        self.commit_symmetric(auth);
+        self.mark_changed();
+        self.note_control_frame(auth.frame_id);
+        for id in acks.ids() {
+            self.on_ack(now, conversation, &auth.peer_address, *id);
         }
         Ok(())
     }

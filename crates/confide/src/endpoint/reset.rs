@@ -38,14 +38,15 @@ use confide_policy::MessageId;
 use confide_session::{ExpectedIdentity, PreKeyBundle, Session, SessionMessage};
 use confide_transport::{Address, FrameId};
 
+use super::bare_ack::AcknowledgementPayload;
 use super::conversation::{SentKind, SentRecord};
 use super::receive::{Authenticated, Refusal};
 use super::{DropReason, Endpoint};
 use confide_sealed::DeliveryToken;
 
 use crate::consts::{
-    KIND_RESET_REQUEST, KIND_TOKEN_AND_SESSION, MAX_RESET_BUNDLE_LEN, MAX_UNKNOWN_PEER_RESETS,
-    RESET_MEMORY, RESET_REQUEST_MIN_INTERVAL, RESET_REQUEST_VERSION,
+    KIND_BARE_ACK, KIND_RESET_REQUEST, KIND_TOKEN_AND_SESSION, MAX_RESET_BUNDLE_LEN,
+    MAX_UNKNOWN_PEER_RESETS, RESET_MEMORY, RESET_REQUEST_MIN_INTERVAL, RESET_REQUEST_VERSION,
 };
 use crate::event::{ConversationId, Event};
 
@@ -100,12 +101,17 @@ pub(crate) enum Payload {
         bytes: Vec<u8>,
     },
     ResetRequest(ResetRequest),
+    /// An acknowledgement sealed outside the session (valid in a symmetric envelope only).
+    Acknowledgement(AcknowledgementPayload),
 }
 
 /// Parses an envelope payload by its kind byte.
 pub(crate) fn classify(payload: &[u8]) -> Result<Payload, DecodeError> {
     match payload.get(1) {
         Some(&KIND_RESET_REQUEST) => ResetRequest::from_bytes(payload).map(Payload::ResetRequest),
+        Some(&KIND_BARE_ACK) => {
+            AcknowledgementPayload::from_bytes(payload).map(Payload::Acknowledgement)
+        }
         Some(&KIND_TOKEN_AND_SESSION) => {
             let mut r = Reader::new(payload);
             if r.u8()? != TOKEN_PAYLOAD_VERSION {

@@ -108,7 +108,8 @@ pub struct World {
     /// Each node's record store, as of its last confirmed change set.
     pub stores: Vec<RecordStore>,
     /// After confirmed change sets, check that the store loads to the live state: the first
-    /// 16 of each node, then every 16th (a full check costs a snapshot of the whole state).
+    /// 16 of each node, then every 64th (a full check costs a snapshot and a load of the whole
+    /// state, which with a day's outbox made most of the large runs' time).
     /// On by default.
     pub verify_records: bool,
     /// Confirmed change sets so far, per node.
@@ -196,7 +197,7 @@ impl World {
         let key = self.key.clone();
         self.persists[n] += 1;
         let verify =
-            self.verify_records && (self.persists[n] <= 16 || self.persists[n].is_multiple_of(16));
+            self.verify_records && (self.persists[n] <= 16 || self.persists[n].is_multiple_of(64));
         let mut store = std::mem::take(&mut self.stores[n]);
         self.sim
             .command(&mut self.rng, self.nodes[n], |node, rng, _| {

@@ -1,0 +1,165 @@
+//! Acknowledgements outside the session: a list of transport frame ids sealed directly in a
+//! symmetric envelope of the acknowledging side's current epoch (`docs/endpoint.md`,
+//! "Acknowledgements", and `docs/sealed-sender.md` §9.10).
+//!
+//! An acknowledgement names frames the peer sent us and nothing else, so it does not need the
+//! session's ratchet: the symmetric envelope already authenticates it as the peer's (its key
+//! comes from an epoch seed and the session's envelope secret, both known to the two parties
+//! only) and makes a replay fail (each tag opens once). Sealed this way an acknowledgement of
+//! one frame is 54 bytes of envelope instead of a padded session message, and neither side
+//! pays a ratchet step for it.
+
+use confide_crypto::codec::{DecodeError, Reader, Writer};
+use confide_policy::limits::MAX_IDS_PER_FRAME;
+use confide_transport::FrameId;
+
+use crate::consts::{BARE_ACK_VERSION, KIND_BARE_ACK};
+
+/// The envelope payload of an acknowledgement sealed outside the session:
+/// `version:u8 (= 0x01) || kind:u8 (= 0x22) || count:u16 || count × id[16]`, with
+/// `1 <= count <= MAX_IDS_PER_FRAME` and the ids strictly ascending (so every list has one
+/// encoding), nothing after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcknowledgementPayload {
+    ids: Vec<FrameId>,
+}
+
+impl AcknowledgementPayload {
+    /// The payload acknowledging `ids` (sorted, duplicates removed). `None` if there is none
+    /// or more than [`MAX_IDS_PER_FRAME`].
+    #[must_use]
+    pub fn new(ids: &[FrameId]) -> Option<Self> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        (!ids.is_empty() && ids.len() <= MAX_IDS_PER_FRAME).then_some(Self { ids })
+    }
+
+    /// The acknowledged frame ids, ascending.
+    #[must_use]
+    pub fn ids(&self) -> &[FrameId] {
+        &self.ids
+    }
+
+    /// The canonical encoding.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(4usize.saturating_add(self.ids.len().saturating_mul(16)));
+        // `new` and `from_bytes` bound the count by MAX_IDS_PER_FRAME, far below u16::MAX.
+        let count = u16::try_from(self.ids.len()).unwrap_or(u16::MAX);
+        w.u8(BARE_ACK_VERSION).u8(KIND_BARE_ACK).u16(count);
+        for id in &self.ids {
+            w.bytes(id.as_bytes());
+        }
+        w.into_vec()
+    }
+
+    /// Strict decoding: the version and kind bytes, a count within bounds, ids strictly
+    /// ascending, no trailing bytes.
+    ///
+    /// # Errors
+    /// [`DecodeError`] naming what is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != BARE_ACK_VERSION {
+            return Err(DecodeError::InvalidValue {
+                field: "acknowledgement payload version",
+            });
+        }
+        if r.u8()? != KIND_BARE_ACK {
+            return Err(DecodeError::InvalidValue {
+                field: "acknowledgement payload kind",
+            });
+        }
+        let count = usize::from(r.u16()?);
+        if count == 0 || count > MAX_IDS_PER_FRAME {
+            return Err(DecodeError::InvalidValue {
+                field: "acknowledgement count",
+            });
+        }
+        let mut ids: Vec<FrameId> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = FrameId::from_bytes(r.array()?);
+            if ids.last().is_some_and(|last| *last >= id) {
+                return Err(DecodeError::InvalidValue {
+                    field: "acknowledged ids (not strictly ascending)",
+                });
+            }
+            ids.push(id);
+        }
+        r.finish()?;
+        Ok(Self { ids })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8) -> FrameId {
+        FrameId::from_bytes([b; 16])
+    }
+
+    #[test]
+    fn encoding_is_canonical_and_strict() {
+        let p = AcknowledgementPayload::new(&[id(3), id(1), id(3)]).unwrap();
+        assert_eq!(p.ids(), &[id(1), id(3)]);
+        let bytes = p.to_bytes();
+        assert_eq!(bytes.len(), 4 + 32);
+        assert_eq!(&bytes[..4], &[0x01, 0x22, 0x00, 0x02]);
+        assert_eq!(AcknowledgementPayload::from_bytes(&bytes).unwrap(), p);
+
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(AcknowledgementPayload::from_bytes(&trailing).is_err());
+        let mut descending = bytes.clone();
+        descending[4..20].copy_from_slice(&[3; 16]);
+        descending[20..36].copy_from_slice(&[1; 16]);
+        assert!(AcknowledgementPayload::from_bytes(&descending).is_err());
+        let mut repeated = bytes.clone();
+        repeated[20..36].copy_from_slice(&[1; 16]);
+        assert!(AcknowledgementPayload::from_bytes(&repeated).is_err());
+        assert!(AcknowledgementPayload::from_bytes(&[0x01, 0x22, 0, 0]).is_err());
+        assert!(AcknowledgementPayload::from_bytes(&bytes[..35]).is_err());
+        let mut version = bytes.clone();
+        version[0] = 2;
+        assert!(AcknowledgementPayload::from_bytes(&version).is_err());
+        let mut kind = bytes;
+        kind[1] = 0x21;
+        assert!(AcknowledgementPayload::from_bytes(&kind).is_err());
+    }
+
+    #[test]
+    fn the_documented_example_encodes_as_written() {
+        // docs/endpoint.md, "Acknowledgements": one id, 0x11 x 16.
+        let p = AcknowledgementPayload::new(&[id(0x11)]).unwrap();
+        let mut expected = vec![0x01, 0x22, 0x00, 0x01];
+        expected.extend_from_slice(&[0x11; 16]);
+        assert_eq!(p.to_bytes(), expected);
+        assert_eq!(
+            confide_sealed::symmetric_envelope_len(expected.len()),
+            Some(53)
+        );
+    }
+
+    #[test]
+    fn the_count_is_bounded() {
+        assert!(AcknowledgementPayload::new(&[]).is_none());
+        let many: Vec<FrameId> = (0..=MAX_IDS_PER_FRAME)
+            .map(|i| {
+                let mut b = [0u8; 16];
+                b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                FrameId::from_bytes(b)
+            })
+            .collect();
+        assert!(AcknowledgementPayload::new(&many).is_none());
+        let most = AcknowledgementPayload::new(&many[..MAX_IDS_PER_FRAME]).unwrap();
+        let bytes = most.to_bytes();
+        assert_eq!(AcknowledgementPayload::from_bytes(&bytes).unwrap(), most);
+        let mut over = bytes;
+        over[2..4].copy_from_slice(&u16::try_from(MAX_IDS_PER_FRAME + 1).unwrap().to_be_bytes());
+        over.extend_from_slice(&[0xff; 16]);
+        assert!(AcknowledgementPayload::from_bytes(&over).is_err());
+    }
+}
