@@ -1,9 +1,10 @@
 //! "Safe for months in the field": one counselor and 220 clients over 60 simulated days on a
 //! lossy network with a store-and-forward relay, driven the way a real app runs the documented
-//! run loop (persist on `PersistRequired`, publish bundles on `BundlesChanged`, renew
-//! certificates, renew stale sessions), with random crashes (import of the latest stored
-//! snapshot, sometimes mid-turn so unpersisted work is lost), restores of OLDER backups (hours
-//! to days old, clients and the counselor), certificate renewals (early, late and lapsed),
+//! run loop (on `PersistRequired`, commit the endpoint's change set into the app's embedded
+//! SQLite store (`confide_store::SqliteStore`), publish bundles on `BundlesChanged`, renew
+//! certificates, renew stale sessions), with random crashes (a load of the database, sometimes
+//! mid-turn so unpersisted work is lost), restores of OLDER backups (a copy of the database
+//! hours to days old written back into it, clients and the counselor), certificate renewals (early, late and lapsed),
 //! prekey exhaustion and refills (bursts of new clients while the counselor is offline), and
 //! closures followed by re-contact.
 //!
@@ -42,6 +43,7 @@ use confide::{
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair};
 use confide_session::{SessionMessage, prekeys::KemPreKeyKind};
 use confide_sim::{LinkConfig, SimNetwork};
+use confide_store::{SqliteStore, Store};
 use confide_test_support::service::Service;
 use confide_transport::Frame;
 use rand_core::{Rng, SeedableRng};
@@ -114,10 +116,12 @@ struct AppLog {
     unanswered: BTreeSet<ConversationId>,
 }
 
+/// A stored state: the records of the app's SQLite store at one moment (`records` is `None`
+/// for the latest one, which is the store itself), with the app log of the same moment.
 #[derive(Clone)]
 struct Snapshot {
     at: u64,
-    blob: Rc<Vec<u8>>,
+    records: Option<Rc<Vec<confide_store::Record>>>,
     log: AppLog,
 }
 
@@ -151,6 +155,9 @@ struct Node {
     online: bool,
     timer: Option<u64>,
     live: AppLog,
+    /// The app's database (in memory: the same SQL and transactions as a file, without the
+    /// fsyncs), which every `PersistRequired` commits a change set into.
+    store: SqliteStore,
     latest: Snapshot,
     backups: VecDeque<Snapshot>,
     persist_wanted: bool,
@@ -292,8 +299,8 @@ struct Counters {
     identity_changes: u64,
     relay_expired: u64,
     relay_deduplicated: u64,
-    exports: u64,
-    export_bytes_max: usize,
+    change_sets: u64,
+    change_set_bytes_max: usize,
     frame_drops: BTreeMap<&'static str, u64>,
 }
 
@@ -366,9 +373,10 @@ impl World {
             online: false,
             timer: None,
             live: AppLog::default(),
+            store: SqliteStore::open_in_memory(b"account").unwrap(),
             latest: Snapshot {
                 at: 0,
-                blob: Rc::new(Vec::new()),
+                records: None,
                 log: AppLog::default(),
             },
             backups: VecDeque::new(),
@@ -426,28 +434,34 @@ impl World {
     fn end_turn(&mut self, n: usize) {
         while self.nodes[n].persist_wanted {
             self.nodes[n].persist_wanted = false;
-            let blob = self.nodes[n]
-                .endpoint
-                .export_state(&mut self.rng, &self.key, b"account")
-                .unwrap();
-            self.counters.exports += 1;
-            self.counters.export_bytes_max = self.counters.export_bytes_max.max(blob.len());
             let now = self.now;
             let node = &mut self.nodes[n];
-            let snapshot = Snapshot {
+            let changes = node
+                .endpoint
+                .take_changes(&mut self.rng, &self.key, b"account")
+                .unwrap();
+            self.counters.change_sets += 1;
+            self.counters.change_set_bytes_max = self
+                .counters
+                .change_set_bytes_max
+                .max(changes.written_bytes());
+            node.store.commit(&changes).unwrap();
+            node.endpoint.confirm_persisted();
+            node.latest = Snapshot {
                 at: now,
-                blob: Rc::new(blob),
+                records: None,
                 log: node.live.clone(),
             };
-            // A daily backup (the first stored state of each day).
+            // A daily backup (the first stored state of each day): a copy of the database.
             if node.backups.back().is_none_or(|b| b.at / DAY != now / DAY) {
-                node.backups.push_back(snapshot.clone());
+                node.backups.push_back(Snapshot {
+                    records: Some(Rc::new(node.store.records().unwrap())),
+                    ..node.latest.clone()
+                });
                 if node.backups.len() > BACKUPS_KEPT {
                     node.backups.pop_front();
                 }
             }
-            node.latest = snapshot;
-            node.endpoint.confirm_persisted();
             self.pump(n);
         }
         if self.nodes[n].publish_wanted {
@@ -783,10 +797,31 @@ impl World {
         self.pump(n);
     }
 
-    /// Replaces the endpoint by an import of `snapshot` (a crash restart or a restore).
+    /// Replaces the endpoint by a load of `snapshot` (a crash restart: the app's database as
+    /// it is; or a restore: the backup's records, written back into the database first).
     fn replace(&mut self, n: usize, snapshot: Snapshot) {
         let before = stats_array(&self.nodes[n].endpoint.stats());
-        let endpoint = Endpoint::import_state(&self.key, b"account", &snapshot.blob).unwrap();
+        let endpoint = match &snapshot.records {
+            None => confide_store::load(&self.nodes[n].store, &self.key)
+                .unwrap()
+                .expect("the database holds the account"),
+            Some(records) => {
+                let mut endpoint = Endpoint::load_records(
+                    &self.key,
+                    b"account",
+                    records.iter().map(|(k, v)| (k, v)),
+                )
+                .unwrap();
+                confide_store::persist_all(
+                    &mut endpoint,
+                    &mut self.nodes[n].store,
+                    &mut self.rng,
+                    &self.key,
+                )
+                .unwrap();
+                endpoint
+            }
+        };
         let after = stats_array(&endpoint.stats());
         let node = &mut self.nodes[n];
         for i in 0..before.len() {

@@ -295,6 +295,64 @@ fn a_text_writes_the_same_few_records_with_one_conversation_or_many() {
     assert_eq!(one, many, "the write does not grow with the conversations");
 }
 
+#[test]
+fn a_timeout_that_changes_conversations_is_persisted_at_once() {
+    // Texts are tracked for their unsend window; when it ends, a timeout retires them,
+    // without any event. That change is persisted by the timeout itself, not left to ride
+    // along with (and be lost before) the next text.
+    let Connected {
+        mut rng,
+        key,
+        mut client,
+        mut counselor,
+        conv,
+    } = connected(
+        44,
+        MemoryStore::new(b"client"),
+        MemoryStore::new(b"counselor"),
+    );
+    for text in [&b"one"[..], b"two", b"three"] {
+        client.endpoint.send(&mut rng, T0, conv, text).unwrap();
+        client.drain(&mut rng);
+    }
+    exchange(&mut rng, T0, &mut client, &mut counselor);
+    assert_eq!(client.delivered, 4);
+    let store_before = client.store.records().unwrap();
+    let mut now = T0;
+    let mut timeouts = 0;
+    // Every due timeout over two days, as an app's timer would fire them.
+    while let Some(due) = client.endpoint.poll_timeout() {
+        if due > T0.saturating_add(confide_crypto::Duration::from_days(2)) {
+            break;
+        }
+        now = due.max(now);
+        client.timeout(&mut rng, now);
+        timeouts += 1;
+        let left = client
+            .endpoint
+            .take_changes(&mut rng, &key, b"client")
+            .unwrap();
+        // Every change set carries the counters record (kind 2); nothing else may be left.
+        let kinds: Vec<(u8, bool)> = left
+            .puts()
+            .map(|(k, _)| (k[0], true))
+            .chain(left.deletes().map(|k| (k[0], false)))
+            .filter(|(kind, _)| *kind != 2)
+            .collect();
+        assert!(
+            kinds.is_empty(),
+            "timeout {timeouts} at {now:?} left changes unpersisted: {kinds:?}"
+        );
+        assert!(timeouts < 1_000, "timeouts keep coming");
+    }
+    assert!(timeouts > 0, "something was due");
+    assert_ne!(
+        store_before,
+        client.store.records().unwrap(),
+        "the retirements reached the store"
+    );
+}
+
 /// A store whose next commit fails (a full disk), then recovers.
 struct Flaky {
     inner: MemoryStore,

@@ -55,23 +55,23 @@ impl Endpoint {
             let Some(conv) = self.conversations.get_mut(&id) else {
                 continue;
             };
-            let before = self.events.len();
             conv.policy.handle_timeout(now);
-            let mut changed = false;
             if let Some(cutoff) = conv.policy.skipped_key_cutoff(now) {
-                changed |= conv.record.prune_skipped_keys(cutoff) > 0;
+                let _ = conv.record.prune_skipped_keys(cutoff);
             }
             if let Some((frame_id, at)) = conv.close_sent
                 && now >= at.saturating_add(CLOSE_RETRANSMIT_PERIOD)
             {
                 let _ = self.delivery.cancel(frame_id);
                 conv.close_sent = None;
-                changed = true;
             }
             self.drain_policy_events(id);
-            if changed || self.events.len() != before {
-                self.mark_changed();
-            }
+            // Something was due, so the conversation's record changed (a deadline passed:
+            // an expiry, a retired unsend window, a shredded key, the end of the close
+            // retransmissions), with or without an event. It is persisted now: left for the
+            // next change set, a crash would forget it, and the next text would carry the
+            // rewrite of every conversation that timed out meanwhile.
+            self.mark_changed();
         }
         self.shrink_closed(now);
         self.bound_closed(now);
