@@ -181,6 +181,10 @@ pub const KIND_TOKEN_AND_SESSION: u8 = 0x21;
 /// (`docs/endpoint.md`, "Acknowledgements"; [`AcknowledgementPayload`](crate::AcknowledgementPayload)).
 pub const KIND_BARE_ACK: u8 = 0x22;
 
+/// Kind byte of a session message with acknowledgements in front of it (acknowledgements
+/// that ride on an outgoing message: `docs/endpoint.md`, "Acknowledgements").
+pub const KIND_ACKS_AND_SESSION: u8 = 0x23;
+
 /// Version byte of an acknowledgement payload (the same as a reset request's).
 pub const BARE_ACK_VERSION: u8 = RESET_REQUEST_VERSION;
 

@@ -1280,10 +1280,15 @@ impl World {
             w.reset_requests += 1;
             return;
         }
-        let inner = if opened.payload.get(1) == Some(&confide::consts::KIND_TOKEN_AND_SESSION) {
-            opened.payload.get(2 + 16..).unwrap_or_default()
+        // Acknowledgements may ride in front (kind 0x23), then the token (0x21).
+        let payload = match confide::AcknowledgementPayload::split_in_front(&opened.payload) {
+            Ok((_, inner)) => inner,
+            Err(_) => &opened.payload[..],
+        };
+        let inner = if payload.get(1) == Some(&confide::consts::KIND_TOKEN_AND_SESSION) {
+            payload.get(2 + 16..).unwrap_or_default()
         } else {
-            &opened.payload[..]
+            payload
         };
         let m = match SessionMessage::from_bytes(inner) {
             Ok(SessionMessage::Ratchet(m)) => m,

@@ -87,15 +87,25 @@ fn ack_payload_corpus_replays() {
         let ids: Vec<confide_transport::FrameId> = (0u8..40)
             .map(|i| confide_transport::FrameId::from_bytes([i.wrapping_mul(37); 16]))
             .collect();
-        let seeds: Vec<Vec<u8>> = [1usize, 2, 40]
+        let mut seeds: Vec<Vec<u8>> = [1usize, 2, 40]
             .iter()
             .map(|&n| AcknowledgementPayload::new(&ids[..n]).unwrap().to_bytes())
             .collect();
+        // Two acknowledgements in front of a (short, synthetic) session message.
+        seeds.push(
+            AcknowledgementPayload::new(&ids[..2])
+                .unwrap()
+                .in_front_of(&[0x01, 0x02, 0x00, 0x01]),
+        );
         corpus::write("endpoint_ack_payload", &seeds);
     }
     let seeds = corpus::replay("endpoint_ack_payload", fuzzing::endpoint_ack_payload);
-    assert!(seeds.len() >= 3, "the corpus is present");
-    for bytes in &seeds {
+    assert!(seeds.len() >= 4, "the corpus is present");
+    assert!(
+        seeds.iter().any(|b| b.get(1) == Some(&0x23)),
+        "a wrapped seed"
+    );
+    for bytes in seeds.iter().filter(|b| b.get(1) == Some(&0x22)) {
         assert!(
             AcknowledgementPayload::from_bytes(bytes).is_ok(),
             "every seed is a valid payload"

@@ -896,6 +896,58 @@ fn batched_acknowledgements_leave_together_inside_the_window() {
 }
 
 #[test]
+fn a_reply_carries_the_waiting_acknowledgements() {
+    // With batched acknowledgements, a reply written inside the window takes the waiting
+    // acknowledgements along: no acknowledgement frame of its own leaves, and the client
+    // learns of delivery from the reply (docs/endpoint.md, "Acknowledgements").
+    let window = Duration::from_secs(6);
+    let config = EndpointConfig {
+        acknowledgements: AckPolicy::Batched { window },
+        ..EndpointConfig::default()
+    };
+    let mut town = Town::with_counselor_config(17, 1, Duration::from_days(300), config);
+    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
+    let conv = town.start(0, &bundle);
+    let ids: Vec<MessageId> = (0..2)
+        .map(|i| town.client_send(0, conv, &format!("text {i}")))
+        .collect();
+    let now = town.now;
+    assert!(town.counselor.receive_all(&mut town.rng, now).is_empty());
+    let cconv = town.counselor.e.conversations()[0];
+    town.advance(Duration::from_secs(1));
+    let now = town.now;
+    let reply = town
+        .counselor
+        .e
+        .send(&mut town.rng, now, cconv, b"I'm here.")
+        .unwrap();
+    let out = town.counselor.drain(&mut town.rng);
+    assert_eq!(out.len(), 1, "only the reply leaves");
+    // The batch is empty now: when its moment passes only the reply goes out again (a
+    // retransmission, byte for byte), no acknowledgement frame.
+    let later = now.saturating_add(window);
+    let again = town.counselor.timeout(&mut town.rng, later);
+    assert!(
+        again.iter().all(|tx| tx.frame == out[0].frame),
+        "{} frames, not all the reply",
+        again.len()
+    );
+    town.route(out);
+    let acks = town.clients[0].receive_all(&mut town.rng, now);
+    let mut delivered = town.clients[0].delivered();
+    delivered.sort();
+    let mut sent = ids.clone();
+    sent.sort();
+    assert_eq!(delivered, sent, "the reply acknowledged both texts");
+    assert_eq!(town.clients[0].texts(), vec!["I'm here.".to_string()]);
+    // And the reply itself is acknowledged as usual.
+    town.route(acks);
+    town.counselor.receive_all(&mut town.rng, now);
+    assert_eq!(town.counselor.delivered(), vec![reply]);
+    assert_eq!(town.clients[0].e.stats().dropped_total(), 0);
+}
+
+#[test]
 fn app_driven_acknowledgements_wait_for_the_app_and_survive_a_restart() {
     let config = EndpointConfig {
         acknowledgements: AckPolicy::AppDriven,

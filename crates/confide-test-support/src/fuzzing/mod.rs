@@ -242,10 +242,14 @@ pub fn endpoint_certified_bundle(data: &[u8]) {
     }
 }
 
-/// `endpoint_ack_payload`: the decoder of an acknowledgement sealed outside the session
-/// (`docs/endpoint.md`, "Acknowledgements") never panics, and whatever it accepts re-encodes
-/// to exactly the input.
+/// `endpoint_ack_payload`: the decoders of an acknowledgement sealed outside the session and
+/// of acknowledgements in front of a session message (`docs/endpoint.md`,
+/// "Acknowledgements") never panic, and whatever they accept re-encodes to exactly the input.
 pub fn endpoint_ack_payload(data: &[u8]) {
+    // The same list in front of a session message (kind 0x23): the split is exact.
+    if let Ok((acks, inner)) = AcknowledgementPayload::split_in_front(data) {
+        assert_eq!(acks.in_front_of(inner), data, "the split is not exact");
+    }
     if let Ok(payload) = AcknowledgementPayload::from_bytes(data) {
         assert_eq!(payload.to_bytes(), data, "decoding is not canonical");
         assert_eq!(

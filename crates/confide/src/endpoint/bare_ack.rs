@@ -13,7 +13,10 @@ use confide_crypto::codec::{DecodeError, Reader, Writer};
 use confide_policy::limits::MAX_IDS_PER_FRAME;
 use confide_transport::FrameId;
 
-use crate::consts::{BARE_ACK_VERSION, KIND_BARE_ACK};
+use crate::consts::{
+    BARE_ACK_VERSION, KIND_ACKS_AND_SESSION, KIND_BARE_ACK, KIND_RESET_REQUEST,
+    KIND_TOKEN_AND_SESSION,
+};
 
 /// The envelope payload of an acknowledgement sealed outside the session:
 /// `version:u8 (= 0x01) || kind:u8 (= 0x22) || count:u16 || count × id[16]`, with
@@ -54,6 +57,40 @@ impl AcknowledgementPayload {
         w.into_vec()
     }
 
+    /// The envelope payload that carries these acknowledgements in front of `inner`, a
+    /// session message (with or without the sender's delivery token in front):
+    /// `version:u8 (= 0x01) || kind:u8 (= 0x23) || count:u16 || count × id[16] || inner`.
+    #[must_use]
+    pub fn in_front_of(&self, inner: &[u8]) -> Vec<u8> {
+        let mut out = self.to_bytes();
+        if let Some(kind) = out.get_mut(1) {
+            *kind = KIND_ACKS_AND_SESSION;
+        }
+        out.extend_from_slice(inner);
+        out
+    }
+
+    /// Splits an envelope payload of kind `0x23` ([`AcknowledgementPayload::in_front_of`])
+    /// into its acknowledgements and the payload behind them, which must be a session
+    /// message (kind below `0x20`) or a session message behind the sender's token (`0x21`).
+    ///
+    /// # Errors
+    /// [`DecodeError`] if the kind is not `0x23`, the list is malformed, or the inner payload
+    /// is missing or of another kind.
+    pub fn split_in_front(payload: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
+        let mut r = Reader::new(payload);
+        let acks = Self::read(&mut r, KIND_ACKS_AND_SESSION)?;
+        let inner = r.rest();
+        match inner.get(1) {
+            Some(&kind) if kind < KIND_RESET_REQUEST || kind == KIND_TOKEN_AND_SESSION => {
+                Ok((acks, inner))
+            }
+            _ => Err(DecodeError::InvalidValue {
+                field: "payload behind acknowledgements",
+            }),
+        }
+    }
+
     /// Strict decoding: the version and kind bytes, a count within bounds, ids strictly
     /// ascending, no trailing bytes.
     ///
@@ -61,12 +98,18 @@ impl AcknowledgementPayload {
     /// [`DecodeError`] naming what is wrong.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
+        let acks = Self::read(&mut r, KIND_BARE_ACK)?;
+        r.finish()?;
+        Ok(acks)
+    }
+
+    fn read(r: &mut Reader<'_>, kind: u8) -> Result<Self, DecodeError> {
         if r.u8()? != BARE_ACK_VERSION {
             return Err(DecodeError::InvalidValue {
                 field: "acknowledgement payload version",
             });
         }
-        if r.u8()? != KIND_BARE_ACK {
+        if r.u8()? != kind {
             return Err(DecodeError::InvalidValue {
                 field: "acknowledgement payload kind",
             });
@@ -87,7 +130,6 @@ impl AcknowledgementPayload {
             }
             ids.push(id);
         }
-        r.finish()?;
         Ok(Self { ids })
     }
 }
@@ -141,6 +183,31 @@ mod tests {
             confide_sealed::symmetric_envelope_len(expected.len()),
             Some(53)
         );
+    }
+
+    #[test]
+    fn acknowledgements_in_front_of_a_session_message_split_strictly() {
+        let p = AcknowledgementPayload::new(&[id(2), id(1)]).unwrap();
+        let session = [0x01, 0x02, 0xaa, 0xbb];
+        let wrapped = p.in_front_of(&session);
+        assert_eq!(&wrapped[..4], &[0x01, 0x23, 0x00, 0x02]);
+        let (acks, inner) = AcknowledgementPayload::split_in_front(&wrapped).unwrap();
+        assert_eq!(acks, p);
+        assert_eq!(inner, &session);
+        let with_token = p.in_front_of(&[0x01, 0x21, 0x00]);
+        assert!(AcknowledgementPayload::split_in_front(&with_token).is_ok());
+        // Nothing behind, a reset request, acknowledgements again: refused.
+        for inner in [
+            &[][..],
+            &[0x01, 0x20, 0x00],
+            &[0x01, 0x22, 0x00],
+            &[0x01, 0x23],
+        ] {
+            assert!(AcknowledgementPayload::split_in_front(&p.in_front_of(inner)).is_err());
+        }
+        // Kind 0x22 is not a wrapper, and 0x23 is not a standalone acknowledgement.
+        assert!(AcknowledgementPayload::split_in_front(&p.to_bytes()).is_err());
+        assert!(AcknowledgementPayload::from_bytes(&wrapped).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use confide_session::{ExpectedIdentity, IdentityChangePolicy, Session, SessionRe
 use confide_transport::{Address, FrameId};
 
 use super::Endpoint;
+use super::bare_ack::AcknowledgementPayload;
 use super::conversation::{Conversation, SentKind, SentRecord};
 use crate::consts::{MAX_CONVERSATIONS, MAX_HELD_TRANSMITS, UNANSWERED_SESSION_MAX_AGE};
 use crate::error::{CommandError, IdentityChangeError, NewEndpointError, RenewError, StartError};
@@ -492,13 +493,28 @@ impl Endpoint {
         }
         let message = frame.id();
         let content = frame.into_bytes();
+        // Acknowledgements waiting in this conversation's batch ride on the message instead of
+        // leaving in a frame of their own (`docs/endpoint.md`, "Acknowledgements").
+        // Not a re-acknowledgement, which goes public-key on its own (the peer may have
+        // dropped the epoch this message is sealed in).
+        let acks = if conv.pending_acks.is_empty() || self.public_key_acks.contains(&conversation) {
+            None
+        } else {
+            AcknowledgementPayload::new(&conv.pending_acks)
+        };
         // With a session present only the seal can refuse, for a payload over its limit.
         let sealed = self
-            .encrypt_and_seal(rng, now, conversation, &content)
+            .encrypt_and_seal_with(rng, now, conversation, &content, true, acks.as_ref())
             .ok_or(CommandError::TextTooLong {
                 len: content.len(),
                 max: confide_policy::limits::MAX_TEXT_LEN,
             })?;
+        if acks.is_some()
+            && let Some(conv) = self.conversations.get_mut(&conversation)
+        {
+            conv.pending_acks.clear();
+            conv.ack_due = None;
+        }
         let session_message = sealed.session_message;
         let frame_id = self
             .delivery

@@ -575,9 +575,27 @@ impl Endpoint {
         content: &[u8],
         symmetric_allowed: bool,
     ) -> Option<Sealed> {
+        self.encrypt_and_seal_with(rng, now, conversation, content, symmetric_allowed, None)
+    }
+
+    /// As [`Endpoint::encrypt_and_seal_as`], with `acks` (acknowledgements of the peer's
+    /// frames that were waiting) riding in front of the session message.
+    pub(crate) fn encrypt_and_seal_with<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        content: &[u8],
+        symmetric_allowed: bool,
+        acks: Option<&AcknowledgementPayload>,
+    ) -> Option<Sealed> {
         let conv = self.conversations.get_mut(&conversation)?;
         let session_message = conv.record.encrypt(rng, content).ok()?;
         let payload = with_token(conv, &self.own_token, session_message);
+        let payload = match acks {
+            Some(acks) => acks.in_front_of(&payload),
+            None => payload,
+        };
         let secret = conv
             .record
             .current()

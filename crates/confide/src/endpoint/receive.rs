@@ -46,6 +46,9 @@ pub(crate) struct Authenticated {
     /// Which kind of envelope it came in, with what that kind changes once the payload
     /// authenticated in the session.
     pub(crate) sealing: Sealing,
+    /// Acknowledgements that rode in front of the session message: applied only after the
+    /// session message authenticated and its content was handled.
+    pub(crate) acks: Option<AcknowledgementPayload>,
 }
 
 /// How an envelope was sealed, and its effect on the symmetric state, applied only after the
@@ -148,10 +151,12 @@ impl Endpoint {
                 message,
                 token,
                 bytes: session_bytes,
+                acks,
             }) => {
                 let auth = Authenticated {
                     payload: session_bytes,
                     token,
+                    acks,
                     ..auth
                 };
                 self.handle_session_message(rng, now, bytes, auth, &message, identity_change)
@@ -257,6 +262,7 @@ impl Endpoint {
             digest,
             token: None,
             seen_before: seen_from.is_some(),
+            acks: None,
             sealing: Sealing::PublicKey {
                 seed: opened.epoch_seed,
                 accept_until: sender.expires_at().saturating_add(SENDER_CERTIFICATE_GRACE),
@@ -307,6 +313,7 @@ impl Endpoint {
             digest,
             token: None,
             seen_before: seen_from.is_some(),
+            acks: None,
             sealing: Sealing::Symmetric {
                 conversation,
                 staged,
@@ -424,7 +431,14 @@ impl Endpoint {
             // Only possible through an archived session of an earlier identity: refuse.
             return Err((Some(conversation), DropReason::ContentRefused));
         }
-        self.handle_content(rng, now, conversation, &auth, &decrypted)
+        self.handle_content(rng, now, conversation, &auth, &decrypted)?;
+        // Acknowledgements that rode on the message: the session authenticated them.
+        if let Some(acks) = &auth.acks {
+            for id in acks.ids() {
+                self.on_ack(now, conversation, &auth.peer_address, *id);
+            }
+        }
+        Ok(())
     }
 
     /// Decrypts in an open conversation. `Ok(None)`: the frame was held for an identity

@@ -45,8 +45,9 @@ use super::{DropReason, Endpoint};
 use confide_sealed::DeliveryToken;
 
 use crate::consts::{
-    KIND_BARE_ACK, KIND_RESET_REQUEST, KIND_TOKEN_AND_SESSION, MAX_RESET_BUNDLE_LEN,
-    MAX_UNKNOWN_PEER_RESETS, RESET_MEMORY, RESET_REQUEST_MIN_INTERVAL, RESET_REQUEST_VERSION,
+    KIND_ACKS_AND_SESSION, KIND_BARE_ACK, KIND_RESET_REQUEST, KIND_TOKEN_AND_SESSION,
+    MAX_RESET_BUNDLE_LEN, MAX_UNKNOWN_PEER_RESETS, RESET_MEMORY, RESET_REQUEST_MIN_INTERVAL,
+    RESET_REQUEST_VERSION,
 };
 use crate::event::{ConversationId, Event};
 
@@ -99,6 +100,9 @@ pub(crate) enum Payload {
         message: SessionMessage,
         token: Option<DeliveryToken>,
         bytes: Vec<u8>,
+        /// Acknowledgements of the peer that rode in front of the session message (kind
+        /// `0x23`); they count only once the session message authenticated.
+        acks: Option<AcknowledgementPayload>,
     },
     ResetRequest(ResetRequest),
     /// An acknowledgement sealed outside the session (valid in a symmetric envelope only).
@@ -111,6 +115,25 @@ pub(crate) fn classify(payload: &[u8]) -> Result<Payload, DecodeError> {
         Some(&KIND_RESET_REQUEST) => ResetRequest::from_bytes(payload).map(Payload::ResetRequest),
         Some(&KIND_BARE_ACK) => {
             AcknowledgementPayload::from_bytes(payload).map(Payload::Acknowledgement)
+        }
+        Some(&KIND_ACKS_AND_SESSION) => {
+            let (acks, inner) = AcknowledgementPayload::split_in_front(payload)?;
+            match classify(inner)? {
+                Payload::Session {
+                    message,
+                    token,
+                    bytes,
+                    acks: None,
+                } => Ok(Payload::Session {
+                    message,
+                    token,
+                    bytes,
+                    acks: Some(acks),
+                }),
+                _ => Err(DecodeError::InvalidValue {
+                    field: "payload behind acknowledgements",
+                }),
+            }
         }
         Some(&KIND_TOKEN_AND_SESSION) => {
             let mut r = Reader::new(payload);
@@ -127,12 +150,14 @@ pub(crate) fn classify(payload: &[u8]) -> Result<Payload, DecodeError> {
                 message,
                 token: Some(token),
                 bytes: bytes.to_vec(),
+                acks: None,
             })
         }
         _ => Ok(Payload::Session {
             message: SessionMessage::from_bytes(payload)?,
             token: None,
             bytes: payload.to_vec(),
+            acks: None,
         }),
     }
 }
@@ -151,9 +176,13 @@ pub(crate) fn wrap_with_token(token: &DeliveryToken, session_message: &[u8]) -> 
     w.into_vec()
 }
 
-/// Whether an envelope payload we sent carried our delivery token.
+/// Whether an envelope payload we sent carried our delivery token (behind acknowledgements,
+/// if some rode in front of it).
 pub(crate) fn carries_token(payload: &[u8]) -> bool {
-    payload.get(1) == Some(&KIND_TOKEN_AND_SESSION)
+    match AcknowledgementPayload::split_in_front(payload) {
+        Ok((_, inner)) => inner.get(1) == Some(&KIND_TOKEN_AND_SESSION),
+        Err(_) => payload.get(1) == Some(&KIND_TOKEN_AND_SESSION),
+    }
 }
 
 /// Version byte of a token-carrying payload (the same as a reset request's).

@@ -524,9 +524,14 @@ pub fn assert_exactly_once(world: &World, log: fn(&World, usize) -> &AppLog) {
     }
 }
 
-/// The session message inside an envelope payload: after the sender's delivery token when the
-/// payload carries one (kind `0x21`, `docs/endpoint.md`).
+/// The session message inside an envelope payload: after acknowledgements that rode in front
+/// of it (kind `0x23`) and after the sender's delivery token when the payload carries one
+/// (kind `0x21`, `docs/endpoint.md`).
 pub fn session_bytes(payload: &[u8]) -> &[u8] {
+    let payload = match confide::AcknowledgementPayload::split_in_front(payload) {
+        Ok((_, inner)) => inner,
+        Err(_) => payload,
+    };
     if payload.get(1) == Some(&confide::consts::KIND_TOKEN_AND_SESSION) {
         payload.get(2 + 16..).unwrap_or_default()
     } else {
