@@ -948,6 +948,57 @@ fn a_reply_carries_the_waiting_acknowledgements() {
 }
 
 #[test]
+fn a_reacknowledgement_does_not_ride_on_a_reply() {
+    // A retransmitted text tells the counselor its acknowledgement may have been lost in an
+    // epoch the client dropped: that re-acknowledgement must go on its own, public-key, not on
+    // a reply that may be sealed in the same lost epoch.
+    let window = Duration::from_secs(10);
+    let config = EndpointConfig {
+        acknowledgements: AckPolicy::Batched { window },
+        ..EndpointConfig::default()
+    };
+    let mut town = Town::with_counselor_config(18, 1, Duration::from_days(300), config);
+    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
+    let conv = town.start(0, &bundle);
+    let id = town.client_send(0, conv, "are you there?");
+    let start = town.now;
+    assert!(town.counselor.receive_all(&mut town.rng, start).is_empty());
+    // The client retransmits (the acknowledgement is still in the counselor's batch) and the
+    // counselor receives the copy.
+    town.advance(Duration::from_millis(2_500));
+    let now = town.now;
+    let again = town.clients[0].timeout(&mut town.rng, now);
+    assert!(!again.is_empty(), "the client retransmits");
+    town.route(again);
+    let out = town.counselor.receive_all(&mut town.rng, now);
+    assert!(out.is_empty(), "the re-acknowledgement waits in the batch");
+    let cconv = town.counselor.e.conversations()[0];
+    town.counselor
+        .e
+        .send(&mut town.rng, now, cconv, b"yes")
+        .unwrap();
+    let out = town.counselor.drain(&mut town.rng);
+    town.route(out);
+    town.clients[0].receive_all(&mut town.rng, now);
+    assert_eq!(town.clients[0].texts(), vec!["yes".to_string()]);
+    assert!(
+        town.clients[0].delivered().is_empty(),
+        "the reply carried no acknowledgement"
+    );
+    // The batch leaves at its moment (by the end of the window), in a frame of its own.
+    while let Some(due) = town.counselor.e.poll_timeout() {
+        if due > start.saturating_add(window) {
+            break;
+        }
+        let out = town.counselor.timeout(&mut town.rng, due);
+        town.route(out);
+        let out = town.clients[0].receive_all(&mut town.rng, due);
+        town.route(out);
+    }
+    assert_eq!(town.clients[0].delivered(), vec![id]);
+}
+
+#[test]
 fn app_driven_acknowledgements_wait_for_the_app_and_survive_a_restart() {
     let config = EndpointConfig {
         acknowledgements: AckPolicy::AppDriven,
