@@ -49,7 +49,9 @@ pub mod issuer;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod protocol;
+pub mod push;
 pub mod server;
 pub mod store;
+pub mod wake;
 
 pub use server::{Limits, Relay, RelayConfig, StatsSnapshot, wall_clock};
