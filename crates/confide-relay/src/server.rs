@@ -139,6 +139,19 @@ impl Limits {
                 "push_timeout_ms = {}",
                 crate::consts::PUSH_TIMEOUT.as_millis()
             ),
+            format!(
+                "max_pushes_in_flight = {}",
+                crate::consts::MAX_PUSHES_IN_FLIGHT
+            ),
+            format!(
+                "wake_listener_backoff_ms = {}..{}",
+                crate::consts::WAKE_LISTENER_BACKOFF.as_millis(),
+                crate::consts::WAKE_LISTENER_MAX_BACKOFF.as_millis()
+            ),
+            format!(
+                "wake_listener_check_ms = {}",
+                crate::consts::WAKE_LISTENER_CHECK.as_millis()
+            ),
         ]
     }
 }
