@@ -318,6 +318,51 @@ mod postgres {
     }
 
     #[test]
+    fn tables_of_an_older_relay_gain_the_push_column_keeping_their_rows() {
+        let Some(url) = url() else { return };
+        let (rt, schema) = fresh("migrate");
+        rt.block_on(async {
+            let mut config: tokio_postgres::Config = url.parse().unwrap();
+            config.options(format!("-c search_path={schema}"));
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            let driver = tokio::spawn(connection);
+            // The mailboxes table as the previous release created it.
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA {schema};
+                     CREATE TABLE mailboxes (address BYTEA PRIMARY KEY, owner_key BYTEA NOT NULL,
+                                             verifier BYTEA, created_at BIGINT NOT NULL);"
+                ))
+                .await
+                .unwrap();
+            client
+                .execute(
+                    "INSERT INTO mailboxes VALUES ($1, $2, NULL, 1)",
+                    &[&MB, &[1u8; 32].as_slice()],
+                )
+                .await
+                .unwrap();
+            drop(client);
+            driver.abort();
+        });
+        let store = rt
+            .block_on(PostgresRelayStore::connect_in_schema(&url, &schema))
+            .unwrap();
+        let record = store.mailbox(MB).unwrap().unwrap();
+        assert_eq!((record.owner_key, record.push_url), ([1; 32], None));
+        assert!(store.set_push_url(MB, Some(b"http://gw/x")).unwrap());
+        drop(store);
+        // Opening again changes nothing.
+        let store = rt
+            .block_on(PostgresRelayStore::connect_in_schema(&url, &schema))
+            .unwrap();
+        assert_eq!(
+            store.mailbox(MB).unwrap().unwrap().push_url.as_deref(),
+            Some(&b"http://gw/x"[..])
+        );
+    }
+
+    #[test]
     fn concurrent_takers_on_separate_connections_get_each_one_time_bundle_once() {
         let Some(url) = url() else { return };
         let (rt, schema) = fresh("takers");
