@@ -1,5 +1,7 @@
 //! Fuzz target `relay_request`: the strict decoders of the reference relay's protocol
-//! (`confide_relay::protocol`): no panic, canonical re-encoding.
+//! (`confide_relay::protocol`): no panic, canonical re-encoding. It decodes every request
+//! type, `RegisterPush` (`0x0B`, push url of at most `MAX_PUSH_URL_LEN` bytes) included; the seed
+//! corpus holds one of each.
 //!
 //! The check is `confide_test_support::fuzzing::relay_request`; the corpus replay test of its
 //! crate (`crates/confide-relay/tests/fuzz_corpus.rs`) runs it over `fuzz/corpus/relay_request/`

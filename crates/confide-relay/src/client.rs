@@ -315,6 +315,14 @@ impl RelayConnection {
         self.expect_ok(RequestBody::SetVerifier { verifier }).await
     }
 
+    /// Registers where the relay's push hook wakes this mailbox's owner while it has no
+    /// connection (for the webhook, an `http://` URL of an allowed push gateway); an empty
+    /// `url` removes the registration.
+    pub async fn register_push(&mut self, url: &[u8]) -> Result<(), ClientError> {
+        self.expect_ok(RequestBody::RegisterPush { url: url.to_vec() })
+            .await
+    }
+
     /// Uploads one-time bundles and optionally a new last-resort bundle.
     pub async fn upload_bundles(
         &mut self,

@@ -160,3 +160,71 @@ pub const TOKEN_LEN: usize = RELAY_TOKEN_LEN;
 
 /// Largest transport frame a Send carries (the transport's own maximum).
 pub const MAX_SEND_FRAME_LEN: usize = MAX_FRAME_LEN;
+
+/// Longest push URL an owner may register (`RegisterPush`), in bytes.
+///
+/// Reason: a push gateway's URL with a per-device registration path fits in a few hundred
+/// bytes; the bound keeps the request, the stored column and the HTTP request line small.
+pub const MAX_PUSH_URL_LEN: usize = 512;
+
+/// Shortest time between two pushes for one mailbox, per relay process; pushes inside it are
+/// dropped (the owner already has a wake-up pending).
+///
+/// Reason: one wake-up makes the app connect and download everything waiting, so a burst of
+/// frames to an offline owner needs one push, and a sender cannot turn a stream of frames
+/// into a stream of requests to the push gateway.
+pub const PUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long one push (connect, send the request, read the status line) may take before it
+/// is abandoned.
+///
+/// Reason: pushes run on their own tasks and never hold up a Send, but a gateway that stops
+/// answering must not keep tasks and sockets open.
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most pushes in flight at once, per relay process; past it a push is dropped.
+///
+/// Reason: bounds the sockets and tasks a slow push gateway can hold.
+pub const MAX_PUSHES_IN_FLIGHT: usize = 256;
+
+/// Most mailboxes whose last push time is remembered for [`PUSH_INTERVAL`]; past it entries
+/// older than the interval are forgotten, and if none is, the push is dropped.
+///
+/// Reason: bounds the table between two sweeps; 100,000 entries take a few MiB.
+pub const MAX_TRACKED_PUSHES: usize = 100_000;
+
+/// Longest status line read from a push gateway's answer.
+///
+/// Reason: the relay only logs the status class; a gateway that sends more is cut off.
+pub const MAX_PUSH_RESPONSE_LINE: usize = 1_024;
+
+/// The PostgreSQL `NOTIFY` channel on which relay processes sharing a database announce a
+/// committed frame (the payload is a [`WAKE_KEY_LEN`]-byte key in hex, see
+/// `server::WakeKey`).
+pub const WAKE_CHANNEL: &str = "confide_mailbox";
+
+/// Length of the key that names a mailbox in wake-ups (a truncated SHA-256 of its address).
+///
+/// Reason: 128 bits never collide between the mailboxes of one relay, and a reader of the
+/// database server's logs or of `pg_stat_activity` sees a hash, not the address.
+pub const WAKE_KEY_LEN: usize = 16;
+
+/// First wait before reconnecting the PostgreSQL wake-up listener; doubled after each failed
+/// attempt up to [`WAKE_LISTENER_MAX_BACKOFF`].
+///
+/// Reason: a restarting database is back within seconds; retrying at once would spin.
+pub const WAKE_LISTENER_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Longest wait between two reconnection attempts of the wake-up listener.
+///
+/// Reason: connected owners are woken once after every reconnect (a notification may have
+/// been missed), so waits longer than this only delay delivery further.
+pub const WAKE_LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How often the wake-up listener checks its connection with a query, and how long it gives
+/// the answer.
+///
+/// Reason: a connection that silently died (a network partition, no TCP reset) would
+/// otherwise stop wake-ups until the kernel gives up; with this, a dead listener is noticed
+/// and replaced within two intervals.
+pub const WAKE_LISTENER_CHECK: Duration = Duration::from_secs(15);

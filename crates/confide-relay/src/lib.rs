@@ -15,6 +15,11 @@
 //!   that reads them), then the last-resort bundle; a count the owner polls to refill;
 //! * a **certificate issuer**: short-lived anonymous client certificates for an owner's
 //!   mailbox address; counselor and bot certificates only from the operator's command line.
+//! * **wake-ups** ([`wake`]): a connected owner is pushed each new frame; with PostgreSQL,
+//!   relay processes sharing a database wake each other with `LISTEN`/`NOTIFY` on a hashed
+//!   mailbox key, so an owner may connect to any of them;
+//! * a **push hook** ([`push`]): an owner without a connection is woken through its
+//!   registered push gateway with a request that carries nothing about the mail.
 //!
 //! Storage is behind [`store::RelayStore`]; [`store::SqliteRelayStore`] is the embedded
 //! default, and the `postgres` feature adds `postgres::PostgresRelayStore`. Every limit is a named constant in [`consts`] with its reason. [`client`] is a tokio
@@ -49,7 +54,9 @@ pub mod issuer;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod protocol;
+pub mod push;
 pub mod server;
 pub mod store;
+pub mod wake;
 
 pub use server::{Limits, Relay, RelayConfig, StatsSnapshot, wall_clock};

@@ -3,6 +3,7 @@
 //! ```text
 //! confide-relay [serve] --db PATH --listen ADDR [--server-key-file PATH]
 //!               [--max-frames-per-mailbox N] [--max-bytes-per-mailbox N]
+//!               [--db-schema NAME] [--push-gateway HOST:PORT[,HOST:PORT...]]
 //! confide-relay init-root --root-key-file PATH [--root-key-id N]
 //! confide-relay init --root-key-file PATH --server-key-file PATH --server-key-id N [--valid-days D]
 //! confide-relay issue --server-key-file PATH --role counselor|bot (--address TEXT | --address-hex HEX)
@@ -10,7 +11,10 @@
 //! ```
 //!
 //! `serve` prints `listening on IP:PORT` as its first line, then its limits. `--db` is a
-//! SQLite file, or a `postgres://` URL in a build with the `postgres` feature.
+//! SQLite file, or a `postgres://` URL in a build with the `postgres` feature (then
+//! `--db-schema` keeps the tables in a schema of their own, and the process listens for the
+//! other processes' wake-ups). `--push-gateway` turns the webhook push hook on for these
+//! push gateways (plain `http://`).
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -23,6 +27,7 @@ use chacha20::ChaCha20Rng;
 use confide_crypto::identity::IdentityPublicKey;
 use confide_crypto::signing::SigningKey;
 use confide_relay::issuer::{create_root_key, create_server_key, read_root_key, read_server_key};
+use confide_relay::push::{PushHook, WebhookPush};
 use confide_relay::store::{RelayStore, SqliteRelayStore};
 use confide_relay::{Limits, Relay, RelayConfig, wall_clock};
 use confide_sealed::{Role, SenderCertificate, SenderClaims};
@@ -34,6 +39,7 @@ type Error = Box<dyn std::error::Error>;
 const USAGE: &str = "usage:
   confide-relay [serve] --db PATH|postgres://URL --listen ADDR [--server-key-file PATH]
                 [--max-frames-per-mailbox N] [--max-bytes-per-mailbox N]
+                [--db-schema NAME] [--push-gateway HOST:PORT[,HOST:PORT...]]
   confide-relay init-root --root-key-file PATH [--root-key-id N]
   confide-relay init --root-key-file PATH --server-key-file PATH --server-key-id N [--valid-days D]
   confide-relay issue --server-key-file PATH --role counselor|bot (--address TEXT | --address-hex HEX)
@@ -138,8 +144,25 @@ fn run(args: &[String]) -> Result<(), Error> {
                 flags.number("max-frames-per-mailbox", limits.max_frames_per_mailbox)?;
             limits.max_bytes_per_mailbox =
                 flags.number("max-bytes-per-mailbox", limits.max_bytes_per_mailbox)?;
+            let schema = flags.take("db-schema");
+            let gateways: Option<Vec<String>> = flags
+                .take("push-gateway")
+                .map(|g| g.split(',').map(str::to_owned).collect());
             flags.finish()?;
-            serve(db, &listen, RelayConfig { limits, issuer })
+            if schema.is_some() && !is_postgres_url(&db) {
+                return Err("--db-schema needs a postgres:// database".into());
+            }
+            serve(
+                db,
+                schema,
+                &listen,
+                gateways,
+                RelayConfig {
+                    limits,
+                    issuer,
+                    push: None,
+                },
+            )
         }
     }
 }
@@ -148,25 +171,43 @@ fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
-async fn open_store(db: &str) -> Result<(Arc<dyn RelayStore>, &'static str), Error> {
+async fn open_store(
+    db: &str,
+    schema: Option<&str>,
+) -> Result<(Arc<dyn RelayStore>, &'static str), Error> {
     if is_postgres_url(db) {
         #[cfg(feature = "postgres")]
         {
-            let store = confide_relay::postgres::PostgresRelayStore::connect(db).await?;
+            use confide_relay::postgres::PostgresRelayStore;
+            let store = match schema {
+                Some(schema) => PostgresRelayStore::connect_in_schema(db, schema).await?,
+                None => PostgresRelayStore::connect(db).await?,
+            };
             return Ok((Arc::new(store), "PostgreSQL"));
         }
         #[cfg(not(feature = "postgres"))]
         return Err("this build has no PostgreSQL store (build with --features postgres)".into());
     }
+    let _ = schema;
     Ok((Arc::new(SqliteRelayStore::open(db)?), "SQLite"))
 }
 
-fn serve(db: String, listen: &str, config: RelayConfig) -> Result<(), Error> {
+fn serve(
+    db: String,
+    schema: Option<String>,
+    listen: &str,
+    gateways: Option<Vec<String>>,
+    mut config: RelayConfig,
+) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (store, kind) = open_store(&db).await?;
+        let (store, kind) = open_store(&db, schema.as_deref()).await?;
+        if let Some(gateways) = &gateways {
+            let hook: Arc<dyn PushHook> = Arc::new(WebhookPush::new(gateways));
+            config.push = Some(hook);
+        }
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {}", listener.local_addr()?)?;
@@ -179,12 +220,40 @@ fn serve(db: String, listen: &str, config: RelayConfig) -> Result<(), Error> {
                 "off (no --server-key-file)"
             }
         )?;
+        writeln!(
+            out,
+            "wake-ups: {}; push hook {}",
+            if is_postgres_url(&db) {
+                "in process and PostgreSQL LISTEN/NOTIFY (channel confide_mailbox)"
+            } else {
+                "in process"
+            },
+            match &gateways {
+                Some(g) => format!("webhook (http) to {} allowed gateway(s)", g.len()),
+                None => "off (no --push-gateway)".to_owned(),
+            }
+        )?;
         for line in config.limits.describe() {
             writeln!(out, "limit {line}")?;
         }
         out.flush()?;
         drop(out);
-        Relay::new(store, config).serve(listener).await;
+        let relay = Relay::new(store, config);
+        #[cfg(feature = "postgres")]
+        let _listener = if is_postgres_url(&db) {
+            let weak = Arc::downgrade(&relay);
+            Some(confide_relay::postgres::spawn_wake_listener(
+                &db,
+                Arc::new(move |wake| {
+                    if let Some(relay) = weak.upgrade() {
+                        relay.wake(wake);
+                    }
+                }),
+            )?)
+        } else {
+            None
+        };
+        relay.serve(listener).await;
         Ok(())
     })
 }

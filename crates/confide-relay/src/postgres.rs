@@ -6,25 +6,36 @@
 //! a one-time bundle is taken with `DELETE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)
 //! RETURNING`, so concurrent fetches from any number of processes never get the same one.
 //!
+//! **Wake-ups across processes**: [`RelayStore::store_frame`] runs
+//! `SELECT pg_notify('confide_mailbox', <wake key in hex>)` inside the transaction that stores
+//! a new copy, so PostgreSQL delivers the notification exactly when (and only if) the frame is
+//! committed. Every relay process runs [`spawn_wake_listener`]: a dedicated connection that
+//! `LISTEN`s on the channel and hands each key to the server's table of connected owners,
+//! reconnects with backoff when the connection drops, and after every (re)connection wakes
+//! every connected owner once (a notification sent while it was not listening is lost).
+//!
 //! **Blocking**: every method blocks on the connection's runtime (`Handle::block_on`). Call
 //! them from a blocking thread, as the server does (`spawn_blocking`), never from inside an
-//! async task (tokio refuses that). Not done yet: wake-ups across relay processes (LISTEN /
-//! NOTIFY): a frame stored through another process reaches a connected owner only when it
-//! authenticates again.
+//! async task (tokio refuses that).
 
 use core::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use confide_wire::{Duration, Timestamp};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Socket};
 
+use crate::consts::{
+    WAKE_CHANNEL, WAKE_LISTENER_BACKOFF, WAKE_LISTENER_CHECK, WAKE_LISTENER_MAX_BACKOFF,
+};
 use crate::protocol::{BundleKind, OWNER_KEY_LEN, VERIFIER_LEN};
 use crate::store::{
     CreateOutcome, MailboxLimits, MailboxRecord, RelayStore, StoreError, StoreOutcome, StoredFrame,
     SweepCounts, UploadOutcome,
 };
+use crate::wake::{Wake, WakeKey};
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(_: tokio_postgres::Error) -> Self {
@@ -37,8 +48,10 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     address    BYTEA PRIMARY KEY,
     owner_key  BYTEA NOT NULL,
     verifier   BYTEA,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    push_url   BYTEA
 );
+ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS push_url BYTEA;
 CREATE TABLE IF NOT EXISTS frames (
     seq       BIGSERIAL PRIMARY KEY,
     address   BYTEA NOT NULL,
@@ -187,7 +200,7 @@ impl RelayStore for PostgresRelayStore {
         self.handle.block_on(async {
             let Some(row) = client
                 .query_opt(
-                    "SELECT owner_key, verifier FROM mailboxes WHERE address = $1",
+                    "SELECT owner_key, verifier, push_url FROM mailboxes WHERE address = $1",
                     &[&address],
                 )
                 .await?
@@ -199,6 +212,7 @@ impl RelayStore for PostgresRelayStore {
             Ok(Some(MailboxRecord {
                 owner_key: key_array(&key)?,
                 verifier: verifier.as_deref().map(key_array).transpose()?,
+                push_url: row.try_get(2)?,
             }))
         })
     }
@@ -215,6 +229,19 @@ impl RelayStore for PostgresRelayStore {
                 .execute(
                     "UPDATE mailboxes SET verifier = $2 WHERE address = $1",
                     &[&address, &verifier],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn set_push_url(&self, address: &[u8], push_url: Option<&[u8]>) -> Result<bool, StoreError> {
+        let client = self.client();
+        self.handle.block_on(async {
+            let n = client
+                .execute(
+                    "UPDATE mailboxes SET push_url = $2 WHERE address = $1",
+                    &[&address, &push_url],
                 )
                 .await?;
             Ok(n == 1)
@@ -301,6 +328,12 @@ impl RelayStore for PostgresRelayStore {
                 "INSERT INTO frames (address, frame_id, digest, frame, stored_at)
                  VALUES ($1, $2, $3, $4, $5)",
                 &[&address, &fid, &dig, &frame, &ms(now)],
+            )
+            .await?;
+            // Delivered to every listening relay process when (and only if) this commits.
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&WAKE_CHANNEL, &WakeKey::of(address).to_hex()],
             )
             .await?;
             tx.commit().await?;
@@ -490,5 +523,93 @@ impl RelayStore for PostgresRelayStore {
                 forgotten_deliveries: forgotten,
             })
         })
+    }
+}
+
+/// The `application_name` of the wake-up listener's connection (so an operator can tell it
+/// apart in `pg_stat_activity`).
+pub const WAKE_LISTENER_APPLICATION_NAME: &str = "confide_relay_wake";
+
+/// Starts the wake-up listener of this relay process (see the [module documentation](self)):
+/// a task that keeps one connection to `url` `LISTEN`ing on
+/// [`WAKE_CHANNEL`] and calls `on_wake` with
+/// [`Wake::Mailbox`] for each notification and [`Wake::All`] after each (re)connection. The
+/// task runs until the handle is aborted. Must be called inside a tokio runtime.
+pub fn spawn_wake_listener(
+    url: &str,
+    on_wake: Arc<dyn Fn(Wake) + Send + Sync>,
+) -> Result<JoinHandle<()>, StoreError> {
+    let mut config: Config = url.parse().map_err(|_| StoreError::InvalidConfiguration)?;
+    config.application_name(WAKE_LISTENER_APPLICATION_NAME);
+    Ok(tokio::spawn(listen_loop(config, on_wake)))
+}
+
+async fn listen_loop(config: Config, on_wake: Arc<dyn Fn(Wake) + Send + Sync>) {
+    let mut backoff = WAKE_LISTENER_BACKOFF;
+    loop {
+        if listen_once(&config, &on_wake).await {
+            backoff = WAKE_LISTENER_BACKOFF;
+        }
+        tracing::warn!(
+            retry_ms = backoff.as_millis(),
+            "wake-up listener not connected; reconnecting"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(backoff.as_millis())).await;
+        backoff = backoff
+            .saturating_add(backoff)
+            .min(WAKE_LISTENER_MAX_BACKOFF);
+    }
+}
+
+/// One connection's life: returns whether it got as far as listening.
+async fn listen_once(config: &Config, on_wake: &Arc<dyn Fn(Wake) + Send + Sync>) -> bool {
+    let Ok((client, connection)) = config.connect(NoTls).await else {
+        return false;
+    };
+    let mut driver = tokio::spawn(drive(connection, Arc::clone(on_wake)));
+    let check = std::time::Duration::from_millis(WAKE_LISTENER_CHECK.as_millis());
+    let listening = tokio::time::timeout(
+        check,
+        client.batch_execute(&format!("LISTEN {WAKE_CHANNEL}")),
+    )
+    .await;
+    if !matches!(listening, Ok(Ok(()))) {
+        driver.abort();
+        return false;
+    }
+    // Whatever was committed while this process was not listening woke nobody here.
+    on_wake(Wake::All);
+    loop {
+        tokio::select! {
+            _ = &mut driver => break,
+            () = tokio::time::sleep(check) => {
+                let alive = tokio::time::timeout(check, client.simple_query("SELECT 1")).await;
+                if !matches!(alive, Ok(Ok(_))) {
+                    break;
+                }
+            }
+        }
+    }
+    driver.abort();
+    true
+}
+
+/// Drives the listener's connection, handing each notification on; ends when it closes.
+async fn drive(
+    mut connection: Connection<Socket, NoTlsStream>,
+    on_wake: Arc<dyn Fn(Wake) + Send + Sync>,
+) {
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(n))) => {
+                if n.channel() == WAKE_CHANNEL
+                    && let Some(key) = WakeKey::from_hex(n.payload())
+                {
+                    on_wake(Wake::Mailbox(key));
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return,
+        }
     }
 }

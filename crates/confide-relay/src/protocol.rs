@@ -2,7 +2,7 @@
 //!
 //! A TCP stream carries messages back to back, each a 4-byte big-endian length `L`
 //! (1..=[`MAX_MESSAGE_LEN`]) then `L` bytes of body. A body starts with the version byte
-//! [`PROTOCOL_VERSION`] and a type byte. Requests (client to relay, types `0x01..=0x0A`)
+//! [`PROTOCOL_VERSION`] and a type byte. Requests (client to relay, types `0x01..=0x0B`)
 //! carry a `u32` request id chosen by the client, which the relay echoes in its response.
 //! Relay messages (types `0x80..=0x87`) are responses (carrying the request id) and two
 //! pushes: `Hello` (first message of every connection, carrying the challenge) and
@@ -18,7 +18,7 @@ use confide_wire::codec::{DecodeError, EncodeError, Reader, Writer};
 
 use crate::consts::{
     CHALLENGE_LEN, MAX_ADDRESS, MAX_BUNDLE_LEN, MAX_BUNDLES_PER_UPLOAD, MAX_CONFIRM_IDS,
-    MAX_MESSAGE_LEN, MAX_SEND_FRAME_LEN, PROTOCOL_VERSION,
+    MAX_MESSAGE_LEN, MAX_PUSH_URL_LEN, MAX_SEND_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 /// Length of an Ed25519 public key (a mailbox owner's key).
@@ -48,6 +48,7 @@ const T_FETCH_BUNDLE: u8 = 0x07;
 const T_BUNDLE_COUNT: u8 = 0x08;
 const T_CERTIFICATE: u8 = 0x09;
 const T_PING: u8 = 0x0A;
+const T_REGISTER_PUSH: u8 = 0x0B;
 
 const T_HELLO: u8 = 0x80;
 const T_OK: u8 = 0x81;
@@ -137,6 +138,13 @@ pub enum RequestBody {
     },
     /// Keeps the connection alive; answered with `Ok`.
     Ping,
+    /// The owner registers where the relay's push hook wakes it when mail arrives while it
+    /// has no connection (an `http://` URL of a push gateway the operator allows), or removes
+    /// the registration (an empty `url`).
+    RegisterPush {
+        /// The URL's bytes, 0..=[`MAX_PUSH_URL_LEN`]; empty: remove the registration.
+        url: Vec<u8>,
+    },
 }
 
 impl fmt::Debug for Request {
@@ -173,6 +181,7 @@ impl RequestBody {
             Self::BundleCount => RequestKind::BundleCount,
             Self::RequestCertificate { .. } => RequestKind::RequestCertificate,
             Self::Ping => RequestKind::Ping,
+            Self::RegisterPush { .. } => RequestKind::RegisterPush,
         }
     }
 }
@@ -201,6 +210,8 @@ pub enum RequestKind {
     RequestCertificate,
     /// [`RequestBody::Ping`].
     Ping,
+    /// [`RequestBody::RegisterPush`].
+    RegisterPush,
 }
 
 /// Whether a bundle handed out is a one-time or the last-resort bundle.
@@ -279,6 +290,11 @@ pub enum ErrorCode {
     FramingViolation,
     /// `0x0012`: the relay's storage failed; nothing was stored. Try again later.
     Internal,
+    /// `0x0013`: the push URL is not `http://host[:port][/path]` of printable ASCII, or not
+    /// to a push gateway this relay allows; nothing was stored.
+    InvalidPushUrl,
+    /// `0x0014`: this relay runs without a push hook, so it stores no push registration.
+    PushUnavailable,
     /// A code this build does not know (from a newer relay).
     Other(u16),
 }
@@ -306,6 +322,8 @@ impl ErrorCode {
             Self::IssuerUnavailable => 0x0010,
             Self::FramingViolation => 0x0011,
             Self::Internal => 0x0012,
+            Self::InvalidPushUrl => 0x0013,
+            Self::PushUnavailable => 0x0014,
             Self::Other(code) => code,
         }
     }
@@ -332,6 +350,8 @@ impl ErrorCode {
             0x0010 => Self::IssuerUnavailable,
             0x0011 => Self::FramingViolation,
             0x0012 => Self::Internal,
+            0x0013 => Self::InvalidPushUrl,
+            0x0014 => Self::PushUnavailable,
             other => Self::Other(other),
         }
     }
@@ -553,6 +573,7 @@ impl Request {
             RequestBody::BundleCount => T_BUNDLE_COUNT,
             RequestBody::RequestCertificate { .. } => T_CERTIFICATE,
             RequestBody::Ping => T_PING,
+            RequestBody::RegisterPush { .. } => T_REGISTER_PUSH,
         };
         w.u8(ty).u32(*id);
         match body {
@@ -624,6 +645,9 @@ impl Request {
                 identity,
             } => {
                 w.u32(*device_id).bytes(identity);
+            }
+            RequestBody::RegisterPush { url } => {
+                w.var16("push url", MAX_PUSH_URL_LEN, url)?;
             }
         }
         Ok(w.into_vec())
@@ -725,6 +749,9 @@ fn decode_request_body(ty: u8, r: &mut Reader<'_>) -> Result<RequestBody, Decode
             identity: r.array()?,
         },
         T_PING => RequestBody::Ping,
+        T_REGISTER_PUSH => RequestBody::RegisterPush {
+            url: r.var16("push url", MAX_PUSH_URL_LEN)?.to_vec(),
+        },
         _ => {
             return Err(DecodeError::InvalidValue {
                 field: "request type",

@@ -4,8 +4,13 @@
 //! Each connection gets a fresh challenge, a request rate limit and a writer task; requests are
 //! answered in order. A connection that authenticates as a mailbox's owner also gets a
 //! delivery task, which sends every stored frame of the mailbox and then each new one as it
-//! is committed (woken by a content-free signal, so several relay processes could share a
-//! database by relaying the signal). A frame is deleted only when the owner confirms it.
+//! is committed. It is woken by a content-free signal keyed by the mailbox's
+//! [`WakeKey`]: raised in this process after a commit, and by [`Relay::wake`] for commits of
+//! other relay processes (the PostgreSQL listener, [`crate::postgres::spawn_wake_listener`]).
+//! A frame is deleted only when the owner confirms it. When a frame is committed through this
+//! process and no owner connection of this process is subscribed to its mailbox, the
+//! configured [`PushHook`] is called with the mailbox's push registration (at most once per
+//! [`PUSH_INTERVAL`] per mailbox).
 
 use core::fmt;
 use std::collections::HashMap;
@@ -30,16 +35,19 @@ use crate::consts::{
     BODY_TIMEOUT, CHALLENGE_LEN, CONNECTION_REQUEST_BURST, CONNECTION_REQUESTS_PER_SECOND,
     DELIVERED_MEMORY, DELIVERY_BATCH, IDLE_TIMEOUT, MAILBOX_SEND_BURST, MAILBOX_SENDS_PER_SECOND,
     MAX_BYTES_PER_MAILBOX, MAX_CONNECTIONS, MAX_FRAMES_PER_MAILBOX, MAX_ONE_TIME_BUNDLES,
-    MAX_TRACKED_TARGETS, OUTBOUND_QUEUE, SWEEP_INTERVAL, UNDELIVERED_RETENTION,
+    MAX_PUSH_URL_LEN, MAX_TRACKED_PUSHES, MAX_TRACKED_TARGETS, OUTBOUND_QUEUE, PUSH_INTERVAL,
+    SWEEP_INTERVAL, UNDELIVERED_RETENTION,
 };
 use crate::issuer::issue_client_certificate;
 use crate::protocol::{
     ErrorCode, Request, RequestBody, ServerMessage, authenticate_message, check_length,
     create_message, frame_id_of, frame_message, frame_payload,
 };
+use crate::push::{PushHook, PushRegistration};
 use crate::store::{
     CreateOutcome, MailboxLimits, RelayStore, StoreError, StoreOutcome, UploadOutcome,
 };
+use crate::wake::{Wake, WakeKey};
 
 /// The relay's limits; [`Limits::default`] is the named constants of [`crate::consts`]. An
 /// operator (or a test) may lower them.
@@ -125,6 +133,25 @@ impl Limits {
                 confide_transport::consts::MAX_FRAME_LEN
             ),
             format!("max_message_len = {}", crate::consts::MAX_MESSAGE_LEN),
+            format!("max_push_url_len = {MAX_PUSH_URL_LEN}"),
+            format!("push_interval_ms = {}", PUSH_INTERVAL.as_millis()),
+            format!(
+                "push_timeout_ms = {}",
+                crate::consts::PUSH_TIMEOUT.as_millis()
+            ),
+            format!(
+                "max_pushes_in_flight = {}",
+                crate::consts::MAX_PUSHES_IN_FLIGHT
+            ),
+            format!(
+                "wake_listener_backoff_ms = {}..{}",
+                crate::consts::WAKE_LISTENER_BACKOFF.as_millis(),
+                crate::consts::WAKE_LISTENER_MAX_BACKOFF.as_millis()
+            ),
+            format!(
+                "wake_listener_check_ms = {}",
+                crate::consts::WAKE_LISTENER_CHECK.as_millis()
+            ),
         ]
     }
 }
@@ -137,14 +164,22 @@ pub struct RelayConfig {
     /// The server key that issues client certificates; `None`: certificate requests are
     /// refused with [`ErrorCode::IssuerUnavailable`].
     pub issuer: Option<ServerKey>,
+    /// How owners without a connection are woken; `None`: push registrations are refused
+    /// with [`ErrorCode::PushUnavailable`].
+    pub push: Option<Arc<dyn PushHook>>,
 }
 
 impl fmt::Debug for RelayConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { limits, issuer } = self;
+        let Self {
+            limits,
+            issuer,
+            push,
+        } = self;
         f.debug_struct("RelayConfig")
             .field("limits", limits)
             .field("has_issuer", &issuer.is_some())
+            .field("has_push", &push.is_some())
             .finish()
     }
 }
@@ -161,6 +196,7 @@ pub struct RelayStats {
     refusals: AtomicU64,
     framing_violations: AtomicU64,
     frames_expired: AtomicU64,
+    pushes: AtomicU64,
 }
 
 /// A snapshot of [`RelayStats`].
@@ -185,6 +221,8 @@ pub struct StatsSnapshot {
     pub framing_violations: u64,
     /// Undelivered frames deleted past their retention.
     pub frames_expired: u64,
+    /// Pushes handed to the push hook.
+    pub pushes: u64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -206,6 +244,7 @@ impl RelayStats {
             refusals: get(&self.refusals),
             framing_violations: get(&self.framing_violations),
             frames_expired: get(&self.frames_expired),
+            pushes: get(&self.pushes),
         }
     }
 }
@@ -251,11 +290,11 @@ impl Bucket {
     }
 }
 
-/// Content-free wake-ups for connected owners: one watch channel per mailbox with a
-/// listener.
+/// Content-free wake-ups for connected owners: one watch channel per mailbox (by its
+/// [`WakeKey`]) with a listener.
 #[derive(Debug, Default)]
 struct Hub {
-    mailboxes: Mutex<HashMap<Vec<u8>, watch::Sender<u64>>>,
+    mailboxes: Mutex<HashMap<WakeKey, watch::Sender<u64>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -264,22 +303,36 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    fn subscribe(&self, address: &[u8]) -> watch::Receiver<u64> {
+    fn subscribe(&self, key: WakeKey) -> watch::Receiver<u64> {
         lock(&self.mailboxes)
-            .entry(address.to_vec())
+            .entry(key)
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
 
-    fn notify(&self, address: &[u8]) {
+    fn notify(&self, key: &WakeKey) {
         let mut map = lock(&self.mailboxes);
-        if let Some(sender) = map.get(address) {
+        if let Some(sender) = map.get(key) {
             if sender.receiver_count() == 0 {
-                map.remove(address);
+                map.remove(key);
             } else {
                 sender.send_modify(|v| *v = v.wrapping_add(1));
             }
         }
+    }
+
+    fn notify_all(&self) {
+        let mut map = lock(&self.mailboxes);
+        map.retain(|_, s| s.receiver_count() > 0);
+        for sender in map.values() {
+            sender.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    fn has_subscriber(&self, key: &WakeKey) -> bool {
+        lock(&self.mailboxes)
+            .get(key)
+            .is_some_and(|s| s.receiver_count() > 0)
     }
 
     fn prune(&self) {
@@ -296,6 +349,8 @@ pub struct Relay {
     /// Per-mailbox buckets: sends to it (`0x00 || address`) and bundle fetches of it
     /// (`0x01 || address`).
     target_buckets: Mutex<HashMap<Vec<u8>, Bucket>>,
+    /// When each mailbox was last pushed (for [`PUSH_INTERVAL`]).
+    last_push: Mutex<HashMap<WakeKey, Instant>>,
 }
 
 impl fmt::Debug for Relay {
@@ -306,6 +361,7 @@ impl fmt::Debug for Relay {
             hub: _,
             stats,
             target_buckets: _,
+            last_push: _,
         } = self;
         f.debug_struct("Relay")
             .field("config", config)
@@ -343,7 +399,51 @@ impl Relay {
             hub: Hub::default(),
             stats: RelayStats::default(),
             target_buckets: Mutex::new(HashMap::new()),
+            last_push: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Wakes this process's owner connections for a frame committed elsewhere (another relay
+    /// process sharing the database): [`Wake::Mailbox`] re-reads that mailbox if an owner of
+    /// it is connected here, [`Wake::All`] re-reads every connected owner's mailbox. Costs a
+    /// query per woken connection and never delivers a frame twice on one connection.
+    pub fn wake(&self, wake: Wake) {
+        match wake {
+            Wake::Mailbox(key) => self.hub.notify(&key),
+            Wake::All => self.hub.notify_all(),
+        }
+    }
+
+    /// After a frame for `key`'s mailbox was committed through this process: calls the push
+    /// hook if no owner connection here is subscribed, the mailbox has a registration, and
+    /// it was not pushed within [`PUSH_INTERVAL`].
+    fn push_if_offline(&self, key: &WakeKey, registration: Option<Vec<u8>>) {
+        let (Some(hook), Some(registration)) = (self.config.push.as_ref(), registration) else {
+            return;
+        };
+        if self.hub.has_subscriber(key) {
+            return;
+        }
+        let now = Instant::now();
+        let interval = to_std(PUSH_INTERVAL);
+        {
+            let mut last = lock(&self.last_push);
+            if last
+                .get(key)
+                .is_some_and(|t| now.saturating_duration_since(*t) < interval)
+            {
+                return;
+            }
+            if last.len() >= MAX_TRACKED_PUSHES && !last.contains_key(key) {
+                last.retain(|_, t| now.saturating_duration_since(*t) < interval);
+                if last.len() >= MAX_TRACKED_PUSHES {
+                    return;
+                }
+            }
+            last.insert(*key, now);
+        }
+        bump(&self.stats.pushes, 1);
+        hook.push(&PushRegistration::new(registration));
     }
 
     /// The relay's counters.
@@ -413,6 +513,8 @@ impl Relay {
             }
             self.hub.prune();
             let now = Instant::now();
+            let interval = to_std(PUSH_INTERVAL);
+            lock(&self.last_push).retain(|_, t| now.saturating_duration_since(*t) < interval);
             lock(&self.target_buckets).retain(|_, b| {
                 !b.is_full(
                     limits.mailbox_send_burst,
@@ -737,6 +839,26 @@ impl Connection {
                 })
             }
             RequestBody::Ping => Ok(ServerMessage::Ok { id }),
+            RequestBody::RegisterPush { url } => {
+                let owner = self.owner()?;
+                let url = if url.is_empty() {
+                    None
+                } else {
+                    let hook = self
+                        .relay
+                        .config
+                        .push
+                        .as_ref()
+                        .ok_or(ErrorCode::PushUnavailable)?;
+                    if !hook.accepts(&url) {
+                        return Err(ErrorCode::InvalidPushUrl);
+                    }
+                    Some(url)
+                };
+                self.db(move |s| s.set_push_url(owner.as_bytes(), url.as_deref()))
+                    .await?;
+                Ok(ServerMessage::Ok { id })
+            }
         }
     }
 
@@ -779,7 +901,9 @@ impl Connection {
         match outcome {
             StoreOutcome::Stored => {
                 bump(&self.relay.stats.frames_stored, 1);
-                self.relay.hub.notify(to.as_bytes());
+                let key = WakeKey::of(to.as_bytes());
+                self.relay.hub.notify(&key);
+                self.relay.push_if_offline(&key, record.push_url);
             }
             StoreOutcome::AlreadyStored | StoreOutcome::AlreadyDelivered => {}
             StoreOutcome::NoSuchMailbox => return Err(ErrorCode::NoSuchMailbox),
@@ -808,7 +932,7 @@ fn verify(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Result<(), Er
 /// Sends every stored frame of `mailbox`, then each new one, until the connection closes.
 async fn deliver_loop(relay: Arc<Relay>, mailbox: Vec<u8>, tx: mpsc::Sender<Vec<u8>>) {
     // Subscribe before the first read, so a frame committed in between still wakes us.
-    let mut wake = relay.hub.subscribe(&mailbox);
+    let mut wake = relay.hub.subscribe(WakeKey::of(&mailbox));
     let mut after = 0i64;
     loop {
         let addr = mailbox.clone();

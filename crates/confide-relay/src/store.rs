@@ -52,6 +52,8 @@ pub struct MailboxRecord {
     pub owner_key: [u8; OWNER_KEY_LEN],
     /// The delivery-token verifier; `None`: an open mailbox.
     pub verifier: Option<[u8; VERIFIER_LEN]>,
+    /// The owner's push registration (`RegisterPush`); `None`: never pushed.
+    pub push_url: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for MailboxRecord {
@@ -59,9 +61,11 @@ impl fmt::Debug for MailboxRecord {
         let Self {
             owner_key: _,
             verifier,
+            push_url,
         } = self;
         f.debug_struct("MailboxRecord")
             .field("has_verifier", &verifier.is_some())
+            .field("has_push_url", &push_url.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +184,10 @@ pub trait RelayStore: Send + Sync + 'static {
         verifier: Option<&[u8; VERIFIER_LEN]>,
     ) -> Result<bool, StoreError>;
 
+    /// Replaces the mailbox's push registration (`None` removes it). Returns false if there
+    /// is no such mailbox.
+    fn set_push_url(&self, address: &[u8], push_url: Option<&[u8]>) -> Result<bool, StoreError>;
+
     /// Stores `frame` (whose id and payload digest the caller read) for `address`, keeping at
     /// most one copy per (mailbox, frame id), and commits durably before returning.
     #[allow(clippy::too_many_arguments)]
@@ -232,15 +240,20 @@ pub trait RelayStore: Send + Sync + 'static {
     ) -> Result<SweepCounts, StoreError>;
 }
 
-/// The schema version this build writes (`PRAGMA user_version`).
-pub const SQLITE_SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes (`PRAGMA user_version`). Version 2 added
+/// `mailboxes.push_url`; a version 1 database is migrated when opened.
+pub const SQLITE_SCHEMA_VERSION: i64 = 2;
+
+/// From version 1 to 2: the owner's push registration.
+const MIGRATE_1_TO_2: &str = "ALTER TABLE mailboxes ADD COLUMN push_url BLOB;";
 
 const SCHEMA: &str = "
 CREATE TABLE mailboxes (
     address    BLOB PRIMARY KEY,
     owner_key  BLOB NOT NULL,
     verifier   BLOB,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    push_url   BLOB
 ) WITHOUT ROWID;
 CREATE TABLE frames (
     seq       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -316,6 +329,10 @@ impl SqliteRelayStore {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
             }
+            1 => {
+                tx.execute_batch(MIGRATE_1_TO_2)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
+            }
             SQLITE_SCHEMA_VERSION => {}
             found => {
                 return Err(StoreError::Schema {
@@ -377,17 +394,19 @@ impl RelayStore for SqliteRelayStore {
 
     fn mailbox(&self, address: &[u8]) -> Result<Option<MailboxRecord>, StoreError> {
         let conn = self.conn();
-        let row: Option<(Vec<u8>, Option<Vec<u8>>)> = conn
+        type Row = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let row: Option<Row> = conn
             .query_row(
-                "SELECT owner_key, verifier FROM mailboxes WHERE address = ?1",
+                "SELECT owner_key, verifier, push_url FROM mailboxes WHERE address = ?1",
                 [address],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        row.map(|(key, verifier)| {
+        row.map(|(key, verifier, push_url)| {
             Ok(MailboxRecord {
                 owner_key: key.as_slice().try_into().map_err(|_| StoreError::Corrupt)?,
                 verifier: verifier_from(verifier)?,
+                push_url,
             })
         })
         .transpose()
@@ -402,6 +421,15 @@ impl RelayStore for SqliteRelayStore {
         let n = conn.execute(
             "UPDATE mailboxes SET verifier = ?2 WHERE address = ?1",
             params![address, verifier.map(<[u8; 32]>::as_slice)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn set_push_url(&self, address: &[u8], push_url: Option<&[u8]>) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE mailboxes SET push_url = ?2 WHERE address = ?1",
+            params![address, push_url],
         )?;
         Ok(n == 1)
     }

@@ -90,6 +90,8 @@ fn body() -> impl Strategy<Value = RequestBody> {
             }
         }),
         Just(RequestBody::Ping),
+        proptest::collection::vec(any::<u8>(), 0..=confide_relay::consts::MAX_PUSH_URL_LEN)
+            .prop_map(|url| RequestBody::RegisterPush { url }),
     ]
 }
 
@@ -189,6 +191,53 @@ fn a_request_starts_with_version_type_and_id() {
     assert_eq!((err.id, err.code), (5, ErrorCode::Malformed));
     let err = Request::from_bytes(&[0x02, 0x0A, 0, 0, 0, 5]).unwrap_err();
     assert_eq!((err.id, err.code), (0, ErrorCode::UnsupportedVersion));
+}
+
+#[test]
+fn register_push_is_type_0x0b_with_a_u16_length_and_at_most_512_bytes() {
+    let bytes = Request {
+        id: 7,
+        body: RequestBody::RegisterPush {
+            url: b"http://gw/a".to_vec(),
+        },
+    }
+    .to_bytes()
+    .unwrap();
+    let mut expected = vec![0x01, 0x0B, 0, 0, 0, 7, 0x00, 0x0B];
+    expected.extend_from_slice(b"http://gw/a");
+    assert_eq!(bytes, expected);
+    // Empty (removes the registration) is one encoding: a zero length.
+    let empty = Request {
+        id: 7,
+        body: RequestBody::RegisterPush { url: Vec::new() },
+    }
+    .to_bytes()
+    .unwrap();
+    assert_eq!(empty, [0x01, 0x0B, 0, 0, 0, 7, 0, 0]);
+    assert!(Request::from_bytes(&empty).is_ok());
+    let max = confide_relay::consts::MAX_PUSH_URL_LEN;
+    let mut long = vec![0x01, 0x0B, 0, 0, 0, 7];
+    long.extend_from_slice(&u16::try_from(max + 1).unwrap().to_be_bytes());
+    long.extend(std::iter::repeat_n(b'a', max + 1));
+    let err = Request::from_bytes(&long).unwrap_err();
+    assert_eq!((err.id, err.code), (7, ErrorCode::Malformed));
+    // A length longer than the bytes that follow, and trailing bytes, are refused.
+    let err = Request::from_bytes(&[0x01, 0x0B, 0, 0, 0, 7, 0, 2, b'a']).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Malformed);
+    let err = Request::from_bytes(&[0x01, 0x0B, 0, 0, 0, 7, 0, 0, 0]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Malformed);
+    assert_eq!(ErrorCode::from_wire(0x0013), ErrorCode::InvalidPushUrl);
+    assert_eq!(ErrorCode::PushUnavailable.to_wire(), 0x0014);
+    let shown = format!(
+        "{:?}",
+        Request {
+            id: 7,
+            body: RequestBody::RegisterPush {
+                url: b"http://secret/".to_vec()
+            }
+        }
+    );
+    assert_eq!(shown, "Request { id: 7, kind: RegisterPush, .. }");
 }
 
 #[test]

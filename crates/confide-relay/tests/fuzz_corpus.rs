@@ -57,6 +57,10 @@ fn seeds() -> Vec<Vec<u8>> {
             identity: [11; 128],
         },
         RequestBody::Ping,
+        RequestBody::RegisterPush {
+            url: b"http://push.internal:8080/wake/7f3a".to_vec(),
+        },
+        RequestBody::RegisterPush { url: Vec::new() },
     ];
     let mut out: Vec<Vec<u8>> = bodies
         .into_iter()

@@ -51,6 +51,19 @@ fn conformance(s: &dyn RelayStore) {
     assert_eq!(s.mailbox(MB).unwrap().unwrap().verifier, Some([9; 32]));
     assert!(!s.set_verifier(b"none", None).unwrap());
 
+    // The push registration: set, replaced, removed; none for an unknown mailbox.
+    assert_eq!(s.mailbox(MB).unwrap().unwrap().push_url, None);
+    assert!(s.set_push_url(MB, Some(b"http://gw/a")).unwrap());
+    assert!(s.set_push_url(MB, Some(b"http://gw/b")).unwrap());
+    assert_eq!(
+        s.mailbox(MB).unwrap().unwrap().push_url.as_deref(),
+        Some(&b"http://gw/b"[..])
+    );
+    assert!(s.set_push_url(MB, None).unwrap());
+    assert_eq!(s.mailbox(MB).unwrap().unwrap().push_url, None);
+    assert!(!s.set_push_url(b"none", Some(b"http://gw/c")).unwrap());
+    assert!(s.mailbox(b"none").unwrap().is_none());
+
     // One copy per frame id; a re-encryption replaces it and moves to the end.
     assert_eq!(store_frame(s, 1, b"a", T0), StoreOutcome::Stored);
     assert_eq!(store_frame(s, 1, b"a", T0), StoreOutcome::AlreadyStored);
@@ -154,6 +167,75 @@ fn sqlite_on_disk_passes_the_conformance_suite_and_keeps_its_data() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The version 1 schema (before `mailboxes.push_url`), as a database written by an older
+/// relay holds it.
+const SCHEMA_V1: &str = "
+CREATE TABLE mailboxes (address BLOB PRIMARY KEY, owner_key BLOB NOT NULL, verifier BLOB,
+                        created_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE frames (seq INTEGER PRIMARY KEY AUTOINCREMENT, address BLOB NOT NULL,
+                     frame_id BLOB NOT NULL, digest BLOB NOT NULL, frame BLOB NOT NULL,
+                     stored_at INTEGER NOT NULL, UNIQUE (address, frame_id));
+CREATE INDEX frames_by_age ON frames (stored_at);
+CREATE TABLE delivered (address BLOB NOT NULL, frame_id BLOB NOT NULL, digest BLOB NOT NULL,
+                        confirmed_at INTEGER NOT NULL, PRIMARY KEY (address, frame_id)) WITHOUT ROWID;
+CREATE INDEX delivered_by_age ON delivered (confirmed_at);
+CREATE TABLE one_time_bundles (id INTEGER PRIMARY KEY AUTOINCREMENT, address BLOB NOT NULL,
+                               bundle BLOB NOT NULL);
+CREATE INDEX one_time_by_address ON one_time_bundles (address, id);
+CREATE TABLE last_resort_bundles (address BLOB PRIMARY KEY, bundle BLOB NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 1;
+";
+
+#[test]
+fn a_version_1_database_is_migrated_keeping_its_mailboxes_and_frames() {
+    let dir = std::env::temp_dir().join(format!("confide-relay-migrate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("relay.sqlite");
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(SCHEMA_V1).unwrap();
+        old.execute(
+            "INSERT INTO mailboxes VALUES (?1, ?2, NULL, 1)",
+            rusqlite::params![MB, [1u8; 32].as_slice()],
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO frames (address, frame_id, digest, frame, stored_at)
+             VALUES (?1, ?2, ?3, ?4, 1)",
+            rusqlite::params![
+                MB,
+                [7u8; 16].as_slice(),
+                [0u8; 32].as_slice(),
+                b"old frame".as_slice()
+            ],
+        )
+        .unwrap();
+    }
+    let store = SqliteRelayStore::open(&path).unwrap();
+    let record = store.mailbox(MB).unwrap().unwrap();
+    assert_eq!(record.owner_key, [1; 32]);
+    assert_eq!(record.push_url, None);
+    let pending = store.pending_frames(MB, 0, 10).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].frame, b"old frame");
+    assert!(store.set_push_url(MB, Some(b"http://gw/x")).unwrap());
+    drop(store);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, confide_relay::store::SQLITE_SCHEMA_VERSION);
+    assert_eq!(version, 2);
+    let reopened = SqliteRelayStore::open(&path).unwrap();
+    assert_eq!(
+        reopened.mailbox(MB).unwrap().unwrap().push_url.as_deref(),
+        Some(&b"http://gw/x"[..])
+    );
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn debug_output_shows_no_keys_or_addresses() {
     let s = SqliteRelayStore::open_in_memory().unwrap();
@@ -162,8 +244,12 @@ fn debug_output_shows_no_keys_or_addresses() {
     let record = s.mailbox(MB).unwrap().unwrap();
     assert_eq!(
         format!("{record:?}"),
-        "MailboxRecord { has_verifier: true, .. }"
+        "MailboxRecord { has_verifier: true, has_push_url: false, .. }"
     );
+    s.set_push_url(MB, Some(b"http://secret-gateway/device"))
+        .unwrap();
+    let shown = format!("{:?}", s.mailbox(MB).unwrap().unwrap());
+    assert!(shown.contains("has_push_url: true") && !shown.contains("secret"));
     let key = confide_crypto::signing::SigningKey::from_seed(&[0xEF; 32]);
     let config = confide_relay::client::LinkConfig {
         relay: "127.0.0.1:1".parse().unwrap(),
@@ -229,6 +315,51 @@ mod postgres {
             .block_on(PostgresRelayStore::connect_in_schema(&url, &schema))
             .unwrap();
         conformance(&store);
+    }
+
+    #[test]
+    fn tables_of_an_older_relay_gain_the_push_column_keeping_their_rows() {
+        let Some(url) = url() else { return };
+        let (rt, schema) = fresh("migrate");
+        rt.block_on(async {
+            let mut config: tokio_postgres::Config = url.parse().unwrap();
+            config.options(format!("-c search_path={schema}"));
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            let driver = tokio::spawn(connection);
+            // The mailboxes table as the previous release created it.
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA {schema};
+                     CREATE TABLE mailboxes (address BYTEA PRIMARY KEY, owner_key BYTEA NOT NULL,
+                                             verifier BYTEA, created_at BIGINT NOT NULL);"
+                ))
+                .await
+                .unwrap();
+            client
+                .execute(
+                    "INSERT INTO mailboxes VALUES ($1, $2, NULL, 1)",
+                    &[&MB, &[1u8; 32].as_slice()],
+                )
+                .await
+                .unwrap();
+            drop(client);
+            driver.abort();
+        });
+        let store = rt
+            .block_on(PostgresRelayStore::connect_in_schema(&url, &schema))
+            .unwrap();
+        let record = store.mailbox(MB).unwrap().unwrap();
+        assert_eq!((record.owner_key, record.push_url), ([1; 32], None));
+        assert!(store.set_push_url(MB, Some(b"http://gw/x")).unwrap());
+        drop(store);
+        // Opening again changes nothing.
+        let store = rt
+            .block_on(PostgresRelayStore::connect_in_schema(&url, &schema))
+            .unwrap();
+        assert_eq!(
+            store.mailbox(MB).unwrap().unwrap().push_url.as_deref(),
+            Some(&b"http://gw/x"[..])
+        );
     }
 
     #[test]

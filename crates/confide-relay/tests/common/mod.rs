@@ -70,9 +70,14 @@ impl RelayProcess {
     /// As [`Self::start`], listening on `listen`.
     pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> Self {
         let db = dir.join("relay.sqlite");
+        Self::start_db(db.to_str().unwrap(), listen, extra)
+    }
+
+    /// `confide-relay --db <db> --listen <listen> <extra>` (`db` a file or a PostgreSQL URL).
+    pub fn start_db(db: &str, listen: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_confide-relay"))
             .arg("--db")
-            .arg(&db)
+            .arg(db)
             .args(["--listen", listen])
             .args(extra)
             .stdout(Stdio::piped())
@@ -218,4 +223,45 @@ pub fn init_issuer(dir: &Path) -> (confide_sealed::TrustRoots, PathBuf) {
     .unwrap();
     roots.add_root(1, root_key).unwrap();
     (roots, server_file)
+}
+
+/// The environment variable naming a PostgreSQL database the tests may create schemas in
+/// (a `postgres://` URL or `key=value` pairs); `.ci/with-postgres` starts a throwaway cluster
+/// and sets it.
+pub const POSTGRES_URL_VAR: &str = "CONFIDE_TEST_POSTGRES_URL";
+
+/// The test database as a `postgres://` URL (what the relay's `--db` takes), or `None` after
+/// printing that (and why) the calling test is skipped.
+pub fn postgres_url(test: &str) -> Option<String> {
+    let Ok(raw) = std::env::var(POSTGRES_URL_VAR) else {
+        println!(
+            "skipped {test}: {POSTGRES_URL_VAR} is not set (a throwaway PostgreSQL database; \
+             .ci/with-postgres sets it)"
+        );
+        return None;
+    };
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Some(raw);
+    }
+    // `host=/tmp/x port=5432 user=postgres dbname=postgres`
+    let mut db = "postgres".to_owned();
+    let mut params = Vec::new();
+    for pair in raw.split_whitespace() {
+        let (k, v) = pair.split_once('=').unwrap();
+        if k == "dbname" {
+            db = v.to_owned();
+        } else {
+            params.push(format!("{k}={v}"));
+        }
+    }
+    Some(format!("postgresql:///{db}?{}", params.join("&")))
+}
+
+/// A schema name of its own for one test run: `confide_test_<name>_<pid>_<nanos>`.
+pub fn fresh_schema(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("confide_test_{name}_{}_{nanos}", std::process::id())
 }
