@@ -49,8 +49,7 @@ struct ScratchDir(PathBuf);
 
 impl ScratchDir {
     fn new() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("confide-store-bench-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("confide-store-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
