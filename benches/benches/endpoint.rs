@@ -55,11 +55,12 @@
 )]
 
 mod common;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chacha20::ChaCha20Rng;
@@ -76,6 +77,7 @@ use confide_test_support::service::Service;
 use confide_transport::{Frame, FrameId};
 use criterion::{BenchmarkId, Criterion};
 use rand_core::SeedableRng;
+use scratch::ScratchDir;
 
 const NOW: Timestamp = confide_test_support::service::T0;
 const LEN: usize = 1024;
@@ -163,30 +165,6 @@ fn drain(
             Output::Timeout(_) => return events,
             _ => {}
         }
-    }
-}
-
-/// A database directory in the temporary directory, removed when dropped.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("confide-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    /// A path for a new database file, never used before in this run.
-    fn fresh_db(&self, name: &str) -> PathBuf {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        self.0.join(format!("{name}-{n}.db"))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -969,7 +947,7 @@ fn floor_roundtrip(f: &mut Floor, text: &[u8]) -> usize {
 /// Fresh state for every sample keeps tracked-message and dedup tables at chat-like sizes.
 fn bench(c: &mut Criterion) {
     let text = vec![0x61u8; LEN];
-    let dir = ScratchDir::new();
+    let dir = ScratchDir::new("bench");
     let mut group = c.benchmark_group("endpoint/roundtrip_1k");
     // Ephemeral endpoints, then as apps run them: every state change is stored (incremental
     // records, in memory or in an SQLite file) and confirmed before the frames it produced

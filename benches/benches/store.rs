@@ -24,10 +24,10 @@
 )]
 
 mod common;
+#[path = "common/scratch.rs"]
+mod scratch;
 
 use std::hint::black_box;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chacha20::ChaCha20Rng;
@@ -37,35 +37,13 @@ use confide_policy::MessageId;
 use confide_store::{MAX_PAGE_LEN, NewMessage, Transcript};
 use criterion::{BenchmarkId, Criterion};
 use rand_core::SeedableRng;
+use scratch::ScratchDir;
 
 const NOW: Timestamp = confide_test_support::service::T0;
 const BODY_LEN: usize = 200;
 /// Messages in the store that `get` and `list` read from.
 const HELD: u64 = 1_000;
 const CONVERSATION: u64 = 1;
-
-/// Database files in a directory of their own, removed at the end.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("confide-store-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn fresh_db(&self) -> PathBuf {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        self.0
-            .join(format!("app-{}.db", NEXT.fetch_add(1, Ordering::Relaxed)))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn key() -> StorageKey {
     StorageKey::new([0x42; 32])
@@ -100,7 +78,7 @@ enum Where<'a> {
 impl Where<'_> {
     fn open(&self) -> Transcript {
         match self {
-            Where::File(dir) => Transcript::open(dir.fresh_db(), b"bench", &key()).unwrap(),
+            Where::File(dir) => Transcript::open(dir.fresh_db("app"), b"bench", &key()).unwrap(),
             Where::Memory => Transcript::open_in_memory(b"bench", &key()).unwrap(),
         }
     }
@@ -116,7 +94,7 @@ fn filled(place: &Where<'_>, rng: &mut ChaCha20Rng, body: &[u8]) -> Transcript {
 }
 
 fn bench(c: &mut Criterion) {
-    let dir = ScratchDir::new();
+    let dir = ScratchDir::new("store-bench");
     let body = vec![b'x'; BODY_LEN];
     let mut rng = ChaCha20Rng::from_seed([7; 32]);
 
