@@ -184,15 +184,11 @@ impl Endpoint {
             .filter(|c| c.is_open())?;
         let secret = conv.record.current().and_then(|s| s.envelope_secret())?;
         let payload = AcknowledgementPayload::new(ids)?;
-        let current = self
-            .sender_epochs
-            .get_mut(&conversation)?
-            .current
-            .as_mut()?;
-        if !current.usable(now, secret) {
-            return None;
-        }
-        let envelope = current.sealer.seal(now, &payload.to_bytes()).ok()?;
+        let (envelope, _) = self.sender_epochs.get_mut(&conversation)?.seal_current(
+            now,
+            secret,
+            &payload.to_bytes(),
+        )?;
         Some((conv.peer_address.clone(), envelope))
     }
 }

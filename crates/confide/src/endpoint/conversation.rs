@@ -236,6 +236,25 @@ pub(crate) struct SenderEpochs {
     pub(crate) pending: VecDeque<(FrameId, OutgoingEpoch)>,
 }
 
+impl SenderEpochs {
+    /// `payload` sealed as the next envelope of the current epoch, with the epoch's serial, if
+    /// there is a current epoch and it is usable at `now` with the session's envelope secret
+    /// `secret` (the one check every symmetric envelope goes through). `None` changes nothing.
+    pub(crate) fn seal_current(
+        &mut self,
+        now: Timestamp,
+        secret: &EnvelopeSecret,
+        payload: &[u8],
+    ) -> Option<(Vec<u8>, u64)> {
+        let current = self.current.as_mut()?;
+        if !current.usable(now, secret) {
+            return None;
+        }
+        let envelope = current.sealer.seal(now, payload).ok()?;
+        Some((envelope, current.serial))
+    }
+}
+
 impl core::fmt::Debug for SenderEpochs {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let Self { current, pending } = self;

@@ -606,16 +606,14 @@ impl Endpoint {
         let epochs = self.sender_epochs.entry(conversation).or_default();
         if symmetric_allowed
             && let Some(secret) = &secret
-            && let Some(current) = epochs.current.as_mut()
-            && current.usable(now, secret)
-            && let Ok(envelope) = current.sealer.seal(now, &payload)
+            && let Some((envelope, serial)) = epochs.seal_current(now, secret, &payload)
         {
             return Some(Sealed {
                 session_message: payload,
                 envelope,
                 to,
                 started: None,
-                symmetric_epoch: Some(current.serial),
+                symmetric_epoch: Some(serial),
             });
         }
         // The current epoch (if any) ended: renewal is due, or the session changed. Frames
