@@ -23,9 +23,36 @@ pub const IDENTITY_PUBLIC_KEY_LEN: usize = 32 + 32 + 64;
 /// The public half of an identity, with its self-signed binding. Always valid once constructed.
 #[derive(Clone, Copy)]
 pub struct IdentityPublicKey {
-    signing: VerifyingKey,
+    signing: SigningHalf,
     agreement: X25519PublicKey,
     binding: Signature,
+}
+
+/// The Ed25519 half of an identity: decompressed when it was parsed from outside (which
+/// checks the point), or kept as its 32 checked bytes when it came back from authenticated
+/// storage, where decompressing it up front was most of the cost of loading an account with
+/// many conversations (three identities each). A stored key is decompressed (and checked
+/// again) only when it verifies a signature.
+#[derive(Clone, Copy)]
+enum SigningHalf {
+    Decompressed(VerifyingKey),
+    Stored([u8; 32]),
+}
+
+impl SigningHalf {
+    fn to_bytes(self) -> [u8; 32] {
+        match self {
+            Self::Decompressed(key) => key.to_bytes(),
+            Self::Stored(bytes) => bytes,
+        }
+    }
+
+    fn key(self) -> Result<VerifyingKey, CryptoError> {
+        match self {
+            Self::Decompressed(key) => Ok(key),
+            Self::Stored(bytes) => VerifyingKey::from_bytes(&bytes),
+        }
+    }
 }
 
 fn binding_message(agreement: &X25519PublicKey) -> Vec<u8> {
@@ -36,10 +63,11 @@ fn binding_message(agreement: &X25519PublicKey) -> Vec<u8> {
 }
 
 impl IdentityPublicKey {
-    /// The Ed25519 key that signs for this identity.
-    #[must_use]
-    pub fn signing_key(&self) -> &VerifyingKey {
-        &self.signing
+    /// The Ed25519 key that signs for this identity. Fails only for an identity read from
+    /// authenticated storage whose key, checked when it was stored, no longer decompresses
+    /// (storage that was not written by us).
+    pub fn signing_key(&self) -> Result<VerifyingKey, CryptoError> {
+        self.signing.key()
     }
 
     /// The X25519 key used in key agreement.
@@ -80,13 +108,22 @@ impl IdentityPublicKey {
 
     /// Reads 128 bytes from `r` and verifies the binding signature.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let id = Self::read_unverified(r)?;
+        let stored = Self::read_unverified(r)?;
+        let signing = VerifyingKey::from_bytes(&stored.signing.to_bytes()).map_err(|_| {
+            DecodeError::InvalidValue {
+                field: "identity signing key",
+            }
+        })?;
+        let id = Self {
+            signing: SigningHalf::Decompressed(signing),
+            ..stored
+        };
         if X25519PublicKey::from_canonical_bytes(id.agreement.to_bytes()).is_none() {
             return Err(DecodeError::InvalidValue {
                 field: "identity agreement key",
             });
         }
-        id.signing
+        signing
             .verify(&binding_message(&id.agreement), &id.binding)
             .map_err(|_| DecodeError::InvalidValue {
                 field: "identity binding signature",
@@ -95,7 +132,8 @@ impl IdentityPublicKey {
     }
 
     /// Reads 128 bytes of authenticated stored state **without** re-verifying the binding
-    /// signature (the Ed25519 key is still checked to be a valid, non-weak point): the
+    /// signature or decompressing the Ed25519 key (it was checked to be a valid, non-weak
+    /// point before it was stored, and is checked again when it verifies a signature): the
     /// identity was verified before it was stored. Only an [`AuthenticatedReader`] (state that
     /// came back through authenticated encryption, see [`crate::stored`]) is accepted;
     /// everything else must use [`IdentityPublicKey::read`].
@@ -103,11 +141,9 @@ impl IdentityPublicKey {
         Self::read_unverified(r)
     }
 
+    /// Reads the three parts without checking any of them.
     fn read_unverified(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let signing =
-            VerifyingKey::from_bytes(&r.array::<32>()?).map_err(|_| DecodeError::InvalidValue {
-                field: "identity signing key",
-            })?;
+        let signing = SigningHalf::Stored(r.array::<32>()?);
         let agreement = X25519PublicKey::from_bytes(r.array::<32>()?);
         let binding = Signature::from_bytes(r.array::<64>()?);
         Ok(Self {
@@ -119,7 +155,7 @@ impl IdentityPublicKey {
 
     /// Verifies a signature made by this identity over `message`.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), CryptoError> {
-        self.signing.verify(message, signature)
+        self.signing.key()?.verify(message, signature)
     }
 }
 
@@ -167,7 +203,7 @@ impl IdentityKeyPair {
     fn assemble(signing: SigningKey, agreement: X25519KeyPair) -> Self {
         let binding = signing.sign(&binding_message(&agreement.public_key()));
         let public = IdentityPublicKey {
-            signing: signing.verifying_key(),
+            signing: SigningHalf::Decompressed(signing.verifying_key()),
             agreement: agreement.public_key(),
             binding,
         };
@@ -247,6 +283,43 @@ mod tests {
     use super::*;
     use chacha20::ChaCha20Rng;
     use rand_core::SeedableRng;
+
+    #[test]
+    fn a_stored_identity_checks_its_signing_key_when_it_verifies() {
+        let mut rng = ChaCha20Rng::from_seed([10; 32]);
+        let id = IdentityKeyPair::generate(&mut rng);
+        let bytes = id.public().to_bytes();
+        let stored =
+            crate::stored::AuthenticatedPlaintext::new(zeroize::Zeroizing::new(bytes.to_vec()));
+        let read = IdentityPublicKey::read_authenticated(&mut stored.reader()).unwrap();
+        // Same identity, same bytes, and it verifies what the identity signs.
+        assert_eq!(read, id.public());
+        assert_eq!(read.to_bytes(), bytes);
+        assert!(read.verify(b"m", &id.sign(b"m")).is_ok());
+        assert_eq!(
+            read.verify(b"n", &id.sign(b"m")),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            read.signing_key().unwrap().to_bytes(),
+            id.public().signing_key().unwrap().to_bytes()
+        );
+        // A signing key that is not a valid point (y = 2 does not decompress) is refused at
+        // its first use, with an error, not accepted and not a panic.
+        let mut broken = bytes;
+        broken[..32].copy_from_slice(&[0; 32]);
+        broken[0] = 2;
+        let stored =
+            crate::stored::AuthenticatedPlaintext::new(zeroize::Zeroizing::new(broken.to_vec()));
+        let read = IdentityPublicKey::read_authenticated(&mut stored.reader()).unwrap();
+        assert_eq!(
+            read.verify(b"m", &id.sign(b"m")),
+            Err(CryptoError::InvalidSigningKey)
+        );
+        assert!(read.signing_key().is_err());
+        // From outside, the same bytes are refused when parsed.
+        assert!(IdentityPublicKey::from_bytes(&broken).is_err());
+    }
 
     #[test]
     fn round_trip_and_binding() {

@@ -97,6 +97,22 @@ pub fn hkdf_sha256_multi(
         .map_err(|_| CryptoError::KdfLength)
 }
 
+/// HKDF-SHA256 with one extract and one expand per output: fills each `(info parts, out)`
+/// exactly as [`hkdf_sha256_multi`] with the same `salt` and `ikm` would, for one
+/// extraction (two compression-function calls and a key setup) instead of one per output.
+pub fn hkdf_sha256_multi_outputs(
+    salt: Option<&[u8]>,
+    ikm: &[u8],
+    outputs: &mut [(&[&[u8]], &mut [u8])],
+) -> Result<(), CryptoError> {
+    let hkdf = Hkdf::<Sha256>::new(salt, ikm);
+    for (info, out) in outputs.iter_mut() {
+        hkdf.expand_multi_info(info, out)
+            .map_err(|_| CryptoError::KdfLength)?;
+    }
+    Ok(())
+}
+
 /// HMAC-SHA256 of `data` under `key`. The output is a key in every use (chain and message
 /// keys), so it is returned in a wrapper that wipes it when dropped.
 #[must_use]
@@ -119,6 +135,47 @@ pub fn hmac_sha256_parts(key: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
     out.copy_from_slice(&tag);
     zeroize::Zeroize::zeroize(tag.as_mut_slice());
     out
+}
+
+/// HMAC-SHA-256 keyed once for many messages: [`HmacSha256Keyed::mac`] computes what
+/// [`hmac_sha256_parts`] does with the same key, without repeating the key's two
+/// compression-function calls per message (half the cost of a short message). For deriving
+/// many values under one key in a row (the tags of a symmetric envelope window); keep it
+/// local to that loop, like the state inside [`hmac_sha256_parts`].
+#[derive(Clone)]
+pub struct HmacSha256Keyed(HmacSha256);
+
+impl HmacSha256Keyed {
+    /// Keys the HMAC with `key`.
+    #[must_use]
+    pub fn new(key: &[u8]) -> Self {
+        // HMAC accepts keys of any length; `new_from_slice` never fails for it.
+        match HmacSha256::new_from_slice(key) {
+            Ok(mac) => Self(mac),
+            Err(_) => Self(<HmacSha256 as KeyInit>::new(&Default::default())),
+        }
+    }
+
+    /// HMAC-SHA-256 of the concatenation of `parts` under the key.
+    #[must_use]
+    pub fn mac(&self, parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+        let mut mac = self.0.clone();
+        for p in parts {
+            mac.update(p);
+        }
+        let mut tag = mac.finalize().into_bytes();
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&tag);
+        zeroize::Zeroize::zeroize(tag.as_mut_slice());
+        out
+    }
+}
+
+impl core::fmt::Debug for HmacSha256Keyed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self(_) = self;
+        f.write_str("HmacSha256Keyed([REDACTED])")
+    }
 }
 
 /// SHA-256 of the concatenation of `parts`.
@@ -146,6 +203,53 @@ pub fn sha512(parts: &[&[u8]]) -> [u8; 64] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_extract_for_several_outputs_matches_separate_derivations() {
+        let (salt, ikm) = ([3u8; 16], [5u8; 32]);
+        let mut a = [0u8; 32];
+        let mut b = [0u8; 7];
+        hkdf_sha256_multi_outputs(
+            Some(&salt),
+            &ikm,
+            &mut [(&[b"one", b"-a"], &mut a), (&[b"two"], &mut b)],
+        )
+        .unwrap();
+        let mut a2 = [0u8; 32];
+        let mut b2 = [0u8; 7];
+        hkdf_sha256_multi(Some(&salt), &ikm, &[b"one-a"], &mut a2).unwrap();
+        hkdf_sha256(Some(&salt), &ikm, b"two", &mut b2).unwrap();
+        assert_eq!((a, b), (a2, b2));
+        // An output HKDF cannot produce is an error, as for one output.
+        let mut huge = vec![0u8; 255 * 32 + 1];
+        assert_eq!(
+            hkdf_sha256_multi_outputs(None, &ikm, &mut [(&[b"x"], &mut huge)]),
+            Err(CryptoError::KdfLength)
+        );
+    }
+
+    #[test]
+    fn keyed_hmac_matches_hmac_of_parts_and_rfc4231() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let keyed = HmacSha256Keyed::new(b"Jefe");
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert_eq!(
+            hex::encode(*keyed.mac(&[b"what do ya want ", b"for nothing?"])),
+            expected
+        );
+        // Reusable: the keyed state is not consumed by a message.
+        assert_eq!(
+            hex::encode(*keyed.mac(&[b"what do ya want for nothing?"])),
+            expected
+        );
+        for key in [&[][..], &[7u8; 32][..], &[9u8; 100][..]] {
+            let keyed = HmacSha256Keyed::new(key);
+            for i in 0u64..40 {
+                let parts: [&[u8]; 2] = [labels::SYMMETRIC_TAG, &i.to_be_bytes()];
+                assert_eq!(*keyed.mac(&parts), *hmac_sha256_parts(key, &parts));
+            }
+        }
+    }
 
     #[test]
     fn rfc5869_case_1() {

@@ -26,7 +26,7 @@ use confide_crypto::{
     CryptoError, Timestamp,
     aead::{self, NONCE_LEN, TAG_LEN},
     codec::{DecodeError, Reader, Writer},
-    kdf::{hkdf_sha256_multi, hmac_sha256_parts, labels},
+    kdf::{HmacSha256Keyed, hkdf_sha256_multi, hmac_sha256_parts, labels},
     secret::{AeadKey, EnvelopeSecret},
 };
 use subtle::ConstantTimeEq;
@@ -159,10 +159,26 @@ fn epoch_keys(
 
 /// `tag_i = HMAC-SHA256(tag_key, SYMMETRIC_TAG || u64(i))[0..16]`.
 fn tag_at(tag_key: &TagKey, index: u64) -> EnvelopeTag {
-    let mac = hmac_sha256_parts(
+    tag_from_mac(&hmac_sha256_parts(
         tag_key.expose(),
         &[labels::SYMMETRIC_TAG, &index.to_be_bytes()],
-    );
+    ))
+}
+
+/// [`tag_at`] for many indices under one tag key (the key's HMAC state computed once).
+fn tags_at(tag_key: &TagKey, indices: &[u64]) -> Vec<(u64, EnvelopeTag)> {
+    let keyed = HmacSha256Keyed::new(tag_key.expose());
+    indices
+        .iter()
+        .map(|index| {
+            let mac = keyed.mac(&[labels::SYMMETRIC_TAG, &index.to_be_bytes()]);
+            (*index, tag_from_mac(&mac))
+        })
+        .collect()
+}
+
+/// The first [`ENVELOPE_TAG_LEN`] bytes of an HMAC output.
+fn tag_from_mac(mac: &[u8; 32]) -> EnvelopeTag {
     let mut tag = [0u8; ENVELOPE_TAG_LEN];
     if let Some(head) = mac.get(..ENVELOPE_TAG_LEN) {
         tag.copy_from_slice(head);
@@ -477,8 +493,7 @@ impl TagWindow {
             by_tag: BTreeMap::new(),
             by_index: BTreeMap::new(),
         };
-        for index in window.expected_indices() {
-            let tag = tag_at(&window.tag_key, index);
+        for (index, tag) in tags_at(&window.tag_key, &window.expected_indices()) {
             window.by_tag.insert(tag, index);
             window.by_index.insert(index, tag);
         }

@@ -212,7 +212,7 @@ fn the_envelope_reveals_nothing_about_the_sender() {
             ("address", SENDER_ADDRESS.to_vec()),
             ("name", SENDER_NAME.as_bytes().to_vec()),
             ("identity", s.to_bytes().to_vec()),
-            ("signing key", s.signing_key().to_bytes().to_vec()),
+            ("signing key", s.signing_key().unwrap().to_bytes().to_vec()),
             ("agreement key", s.agreement_key().to_bytes().to_vec()),
             (
                 "server certificate",
@@ -222,7 +222,10 @@ fn the_envelope_reveals_nothing_about_the_sender() {
                 "recipient agreement key",
                 r.agreement_key().to_bytes().to_vec(),
             ),
-            ("recipient signing key", r.signing_key().to_bytes().to_vec()),
+            (
+                "recipient signing key",
+                r.signing_key().unwrap().to_bytes().to_vec(),
+            ),
         ];
         // Every 8-byte window of the certificate (so no fragment of it appears either).
         for w in cert.as_bytes().windows(8) {

@@ -27,7 +27,7 @@
 
 use confide_crypto::{
     CryptoRng, aead, define_secret,
-    kdf::{hkdf_sha256_multi, labels, sha256},
+    kdf::{hkdf_sha256_multi_outputs, labels, sha256},
     secret::{AeadKey, ct_eq},
     stored::AuthenticatedPlaintext,
 };
@@ -116,18 +116,15 @@ impl StateKind {
 fn derive(key: &StorageKey, salt: &[u8], kind: u8) -> (AeadKey, [u8; CHECK_LEN]) {
     let mut k = Zeroizing::new([0u8; 32]);
     let mut check = [0u8; CHECK_LEN];
-    // Output lengths are far below HKDF's limit.
-    let _ = hkdf_sha256_multi(
+    // One extraction for both outputs (loading an account opens one record per
+    // conversation); output lengths are far below HKDF's limit.
+    let _ = hkdf_sha256_multi_outputs(
         Some(salt),
         key.expose(),
-        &[labels::STATE_ENCRYPTION, &[kind]],
-        &mut *k,
-    );
-    let _ = hkdf_sha256_multi(
-        Some(salt),
-        key.expose(),
-        &[labels::STATE_KEY_CHECK, &[kind]],
-        &mut check,
+        &mut [
+            (&[labels::STATE_ENCRYPTION, &[kind]], &mut *k),
+            (&[labels::STATE_KEY_CHECK, &[kind]], &mut check),
+        ],
     );
     (AeadKey::copy_from(&k), check)
 }
