@@ -99,8 +99,8 @@ pub use envelope::{
 };
 pub use role::Role;
 pub use symmetric::{
-    EnvelopeTag, StagedEnvelope, SymmetricOpenError, SymmetricSealError, SymmetricSealer,
-    TagDirectory, TagWindow,
+    EnvelopeTag, StagedEnvelope, StoredTagWindow, SymmetricOpenError, SymmetricSealError,
+    SymmetricSealer, TagDirectory, TagWindow,
 };
 pub use token::{DeliveryToken, ProfileKey, TokenVerifier, relay_check};
 pub use trust::{TrustConfigError, TrustRoots};

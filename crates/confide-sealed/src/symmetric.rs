@@ -719,21 +719,87 @@ impl TagWindow {
     /// Contains secrets: store it encrypted, with the conversation's state.
     #[must_use]
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut w = Writer::with_capacity(crate::consts::TAG_WINDOW_STATE_LEN);
-        w.u8(TAG_WINDOW_STATE_VERSION)
-            .bytes(self.tag_key.expose())
-            .bytes(self.message_root.expose())
-            .u64(self.next);
-        for word in self.seen {
-            w.u64(word);
-        }
-        w.u64(self.accept_until.as_millis()).u32(self.server_key_id);
-        w.into_zeroizing()
+        encode_window_state(
+            &self.tag_key,
+            &self.message_root,
+            self.next,
+            &self.seen,
+            self.accept_until,
+            self.server_key_id,
+        )
     }
 
     /// Reads [`TagWindow::to_bytes`], strictly: the version, `next ≤`
     /// [`MAX_SYMMETRIC_EPOCH_ENVELOPES`], a bitmap that is canonical (bit 0 set exactly when
     /// `next > 0`; no bit for an index below 0), no trailing bytes. Recomputes the tags.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        StoredTagWindow::from_bytes(bytes).map(StoredTagWindow::into_window)
+    }
+
+    /// Reads one window from `r` (as [`TagWindow::from_bytes`], for a window inside a larger
+    /// record).
+    pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        StoredTagWindow::read(r).map(StoredTagWindow::into_window)
+    }
+}
+
+/// `TagWindow::to_bytes` of these fields.
+fn encode_window_state(
+    tag_key: &TagKey,
+    message_root: &MessageRoot,
+    next: u64,
+    seen: &[u64; BITMAP_WORDS],
+    accept_until: Timestamp,
+    server_key_id: u32,
+) -> Zeroizing<Vec<u8>> {
+    let mut w = Writer::with_capacity(crate::consts::TAG_WINDOW_STATE_LEN);
+    w.u8(TAG_WINDOW_STATE_VERSION)
+        .bytes(tag_key.expose())
+        .bytes(message_root.expose())
+        .u64(next);
+    for word in seen {
+        w.u64(*word);
+    }
+    w.u64(accept_until.as_millis()).u32(server_key_id);
+    w.into_zeroizing()
+}
+
+/// A [`TagWindow`] read back from storage whose tags are not derived yet (about 32 HMACs
+/// and their map entries per window): what [`TagDirectory::restore_stored`] takes, so that
+/// loading an account with many conversations does not derive every conversation's tags up
+/// front. The directory derives them all before its first lookup. Holds the window's
+/// secrets (wiped when dropped); parsed as strictly as [`TagWindow::from_bytes`].
+#[derive(Clone)]
+pub struct StoredTagWindow {
+    tag_key: TagKey,
+    message_root: MessageRoot,
+    next: u64,
+    seen: [u64; BITMAP_WORDS],
+    accept_until: Timestamp,
+    server_key_id: u32,
+}
+
+impl fmt::Debug for StoredTagWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            tag_key: _,
+            message_root: _,
+            next,
+            seen: _,
+            accept_until,
+            server_key_id,
+        } = self;
+        f.debug_struct("StoredTagWindow")
+            .field("next", next)
+            .field("accept_until", accept_until)
+            .field("server_key_id", server_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredTagWindow {
+    /// Reads the stored form strictly, as [`TagWindow::from_bytes`] does, without deriving
+    /// the tags.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let window = Self::read(&mut r)?;
@@ -741,8 +807,7 @@ impl TagWindow {
         Ok(window)
     }
 
-    /// Reads one window from `r` (as [`TagWindow::from_bytes`], for a window inside a larger
-    /// record).
+    /// Reads one stored window from `r` (for a window inside a larger record).
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != TAG_WINDOW_STATE_VERSION {
@@ -778,14 +843,46 @@ impl TagWindow {
         }
         let accept_until = Timestamp::from_millis(r.u64()?);
         let server_key_id = r.u32()?;
-        Ok(Self::from_parts(
+        Ok(Self {
             tag_key,
             message_root,
             next,
             seen,
             accept_until,
             server_key_id,
-        ))
+        })
+    }
+
+    /// The stored form, byte for byte what it was read from.
+    #[must_use]
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        encode_window_state(
+            &self.tag_key,
+            &self.message_root,
+            self.next,
+            &self.seen,
+            self.accept_until,
+            self.server_key_id,
+        )
+    }
+
+    /// Whether both windows belong to the same epoch (constant time).
+    #[must_use]
+    pub fn same_epoch(&self, other: &Self) -> bool {
+        bool::from(self.tag_key.ct_eq(&other.tag_key))
+    }
+
+    /// The window, with its tags derived.
+    #[must_use]
+    pub fn into_window(self) -> TagWindow {
+        TagWindow::from_parts(
+            self.tag_key,
+            self.message_root,
+            self.next,
+            self.seen,
+            self.accept_until,
+            self.server_key_id,
+        )
     }
 }
 
@@ -839,14 +936,23 @@ fn shifted(words: &[u64; BITMAP_WORDS], shift: u64) -> [u64; BITMAP_WORDS] {
 pub struct TagDirectory<K> {
     windows: BTreeMap<K, Vec<TagWindow>>,
     index: BTreeMap<EnvelopeTag, K>,
+    /// Windows restored from storage whose tags are not derived yet, by conversation
+    /// (oldest first). They join `windows` and `index` before the first lookup, or when their
+    /// conversation's windows change.
+    stored: BTreeMap<K, Vec<StoredTagWindow>>,
 }
 
 impl<K> fmt::Debug for TagDirectory<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { windows, index } = self;
+        let Self {
+            windows,
+            index,
+            stored,
+        } = self;
         f.debug_struct("TagDirectory")
             .field("conversations", &windows.len())
             .field("expected_tags", &index.len())
+            .field("conversations_not_derived", &stored.len())
             .finish()
     }
 }
@@ -864,6 +970,7 @@ impl<K: Ord + Clone> TagDirectory<K> {
         Self {
             windows: BTreeMap::new(),
             index: BTreeMap::new(),
+            stored: BTreeMap::new(),
         }
     }
 
@@ -872,6 +979,7 @@ impl<K: Ord + Clone> TagDirectory<K> {
     /// already holds a window of the same epoch (a repeated public-key envelope must not
     /// reset what was received).
     pub fn install(&mut self, conversation: K, window: TagWindow) -> bool {
+        self.derive_stored(&conversation);
         let list = self.windows.entry(conversation.clone()).or_default();
         if list.iter().any(|w| w.same_epoch(&window)) {
             return false;
@@ -900,8 +1008,47 @@ impl<K: Ord + Clone> TagDirectory<K> {
         }
     }
 
+    /// As [`TagDirectory::restore`], for windows whose tags are not derived yet: they are
+    /// derived (all conversations' at once) before the directory's first lookup, or when
+    /// this conversation's windows change. Equivalent to `restore` with
+    /// [`StoredTagWindow::into_window`] of each, minus the up-front work.
+    pub fn restore_stored(&mut self, conversation: K, mut windows: Vec<StoredTagWindow>) {
+        self.remove(&conversation);
+        // The same epoch twice keeps the first, as `install` does.
+        let mut kept: Vec<StoredTagWindow> = Vec::with_capacity(windows.len());
+        for window in windows.drain(..) {
+            if !kept.iter().any(|w| w.same_epoch(&window)) {
+                kept.push(window);
+            }
+        }
+        let excess = kept.len().saturating_sub(MAX_EPOCHS_PER_CONVERSATION);
+        kept.drain(..excess);
+        if !kept.is_empty() {
+            self.stored.insert(conversation, kept);
+        }
+    }
+
+    /// Derives the tags of `conversation`'s stored windows, if it has any.
+    fn derive_stored(&mut self, conversation: &K) {
+        if let Some(stored) = self.stored.remove(conversation) {
+            for window in stored {
+                self.install(conversation.clone(), window.into_window());
+            }
+        }
+    }
+
+    /// Derives the tags of every stored window (before a lookup, which must see them all).
+    fn derive_all_stored(&mut self) {
+        while let Some((conversation, stored)) = self.stored.pop_first() {
+            for window in stored {
+                self.install(conversation.clone(), window.into_window());
+            }
+        }
+    }
+
     /// Forgets a conversation's windows (closed, or its session replaced).
     pub fn remove(&mut self, conversation: &K) {
+        self.stored.remove(conversation);
         if let Some(list) = self.windows.remove(conversation) {
             for window in &list {
                 for tag in window.expected_tags() {
@@ -913,23 +1060,38 @@ impl<K: Ord + Clone> TagDirectory<K> {
         }
     }
 
-    /// A conversation's windows, oldest first (what its stored record holds).
-    #[must_use]
-    pub fn windows(&self, conversation: &K) -> &[TagWindow] {
+    /// A conversation's windows, oldest first, with their tags (derived now if they were
+    /// restored from storage, hence `&mut`).
+    pub fn windows(&mut self, conversation: &K) -> &[TagWindow] {
+        self.derive_stored(conversation);
         self.windows.get(conversation).map_or(&[], Vec::as_slice)
     }
 
-    /// Which conversation expects this envelope's tag, without any cryptography. `None` for
-    /// anything that is not a symmetric envelope or whose tag nobody expects.
+    /// A conversation's windows in their stored form ([`TagWindow::to_bytes`]), oldest
+    /// first: what its stored record holds.
     #[must_use]
-    pub fn lookup(&self, envelope: &[u8]) -> Option<&K> {
+    pub fn stored_windows(&self, conversation: &K) -> Vec<Zeroizing<Vec<u8>>> {
+        if let Some(stored) = self.stored.get(conversation) {
+            return stored.iter().map(StoredTagWindow::to_bytes).collect();
+        }
+        self.windows
+            .get(conversation)
+            .map(|list| list.iter().map(TagWindow::to_bytes).collect())
+            .unwrap_or_default()
+    }
+
+    /// Which conversation expects this envelope's tag, without any cryptography. `None` for
+    /// anything that is not a symmetric envelope or whose tag nobody expects. (Derives the
+    /// tags of windows restored from storage first, hence `&mut`.)
+    pub fn lookup(&mut self, envelope: &[u8]) -> Option<&K> {
+        self.derive_all_stored();
         let tag = EnvelopeTag::of_envelope(envelope)?;
         self.index.get(&tag)
     }
 
-    /// Expected tags over all conversations.
-    #[must_use]
-    pub fn expected_tag_count(&self) -> usize {
+    /// Expected tags over all conversations (derives the tags of stored windows first).
+    pub fn expected_tag_count(&mut self) -> usize {
+        self.derive_all_stored();
         self.index.len()
     }
 
@@ -942,6 +1104,7 @@ impl<K: Ord + Clone> TagDirectory<K> {
         roots: &TrustRoots,
         envelope: &[u8],
     ) -> Result<(K, Zeroizing<Vec<u8>>), SymmetricOpenError> {
+        self.derive_all_stored();
         let parsed = SymmetricEnvelope::parse(envelope)?;
         let conversation = self
             .index
@@ -960,13 +1123,15 @@ impl<K: Ord + Clone> TagDirectory<K> {
 
     /// As [`TagDirectory::open`], but records nothing: returns the conversation, the payload
     /// and a [`StagedEnvelope`] to pass to [`TagDirectory::commit`] once the caller's own
-    /// checks on the payload succeeded. Until then the directory is unchanged.
+    /// checks on the payload succeeded. Until then what the directory accepts is unchanged
+    /// (it only derives the tags of windows restored from storage, hence `&mut`).
     pub fn open_staged(
-        &self,
+        &mut self,
         now: Timestamp,
         roots: &TrustRoots,
         envelope: &[u8],
     ) -> Result<(K, Zeroizing<Vec<u8>>, StagedEnvelope), SymmetricOpenError> {
+        self.derive_all_stored();
         let parsed = SymmetricEnvelope::parse(envelope)?;
         let conversation = self
             .index
@@ -993,6 +1158,7 @@ impl<K: Ord + Clone> TagDirectory<K> {
     /// nothing, if no window of the conversation still expects it (committed already, or the
     /// conversation's windows were replaced or removed meanwhile).
     pub fn commit(&mut self, conversation: &K, staged: &StagedEnvelope) -> bool {
+        self.derive_stored(conversation);
         let Some(change) = self
             .windows
             .get_mut(conversation)

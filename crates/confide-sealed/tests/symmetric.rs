@@ -20,9 +20,9 @@ use confide_crypto::{
 };
 use confide_sealed::{
     ENVELOPE_TAG_LEN, EnvelopeTag, EpochSeed, MAX_EPOCHS_PER_CONVERSATION, SYMMETRIC_ENVELOPE_KIND,
-    SYMMETRIC_ENVELOPE_OVERHEAD, SYMMETRIC_EPOCH_MAX_AGE, SymmetricOpenError, SymmetricSealError,
-    SymmetricSealer, TAG_WINDOW_AHEAD, TAG_WINDOW_BEHIND, TAG_WINDOW_STATE_LEN, TagDirectory,
-    TagWindow, TrustRoots, open, seal, seal_starting_epoch,
+    SYMMETRIC_ENVELOPE_OVERHEAD, SYMMETRIC_EPOCH_MAX_AGE, StoredTagWindow, SymmetricOpenError,
+    SymmetricSealError, SymmetricSealer, TAG_WINDOW_AHEAD, TAG_WINDOW_BEHIND, TAG_WINDOW_STATE_LEN,
+    TagDirectory, TagWindow, TrustRoots, open, seal, seal_starting_epoch,
 };
 use confide_test_support::sealed_fixture::*;
 use proptest::prelude::*;
@@ -451,6 +451,85 @@ fn a_stored_window_reads_back_and_continues_identically() {
     // Debug shows no key.
     let shown = format!("{w:?} {s:?}");
     assert!(shown.contains("TagWindow") && !shown.contains(&format!("{:?}", [11u8; 4])));
+}
+
+/// Restoring windows from their stored form without deriving their tags (what loading an
+/// account does) behaves exactly like restoring them derived: the same conversations found,
+/// the same envelopes opened once, the same stored bytes, and replays and strangers refused.
+#[test]
+fn a_directory_restored_without_tags_behaves_like_one_restored_with_them() {
+    let mut senders: Vec<SymmetricSealer> = (20..24).map(sealer).collect();
+    let envelopes: Vec<Vec<Vec<u8>>> = senders
+        .iter_mut()
+        .map(|s| (0..40).map(|i| s.seal(NOW, &[i as u8]).unwrap()).collect())
+        .collect();
+    // Each conversation's window has received a few envelopes before it was stored.
+    let mut live = TagDirectory::new();
+    for (k, n) in (20u8..24).enumerate() {
+        live.install(k as u8, window(n));
+        for i in [0usize, 3, 5] {
+            live.open(NOW, &TrustRoots::new(), &envelopes[k][i])
+                .unwrap();
+        }
+    }
+    let stored: Vec<Vec<StoredTagWindow>> = (0..4u8)
+        .map(|k| {
+            live.stored_windows(&k)
+                .iter()
+                .map(|b| StoredTagWindow::from_bytes(b).unwrap())
+                .collect()
+        })
+        .collect();
+    let mut derived = TagDirectory::new();
+    let mut deferred = TagDirectory::new();
+    for (k, windows) in stored.iter().enumerate() {
+        let k = k as u8;
+        derived.restore(
+            k,
+            windows
+                .iter()
+                .cloned()
+                .map(StoredTagWindow::into_window)
+                .collect(),
+        );
+        deferred.restore_stored(k, windows.clone());
+        assert_eq!(deferred.stored_windows(&k), live.stored_windows(&k));
+    }
+    // A conversation changed before any lookup (a new epoch) derives its own windows only.
+    derived.install(2, window(30));
+    deferred.install(2, window(30));
+    assert_eq!(deferred.stored_windows(&2), derived.stored_windows(&2));
+    assert_eq!(deferred.expected_tag_count(), derived.expected_tag_count());
+    for i in [1usize, 0, 3, 7, 39, 6, 1] {
+        for (k, list) in envelopes.iter().enumerate() {
+            let a = derived
+                .open(NOW, &TrustRoots::new(), &list[i])
+                .map(|(c, p)| (c, p.to_vec()));
+            let b = deferred
+                .open(NOW, &TrustRoots::new(), &list[i])
+                .map(|(c, p)| (c, p.to_vec()));
+            assert_eq!(a, b, "conversation {k}, envelope {i}");
+            assert_eq!(
+                deferred.stored_windows(&(k as u8)),
+                derived.stored_windows(&(k as u8))
+            );
+        }
+    }
+    // An envelope of an epoch nobody holds is refused by both.
+    let stranger = sealer(40).seal(NOW, b"x").unwrap();
+    assert!(deferred.open(NOW, &TrustRoots::new(), &stranger).is_err());
+    // Removing a conversation that was never derived forgets it.
+    let mut gone = TagDirectory::new();
+    gone.restore_stored(0u8, stored[0].clone());
+    gone.remove(&0);
+    assert!(gone.stored_windows(&0).is_empty());
+    assert!(
+        gone.open(NOW, &TrustRoots::new(), &envelopes[0][1])
+            .is_err()
+    );
+    // Debug names no key.
+    let shown = format!("{:?}", stored[0][0]);
+    assert!(shown.starts_with("StoredTagWindow") && shown.contains("next"));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use confide_policy::{
 };
 use confide_sealed::{
     DeliveryToken, MAX_EPOCHS_PER_CONVERSATION, MAX_SENDER_CERTIFICATE_LEN, ProfileKey, Role,
-    SenderCertificate, TAG_WINDOW_STATE_LEN, TagWindow, TrustRoots,
+    SenderCertificate, StoredTagWindow, TAG_WINDOW_STATE_LEN, TrustRoots,
 };
 use confide_session::{
     PreKeyStore, SessionRecord,
@@ -583,7 +583,7 @@ impl Endpoint {
             RecordKey::Identity => self.write_identity(&mut w)?,
             RecordKey::Counters => self.write_counters(&mut w)?,
             RecordKey::Conversation(id) => match self.conversations.get(&id) {
-                Some(c) => write_conversation(&mut w, c, self.tag_directory.windows(&id))?,
+                Some(c) => write_conversation(&mut w, c, &self.tag_directory.stored_windows(&id))?,
                 None => return Ok(None),
             },
             RecordKey::Tombstone(id) => match self.tombstones.get(&id) {
@@ -720,7 +720,11 @@ impl Endpoint {
                 .into());
             }
         };
-        let mut conversations = BTreeMap::new();
+        // Collected, then built into a map at once: a conversation is a large value, and
+        // inserting one by one moved each of them many times inside the map's nodes (the
+        // largest copy cost of loading many conversations).
+        let mut conversations: Vec<(ConversationId, Conversation)> = Vec::new();
+        let mut conversation_ids: BTreeSet<ConversationId> = BTreeSet::new();
         let mut tombstones = BTreeMap::new();
         let mut sent = BTreeMap::new();
         let mut given_up = BTreeMap::new();
@@ -745,13 +749,19 @@ impl Endpoint {
                         .into());
                     }
                     let (conversation, windows) = read_conversation(&mut r)?;
-                    conversations.insert(id, conversation);
+                    if !conversation_ids.insert(id) {
+                        return Err(DecodeError::InvalidValue {
+                            field: "record key repeated",
+                        }
+                        .into());
+                    }
+                    conversations.push((id, conversation));
                     if !windows.is_empty() {
-                        endpoint.tag_directory.restore(id, windows);
+                        endpoint.tag_directory.restore_stored(id, windows);
                     }
                 }
                 RecordKey::Tombstone(id) => {
-                    if !issued(id) || conversations.contains_key(&id) {
+                    if !issued(id) || conversation_ids.contains(&id) {
                         return Err(DecodeError::InvalidValue {
                             field: "tombstone id",
                         }
@@ -811,7 +821,7 @@ impl Endpoint {
             }
             r.finish()?;
         }
-        let open = conversations.values().filter(|c| c.is_open()).count();
+        let open = conversations.iter().filter(|(_, c)| c.is_open()).count();
         if open > MAX_CONVERSATIONS
             || conversations.len().saturating_sub(open) > MAX_CLOSED_CONVERSATIONS
         {
@@ -823,7 +833,7 @@ impl Endpoint {
         check_count("tombstones", tombstones.len(), MAX_TOMBSTONES)?;
         check_count("sent records", sent.len(), MAX_SENT_RECORDS)?;
         check_count("given up", given_up.len(), MAX_GIVEN_UP_REMEMBERED)?;
-        endpoint.conversations = Tracked::loaded(conversations);
+        endpoint.conversations = Tracked::loaded(conversations.into_iter().collect());
         endpoint.tombstones = Tracked::loaded(tombstones);
         endpoint.sent = Tracked::loaded(sent);
         endpoint.given_up = Tracked::loaded(given_up);
@@ -978,7 +988,7 @@ fn read_identity(mut r: AuthenticatedReader<'_>) -> Result<Endpoint, ImportError
 fn write_conversation(
     w: &mut Writer,
     c: &Conversation,
-    windows: &[TagWindow],
+    windows: &[Zeroizing<Vec<u8>>],
 ) -> Result<(), ExportError> {
     w.var16("peer address", MAX_ADDRESS_LEN, c.peer_address.as_bytes())?;
     w.bytes(&c.peer_identity.to_bytes());
@@ -1046,7 +1056,7 @@ fn write_conversation(
     // §9.7); our own epochs are never stored.
     w.u8(u8::try_from(windows.len()).unwrap_or(u8::MAX));
     for window in windows {
-        w.bytes(&window.to_bytes());
+        w.bytes(window);
     }
     w.var32(
         "session record",
@@ -1058,7 +1068,7 @@ fn write_conversation(
 
 fn read_conversation(
     r: &mut AuthenticatedReader<'_>,
-) -> Result<(Conversation, Vec<TagWindow>), ImportError> {
+) -> Result<(Conversation, Vec<StoredTagWindow>), ImportError> {
     let peer_address = read_address(r)?;
     // Verified when it was stored (from a validated certificate or bundle); the record came
     // back through authenticated storage encryption, so the binding signature is not checked
@@ -1139,9 +1149,9 @@ fn read_conversation(
     let token_confirmed = r.bool("token confirmed")?;
     let n = usize::from(r.u8()?);
     check_count("tag windows", n, MAX_EPOCHS_PER_CONVERSATION)?;
-    let mut windows: Vec<TagWindow> = Vec::with_capacity(n);
+    let mut windows: Vec<StoredTagWindow> = Vec::with_capacity(n);
     for _ in 0..n {
-        let window = TagWindow::from_bytes(r.bytes(TAG_WINDOW_STATE_LEN)?)?;
+        let window = StoredTagWindow::from_bytes(r.bytes(TAG_WINDOW_STATE_LEN)?)?;
         if windows.iter().any(|w| w.same_epoch(&window)) {
             return Err(DecodeError::InvalidValue {
                 field: "tag window repeated",

@@ -3,12 +3,15 @@
 //!
 //! The first input byte selects what the rest is (even: a symmetric envelope, odd: a stored
 //! tag window). Envelopes are opened by a directory holding the fixture's window (seed
-//! `[0x31; 32]`, envelope secret `[0x32; 32]`), so seeds sealed under that epoch open and
-//! mutations start deep; windows must re-encode to their input and stay usable.
+//! `[0x31; 32]`, envelope secret `[0x32; 32]`), installed (selector bit 1 clear) or restored
+//! from its stored form with its tags not yet derived (bit 1 set), so seeds sealed under that
+//! epoch open and mutations start deep; windows must re-encode to their input, parse the
+//! same with and without their tags, and stay usable.
 
 use confide_crypto::{Duration, Timestamp, secret::EnvelopeSecret};
 use confide_sealed::{
-    EpochSeed, SYMMETRIC_ENVELOPE_OVERHEAD, SymmetricSealer, TagDirectory, TagWindow, TrustRoots,
+    EpochSeed, SYMMETRIC_ENVELOPE_OVERHEAD, StoredTagWindow, SymmetricSealer, TagDirectory,
+    TagWindow, TrustRoots,
 };
 
 /// The fixture's "now" (as the other sealed fixtures).
@@ -52,20 +55,26 @@ pub fn sealed_symmetric(data: &[u8]) {
     let roots = TrustRoots::new();
     if selector % 2 == SELECT_ENVELOPE {
         let mut directory = TagDirectory::new();
-        directory.install(7u32, fixture_window());
-        let before = directory.windows(&7)[0].to_bytes();
+        if selector & 2 == 0 {
+            directory.install(7u32, fixture_window());
+        } else {
+            let stored = StoredTagWindow::from_bytes(&fixture_window().to_bytes())
+                .expect("the fixture window's stored form parses");
+            directory.restore_stored(7u32, vec![stored]);
+        }
+        let before = directory.stored_windows(&7);
         match directory.open(NOW, &roots, rest) {
             Ok((conversation, payload)) => {
                 assert_eq!(conversation, 7);
                 assert_eq!(payload.len() + SYMMETRIC_ENVELOPE_OVERHEAD, rest.len());
                 // Accepted once: the same bytes again are refused, changing nothing.
-                let after = directory.windows(&7)[0].to_bytes();
+                let after = directory.stored_windows(&7);
                 assert!(directory.open(NOW, &roots, rest).is_err(), "replay refused");
-                assert_eq!(directory.windows(&7)[0].to_bytes(), after);
+                assert_eq!(directory.stored_windows(&7), after);
             }
             Err(_) => {
                 assert_eq!(
-                    directory.windows(&7)[0].to_bytes(),
+                    directory.stored_windows(&7),
                     before,
                     "failure changes nothing"
                 );
@@ -73,6 +82,12 @@ pub fn sealed_symmetric(data: &[u8]) {
         }
     } else if let Ok(mut window) = TagWindow::from_bytes(rest) {
         assert_eq!(&window.to_bytes()[..], rest, "window re-encoding differs");
+        let stored = StoredTagWindow::from_bytes(rest).expect("parses with its tags, not without");
+        assert_eq!(&stored.to_bytes()[..], rest, "stored re-encoding differs");
+        assert!(
+            stored.into_window() == window,
+            "deriving later gives the same window"
+        );
         let count = window.expected_tags().count();
         assert!(
             count as u64 <= confide_sealed::TAG_WINDOW_AHEAD + confide_sealed::TAG_WINDOW_BEHIND
@@ -84,5 +99,10 @@ pub fn sealed_symmetric(data: &[u8]) {
         if window.open(NOW, &roots, &envelope).is_err() {
             assert_eq!(window.to_bytes(), before, "failure changes nothing");
         }
+    } else {
+        assert!(
+            StoredTagWindow::from_bytes(rest).is_err(),
+            "parses without its tags, not with"
+        );
     }
 }
