@@ -298,7 +298,9 @@ pub enum ErrorCode {
     /// `0x0015`: the connection was refused on accept: the relay serves
     /// [`MAX_CONNECTIONS`](crate::consts::MAX_CONNECTIONS) already, or the source address has
     /// [`MAX_CONNECTIONS_PER_IP`](crate::consts::MAX_CONNECTIONS_PER_IP) open or opened more
-    /// than [`NEW_CONNECTIONS_PER_IP_PER_MINUTE`](crate::consts::NEW_CONNECTIONS_PER_IP_PER_MINUTE).
+    /// than
+    /// [`NEW_CONNECTIONS_PER_IP_PER_MINUTE`](crate::consts::NEW_CONNECTIONS_PER_IP_PER_MINUTE)
+    /// in the last minute.
     /// Sent with request id 0 instead of `Hello`; the relay then closes the connection.
     TooManyConnections,
     /// A code this build does not know (from a newer relay).

@@ -4,10 +4,10 @@
 //! A connection is admitted within the relay-wide and per-source-address limits
 //! (`admission.rs`); over TCP each message is length-prefixed, over WebSocket it is one
 //! binary message (`framing.rs`); the request handling is the same. Each connection gets a
-//! fresh challenge, a request rate limit and a writer task; requests are answered in order. A connection that authenticates as a mailbox's owner also gets a
-//! delivery task, which sends every stored frame of the mailbox and then each new one as it
-//! is committed. It is woken by a content-free signal keyed by the mailbox's
-//! [`WakeKey`]: raised in this process after a commit, and by [`Relay::wake`] for commits of
+//! fresh challenge, a request rate limit and a writer task; requests are answered in order.
+//! A connection that authenticates as a mailbox's owner also gets a delivery task, which
+//! sends every stored frame of the mailbox and then each new one as it is committed. It is
+//! woken by a content-free signal keyed by the mailbox's [`WakeKey`]: raised in this process after a commit, and by [`Relay::wake`] for commits of
 //! other relay processes (the PostgreSQL listener, [`crate::postgres::spawn_wake_listener`]).
 //! A frame is deleted only when the owner confirms it. When a frame is committed through this
 //! process and no owner connection of this process is subscribed to its mailbox, the

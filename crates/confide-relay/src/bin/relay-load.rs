@@ -7,6 +7,9 @@
 //!     [--clients 1000] [--senders 16] [--frames 20000] [--payload 1024]
 //! ```
 //!
+//! Each process holds a socket per client: raise the file descriptor limit (`ulimit -n 4096`)
+//! if it is lower than the client count plus a few dozen.
+//!
 //! For each `--db` (default: `sqlite`, a fresh file in a temporary directory; a PostgreSQL
 //! database gets a schema of its own), it starts the `confide-relay` binary that sits beside
 //! this one as a separate process on 127.0.0.1, then:
