@@ -233,6 +233,31 @@ fn two_terminals_survive_restarts_of_a_chat_and_of_the_relay(websocket: bool) {
 }
 
 #[test]
+fn a_chat_restarted_on_a_relay_that_lost_its_database_publishes_its_bundle_again() {
+    let dir = TempDir::new("new-relay-db");
+    let dir = dir.0.as_path();
+    let (first_relay, addr, _) = relay(dir, "127.0.0.1:0", None);
+    let mut bob = chat(dir, "bob", "alice", &addr);
+    bob.expect("(connected to the relay)");
+    bob.kill();
+    first_relay.kill();
+    // A relay on a new, empty database: no mailbox, no bundle of Bob's.
+    let fresh = dir.join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let (_relay, addr, _) = relay(&fresh, "127.0.0.1:0", None);
+    let mut alice = chat(dir, "alice", "bob", &addr);
+    alice.expect("(connected to the relay)");
+    alice.type_line("anyone there?");
+    alice.expect("(not sent: bob has no bundles yet: start `chat bob ...`)");
+    let mut bob = chat(dir, "bob", "alice", &addr);
+    bob.expect("(uploaded the last-resort bundle again: the relay had none)");
+    bob.expect("(connected to the relay)");
+    alice.type_line("anyone there?");
+    bob.expect("< anyone there?");
+    alice.expect("  (delivered)");
+}
+
+#[test]
 fn two_chats_over_tcp_survive_restarts_of_a_chat_and_of_the_relay() {
     two_terminals_survive_restarts_of_a_chat_and_of_the_relay(false);
 }

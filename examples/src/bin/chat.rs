@@ -134,6 +134,32 @@ async fn register(
     Ok(endpoint)
 }
 
+/// A restarted chat whose relay lost its directory entry (a relay started on a new
+/// database) uploads its last-resort bundle again, so the peer can still start a
+/// conversation. Best effort: if the relay is away, nothing is uploaded until the next start.
+async fn restore_directory_entry(relay: RelayAddress, endpoint: &Endpoint, owner: &SigningKey) {
+    let Ok(mut c) = RelayConnection::connect(relay).await else {
+        return;
+    };
+    // CreateMailbox (not Authenticate): the mailbox may be missing too.
+    let verifier = Some(endpoint.delivery_token_verifier().to_bytes());
+    if c.create_mailbox(endpoint.address(), owner, verifier)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if let Ok((_, false)) = c.bundle_count().await {
+        let last_resort = endpoint.published_bundles().last_resort;
+        if c.upload_bundles(Vec::new(), Some(last_resort))
+            .await
+            .is_ok()
+        {
+            println!("(uploaded the last-resort bundle again: the relay had none)");
+        }
+    }
+}
+
 /// The relay connection used for owner requests outside the link (certificate renewal,
 /// bundle uploads).
 async fn owner_connection(
@@ -440,6 +466,7 @@ async fn main() -> Result<(), ExampleError> {
     let mut endpoint = match confide_store::load(&store, &key)? {
         Some(endpoint) => {
             println!("(restored {name} from {})", db.display());
+            restore_directory_entry(relay, &endpoint, &owner).await;
             endpoint
         }
         None => {
