@@ -1,10 +1,10 @@
 //! Small helpers shared by the example programs in `src/bin`: a certificate issuer, an
 //! in-process relay (mailboxes over the simulated network plus a prekey directory) that
-//! records what it could see, and a participant that runs the endpoint's loop; and, in
-//! [`tcp`], a loopback TCP relay and client transport for the `relay` and `chat` programs.
+//! records what it could see, and a participant that runs the endpoint's loop (for the
+//! single-process `counseling_session` and `intake_bot`); and the demo service keys that the
+//! `relay` and `chat` programs share ([`demo_service`]), which run over the reference relay
+//! (`confide-relay`) in separate processes.
 #![forbid(unsafe_code)]
-
-pub mod tcp;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -24,6 +24,33 @@ use confide_transport::RelayToken;
 
 /// Why an example helper failed (setup errors; the examples print them and exit).
 pub type ExampleError = Box<dyn std::error::Error>;
+
+/// The seed of the demo service's keys, which the `relay` and `chat` programs derive alike.
+///
+/// Demo only: a real service keeps its root key offline (`confide-relay init-root`), its
+/// server key on the relay host (`confide-relay init`), and apps pin the root's public key.
+/// Anyone with this seed can issue certificates the demo accepts.
+pub const DEMO_SERVICE_SEED: [u8; 32] = *b"confide demo service, not secret";
+
+/// The demo service: its trust roots (what `chat` pins) and the server key that certifies
+/// client certificates (what the `relay` program's issuer signs with), both from
+/// [`DEMO_SERVICE_SEED`]. The server certificate is valid from the epoch for a very long time,
+/// since the demo has no key rotation.
+pub fn demo_service() -> Result<(TrustRoots, ServerKey), ExampleError> {
+    let mut rng = <ChaCha20Rng as rand_core::SeedableRng>::from_seed(DEMO_SERVICE_SEED);
+    let root = SigningKey::generate(&mut rng);
+    let mut roots = TrustRoots::new();
+    roots.add_root(1, root.verifying_key())?;
+    let signing = SigningKey::generate(&mut rng);
+    let cert = ServerCertificate::issue(
+        1,
+        &root,
+        1,
+        &signing.verifying_key(),
+        Timestamp::from_millis(u64::MAX / 2),
+    );
+    Ok((roots, ServerKey::new(signing, cert)?))
+}
 
 /// The service's certificate issuer: a pinned root key certifies a server key, which
 /// certifies each account's address, identity key and role.

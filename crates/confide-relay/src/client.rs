@@ -1,4 +1,5 @@
-//! A tokio client of the relay: one connection ([`RelayConnection`]), and a link that keeps an
+//! A tokio client of the relay, over TCP or WebSocket ([`RelayAddress`]): one connection
+//! ([`RelayConnection`]), and a link that keeps an
 //! owner connection and a separate anonymous sending connection alive with reconnect and
 //! backoff ([`RelayLink`]), whose events feed a sans-IO endpoint ([`RelayEvent::input`]).
 //!
@@ -18,17 +19,23 @@
 use core::fmt;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::str::FromStr;
 
 use confide_crypto::signing::SigningKey;
 use confide_transport::driver::Input;
 use confide_transport::{Address, FrameId, RelayToken};
 use confide_wire::Timestamp;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::framing::{WebSocket, websocket_config};
 
 use crate::consts::CHALLENGE_LEN;
 use crate::protocol::{
@@ -99,9 +106,99 @@ impl From<std::io::Error> for ClientError {
     }
 }
 
+impl From<WsError> for ClientError {
+    fn from(e: WsError) -> Self {
+        match e {
+            WsError::Io(e) => Self::Io(e.kind()),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => Self::Closed,
+            // The relay answers a connection over its limits with 429 instead of the upgrade.
+            WsError::Http(response) if response.status().as_u16() == 429 => {
+                Self::Refused(ErrorCode::TooManyConnections)
+            }
+            _ => Self::Protocol,
+        }
+    }
+}
+
+/// Where a relay listens: its TCP port (length-prefixed messages) or its WebSocket port (one
+/// binary message per protocol message; plain `ws://`, so behind TLS only through a proxy
+/// this client does not speak to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RelayAddress {
+    /// `IP:PORT`: the relay's `--listen`.
+    Tcp(SocketAddr),
+    /// `ws://IP:PORT/`: the relay's `--listen-ws`.
+    WebSocket(SocketAddr),
+}
+
+impl From<SocketAddr> for RelayAddress {
+    fn from(addr: SocketAddr) -> Self {
+        Self::Tcp(addr)
+    }
+}
+
+impl fmt::Display for RelayAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "{a}"),
+            Self::WebSocket(a) => write!(f, "ws://{a}/"),
+        }
+    }
+}
+
+/// Why a relay address did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("expected IP:PORT or ws://IP:PORT/")]
+pub struct RelayAddressError;
+
+impl FromStr for RelayAddress {
+    type Err = RelayAddressError;
+
+    /// `IP:PORT` (TCP) or `ws://IP:PORT` with an optional trailing `/` (WebSocket). Host
+    /// names are not resolved here.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("ws://") {
+            Some(rest) => {
+                let rest = rest.strip_suffix('/').unwrap_or(rest);
+                rest.parse()
+                    .map(Self::WebSocket)
+                    .map_err(|_| RelayAddressError)
+            }
+            None => s.parse().map(Self::Tcp).map_err(|_| RelayAddressError),
+        }
+    }
+}
+
+/// The writing side of a connection.
+enum Writer {
+    Tcp(OwnedWriteHalf),
+    WebSocket(SplitSink<WebSocket, Message>),
+}
+
+impl Writer {
+    /// Sends one message body (TCP: with its length prefix).
+    async fn body(&mut self, body: &[u8]) -> Result<(), ClientError> {
+        match self {
+            Self::Tcp(w) => w.write_all(&frame_message(body)).await?,
+            Self::WebSocket(w) => w.send(Message::binary(body.to_vec())).await?,
+        }
+        Ok(())
+    }
+
+    /// Sends bytes as they are (TCP: no prefix added; WebSocket: one binary message).
+    async fn raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        match self {
+            Self::Tcp(w) => w.write_all(bytes).await?,
+            Self::WebSocket(w) => w.send(Message::binary(bytes.to_vec())).await?,
+        }
+        Ok(())
+    }
+}
+
 /// One connection to the relay.
 pub struct RelayConnection {
-    write: OwnedWriteHalf,
+    write: Writer,
     incoming: mpsc::Receiver<Result<ServerMessage, ClientError>>,
     reader: JoinHandle<()>,
     challenge: [u8; CHALLENGE_LEN],
@@ -132,6 +229,29 @@ impl Drop for RelayConnection {
     }
 }
 
+async fn read_websocket(
+    mut read: SplitStream<WebSocket>,
+    tx: mpsc::Sender<Result<ServerMessage, ClientError>>,
+) {
+    loop {
+        let msg = match read.next().await {
+            None => Err(ClientError::Closed),
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok(Message::Binary(body))) => {
+                ServerMessage::from_bytes(&body).map_err(|_| ClientError::Protocol)
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(_))) => Err(ClientError::Closed),
+            // The relay sends binary messages only.
+            Some(Ok(Message::Text(_))) => Err(ClientError::Protocol),
+        };
+        let failed = msg.is_err();
+        if tx.send(msg).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 async fn read_loop(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<ServerMessage, ClientError>>) {
     loop {
         let mut prefix = [0u8; 4];
@@ -157,15 +277,38 @@ async fn read_loop(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<ServerMessag
 }
 
 impl RelayConnection {
-    /// Connects and reads the relay's `Hello`.
-    pub async fn connect(addr: SocketAddr) -> Result<Self, ClientError> {
-        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr))
+    /// Connects (over TCP or WebSocket) and reads the relay's `Hello`.
+    pub async fn connect(addr: impl Into<RelayAddress>) -> Result<Self, ClientError> {
+        let addr = addr.into();
+        let socket = match addr {
+            RelayAddress::Tcp(a) | RelayAddress::WebSocket(a) => a,
+        };
+        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(socket))
             .await
             .map_err(|_| ClientError::Timeout)??;
         let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
         let (tx, mut incoming) = mpsc::channel(INCOMING_QUEUE);
-        let reader = tokio::spawn(read_loop(read, tx));
+        let (write, reader) = match addr {
+            RelayAddress::Tcp(_) => {
+                let (read, write) = stream.into_split();
+                (Writer::Tcp(write), tokio::spawn(read_loop(read, tx)))
+            }
+            RelayAddress::WebSocket(a) => {
+                let handshake = tokio_tungstenite::client_async_with_config(
+                    format!("ws://{a}/"),
+                    stream,
+                    Some(websocket_config()),
+                );
+                let (ws, _response) = tokio::time::timeout(REQUEST_TIMEOUT, handshake)
+                    .await
+                    .map_err(|_| ClientError::Timeout)??;
+                let (write, read) = ws.split();
+                (
+                    Writer::WebSocket(write),
+                    tokio::spawn(read_websocket(read, tx)),
+                )
+            }
+        };
         let hello = tokio::time::timeout(REQUEST_TIMEOUT, incoming.recv())
             .await
             .map_err(|_| ClientError::Timeout)?;
@@ -194,11 +337,10 @@ impl RelayConnection {
         &self.challenge
     }
 
-    /// Writes raw bytes (tests: malformed input). The bytes are sent as they are, without a
-    /// length prefix.
+    /// Writes raw bytes (tests: malformed input). On TCP the bytes are sent as they are,
+    /// without a length prefix; on WebSocket they are one binary message.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.write.write_all(bytes).await?;
-        Ok(())
+        self.write.raw(bytes).await
     }
 
     /// The next relay message that is not a delivery (tests: after [`Self::write_raw`]).
@@ -225,7 +367,7 @@ impl RelayConnection {
         let bytes = Request { id, body }
             .to_bytes()
             .map_err(|_| ClientError::TooLarge)?;
-        self.write.write_all(&frame_message(&bytes)).await?;
+        self.write.body(&bytes).await?;
         let reply = self.next_reply().await?;
         match reply {
             ServerMessage::Error { id: got, code } if got == id || got == 0 => {
@@ -472,8 +614,8 @@ impl RelayEvent {
 /// How a [`RelayLink`] reaches the relay and whose mailbox it serves.
 #[derive(Clone)]
 pub struct LinkConfig {
-    /// The relay's address.
-    pub relay: SocketAddr,
+    /// The relay's address (TCP or WebSocket).
+    pub relay: RelayAddress,
     /// This endpoint's mailbox.
     pub mailbox: Address,
     /// The mailbox owner's key (kept by the app; not the identity key).

@@ -130,11 +130,61 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// between two sweeps; 100,000 buckets take a few MiB.
 pub const MAX_TRACKED_TARGETS: usize = 100_000;
 
-/// Most connections served at once; further ones are closed on accept.
+/// Most connections served at once; further ones are refused on accept
+/// (`TooManyConnections`, then closed).
 ///
 /// Reason: bounds memory (each connection may buffer one [`MAX_MESSAGE_LEN`] message and
 /// [`OUTBOUND_QUEUE`] messages to send).
 pub const MAX_CONNECTIONS: usize = 4_096;
+
+/// Most connections open at once from one source address (an IPv4 address, or an IPv6 /64,
+/// [`IPV6_SOURCE_PREFIX_LEN`]); further ones are refused on accept (`TooManyConnections`).
+///
+/// Reason: one host must not take the whole [`MAX_CONNECTIONS`] (at 128, it takes at
+/// least 32 sources to fill the relay), while the apps behind one carrier-grade NAT address
+/// still fit: each app holds two connections (owner and anonymous sender), so 64 apps of one
+/// public address can be connected at once.
+pub const MAX_CONNECTIONS_PER_IP: usize = 128;
+
+/// New connections one source address may open per minute (a token bucket holding one
+/// minute's worth); further ones are refused on accept (`TooManyConnections`).
+///
+/// Reason: every accepted connection costs a task, a fresh random challenge and, over
+/// WebSocket, an HTTP handshake; a client that reconnects in a loop must not turn that into a
+/// flood. An app opens two connections per start and reconnects with exponential backoff from
+/// 100 ms, so even the 64 apps of [`MAX_CONNECTIONS_PER_IP`] reconnecting together after a
+/// relay restart (128 connections) fit in the burst, and a steady 4 per second is far above
+/// what honest apps of one address need.
+pub const NEW_CONNECTIONS_PER_IP_PER_MINUTE: u32 = 240;
+
+/// The prefix length under which IPv6 source addresses count as one source for the per-IP
+/// limits.
+///
+/// Reason: one subscriber gets at least a /64 and chooses the rest freely, so counting single
+/// IPv6 addresses would not limit anybody.
+pub const IPV6_SOURCE_PREFIX_LEN: u32 = 64;
+
+/// Most source addresses whose connection counts and buckets are tracked at once; past it,
+/// sources with no open connection and a full bucket are forgotten, and if none is, a
+/// connection from a new source is refused (`TooManyConnections`).
+///
+/// Reason: connections from many addresses (an IPv6 attacker has plenty) must not grow the
+/// table without bound between two sweeps; 100,000 entries take a few MiB.
+pub const MAX_TRACKED_IPS: usize = 100_000;
+
+/// Largest WebSocket message (and frame) the relay reads: one protocol message body.
+///
+/// Reason: over WebSocket each protocol message is one binary message without the 4-byte
+/// length prefix, so the bound is the protocol's own [`MAX_MESSAGE_LEN`]; the WebSocket
+/// library refuses a longer frame from its header, before buffering it.
+pub const MAX_WEBSOCKET_MESSAGE_LEN: usize = MAX_MESSAGE_LEN;
+
+/// How long a WebSocket client may take to complete its opening handshake (the HTTP upgrade
+/// request) after the TCP connection is accepted.
+///
+/// Reason: a client that opens a connection and sends its request slowly (slowloris) must
+/// not hold a connection slot; the same bound as [`BODY_TIMEOUT`].
+pub const WEBSOCKET_HANDSHAKE_TIMEOUT: Duration = BODY_TIMEOUT;
 
 /// Messages queued to one connection's writer before the relay waits for the socket.
 ///

@@ -1,7 +1,8 @@
 //! Confide's reference relay: what a service runs so that apps can talk.
 //!
-//! It serves, over one versioned, length-prefixed binary protocol on TCP
-//! ([`protocol`], specified byte for byte in `docs/relay.md`):
+//! It serves, over one versioned binary protocol ([`protocol`], specified byte for byte in
+//! `docs/relay.md`) on TCP (length-prefixed messages) and on WebSocket (one binary message per
+//! protocol message, for browsers and mobile stacks; TLS terminates at a reverse proxy):
 //!
 //! * **mailboxes**: store-and-forward of opaque transport frames, at most one copy per
 //!   (mailbox, frame id), a relay receipt (`Stored`) once the frame is committed, delivery on
@@ -48,8 +49,11 @@
     )
 )]
 
+mod admission;
+mod bucket;
 pub mod client;
 pub mod consts;
+mod framing;
 pub mod issuer;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -1,8 +1,9 @@
 //! `confide-relay`: run the reference relay, or manage its issuer keys.
 //!
 //! ```text
-//! confide-relay [serve] --db PATH --listen ADDR [--server-key-file PATH]
+//! confide-relay [serve] --db PATH --listen ADDR [--listen-ws ADDR] [--server-key-file PATH]
 //!               [--max-frames-per-mailbox N] [--max-bytes-per-mailbox N]
+//!               [--max-connections-per-ip N] [--new-connections-per-ip-per-minute N]
 //!               [--db-schema NAME] [--push-gateway HOST:PORT[,HOST:PORT...]]
 //! confide-relay init-root --root-key-file PATH [--root-key-id N]
 //! confide-relay init --root-key-file PATH --server-key-file PATH --server-key-id N [--valid-days D]
@@ -10,7 +11,9 @@
 //!               --identity-hex HEX --name NAME [--device-id N] [--valid-days D]
 //! ```
 //!
-//! `serve` prints `listening on IP:PORT` as its first line, then its limits. `--db` is a
+//! `serve` prints `listening on IP:PORT` as its first line, then (with `--listen-ws`)
+//! `listening on ws://IP:PORT/`, then its limits. WebSocket is plain `ws://`: TLS terminates
+//! at a reverse proxy in front of the relay. `--db` is a
 //! SQLite file, or a `postgres://` URL in a build with the `postgres` feature (then
 //! `--db-schema` keeps the tables in a schema of their own, and the process listens for the
 //! other processes' wake-ups). `--push-gateway` turns the webhook push hook on for these
@@ -37,8 +40,10 @@ use rand_core::SeedableRng;
 type Error = Box<dyn std::error::Error>;
 
 const USAGE: &str = "usage:
-  confide-relay [serve] --db PATH|postgres://URL --listen ADDR [--server-key-file PATH]
+  confide-relay [serve] --db PATH|postgres://URL --listen ADDR [--listen-ws ADDR]
+                [--server-key-file PATH]
                 [--max-frames-per-mailbox N] [--max-bytes-per-mailbox N]
+                [--max-connections-per-ip N] [--new-connections-per-ip-per-minute N]
                 [--db-schema NAME] [--push-gateway HOST:PORT[,HOST:PORT...]]
   confide-relay init-root --root-key-file PATH [--root-key-id N]
   confide-relay init --root-key-file PATH --server-key-file PATH --server-key-id N [--valid-days D]
@@ -135,6 +140,7 @@ fn run(args: &[String]) -> Result<(), Error> {
         _ => {
             let db = flags.required("db")?;
             let listen = flags.required("listen")?;
+            let listen_ws = flags.take("listen-ws");
             let issuer = flags
                 .take("server-key-file")
                 .map(|p| read_server_key(p.as_ref()))
@@ -144,6 +150,12 @@ fn run(args: &[String]) -> Result<(), Error> {
                 flags.number("max-frames-per-mailbox", limits.max_frames_per_mailbox)?;
             limits.max_bytes_per_mailbox =
                 flags.number("max-bytes-per-mailbox", limits.max_bytes_per_mailbox)?;
+            limits.max_connections_per_ip =
+                flags.number("max-connections-per-ip", limits.max_connections_per_ip)?;
+            limits.new_connections_per_ip_per_minute = flags.number(
+                "new-connections-per-ip-per-minute",
+                limits.new_connections_per_ip_per_minute,
+            )?;
             let schema = flags.take("db-schema");
             let gateways: Option<Vec<String>> = flags
                 .take("push-gateway")
@@ -156,6 +168,7 @@ fn run(args: &[String]) -> Result<(), Error> {
                 db,
                 schema,
                 &listen,
+                listen_ws.as_deref(),
                 gateways,
                 RelayConfig {
                     limits,
@@ -196,6 +209,7 @@ fn serve(
     db: String,
     schema: Option<String>,
     listen: &str,
+    listen_ws: Option<&str>,
     gateways: Option<Vec<String>>,
     mut config: RelayConfig,
 ) -> Result<(), Error> {
@@ -209,8 +223,15 @@ fn serve(
             config.push = Some(hook);
         }
         let listener = tokio::net::TcpListener::bind(listen).await?;
+        let ws_listener = match listen_ws {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {}", listener.local_addr()?)?;
+        if let Some(ws) = &ws_listener {
+            writeln!(out, "listening on ws://{}/", ws.local_addr()?)?;
+        }
         writeln!(
             out,
             "database: {kind}; certificate issuer {}",
@@ -253,7 +274,7 @@ fn serve(
         } else {
             None
         };
-        relay.serve(listener).await;
+        relay.serve_listeners(Some(listener), ws_listener).await;
         Ok(())
     })
 }

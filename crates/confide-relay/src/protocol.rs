@@ -295,6 +295,14 @@ pub enum ErrorCode {
     InvalidPushUrl,
     /// `0x0014`: this relay runs without a push hook, so it stores no push registration.
     PushUnavailable,
+    /// `0x0015`: the connection was refused on accept: the relay serves
+    /// [`MAX_CONNECTIONS`](crate::consts::MAX_CONNECTIONS) already, or the source address has
+    /// [`MAX_CONNECTIONS_PER_IP`](crate::consts::MAX_CONNECTIONS_PER_IP) open or opened more
+    /// than
+    /// [`NEW_CONNECTIONS_PER_IP_PER_MINUTE`](crate::consts::NEW_CONNECTIONS_PER_IP_PER_MINUTE)
+    /// in the last minute.
+    /// Sent with request id 0 instead of `Hello`; the relay then closes the connection.
+    TooManyConnections,
     /// A code this build does not know (from a newer relay).
     Other(u16),
 }
@@ -324,6 +332,7 @@ impl ErrorCode {
             Self::Internal => 0x0012,
             Self::InvalidPushUrl => 0x0013,
             Self::PushUnavailable => 0x0014,
+            Self::TooManyConnections => 0x0015,
             Self::Other(code) => code,
         }
     }
@@ -352,6 +361,7 @@ impl ErrorCode {
             0x0012 => Self::Internal,
             0x0013 => Self::InvalidPushUrl,
             0x0014 => Self::PushUnavailable,
+            0x0015 => Self::TooManyConnections,
             other => Self::Other(other),
         }
     }

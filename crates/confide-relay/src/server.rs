@@ -1,11 +1,13 @@
-//! The relay server: accepts TCP connections and serves the protocol of [`crate::protocol`]
-//! over a [`RelayStore`].
+//! The relay server: accepts TCP and WebSocket connections and serves the protocol of
+//! [`crate::protocol`] over a [`RelayStore`].
 //!
-//! Each connection gets a fresh challenge, a request rate limit and a writer task; requests are
-//! answered in order. A connection that authenticates as a mailbox's owner also gets a
-//! delivery task, which sends every stored frame of the mailbox and then each new one as it
-//! is committed. It is woken by a content-free signal keyed by the mailbox's
-//! [`WakeKey`]: raised in this process after a commit, and by [`Relay::wake`] for commits of
+//! A connection is admitted within the relay-wide and per-source-address limits
+//! (`admission.rs`); over TCP each message is length-prefixed, over WebSocket it is one
+//! binary message (`framing.rs`); the request handling is the same. Each connection gets a
+//! fresh challenge, a request rate limit and a writer task; requests are answered in order.
+//! A connection that authenticates as a mailbox's owner also gets a delivery task, which
+//! sends every stored frame of the mailbox and then each new one as it is committed. It is
+//! woken by a content-free signal keyed by the mailbox's [`WakeKey`]: raised in this process after a commit, and by [`Relay::wake`] for commits of
 //! other relay processes (the PostgreSQL listener, [`crate::postgres::spawn_wake_listener`]).
 //! A frame is deleted only when the owner confirms it. When a frame is committed through this
 //! process and no owner connection of this process is subscribed to its mailbox, the
@@ -14,7 +16,6 @@
 
 use core::fmt;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -25,23 +26,27 @@ use confide_crypto::signing::{Signature, VerifyingKey};
 use confide_sealed::{ServerKey, TokenVerifier, relay_check};
 use confide_transport::Address;
 use confide_wire::{Duration, Timestamp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::admission::Admission;
+use crate::bucket::{Bucket, per_minute};
 use crate::consts::{
-    BODY_TIMEOUT, CHALLENGE_LEN, CONNECTION_REQUEST_BURST, CONNECTION_REQUESTS_PER_SECOND,
-    DELIVERED_MEMORY, DELIVERY_BATCH, IDLE_TIMEOUT, MAILBOX_SEND_BURST, MAILBOX_SENDS_PER_SECOND,
-    MAX_BYTES_PER_MAILBOX, MAX_CONNECTIONS, MAX_FRAMES_PER_MAILBOX, MAX_ONE_TIME_BUNDLES,
-    MAX_PUSH_URL_LEN, MAX_TRACKED_PUSHES, MAX_TRACKED_TARGETS, OUTBOUND_QUEUE, PUSH_INTERVAL,
-    SWEEP_INTERVAL, UNDELIVERED_RETENTION,
+    CHALLENGE_LEN, CONNECTION_REQUEST_BURST, CONNECTION_REQUESTS_PER_SECOND, DELIVERED_MEMORY,
+    DELIVERY_BATCH, IDLE_TIMEOUT, MAILBOX_SEND_BURST, MAILBOX_SENDS_PER_SECOND,
+    MAX_BYTES_PER_MAILBOX, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_FRAMES_PER_MAILBOX,
+    MAX_ONE_TIME_BUNDLES, MAX_PUSH_URL_LEN, MAX_TRACKED_PUSHES, MAX_TRACKED_TARGETS,
+    NEW_CONNECTIONS_PER_IP_PER_MINUTE, OUTBOUND_QUEUE, PUSH_INTERVAL, SWEEP_INTERVAL,
+    UNDELIVERED_RETENTION, WEBSOCKET_HANDSHAKE_TIMEOUT,
 };
+use crate::framing::{Incoming, Outgoing, Reader, Violation, websocket_config};
 use crate::issuer::issue_client_certificate;
 use crate::protocol::{
-    ErrorCode, Request, RequestBody, ServerMessage, authenticate_message, check_length,
-    create_message, frame_id_of, frame_message, frame_payload,
+    ErrorCode, Request, RequestBody, ServerMessage, authenticate_message, create_message,
+    frame_id_of, frame_message, frame_payload,
 };
 use crate::push::{PushHook, PushRegistration};
 use crate::store::{
@@ -74,6 +79,10 @@ pub struct Limits {
     pub mailbox_sends_per_second: u32,
     /// [`MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// [`MAX_CONNECTIONS_PER_IP`].
+    pub max_connections_per_ip: usize,
+    /// [`NEW_CONNECTIONS_PER_IP_PER_MINUTE`].
+    pub new_connections_per_ip_per_minute: u32,
     /// [`IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
 }
@@ -91,6 +100,8 @@ impl Default for Limits {
             mailbox_send_burst: MAILBOX_SEND_BURST,
             mailbox_sends_per_second: MAILBOX_SENDS_PER_SECOND,
             max_connections: MAX_CONNECTIONS,
+            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
+            new_connections_per_ip_per_minute: NEW_CONNECTIONS_PER_IP_PER_MINUTE,
             idle_timeout: IDLE_TIMEOUT,
         }
     }
@@ -111,6 +122,8 @@ impl Limits {
             mailbox_send_burst,
             mailbox_sends_per_second,
             max_connections,
+            max_connections_per_ip,
+            new_connections_per_ip_per_minute,
             idle_timeout,
         } = self;
         vec![
@@ -127,12 +140,22 @@ impl Limits {
             format!("mailbox_send_burst = {mailbox_send_burst}"),
             format!("mailbox_sends_per_second = {mailbox_sends_per_second}"),
             format!("max_connections = {max_connections}"),
+            format!("max_connections_per_ip = {max_connections_per_ip}"),
+            format!("new_connections_per_ip_per_minute = {new_connections_per_ip_per_minute}"),
             format!("idle_timeout_ms = {}", idle_timeout.as_millis()),
             format!(
                 "max_frame_len = {}",
                 confide_transport::consts::MAX_FRAME_LEN
             ),
             format!("max_message_len = {}", crate::consts::MAX_MESSAGE_LEN),
+            format!(
+                "max_websocket_message_len = {}",
+                crate::consts::MAX_WEBSOCKET_MESSAGE_LEN
+            ),
+            format!(
+                "websocket_handshake_timeout_ms = {}",
+                WEBSOCKET_HANDSHAKE_TIMEOUT.as_millis()
+            ),
             format!("max_push_url_len = {MAX_PUSH_URL_LEN}"),
             format!("push_interval_ms = {}", PUSH_INTERVAL.as_millis()),
             format!(
@@ -188,6 +211,7 @@ impl fmt::Debug for RelayConfig {
 #[derive(Debug, Default)]
 pub struct RelayStats {
     connections: AtomicU64,
+    connections_refused: AtomicU64,
     requests: AtomicU64,
     frames_stored: AtomicU64,
     receipts: AtomicU64,
@@ -203,8 +227,10 @@ pub struct RelayStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
-    /// Connections accepted.
+    /// Connections accepted (admitted or not).
     pub connections: u64,
+    /// Connections refused on accept (`TooManyConnections`).
+    pub connections_refused: u64,
     /// Requests received (well-formed or not).
     pub requests: u64,
     /// Frames committed as new copies.
@@ -236,6 +262,7 @@ impl RelayStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             connections: get(&self.connections),
+            connections_refused: get(&self.connections_refused),
             requests: get(&self.requests),
             frames_stored: get(&self.frames_stored),
             receipts: get(&self.receipts),
@@ -249,47 +276,6 @@ impl RelayStats {
     }
 }
 
-/// A token bucket: `burst` requests, refilled at `per_second`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    /// Thousandths of a request.
-    milli_tokens: u64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn full(burst: u32) -> Self {
-        Self {
-            milli_tokens: u64::from(burst).saturating_mul(1000),
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, burst: u32, per_second: u32, now: Instant) -> bool {
-        let elapsed_ms =
-            u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
-        self.last = now;
-        self.milli_tokens = self
-            .milli_tokens
-            .saturating_add(elapsed_ms.saturating_mul(u64::from(per_second)))
-            .min(u64::from(burst).saturating_mul(1000));
-        if self.milli_tokens >= 1000 {
-            self.milli_tokens = self.milli_tokens.saturating_sub(1000);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn is_full(&self, burst: u32, per_second: u32, now: Instant) -> bool {
-        let elapsed_ms =
-            u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
-        self.milli_tokens
-            .saturating_add(elapsed_ms.saturating_mul(u64::from(per_second)))
-            >= u64::from(burst).saturating_mul(1000)
-    }
-}
-
 /// Content-free wake-ups for connected owners: one watch channel per mailbox (by its
 /// [`WakeKey`]) with a listener.
 #[derive(Debug, Default)]
@@ -297,7 +283,7 @@ struct Hub {
     mailboxes: Mutex<HashMap<WakeKey, watch::Sender<u64>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code panics while holding these locks; a poisoned map is still consistent.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -351,6 +337,8 @@ pub struct Relay {
     target_buckets: Mutex<HashMap<Vec<u8>, Bucket>>,
     /// When each mailbox was last pushed (for [`PUSH_INTERVAL`]).
     last_push: Mutex<HashMap<WakeKey, Instant>>,
+    /// Connections open, relay-wide and per source address.
+    admission: Arc<Admission>,
 }
 
 impl fmt::Debug for Relay {
@@ -362,6 +350,7 @@ impl fmt::Debug for Relay {
             stats,
             target_buckets: _,
             last_push: _,
+            admission: _,
         } = self;
         f.debug_struct("Relay")
             .field("config", config)
@@ -386,7 +375,65 @@ fn to_std(d: Duration) -> std::time::Duration {
 fn encode(msg: &ServerMessage) -> Option<Vec<u8>> {
     // Every message the relay builds is within its limits; one that is not is dropped (and
     // the client's request times out) rather than sent malformed.
-    msg.to_bytes().ok().map(|b| frame_message(&b))
+    msg.to_bytes().ok()
+}
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Length-prefixed messages on TCP.
+    Tcp,
+    /// One binary WebSocket message per protocol message.
+    WebSocket,
+}
+
+/// What a WebSocket client refused on accept reads instead of a handshake response.
+const WEBSOCKET_REFUSAL: &[u8] =
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// How long a refused connection is kept to deliver its refusal before it is dropped.
+///
+/// Reason: closing a socket whose peer has sent bytes we did not read (a WebSocket client's
+/// upgrade request) resets it, and the reset can destroy the refusal before the client reads
+/// it; reading for a moment first lets the refusal arrive. One second is plenty on a live
+/// connection and bounds what a flood of refused connections holds.
+const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Most refused connections lingering at once ([`REFUSAL_LINGER`]); past it they are
+/// dropped at once.
+///
+/// Reason: a flood of refused connections must not hold file descriptors or tasks.
+const MAX_LINGERING_REFUSALS: usize = 64;
+
+/// Sends the refusal (`TooManyConnections` on TCP, HTTP 429 on WebSocket), then closes after
+/// a short linger if a slot is free, at once otherwise.
+fn refuse(stream: TcpStream, transport: Transport, lingering: &Arc<tokio::sync::Semaphore>) {
+    let refusal = match transport {
+        Transport::Tcp => encode(&ServerMessage::Error {
+            id: 0,
+            code: ErrorCode::TooManyConnections,
+        })
+        .map(|b| frame_message(&b))
+        .unwrap_or_default(),
+        Transport::WebSocket => WEBSOCKET_REFUSAL.to_vec(),
+    };
+    let Ok(slot) = Arc::clone(lingering).try_acquire_owned() else {
+        let _ = stream.try_write(&refusal);
+        return;
+    };
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            use tokio::io::AsyncReadExt;
+            stream.write_all(&refusal).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        drop(slot);
+    });
 }
 
 impl Relay {
@@ -395,11 +442,12 @@ impl Relay {
     pub fn new(store: Arc<dyn RelayStore>, config: RelayConfig) -> Arc<Self> {
         Arc::new(Self {
             store,
-            config,
             hub: Hub::default(),
             stats: RelayStats::default(),
             target_buckets: Mutex::new(HashMap::new()),
             last_push: Mutex::new(HashMap::new()),
+            admission: Admission::new(config.limits.max_connections),
+            config,
         })
     }
 
@@ -452,14 +500,39 @@ impl Relay {
         self.stats.snapshot()
     }
 
-    /// Serves `listener` until the task is dropped (it never returns); also runs the
-    /// retention sweeper.
+    /// Serves `listener` (the length-prefixed protocol on TCP) until the task is dropped (it
+    /// never returns); also runs the retention sweeper.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.serve_listeners(Some(listener), None).await;
+    }
+
+    /// Serves the protocol on TCP (`tcp`) and on WebSocket (`websocket`: one binary message
+    /// per protocol message, no TLS), with one set of connection limits, until the task is
+    /// dropped (it never returns); also runs the retention sweeper.
+    pub async fn serve_listeners(
+        self: Arc<Self>,
+        tcp: Option<TcpListener>,
+        websocket: Option<TcpListener>,
+    ) {
         let sweeper = tokio::spawn(Arc::clone(&self).sweep_loop());
-        let permits = Arc::new(Semaphore::new(self.config.limits.max_connections));
         let _sweeper = SweeperGuard(sweeper);
+        let lingering = Arc::new(tokio::sync::Semaphore::new(MAX_LINGERING_REFUSALS));
+        let tcp_loop = Arc::clone(&self).accept_loop(tcp, Transport::Tcp, Arc::clone(&lingering));
+        let ws_loop = Arc::clone(&self).accept_loop(websocket, Transport::WebSocket, lingering);
+        tokio::join!(tcp_loop, ws_loop);
+    }
+
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: Option<TcpListener>,
+        transport: Transport,
+        lingering: Arc<tokio::sync::Semaphore>,
+    ) {
+        let Some(listener) = listener else {
+            return std::future::pending().await;
+        };
         loop {
-            let (stream, _peer): (TcpStream, SocketAddr) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
                     // Out of file descriptors and the like pass; wait instead of spinning.
@@ -469,21 +542,20 @@ impl Relay {
                 }
             };
             bump(&self.stats.connections, 1);
-            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                // Over the connection limit: say so and close.
-                if let Some(bytes) = encode(&ServerMessage::Error {
-                    id: 0,
-                    code: ErrorCode::RateLimited,
-                }) {
-                    let _ = stream.try_write(&bytes);
-                }
+            let Some(admitted) = self.admission.admit(peer.ip(), &self.config.limits) else {
+                // Over a connection limit: say so and close. The address is not logged.
+                bump(&self.stats.connections_refused, 1);
                 tracing::debug!("connection refused: connection limit");
+                refuse(stream, transport, &lingering);
                 continue;
             };
             let relay = Arc::clone(&self);
             tokio::spawn(async move {
-                relay.connection(stream).await;
-                drop(permit);
+                match transport {
+                    Transport::Tcp => relay.tcp_connection(stream).await,
+                    Transport::WebSocket => relay.websocket_connection(stream).await,
+                }
+                drop(admitted);
             });
         }
     }
@@ -518,10 +590,11 @@ impl Relay {
             lock(&self.target_buckets).retain(|_, b| {
                 !b.is_full(
                     limits.mailbox_send_burst,
-                    limits.mailbox_sends_per_second,
+                    per_minute(limits.mailbox_sends_per_second),
                     now,
                 )
             });
+            self.admission.prune(&limits);
             tokio::time::sleep(to_std(SWEEP_INTERVAL)).await;
         }
     }
@@ -544,7 +617,10 @@ impl Relay {
         key.push(kind);
         key.extend_from_slice(address);
         let now = Instant::now();
-        let (burst, rate) = (limits.mailbox_send_burst, limits.mailbox_sends_per_second);
+        let (burst, rate) = (
+            limits.mailbox_send_burst,
+            per_minute(limits.mailbox_sends_per_second),
+        );
         let mut buckets = lock(&self.target_buckets);
         if buckets.len() >= MAX_TRACKED_TARGETS && !buckets.contains_key(&key) {
             // A full bucket carries no information: forget those first.
@@ -559,11 +635,37 @@ impl Relay {
             .take(burst, rate, now)
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream) {
+    async fn tcp_connection(self: Arc<Self>, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
-        let (mut read, write) = stream.into_split();
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(OUTBOUND_QUEUE);
-        let writer = tokio::spawn(write_loop(write, rx));
+        let (read, write) = stream.into_split();
+        let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
+        let writer = tokio::spawn(crate::framing::write_tcp(write, rx));
+        self.connection(Reader::Tcp(read), tx, writer).await;
+    }
+
+    async fn websocket_connection(self: Arc<Self>, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let handshake =
+            tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
+        let ws = match tokio::time::timeout(to_std(WEBSOCKET_HANDSHAKE_TIMEOUT), handshake).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(_)) | Err(_) => {
+                tracing::debug!("websocket handshake failed or timed out");
+                return;
+            }
+        };
+        let (sink, stream) = ws.split();
+        let (tx, rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
+        let writer = tokio::spawn(crate::framing::write_websocket(sink, rx));
+        self.connection(Reader::WebSocket(stream), tx, writer).await;
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        mut reader: Reader,
+        tx: mpsc::Sender<Outgoing>,
+        writer: JoinHandle<()>,
+    ) {
         let mut challenge = [0u8; CHALLENGE_LEN];
         if getrandom::fill(&mut challenge).is_err() {
             tracing::warn!("no randomness for a challenge: connection closed");
@@ -580,27 +682,14 @@ impl Relay {
         };
         conn.push(&ServerMessage::Hello { challenge }).await;
         loop {
-            let mut prefix = [0u8; 4];
-            match tokio::time::timeout(to_std(limits.idle_timeout), read.read_exact(&mut prefix))
-                .await
-            {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) | Err(_) => break,
-            }
-            let Some(len) = check_length(prefix) else {
-                conn.framing_violation().await;
-                break;
-            };
-            let mut body = vec![0u8; len];
-            match tokio::time::timeout(to_std(BODY_TIMEOUT), read.read_exact(&mut body)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => break,
-                Err(_) => {
-                    conn.framing_violation().await;
+            match reader.next(to_std(limits.idle_timeout)).await {
+                Incoming::Body(body) => conn.handle(&body).await,
+                Incoming::Closed => break,
+                Incoming::Violation(violation) => {
+                    conn.framing_violation(violation).await;
                     break;
                 }
             }
-            conn.handle(&body).await;
         }
         if let Some(d) = conn.delivery.take() {
             d.abort();
@@ -625,19 +714,10 @@ impl Drop for SweeperGuard {
 /// retrying at once would spin a core.
 const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
-async fn write_loop(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(bytes) = rx.recv().await {
-        if write.write_all(&bytes).await.is_err() {
-            return;
-        }
-    }
-    let _ = write.shutdown().await;
-}
-
 /// One connection's state.
 struct Connection {
     relay: Arc<Relay>,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Outgoing>,
     challenge: [u8; CHALLENGE_LEN],
     /// The mailbox this connection is authenticated for.
     owner: Option<Address>,
@@ -650,11 +730,11 @@ type Reply = Result<ServerMessage, ErrorCode>;
 impl Connection {
     async fn push(&self, msg: &ServerMessage) {
         if let Some(bytes) = encode(msg) {
-            let _ = self.tx.send(bytes).await;
+            let _ = self.tx.send(Outgoing::Body(bytes)).await;
         }
     }
 
-    async fn framing_violation(&self) {
+    async fn framing_violation(&self, violation: Violation) {
         bump(&self.relay.stats.framing_violations, 1);
         tracing::debug!("framing violation: connection closed");
         self.push(&ServerMessage::Error {
@@ -662,6 +742,7 @@ impl Connection {
             code: ErrorCode::FramingViolation,
         })
         .await;
+        let _ = self.tx.send(Outgoing::Close(violation)).await;
     }
 
     async fn handle(&mut self, body: &[u8]) {
@@ -675,7 +756,7 @@ impl Connection {
         let limits = self.relay.config.limits;
         let reply = if !self.bucket.take(
             limits.connection_request_burst,
-            limits.connection_requests_per_second,
+            per_minute(limits.connection_requests_per_second),
             Instant::now(),
         ) {
             Err(ErrorCode::RateLimited)
@@ -930,7 +1011,7 @@ fn verify(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Result<(), Er
 }
 
 /// Sends every stored frame of `mailbox`, then each new one, until the connection closes.
-async fn deliver_loop(relay: Arc<Relay>, mailbox: Vec<u8>, tx: mpsc::Sender<Vec<u8>>) {
+async fn deliver_loop(relay: Arc<Relay>, mailbox: Vec<u8>, tx: mpsc::Sender<Outgoing>) {
     // Subscribe before the first read, so a frame committed in between still wakes us.
     let mut wake = relay.hub.subscribe(WakeKey::of(&mailbox));
     let mut after = 0i64;
@@ -955,7 +1036,7 @@ async fn deliver_loop(relay: Arc<Relay>, mailbox: Vec<u8>, tx: mpsc::Sender<Vec<
             }) else {
                 continue;
             };
-            if tx.send(bytes).await.is_err() {
+            if tx.send(Outgoing::Body(bytes)).await.is_err() {
                 return;
             }
             bump(&relay.stats.frames_pushed, 1);

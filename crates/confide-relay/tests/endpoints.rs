@@ -179,7 +179,7 @@ fn endpoint(
 
 fn link(relay: SocketAddr, e: &Endpoint, owner_key: &SigningKey) -> RelayLink {
     RelayLink::start(LinkConfig {
-        relay,
+        relay: relay.into(),
         mailbox: e.address().clone(),
         owner_key: owner_key.clone(),
         verifier: Some(e.delivery_token_verifier().to_bytes()),

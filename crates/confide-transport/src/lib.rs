@@ -14,7 +14,7 @@
 //!   follows.
 //!
 //! The simulated network and the drivers that tests use live in the unpublished `confide-sim`
-//! crate; the loopback TCP relay of the examples lives in `examples/`.
+//! crate; the tokio client of the reference relay lives in `confide-relay`.
 //!
 //! Acknowledgements are not transport frames: they travel end-to-end encrypted inside the
 //! session, so a relay can neither forge one (making a message silently vanish) nor tell an

@@ -1,8 +1,7 @@
 //! Replays the fuzz corpora of `transport_frame`, `transport_state` and `transport_records` through the fuzz
 //! targets' checks (`confide_test_support::fuzzing::transport_*`). With
 //! `CONFIDE_REGENERATE_CORPUS=1` it first (re)writes the seed corpora from the deterministic
-//! samples. (`transport_relay`, the examples' TCP relay protocol, replays in
-//! `examples/tests/fuzz_corpus.rs`.)
+//! samples.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

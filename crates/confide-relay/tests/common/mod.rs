@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use confide_crypto::signing::SigningKey;
-use confide_relay::client::{ClientError, RelayConnection};
+use confide_relay::client::{ClientError, RelayAddress, RelayConnection};
 use confide_relay::protocol::ErrorCode;
 use confide_transport::{Address, Frame, FrameId};
 use rand_core::SeedableRng;
@@ -58,6 +58,8 @@ pub struct RelayProcess {
     child: Child,
     _stdout: BufReader<ChildStdout>,
     pub addr: SocketAddr,
+    /// The WebSocket address, if started with `--listen-ws`.
+    pub ws: Option<SocketAddr>,
 }
 
 impl RelayProcess {
@@ -93,10 +95,21 @@ impl RelayProcess {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .unwrap();
+        let ws = extra.contains(&"--listen-ws").then(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("listening on ws://")
+                .and_then(|a| a.strip_suffix('/'))
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .parse()
+                .unwrap()
+        });
         Self {
             child,
             _stdout: stdout,
             addr,
+            ws,
         }
     }
 
@@ -142,7 +155,11 @@ pub fn id_of(frame: &[u8]) -> FrameId {
 }
 
 /// A connection authenticated as the owner of a new mailbox.
-pub async fn owner(relay: SocketAddr, mailbox: &Address, key: &SigningKey) -> RelayConnection {
+pub async fn owner(
+    relay: impl Into<RelayAddress>,
+    mailbox: &Address,
+    key: &SigningKey,
+) -> RelayConnection {
     let mut c = RelayConnection::connect(relay).await.unwrap();
     c.create_mailbox(mailbox, key, None).await.unwrap();
     c
@@ -159,7 +176,7 @@ pub async fn delivery(c: &mut RelayConnection) -> Vec<u8> {
 /// Sends a probe frame to `mailbox` and checks that it is the next frame `owner` receives:
 /// proof that nothing else was waiting (frames are delivered in store order).
 pub async fn assert_only_probe_waits(
-    relay: SocketAddr,
+    relay: impl Into<RelayAddress>,
     mailbox: &Address,
     owner: &mut RelayConnection,
     probe: u32,

@@ -14,7 +14,6 @@ use std::sync::LazyLock;
 use chacha20::ChaCha20Rng;
 use confide::{AcknowledgementPayload, CertifiedBundle, Endpoint, StorageKey};
 use confide_crypto::{Timestamp, identity::IdentityKeyPair};
-use confide_examples::tcp::RelayMessage;
 use confide_policy::{ContentFrame, ConversationPolicy};
 use confide_sealed::{
     ENVELOPE_OVERHEAD, SealedEnvelope, SenderCertificate, ServerCertificate, TrustRoots,
@@ -204,15 +203,6 @@ pub fn transport_records(data: &[u8]) {
     let snapshot = delivery.to_bytes();
     let reloaded = Delivery::from_bytes(&snapshot).expect("a loaded machine's snapshot decodes");
     assert_eq!(reloaded, delivery, "records and snapshot agree");
-}
-
-/// `transport_relay`: the strict decoder of the examples' loopback relay protocol
-/// (`confide_examples::tcp`) never panics, and whatever decodes re-encodes to the input.
-pub fn transport_relay(data: &[u8]) {
-    if let Ok(message) = RelayMessage::from_bytes(data) {
-        let again = message.to_bytes().expect("a decoded message re-encodes");
-        assert_eq!(again, data, "relay message encoding is canonical");
-    }
 }
 
 /// `relay_request`: the reference relay's request decoder (`confide_relay::protocol`) never
