@@ -10,8 +10,16 @@ use confide_crypto::Duration;
 /// outbox when its retransmission is due). Version 3 states are refused (no release stored
 /// them). Version 5 adds to each conversation record the windows of the peer's symmetric
 /// sealed-sender epochs (`docs/sealed-sender.md` §9.7); version 4 states are refused (they
-/// were never released either).
-pub const ENDPOINT_STATE_VERSION: u8 = 5;
+/// were never released either). Version 6 stops storing the session message of a frame
+/// waiting for its acknowledgement in its sent record (the outbox entry holds the frame as
+/// sent; the sent record keeps the content and whether the frame carried our delivery
+/// token): a text is stored once less. Version 5 records still load (their sent records'
+/// session messages are read and dropped) and are rewritten as version 6 when they change.
+pub const ENDPOINT_STATE_VERSION: u8 = 6;
+
+/// The previous [`ENDPOINT_STATE_VERSION`], still read: its sent records also hold the
+/// frame's session message.
+pub const ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE: u8 = 5;
 
 /// Below this many unused one-time X25519 prekeys the endpoint generates more.
 ///

@@ -27,9 +27,9 @@ use confide_transport::{Address, Delivery, FrameId, consts::MAX_ADDRESS_LEN};
 use zeroize::Zeroizing;
 
 use crate::consts::{
-    ENDPOINT_STATE_VERSION, MAX_CLOSED_CONVERSATIONS, MAX_CONTROL_FRAMES_REMEMBERED,
-    MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED,
-    MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
+    ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, MAX_CLOSED_CONVERSATIONS,
+    MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS,
+    MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
 };
 use crate::endpoint::conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
 use crate::endpoint::tracked::{ControlSeen, Tracked};
@@ -495,7 +495,8 @@ impl Endpoint {
         let plain = storage::open(key, StateKind::Endpoint, slot, blob)?;
         let mut r = plain.reader();
         let version = r.u8()?;
-        if version != ENDPOINT_STATE_VERSION {
+        if version != ENDPOINT_STATE_VERSION && version != ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE
+        {
             return Err(DecodeError::UnknownVersion {
                 what: "endpoint state",
                 found: version,
@@ -598,11 +599,7 @@ impl Endpoint {
                         .bytes(&s.message.to_bytes())
                         .u8(s.kind.to_byte());
                     w.var32("sent content", MAX_STATE_COMPONENT_LEN, &s.content)?;
-                    w.var32(
-                        "sent session message",
-                        MAX_STATE_COMPONENT_LEN,
-                        &s.session_message,
-                    )?;
+                    w.u8(u8::from(s.carries_token));
                 }
                 None => return Ok(None),
             },
@@ -733,7 +730,7 @@ impl Endpoint {
         let mut seen: Vec<(FrameId, Vec<u8>)> = Vec::new();
         let issued = |id: ConversationId| id.0 < endpoint.next_conversation;
         for (record, mut r) in records {
-            read_version(&mut r)?;
+            let version = read_version(&mut r)?;
             match record {
                 RecordKey::Identity | RecordKey::Counters => {
                     return Err(DecodeError::InvalidValue {
@@ -784,9 +781,15 @@ impl Endpoint {
                         .ok_or(DecodeError::InvalidValue { field: "sent kind" })?;
                     let content =
                         Zeroizing::new(r.var32("sent content", MAX_STATE_COMPONENT_LEN)?.to_vec());
-                    let session_message = r
-                        .var32("sent session message", MAX_STATE_COMPONENT_LEN)?
-                        .to_vec();
+                    let carries_token = if version == ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE {
+                        // Version 5 kept the session message; only whether it carried our
+                        // delivery token is still needed.
+                        crate::endpoint::reset::carries_token(
+                            r.var32("sent session message", MAX_STATE_COMPONENT_LEN)?,
+                        )
+                    } else {
+                        r.bool("sent token flag")?
+                    };
                     sent.insert(
                         frame,
                         SentRecord {
@@ -794,7 +797,7 @@ impl Endpoint {
                             message,
                             kind,
                             content,
-                            session_message,
+                            carries_token,
                         },
                     );
                 }
@@ -900,15 +903,17 @@ fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), Decode
     Ok(())
 }
 
-fn read_version(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+/// Reads a record's version: the current one, or the previous one (whose records differ
+/// only in the sent record). Returns it.
+fn read_version(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let version = r.u8()?;
-    if version != ENDPOINT_STATE_VERSION {
+    if version != ENDPOINT_STATE_VERSION && version != ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE {
         return Err(DecodeError::UnknownVersion {
             what: "endpoint record",
             found: version,
         });
     }
-    Ok(())
+    Ok(version)
 }
 
 fn read_identity(mut r: AuthenticatedReader<'_>) -> Result<Endpoint, ImportError> {

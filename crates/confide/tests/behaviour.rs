@@ -361,6 +361,63 @@ fn plaintext(world: &mut common::World, n: usize) -> Vec<u8> {
     .to_vec()
 }
 
+/// A state stored by the previous version (5: sent records also held the frame's session
+/// message) loads, and is the same state: exported again it is byte for byte the current
+/// version's snapshot of the same endpoint.
+#[test]
+fn a_state_of_the_previous_version_loads_as_the_same_state() {
+    use confide_session::storage::{StateKind, seal};
+    let (mut world, _service) = pair(19, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    // Texts still waiting for their acknowledgements: sent records in the state.
+    for i in 0..3 {
+        world.send(0, conv, format!("waiting {i}").as_bytes());
+    }
+    let current = plaintext(&mut world, 0);
+    let records = common::snapshot_records(&current);
+    let sent: Vec<&Vec<u8>> = records.keys().filter(|k| k[0] == 0x05).collect();
+    assert!(!sent.is_empty(), "the state holds waiting frames");
+    // Rewrite it as version 5 wrote it: every record's version byte 5, and in each sent
+    // record a session message (token-carrying kind 0x21 when the flag says so) instead of
+    // the flag.
+    let mut old = vec![confide::consts::ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE];
+    old.extend_from_slice(&u32::try_from(records.len()).unwrap().to_be_bytes());
+    for (key, value) in &records {
+        let mut value = value.clone();
+        assert_eq!(value[0], confide::consts::ENDPOINT_STATE_VERSION);
+        value[0] = confide::consts::ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE;
+        if key[0] == 0x05 {
+            let flag = value.pop().unwrap();
+            let mut message = vec![0x01, if flag == 1 { 0x21 } else { 0x02 }];
+            message.extend_from_slice(&[0x44; 40]);
+            value.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+            value.extend_from_slice(&message);
+        }
+        old.extend_from_slice(&u16::try_from(key.len()).unwrap().to_be_bytes());
+        old.extend_from_slice(key);
+        old.extend_from_slice(&u32::try_from(value.len()).unwrap().to_be_bytes());
+        old.extend_from_slice(&value);
+    }
+    let blob = seal(
+        &mut world.rng,
+        &world.key,
+        StateKind::Endpoint,
+        b"account",
+        &old,
+    );
+    let mut loaded = Endpoint::import_state(&world.key, b"account", &blob).unwrap();
+    let again = loaded
+        .export_state(&mut world.rng, &world.key, b"account")
+        .unwrap();
+    let again = confide_session::storage::open(&world.key, StateKind::Endpoint, b"account", &again)
+        .unwrap();
+    assert_eq!(
+        again.to_vec(),
+        current,
+        "version 5 loads as the same state, written as version 6"
+    );
+}
+
 #[test]
 fn state_round_trips_exactly_and_decoding_is_strict() {
     use confide_session::storage::{StateKind, seal};

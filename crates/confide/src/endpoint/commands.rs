@@ -180,7 +180,7 @@ impl Endpoint {
         if self.delivery.replace_payload(frame_id, sealed.envelope) == Ok(true)
             && let Some(record) = self.sent.get_mut(&frame_id)
         {
-            record.session_message = sealed.session_message;
+            record.carries_token = sealed.carries_token;
             self.note_sealed(
                 conversation,
                 frame_id,
@@ -191,37 +191,6 @@ impl Endpoint {
             return true;
         }
         false
-    }
-
-    /// Seals the waiting frame `frame_id` again, as it is (same session message), in a
-    /// public-key envelope under our current certificate (after a certificate renewal, so a
-    /// peer that comes online after the old certificate's grace period still accepts it).
-    pub(crate) fn reseal_public_key<R: CryptoRng + ?Sized>(
-        &mut self,
-        rng: &mut R,
-        frame_id: FrameId,
-    ) {
-        let Some(record) = self.sent.get(&frame_id) else {
-            return;
-        };
-        let conversation = record.conversation;
-        let Some(conv) = self.conversations.get(&conversation) else {
-            return;
-        };
-        let Ok(envelope) = confide_sealed::seal(
-            rng,
-            self.store.identity(),
-            &self.certificate,
-            &conv.peer_identity,
-            &record.session_message,
-        ) else {
-            return;
-        };
-        if self.delivery.replace_payload(frame_id, envelope) == Ok(true) {
-            // Its session message keeps its old position, which the peer may reach after
-            // later ones; such an epoch is not one to promote (`docs/sealed-sender.md` §9.5).
-            self.note_sealed(conversation, frame_id, None, None);
-        }
     }
 
     /// Replaces our sender certificate (renewal). It must name our identity. Frames still
@@ -244,9 +213,13 @@ impl Endpoint {
         self.certificate_warned = false;
         // Our published bundles carry the certificate: the directory needs the new ones.
         self.events.push_back(Event::BundlesChanged);
+        // Each waiting frame is encrypted again in its conversation's current session (a new
+        // position in the ratchet; the frame id stays, so a peer that got the old copy drops
+        // the new one as a duplicate) and sealed in a public-key envelope under the new
+        // certificate (the epochs just ended).
         let frames: Vec<FrameId> = self.sent.keys().copied().collect();
         for frame_id in frames {
-            self.reseal_public_key(rng, frame_id);
+            self.reencrypt_frame(rng, now, frame_id);
         }
         self.mark_changed();
         self.collect_transmits(now);
@@ -515,7 +488,7 @@ impl Endpoint {
             conv.pending_acks.clear();
             conv.ack_due = None;
         }
-        let session_message = sealed.session_message;
+        let carries_token = sealed.carries_token;
         let frame_id = self
             .delivery
             .send(rng, now, sealed.to, sealed.envelope)
@@ -533,7 +506,7 @@ impl Endpoint {
                 message,
                 kind,
                 content,
-                session_message,
+                carries_token,
             },
         );
         self.drain_policy_events(conversation);

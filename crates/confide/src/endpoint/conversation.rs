@@ -46,8 +46,11 @@ impl SentKind {
 }
 
 /// An outgoing reliable frame waiting for its end-to-end acknowledgement. It keeps the
-/// content frame (to re-encrypt it in a new session after a reset) and the session message
-/// (to re-seal it under a renewed certificate); both are erased when it leaves the outbox.
+/// content frame, erased when it leaves the outbox, to encrypt it again in the current
+/// session when the frame must change: in a new session after a reset, under a renewed
+/// certificate, or when a symmetric frame goes again with public keys. (The frame as sent
+/// is kept by the delivery machine's outbox entry; the session message inside it is not
+/// kept a second time.)
 #[derive(Clone)]
 pub(crate) struct SentRecord {
     pub(crate) conversation: ConversationId,
@@ -55,9 +58,9 @@ pub(crate) struct SentRecord {
     pub(crate) kind: SentKind,
     /// The encoded content frame (plaintext).
     pub(crate) content: Zeroizing<Vec<u8>>,
-    /// The envelope payload carrying it: the session message, with our delivery token in
-    /// front while the peer has not confirmed it (re-sealed as is on certificate renewal).
-    pub(crate) session_message: Vec<u8>,
+    /// The frame as sent carried our delivery token (the peer had not confirmed it yet): its
+    /// acknowledgement confirms the token.
+    pub(crate) carries_token: bool,
 }
 
 /// A text whose delivery was given up, remembered so that a late acknowledgement still

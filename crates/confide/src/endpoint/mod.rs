@@ -18,7 +18,7 @@ pub(crate) mod conversation;
 mod first_contact;
 pub(crate) mod gate;
 mod receive;
-mod reset;
+pub(crate) mod reset;
 mod stats;
 mod timers;
 pub(crate) mod tracked;
@@ -591,6 +591,7 @@ impl Endpoint {
     ) -> Option<Sealed> {
         let conv = self.conversations.get_mut(&conversation)?;
         let session_message = conv.record.encrypt(rng, content).ok()?;
+        let carries_token = !conv.token_confirmed;
         let payload = with_token(conv, &self.own_token, session_message);
         let payload = match acks {
             Some(acks) => acks.in_front_of(&payload),
@@ -609,7 +610,7 @@ impl Endpoint {
             && let Some((envelope, serial)) = epochs.seal_current(now, secret, &payload)
         {
             return Some(Sealed {
-                session_message: payload,
+                carries_token,
                 envelope,
                 to,
                 started: None,
@@ -633,7 +634,7 @@ impl Endpoint {
         .ok()?;
         let started = secret.and_then(|secret| self.new_epoch(&seed, secret, now));
         Some(Sealed {
-            session_message: payload,
+            carries_token,
             envelope,
             to,
             started,
@@ -1015,9 +1016,9 @@ impl confide_transport::driver::SansIoEndpoint for Endpoint {
 
 /// What [`Endpoint::encrypt_and_seal`] produced.
 pub(crate) struct Sealed {
-    /// The envelope payload: the session message, with our delivery token in front while the
-    /// peer has not confirmed it.
-    pub(crate) session_message: Vec<u8>,
+    /// The envelope's session message carries our delivery token in front (the peer has not
+    /// confirmed it yet).
+    pub(crate) carries_token: bool,
     /// The envelope (public-key or symmetric).
     pub(crate) envelope: Vec<u8>,
     /// The peer's mailbox.

@@ -719,9 +719,11 @@ impl Endpoint {
     ) {
         self.confirm_epoch(conversation, frame_id);
         // The peer holds our delivery token once it acknowledged a frame that carried it.
-        if self.sent.get(&frame_id).is_some_and(|s| {
-            s.conversation == conversation && reset::carries_token(&s.session_message)
-        }) && let Some(conv) = self.conversations.get_mut(&conversation)
+        if self
+            .sent
+            .get(&frame_id)
+            .is_some_and(|s| s.conversation == conversation && s.carries_token)
+            && let Some(conv) = self.conversations.get_mut(&conversation)
             && !conv.token_confirmed
         {
             conv.token_confirmed = true;

@@ -408,7 +408,7 @@ impl Endpoint {
         let Some(sealed) = self.encrypt_and_seal(rng, now, conversation, &content) else {
             return;
         };
-        let session_message = sealed.session_message;
+        let carries_token = sealed.carries_token;
         if let Ok(frame_id) = self.delivery.send(rng, now, sealed.to, sealed.envelope) {
             self.note_sealed(
                 conversation,
@@ -423,7 +423,7 @@ impl Endpoint {
                     message,
                     kind: SentKind::Resume,
                     content,
-                    session_message,
+                    carries_token,
                 },
             );
         }
