@@ -234,9 +234,10 @@ pub fn encrypt<R: CryptoRng + ?Sized>(
     Ok((blob, encryptor.finish()?))
 }
 
-/// Not public API: an encryptor with a given key and salt, for the known-answer vectors.
-/// A key and salt must never encrypt two different plaintexts.
-#[doc(hidden)]
+/// Test fixtures only (feature `dangerous-test-fixtures`): an encryptor with a given key and
+/// salt, for the known-answer vectors, the fuzz check's re-encryption and the bounded-memory
+/// test. A key and salt must never encrypt two different plaintexts (the nonces would repeat).
+#[cfg(feature = "dangerous-test-fixtures")]
 pub fn dangerous_encryptor_with_key_and_salt(
     key: AttachmentKey,
     salt: [u8; SALT_LEN],

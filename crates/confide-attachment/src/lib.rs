@@ -90,9 +90,9 @@ pub use consts::{
     CHUNK_LEN, HEADER_LEN, MAX_DURATION, MAX_PLAINTEXT_LEN, MIN_BUCKET_LEN, POINTER_LEN,
 };
 pub use decrypt::{AttachmentDecryptor, decrypt};
-pub use encrypt::{
-    AttachmentEncryptor, EncryptedAttachment, dangerous_encryptor_with_key_and_salt, encrypt,
-};
+#[cfg(feature = "dangerous-test-fixtures")]
+pub use encrypt::dangerous_encryptor_with_key_and_salt;
+pub use encrypt::{AttachmentEncryptor, EncryptedAttachment, encrypt};
 pub use error::{DecryptError, EncryptError, PointerError};
 pub use ids::{AttachmentKey, BlobId, CiphertextDigest};
 pub use layout::{bucket_len, chunk_count, ciphertext_len};
