@@ -29,6 +29,16 @@ fn plaintext(len: usize) -> Vec<u8> {
 
 /// The blob for `plaintext` under `key` and `salt`, from the primitives alone (§3, §4).
 fn blob_from_primitives(key: &[u8; 32], salt: &[u8; 32], plaintext: &[u8]) -> (Vec<u8>, Value) {
+    blob_with_padding(key, salt, plaintext, 0)
+}
+
+/// As [`blob_from_primitives`], with every padding byte set to `pad` (0 in a conforming blob).
+fn blob_with_padding(
+    key: &[u8; 32],
+    salt: &[u8; 32],
+    plaintext: &[u8],
+    pad: u8,
+) -> (Vec<u8>, Value) {
     let len = plaintext.len() as u64;
     let mut chunk_key = [0u8; 32];
     hkdf_sha256_multi(
@@ -44,7 +54,7 @@ fn blob_from_primitives(key: &[u8; 32], salt: &[u8; 32], plaintext: &[u8]) -> (V
     );
     let cipher = ChaCha20Poly1305::new((&chunk_key).into());
     let mut body = plaintext.to_vec();
-    body.resize(bucket_len(len).unwrap() as usize, 0);
+    body.resize(bucket_len(len).unwrap() as usize, pad);
     let mut blob = vec![1u8];
     blob.extend_from_slice(salt);
     let count = body.len().div_ceil(CHUNK_LEN);
@@ -162,4 +172,39 @@ fn attachment_vectors() {
         "buckets": buckets,
     });
     check_json("attachment/vectors.json", &generated);
+}
+
+#[test]
+fn authentic_chunks_with_non_zero_padding_are_refused() {
+    // A key holder (a non-conforming sender) pads with 0x01: every chunk authenticates, but
+    // the decryptor refuses the chunk that holds padding (one encoding per attachment).
+    let key = [0x71u8; 32];
+    let salt = [0x72u8; 32];
+    for (len, padded_chunk) in [(10usize, 0u64), (CHUNK_LEN + 1, 1)] {
+        let data = plaintext(len);
+        let (blob, _) = blob_with_padding(&key, &salt, &data, 1);
+        let (good, _) = blob_from_primitives(&key, &salt, &data);
+        let attachment_key = confide_attachment::AttachmentKey::new(key);
+        for (blob, expected) in [
+            (&good, Ok(())),
+            (
+                &blob,
+                Err(confide_attachment::DecryptError::BadPadding {
+                    index: padded_chunk,
+                }),
+            ),
+        ] {
+            let mut decryptor =
+                confide_attachment::AttachmentDecryptor::new(&attachment_key, len as u64).unwrap();
+            let mut input = &blob[..];
+            let outcome = loop {
+                match decryptor.push(&mut input) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break decryptor.finish(),
+                    Err(e) => break Err(e),
+                }
+            };
+            assert_eq!(outcome, expected, "len {len}");
+        }
+    }
 }
