@@ -65,6 +65,20 @@ fn pointer_seeds() -> Vec<Vec<u8>> {
             .to_vec()
         })
         .collect();
+    // A key equal to the digest (a fuzzer once took the digest's hex in `Debug` for the key).
+    out.push(
+        AttachmentPointer::from_parts(
+            BlobId::from_bytes([0x45; 16]),
+            AttachmentKey::new([0x45; 32]),
+            CiphertextDigest::from_bytes([0x45; 32]),
+            54,
+            ContentType::Other(0xb0),
+            Some(Duration::from_millis(0x0123)),
+        )
+        .unwrap()
+        .to_bytes()
+        .to_vec(),
+    );
     // Malformed: version 2, a trailing byte.
     let mut v2 = out[0].clone();
     v2[0] = 2;
