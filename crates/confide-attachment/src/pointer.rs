@@ -255,9 +255,8 @@ impl AttachmentPointer {
                     len: usize::try_from(len).unwrap_or(usize::MAX),
                     max: usize::try_from(max).unwrap_or(usize::MAX),
                 },
-                PointerError::InvalidContentType { .. } => DecodeError::InvalidValue {
-                    field: "attachment content type",
-                },
+                // A decoded content type is canonical (`from_code`), so only the length and
+                // duration rules can fail here.
                 _ => DecodeError::InvalidValue {
                     field: "attachment duration",
                 },

@@ -143,6 +143,32 @@ fn construction_rules() {
 }
 
 #[test]
+fn the_size_limit_is_inclusive() {
+    let make = |len| {
+        AttachmentPointer::from_parts(
+            BlobId::from_bytes([0; 16]),
+            AttachmentKey::new([0; 32]),
+            CiphertextDigest::from_bytes([0; 32]),
+            len,
+            ContentType::File,
+            None,
+        )
+    };
+    let largest = make(MAX_PLAINTEXT_LEN).unwrap();
+    assert_eq!(
+        AttachmentPointer::from_bytes(&largest.to_bytes()).unwrap(),
+        largest
+    );
+    assert_eq!(
+        make(MAX_PLAINTEXT_LEN + 1),
+        Err(PointerError::TooLong {
+            len: MAX_PLAINTEXT_LEN + 1,
+            max: MAX_PLAINTEXT_LEN
+        })
+    );
+}
+
+#[test]
 fn debug_redacts_the_key() {
     let p = sample(ContentType::File, None);
     let shown = format!("{p:?}");

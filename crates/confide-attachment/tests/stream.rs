@@ -296,3 +296,20 @@ fn nothing_secret_in_debug_or_errors() {
     let err = dec.push(&mut &[0u8; HEADER_LEN + 300][..]).unwrap_err();
     assert!(!format!("{err} {err:?}").contains(&key_hex));
 }
+
+#[test]
+fn a_header_arriving_in_small_pieces_is_read_whole() {
+    // A slow link delivers a few bytes at a time: the decryptor must wait for all 33 header
+    // bytes before deriving the chunk key.
+    let data = plaintext(15, 1_000);
+    let (blob, sealed) = seal(1, &data);
+    for pieces in [&[1usize][..], &[7], &[32, 1, 65_000], &[HEADER_LEN - 1, 2]] {
+        let out = run(
+            AttachmentDecryptor::for_pointer(&pointer(&sealed)).unwrap(),
+            &blob,
+            pieces,
+        );
+        assert_eq!(out.result, Ok(()), "pieces {pieces:?}");
+        assert_eq!(out.released, data, "pieces {pieces:?}");
+    }
+}
