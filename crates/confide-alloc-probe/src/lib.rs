@@ -11,6 +11,10 @@
 //! smallest possible scope (each `unsafe` block below says why it is sound). The crate is
 //! `publish = false` and no library depends on it: only its own tests install the allocator.
 //!
+//! The allocator also counts live heap bytes and their high-water mark ([`live_bytes`],
+//! [`peak_bytes`], [`reset_peak`]), always (not only while armed), so a test can prove that a
+//! streaming API holds bounded memory whatever the input size.
+//!
 //! `realloc` is implemented as allocate, copy, scan the old block, free the old block, even
 //! when the system allocator could have grown the block in place: the test must not depend on
 //! allocator luck, so every growth is treated as the worst case, a move that frees a copy.
@@ -35,6 +39,36 @@ static PATTERN_COUNT: AtomicUsize = AtomicUsize::new(0);
 static ARMED: AtomicBool = AtomicBool::new(false);
 static HITS: AtomicUsize = AtomicUsize::new(0);
 static FREES_SCANNED: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Heap bytes allocated through the probe and not yet freed, by every thread.
+#[must_use]
+pub fn live_bytes() -> usize {
+    LIVE_BYTES.load(Ordering::SeqCst)
+}
+
+/// The most [`live_bytes`] has been since the last [`reset_peak`].
+#[must_use]
+pub fn peak_bytes() -> usize {
+    PEAK_BYTES.load(Ordering::SeqCst)
+}
+
+/// Starts a new high-water mark at the current [`live_bytes`].
+pub fn reset_peak() {
+    PEAK_BYTES.store(LIVE_BYTES.load(Ordering::SeqCst), Ordering::SeqCst);
+}
+
+fn count_alloc(size: usize) {
+    let live = LIVE_BYTES
+        .fetch_add(size, Ordering::SeqCst)
+        .saturating_add(size);
+    PEAK_BYTES.fetch_max(live, Ordering::SeqCst);
+}
+
+fn count_free(size: usize) {
+    LIVE_BYTES.fetch_sub(size, Ordering::SeqCst);
+}
 
 /// A global allocator that delegates to [`System`] and scans freed blocks while armed.
 #[derive(Debug, Clone, Copy, Default)]
@@ -128,16 +162,25 @@ fn scan(ptr: *const u8, size: usize) {
 unsafe impl GlobalAlloc for ScanningAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
+        let block = unsafe { System.alloc(layout) };
+        if !block.is_null() {
+            count_alloc(layout.size());
+        }
+        block
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
+        let block = unsafe { System.alloc_zeroed(layout) };
+        if !block.is_null() {
+            count_alloc(layout.size());
+        }
+        block
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         scan(ptr, layout.size());
+        count_free(layout.size());
         // SAFETY: forwarded unchanged; `ptr` was allocated by `System` with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -151,9 +194,11 @@ unsafe impl GlobalAlloc for ScanningAllocator {
         if new.is_null() {
             return new;
         }
+        count_alloc(new_size);
         // SAFETY: both blocks are live, distinct, and at least `min(old, new)` bytes long.
         unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
         scan(ptr, layout.size());
+        count_free(layout.size());
         // SAFETY: `ptr` was allocated by `System` with `layout` and is not used again.
         unsafe { System.dealloc(ptr, layout) };
         new

@@ -71,6 +71,9 @@ pub mod labels {
     pub const TRANSCRIPT_KEY_CHECK: &[u8] = b"Confide_v1_Transcript_KeyCheck";
     /// HKDF info: the key that wraps one stored message's key (salted per message).
     pub const TRANSCRIPT_KEY_WRAP: &[u8] = b"Confide_v1_Transcript_KeyWrap";
+    /// HKDF info prefix: the chunk key of one attachment stream, from its random key and salt
+    /// (confide-attachment, `docs/attachments.md`).
+    pub const ATTACHMENT_CHUNK_KEY: &[u8] = b"Confide_v1_Attachment_ChunkKey";
 }
 
 /// HKDF-SHA256: extract with `salt` (or 32 zero bytes when `None`), then expand `info` into `out`.
@@ -300,6 +303,7 @@ mod tests {
             labels::TRANSCRIPT_TAG_KEY,
             labels::TRANSCRIPT_KEY_CHECK,
             labels::TRANSCRIPT_KEY_WRAP,
+            labels::ATTACHMENT_CHUNK_KEY,
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {

@@ -6,6 +6,7 @@
 //! return means the input was handled correctly (usually: refused, or decoded and re-encoded
 //! to the same bytes).
 
+pub mod attachment;
 pub mod session;
 pub mod symmetric;
 
@@ -24,6 +25,7 @@ use rand_core::SeedableRng;
 
 use crate::sealed_fixture;
 
+pub use attachment::{attachment_pointer, attachment_stream};
 pub use session::{session_bundle, session_interaction, session_message, session_state};
 pub use symmetric::sealed_symmetric;
 
