@@ -16,10 +16,12 @@
 //! The simulated network and the drivers that tests use live in the unpublished `confide-sim`
 //! crate; the tokio client of the reference relay lives in `confide-relay`.
 //!
-//! Acknowledgements are not transport frames: they travel end-to-end encrypted inside the
-//! session, so a relay can neither forge one (making a message silently vanish) nor tell an
-//! acknowledgement from a message. The facade reports authenticated acknowledgements with
-//! [`Delivery::on_ack`]. Wire formats, timers and limits: `docs/transport.md`.
+//! Acknowledgements are not transport frames: they travel end-to-end encrypted and
+//! authenticated as the peer (inside the session, or as a list of frame ids sealed in a
+//! symmetric envelope of the acknowledging side's epoch, `docs/endpoint.md`), so a relay
+//! cannot forge one (making a message silently vanish); it can tell a standalone
+//! acknowledgement from a text by its size (`docs/threat-model.md`). The facade reports
+//! authenticated acknowledgements with [`Delivery::on_ack`]. Wire formats, timers and limits: `docs/transport.md`.
 //!
 //! The library never reads a clock or a random source of its own: `now` and `rng` are passed
 //! in.
