@@ -400,15 +400,9 @@ impl StagedEnvelope {
 /// [`TagWindow::to_bytes`] (213 bytes; the tags are recomputed when read).
 #[derive(Clone)]
 pub struct TagWindow {
-    tag_key: TagKey,
-    message_root: MessageRoot,
-    /// One past the highest index received (0: none yet).
-    next: u64,
-    /// Bit `k` (bit `k % 64` of word `k / 64`) set: index `next - 1 - k` was received.
-    seen: [u64; BITMAP_WORDS],
-    accept_until: Timestamp,
-    server_key_id: u32,
-    /// Every index still accepted, by tag; derived from the fields above.
+    /// What is stored of it; everything below is derived from it.
+    state: StoredTagWindow,
+    /// Every index still accepted, by tag.
     by_tag: BTreeMap<EnvelopeTag, u64>,
     /// The same, by index.
     by_index: BTreeMap<u64, EnvelopeTag>,
@@ -417,19 +411,14 @@ pub struct TagWindow {
 impl fmt::Debug for TagWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Self {
-            tag_key: _,
-            message_root: _,
-            next,
-            seen: _,
-            accept_until,
-            server_key_id,
+            state,
             by_tag,
             by_index: _,
         } = self;
         f.debug_struct("TagWindow")
-            .field("next", next)
-            .field("accept_until", accept_until)
-            .field("server_key_id", server_key_id)
+            .field("next", &state.next)
+            .field("accept_until", &state.accept_until)
+            .field("server_key_id", &state.server_key_id)
             .field("expected_tags", &by_tag.len())
             .finish_non_exhaustive()
     }
@@ -438,12 +427,7 @@ impl fmt::Debug for TagWindow {
 impl PartialEq for TagWindow {
     /// Equal state (constant time on the keys). The derived tag maps follow from it.
     fn eq(&self, other: &Self) -> bool {
-        bool::from(self.tag_key.ct_eq(&other.tag_key))
-            & bool::from(self.message_root.ct_eq(&other.message_root))
-            & (self.next == other.next)
-            & (self.seen == other.seen)
-            & (self.accept_until == other.accept_until)
-            & (self.server_key_id == other.server_key_id)
+        self.state == other.state
     }
 }
 
@@ -465,65 +449,15 @@ impl TagWindow {
     ) -> Result<Self, SymmetricOpenError> {
         let (tag_key, message_root) =
             epoch_keys(seed, secret).map_err(|_| SymmetricOpenError::KeyDerivation)?;
-        Ok(Self::from_parts(
+        Ok(StoredTagWindow {
             tag_key,
             message_root,
-            0,
-            [0; BITMAP_WORDS],
+            next: 0,
+            seen: [0; BITMAP_WORDS],
             accept_until,
             server_key_id,
-        ))
-    }
-
-    fn from_parts(
-        tag_key: TagKey,
-        message_root: MessageRoot,
-        next: u64,
-        seen: [u64; BITMAP_WORDS],
-        accept_until: Timestamp,
-        server_key_id: u32,
-    ) -> Self {
-        let mut window = Self {
-            tag_key,
-            message_root,
-            next,
-            seen,
-            accept_until,
-            server_key_id,
-            by_tag: BTreeMap::new(),
-            by_index: BTreeMap::new(),
-        };
-        for (index, tag) in tags_at(&window.tag_key, &window.expected_indices()) {
-            window.by_tag.insert(tag, index);
-            window.by_index.insert(index, tag);
         }
-        window
-    }
-
-    /// Every index the window accepts, ascending: those below `next` (at most
-    /// [`TAG_WINDOW_BEHIND`] below) not yet received, then `next .. next + TAG_WINDOW_AHEAD`
-    /// (below [`MAX_SYMMETRIC_EPOCH_ENVELOPES`]).
-    fn expected_indices(&self) -> Vec<u64> {
-        let behind = self.next.min(TAG_WINDOW_BEHIND);
-        let mut out: Vec<u64> = (1..=behind)
-            .rev()
-            .map(|d| self.next.saturating_sub(d))
-            .filter(|index| !self.was_received(*index))
-            .collect();
-        let end = self
-            .next
-            .saturating_add(TAG_WINDOW_AHEAD)
-            .min(MAX_SYMMETRIC_EPOCH_ENVELOPES);
-        out.extend(self.next..end);
-        out
-    }
-
-    /// Whether `index` (below `next`, within the bitmap) was received.
-    fn was_received(&self, index: u64) -> bool {
-        let Some(k) = self.next.checked_sub(index).and_then(|d| d.checked_sub(1)) else {
-            return false;
-        };
-        bit(&self.seen, k)
+        .into_window())
     }
 
     /// The tags this window accepts (each once), in no particular order: what a
@@ -542,25 +476,25 @@ impl TagWindow {
     /// One past the highest index received (0 before the first).
     #[must_use]
     pub fn next_index(&self) -> u64 {
-        self.next
+        self.state.next
     }
 
     /// Until when the epoch's envelopes are accepted.
     #[must_use]
     pub fn accept_until(&self) -> Timestamp {
-        self.accept_until
+        self.state.accept_until
     }
 
     /// The server key id that certified the epoch's sender.
     #[must_use]
     pub fn server_key_id(&self) -> u32 {
-        self.server_key_id
+        self.state.server_key_id
     }
 
     /// Whether both windows belong to the same epoch (constant time).
     #[must_use]
     pub fn same_epoch(&self, other: &Self) -> bool {
-        bool::from(self.tag_key.ct_eq(&other.tag_key))
+        self.state.same_epoch(&other.state)
     }
 
     /// Opens a symmetric envelope of this epoch at `now` under `roots`. The checks, in order:
@@ -638,15 +572,15 @@ impl TagWindow {
             .by_tag
             .get(&envelope.tag)
             .ok_or(SymmetricOpenError::UnknownTag)?;
-        if now >= self.accept_until {
+        if now >= self.state.accept_until {
             return Err(SymmetricOpenError::EpochExpired);
         }
-        if roots.is_revoked(self.server_key_id) {
+        if roots.is_revoked(self.state.server_key_id) {
             return Err(SymmetricOpenError::ServerRevoked {
-                server_key_id: self.server_key_id,
+                server_key_id: self.state.server_key_id,
             });
         }
-        let (key, nonce) = message_key(&self.message_root, index)
+        let (key, nonce) = message_key(&self.state.message_root, index)
             .map_err(|_| SymmetricOpenError::KeyDerivation)?;
         let payload = aead::open(
             &key,
@@ -667,15 +601,17 @@ impl TagWindow {
     /// The `(index, tag)` pairs that enter the ahead part of the window when `index` is
     /// received.
     fn tags_entering_with(&self, index: u64) -> Vec<(u64, EnvelopeTag)> {
-        if index < self.next {
+        if index < self.state.next {
             return Vec::new();
         }
         let new_next = index.saturating_add(1);
-        let from = self.next.saturating_add(TAG_WINDOW_AHEAD);
+        let from = self.state.next.saturating_add(TAG_WINDOW_AHEAD);
         let to = new_next
             .saturating_add(TAG_WINDOW_AHEAD)
             .min(MAX_SYMMETRIC_EPOCH_ENVELOPES);
-        (from..to).map(|i| (i, tag_at(&self.tag_key, i))).collect()
+        (from..to)
+            .map(|i| (i, tag_at(&self.state.tag_key, i)))
+            .collect()
     }
 
     /// Records `index` as received, with the tags entering the window. Infallible.
@@ -685,13 +621,13 @@ impl TagWindow {
             self.by_tag.remove(&tag);
             removed.push(tag);
         }
-        if index >= self.next {
-            let shift = index.saturating_add(1).saturating_sub(self.next);
-            self.seen = shifted(&self.seen, shift);
-            self.next = index.saturating_add(1);
-            set_bit(&mut self.seen, 0);
+        if index >= self.state.next {
+            let shift = index.saturating_add(1).saturating_sub(self.state.next);
+            self.state.seen = shifted(&self.state.seen, shift);
+            self.state.next = index.saturating_add(1);
+            set_bit(&mut self.state.seen, 0);
             // Indices that fell below the window stop being accepted.
-            let floor = self.next.saturating_sub(TAG_WINDOW_BEHIND);
+            let floor = self.state.next.saturating_sub(TAG_WINDOW_BEHIND);
             let fallen: Vec<u64> = self.by_index.range(..floor).map(|(i, _)| *i).collect();
             for i in fallen {
                 if let Some(tag) = self.by_index.remove(&i) {
@@ -699,8 +635,13 @@ impl TagWindow {
                     removed.push(tag);
                 }
             }
-        } else if let Some(k) = self.next.checked_sub(index).and_then(|d| d.checked_sub(1)) {
-            set_bit(&mut self.seen, k);
+        } else if let Some(k) = self
+            .state
+            .next
+            .checked_sub(index)
+            .and_then(|d| d.checked_sub(1))
+        {
+            set_bit(&mut self.state.seen, k);
         }
         let mut entered = Vec::with_capacity(added.len());
         for (i, tag) in added {
@@ -719,14 +660,7 @@ impl TagWindow {
     /// Contains secrets: store it encrypted, with the conversation's state.
     #[must_use]
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        encode_window_state(
-            &self.tag_key,
-            &self.message_root,
-            self.next,
-            &self.seen,
-            self.accept_until,
-            self.server_key_id,
-        )
+        self.state.to_bytes()
     }
 
     /// Reads [`TagWindow::to_bytes`], strictly: the version, `next ≤`
@@ -741,27 +675,6 @@ impl TagWindow {
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         StoredTagWindow::read(r).map(StoredTagWindow::into_window)
     }
-}
-
-/// `TagWindow::to_bytes` of these fields.
-fn encode_window_state(
-    tag_key: &TagKey,
-    message_root: &MessageRoot,
-    next: u64,
-    seen: &[u64; BITMAP_WORDS],
-    accept_until: Timestamp,
-    server_key_id: u32,
-) -> Zeroizing<Vec<u8>> {
-    let mut w = Writer::with_capacity(crate::consts::TAG_WINDOW_STATE_LEN);
-    w.u8(TAG_WINDOW_STATE_VERSION)
-        .bytes(tag_key.expose())
-        .bytes(message_root.expose())
-        .u64(next);
-    for word in seen {
-        w.u64(*word);
-    }
-    w.u64(accept_until.as_millis()).u32(server_key_id);
-    w.into_zeroizing()
 }
 
 /// A [`TagWindow`] read back from storage whose tags are not derived yet (about 32 HMACs
@@ -797,7 +710,47 @@ impl fmt::Debug for StoredTagWindow {
     }
 }
 
+impl PartialEq for StoredTagWindow {
+    /// Equal state (constant time on the keys).
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.tag_key.ct_eq(&other.tag_key))
+            & bool::from(self.message_root.ct_eq(&other.message_root))
+            & (self.next == other.next)
+            & (self.seen == other.seen)
+            & (self.accept_until == other.accept_until)
+            & (self.server_key_id == other.server_key_id)
+    }
+}
+
+impl Eq for StoredTagWindow {}
+
 impl StoredTagWindow {
+    /// Every index the window accepts, ascending: those below `next` (at most
+    /// [`TAG_WINDOW_BEHIND`] below) not yet received, then `next .. next + TAG_WINDOW_AHEAD`
+    /// (below [`MAX_SYMMETRIC_EPOCH_ENVELOPES`]).
+    fn expected_indices(&self) -> Vec<u64> {
+        let behind = self.next.min(TAG_WINDOW_BEHIND);
+        let mut out: Vec<u64> = (1..=behind)
+            .rev()
+            .map(|d| self.next.saturating_sub(d))
+            .filter(|index| !self.was_received(*index))
+            .collect();
+        let end = self
+            .next
+            .saturating_add(TAG_WINDOW_AHEAD)
+            .min(MAX_SYMMETRIC_EPOCH_ENVELOPES);
+        out.extend(self.next..end);
+        out
+    }
+
+    /// Whether `index` (below `next`, within the bitmap) was received.
+    fn was_received(&self, index: u64) -> bool {
+        let Some(k) = self.next.checked_sub(index).and_then(|d| d.checked_sub(1)) else {
+            return false;
+        };
+        bit(&self.seen, k)
+    }
+
     /// Reads the stored form strictly, as [`TagWindow::from_bytes`] does, without deriving
     /// the tags.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -853,17 +806,19 @@ impl StoredTagWindow {
         })
     }
 
-    /// The stored form, byte for byte what it was read from.
+    /// The stored form, byte for byte what it was read from (`TagWindow::to_bytes`).
     #[must_use]
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        encode_window_state(
-            &self.tag_key,
-            &self.message_root,
-            self.next,
-            &self.seen,
-            self.accept_until,
-            self.server_key_id,
-        )
+        let mut w = Writer::with_capacity(crate::consts::TAG_WINDOW_STATE_LEN);
+        w.u8(TAG_WINDOW_STATE_VERSION)
+            .bytes(self.tag_key.expose())
+            .bytes(self.message_root.expose())
+            .u64(self.next);
+        for word in self.seen {
+            w.u64(word);
+        }
+        w.u64(self.accept_until.as_millis()).u32(self.server_key_id);
+        w.into_zeroizing()
     }
 
     /// Whether both windows belong to the same epoch (constant time).
@@ -875,14 +830,16 @@ impl StoredTagWindow {
     /// The window, with its tags derived.
     #[must_use]
     pub fn into_window(self) -> TagWindow {
-        TagWindow::from_parts(
-            self.tag_key,
-            self.message_root,
-            self.next,
-            self.seen,
-            self.accept_until,
-            self.server_key_id,
-        )
+        let mut window = TagWindow {
+            state: self,
+            by_tag: BTreeMap::new(),
+            by_index: BTreeMap::new(),
+        };
+        for (index, tag) in tags_at(&window.state.tag_key, &window.state.expected_indices()) {
+            window.by_tag.insert(tag, index);
+            window.by_index.insert(index, tag);
+        }
+        window
     }
 }
 
