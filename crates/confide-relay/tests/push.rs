@@ -22,12 +22,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-async fn within<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_DEADLINE, f)
-        .await
-        .expect("test finished within its deadline");
-}
-
 /// A fake push gateway: every request it receives (head and any body), answered `204`.
 struct Gateway {
     addr: SocketAddr,

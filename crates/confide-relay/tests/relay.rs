@@ -20,12 +20,6 @@ use confide_relay::protocol::{
 use confide_sealed::{DeliveryToken, ProfileKey, Role, SenderCertificate};
 use confide_transport::RelayToken;
 
-async fn within<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_DEADLINE, f)
-        .await
-        .expect("test finished within its deadline");
-}
-
 #[tokio::test]
 async fn a_frame_is_stored_with_a_receipt_delivered_and_deleted_on_confirmation() {
     within(async {

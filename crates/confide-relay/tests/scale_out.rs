@@ -22,12 +22,6 @@ use confide_transport::{Address, FrameId};
 /// How long a cross-process delivery may take (the measured figure is milliseconds).
 const CROSS_PROCESS_BOUND: Duration = Duration::from_secs(5);
 
-async fn within<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_DEADLINE, f)
-        .await
-        .expect("test finished within its deadline");
-}
-
 /// Two relay processes sharing the schema `schema` of the test database.
 fn two_relays(url: &str, schema: &str) -> (RelayProcess, RelayProcess) {
     let a = RelayProcess::start_db(url, "127.0.0.1:0", &["--db-schema", schema]);

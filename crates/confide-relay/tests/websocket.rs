@@ -19,12 +19,6 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-async fn within<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_DEADLINE, f)
-        .await
-        .expect("test finished within its deadline");
-}
-
 fn ws(relay: &RelayProcess) -> RelayAddress {
     RelayAddress::WebSocket(relay.ws.unwrap())
 }

@@ -26,6 +26,13 @@ use rand_core::SeedableRng;
 /// Every test's whole body must finish within this.
 pub const TEST_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Runs a test's body, failing it if it takes longer than [`TEST_DEADLINE`].
+pub async fn within<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(TEST_DEADLINE, f)
+        .await
+        .expect("test finished within its deadline");
+}
+
 /// A temporary directory, removed on drop.
 pub struct TempDir(PathBuf);
 
