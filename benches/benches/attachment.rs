@@ -28,7 +28,7 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag, aead::AeadInOut};
@@ -207,20 +207,9 @@ fn bench_decrypt(c: &mut Criterion) {
     g.finish();
 }
 
-/// Median time per call over `rounds` rounds of `iters` calls.
-fn median_time(rounds: usize, iters: u32, mut run: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                run();
-            }
-            start.elapsed() / iters
-        })
-        .collect();
-    times.sort();
-    times[rounds / 2]
-}
+#[path = "common/timing.rs"]
+mod timing;
+use timing::median_time;
 
 /// Interleaved same-process timing of each operation and its floor; prints the ratios.
 fn report_ratios(_c: &mut Criterion) {

@@ -300,20 +300,9 @@ fn bench_scheduler(c: &mut Criterion) {
 
 // ---- same-process report --------------------------------------------------------------------
 
-/// Median time per call over `rounds` rounds of `iters` calls.
-fn median_time(rounds: usize, iters: u32, mut run: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                run();
-            }
-            start.elapsed() / iters
-        })
-        .collect();
-    times.sort();
-    times[rounds / 2]
-}
+#[path = "common/timing.rs"]
+mod timing;
+use timing::median_time;
 
 fn report(_c: &mut Criterion) {
     let mut conv = Conversation::new();
