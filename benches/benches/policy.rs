@@ -107,7 +107,7 @@ impl Conversation {
             .handle_incoming(frame.as_bytes(), NOW)
             .unwrap()
         {
-            Incoming::Message(m) => m.text.len(),
+            Incoming::Message(m) => m.content.kind().len(),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -120,7 +120,7 @@ impl Conversation {
         let sealed = aead::seal(&self.key, &nonce, b"", frame.as_bytes());
         let opened = aead::open(&self.key, &nonce, b"", &sealed).unwrap();
         match self.receiver.handle_incoming(&opened, NOW).unwrap() {
-            Incoming::Message(m) => m.text.len(),
+            Incoming::Message(m) => m.content.kind().len(),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -74,6 +74,12 @@ pub mod labels {
     /// HKDF info prefix: the chunk key of one attachment stream, from its random key and salt
     /// (confide-attachment, `docs/attachments.md`).
     pub const ATTACHMENT_CHUNK_KEY: &[u8] = b"Confide_v1_Attachment_ChunkKey";
+    /// SPAKE2 identity prefix of a verification by short code: followed by one party's
+    /// identity public key (confide, `docs/endpoint.md`, "Verification with a short code").
+    pub const SHORT_CODE_IDENTITY: &[u8] = b"Confide_v1_ShortCode_Identity";
+    /// HKDF info prefix: one side's key confirmation of a verification by short code,
+    /// followed by the side's byte.
+    pub const SHORT_CODE_CONFIRM: &[u8] = b"Confide_v1_ShortCode_Confirm";
 }
 
 /// HKDF-SHA256: extract with `salt` (or 32 zero bytes when `None`), then expand `info` into `out`.

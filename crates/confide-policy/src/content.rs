@@ -15,6 +15,8 @@
 
 use crate::limits::{CONTENT_FRAME_VERSION, MAX_IDS_PER_FRAME, MAX_TEXT_LEN};
 use crate::retention::TimerSetting;
+use crate::typed::{CodeStep, Referral, ReferralAnswer};
+use confide_attachment::AttachmentPointer;
 use confide_crypto::codec::{DecodeError, Reader, Writer};
 use confide_crypto::{FrameId, Timestamp};
 use core::fmt;
@@ -48,7 +50,7 @@ impl MessageId {
         Self(confide_crypto::random_array(rng))
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self(r.array()?))
     }
 }
@@ -132,6 +134,16 @@ pub enum Body {
         /// Transport ids of the recipient's frames that the sender holds.
         received: Vec<FrameId>,
     },
+    /// An attachment (tag `0x08`): its pointer, [`confide_attachment::POINTER_LEN`] bytes.
+    Attachment(AttachmentPointer),
+    /// The sender took a screenshot of the conversation (tag `0x09`, empty).
+    ScreenshotNotice,
+    /// The sender introduces the recipient to another certified party (tag `0x0a`).
+    Referral(Referral),
+    /// The answer to a referral (tag `0x0b`): accepted or declined, nothing else.
+    ReferralAnswer(ReferralAnswer),
+    /// One step of a verification by short code (tag `0x0c`).
+    Code(CodeStep),
 }
 
 impl Body {
@@ -142,6 +154,14 @@ impl Body {
     const TAG_ACK: u8 = 0x05;
     const TAG_READ: u8 = 0x06;
     const TAG_RESUME: u8 = 0x07;
+    const TAG_ATTACHMENT: u8 = 0x08;
+    const TAG_SCREENSHOT_NOTICE: u8 = 0x09;
+    const TAG_REFERRAL: u8 = 0x0a;
+    const TAG_REFERRAL_ANSWER: u8 = 0x0b;
+    const TAG_CODE: u8 = 0x0c;
+
+    const ANSWER_ACCEPTED: u8 = 0x01;
+    const ANSWER_DECLINED: u8 = 0x02;
 }
 
 /// One content frame.
@@ -176,6 +196,11 @@ pub enum ContentEncodeError {
         /// Number of ids.
         count: usize,
     },
+    /// A referral's party is empty or longer than
+    /// [`MAX_REFERRAL_PARTY_LEN`](crate::limits::MAX_REFERRAL_PARTY_LEN), or its note longer
+    /// than [`MAX_REFERRAL_NOTE_LEN`](crate::limits::MAX_REFERRAL_NOTE_LEN).
+    #[error("referral party or note outside its length limits")]
+    ReferralOutOfLimits,
     /// A timer change does not move the version forward.
     #[error("timer change to version {proposed} does not exceed the frame's version {current}")]
     TimerVersionNotIncreasing {
@@ -325,8 +350,49 @@ impl ContentFrame {
                     write_ids(&mut w, received)?;
                 }
             }
+            Body::Attachment(pointer) => {
+                w.u8(Body::TAG_ATTACHMENT).bytes(&pointer.to_bytes());
+            }
+            Body::ScreenshotNotice => {
+                w.u8(Body::TAG_SCREENSHOT_NOTICE);
+            }
+            Body::Referral(referral) => {
+                if !referral.is_within_limits() {
+                    return Err(ContentEncodeError::ReferralOutOfLimits);
+                }
+                w.u8(Body::TAG_REFERRAL);
+                referral
+                    .write(&mut w)
+                    .map_err(|_| ContentEncodeError::ReferralOutOfLimits)?;
+            }
+            Body::ReferralAnswer(answer) => {
+                w.u8(Body::TAG_REFERRAL_ANSWER)
+                    .bytes(&answer.referral.0)
+                    .u8(if answer.accepted {
+                        Body::ANSWER_ACCEPTED
+                    } else {
+                        Body::ANSWER_DECLINED
+                    });
+            }
+            Body::Code(step) => {
+                w.u8(Body::TAG_CODE);
+                step.write(&mut w);
+            }
         }
         Ok(w.into_vec())
+    }
+
+    /// Whether the encoded frame carries a referral, read from its header without decoding
+    /// the body (`false` for a header that does not parse). Lets the endpoint validate a
+    /// referral's party before the policy accepts the frame.
+    #[must_use]
+    pub fn carries_referral(bytes: &[u8]) -> bool {
+        let mut r = Reader::new(bytes);
+        let header = r.u8().is_ok_and(|v| v == CONTENT_FRAME_VERSION)
+            && MessageId::read(&mut r).is_ok()
+            && r.u64().is_ok()
+            && TimerSetting::read(&mut r).is_ok();
+        header && r.u8().is_ok_and(|tag| tag == Body::TAG_REFERRAL)
     }
 
     /// Strict decoding: unknown versions and tags, out-of-range timers, non-canonical id
@@ -377,6 +443,26 @@ impl ContentFrame {
                 }
                 Body::Resume { received }
             }
+            Body::TAG_ATTACHMENT => {
+                let pointer = r.bytes(confide_attachment::POINTER_LEN)?;
+                Body::Attachment(AttachmentPointer::from_bytes(pointer)?)
+            }
+            Body::TAG_SCREENSHOT_NOTICE => Body::ScreenshotNotice,
+            Body::TAG_REFERRAL => Body::Referral(Referral::read(&mut r)?),
+            Body::TAG_REFERRAL_ANSWER => {
+                let referral = MessageId::read(&mut r)?;
+                let accepted = match r.u8()? {
+                    Body::ANSWER_ACCEPTED => true,
+                    Body::ANSWER_DECLINED => false,
+                    _ => {
+                        return Err(DecodeError::InvalidValue {
+                            field: "referral answer",
+                        });
+                    }
+                };
+                Body::ReferralAnswer(ReferralAnswer { referral, accepted })
+            }
+            Body::TAG_CODE => Body::Code(CodeStep::read(&mut r)?),
             _ => return Err(DecodeError::InvalidValue { field: "body tag" }),
         };
         r.finish()?;

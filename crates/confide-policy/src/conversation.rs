@@ -1,6 +1,6 @@
 //! The per-conversation policy state machine.
 
-use crate::content::{self, Body, ContentFrame, MessageId, MessageText};
+use crate::content::{self, Body, ContentFrame, MessageId};
 use crate::error::{
     CloseError, IncomingError, ReceiptError, SendError, StateEncodeError, TimerChangeError,
     UnsendError,
@@ -12,6 +12,7 @@ use crate::limits::{
 };
 use crate::queue::ExpiryQueue;
 use crate::retention::{OrgBounds, RetentionPolicy, Side, StartRule, TimerSetting};
+use crate::typed::{CodeStep, ReferralAnswer, UserContent};
 use confide_crypto::codec::{DecodeError, Reader, Writer};
 use confide_crypto::{Duration, FrameId, Timestamp};
 use core::cmp::Ordering;
@@ -94,13 +95,13 @@ impl fmt::Debug for OutgoingFrame {
     }
 }
 
-/// A text to show the user.
+/// A message to show the user: a text, an attachment, a screenshot notice or a referral.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
     /// The message id.
     pub id: MessageId,
-    /// The text.
-    pub text: MessageText,
+    /// What it carries.
+    pub content: UserContent,
     /// The sender's claimed send time (not trusted beyond [`MAX_CLOCK_SKEW`]).
     pub claimed_send_time: Timestamp,
     /// The policy enforced on it: the timer it was sent under, clamped by the org bounds.
@@ -151,6 +152,10 @@ pub enum Incoming {
         /// Transport ids of our frames the peer holds, ascending.
         received: Vec<FrameId>,
     },
+    /// The peer answered one of our referrals.
+    ReferralAnswer(ReferralAnswer),
+    /// A step of a verification by short code from the peer (the endpoint runs the exchange).
+    Code(CodeStep),
 }
 
 /// What is remembered about one message until it expires, is deleted or is retired.
@@ -381,16 +386,87 @@ impl ConversationPolicy {
         text: &[u8],
         now: Timestamp,
     ) -> Result<OutgoingFrame, SendError> {
-        if let Some(by) = self.closed_by {
-            return Err(SendError::Closed { by });
-        }
         if text.len() > MAX_TEXT_LEN {
             return Err(SendError::TextTooLong {
                 len: text.len(),
                 max: MAX_TEXT_LEN,
             });
         }
-        if self.id_in_use(&id) {
+        self.check_new_message(&id)?;
+        let bytes = content::encode_text_frame(id, now, &self.current, text).map_err(|_| {
+            SendError::TextTooLong {
+                len: text.len(),
+                max: MAX_TEXT_LEN,
+            }
+        })?;
+        self.track_own(id, now);
+        Ok(OutgoingFrame { id, bytes })
+    }
+
+    /// Wraps any user-visible content (a text, an attachment, a screenshot notice, a referral)
+    /// into a frame stamped with the current timer, and starts tracking it like a text: it
+    /// expires with the timer and its author may take it back.
+    pub fn send_content(
+        &mut self,
+        id: MessageId,
+        content: &UserContent,
+        now: Timestamp,
+    ) -> Result<OutgoingFrame, SendError> {
+        let body = match content {
+            UserContent::Text(text) => return self.send_text(id, text.as_bytes(), now),
+            UserContent::Attachment(pointer) => Body::Attachment(pointer.clone()),
+            UserContent::ScreenshotNotice => Body::ScreenshotNotice,
+            UserContent::Referral(referral) => Body::Referral(referral.clone()),
+        };
+        self.check_new_message(&id)?;
+        let frame = ContentFrame {
+            id,
+            claimed_send_time: now,
+            timer: self.current,
+            body,
+        };
+        let bytes = frame.encode().map_err(|_| SendError::ContentOutOfLimits {
+            kind: content.kind(),
+        })?;
+        self.track_own(id, now);
+        Ok(OutgoingFrame {
+            id,
+            bytes: Zeroizing::new(bytes),
+        })
+    }
+
+    /// The answer to one of the peer's referrals (a control frame: not tracked, not shown).
+    pub fn answer_referral(
+        &mut self,
+        answer: ReferralAnswer,
+        id: MessageId,
+        now: Timestamp,
+    ) -> Result<OutgoingFrame, ReceiptError> {
+        if let Some(by) = self.closed_by {
+            return Err(ReceiptError::Closed { by });
+        }
+        Ok(self.frame(id, now, Body::ReferralAnswer(answer)))
+    }
+
+    /// A step of a verification by short code (a control frame: not tracked, not shown).
+    pub fn code_step(
+        &mut self,
+        step: CodeStep,
+        id: MessageId,
+        now: Timestamp,
+    ) -> Result<OutgoingFrame, ReceiptError> {
+        if let Some(by) = self.closed_by {
+            return Err(ReceiptError::Closed { by });
+        }
+        Ok(self.frame(id, now, Body::Code(step)))
+    }
+
+    /// Whether a new message of ours with `id` may be sent (open, unused id, room to track).
+    fn check_new_message(&self, id: &MessageId) -> Result<(), SendError> {
+        if let Some(by) = self.closed_by {
+            return Err(SendError::Closed { by });
+        }
+        if self.id_in_use(id) {
             return Err(SendError::IdInUse);
         }
         if self.messages.len() >= MAX_TRACKED_MESSAGES {
@@ -398,12 +474,11 @@ impl ConversationPolicy {
                 limit: MAX_TRACKED_MESSAGES,
             });
         }
-        let bytes = content::encode_text_frame(id, now, &self.current, text).map_err(|_| {
-            SendError::TextTooLong {
-                len: text.len(),
-                max: MAX_TEXT_LEN,
-            }
-        })?;
+        Ok(())
+    }
+
+    /// Tracks a message of ours sent at `now` under the effective policy.
+    fn track_own(&mut self, id: MessageId, now: Timestamp) {
         self.track(
             id,
             TrackedMessage {
@@ -414,7 +489,6 @@ impl ConversationPolicy {
                 read_at: None,
             },
         );
-        Ok(OutgoingFrame { id, bytes })
     }
 
     /// Proposes a new timer (clamped by the org bounds) as the next version. The frame is
@@ -605,8 +679,41 @@ impl ConversationPolicy {
             });
         }
         match frame.body {
-            Body::Text(text) => {
-                self.incoming_text(frame.id, frame.claimed_send_time, frame.timer, text, now)
+            Body::Text(text) => self.incoming_message(
+                frame.id,
+                frame.claimed_send_time,
+                frame.timer,
+                UserContent::Text(text),
+                now,
+            ),
+            Body::Attachment(pointer) => self.incoming_message(
+                frame.id,
+                frame.claimed_send_time,
+                frame.timer,
+                UserContent::Attachment(pointer),
+                now,
+            ),
+            Body::ScreenshotNotice => self.incoming_message(
+                frame.id,
+                frame.claimed_send_time,
+                frame.timer,
+                UserContent::ScreenshotNotice,
+                now,
+            ),
+            Body::Referral(referral) => self.incoming_message(
+                frame.id,
+                frame.claimed_send_time,
+                frame.timer,
+                UserContent::Referral(referral),
+                now,
+            ),
+            Body::ReferralAnswer(answer) => {
+                self.adopt(frame.timer);
+                Ok(Incoming::ReferralAnswer(answer))
+            }
+            Body::Code(step) => {
+                self.adopt(frame.timer);
+                Ok(Incoming::Code(step))
             }
             Body::TimerChange(setting) => {
                 if setting.proposer != peer {
@@ -651,12 +758,12 @@ impl ConversationPolicy {
         }
     }
 
-    fn incoming_text(
+    fn incoming_message(
         &mut self,
         id: MessageId,
         claimed_send_time: Timestamp,
         timer: TimerSetting,
-        text: MessageText,
+        content: UserContent,
         now: Timestamp,
     ) -> Result<Incoming, IncomingError> {
         let peer = self.local.peer();
@@ -710,7 +817,7 @@ impl ConversationPolicy {
         self.track(id, message);
         Ok(Incoming::Message(ReceivedMessage {
             id,
-            text,
+            content,
             claimed_send_time,
             policy: message.policy,
             deadline,

@@ -83,6 +83,12 @@ pub enum SendError {
         /// The limit.
         limit: usize,
     },
+    /// The content is outside its limits (a referral's party or note too long, or empty).
+    #[error("the {kind} is outside its length limits")]
+    ContentOutOfLimits {
+        /// The content's kind ("referral").
+        kind: &'static str,
+    },
 }
 
 /// Why the timer could not be changed. The state is unchanged.

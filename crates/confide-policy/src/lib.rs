@@ -17,7 +17,8 @@
 //! ```
 //! use confide_crypto::{Duration, Timestamp};
 //! use confide_policy::{
-//!     ConversationPolicy, Incoming, MessageId, OrgBounds, PolicyEvent, RetentionPolicy, Side,
+//!     ConversationPolicy, Incoming, MessageId, MessageText, OrgBounds, PolicyEvent,
+//!     RetentionPolicy, Side, UserContent,
 //! };
 //!
 //! let org = OrgBounds::UNRESTRICTED;
@@ -39,7 +40,7 @@
 //! let Incoming::Message(message) = counselor.handle_incoming(frame.as_bytes(), t0).unwrap() else {
 //!     panic!("expected a message");
 //! };
-//! assert_eq!(message.text.as_bytes(), b"I need to talk");
+//! assert_eq!(message.content, UserContent::Text(MessageText::new(b"I need to talk".to_vec())));
 //! assert_eq!(message.deadline, Some(t0.saturating_add(Duration::from_hours(1))));
 //!
 //! // An hour later, both sides are told to erase it, and skipped session keys that old go too.
@@ -68,6 +69,7 @@ pub mod error;
 pub mod limits;
 pub mod queue;
 pub mod retention;
+pub mod typed;
 
 pub use content::{Body, ContentEncodeError, ContentFrame, MessageId, MessageText};
 pub use conversation::{
@@ -80,3 +82,4 @@ pub use error::{
 };
 pub use queue::ExpiryQueue;
 pub use retention::{OrgBounds, RetentionDuration, RetentionPolicy, Side, StartRule, TimerSetting};
+pub use typed::{CodeStep, Referral, ReferralAnswer, Urgency, UserContent};

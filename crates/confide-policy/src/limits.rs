@@ -93,3 +93,30 @@ pub const MAX_FRAME_OVERHEAD: usize = 48;
 /// Reason: the whole frame must fit the session's plaintext limit
 /// ([`confide_crypto::padding::MAX_PLAINTEXT_LEN`]).
 pub const MAX_TEXT_LEN: usize = confide_crypto::padding::MAX_PLAINTEXT_LEN - MAX_FRAME_OVERHEAD;
+
+/// Longest certified bundle a referral may carry, in bytes.
+///
+/// Reason: a certified bundle is a sender certificate (under 1 KiB), a prekey bundle (at most
+/// 4 KiB, the endpoint's `MAX_PREKEY_BUNDLE_LEN`), a delivery token and their framing; 8 KiB
+/// holds that with room for a larger certificate and stays far below the session's plaintext
+/// limit.
+pub const MAX_REFERRAL_PARTY_LEN: usize = 8 * 1024;
+
+/// Longest note a referrer may add for the person referred, in bytes.
+///
+/// Reason: a few sentences ("they can see you tonight, ask for Sam"); anything longer is a
+/// conversation and belongs in texts. The note is shown with the referral, before the client
+/// decides, so it must stay short enough to read on one screen.
+pub const MAX_REFERRAL_NOTE_LEN: usize = 1024;
+
+/// Length of a code verification exchange message: SPAKE2 over edwards25519, one side byte and
+/// one compressed point (`docs/policy.md` §9.3).
+///
+/// Reason: fixed by the PAKE; a fixed length makes the body canonical.
+pub const CODE_EXCHANGE_LEN: usize = 33;
+
+/// Length of a code verification confirmation (an HKDF-SHA256 output, `docs/endpoint.md`,
+/// "Verification with a short code").
+///
+/// Reason: 256 bits: forging one is as hard as breaking SHA-256, not a guess.
+pub const CODE_CONFIRMATION_LEN: usize = 32;

@@ -3,7 +3,11 @@
 
 use chacha20::ChaCha20Rng;
 use confide::{Address, Endpoint, EndpointConfig, Role};
-use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
+use confide_crypto::{
+    Duration, Timestamp,
+    identity::IdentityKeyPair,
+    signing::{SigningKey, VerifyingKey},
+};
 use confide_sealed::{SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TrustRoots};
 
 /// The fixtures' start time (2025-06-15).
@@ -15,6 +19,8 @@ pub const T0: Timestamp = Timestamp::from_millis(1_750_000_000_000);
 pub struct Service {
     /// The roots every endpoint of the service pins.
     pub roots: TrustRoots,
+    /// The root's key id and key.
+    root: (u32, VerifyingKey),
     /// The server key that issues sender certificates.
     pub server: ServerKey,
 }
@@ -29,12 +35,19 @@ impl Service {
     /// A fresh service with keys drawn from `rng` (the root key, then the server key), its
     /// server key certified for `valid_for` from [`T0`].
     pub fn with_server_validity(rng: &mut ChaCha20Rng, valid_for: Duration) -> Self {
+        Self::with_root_key_id(rng, 1, valid_for)
+    }
+
+    /// A fresh service whose trust root has key id `root_key_id` (so that its root can sit
+    /// beside another service's in one [`TrustRoots`]), its server key certified for
+    /// `valid_for` from [`T0`].
+    pub fn with_root_key_id(rng: &mut ChaCha20Rng, root_key_id: u32, valid_for: Duration) -> Self {
         let root = SigningKey::generate(rng);
         let mut roots = TrustRoots::new();
-        roots.add_root(1, root.verifying_key()).unwrap();
+        roots.add_root(root_key_id, root.verifying_key()).unwrap();
         let signing = SigningKey::generate(rng);
         let cert = ServerCertificate::issue(
-            1,
+            root_key_id,
             &root,
             7,
             &signing.verifying_key(),
@@ -42,8 +55,15 @@ impl Service {
         );
         Self {
             roots,
+            root: (root_key_id, root.verifying_key()),
             server: ServerKey::new(signing, cert).unwrap(),
         }
+    }
+
+    /// The service's trust root: its key id and key (to trust it beside another service's).
+    #[must_use]
+    pub fn root(&self) -> (u32, VerifyingKey) {
+        self.root
     }
 
     /// A sender certificate for `name` and `identity`, valid until 300 days after [`T0`].

@@ -15,10 +15,17 @@ use confide_crypto::Duration;
 /// sent; the sent record keeps the content and whether the frame carried our delivery
 /// token): a text is stored once less. Version 5 records still load (their sent records'
 /// session messages are read and dropped) and are rewritten as version 6 when they change.
-pub const ENDPOINT_STATE_VERSION: u8 = 6;
+/// Version 7 adds to each conversation record how its peer was verified (by short code or
+/// by referral) and its failed code attempts; version 5 and 6 records still load (not
+/// verified, no failed attempts) and are rewritten as version 7 when they change.
+pub const ENDPOINT_STATE_VERSION: u8 = 7;
 
-/// The previous [`ENDPOINT_STATE_VERSION`], still read: its sent records also hold the
-/// frame's session message.
+/// A previous [`ENDPOINT_STATE_VERSION`], still read: its conversation records have no
+/// verification fields.
+pub const ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION: u8 = 6;
+
+/// The oldest [`ENDPOINT_STATE_VERSION`] still read: its sent records also hold the frame's
+/// session message, and its conversation records have no verification fields.
 pub const ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE: u8 = 5;
 
 /// Below this many unused one-time X25519 prekeys the endpoint generates more.
@@ -242,3 +249,19 @@ pub const SYMMETRIC_RESEAL_AFTER_ATTEMPTS: u32 = 3;
 /// acknowledgement; 8 covers a burst, and each costs 64 bytes of keys in memory. A frame whose
 /// epoch was forgotten is still delivered; only the switch to symmetric envelopes waits.
 pub const MAX_PENDING_SENDER_EPOCHS: usize = 8;
+
+/// Digits of a short verification code ([`ShortCode`](crate::ShortCode)).
+///
+/// Reason: six digits are read aloud and typed in seconds; the PAKE leaves someone in the
+/// middle one online guess per attempt, a one-in-a-million chance, and
+/// [`MAX_CODE_FAILURES`] bounds the attempts, so longer codes would buy little.
+pub const SHORT_CODE_DIGITS: usize = 6;
+
+/// Failed code attempts a conversation allows; after them
+/// [`Endpoint::enter_code`](crate::Endpoint::enter_code) refuses and the users compare safety
+/// numbers instead.
+///
+/// Reason: an honest pair mistypes once or twice; five failures give someone in the middle
+/// at most five guesses at a six-digit code (a 1 in 200 000 chance) for the life of the
+/// conversation. Stored with the conversation, so restarting the app does not reset it.
+pub const MAX_CODE_FAILURES: u8 = 5;

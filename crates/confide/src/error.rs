@@ -41,6 +41,16 @@ pub enum StartError {
         /// The limit.
         max: usize,
     },
+    /// A referral's party was refused when the referral was accepted (its certificate
+    /// expired or was revoked since it arrived, say): nothing started; ask the referrer for
+    /// a new referral.
+    #[error("the referred party is refused: {0}")]
+    Referral(crate::ReferralError),
+    /// Accepting a referral: the conversation it arrived in cannot take the answer (unknown,
+    /// closed, outbox full, our certificate expired) or the summary is too long. Nothing
+    /// started.
+    #[error("the referral cannot be answered: {0}")]
+    Referrer(CommandError),
 }
 
 /// Why a command on a conversation (send, set_timer, unsend, mark_read, close) refused.
@@ -90,6 +100,20 @@ pub enum CommandError {
     /// re-encrypted in the new session.
     #[error("the peer never answered this session; fetch a new bundle and renew it")]
     SessionStale,
+    /// The conversation had [`MAX_CODE_FAILURES`](crate::consts::MAX_CODE_FAILURES) failed
+    /// code attempts: verify by comparing safety numbers instead.
+    #[error("no code attempts left; compare safety numbers instead")]
+    CodeAttemptsExhausted {
+        /// The limit.
+        max: u8,
+    },
+    /// Only a counselor or a bot refers a client to someone else.
+    #[error("only a counselor or a bot can refer")]
+    NotAllowedToRefer,
+    /// The referred party's certified bundle does not validate (see
+    /// [`ReferralError`](crate::ReferralError) for which check failed).
+    #[error("the referred party is not certified: {0}")]
+    Referral(crate::ReferralError),
 }
 
 /// Why [`Endpoint::renew_session`](crate::Endpoint::renew_session) refused. Nothing changed.
@@ -162,9 +186,10 @@ impl From<StartError> for RenewError {
             StartError::Bundle(e) => Self::Bundle(e),
             StartError::Setup(e) => Self::Setup(e),
             // `verify_certified` returns only the three kinds above.
-            StartError::ConversationExists | StartError::TooManyConversations { .. } => {
-                Self::UnknownConversation
-            }
+            StartError::ConversationExists
+            | StartError::TooManyConversations { .. }
+            | StartError::Referral(_)
+            | StartError::Referrer(_) => Self::UnknownConversation,
         }
     }
 }

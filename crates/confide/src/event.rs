@@ -6,7 +6,8 @@ use confide_crypto::Timestamp;
 use confide_policy::{MessageId, MessageText, RetentionPolicy, Side, TimerSetting};
 use confide_sealed::Role;
 
-use crate::endpoint::DropReason;
+use crate::endpoint::{DropReason, ReceivedReferral, ReferralError};
+use confide_attachment::AttachmentPointer;
 
 /// A local handle for one conversation. It is a counter assigned by this endpoint, so it
 /// says nothing about the peer and may be logged.
@@ -96,6 +97,97 @@ pub enum Event {
         /// This conversation's count of messages received before this one (0, 1, 2, ...):
         /// the order in which they arrived here, stable across export and import.
         seq: u64,
+    },
+    /// An attachment arrived (a voice note, an image, a file). Fetch its blob from the relay
+    /// by `pointer.blob_id()` and decrypt it with
+    /// `confide_attachment::AttachmentDecryptor::for_pointer`. When an [`Event::Expired`]
+    /// or [`Event::Deleted`] names its id, erase the pointer, the blob and everything
+    /// decrypted from it, and ask the relay to delete the blob.
+    Attachment {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message id.
+        id: MessageId,
+        /// The sender's role, as certified by the service.
+        sender_role: Role,
+        /// Where the blob is and how to decrypt it (`Debug` hides the key).
+        pointer: AttachmentPointer,
+        /// When it expires, if already known.
+        expires_at: Option<Timestamp>,
+        /// When the sender says it sent it.
+        sent_at: Timestamp,
+        /// This conversation's count of messages received before this one.
+        seq: u64,
+    },
+    /// The peer's device reported that the peer took a screenshot of the conversation. Show
+    /// it in the conversation like a message, until it expires.
+    ScreenshotTaken {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The notice's message id.
+        id: MessageId,
+        /// The sender's role, as certified by the service.
+        sender_role: Role,
+        /// When it expires, if already known.
+        expires_at: Option<Timestamp>,
+        /// When the sender says it took the screenshot.
+        sent_at: Timestamp,
+        /// This conversation's count of messages received before this one.
+        seq: u64,
+    },
+    /// A counselor or bot referred us to another certified party, whose certificate has
+    /// been validated. Show it with the party's role and name (first, if it is urgent); the
+    /// user accepts ([`Endpoint::accept_referral`](crate::Endpoint::accept_referral)) or
+    /// declines ([`Endpoint::decline_referral`](crate::Endpoint::decline_referral)).
+    Referral {
+        /// The conversation it arrived in.
+        conversation: ConversationId,
+        /// The referral's message id.
+        id: MessageId,
+        /// The referrer's role, as certified by the service.
+        sender_role: Role,
+        /// The referral.
+        referral: ReceivedReferral,
+        /// When it expires, if already known.
+        expires_at: Option<Timestamp>,
+        /// When the sender says it sent it.
+        sent_at: Timestamp,
+        /// This conversation's count of messages received before this one.
+        seq: u64,
+    },
+    /// A referral that arrived was refused and is not shown: the party it names is not
+    /// certified (or not a counselor or bot), or the sender may not refer. Nothing else
+    /// changed; the referrer's app may send a new one.
+    ReferralRefused {
+        /// The conversation it arrived in.
+        conversation: ConversationId,
+        /// Why.
+        reason: ReferralError,
+    },
+    /// The person we referred answered (that is all the referrer learns).
+    ReferralAnswered {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Our referral's message id.
+        referral: MessageId,
+        /// Accepted or declined.
+        accepted: bool,
+    },
+    /// Both sides entered the same short code: the peer holds the identity key this
+    /// conversation shows, and knew the code. [`Endpoint::verification`](crate::Endpoint::verification)
+    /// now says `Code`.
+    CodeVerified {
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// The short codes did not match: a typo, or someone in the middle of the conversation.
+    /// Say so plainly; the users may try again with a new code while `attempts_left > 0`,
+    /// and should compare safety numbers otherwise.
+    CodeMismatch {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Attempts this conversation still allows.
+        attempts_left: u8,
     },
     /// The peer acknowledged one of our texts (authenticated, end to end).
     Delivered {

@@ -145,7 +145,7 @@ mod state;
 pub use endpoint::{
     AckPolicy, AcknowledgementPayload, CertifiedBundle, CertifiedBundleError, CertifiedPeer,
     DropReason, Endpoint, EndpointConfig, EndpointStats, Persistence, PublishedBundles,
-    StartedConversation,
+    ReceivedReferral, ReferralError, ShortCode, ShortCodeError, StartedConversation, Verification,
 };
 pub use error::{
     CommandError, ExportError, IdentityChangeError, ImportError, NewEndpointError, RenewError,
@@ -154,7 +154,8 @@ pub use error::{
 pub use event::{ConversationId, Event, Input, Output, Party};
 pub use state::ChangeSet;
 
-pub use confide_policy::{MessageId, MessageText, RetentionPolicy, Side, TimerSetting};
+pub use confide_attachment::AttachmentPointer;
+pub use confide_policy::{MessageId, MessageText, RetentionPolicy, Side, TimerSetting, Urgency};
 pub use confide_sealed::Role;
 pub use confide_session::{ExpectedIdentity, SafetyNumber, storage::StorageKey};
 pub use confide_transport::{Address, Transmit};

@@ -27,13 +27,16 @@ use confide_transport::{Address, Delivery, FrameId, consts::MAX_ADDRESS_LEN};
 use zeroize::Zeroizing;
 
 use crate::consts::{
-    ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, MAX_CLOSED_CONVERSATIONS,
+    ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
+    ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION, MAX_CLOSED_CONVERSATIONS, MAX_CODE_FAILURES,
     MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS,
     MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
 };
 use crate::endpoint::conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
 use crate::endpoint::tracked::{ControlSeen, Tracked};
-use crate::endpoint::{AckPolicy, Endpoint, EndpointConfig, EndpointStats, Persistence};
+use crate::endpoint::{
+    AckPolicy, Endpoint, EndpointConfig, EndpointStats, Persistence, Verification,
+};
 use crate::error::{ExportError, ImportError};
 use crate::event::{ConversationId, Party};
 
@@ -495,7 +498,9 @@ impl Endpoint {
         let plain = storage::open(key, StateKind::Endpoint, slot, blob)?;
         let mut r = plain.reader();
         let version = r.u8()?;
-        if version != ENDPOINT_STATE_VERSION && version != ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE
+        if version != ENDPOINT_STATE_VERSION
+            && version != ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION
+            && version != ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE
         {
             return Err(DecodeError::UnknownVersion {
                 what: "endpoint state",
@@ -745,7 +750,7 @@ impl Endpoint {
                         }
                         .into());
                     }
-                    let (conversation, windows) = read_conversation(&mut r)?;
+                    let (conversation, windows) = read_conversation(&mut r, version)?;
                     if !conversation_ids.insert(id) {
                         return Err(DecodeError::InvalidValue {
                             field: "record key repeated",
@@ -903,11 +908,14 @@ fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), Decode
     Ok(())
 }
 
-/// Reads a record's version: the current one, or the previous one (whose records differ
-/// only in the sent record). Returns it.
+/// Reads a record's version: the current one, or one of the two before it (whose records
+/// differ only in the sent and conversation records). Returns it.
 fn read_version(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let version = r.u8()?;
-    if version != ENDPOINT_STATE_VERSION && version != ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE {
+    if version != ENDPOINT_STATE_VERSION
+        && version != ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION
+        && version != ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE
+    {
         return Err(DecodeError::UnknownVersion {
             what: "endpoint record",
             found: version,
@@ -1068,11 +1076,14 @@ fn write_conversation(
         MAX_STATE_COMPONENT_LEN,
         &c.record.to_bytes(),
     )?;
+    w.u8(c.verified.map_or(0, Verification::to_byte))
+        .u8(c.code_failures);
     Ok(())
 }
 
 fn read_conversation(
     r: &mut AuthenticatedReader<'_>,
+    version: u8,
 ) -> Result<(Conversation, Vec<StoredTagWindow>), ImportError> {
     let peer_address = read_address(r)?;
     // Verified when it was stored (from a validated certificate or bundle); the record came
@@ -1168,6 +1179,21 @@ fn read_conversation(
     let record = SessionRecord::from_authenticated(
         r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?,
     )?;
+    let (verified, code_failures) = if version >= ENDPOINT_STATE_VERSION {
+        let verified = Verification::from_byte(r.u8()?).ok_or(DecodeError::InvalidValue {
+            field: "verification",
+        })?;
+        let code_failures = r.u8()?;
+        if code_failures > MAX_CODE_FAILURES {
+            return Err(DecodeError::InvalidValue {
+                field: "code failures",
+            }
+            .into());
+        }
+        (verified, code_failures)
+    } else {
+        (None, 0)
+    };
     if !windows.is_empty() && (record.current().is_none() || policy.closed_by().is_some()) {
         // Only an open conversation with a session receives symmetric envelopes.
         return Err(DecodeError::InvalidValue {
@@ -1195,5 +1221,7 @@ fn read_conversation(
     conversation.ack_due = ack_due;
     conversation.peer_token = peer_token;
     conversation.token_confirmed = token_confirmed;
+    conversation.verified = verified;
+    conversation.code_failures = code_failures;
     Ok((conversation, windows))
 }

@@ -361,11 +361,16 @@ fn plaintext(world: &mut common::World, n: usize) -> Vec<u8> {
     .to_vec()
 }
 
-/// A state stored by the previous version (5: sent records also held the frame's session
-/// message) loads, and is the same state: exported again it is byte for byte the current
-/// version's snapshot of the same endpoint.
+/// States stored by the previous versions load, and are the same state: exported again each
+/// is byte for byte the current version's snapshot of the same endpoint. Version 6 conversation
+/// records lack the verification fields (an unverified conversation with no failed code
+/// attempts); version 5 also kept each sent record's session message.
 #[test]
-fn a_state_of_the_previous_version_loads_as_the_same_state() {
+fn states_of_previous_versions_load_as_the_same_state() {
+    use confide::consts::{
+        ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
+        ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
+    };
     use confide_session::storage::{StateKind, seal};
     let (mut world, _service) = pair(19, lossy(0, 0, 0));
     let conv = connect(&mut world);
@@ -377,45 +382,60 @@ fn a_state_of_the_previous_version_loads_as_the_same_state() {
     let records = common::snapshot_records(&current);
     let sent: Vec<&Vec<u8>> = records.keys().filter(|k| k[0] == 0x05).collect();
     assert!(!sent.is_empty(), "the state holds waiting frames");
-    // Rewrite it as version 5 wrote it: every record's version byte 5, and in each sent
-    // record a session message (token-carrying kind 0x21 when the flag says so) instead of
-    // the flag.
-    let mut old = vec![confide::consts::ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE];
-    old.extend_from_slice(&u32::try_from(records.len()).unwrap().to_be_bytes());
-    for (key, value) in &records {
-        let mut value = value.clone();
-        assert_eq!(value[0], confide::consts::ENDPOINT_STATE_VERSION);
-        value[0] = confide::consts::ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE;
-        if key[0] == 0x05 {
-            let flag = value.pop().unwrap();
-            let mut message = vec![0x01, if flag == 1 { 0x21 } else { 0x02 }];
-            message.extend_from_slice(&[0x44; 40]);
-            value.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-            value.extend_from_slice(&message);
+    assert!(records.keys().any(|k| k[0] == 0x03), "and a conversation");
+    for old_version in [
+        ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
+        ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
+    ] {
+        // Rewrite it as that version wrote it: every record's version byte; each
+        // conversation record without its two verification bytes (both zero here); and for
+        // version 5, in each sent record a session message (token-carrying kind 0x21 when
+        // the flag says so) instead of the flag.
+        let mut old = vec![old_version];
+        old.extend_from_slice(&u32::try_from(records.len()).unwrap().to_be_bytes());
+        for (key, value) in &records {
+            let mut value = value.clone();
+            assert_eq!(value[0], ENDPOINT_STATE_VERSION);
+            value[0] = old_version;
+            if key[0] == 0x03 {
+                assert_eq!(
+                    value.split_off(value.len() - 2),
+                    [0, 0],
+                    "unverified, no failures"
+                );
+            }
+            if key[0] == 0x05 && old_version == ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE {
+                let flag = value.pop().unwrap();
+                let mut message = vec![0x01, if flag == 1 { 0x21 } else { 0x02 }];
+                message.extend_from_slice(&[0x44; 40]);
+                value.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+                value.extend_from_slice(&message);
+            }
+            old.extend_from_slice(&u16::try_from(key.len()).unwrap().to_be_bytes());
+            old.extend_from_slice(key);
+            old.extend_from_slice(&u32::try_from(value.len()).unwrap().to_be_bytes());
+            old.extend_from_slice(&value);
         }
-        old.extend_from_slice(&u16::try_from(key.len()).unwrap().to_be_bytes());
-        old.extend_from_slice(key);
-        old.extend_from_slice(&u32::try_from(value.len()).unwrap().to_be_bytes());
-        old.extend_from_slice(&value);
+        let blob = seal(
+            &mut world.rng,
+            &world.key,
+            StateKind::Endpoint,
+            b"account",
+            &old,
+        );
+        let mut loaded = Endpoint::import_state(&world.key, b"account", &blob).unwrap();
+        let again = loaded
+            .export_state(&mut world.rng, &world.key, b"account")
+            .unwrap();
+        let again =
+            confide_session::storage::open(&world.key, StateKind::Endpoint, b"account", &again)
+                .unwrap();
+        assert_eq!(
+            again.to_vec(),
+            current,
+            "version {old_version} loads as the same state, written as the current version"
+        );
     }
-    let blob = seal(
-        &mut world.rng,
-        &world.key,
-        StateKind::Endpoint,
-        b"account",
-        &old,
-    );
-    let mut loaded = Endpoint::import_state(&world.key, b"account", &blob).unwrap();
-    let again = loaded
-        .export_state(&mut world.rng, &world.key, b"account")
-        .unwrap();
-    let again = confide_session::storage::open(&world.key, StateKind::Endpoint, b"account", &again)
-        .unwrap();
-    assert_eq!(
-        again.to_vec(),
-        current,
-        "version 5 loads as the same state, written as version 6"
-    );
 }
 
 #[test]

@@ -154,8 +154,8 @@ impl World {
 /// record's prekey store and the first conversation record's session record (its last field).
 fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let u = |b: &[u8]| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x));
-    // The snapshot: version 6, record count, then each key and plaintext, keys ascending.
-    assert_eq!(state[0], 0x06, "ENDPOINT_STATE_VERSION");
+    // The snapshot: version 7, record count, then each key and plaintext, keys ascending.
+    assert_eq!(state[0], 0x07, "ENDPOINT_STATE_VERSION");
     let count = u(&state[1..5]);
     let mut at = 5usize;
     let mut records = Vec::new();
@@ -175,7 +175,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     // Identity (key 0x01): version, then the prekey store.
     let (key, identity) = &records[0];
     assert_eq!(key, &[0x01]);
-    assert_eq!(identity[0], 0x06);
+    assert_eq!(identity[0], 0x07);
     let n = u(&identity[1..5]);
     let store = identity[5..5 + n].to_vec();
     // The first conversation (key 0x03 || id).
@@ -189,7 +189,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
         at += n;
         s
     };
-    assert_eq!(take(1), [0x06], "record version");
+    assert_eq!(take(1), [0x07], "record version");
     let n = u(&take(2));
     let _peer_address = take(n);
     let _peer_identity = take(128);
@@ -233,10 +233,14 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     take(n * confide_sealed::TAG_WINDOW_STATE_LEN); // the peer's symmetric epochs
     let n = u(&take(4));
     let record = take(n);
+    let verification = take(1);
+    assert!(verification[0] <= 2, "verification: none, code or referral");
+    let code_failures = take(1);
+    assert!(code_failures[0] <= confide::consts::MAX_CODE_FAILURES);
     assert_eq!(
         at,
         c.len(),
-        "the session record is the conversation's last field"
+        "the verification fields are the conversation's last fields"
     );
     (store, record)
 }

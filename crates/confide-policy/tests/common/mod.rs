@@ -8,11 +8,14 @@
 )]
 
 use chacha20::ChaCha20Rng;
+use confide_attachment::{AttachmentKey, AttachmentPointer, BlobId, CiphertextDigest, ContentType};
 use confide_crypto::{Duration, Timestamp};
 use confide_policy::{
-    ConversationPolicy, Incoming, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, Side,
+    CodeStep, ConversationPolicy, Incoming, MessageId, MessageText, OrgBounds, Referral,
+    ReferralAnswer, RetentionDuration, RetentionPolicy, Side, Urgency, UserContent,
 };
 use rand_core::SeedableRng;
+use zeroize::Zeroizing;
 
 pub(crate) const T0: Timestamp = Timestamp::from_millis(1_750_000_000_000);
 
@@ -152,6 +155,112 @@ pub(crate) fn scenario() -> Scenario {
     let suppressed = counselor.handle_incoming(oops.as_bytes(), at(15)).unwrap();
     assert_eq!(suppressed, Incoming::Suppressed { id: oops_id });
     script.push("counselor.handle_incoming(text_to_unsend, t0 + 15 min) = Suppressed".to_string());
+
+    // Typed content (policy.md §9.1-9.3): an attachment, a screenshot notice, a referral and
+    // its answer, and the two steps of a verification by code (fixed bytes: this layer
+    // carries them without interpreting them).
+    let pointer = AttachmentPointer::from_parts(
+        BlobId::from_bytes([0xb1; 16]),
+        AttachmentKey::from_slice(&[0x4b; 32]).unwrap(),
+        CiphertextDigest::from_bytes([0xd1; 32]),
+        48_000,
+        ContentType::VoiceNote,
+        Some(Duration::from_millis(3_000)),
+    )
+    .unwrap();
+    let (attachment_id, attachment_hex) = draw(&mut rng);
+    let attachment = client
+        .send_content(attachment_id, &UserContent::Attachment(pointer), at(16))
+        .unwrap();
+    script.push(format!(
+        "attachment = client.send_content({attachment_hex}, Attachment(voice note: blob id b1*16, key 4b*32, \
+         digest d1*32, 48000 bytes, 3000 ms), t0 + 16 min)"
+    ));
+    frames.push(("attachment".to_string(), attachment.as_bytes().to_vec()));
+    let _ = counselor
+        .handle_incoming(attachment.as_bytes(), at(16))
+        .unwrap();
+    script.push("counselor.handle_incoming(attachment, t0 + 16 min)".to_string());
+
+    let (notice_id, notice_hex) = draw(&mut rng);
+    let notice = counselor
+        .send_content(notice_id, &UserContent::ScreenshotNotice, at(17))
+        .unwrap();
+    script.push(format!(
+        "screenshot_notice = counselor.send_content({notice_hex}, ScreenshotNotice, t0 + 17 min)"
+    ));
+    frames.push(("screenshot_notice".to_string(), notice.as_bytes().to_vec()));
+    let _ = client.handle_incoming(notice.as_bytes(), at(17)).unwrap();
+    script.push("client.handle_incoming(screenshot_notice, t0 + 17 min)".to_string());
+
+    let (referral_id, referral_hex) = draw(&mut rng);
+    let referral = counselor
+        .send_content(
+            referral_id,
+            &UserContent::Referral(Referral {
+                urgency: Urgency::Urgent,
+                party: vec![0xce; 40],
+                note: MessageText::new(b"They can talk tonight.".to_vec()),
+            }),
+            at(18),
+        )
+        .unwrap();
+    script.push(format!(
+        "referral = counselor.send_content({referral_hex}, Referral(Urgent, party ce*40, \
+         note \"They can talk tonight.\"), t0 + 18 min)"
+    ));
+    frames.push(("referral".to_string(), referral.as_bytes().to_vec()));
+    let _ = client.handle_incoming(referral.as_bytes(), at(18)).unwrap();
+    script.push("client.handle_incoming(referral, t0 + 18 min)".to_string());
+
+    let (answer_id, answer_hex) = draw(&mut rng);
+    let answer = client
+        .answer_referral(
+            ReferralAnswer {
+                referral: referral_id,
+                accepted: true,
+            },
+            answer_id,
+            at(19),
+        )
+        .unwrap();
+    script.push(format!(
+        "referral_answer = client.answer_referral(referral's id accepted, {answer_hex}, t0 + 19 min)"
+    ));
+    frames.push(("referral_answer".to_string(), answer.as_bytes().to_vec()));
+    let answered = counselor
+        .handle_incoming(answer.as_bytes(), at(19))
+        .unwrap();
+    assert!(matches!(answered, Incoming::ReferralAnswer(a) if a.accepted));
+
+    let (exchange_id, exchange_hex) = draw(&mut rng);
+    let exchange = client
+        .code_step(CodeStep::Exchange([0x41; 33]), exchange_id, at(19))
+        .unwrap();
+    script.push(format!(
+        "code_exchange = client.code_step(Exchange(41*33), {exchange_hex}, t0 + 19 min)"
+    ));
+    frames.push(("code_exchange".to_string(), exchange.as_bytes().to_vec()));
+    let (confirm_id, confirm_hex) = draw(&mut rng);
+    let confirm = counselor
+        .code_step(
+            CodeStep::Confirm(Zeroizing::new([0xc0; 32])),
+            confirm_id,
+            at(19),
+        )
+        .unwrap();
+    script.push(format!(
+        "code_confirm = counselor.code_step(Confirm(c0*32), {confirm_hex}, t0 + 19 min)"
+    ));
+    frames.push(("code_confirm".to_string(), confirm.as_bytes().to_vec()));
+    let _ = counselor
+        .handle_incoming(exchange.as_bytes(), at(19))
+        .unwrap();
+    let _ = client.handle_incoming(confirm.as_bytes(), at(19)).unwrap();
+    script.push(
+        "counselor.handle_incoming(code_exchange, t0 + 19 min); client.handle_incoming(code_confirm, t0 + 19 min)"
+            .to_string(),
+    );
 
     drain("client", &mut client, &mut events);
     drain("counselor", &mut counselor, &mut events);

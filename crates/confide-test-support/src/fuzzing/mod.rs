@@ -274,14 +274,14 @@ pub fn endpoint_state(data: &[u8]) {
     let plain = open(&key, StateKind::Endpoint, slot, &again).expect("own blob opens");
     // A state holding an older prekey store (version 1) or session records of version 3 is
     // read and written back as the current version: then the re-encoding, never shorter, must
-    // be a fixed point. A state of the previous endpoint version (5) loses its sent records'
-    // session messages, so it may shrink. (Each record's own canonical form is checked
-    // strictly by the session_state target.)
+    // be a fixed point. A state of endpoint version 5 loses its sent records' session
+    // messages, so it may shrink; version 6 conversation records grow by two bytes. (Each
+    // record's own canonical form is checked strictly by the session_state target.)
     if plain[..] != *data {
-        let previous_version =
+        let version_5 =
             data.first() == Some(&confide::consts::ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE);
         assert!(
-            previous_version || plain.len() >= data.len(),
+            version_5 || plain.len() >= data.len(),
             "an upgrade never shrinks the state"
         );
         let blob = seal(&mut rng, &key, StateKind::Endpoint, slot, &plain);

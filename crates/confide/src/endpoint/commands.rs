@@ -256,6 +256,58 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// Sends an attachment (a voice note, an image, a file) whose encrypted blob is already
+    /// stored on the relay: the pointer (blob id, key, digest, length, type, duration)
+    /// travels end to end encrypted like a text, expires with the timer and can be taken
+    /// back with [`Endpoint::unsend`]. When either happens, erase the pointer and ask the
+    /// relay to delete the blob. Returns its id.
+    pub fn send_attachment<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        pointer: &confide_attachment::AttachmentPointer,
+    ) -> Result<MessageId, CommandError> {
+        let content = confide_policy::UserContent::Attachment(pointer.clone());
+        self.send_user_content(rng, now, conversation, &content)
+    }
+
+    /// Tells the peer that the user took a screenshot of the conversation (send it when the
+    /// platform reports one). Shown to the peer like a message, and timed like one.
+    pub fn send_screenshot_notice<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+    ) -> Result<MessageId, CommandError> {
+        let content = confide_policy::UserContent::ScreenshotNotice;
+        self.send_user_content(rng, now, conversation, &content)
+    }
+
+    /// Sends user-visible content that is not a text: tracked, retransmitted, acknowledged
+    /// (`Delivered`) and timed like a text.
+    pub(crate) fn send_user_content<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        content: &confide_policy::UserContent,
+    ) -> Result<MessageId, CommandError> {
+        let (id, frame) = self.policy_frame(rng, now, conversation, |policy, id| {
+            policy.send_content(id, content, now).map_err(|e| match e {
+                confide_policy::SendError::Closed { by } => CommandError::Closed {
+                    by: Party::of(policy.local_side(), by),
+                },
+                confide_policy::SendError::TextTooLong { len, max } => {
+                    CommandError::TextTooLong { len, max }
+                }
+                _ => CommandError::Policy,
+            })
+        })?;
+        self.send_frame(rng, now, conversation, frame, SentKind::Text)?;
+        Ok(id)
+    }
+
     /// Proposes a new conversation timer (clamped by the org bounds); applies here at once.
     pub fn set_timer<R: CryptoRng + ?Sized>(
         &mut self,
@@ -394,7 +446,7 @@ impl Endpoint {
 
     /// The shared start of every command that sends a policy frame: checks the conversation
     /// can send, picks a fresh content id, and lets the policy build the frame.
-    fn policy_frame<R: CryptoRng + ?Sized, T>(
+    pub(crate) fn policy_frame<R: CryptoRng + ?Sized, T>(
         &mut self,
         rng: &mut R,
         now: Timestamp,
@@ -410,7 +462,7 @@ impl Endpoint {
         Ok((id, build(&mut conv.policy, id)?))
     }
 
-    fn check_can_send(
+    pub(crate) fn check_can_send(
         &self,
         now: Timestamp,
         conversation: ConversationId,
@@ -449,7 +501,7 @@ impl Endpoint {
 
     /// Encrypts a policy frame in the session, seals it to the peer and puts it in the
     /// outbox. Returns its frame id.
-    fn send_frame<R: CryptoRng + ?Sized>(
+    pub(crate) fn send_frame<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         now: Timestamp,

@@ -114,6 +114,11 @@ pub(crate) struct Conversation {
     /// The peer acknowledged a frame carrying our delivery token (in this session): our
     /// frames stop carrying it.
     pub(crate) token_confirmed: bool,
+    /// How the peer was verified beyond its certificate (by code, or by the referral the
+    /// conversation started from).
+    pub(crate) verified: Option<crate::Verification>,
+    /// Failed verification-by-code attempts (at most `MAX_CODE_FAILURES`).
+    pub(crate) code_failures: u8,
 }
 
 impl Conversation {
@@ -144,6 +149,8 @@ impl Conversation {
             ack_due: None,
             peer_token: None,
             token_confirmed: false,
+            verified: None,
+            code_failures: 0,
         }
     }
 

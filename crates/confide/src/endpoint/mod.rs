@@ -13,11 +13,13 @@
 
 mod acks;
 mod bare_ack;
+mod code;
 mod commands;
 pub(crate) mod conversation;
 mod first_contact;
 pub(crate) mod gate;
 mod receive;
+mod referral;
 pub(crate) mod reset;
 mod stats;
 mod timers;
@@ -38,8 +40,10 @@ use confide_transport::{Address, Delivery, DeliveryEvent, FrameId, RelayToken};
 
 pub use acks::AckPolicy;
 pub use bare_ack::AcknowledgementPayload;
+pub use code::{ShortCode, ShortCodeError, Verification};
 pub use commands::StartedConversation;
 pub use first_contact::{CertifiedBundle, CertifiedBundleError, CertifiedPeer};
+pub use referral::{ReceivedReferral, ReferralError};
 pub use stats::{DropReason, EndpointStats};
 
 use crate::consts::{
@@ -168,6 +172,8 @@ pub struct Endpoint {
     /// Our waiting frames in symmetric envelopes, with their conversation and epoch serial
     /// (never stored: after a load no epoch of ours exists).
     pub(crate) symmetric_sent: BTreeMap<FrameId, (ConversationId, u64)>,
+    /// Verifications by short code in flight (never stored: an app restart abandons them).
+    pub(crate) code_attempts: BTreeMap<ConversationId, code::CodeAttempt>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -201,6 +207,7 @@ impl core::fmt::Debug for Endpoint {
             public_key_acks: _,
             reencrypted_symmetric: _,
             symmetric_sent: _,
+            code_attempts: _,
         } = self;
         f.debug_struct("Endpoint")
             .field("conversations", &conversations.len())
@@ -278,6 +285,7 @@ impl Endpoint {
             public_key_acks: BTreeSet::new(),
             reencrypted_symmetric: BTreeSet::new(),
             symmetric_sent: BTreeMap::new(),
+            code_attempts: BTreeMap::new(),
         }
     }
 

@@ -8,7 +8,7 @@
 //! an acknowledgement.
 
 use confide_crypto::{CryptoRng, Timestamp, identity::IdentityPublicKey, kdf::sha256};
-use confide_policy::{ConversationPolicy, Incoming, Side};
+use confide_policy::{ConversationPolicy, Incoming, Side, UserContent};
 use confide_sealed::{
     CertificateError, DeliveryToken, EpochSeed, OpenError, Role, SYMMETRIC_ENVELOPE_KIND,
     StagedEnvelope, SymmetricOpenError, TagWindow,
@@ -593,6 +593,31 @@ impl Endpoint {
         if let Some(cutoff) = conv.policy.skipped_key_cutoff(now) {
             let _ = conv.record.prune_skipped_keys(cutoff);
         }
+        // A referral is shown only if the party it names is certified: checked before the
+        // policy takes the frame, so a refused referral changes nothing there.
+        let referral = if confide_policy::ContentFrame::carries_referral(&decrypted.plaintext) {
+            let peer_address = conv.peer_address.clone();
+            let frame = confide_policy::ContentFrame::decode(&decrypted.plaintext)
+                .map_err(|_| (Some(conversation), DropReason::ContentRefused))?;
+            let confide_policy::Body::Referral(referral) = &frame.body else {
+                return Err((Some(conversation), DropReason::ContentRefused));
+            };
+            match self.received_referral(now, auth.role, &peer_address, referral) {
+                Ok(received) => Some(received),
+                Err(reason) => {
+                    self.events.push_back(Event::ReferralRefused {
+                        conversation,
+                        reason,
+                    });
+                    return Err((Some(conversation), DropReason::ContentRefused));
+                }
+            }
+        } else {
+            None
+        };
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return Err((None, DropReason::NoConversation));
+        };
         let incoming = conv
             .policy
             .handle_incoming(&decrypted.plaintext, now)
@@ -635,15 +660,63 @@ impl Endpoint {
                             c.next_seq = c.next_seq.saturating_add(1);
                             seq
                         });
-                        self.events.push_back(Event::Message {
+                        let (id, sender_role, expires_at, sent_at) =
+                            (m.id, auth.role, m.deadline, m.claimed_send_time);
+                        let event = match m.content {
+                            UserContent::Text(text) => Event::Message {
+                                conversation,
+                                id,
+                                sender_role,
+                                text,
+                                expires_at,
+                                sent_at,
+                                seq,
+                            },
+                            UserContent::Attachment(pointer) => Event::Attachment {
+                                conversation,
+                                id,
+                                sender_role,
+                                pointer,
+                                expires_at,
+                                sent_at,
+                                seq,
+                            },
+                            UserContent::Referral(_) => match referral {
+                                Some(referral) => Event::Referral {
+                                    conversation,
+                                    id,
+                                    sender_role,
+                                    referral,
+                                    expires_at,
+                                    sent_at,
+                                    seq,
+                                },
+                                // Checked above: a referral frame always has one.
+                                None => Event::ReferralRefused {
+                                    conversation,
+                                    reason: crate::ReferralError::Malformed,
+                                },
+                            },
+                            _ => Event::ScreenshotTaken {
+                                conversation,
+                                id,
+                                sender_role,
+                                expires_at,
+                                sent_at,
+                                seq,
+                            },
+                        };
+                        self.events.push_back(event);
+                    }
+                    Incoming::ReferralAnswer(answer) => {
+                        self.events.push_back(Event::ReferralAnswered {
                             conversation,
-                            id: m.id,
-                            sender_role: auth.role,
-                            text: m.text,
-                            expires_at: m.deadline,
-                            sent_at: m.claimed_send_time,
-                            seq,
+                            referral: answer.referral,
+                            accepted: answer.accepted,
                         });
+                    }
+                    Incoming::Code(step) => {
+                        self.handle_code_step(rng, now, conversation, step);
                     }
                     Incoming::ReadReceipts { ids } => {
                         self.events.push_back(Event::Read { conversation, ids });
