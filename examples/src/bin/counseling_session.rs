@@ -3,7 +3,9 @@
 //! An anonymous client finds a counselor's prekey bundle at a small in-process relay, starts
 //! a post-quantum hybrid session while the counselor is offline, and they talk over a lossy
 //! simulated network. They compare safety numbers, set a disappearing-message timer, unsend a
-//! message, watch messages expire, and the counselor closes the conversation. Each app keeps
+//! message, watch messages expire, and the counselor closes the conversation. On the way they
+//! verify each other with a short code read out on the phone, and the counselor refers the
+//! client, urgently, to a crisis line, which the client accepts. Each app keeps
 //! its transcript in the encrypted message store of its database and erases a message from it
 //! (key, text, and every old copy in the write-ahead log) as soon as it expires or is unsent.
 //! At the end the relay reports what it could and could not see.
@@ -13,7 +15,9 @@
 #![allow(clippy::print_stdout)]
 
 use chacha20::ChaCha20Rng;
-use confide::{ConversationId, EndpointConfig, Event, RetentionPolicy, Role, StorageKey};
+use confide::{
+    ConversationId, EndpointConfig, Event, RetentionPolicy, Role, ShortCode, StorageKey, Urgency,
+};
 use confide_crypto::{Duration, Timestamp};
 use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
 use confide_store::{MAX_PAGE_LEN, SqliteStore, Transcript};
@@ -21,6 +25,7 @@ use rand_core::{Rng, SeedableRng};
 
 const CLIENT: usize = 0;
 const COUNSELOR: usize = 1;
+const CRISIS: usize = 2;
 
 fn seed() -> Result<u64, ExampleError> {
     let arg = std::env::args().nth(1);
@@ -40,10 +45,10 @@ fn seed() -> Result<u64, ExampleError> {
 }
 
 fn who(i: usize) -> &'static str {
-    if i == CLIENT {
-        "client   "
-    } else {
-        "counselor"
+    match i {
+        CLIENT => "client   ",
+        COUNSELOR => "counselor",
+        _ => "crisis   ",
     }
 }
 
@@ -106,6 +111,33 @@ fn show(stage_clock: &str, i: usize, e: &Event) {
             println!("[{stage_clock}] {w} | conversation closed by {by}; session keys erased")
         }
         Event::DeliveryFailed { .. } => println!("[{stage_clock}] {w} |   delivery failed"),
+        Event::CodeVerified { .. } => println!(
+            "[{stage_clock}] {w} | verified by code: the other side knew the code and holds the keys this app shows"
+        ),
+        Event::CodeMismatch { attempts_left, .. } => println!(
+            "[{stage_clock}] {w} | the codes did NOT match: do not continue ({attempts_left} attempts left)"
+        ),
+        Event::Referral { referral, .. } => println!(
+            "[{stage_clock}] {w} | {}referral to {} ({}): \"{}\"",
+            if referral.urgency == Urgency::Urgent {
+                "URGENT "
+            } else {
+                ""
+            },
+            referral
+                .display_name
+                .as_deref()
+                .unwrap_or("an unnamed party"),
+            role_name(referral.role),
+            String::from_utf8_lossy(referral.note.as_bytes())
+        ),
+        Event::ReferralRefused { reason, .. } => {
+            println!("[{stage_clock}] {w} | a referral was refused: {reason}")
+        }
+        Event::ReferralAnswered { accepted, .. } => println!(
+            "[{stage_clock}] {w} | the client {} the referral (nothing else is shared back)",
+            if *accepted { "accepted" } else { "declined" }
+        ),
         Event::IdentityChanged { .. } => {
             println!("[{stage_clock}] {w} | WARNING: the peer's identity key changed")
         }
@@ -183,11 +215,21 @@ fn main() -> Result<(), ExampleError> {
         Some("Dr. Rivera"),
         EndpointConfig::default(),
     )?;
+    let crisis = issuer.register(
+        &mut rng,
+        start,
+        "crisis-line",
+        Role::Counselor,
+        Some("City Crisis Line"),
+        EndpointConfig::default(),
+    )?;
     let mut key = [0u8; 32];
     rng.fill_bytes(&mut key);
     let client_key = StorageKey::new(key);
     rng.fill_bytes(&mut key);
     let counselor_key = StorageKey::new(key);
+    rng.fill_bytes(&mut key);
+    let crisis_key = StorageKey::new(key);
     // Each app persists into its own SQLite database file (the default store), fresh per run,
     // and keeps its transcript in the same file (the encrypted message store).
     let dir = std::env::temp_dir().join(format!("confide-counseling-{}", std::process::id()));
@@ -203,6 +245,7 @@ fn main() -> Result<(), ExampleError> {
         };
     let (client_db, client_transcript) = database("client", &client_key)?;
     let (counselor_db, counselor_transcript) = database("counselor", &counselor_key)?;
+    let (crisis_db, crisis_transcript) = database("crisis", &crisis_key)?;
     let mut stage = Stage {
         relay: Relay::new(seed, Relay::lossy_link()),
         participants: vec![
@@ -210,13 +253,15 @@ fn main() -> Result<(), ExampleError> {
                 .with_transcript(client_transcript),
             Participant::new("counselor", counselor, counselor_key, counselor_db)
                 .with_transcript(counselor_transcript),
+            Participant::new("crisis", crisis, crisis_key, crisis_db)
+                .with_transcript(crisis_transcript),
         ],
         rng,
         now: start,
         start,
     };
     // Both apps store their first state; the counselor uploads its prekey bundles.
-    for i in [CLIENT, COUNSELOR] {
+    for i in [CLIENT, COUNSELOR, CRISIS] {
         let _ = stage.command(i, |_, _, _| ())?;
     }
     let counselor_address = stage.get(COUNSELOR)?.endpoint.address().clone();
@@ -311,6 +356,21 @@ fn main() -> Result<(), ExampleError> {
         }
     );
 
+    // A second check, by phone: the counselor's app shows a one-time code, the counselor reads
+    // it out, and both apps run a password-authenticated exchange bound to their keys.
+    let code = ShortCode::generate(&mut stage.rng);
+    let clock = stage.clock(stage.now);
+    println!("[{clock}] counselor | reads out the one-time code {code} on a phone call");
+    let (r, _) = stage.command(COUNSELOR, |e, rng, now| {
+        e.enter_code(rng, now, kconv, &code)
+    })?;
+    r?;
+    println!("[{clock}] client    | types the code it heard");
+    let typed = ShortCode::parse(&code.to_string())?;
+    let (r, _) = stage.command(CLIENT, |e, rng, now| e.enter_code(rng, now, conv, &typed))?;
+    r?;
+    run(&mut stage, 1)?;
+
     // The client turns on disappearing messages.
     let clock = stage.clock(stage.now);
     println!("[{clock}] client    | turns on disappearing messages: 10 minutes after sending");
@@ -353,7 +413,76 @@ fn main() -> Result<(), ExampleError> {
         "Thank you for telling me. You're safe to talk here. Are you safe right now?",
     )?;
     run(&mut stage, 1)?;
-    say(&mut stage, CLIENT, conv, "Yes, for tonight.")?;
+    say(
+        &mut stage,
+        CLIENT,
+        conv,
+        "Yes, for tonight. But I can't sleep, and I'm scared.",
+    )?;
+    run(&mut stage, 1)?;
+
+    // The counselor refers the client to a crisis line, marked urgent. The referral carries
+    // the crisis line's certified bundle from the directory; the client's app checks its
+    // certificate before showing it, and the client decides.
+    let crisis_address = stage.get(CRISIS)?.endpoint.address().clone();
+    let party = stage
+        .relay
+        .fetch_bundle(&crisis_address)
+        .ok_or("the crisis line published no bundle")?;
+    let clock = stage.clock(stage.now);
+    println!("[{clock}] counselor | refers the client to the crisis line, marked urgent");
+    let (r, _) = stage.command(COUNSELOR, |e, rng, now| {
+        e.refer(
+            rng,
+            now,
+            kconv,
+            &party,
+            Urgency::Urgent,
+            b"They are there all night. You can talk to them now, and to me tomorrow.",
+        )
+    })?;
+    r?;
+    let events = run(&mut stage, 1)?;
+    let (referral_id, referral) = events
+        .iter()
+        .find_map(|(i, e)| match e {
+            Event::Referral { id, referral, .. } if *i == CLIENT => Some((*id, referral.clone())),
+            _ => None,
+        })
+        .ok_or("the referral did not arrive")?;
+    let clock = stage.clock(stage.now);
+    println!("[{clock}] client    | accepts, and chooses to send a short summary along");
+    let (started, _) = stage.command(CLIENT, |e, rng, now| {
+        e.accept_referral(
+            rng,
+            now,
+            conv,
+            referral_id,
+            &referral,
+            Some(b"A counselor sent me. I feel unsafe at home and can't sleep."),
+        )
+    })?;
+    let crisis_conv = started?.conversation;
+    println!(
+        "[{clock}] client    | new conversation with the crisis line, {}",
+        match stage.get(CLIENT)?.endpoint.verification(crisis_conv) {
+            Some(confide::Verification::Referral) => "verified by the counselor's referral",
+            _ => "NOT verified",
+        }
+    );
+    run(&mut stage, 1)?;
+    let client_address = stage.get(CLIENT)?.endpoint.address().clone();
+    let line_conv = stage
+        .get(CRISIS)?
+        .endpoint
+        .conversation_with(&client_address)
+        .ok_or("the crisis line has no conversation")?;
+    say(
+        &mut stage,
+        CRISIS,
+        line_conv,
+        "Hi, this is the crisis line. Thank you for reaching out. I'm here with you.",
+    )?;
     run(&mut stage, 1)?;
     say(
         &mut stage,

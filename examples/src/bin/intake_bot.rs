@@ -1,13 +1,16 @@
-//! An intake bot greets a client, asks what they need, and hands the conversation over to a
-//! counselor: it briefs the counselor in its own conversation with them, tells the client
-//! where to write, and closes its conversation with the client. Every party sees the others'
-//! certified roles, so the client knows the bot is a bot and the counselor is verified.
+//! An intake bot greets a client, asks what they need, and hands the client over to a
+//! counselor with a referral: an end-to-end encrypted message carrying the counselor's
+//! certified bundle, which the client's app validates and shows with the counselor's certified
+//! role. The client accepts and chooses what the counselor sees (here, a one-line summary in
+//! the client's own words); the bot learns only "accepted" and closes its conversation. Every
+//! party sees the others' certified roles, so the client knows the bot is a bot and the
+//! counselor is verified.
 //!
 //! Run: `cargo run -p confide-examples --bin intake_bot [seed]`.
 #![allow(clippy::print_stdout)]
 
 use chacha20::ChaCha20Rng;
-use confide::{Address, EndpointConfig, Event, Role, StorageKey};
+use confide::{Address, EndpointConfig, Event, Role, StorageKey, Urgency};
 use confide_crypto::{Duration, Timestamp};
 use confide_examples::{CertificateIssuer, ExampleError, Participant, Relay, Stage};
 use confide_store::SqliteStore;
@@ -17,8 +20,6 @@ const CLIENT: usize = 0;
 const BOT: usize = 1;
 const COUNSELOR: usize = 2;
 const NAMES: [&str; 3] = ["client   ", "intake bot", "counselor"];
-/// The example's convention for a handover message: this prefix, then the mailbox.
-const HANDOVER_PREFIX: &str = "Please continue with a counselor at mailbox ";
 
 fn role_name(role: Role) -> &'static str {
     match role {
@@ -198,43 +199,64 @@ fn main() -> Result<(), ExampleError> {
         .next()
         .ok_or("no answer")?;
 
-    // Hand-over: brief a counselor in the bot's own conversation with them.
+    // Hand-over by referral: the bot fetches a counselor's certified bundle from the
+    // directory and refers the client to it. No text is parsed, and nothing of the client's
+    // words reaches the counselor unless the client chooses.
     let counselor_address = Address::new(b"counselor-17")?;
-    let (to_counselor, _) = stage.start_conversation_with(BOT, &counselor_address)?;
-    say(
-        &mut stage,
-        BOT,
-        to_counselor,
-        &format!(
-            "New client from intake (anonymous). In their words: \"{need}\". They will write to you shortly."
-        ),
-    )?;
-    say(
-        &mut stage,
-        BOT,
-        bot_conv,
-        &format!(
-            "{HANDOVER_PREFIX}counselor-17. I'm closing this chat now; nothing from it is kept."
-        ),
-    )?;
-    let mut events = run(&mut stage, 5)?;
-    let (r, _) = stage.command(BOT, |e, rng, now| e.close(rng, now, bot_conv))?;
+    let party = stage
+        .relay
+        .fetch_bundle(&counselor_address)
+        .ok_or("the counselor published no bundle")?;
+    println!("          intake bot | refers the client to a counselor");
+    let (r, _) = stage.command(BOT, |e, rng, now| {
+        e.refer(
+            rng,
+            now,
+            bot_conv,
+            &party,
+            Urgency::Routine,
+            b"A counselor can continue with you now. You choose what they see of this chat.",
+        )
+    })?;
     r?;
-    events.extend(run(&mut stage, 5)?);
-
-    // The client's app follows the hand-over.
-    let next = texts_for(&events, CLIENT)
-        .into_iter()
-        .find_map(|(_, t, role)| {
-            (role == Role::Bot)
-                .then_some(t)?
-                .strip_prefix(HANDOVER_PREFIX)
-                .and_then(|rest| rest.split('.').next())
-                .map(str::to_owned)
+    let events = run(&mut stage, 5)?;
+    let (referral_id, referral) = events
+        .iter()
+        .find_map(|(i, e)| match e {
+            Event::Referral { id, referral, .. } if *i == CLIENT => Some((*id, referral.clone())),
+            _ => None,
         })
-        .ok_or("no hand-over message arrived")?;
-    let counselor_address = Address::new(next.as_bytes())?;
-    let (conv2, _) = stage.start_conversation_with(CLIENT, &counselor_address)?;
+        .ok_or("no referral arrived")?;
+    println!(
+        "          client     | (the app shows a referral to {}, a certified {}: \"{}\")",
+        referral.display_name.as_deref().unwrap_or("someone"),
+        role_name(referral.role),
+        String::from_utf8_lossy(referral.note.as_bytes())
+    );
+    println!("          client     | accepts, and shares one line in its own words");
+    let summary = format!("From intake, in my words: {need}");
+    let (started, _) = stage.command(CLIENT, |e, rng, now| {
+        e.accept_referral(
+            rng,
+            now,
+            conv,
+            referral_id,
+            &referral,
+            Some(summary.as_bytes()),
+        )
+    })?;
+    let conv2 = started?.conversation;
+    let events = run(&mut stage, 5)?;
+    if events
+        .iter()
+        .any(|(i, e)| *i == BOT && matches!(e, Event::ReferralAnswered { accepted: true, .. }))
+    {
+        println!(
+            "          intake bot | (learns only: accepted) closes its chat; nothing from it is kept"
+        );
+        let (r, _) = stage.command(BOT, |e, rng, now| e.close(rng, now, bot_conv))?;
+        r?;
+    }
     say(
         &mut stage,
         CLIENT,
