@@ -74,6 +74,9 @@ pub mod labels {
     /// HKDF info prefix: the chunk key of one attachment stream, from its random key and salt
     /// (confide-attachment, `docs/attachments.md`).
     pub const ATTACHMENT_CHUNK_KEY: &[u8] = b"Confide_v1_Attachment_ChunkKey";
+    /// HKDF info: the token that deletes an attachment's blob from the relay, from the
+    /// attachment key (confide-attachment, `docs/attachments.md` §5.1).
+    pub const ATTACHMENT_BLOB_DELETE_TOKEN: &[u8] = b"Confide_v1_Attachment_BlobDeleteToken";
 }
 
 /// HKDF-SHA256: extract with `salt` (or 32 zero bytes when `None`), then expand `info` into `out`.
@@ -304,6 +307,7 @@ mod tests {
             labels::TRANSCRIPT_KEY_CHECK,
             labels::TRANSCRIPT_KEY_WRAP,
             labels::ATTACHMENT_CHUNK_KEY,
+            labels::ATTACHMENT_BLOB_DELETE_TOKEN,
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
