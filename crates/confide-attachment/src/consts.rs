@@ -59,6 +59,12 @@ pub const KEY_LEN: usize = 32;
 /// Length of the ciphertext digest (SHA-256).
 pub const DIGEST_LEN: usize = 32;
 
+/// Length of a blob delete token, and of its SHA-256 that the relay keeps.
+///
+/// Reason: 256 bits derived from the attachment key cannot be guessed, and its hash tells
+/// the relay nothing about the key.
+pub const DELETE_TOKEN_LEN: usize = 32;
+
 /// Length of an encoded pointer: version, blob id, key, digest, plaintext length (8),
 /// content type (1), duration (4).
 pub const POINTER_LEN: usize = 1 + BLOB_ID_LEN + KEY_LEN + DIGEST_LEN + 8 + 1 + 4;

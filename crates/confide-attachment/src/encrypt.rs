@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::{
-    AttachmentKey, CiphertextDigest, EncryptError,
+    AttachmentKey, BlobDeleteToken, CiphertextDigest, EncryptError,
     chunk::ChunkCipher,
     consts::{CHUNK_CIPHERTEXT_LEN, HEADER_LEN, MAX_PLAINTEXT_LEN, SALT_LEN, STREAM_VERSION},
     layout::Layout,
@@ -42,6 +42,14 @@ impl fmt::Debug for EncryptedAttachment {
             .field("plaintext_len", plaintext_len)
             .field("ciphertext_len", ciphertext_len)
             .finish()
+    }
+}
+
+impl EncryptedAttachment {
+    /// The token that deletes the blob from the relay ([`BlobDeleteToken::derive`]).
+    #[must_use]
+    pub fn delete_token(&self) -> BlobDeleteToken {
+        BlobDeleteToken::derive(&self.key)
     }
 }
 
@@ -145,6 +153,13 @@ impl AttachmentEncryptor {
     #[must_use]
     pub fn header(&self) -> &[u8; HEADER_LEN] {
         &self.header
+    }
+
+    /// The token that deletes the blob from the relay ([`BlobDeleteToken::derive`]): known
+    /// from the start, so an upload can hand the relay its hash with the first bytes.
+    #[must_use]
+    pub fn delete_token(&self) -> BlobDeleteToken {
+        BlobDeleteToken::derive(&self.key)
     }
 
     /// Plaintext bytes of the declared length not yet given.

@@ -3,9 +3,14 @@
 
 use core::fmt;
 
-use confide_crypto::{CryptoRng, define_secret, random_array};
+use confide_crypto::{
+    CryptoRng, define_secret,
+    kdf::{hkdf_sha256, labels, sha256},
+    random_array,
+};
+use zeroize::Zeroizing;
 
-use crate::consts::{BLOB_ID_LEN, DIGEST_LEN, KEY_LEN};
+use crate::consts::{BLOB_ID_LEN, DELETE_TOKEN_LEN, DIGEST_LEN, KEY_LEN};
 
 define_secret!(
     /// The random 32-byte key of one attachment: drawn fresh for every attachment by
@@ -91,5 +96,48 @@ impl fmt::Debug for CiphertextDigest {
             write!(f, "{b:02x}")?;
         }
         f.write_str(")")
+    }
+}
+
+define_secret!(
+    /// The token that deletes an attachment's blob from the relay (`DeleteBlob`):
+    /// `HKDF-SHA256(salt = none, ikm = K, info = "Confide_v1_Attachment_BlobDeleteToken", 32)`
+    /// of the attachment key `K` (`docs/attachments.md` §5.1).
+    ///
+    /// Derived, not drawn, so everyone who holds the pointer (the sender and every recipient)
+    /// can delete the blob, and nobody else can; the uploader gives the relay only its SHA-256
+    /// ([`BlobDeleteToken::hash`]), which says nothing about the key. Zeroized on drop,
+    /// compared in constant time, printed as `BlobDeleteToken([REDACTED])`.
+    pub struct BlobDeleteToken(DELETE_TOKEN_LEN);
+);
+
+impl BlobDeleteToken {
+    /// The delete token of the attachment under `key`.
+    #[must_use]
+    pub fn derive(key: &AttachmentKey) -> Self {
+        let mut out = Zeroizing::new([0u8; DELETE_TOKEN_LEN]);
+        // HKDF-SHA256 gives 32 bytes for any input; the result is never the error.
+        let _ = hkdf_sha256(
+            None,
+            key.expose(),
+            labels::ATTACHMENT_BLOB_DELETE_TOKEN,
+            out.as_mut_slice(),
+        );
+        Self::copy_from(&out)
+    }
+
+    /// `SHA-256(token)`: what the uploader hands the relay when it creates the blob
+    /// (`PutBlob` at offset 0); the relay deletes the blob only for a token with this hash.
+    #[must_use]
+    pub fn hash(&self) -> [u8; DELETE_TOKEN_LEN] {
+        sha256(&[self.expose()])
+    }
+}
+
+impl AttachmentKey {
+    /// The blob delete token of the attachment under this key ([`BlobDeleteToken::derive`]).
+    #[must_use]
+    pub fn blob_delete_token(&self) -> BlobDeleteToken {
+        BlobDeleteToken::derive(self)
     }
 }

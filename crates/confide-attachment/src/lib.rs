@@ -87,13 +87,14 @@ mod layout;
 mod pointer;
 
 pub use consts::{
-    CHUNK_LEN, HEADER_LEN, MAX_DURATION, MAX_PLAINTEXT_LEN, MIN_BUCKET_LEN, POINTER_LEN,
+    CHUNK_LEN, DELETE_TOKEN_LEN, HEADER_LEN, MAX_DURATION, MAX_PLAINTEXT_LEN, MIN_BUCKET_LEN,
+    POINTER_LEN,
 };
 pub use decrypt::{AttachmentDecryptor, decrypt};
 #[cfg(feature = "dangerous-test-fixtures")]
 pub use encrypt::dangerous_encryptor_with_key_and_salt;
 pub use encrypt::{AttachmentEncryptor, EncryptedAttachment, encrypt};
 pub use error::{DecryptError, EncryptError, PointerError};
-pub use ids::{AttachmentKey, BlobId, CiphertextDigest};
+pub use ids::{AttachmentKey, BlobDeleteToken, BlobId, CiphertextDigest};
 pub use layout::{bucket_len, chunk_count, ciphertext_len};
 pub use pointer::{AttachmentPointer, ContentType};

@@ -9,7 +9,7 @@ use confide_crypto::{
 use zeroize::Zeroizing;
 
 use crate::{
-    AttachmentKey, BlobId, CiphertextDigest, EncryptedAttachment, PointerError,
+    AttachmentKey, BlobDeleteToken, BlobId, CiphertextDigest, EncryptedAttachment, PointerError,
     consts::{MAX_DURATION, MAX_PLAINTEXT_LEN, POINTER_LEN, POINTER_VERSION},
 };
 
@@ -174,6 +174,13 @@ impl AttachmentPointer {
     #[must_use]
     pub fn key(&self) -> &AttachmentKey {
         &self.key
+    }
+
+    /// The token that deletes the blob from the relay: derived from the key, so the sender
+    /// and every recipient of the pointer hold it (`docs/attachments.md` §5.1).
+    #[must_use]
+    pub fn delete_token(&self) -> BlobDeleteToken {
+        BlobDeleteToken::derive(&self.key)
     }
 
     /// SHA-256 of the blob.

@@ -179,6 +179,32 @@ fn debug_redacts_the_key() {
 }
 
 #[test]
+fn the_delete_token_is_one_per_key_shared_by_every_pointer_holder_and_redacted() {
+    let p = sample(ContentType::File, None);
+    let token = p.delete_token();
+    let parsed = AttachmentPointer::from_bytes(&p.to_bytes()).unwrap();
+    assert_eq!(
+        parsed.delete_token(),
+        token,
+        "a recipient derives the same token"
+    );
+    assert_eq!(p.key().blob_delete_token(), token);
+    assert_ne!(token.expose(), p.key().expose(), "not the key itself");
+    assert_ne!(token.hash(), *token.expose());
+    let other = AttachmentPointer::from_parts(
+        *p.blob_id(),
+        AttachmentKey::new([0x23; 32]),
+        *p.digest(),
+        p.plaintext_len(),
+        ContentType::File,
+        None,
+    )
+    .unwrap();
+    assert_ne!(other.delete_token(), token, "another key, another token");
+    assert_eq!(format!("{token:?}"), "BlobDeleteToken([REDACTED])");
+}
+
+#[test]
 fn a_pointer_from_an_encryption_decrypts_its_blob() {
     let data = plaintext(1, 2_000);
     let (blob, sealed) = seal(1, &data);

@@ -17,7 +17,7 @@ use confide_attachment::{
 };
 use confide_crypto::{
     Duration,
-    kdf::{hkdf_sha256_multi, labels, sha256},
+    kdf::{hkdf_sha256, hkdf_sha256_multi, labels, sha256},
 };
 use confide_test_support::vectors::{RecordingRng, check_json};
 use serde_json::{Value, json};
@@ -110,6 +110,23 @@ fn case(
         &confide_attachment::decrypt(&pointer, &blob).unwrap()[..],
         &data[..]
     );
+    // §5.1: the blob delete token, from the primitives, and the hash the relay keeps.
+    let mut delete_token = [0u8; 32];
+    hkdf_sha256(
+        None,
+        sealed.key.expose(),
+        b"Confide_v1_Attachment_BlobDeleteToken",
+        &mut delete_token,
+    )
+    .unwrap();
+    assert_eq!(
+        labels::ATTACHMENT_BLOB_DELETE_TOKEN,
+        b"Confide_v1_Attachment_BlobDeleteToken"
+    );
+    assert_eq!(pointer.delete_token().expose(), &delete_token);
+    assert_eq!(sealed.delete_token(), pointer.delete_token());
+    let delete_token_hash = sha256(&[&delete_token]);
+    assert_eq!(pointer.delete_token().hash(), delete_token_hash);
 
     json!({
         "plaintext_len": len,
@@ -125,6 +142,8 @@ fn case(
         "content_type": content_type.code(),
         "duration_ms": duration.map(Duration::as_millis),
         "pointer": hex::encode(&pointer.to_bytes()[..]),
+        "delete_token": hex::encode(delete_token),
+        "delete_token_sha256": hex::encode(delete_token_hash),
     })
 }
 

@@ -80,6 +80,9 @@ pub mod labels {
     /// HKDF info prefix: one side's key confirmation of a verification by short code,
     /// followed by the side's byte.
     pub const SHORT_CODE_CONFIRM: &[u8] = b"Confide_v1_ShortCode_Confirm";
+    /// HKDF info: the token that deletes an attachment's blob from the relay, from the
+    /// attachment key (confide-attachment, `docs/attachments.md` §5.1).
+    pub const ATTACHMENT_BLOB_DELETE_TOKEN: &[u8] = b"Confide_v1_Attachment_BlobDeleteToken";
 }
 
 /// HKDF-SHA256: extract with `salt` (or 32 zero bytes when `None`), then expand `info` into `out`.
@@ -310,6 +313,9 @@ mod tests {
             labels::TRANSCRIPT_KEY_CHECK,
             labels::TRANSCRIPT_KEY_WRAP,
             labels::ATTACHMENT_CHUNK_KEY,
+            labels::ATTACHMENT_BLOB_DELETE_TOKEN,
+            labels::SHORT_CODE_IDENTITY,
+            labels::SHORT_CODE_CONFIRM,
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {

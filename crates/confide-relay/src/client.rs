@@ -15,12 +15,20 @@
 //! 3. for [`RelayEvent::Frame`], once the endpoint's state that holds the frame is persisted,
 //!    call [`RelayLink::confirm`] with [`RelayEvent::frame_id`] so the relay deletes it (an
 //!    unconfirmed frame is delivered again after a reconnect; the endpoint drops duplicates).
+//!
+//! Attachments go through the relay's blob store, on connections of their own: an upload
+//! ([`upload_blob`], or [`RelayConnection::put_blob`] on an owner connection) asks the relay
+//! how much it holds ([`RelayConnection::blob_status`]) and continues from there after a
+//! dropped connection; a download ([`download_blob`], or [`RelayConnection::get_blob`] on any
+//! connection, authenticated or not) streams into the caller's sink and resumes at the
+//! offset it reached. Both hold at most one piece of the blob in memory.
 
 use core::fmt;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use confide_attachment::{BlobDeleteToken, BlobId};
 use confide_crypto::signing::SigningKey;
 use confide_transport::driver::Input;
 use confide_transport::{Address, FrameId, RelayToken};
@@ -28,7 +36,7 @@ use confide_wire::Timestamp;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -37,7 +45,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::framing::{WebSocket, websocket_config};
 
-use crate::consts::CHALLENGE_LEN;
+use crate::consts::{CHALLENGE_LEN, DELETE_TOKEN_LEN, MAX_BLOB_PUT_LEN};
 use crate::protocol::{
     BundleKind, ErrorCode, IDENTITY_LEN, Request, RequestBody, ServerMessage, authenticate_message,
     check_length, create_message, frame_id_of, frame_message,
@@ -86,6 +94,15 @@ pub enum ClientError {
     /// The relay refused the request.
     #[error("refused by the relay: {0}")]
     Refused(ErrorCode),
+    /// The relay refused a blob request with a code that comes with the blob's stored length
+    /// (`BlobOffsetMismatch`: continue an upload there).
+    #[error("refused by the relay: {code}; {stored_len} bytes stored")]
+    RefusedAt {
+        /// Why.
+        code: ErrorCode,
+        /// Bytes of the blob the relay holds.
+        stored_len: u64,
+    },
     /// The relay sent something that does not decode or does not answer the request.
     #[error("relay protocol violation")]
     Protocol,
@@ -204,6 +221,8 @@ pub struct RelayConnection {
     challenge: [u8; CHALLENGE_LEN],
     next_id: u32,
     deliveries: VecDeque<Vec<u8>>,
+    /// Drop deliveries instead of keeping them (a connection used for blobs only).
+    discard_deliveries: bool,
 }
 
 impl fmt::Debug for RelayConnection {
@@ -215,6 +234,7 @@ impl fmt::Debug for RelayConnection {
             challenge: _,
             next_id,
             deliveries,
+            discard_deliveries: _,
         } = self;
         f.debug_struct("RelayConnection")
             .field("next_id", next_id)
@@ -328,6 +348,7 @@ impl RelayConnection {
             challenge,
             next_id: 1,
             deliveries: VecDeque::new(),
+            discard_deliveries: false,
         })
     }
 
@@ -351,7 +372,9 @@ impl RelayConnection {
                 Ok(None) => return Err(ClientError::Closed),
                 Ok(Some(Err(e))) => return Err(e),
                 Ok(Some(Ok(ServerMessage::Deliver { frame }))) => {
-                    self.deliveries.push_back(frame);
+                    if !self.discard_deliveries {
+                        self.deliveries.push_back(frame);
+                    }
                 }
                 Ok(Some(Ok(msg))) => return Ok(msg),
             }
@@ -362,28 +385,49 @@ impl RelayConnection {
     /// [`ClientError::Refused`]. Deliveries that arrive meanwhile are kept for
     /// [`Self::next_delivery`].
     pub async fn request(&mut self, body: RequestBody) -> Result<ServerMessage, ClientError> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        let bytes = Request { id, body }
-            .to_bytes()
-            .map_err(|_| ClientError::TooLarge)?;
-        self.write.body(&bytes).await?;
+        let id = self.write_request(body).await?;
         let reply = self.next_reply().await?;
         match reply {
             ServerMessage::Error { id: got, code } if got == id || got == 0 => {
                 Err(ClientError::Refused(code))
             }
+            ServerMessage::BlobRefused {
+                id: got,
+                code,
+                stored_len,
+            } if got == id => Err(ClientError::RefusedAt { code, stored_len }),
             ServerMessage::Ok { id: got }
             | ServerMessage::Stored { id: got, .. }
             | ServerMessage::Bundle { id: got, .. }
             | ServerMessage::BundleCount { id: got, .. }
             | ServerMessage::Certificate { id: got, .. }
+            | ServerMessage::BlobStored { id: got, .. }
+            | ServerMessage::BlobStatus { id: got, .. }
                 if got == id =>
             {
                 Ok(reply)
             }
             _ => Err(ClientError::Protocol),
         }
+    }
+
+    /// Sends a request with the next id, and returns the id.
+    async fn write_request(&mut self, body: RequestBody) -> Result<u32, ClientError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let bytes = Request { id, body }
+            .to_bytes()
+            .map_err(|_| ClientError::TooLarge)?;
+        self.write.body(&bytes).await?;
+        Ok(id)
+    }
+
+    /// From now on, frames the relay delivers on this connection are dropped instead of kept
+    /// for [`Self::next_delivery`]. For an owner connection used only to upload blobs: the
+    /// relay keeps every frame until it is confirmed, so the app's own link receives them.
+    pub fn discard_deliveries(&mut self) {
+        self.discard_deliveries = true;
+        self.deliveries.clear();
     }
 
     async fn expect_ok(&mut self, body: RequestBody) -> Result<(), ClientError> {
@@ -534,6 +578,166 @@ impl RelayConnection {
         self.expect_ok(RequestBody::Ping).await
     }
 
+    /// One `PutBlob`: appends `bytes` at `offset` (the stored length) and returns the stored
+    /// length after the durable commit. A wrong offset is refused with
+    /// [`ClientError::RefusedAt`], which carries the length to continue at.
+    pub async fn put_blob_piece(
+        &mut self,
+        upload: &BlobUpload,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<u64, ClientError> {
+        match self
+            .request(RequestBody::PutBlob {
+                blob_id: upload.blob_id,
+                offset,
+                total_len: upload.total_len,
+                delete_token_hash: upload.delete_token_hash,
+                bytes: bytes.to_vec(),
+            })
+            .await?
+        {
+            ServerMessage::BlobStored { stored_len, .. } => Ok(stored_len),
+            _ => Err(ClientError::Protocol),
+        }
+    }
+
+    /// How much of a blob the relay holds; `None` if it holds no such blob (never created,
+    /// deleted or expired).
+    pub async fn blob_status(
+        &mut self,
+        blob_id: &BlobId,
+    ) -> Result<Option<BlobState>, ClientError> {
+        match self
+            .request(RequestBody::BlobStatus { blob_id: *blob_id })
+            .await
+        {
+            Ok(ServerMessage::BlobStatus {
+                stored_len,
+                total_len,
+                ..
+            }) => Ok(Some(BlobState {
+                stored_len,
+                total_len,
+            })),
+            Ok(_) => Err(ClientError::Protocol),
+            Err(ClientError::Refused(ErrorCode::NoSuchBlob)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads the blob whose bytes `source` holds (at positions `0..upload.total_len`),
+    /// resuming where the relay's copy ends: it asks [`Self::blob_status`] first, seeks
+    /// `source` there and puts the rest in pieces of [`MAX_BLOB_PUT_LEN`]. Needs a connection
+    /// authenticated as a mailbox owner. Returns the stored length (`upload.total_len`).
+    /// Holds one piece in memory. After a failure, call it again (on a new connection): it
+    /// continues from what the relay committed, not from zero.
+    pub async fn put_blob<S>(
+        &mut self,
+        upload: &BlobUpload,
+        source: &mut S,
+    ) -> Result<u64, ClientError>
+    where
+        S: AsyncRead + AsyncSeek + Unpin,
+    {
+        let mut offset = match self.blob_status(&upload.blob_id).await? {
+            Some(state) if state.total_len != upload.total_len => {
+                return Err(ClientError::Refused(ErrorCode::BlobExists));
+            }
+            Some(state) => state.stored_len,
+            None => 0,
+        };
+        let mut piece = Vec::with_capacity(MAX_BLOB_PUT_LEN);
+        // A put refused for its offset is retried from the relay's length a few times only.
+        let mut realignments = 0u32;
+        // `total_len` is at least 1, so a blob that does not exist yet is created here.
+        while offset < upload.total_len {
+            let want = upload
+                .total_len
+                .saturating_sub(offset)
+                .min(MAX_BLOB_PUT_LEN as u64);
+            source.seek(std::io::SeekFrom::Start(offset)).await?;
+            piece.clear();
+            let got = (&mut *source).take(want).read_to_end(&mut piece).await?;
+            if got as u64 != want {
+                return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof));
+            }
+            match self.put_blob_piece(upload, offset, &piece).await {
+                Ok(stored_len) => offset = stored_len,
+                Err(ClientError::RefusedAt {
+                    code: ErrorCode::BlobOffsetMismatch,
+                    stored_len,
+                }) if realignments < MAX_REALIGNMENTS => {
+                    realignments = realignments.saturating_add(1);
+                    offset = stored_len;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(offset)
+    }
+
+    /// Downloads a complete blob from `*offset` into `sink`, advancing `*offset` as bytes
+    /// reach the sink; returns the blob's length once its last byte is written. The relay
+    /// streams it in pieces of [`BLOB_DATA_LEN`](crate::consts::BLOB_DATA_LEN), written one
+    /// at a time. After a failure, call it again with the same `offset` (on a new connection)
+    /// to resume. Needs no authentication.
+    pub async fn get_blob<W>(
+        &mut self,
+        blob_id: &BlobId,
+        offset: &mut u64,
+        sink: &mut W,
+    ) -> Result<u64, ClientError>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let id = self
+            .write_request(RequestBody::GetBlob {
+                blob_id: *blob_id,
+                offset: *offset,
+            })
+            .await?;
+        loop {
+            match self.next_reply().await? {
+                ServerMessage::BlobData {
+                    id: got,
+                    offset: at,
+                    last,
+                    bytes,
+                } if got == id && at == *offset => {
+                    sink.write_all(&bytes).await?;
+                    *offset = offset.saturating_add(bytes.len() as u64);
+                    if last {
+                        sink.flush().await?;
+                        return Ok(*offset);
+                    }
+                }
+                ServerMessage::Error { id: got, code } if got == id || got == 0 => {
+                    return Err(ClientError::Refused(code));
+                }
+                ServerMessage::BlobRefused {
+                    id: got,
+                    code,
+                    stored_len,
+                } if got == id => return Err(ClientError::RefusedAt { code, stored_len }),
+                _ => return Err(ClientError::Protocol),
+            }
+        }
+    }
+
+    /// Deletes a blob with its delete token (anyone holding the attachment pointer has it).
+    pub async fn delete_blob(
+        &mut self,
+        blob_id: &BlobId,
+        token: &BlobDeleteToken,
+    ) -> Result<(), ClientError> {
+        self.expect_ok(RequestBody::DeleteBlob {
+            blob_id: *blob_id,
+            delete_token: token.clone(),
+        })
+        .await
+    }
+
     /// The next frame the relay delivers (cancel-safe: a frame is never lost by dropping the
     /// future).
     pub async fn next_delivery(&mut self) -> Result<Vec<u8>, ClientError> {
@@ -546,6 +750,143 @@ impl RelayConnection {
             Some(Ok(ServerMessage::Deliver { frame })) => Ok(frame),
             // A response with no request waiting for it.
             Some(Ok(_)) => Err(ClientError::Protocol),
+        }
+    }
+}
+
+/// How many times [`RelayConnection::put_blob`] follows the relay's stored length after a
+/// put refused for its offset, before giving up.
+///
+/// Reason: one refusal is normal (a put whose receipt was lost on a dropped connection);
+/// several in a row mean another writer, and looping would only fight it.
+pub const MAX_REALIGNMENTS: u32 = 3;
+
+/// How many connections [`upload_blob`] and [`download_blob`] try before giving up.
+///
+/// Reason: each attempt resumes where the previous one stopped, so a few are enough to ride
+/// out a flaky network or a relay restart; the app retries later beyond that.
+pub const BLOB_TRANSFER_ATTEMPTS: u32 = 5;
+
+/// What the relay needs to create a blob, repeated in every put: its id, its whole length and
+/// the SHA-256 of its delete token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BlobUpload {
+    /// The blob's id (`BlobId::random`, the one the attachment pointer will carry).
+    pub blob_id: BlobId,
+    /// The blob's length (`EncryptedAttachment::ciphertext_len`, or
+    /// `confide_attachment::ciphertext_len` of the plaintext length).
+    pub total_len: u64,
+    /// `BlobDeleteToken::hash` of the attachment's delete token.
+    pub delete_token_hash: [u8; DELETE_TOKEN_LEN],
+}
+
+impl BlobUpload {
+    /// The upload of a blob of `total_len` bytes under `blob_id`, deletable with `token`.
+    #[must_use]
+    pub fn new(blob_id: BlobId, total_len: u64, token: &BlobDeleteToken) -> Self {
+        Self {
+            blob_id,
+            total_len,
+            delete_token_hash: token.hash(),
+        }
+    }
+}
+
+impl fmt::Debug for BlobUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            blob_id: _,
+            total_len,
+            delete_token_hash: _,
+        } = self;
+        f.debug_struct("BlobUpload")
+            .field("total_len", total_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How much of a blob the relay holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobState {
+    /// Bytes stored.
+    pub stored_len: u64,
+    /// The blob's whole length (complete when equal to `stored_len`).
+    pub total_len: u64,
+}
+
+fn transient(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Io(_) | ClientError::Timeout | ClientError::Closed | ClientError::Protocol
+    )
+}
+
+/// Uploads a blob on connections of its own, authenticated as the owner of `mailbox` (which
+/// must exist), reconnecting with backoff after a connection failure and resuming each time
+/// from the relay's stored length ([`RelayConnection::put_blob`]); at most
+/// [`BLOB_TRANSFER_ATTEMPTS`] connections. Frames delivered on these connections are dropped
+/// (they stay on the relay until the app's link confirms them).
+pub async fn upload_blob<S>(
+    relay: RelayAddress,
+    mailbox: &Address,
+    key: &SigningKey,
+    upload: &BlobUpload,
+    source: &mut S,
+) -> Result<u64, ClientError>
+where
+    S: AsyncRead + AsyncSeek + Unpin,
+{
+    let mut backoff = INITIAL_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let result = async {
+            let mut c = RelayConnection::connect(relay).await?;
+            c.discard_deliveries();
+            c.authenticate(mailbox, key).await?;
+            c.put_blob(upload, source).await
+        }
+        .await;
+        match result {
+            Err(e) if transient(&e) && attempt < BLOB_TRANSFER_ATTEMPTS => {
+                tracing::debug!(error = %e, "blob upload interrupted; resuming");
+                tokio::time::sleep(jittered(backoff)).await;
+                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Downloads a complete blob into `sink` from `*offset` on connections of its own that never
+/// authenticate (the relay cannot tie the download to a mailbox), reconnecting with backoff
+/// after a connection failure and resuming at the offset reached; at most
+/// [`BLOB_TRANSFER_ATTEMPTS`] connections. Returns the blob's length.
+pub async fn download_blob<W>(
+    relay: RelayAddress,
+    blob_id: &BlobId,
+    offset: &mut u64,
+    sink: &mut W,
+) -> Result<u64, ClientError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut backoff = INITIAL_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let result = async {
+            let mut c = RelayConnection::connect(relay).await?;
+            c.get_blob(blob_id, offset, sink).await
+        }
+        .await;
+        match result {
+            Err(e) if transient(&e) && attempt < BLOB_TRANSFER_ATTEMPTS => {
+                tracing::debug!(error = %e, "blob download interrupted; resuming");
+                tokio::time::sleep(jittered(backoff)).await;
+                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }

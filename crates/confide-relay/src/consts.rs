@@ -278,3 +278,75 @@ pub const WAKE_LISTENER_MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// otherwise stop wake-ups until the kernel gives up; with this, a dead listener is noticed
 /// and replaced within two intervals.
 pub const WAKE_LISTENER_CHECK: Duration = Duration::from_secs(15);
+
+/// Length of a blob id on the wire (`confide_attachment::BlobId`).
+pub const BLOB_ID_LEN: usize = 16;
+
+/// Length of a blob delete token and of its SHA-256 (`confide_attachment::BlobDeleteToken`).
+pub const DELETE_TOKEN_LEN: usize = 32;
+
+/// The longest blob the store accepts, in bytes: the ciphertext of the largest attachment,
+/// `confide_attachment::ciphertext_len(MAX_PLAINTEXT_LEN)` (33 + 104,857,600 + 1,600 x 16).
+///
+/// Reason: the blob store holds attachments only, and no attachment is longer; a
+/// `total_len` above it is refused `BlobTooLarge` before anything is stored (a test checks
+/// the value against the attachment crate).
+pub const MAX_BLOB_LEN: u64 = 104_883_233;
+
+/// Most bytes one `PutBlob` carries.
+///
+/// Reason: a request must fit [`MAX_MESSAGE_LEN`] with its 74 bytes of header and fields; 512 KiB is
+/// eight attachment chunks, so a dropped connection costs at most that much again, a 100 MiB
+/// blob takes 200 requests (and 200 durable commits), and one stored row stays small.
+pub const MAX_BLOB_PUT_LEN: usize = 512 * 1024;
+
+// A full PutBlob (74 bytes of header and fields) fits one message.
+const _: () = assert!(MAX_BLOB_PUT_LEN + 74 <= MAX_MESSAGE_LEN);
+
+/// Most bytes in one `BlobData` message of a `GetBlob` answer: the named size a download is
+/// streamed in.
+///
+/// Reason: the relay reads one piece from the database per message and queues at most
+/// [`OUTBOUND_QUEUE`] of them, so a download holds at most 4 MiB per connection on the relay
+/// and, in its incoming queue, on the client, whatever the blob's size; 64 KiB is the
+/// attachment format's own chunk size.
+pub const BLOB_DATA_LEN: usize = 64 * 1024;
+
+/// Most bytes of blobs one mailbox owner may hold on the relay, complete or being uploaded,
+/// counted by their declared `total_len` when the upload starts (1 GiB).
+///
+/// Reason: bounds the disk one account takes for the whole [`BLOB_RETENTION`]: ten of the
+/// largest attachments, or about 16,000 voice notes in their one-chunk bucket; a month of even
+/// a busy counselor's attachments. Reserving the total at creation means an upload that has
+/// started is never refused for quota halfway.
+pub const MAX_BLOB_BYTES_PER_OWNER: u64 = 1024 * 1024 * 1024;
+
+/// Most bytes of blobs one mailbox owner may have being uploaded (incomplete) at once,
+/// counted by their declared `total_len` (256 MiB).
+///
+/// Reason: an incomplete upload holds its reservation for up to
+/// [`INCOMPLETE_BLOB_RETENTION`]; this lets two of the largest attachments upload at once
+/// while a client that starts uploads and abandons them cannot hold the owner's whole
+/// [`MAX_BLOB_BYTES_PER_OWNER`].
+pub const MAX_BLOB_BYTES_IN_FLIGHT_PER_OWNER: u64 = 256 * 1024 * 1024;
+
+/// Most blobs one mailbox owner may hold at once (complete or not).
+///
+/// Reason: bounds the rows (and quota queries) per account; 4,096 attachments in
+/// [`BLOB_RETENTION`] is over a hundred a day.
+pub const MAX_BLOBS_PER_OWNER: u64 = 4_096;
+
+/// How long a blob is kept after its upload started, read or not; then it is deleted.
+///
+/// Reason: an attachment is fetched when its message arrives; 30 days covers a recipient who
+/// is offline for weeks (four times the mailbox's [`UNDELIVERED_RETENTION`], so a message
+/// delivered at the last moment still finds its attachment) and bounds how long ciphertext
+/// sits on the relay if nobody asks to delete it. Apps delete earlier with the delete token.
+pub const BLOB_RETENTION: Duration = Duration::from_days(30);
+
+/// How long an upload that never completed is kept after it started; then it is deleted.
+///
+/// Reason: a client resumes a dropped upload within minutes or hours (its encryptor lives in
+/// memory, `docs/attachments.md` §9); after a day it has started a new one, so the
+/// reservation against [`MAX_BLOB_BYTES_IN_FLIGHT_PER_OWNER`] is released.
+pub const INCOMPLETE_BLOB_RETENTION: Duration = Duration::from_hours(24);

@@ -21,6 +21,11 @@
 //!   mailbox key, so an owner may connect to any of them;
 //! * a **push hook** ([`push`]): an owner without a connection is woken through its
 //!   registered push gateway with a request that carries nothing about the mail.
+//! * a **blob store** for encrypted attachments (`confide-attachment`): an owner uploads a
+//!   blob in pieces, each appended at exactly the stored length and receipted once durable,
+//!   so a dropped upload resumes where the relay's copy ends; anyone with the random 128-bit
+//!   blob id downloads a complete blob, streamed in pieces; anyone with the delete token
+//!   (derived from the attachment key) deletes it; per-owner quotas, and retention.
 //!
 //! Storage is behind [`store::RelayStore`]; [`store::SqliteRelayStore`] is the embedded
 //! default, and the `postgres` feature adds `postgres::PostgresRelayStore`. Every limit is a named constant in [`consts`] with its reason. [`client`] is a tokio

@@ -5,6 +5,9 @@
 //!               [--max-frames-per-mailbox N] [--max-bytes-per-mailbox N]
 //!               [--max-connections-per-ip N] [--new-connections-per-ip-per-minute N]
 //!               [--db-schema NAME] [--push-gateway HOST:PORT[,HOST:PORT...]]
+//!               [--max-blob-bytes-per-owner N] [--max-blob-bytes-in-flight-per-owner N]
+//!               [--max-blobs-per-owner N] [--blob-retention-ms MS]
+//!               [--incomplete-blob-retention-ms MS]
 //! confide-relay init-root --root-key-file PATH [--root-key-id N]
 //! confide-relay init --root-key-file PATH --server-key-file PATH --server-key-id N [--valid-days D]
 //! confide-relay issue --server-key-file PATH --role counselor|bot (--address TEXT | --address-hex HEX)
@@ -45,6 +48,9 @@ const USAGE: &str = "usage:
                 [--max-frames-per-mailbox N] [--max-bytes-per-mailbox N]
                 [--max-connections-per-ip N] [--new-connections-per-ip-per-minute N]
                 [--db-schema NAME] [--push-gateway HOST:PORT[,HOST:PORT...]]
+                [--max-blob-bytes-per-owner N] [--max-blob-bytes-in-flight-per-owner N]
+                [--max-blobs-per-owner N] [--blob-retention-ms MS]
+                [--incomplete-blob-retention-ms MS]
   confide-relay init-root --root-key-file PATH [--root-key-id N]
   confide-relay init --root-key-file PATH --server-key-file PATH --server-key-id N [--valid-days D]
   confide-relay issue --server-key-file PATH --role counselor|bot (--address TEXT | --address-hex HEX)
@@ -156,6 +162,21 @@ fn run(args: &[String]) -> Result<(), Error> {
                 "new-connections-per-ip-per-minute",
                 limits.new_connections_per_ip_per_minute,
             )?;
+            limits.max_blob_bytes_per_owner =
+                flags.number("max-blob-bytes-per-owner", limits.max_blob_bytes_per_owner)?;
+            limits.max_blob_bytes_in_flight_per_owner = flags.number(
+                "max-blob-bytes-in-flight-per-owner",
+                limits.max_blob_bytes_in_flight_per_owner,
+            )?;
+            limits.max_blobs_per_owner =
+                flags.number("max-blobs-per-owner", limits.max_blobs_per_owner)?;
+            limits.blob_retention = Duration::from_millis(
+                flags.number("blob-retention-ms", limits.blob_retention.as_millis())?,
+            );
+            limits.incomplete_blob_retention = Duration::from_millis(flags.number(
+                "incomplete-blob-retention-ms",
+                limits.incomplete_blob_retention.as_millis(),
+            )?);
             let schema = flags.take("db-schema");
             let gateways: Option<Vec<String>> = flags
                 .take("push-gateway")

@@ -32,8 +32,9 @@ use crate::consts::{
 };
 use crate::protocol::{BundleKind, OWNER_KEY_LEN, VERIFIER_LEN};
 use crate::store::{
-    CreateOutcome, MailboxLimits, MailboxRecord, RelayStore, StoreError, StoreOutcome, StoredFrame,
-    SweepCounts, UploadOutcome,
+    BlobLimits, BlobPut, BlobRead, BlobRow, BlobState, CreateOutcome, DeleteBlobOutcome,
+    MailboxLimits, MailboxRecord, PutBlobOutcome, RelayStore, StoreError, StoreOutcome,
+    StoredFrame, SweepCounts, UploadOutcome, quota_exceeded, sql_len, token_hash_matches,
 };
 use crate::wake::{Wake, WakeKey};
 
@@ -79,6 +80,22 @@ CREATE INDEX IF NOT EXISTS one_time_by_address ON one_time_bundles (address, id)
 CREATE TABLE IF NOT EXISTS last_resort_bundles (
     address BYTEA PRIMARY KEY,
     bundle  BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    blob_id           BYTEA PRIMARY KEY,
+    owner             BYTEA NOT NULL,
+    total_len         BIGINT NOT NULL,
+    stored_len        BIGINT NOT NULL,
+    delete_token_hash BYTEA NOT NULL,
+    created_at        BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blobs_by_owner ON blobs (owner);
+CREATE INDEX IF NOT EXISTS blobs_by_age ON blobs (created_at);
+CREATE TABLE IF NOT EXISTS blob_chunks (
+    blob_id BYTEA NOT NULL,
+    pos     BIGINT NOT NULL,
+    bytes   BYTEA NOT NULL,
+    PRIMARY KEY (blob_id, pos)
 );
 ";
 
@@ -524,6 +541,286 @@ impl RelayStore for PostgresRelayStore {
             })
         })
     }
+
+    fn put_blob(
+        &self,
+        put: &BlobPut<'_>,
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<PutBlobOutcome, StoreError> {
+        let mut client = self.client();
+        let id = put.blob_id.as_slice();
+        self.handle.block_on(async {
+            let tx = client.transaction().await?;
+            // The owner's mailbox row serialises its quota; the blob's row its appends.
+            tx.query_opt(
+                "SELECT 1 FROM mailboxes WHERE address = $1 FOR UPDATE",
+                &[&put.owner],
+            )
+            .await?;
+            let existing = pg_blob_row(&tx, id, true).await?;
+            let existing = match existing {
+                Some(row) if !limits.alive(row.created_at, row.stored_len, row.total_len, now) => {
+                    pg_delete_blob(&tx, id).await?;
+                    None
+                }
+                other => other,
+            };
+            let stored_len = match existing {
+                Some(row) => {
+                    let same = row.owner == put.owner
+                        && row.total_len == put.total_len
+                        && token_hash_matches(&row.delete_token_hash, put.delete_token_hash);
+                    if !same {
+                        return Ok(PutBlobOutcome::Exists);
+                    }
+                    row.stored_len
+                }
+                None => {
+                    if put.offset != 0 {
+                        return Ok(PutBlobOutcome::OffsetMismatch { stored_len: 0 });
+                    }
+                    let (retention, incomplete) = limits.cutoffs(now);
+                    let row = tx
+                        .query_one(
+                            "SELECT count(*), coalesce(sum(total_len), 0)::BIGINT,
+                                    coalesce(sum(CASE WHEN stored_len < total_len
+                                                      THEN total_len END), 0)::BIGINT
+                             FROM blobs WHERE owner = $1 AND created_at >= $2
+                               AND (stored_len = total_len OR created_at >= $3)",
+                            &[&put.owner, &retention, &incomplete],
+                        )
+                        .await?;
+                    let completes = u64::try_from(put.bytes.len()).ok() == Some(put.total_len);
+                    if quota_exceeded(
+                        limits,
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        put.total_len,
+                        completes,
+                    ) {
+                        return Ok(PutBlobOutcome::QuotaExceeded);
+                    }
+                    let inserted = tx
+                        .query_opt(
+                            "INSERT INTO blobs (blob_id, owner, total_len, stored_len,
+                                                delete_token_hash, created_at)
+                             VALUES ($1, $2, $3, 0, $4, $5)
+                             ON CONFLICT (blob_id) DO NOTHING RETURNING blob_id",
+                            &[
+                                &id,
+                                &put.owner,
+                                &sql_len(put.total_len),
+                                &put.delete_token_hash.as_slice(),
+                                &ms(now),
+                            ],
+                        )
+                        .await?;
+                    if inserted.is_none() {
+                        // Another owner created this id in the meantime.
+                        return Ok(PutBlobOutcome::Exists);
+                    }
+                    0
+                }
+            };
+            if put.offset != stored_len {
+                return Ok(PutBlobOutcome::OffsetMismatch { stored_len });
+            }
+            let len = u64::try_from(put.bytes.len()).unwrap_or(u64::MAX);
+            let Some(new_len) = stored_len.checked_add(len).filter(|&n| n <= put.total_len) else {
+                return Ok(PutBlobOutcome::TooLarge);
+            };
+            if len > 0 {
+                tx.execute(
+                    "INSERT INTO blob_chunks (blob_id, pos, bytes) VALUES ($1, $2, $3)",
+                    &[&id, &sql_len(stored_len), &put.bytes],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE blobs SET stored_len = $2 WHERE blob_id = $1",
+                    &[&id, &sql_len(new_len)],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(PutBlobOutcome::Stored {
+                stored_len: new_len,
+            })
+        })
+    }
+
+    fn blob_status(
+        &self,
+        blob_id: &[u8; 16],
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<Option<BlobState>, StoreError> {
+        let mut client = self.client();
+        self.handle.block_on(async {
+            let tx = client.transaction().await?;
+            let row = pg_blob_row(&tx, blob_id.as_slice(), false).await?;
+            tx.commit().await?;
+            Ok(row
+                .filter(|row| limits.alive(row.created_at, row.stored_len, row.total_len, now))
+                .map(|row| BlobState {
+                    stored_len: row.stored_len,
+                    total_len: row.total_len,
+                }))
+        })
+    }
+
+    fn read_blob(
+        &self,
+        blob_id: &[u8; 16],
+        offset: u64,
+        max_len: usize,
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<BlobRead, StoreError> {
+        let mut client = self.client();
+        let id = blob_id.as_slice();
+        self.handle.block_on(async {
+            // One snapshot for the blob row and its chunks.
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let Some(row) = pg_blob_row(&tx, id, false)
+                .await?
+                .filter(|row| limits.alive(row.created_at, row.stored_len, row.total_len, now))
+            else {
+                return Ok(BlobRead::NotFound);
+            };
+            if row.stored_len != row.total_len {
+                return Ok(BlobRead::Incomplete);
+            }
+            if offset > row.total_len {
+                return Ok(BlobRead::PastEnd {
+                    total_len: row.total_len,
+                });
+            }
+            let end = offset
+                .saturating_add(u64::try_from(max_len).unwrap_or(u64::MAX))
+                .min(row.total_len);
+            let (start, stop) = (sql_len(offset), sql_len(end));
+            // Only the part of each overlapping row inside [offset, end) is read.
+            let pieces = tx
+                .query(
+                    "SELECT substring(bytes FROM (GREATEST($2 - pos, 0) + 1)::INT
+                                      FOR (LEAST(pos + octet_length(bytes), $3)
+                                           - GREATEST(pos, $2))::INT)
+                     FROM blob_chunks
+                     WHERE blob_id = $1 AND pos < $3 AND pos + octet_length(bytes) > $2
+                     ORDER BY pos",
+                    &[&id, &start, &stop],
+                )
+                .await?;
+            tx.commit().await?;
+            let capacity = usize::try_from(end.saturating_sub(offset)).unwrap_or(0);
+            let mut bytes = Vec::with_capacity(capacity);
+            for piece in &pieces {
+                bytes.extend_from_slice(piece.try_get::<_, &[u8]>(0)?);
+            }
+            if bytes.len() != capacity {
+                return Err(StoreError::Corrupt);
+            }
+            Ok(BlobRead::Data {
+                total_len: row.total_len,
+                bytes,
+            })
+        })
+    }
+
+    fn delete_blob(
+        &self,
+        blob_id: &[u8; 16],
+        token_hash: &[u8; 32],
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<DeleteBlobOutcome, StoreError> {
+        let mut client = self.client();
+        let id = blob_id.as_slice();
+        self.handle.block_on(async {
+            let tx = client.transaction().await?;
+            let outcome = match pg_blob_row(&tx, id, true).await? {
+                None => DeleteBlobOutcome::NotFound,
+                Some(row) if !limits.alive(row.created_at, row.stored_len, row.total_len, now) => {
+                    pg_delete_blob(&tx, id).await?;
+                    DeleteBlobOutcome::NotFound
+                }
+                Some(row) if !token_hash_matches(&row.delete_token_hash, token_hash) => {
+                    return Ok(DeleteBlobOutcome::TokenRefused);
+                }
+                Some(_) => {
+                    pg_delete_blob(&tx, id).await?;
+                    DeleteBlobOutcome::Deleted
+                }
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        })
+    }
+
+    fn sweep_blobs(&self, now: Timestamp, limits: &BlobLimits) -> Result<u64, StoreError> {
+        let mut client = self.client();
+        let (retention, incomplete) = limits.cutoffs(now);
+        self.handle.block_on(async {
+            let tx = client.transaction().await?;
+            tx.execute(
+                "DELETE FROM blob_chunks WHERE blob_id IN (
+                     SELECT blob_id FROM blobs
+                     WHERE created_at < $1 OR (stored_len < total_len AND created_at < $2))",
+                &[&retention, &incomplete],
+            )
+            .await?;
+            let n = tx
+                .execute(
+                    "DELETE FROM blobs
+                     WHERE created_at < $1 OR (stored_len < total_len AND created_at < $2)",
+                    &[&retention, &incomplete],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+}
+
+async fn pg_blob_row(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: &[u8],
+    for_update: bool,
+) -> Result<Option<BlobRow>, StoreError> {
+    let query = if for_update {
+        "SELECT owner, total_len, stored_len, delete_token_hash, created_at
+         FROM blobs WHERE blob_id = $1 FOR UPDATE"
+    } else {
+        "SELECT owner, total_len, stored_len, delete_token_hash, created_at
+         FROM blobs WHERE blob_id = $1"
+    };
+    let Some(row) = tx.query_opt(query, &[&id]).await? else {
+        return Ok(None);
+    };
+    let total: i64 = row.try_get(1)?;
+    let stored: i64 = row.try_get(2)?;
+    Ok(Some(BlobRow {
+        owner: row.try_get(0)?,
+        total_len: u64::try_from(total).map_err(|_| StoreError::Corrupt)?,
+        stored_len: u64::try_from(stored).map_err(|_| StoreError::Corrupt)?,
+        delete_token_hash: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+    }))
+}
+
+async fn pg_delete_blob(tx: &tokio_postgres::Transaction<'_>, id: &[u8]) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM blob_chunks WHERE blob_id = $1", &[&id])
+        .await?;
+    tx.execute("DELETE FROM blobs WHERE blob_id = $1", &[&id])
+        .await?;
+    Ok(())
 }
 
 /// The `application_name` of the wake-up listener's connection (so an operator can tell it

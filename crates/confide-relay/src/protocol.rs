@@ -2,23 +2,27 @@
 //!
 //! A TCP stream carries messages back to back, each a 4-byte big-endian length `L`
 //! (1..=[`MAX_MESSAGE_LEN`]) then `L` bytes of body. A body starts with the version byte
-//! [`PROTOCOL_VERSION`] and a type byte. Requests (client to relay, types `0x01..=0x0B`)
+//! [`PROTOCOL_VERSION`] and a type byte. Requests (client to relay, types `0x01..=0x0F`)
 //! carry a `u32` request id chosen by the client, which the relay echoes in its response.
-//! Relay messages (types `0x80..=0x87`) are responses (carrying the request id) and two
+//! Relay messages (types `0x80..=0x8B`) are responses (carrying the request id) and two
 //! pushes: `Hello` (first message of every connection, carrying the challenge) and
-//! `Deliver` (a stored frame for the authenticated owner). The byte layouts are in
+//! `Deliver` (a stored frame for the authenticated owner). Every request has one response,
+//! except `GetBlob`, answered by a stream of `BlobData` messages that ends with the one
+//! flagged last (or with a refusal). The byte layouts are in
 //! `docs/relay.md`; every decoder refuses unknown versions and types, out-of-range lengths and
 //! flags, and trailing bytes, so each value has exactly one encoding.
 
 use core::fmt;
 
+use confide_attachment::{BlobDeleteToken, BlobId};
 use confide_transport::{Address, FrameId, RelayToken};
 use confide_wire::Timestamp;
 use confide_wire::codec::{DecodeError, EncodeError, Reader, Writer};
 
 use crate::consts::{
-    CHALLENGE_LEN, MAX_ADDRESS, MAX_BUNDLE_LEN, MAX_BUNDLES_PER_UPLOAD, MAX_CONFIRM_IDS,
-    MAX_MESSAGE_LEN, MAX_PUSH_URL_LEN, MAX_SEND_FRAME_LEN, PROTOCOL_VERSION,
+    BLOB_DATA_LEN, CHALLENGE_LEN, DELETE_TOKEN_LEN, MAX_ADDRESS, MAX_BLOB_PUT_LEN, MAX_BUNDLE_LEN,
+    MAX_BUNDLES_PER_UPLOAD, MAX_CONFIRM_IDS, MAX_MESSAGE_LEN, MAX_PUSH_URL_LEN, MAX_SEND_FRAME_LEN,
+    PROTOCOL_VERSION,
 };
 
 /// Length of an Ed25519 public key (a mailbox owner's key).
@@ -49,6 +53,10 @@ const T_BUNDLE_COUNT: u8 = 0x08;
 const T_CERTIFICATE: u8 = 0x09;
 const T_PING: u8 = 0x0A;
 const T_REGISTER_PUSH: u8 = 0x0B;
+const T_PUT_BLOB: u8 = 0x0C;
+const T_BLOB_STATUS: u8 = 0x0D;
+const T_GET_BLOB: u8 = 0x0E;
+const T_DELETE_BLOB: u8 = 0x0F;
 
 const T_HELLO: u8 = 0x80;
 const T_OK: u8 = 0x81;
@@ -58,6 +66,10 @@ const T_BUNDLE: u8 = 0x84;
 const T_BUNDLE_COUNT_REPLY: u8 = 0x85;
 const T_CERTIFICATE_REPLY: u8 = 0x86;
 const T_DELIVER: u8 = 0x87;
+const T_BLOB_STORED: u8 = 0x88;
+const T_BLOB_STATUS_REPLY: u8 = 0x89;
+const T_BLOB_DATA: u8 = 0x8A;
+const T_BLOB_REFUSED: u8 = 0x8B;
 
 /// A request from a client, with the id the relay echoes in its response.
 #[derive(Clone, PartialEq, Eq)]
@@ -145,6 +157,43 @@ pub enum RequestBody {
         /// The URL's bytes, 0..=[`MAX_PUSH_URL_LEN`]; empty: remove the registration.
         url: Vec<u8>,
     },
+    /// The owner appends `bytes` to the blob `blob_id` at `offset`, which must be the blob's
+    /// stored length (0 creates the blob). Answered with a receipt, `BlobStored`, once the
+    /// bytes are durably committed.
+    PutBlob {
+        /// The blob's id (drawn at random by the uploader).
+        blob_id: BlobId,
+        /// Where `bytes` go: the stored length.
+        offset: u64,
+        /// The blob's whole length, 1..=[`MAX_BLOB_LEN`](crate::consts::MAX_BLOB_LEN); fixed
+        /// when the blob is created, repeated in every put.
+        total_len: u64,
+        /// `SHA-256` of the blob's delete token; fixed when the blob is created, repeated in
+        /// every put.
+        delete_token_hash: [u8; DELETE_TOKEN_LEN],
+        /// The bytes, 0..=[`MAX_BLOB_PUT_LEN`].
+        bytes: Vec<u8>,
+    },
+    /// Anyone: how much of the blob is stored, and its whole length (to resume an upload).
+    BlobStatus {
+        /// The blob's id.
+        blob_id: BlobId,
+    },
+    /// Anyone: the bytes of a complete blob from `offset` on, streamed as `BlobData`
+    /// messages of at most [`BLOB_DATA_LEN`] bytes, the last one flagged.
+    GetBlob {
+        /// The blob's id.
+        blob_id: BlobId,
+        /// The first byte wanted (0..=the blob's length).
+        offset: u64,
+    },
+    /// Anyone holding the delete token: delete the blob.
+    DeleteBlob {
+        /// The blob's id.
+        blob_id: BlobId,
+        /// The token whose SHA-256 the uploader gave when it created the blob.
+        delete_token: BlobDeleteToken,
+    },
 }
 
 impl fmt::Debug for Request {
@@ -182,6 +231,10 @@ impl RequestBody {
             Self::RequestCertificate { .. } => RequestKind::RequestCertificate,
             Self::Ping => RequestKind::Ping,
             Self::RegisterPush { .. } => RequestKind::RegisterPush,
+            Self::PutBlob { .. } => RequestKind::PutBlob,
+            Self::BlobStatus { .. } => RequestKind::BlobStatus,
+            Self::GetBlob { .. } => RequestKind::GetBlob,
+            Self::DeleteBlob { .. } => RequestKind::DeleteBlob,
         }
     }
 }
@@ -212,6 +265,14 @@ pub enum RequestKind {
     Ping,
     /// [`RequestBody::RegisterPush`].
     RegisterPush,
+    /// [`RequestBody::PutBlob`].
+    PutBlob,
+    /// [`RequestBody::BlobStatus`].
+    BlobStatus,
+    /// [`RequestBody::GetBlob`].
+    GetBlob,
+    /// [`RequestBody::DeleteBlob`].
+    DeleteBlob,
 }
 
 /// Whether a bundle handed out is a one-time or the last-resort bundle.
@@ -303,6 +364,27 @@ pub enum ErrorCode {
     /// in the last minute.
     /// Sent with request id 0 instead of `Hello`; the relay then closes the connection.
     TooManyConnections,
+    /// `0x0016`: no such blob: never created, deleted, or past its retention.
+    NoSuchBlob,
+    /// `0x0017`: a `PutBlob` offset that is not the blob's stored length, or a `GetBlob`
+    /// offset past its end. Sent as [`ServerMessage::BlobRefused`], which carries the stored
+    /// length to resume at.
+    BlobOffsetMismatch,
+    /// `0x0018`: a blob longer than [`MAX_BLOB_LEN`](crate::consts::MAX_BLOB_LEN), or a put
+    /// that would go past the blob's `total_len`.
+    BlobTooLarge,
+    /// `0x0019`: the blob id exists with another `total_len`, another delete-token hash, or
+    /// another owner.
+    BlobExists,
+    /// `0x001A`: `GetBlob` of a blob whose upload has not completed.
+    BlobIncomplete,
+    /// `0x001B`: creating the blob would exceed one of the owner's blob quotas
+    /// ([`MAX_BLOB_BYTES_PER_OWNER`](crate::consts::MAX_BLOB_BYTES_PER_OWNER),
+    /// [`MAX_BLOB_BYTES_IN_FLIGHT_PER_OWNER`](crate::consts::MAX_BLOB_BYTES_IN_FLIGHT_PER_OWNER),
+    /// [`MAX_BLOBS_PER_OWNER`](crate::consts::MAX_BLOBS_PER_OWNER)).
+    BlobQuotaExceeded,
+    /// `0x001C`: `DeleteBlob` with a token whose SHA-256 is not the blob's delete-token hash.
+    DeleteTokenRefused,
     /// A code this build does not know (from a newer relay).
     Other(u16),
 }
@@ -333,6 +415,13 @@ impl ErrorCode {
             Self::InvalidPushUrl => 0x0013,
             Self::PushUnavailable => 0x0014,
             Self::TooManyConnections => 0x0015,
+            Self::NoSuchBlob => 0x0016,
+            Self::BlobOffsetMismatch => 0x0017,
+            Self::BlobTooLarge => 0x0018,
+            Self::BlobExists => 0x0019,
+            Self::BlobIncomplete => 0x001A,
+            Self::BlobQuotaExceeded => 0x001B,
+            Self::DeleteTokenRefused => 0x001C,
             Self::Other(code) => code,
         }
     }
@@ -362,6 +451,13 @@ impl ErrorCode {
             0x0013 => Self::InvalidPushUrl,
             0x0014 => Self::PushUnavailable,
             0x0015 => Self::TooManyConnections,
+            0x0016 => Self::NoSuchBlob,
+            0x0017 => Self::BlobOffsetMismatch,
+            0x0018 => Self::BlobTooLarge,
+            0x0019 => Self::BlobExists,
+            0x001A => Self::BlobIncomplete,
+            0x001B => Self::BlobQuotaExceeded,
+            0x001C => Self::DeleteTokenRefused,
             other => Self::Other(other),
         }
     }
@@ -435,6 +531,44 @@ pub enum ServerMessage {
         /// The encoded transport frame, as sent.
         frame: Vec<u8>,
     },
+    /// Blob receipt: the put's bytes are durably committed; the blob's stored length now.
+    BlobStored {
+        /// The PutBlob's id.
+        id: u32,
+        /// Bytes of the blob stored.
+        stored_len: u64,
+    },
+    /// How much of a blob is stored.
+    BlobStatus {
+        /// The request's id.
+        id: u32,
+        /// Bytes stored.
+        stored_len: u64,
+        /// The blob's whole length (complete when equal to `stored_len`).
+        total_len: u64,
+    },
+    /// One piece of a `GetBlob` answer.
+    BlobData {
+        /// The GetBlob's id.
+        id: u32,
+        /// Where in the blob `bytes` start.
+        offset: u64,
+        /// Whether this is the answer's last piece (it ends at the blob's end).
+        last: bool,
+        /// 0..=[`BLOB_DATA_LEN`] bytes.
+        bytes: Vec<u8>,
+    },
+    /// A blob request refused with a code that comes with the blob's stored length
+    /// ([`ErrorCode::BlobOffsetMismatch`]): where a `PutBlob` must continue, or where a
+    /// `GetBlob` past the end ends.
+    BlobRefused {
+        /// The request's id.
+        id: u32,
+        /// Why.
+        code: ErrorCode,
+        /// Bytes of the blob stored.
+        stored_len: u64,
+    },
 }
 
 impl fmt::Debug for ServerMessage {
@@ -476,6 +610,43 @@ impl fmt::Debug for ServerMessage {
             Self::Deliver { frame } => f
                 .debug_struct("Deliver")
                 .field("len", &frame.len())
+                .finish(),
+            Self::BlobStored { id, stored_len } => f
+                .debug_struct("BlobStored")
+                .field("id", id)
+                .field("stored_len", stored_len)
+                .finish(),
+            Self::BlobStatus {
+                id,
+                stored_len,
+                total_len,
+            } => f
+                .debug_struct("BlobStatus")
+                .field("id", id)
+                .field("stored_len", stored_len)
+                .field("total_len", total_len)
+                .finish(),
+            Self::BlobData {
+                id,
+                offset,
+                last,
+                bytes,
+            } => f
+                .debug_struct("BlobData")
+                .field("id", id)
+                .field("offset", offset)
+                .field("last", last)
+                .field("len", &bytes.len())
+                .finish(),
+            Self::BlobRefused {
+                id,
+                code,
+                stored_len,
+            } => f
+                .debug_struct("BlobRefused")
+                .field("id", id)
+                .field("code", code)
+                .field("stored_len", stored_len)
                 .finish(),
         }
     }
@@ -584,6 +755,10 @@ impl Request {
             RequestBody::RequestCertificate { .. } => T_CERTIFICATE,
             RequestBody::Ping => T_PING,
             RequestBody::RegisterPush { .. } => T_REGISTER_PUSH,
+            RequestBody::PutBlob { .. } => T_PUT_BLOB,
+            RequestBody::BlobStatus { .. } => T_BLOB_STATUS,
+            RequestBody::GetBlob { .. } => T_GET_BLOB,
+            RequestBody::DeleteBlob { .. } => T_DELETE_BLOB,
         };
         w.u8(ty).u32(*id);
         match body {
@@ -658,6 +833,38 @@ impl Request {
             }
             RequestBody::RegisterPush { url } => {
                 w.var16("push url", MAX_PUSH_URL_LEN, url)?;
+            }
+            RequestBody::PutBlob {
+                blob_id,
+                offset,
+                total_len,
+                delete_token_hash,
+                bytes,
+            } => {
+                if *total_len == 0 {
+                    return Err(EncodeError::TooLong {
+                        field: "blob total length of 0",
+                        len: 0,
+                        max: 0,
+                    });
+                }
+                w.bytes(blob_id.as_bytes())
+                    .u64(*offset)
+                    .u64(*total_len)
+                    .bytes(delete_token_hash);
+                w.var32("blob bytes", MAX_BLOB_PUT_LEN, bytes)?;
+            }
+            RequestBody::BlobStatus { blob_id } => {
+                w.bytes(blob_id.as_bytes());
+            }
+            RequestBody::GetBlob { blob_id, offset } => {
+                w.bytes(blob_id.as_bytes()).u64(*offset);
+            }
+            RequestBody::DeleteBlob {
+                blob_id,
+                delete_token,
+            } => {
+                w.bytes(blob_id.as_bytes()).bytes(delete_token.expose());
             }
         }
         Ok(w.into_vec())
@@ -762,6 +969,38 @@ fn decode_request_body(ty: u8, r: &mut Reader<'_>) -> Result<RequestBody, Decode
         T_REGISTER_PUSH => RequestBody::RegisterPush {
             url: r.var16("push url", MAX_PUSH_URL_LEN)?.to_vec(),
         },
+        T_PUT_BLOB => {
+            let blob_id = BlobId::from_bytes(r.array()?);
+            let offset = r.u64()?;
+            let total_len = r.u64()?;
+            if total_len == 0 {
+                return Err(DecodeError::InvalidValue {
+                    field: "blob total length",
+                });
+            }
+            RequestBody::PutBlob {
+                blob_id,
+                offset,
+                total_len,
+                delete_token_hash: r.array()?,
+                bytes: r.var32("blob bytes", MAX_BLOB_PUT_LEN)?.to_vec(),
+            }
+        }
+        T_BLOB_STATUS => RequestBody::BlobStatus {
+            blob_id: BlobId::from_bytes(r.array()?),
+        },
+        T_GET_BLOB => RequestBody::GetBlob {
+            blob_id: BlobId::from_bytes(r.array()?),
+            offset: r.u64()?,
+        },
+        T_DELETE_BLOB => RequestBody::DeleteBlob {
+            blob_id: BlobId::from_bytes(r.array()?),
+            delete_token: BlobDeleteToken::from_slice(r.bytes(DELETE_TOKEN_LEN)?).ok_or(
+                DecodeError::InvalidValue {
+                    field: "delete token",
+                },
+            )?,
+        },
         _ => {
             return Err(DecodeError::InvalidValue {
                 field: "request type",
@@ -817,6 +1056,38 @@ impl ServerMessage {
                 w.u8(T_DELIVER);
                 w.var32("frame", MAX_SEND_FRAME_LEN, frame)?;
             }
+            Self::BlobStored { id, stored_len } => {
+                w.u8(T_BLOB_STORED).u32(*id).u64(*stored_len);
+            }
+            Self::BlobStatus {
+                id,
+                stored_len,
+                total_len,
+            } => {
+                w.u8(T_BLOB_STATUS_REPLY)
+                    .u32(*id)
+                    .u64(*stored_len)
+                    .u64(*total_len);
+            }
+            Self::BlobData {
+                id,
+                offset,
+                last,
+                bytes,
+            } => {
+                w.u8(T_BLOB_DATA).u32(*id).u64(*offset).bool(*last);
+                w.var32("blob data", BLOB_DATA_LEN, bytes)?;
+            }
+            Self::BlobRefused {
+                id,
+                code,
+                stored_len,
+            } => {
+                w.u8(T_BLOB_REFUSED)
+                    .u32(*id)
+                    .u16(code.to_wire())
+                    .u64(*stored_len);
+            }
         }
         Ok(w.into_vec())
     }
@@ -861,6 +1132,26 @@ impl ServerMessage {
             },
             T_DELIVER => Self::Deliver {
                 frame: r.var32("frame", MAX_SEND_FRAME_LEN)?.to_vec(),
+            },
+            T_BLOB_STORED => Self::BlobStored {
+                id: r.u32()?,
+                stored_len: r.u64()?,
+            },
+            T_BLOB_STATUS_REPLY => Self::BlobStatus {
+                id: r.u32()?,
+                stored_len: r.u64()?,
+                total_len: r.u64()?,
+            },
+            T_BLOB_DATA => Self::BlobData {
+                id: r.u32()?,
+                offset: r.u64()?,
+                last: r.bool("last flag")?,
+                bytes: r.var32("blob data", BLOB_DATA_LEN)?.to_vec(),
+            },
+            T_BLOB_REFUSED => Self::BlobRefused {
+                id: r.u32()?,
+                code: ErrorCode::from_wire(r.u16()?),
+                stored_len: r.u64()?,
             },
             _ => {
                 return Err(DecodeError::InvalidValue {

@@ -35,12 +35,14 @@ use tokio::task::JoinHandle;
 use crate::admission::Admission;
 use crate::bucket::{Bucket, per_minute};
 use crate::consts::{
-    CHALLENGE_LEN, CONNECTION_REQUEST_BURST, CONNECTION_REQUESTS_PER_SECOND, DELIVERED_MEMORY,
-    DELIVERY_BATCH, IDLE_TIMEOUT, MAILBOX_SEND_BURST, MAILBOX_SENDS_PER_SECOND,
-    MAX_BYTES_PER_MAILBOX, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_FRAMES_PER_MAILBOX,
-    MAX_ONE_TIME_BUNDLES, MAX_PUSH_URL_LEN, MAX_TRACKED_PUSHES, MAX_TRACKED_TARGETS,
-    NEW_CONNECTIONS_PER_IP_PER_MINUTE, OUTBOUND_QUEUE, PUSH_INTERVAL, SWEEP_INTERVAL,
-    UNDELIVERED_RETENTION, WEBSOCKET_HANDSHAKE_TIMEOUT,
+    BLOB_DATA_LEN, BLOB_RETENTION, CHALLENGE_LEN, CONNECTION_REQUEST_BURST,
+    CONNECTION_REQUESTS_PER_SECOND, DELIVERED_MEMORY, DELIVERY_BATCH, IDLE_TIMEOUT,
+    INCOMPLETE_BLOB_RETENTION, MAILBOX_SEND_BURST, MAILBOX_SENDS_PER_SECOND,
+    MAX_BLOB_BYTES_IN_FLIGHT_PER_OWNER, MAX_BLOB_BYTES_PER_OWNER, MAX_BLOB_LEN, MAX_BLOB_PUT_LEN,
+    MAX_BLOBS_PER_OWNER, MAX_BYTES_PER_MAILBOX, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP,
+    MAX_FRAMES_PER_MAILBOX, MAX_ONE_TIME_BUNDLES, MAX_PUSH_URL_LEN, MAX_TRACKED_PUSHES,
+    MAX_TRACKED_TARGETS, NEW_CONNECTIONS_PER_IP_PER_MINUTE, OUTBOUND_QUEUE, PUSH_INTERVAL,
+    SWEEP_INTERVAL, UNDELIVERED_RETENTION, WEBSOCKET_HANDSHAKE_TIMEOUT,
 };
 use crate::framing::{Incoming, Outgoing, Reader, Violation, websocket_config};
 use crate::issuer::issue_client_certificate;
@@ -50,7 +52,8 @@ use crate::protocol::{
 };
 use crate::push::{PushHook, PushRegistration};
 use crate::store::{
-    CreateOutcome, MailboxLimits, RelayStore, StoreError, StoreOutcome, UploadOutcome,
+    BlobLimits, BlobPut, BlobRead, CreateOutcome, DeleteBlobOutcome, MailboxLimits, PutBlobOutcome,
+    RelayStore, StoreError, StoreOutcome, UploadOutcome,
 };
 use crate::wake::{Wake, WakeKey};
 
@@ -85,6 +88,16 @@ pub struct Limits {
     pub new_connections_per_ip_per_minute: u32,
     /// [`IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
+    /// [`MAX_BLOB_BYTES_PER_OWNER`].
+    pub max_blob_bytes_per_owner: u64,
+    /// [`MAX_BLOB_BYTES_IN_FLIGHT_PER_OWNER`].
+    pub max_blob_bytes_in_flight_per_owner: u64,
+    /// [`MAX_BLOBS_PER_OWNER`].
+    pub max_blobs_per_owner: u64,
+    /// [`BLOB_RETENTION`].
+    pub blob_retention: Duration,
+    /// [`INCOMPLETE_BLOB_RETENTION`].
+    pub incomplete_blob_retention: Duration,
 }
 
 impl Default for Limits {
@@ -103,6 +116,25 @@ impl Default for Limits {
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
             new_connections_per_ip_per_minute: NEW_CONNECTIONS_PER_IP_PER_MINUTE,
             idle_timeout: IDLE_TIMEOUT,
+            max_blob_bytes_per_owner: MAX_BLOB_BYTES_PER_OWNER,
+            max_blob_bytes_in_flight_per_owner: MAX_BLOB_BYTES_IN_FLIGHT_PER_OWNER,
+            max_blobs_per_owner: MAX_BLOBS_PER_OWNER,
+            blob_retention: BLOB_RETENTION,
+            incomplete_blob_retention: INCOMPLETE_BLOB_RETENTION,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits the blob store enforces.
+    #[must_use]
+    pub fn blobs(&self) -> BlobLimits {
+        BlobLimits {
+            max_bytes_per_owner: self.max_blob_bytes_per_owner,
+            max_bytes_in_flight_per_owner: self.max_blob_bytes_in_flight_per_owner,
+            max_blobs_per_owner: self.max_blobs_per_owner,
+            retention: self.blob_retention,
+            incomplete_retention: self.incomplete_blob_retention,
         }
     }
 }
@@ -125,6 +157,11 @@ impl Limits {
             max_connections_per_ip,
             new_connections_per_ip_per_minute,
             idle_timeout,
+            max_blob_bytes_per_owner,
+            max_blob_bytes_in_flight_per_owner,
+            max_blobs_per_owner,
+            blob_retention,
+            incomplete_blob_retention,
         } = self;
         vec![
             format!("max_frames_per_mailbox = {max_frames_per_mailbox}"),
@@ -175,6 +212,17 @@ impl Limits {
                 "wake_listener_check_ms = {}",
                 crate::consts::WAKE_LISTENER_CHECK.as_millis()
             ),
+            format!("max_blob_len = {MAX_BLOB_LEN}"),
+            format!("max_blob_put_len = {MAX_BLOB_PUT_LEN}"),
+            format!("blob_data_len = {BLOB_DATA_LEN}"),
+            format!("max_blob_bytes_per_owner = {max_blob_bytes_per_owner}"),
+            format!("max_blob_bytes_in_flight_per_owner = {max_blob_bytes_in_flight_per_owner}"),
+            format!("max_blobs_per_owner = {max_blobs_per_owner}"),
+            format!("blob_retention_ms = {}", blob_retention.as_millis()),
+            format!(
+                "incomplete_blob_retention_ms = {}",
+                incomplete_blob_retention.as_millis()
+            ),
         ]
     }
 }
@@ -221,6 +269,9 @@ pub struct RelayStats {
     framing_violations: AtomicU64,
     frames_expired: AtomicU64,
     pushes: AtomicU64,
+    blob_puts: AtomicU64,
+    blobs_deleted: AtomicU64,
+    blobs_expired: AtomicU64,
 }
 
 /// A snapshot of [`RelayStats`].
@@ -249,6 +300,12 @@ pub struct StatsSnapshot {
     pub frames_expired: u64,
     /// Pushes handed to the push hook.
     pub pushes: u64,
+    /// Blob puts committed (receipts sent).
+    pub blob_puts: u64,
+    /// Blobs deleted with their delete token.
+    pub blobs_deleted: u64,
+    /// Blobs deleted past their retention.
+    pub blobs_expired: u64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -272,6 +329,9 @@ impl RelayStats {
             framing_violations: get(&self.framing_violations),
             frames_expired: get(&self.frames_expired),
             pushes: get(&self.pushes),
+            blob_puts: get(&self.blob_puts),
+            blobs_deleted: get(&self.blobs_deleted),
+            blobs_expired: get(&self.blobs_expired),
         }
     }
 }
@@ -583,6 +643,14 @@ impl Relay {
                 }
                 Err(e) => tracing::warn!(error = %e, "sweep failed"),
             }
+            let blob_limits = limits.blobs();
+            match self
+                .db(move |s| s.sweep_blobs(wall_clock(), &blob_limits))
+                .await
+            {
+                Ok(n) => bump(&self.stats.blobs_expired, n),
+                Err(e) => tracing::warn!(error = %e, "blob sweep failed"),
+            }
             self.hub.prune();
             let now = Instant::now();
             let interval = to_std(PUSH_INTERVAL);
@@ -679,11 +747,20 @@ impl Relay {
             owner: None,
             bucket: Bucket::full(limits.connection_request_burst),
             delivery: None,
+            stalled: false,
         };
         conn.push(&ServerMessage::Hello { challenge }).await;
         loop {
             match reader.next(to_std(limits.idle_timeout)).await {
-                Incoming::Body(body) => conn.handle(&body).await,
+                Incoming::Body(body) => {
+                    conn.handle(&body).await;
+                    if conn.stalled {
+                        // The client stopped reading a blob download: drop the connection
+                        // without waiting for its writer.
+                        writer.abort();
+                        break;
+                    }
+                }
                 Incoming::Closed => break,
                 Incoming::Violation(violation) => {
                     conn.framing_violation(violation).await;
@@ -723,6 +800,9 @@ struct Connection {
     owner: Option<Address>,
     bucket: Bucket,
     delivery: Option<JoinHandle<()>>,
+    /// A blob download could not queue a piece within the idle timeout: the client stopped
+    /// reading, so the connection is closed.
+    stalled: bool,
 }
 
 type Reply = Result<ServerMessage, ErrorCode>;
@@ -766,6 +846,9 @@ impl Connection {
                 Err(e) => Err(e.code),
             }
         };
+        if self.stalled {
+            return;
+        }
         let msg = match reply {
             Ok(msg) => msg,
             Err(code) => {
@@ -940,6 +1023,138 @@ impl Connection {
                     .await?;
                 Ok(ServerMessage::Ok { id })
             }
+            RequestBody::PutBlob {
+                blob_id,
+                offset,
+                total_len,
+                delete_token_hash,
+                bytes,
+            } => {
+                let owner = self.owner()?;
+                if total_len > MAX_BLOB_LEN {
+                    return Err(ErrorCode::BlobTooLarge);
+                }
+                let limits = self.relay.config.limits.blobs();
+                let outcome = self
+                    .db(move |s| {
+                        let put = BlobPut {
+                            blob_id: blob_id.as_bytes(),
+                            owner: owner.as_bytes(),
+                            offset,
+                            total_len,
+                            delete_token_hash: &delete_token_hash,
+                            bytes: &bytes,
+                        };
+                        s.put_blob(&put, wall_clock(), &limits)
+                    })
+                    .await?;
+                match outcome {
+                    PutBlobOutcome::Stored { stored_len } => {
+                        bump(&self.relay.stats.blob_puts, 1);
+                        Ok(ServerMessage::BlobStored { id, stored_len })
+                    }
+                    PutBlobOutcome::OffsetMismatch { stored_len } => {
+                        Ok(self.blob_refused(id, stored_len))
+                    }
+                    PutBlobOutcome::TooLarge => Err(ErrorCode::BlobTooLarge),
+                    PutBlobOutcome::Exists => Err(ErrorCode::BlobExists),
+                    PutBlobOutcome::QuotaExceeded => Err(ErrorCode::BlobQuotaExceeded),
+                }
+            }
+            RequestBody::BlobStatus { blob_id } => {
+                let limits = self.relay.config.limits.blobs();
+                let state = self
+                    .db(move |s| s.blob_status(blob_id.as_bytes(), wall_clock(), &limits))
+                    .await?
+                    .ok_or(ErrorCode::NoSuchBlob)?;
+                Ok(ServerMessage::BlobStatus {
+                    id,
+                    stored_len: state.stored_len,
+                    total_len: state.total_len,
+                })
+            }
+            RequestBody::GetBlob { blob_id, offset } => self.get_blob(id, blob_id, offset).await,
+            RequestBody::DeleteBlob {
+                blob_id,
+                delete_token,
+            } => {
+                let limits = self.relay.config.limits.blobs();
+                let hash = delete_token.hash();
+                let outcome = self
+                    .db(move |s| s.delete_blob(blob_id.as_bytes(), &hash, wall_clock(), &limits))
+                    .await?;
+                match outcome {
+                    DeleteBlobOutcome::Deleted => {
+                        bump(&self.relay.stats.blobs_deleted, 1);
+                        Ok(ServerMessage::Ok { id })
+                    }
+                    DeleteBlobOutcome::NotFound => Err(ErrorCode::NoSuchBlob),
+                    DeleteBlobOutcome::TokenRefused => Err(ErrorCode::DeleteTokenRefused),
+                }
+            }
+        }
+    }
+
+    /// A refusal that carries the blob's stored length (counted like any refusal).
+    fn blob_refused(&self, id: u32, stored_len: u64) -> ServerMessage {
+        bump(&self.relay.stats.refusals, 1);
+        ServerMessage::BlobRefused {
+            id,
+            code: ErrorCode::BlobOffsetMismatch,
+            stored_len,
+        }
+    }
+
+    /// Streams a complete blob from `offset` as `BlobData` pieces of at most
+    /// [`BLOB_DATA_LEN`], reading one piece from the store per message; the last piece (or a
+    /// refusal) is the reply. The outbound queue's backpressure bounds what is held.
+    async fn get_blob(
+        &mut self,
+        id: u32,
+        blob_id: confide_attachment::BlobId,
+        offset: u64,
+    ) -> Reply {
+        let limits = self.relay.config.limits.blobs();
+        let mut position = offset;
+        loop {
+            let at = position;
+            let read = self
+                .db(move |s| {
+                    s.read_blob(blob_id.as_bytes(), at, BLOB_DATA_LEN, wall_clock(), &limits)
+                })
+                .await?;
+            let (total_len, bytes) = match read {
+                BlobRead::Data { total_len, bytes } => (total_len, bytes),
+                BlobRead::NotFound => return Err(ErrorCode::NoSuchBlob),
+                BlobRead::Incomplete => return Err(ErrorCode::BlobIncomplete),
+                BlobRead::PastEnd { total_len } => return Ok(self.blob_refused(id, total_len)),
+            };
+            let next = position.saturating_add(bytes.len() as u64);
+            let last = next >= total_len;
+            if !last && bytes.is_empty() {
+                // Cannot happen with a consistent store; never loop without progress.
+                return Err(ErrorCode::Internal);
+            }
+            let piece = ServerMessage::BlobData {
+                id,
+                offset: position,
+                last,
+                bytes,
+            };
+            if last {
+                return Ok(piece);
+            }
+            let Some(body) = encode(&piece) else {
+                return Err(ErrorCode::Internal);
+            };
+            let idle = to_std(self.relay.config.limits.idle_timeout);
+            let queued = tokio::time::timeout(idle, self.tx.send(Outgoing::Body(body))).await;
+            if !matches!(queued, Ok(Ok(()))) {
+                // The writer is gone, or the client has not read for the idle timeout.
+                self.stalled = true;
+                return Err(ErrorCode::Internal);
+            }
+            position = next;
         }
     }
 

@@ -2,8 +2,14 @@
 //!
 //! The server never names a database: it calls [`RelayStore`], whose every method is one
 //! atomic transaction. A backend commits durably before it returns (the server sends a relay
-//! receipt only after [`RelayStore::store_frame`] returned), hands out each one-time bundle
-//! exactly once even under concurrent callers, and never interprets frames or bundles.
+//! receipt only after [`RelayStore::store_frame`] or [`RelayStore::put_blob`] returned), hands
+//! out each one-time bundle exactly once even under concurrent callers, and never interprets
+//! frames, bundles or blobs.
+//!
+//! Blobs are kept as a row per blob (owner, lengths, delete-token hash, creation time) and a
+//! row per put (`blob_chunks`: the blob id, the position, the bytes). A put inserts its chunk
+//! and advances the stored length in one transaction, so a crash never leaves bytes counted
+//! that are not stored, nor stored bytes that are not counted.
 
 use core::fmt;
 use std::path::Path;
@@ -11,6 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use confide_wire::{Duration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use crate::protocol::{BundleKind, OWNER_KEY_LEN, VERIFIER_LEN};
@@ -163,7 +170,172 @@ pub struct SweepCounts {
     pub forgotten_deliveries: u64,
 }
 
-/// Where the relay keeps mailboxes, frames and bundles. Every method is one transaction.
+/// The blob store's limits that [`RelayStore::put_blob`] and the reads enforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLimits {
+    /// Most bytes (by declared total length) of one owner's blobs.
+    pub max_bytes_per_owner: u64,
+    /// Most bytes (by declared total length) of one owner's incomplete blobs.
+    pub max_bytes_in_flight_per_owner: u64,
+    /// Most blobs of one owner.
+    pub max_blobs_per_owner: u64,
+    /// How long a blob lives after its creation.
+    pub retention: Duration,
+    /// How long an incomplete blob lives after its creation.
+    pub incomplete_retention: Duration,
+}
+
+impl BlobLimits {
+    /// Whether a blob created at `created_at` (ms) with these lengths is still alive at `now`:
+    /// younger than the retention, and complete or younger than the incomplete retention.
+    pub(crate) fn alive(
+        &self,
+        created_at: i64,
+        stored_len: u64,
+        total_len: u64,
+        now: Timestamp,
+    ) -> bool {
+        created_at >= ms(now.saturating_sub(self.retention))
+            && (stored_len == total_len
+                || created_at >= ms(now.saturating_sub(self.incomplete_retention)))
+    }
+
+    /// The two cut-offs (ms) for SQL: created before the first, or incomplete and created
+    /// before the second, is expired.
+    pub(crate) fn cutoffs(&self, now: Timestamp) -> (i64, i64) {
+        (
+            ms(now.saturating_sub(self.retention)),
+            ms(now.saturating_sub(self.incomplete_retention)),
+        )
+    }
+}
+
+/// One `PutBlob`, as the store takes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BlobPut<'a> {
+    /// The blob's id.
+    pub blob_id: &'a [u8; 16],
+    /// The uploading owner's mailbox address.
+    pub owner: &'a [u8],
+    /// Where the bytes go (must be the stored length).
+    pub offset: u64,
+    /// The blob's declared whole length.
+    pub total_len: u64,
+    /// SHA-256 of the delete token.
+    pub delete_token_hash: &'a [u8; 32],
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+impl fmt::Debug for BlobPut<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            blob_id: _,
+            owner: _,
+            offset,
+            total_len,
+            delete_token_hash: _,
+            bytes,
+        } = self;
+        f.debug_struct("BlobPut")
+            .field("offset", offset)
+            .field("total_len", total_len)
+            .field("len", &bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`RelayStore::put_blob`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutBlobOutcome {
+    /// Committed durably; the blob's stored length now.
+    Stored {
+        /// Bytes stored.
+        stored_len: u64,
+    },
+    /// The offset is not the stored length (0 for a blob that does not exist): nothing
+    /// stored.
+    OffsetMismatch {
+        /// Bytes stored.
+        stored_len: u64,
+    },
+    /// The bytes would go past the blob's total length: nothing stored.
+    TooLarge,
+    /// The blob exists with another total length, delete-token hash or owner.
+    Exists,
+    /// Creating the blob would exceed one of the owner's quotas.
+    QuotaExceeded,
+}
+
+/// How much of a live blob is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobState {
+    /// Bytes stored.
+    pub stored_len: u64,
+    /// The declared whole length.
+    pub total_len: u64,
+}
+
+/// What [`RelayStore::read_blob`] found.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobRead {
+    /// No live blob with this id.
+    NotFound,
+    /// The blob's upload has not completed.
+    Incomplete,
+    /// The offset is past the blob's end.
+    PastEnd {
+        /// The blob's length.
+        total_len: u64,
+    },
+    /// Bytes from the offset (as many as asked, or up to the blob's end).
+    Data {
+        /// The blob's length.
+        total_len: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for BlobRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("NotFound"),
+            Self::Incomplete => f.write_str("Incomplete"),
+            Self::PastEnd { total_len } => f
+                .debug_struct("PastEnd")
+                .field("total_len", total_len)
+                .finish(),
+            Self::Data { total_len, bytes } => f
+                .debug_struct("Data")
+                .field("total_len", total_len)
+                .field("len", &bytes.len())
+                .finish(),
+        }
+    }
+}
+
+/// What [`RelayStore::delete_blob`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteBlobOutcome {
+    /// The blob and every stored byte of it are deleted.
+    Deleted,
+    /// No live blob with this id.
+    NotFound,
+    /// The token's hash is not the blob's: nothing deleted.
+    TokenRefused,
+}
+
+/// Whether a presented delete-token hash is the stored one, in constant time.
+pub(crate) fn token_hash_matches(stored: &[u8], presented: &[u8; 32]) -> bool {
+    stored.len() == presented.len() && bool::from(stored.ct_eq(presented.as_slice()))
+}
+
+/// Where the relay keeps mailboxes, frames, bundles and blobs. Every method is one
+/// transaction.
 pub trait RelayStore: Send + Sync + 'static {
     /// Creates a mailbox unless it exists.
     fn create_mailbox(
@@ -238,14 +410,77 @@ pub trait RelayStore: Send + Sync + 'static {
         undelivered_retention: Duration,
         delivered_memory: Duration,
     ) -> Result<SweepCounts, StoreError>;
+
+    /// Appends `put.bytes` to the blob at exactly its stored length (creating it, within the
+    /// owner's quotas, at offset 0), and commits durably before returning. An expired blob is
+    /// deleted first and counts as absent.
+    fn put_blob(
+        &self,
+        put: &BlobPut<'_>,
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<PutBlobOutcome, StoreError>;
+
+    /// The stored and total length of a live blob.
+    fn blob_status(
+        &self,
+        blob_id: &[u8; 16],
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<Option<BlobState>, StoreError>;
+
+    /// Up to `max_len` bytes of a live, complete blob from `offset` (reading no more than
+    /// that from the database).
+    fn read_blob(
+        &self,
+        blob_id: &[u8; 16],
+        offset: u64,
+        max_len: usize,
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<BlobRead, StoreError>;
+
+    /// Deletes a live blob and all its bytes if `SHA-256(token)` (`token_hash`) equals its
+    /// delete-token hash (compared in constant time).
+    fn delete_blob(
+        &self,
+        blob_id: &[u8; 16],
+        token_hash: &[u8; 32],
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<DeleteBlobOutcome, StoreError>;
+
+    /// Deletes every blob past its retention (or incomplete past the incomplete retention)
+    /// with all its bytes; returns how many.
+    fn sweep_blobs(&self, now: Timestamp, limits: &BlobLimits) -> Result<u64, StoreError>;
 }
 
 /// The schema version this build writes (`PRAGMA user_version`). Version 2 added
-/// `mailboxes.push_url`; a version 1 database is migrated when opened.
-pub const SQLITE_SCHEMA_VERSION: i64 = 2;
+/// `mailboxes.push_url`, version 3 the blob store; older databases are migrated when opened.
+pub const SQLITE_SCHEMA_VERSION: i64 = 3;
 
 /// From version 1 to 2: the owner's push registration.
 const MIGRATE_1_TO_2: &str = "ALTER TABLE mailboxes ADD COLUMN push_url BLOB;";
+
+/// From version 2 to 3: the blob store (also part of [`SCHEMA`]).
+const MIGRATE_2_TO_3: &str = "
+CREATE TABLE blobs (
+    blob_id           BLOB PRIMARY KEY,
+    owner             BLOB NOT NULL,
+    total_len         INTEGER NOT NULL,
+    stored_len        INTEGER NOT NULL,
+    delete_token_hash BLOB NOT NULL,
+    created_at        INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX blobs_by_owner ON blobs (owner);
+CREATE INDEX blobs_by_age ON blobs (created_at);
+CREATE TABLE blob_chunks (
+    blob_id BLOB NOT NULL,
+    pos     INTEGER NOT NULL,
+    bytes   BLOB NOT NULL,
+    PRIMARY KEY (blob_id, pos)
+);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE mailboxes (
@@ -327,10 +562,16 @@ impl SqliteRelayStore {
         match version {
             0 => {
                 tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(MIGRATE_2_TO_3)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
             }
             1 => {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
+                tx.execute_batch(MIGRATE_2_TO_3)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
+            }
+            2 => {
+                tx.execute_batch(MIGRATE_2_TO_3)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"))?;
             }
             SQLITE_SCHEMA_VERSION => {}
@@ -672,4 +913,271 @@ impl RelayStore for SqliteRelayStore {
             forgotten_deliveries: u64::try_from(forgotten).unwrap_or(u64::MAX),
         })
     }
+
+    fn put_blob(
+        &self,
+        put: &BlobPut<'_>,
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<PutBlobOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = put.blob_id.as_slice();
+        let existing = sqlite_blob_row(&tx, id)?;
+        let existing = match existing {
+            Some(row) if !limits.alive(row.created_at, row.stored_len, row.total_len, now) => {
+                sqlite_delete_blob(&tx, id)?;
+                None
+            }
+            other => other,
+        };
+        let stored_len = match existing {
+            Some(row) => {
+                let same = row.owner == put.owner
+                    && row.total_len == put.total_len
+                    && token_hash_matches(&row.delete_token_hash, put.delete_token_hash);
+                if !same {
+                    return Ok(PutBlobOutcome::Exists);
+                }
+                row.stored_len
+            }
+            None => {
+                if put.offset != 0 {
+                    return Ok(PutBlobOutcome::OffsetMismatch { stored_len: 0 });
+                }
+                let (retention, incomplete) = limits.cutoffs(now);
+                let (count, bytes, in_flight): (i64, i64, i64) = tx.query_row(
+                    "SELECT count(*), coalesce(sum(total_len), 0),
+                            coalesce(sum(CASE WHEN stored_len < total_len THEN total_len END), 0)
+                     FROM blobs WHERE owner = ?1 AND created_at >= ?2
+                       AND (stored_len = total_len OR created_at >= ?3)",
+                    params![put.owner, retention, incomplete],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                let completes = u64::try_from(put.bytes.len()).ok() == Some(put.total_len);
+                if quota_exceeded(limits, count, bytes, in_flight, put.total_len, completes) {
+                    return Ok(PutBlobOutcome::QuotaExceeded);
+                }
+                tx.execute(
+                    "INSERT INTO blobs
+                         (blob_id, owner, total_len, stored_len, delete_token_hash, created_at)
+                     VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+                    params![
+                        id,
+                        put.owner,
+                        sql_len(put.total_len),
+                        put.delete_token_hash.as_slice(),
+                        ms(now)
+                    ],
+                )?;
+                0
+            }
+        };
+        if put.offset != stored_len {
+            // Only an existing blob gets here (a new one has offset 0 and stored length 0),
+            // so returning without commit changes nothing.
+            return Ok(PutBlobOutcome::OffsetMismatch { stored_len });
+        }
+        let len = u64::try_from(put.bytes.len()).unwrap_or(u64::MAX);
+        let Some(new_len) = stored_len.checked_add(len).filter(|&n| n <= put.total_len) else {
+            return Ok(PutBlobOutcome::TooLarge);
+        };
+        if len > 0 {
+            tx.execute(
+                "INSERT INTO blob_chunks (blob_id, pos, bytes) VALUES (?1, ?2, ?3)",
+                params![id, sql_len(stored_len), put.bytes],
+            )?;
+            tx.execute(
+                "UPDATE blobs SET stored_len = ?2 WHERE blob_id = ?1",
+                params![id, sql_len(new_len)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(PutBlobOutcome::Stored {
+            stored_len: new_len,
+        })
+    }
+
+    fn blob_status(
+        &self,
+        blob_id: &[u8; 16],
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<Option<BlobState>, StoreError> {
+        let conn = self.conn();
+        Ok(sqlite_blob_row(&conn, blob_id.as_slice())?
+            .filter(|row| limits.alive(row.created_at, row.stored_len, row.total_len, now))
+            .map(|row| BlobState {
+                stored_len: row.stored_len,
+                total_len: row.total_len,
+            }))
+    }
+
+    fn read_blob(
+        &self,
+        blob_id: &[u8; 16],
+        offset: u64,
+        max_len: usize,
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<BlobRead, StoreError> {
+        let mut conn = self.conn();
+        // A read transaction: the blob row and its chunks are one snapshot.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let id = blob_id.as_slice();
+        let Some(row) = sqlite_blob_row(&tx, id)?
+            .filter(|row| limits.alive(row.created_at, row.stored_len, row.total_len, now))
+        else {
+            return Ok(BlobRead::NotFound);
+        };
+        if row.stored_len != row.total_len {
+            return Ok(BlobRead::Incomplete);
+        }
+        if offset > row.total_len {
+            return Ok(BlobRead::PastEnd {
+                total_len: row.total_len,
+            });
+        }
+        let end = offset
+            .saturating_add(u64::try_from(max_len).unwrap_or(u64::MAX))
+            .min(row.total_len);
+        // Only the part of each overlapping row inside [offset, end) is read.
+        let mut stmt = tx.prepare(
+            "SELECT substr(bytes, max(?2 - pos, 0) + 1, min(pos + length(bytes), ?3) - max(pos, ?2))
+             FROM blob_chunks
+             WHERE blob_id = ?1 AND pos < ?3 AND pos + length(bytes) > ?2
+             ORDER BY pos",
+        )?;
+        let pieces = stmt.query_map(params![id, sql_len(offset), sql_len(end)], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
+        let capacity = usize::try_from(end.saturating_sub(offset)).unwrap_or(0);
+        let mut bytes = Vec::with_capacity(capacity);
+        for piece in pieces {
+            bytes.extend_from_slice(&piece?);
+        }
+        if bytes.len() != capacity {
+            return Err(StoreError::Corrupt);
+        }
+        Ok(BlobRead::Data {
+            total_len: row.total_len,
+            bytes,
+        })
+    }
+
+    fn delete_blob(
+        &self,
+        blob_id: &[u8; 16],
+        token_hash: &[u8; 32],
+        now: Timestamp,
+        limits: &BlobLimits,
+    ) -> Result<DeleteBlobOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = blob_id.as_slice();
+        let outcome = match sqlite_blob_row(&tx, id)? {
+            None => DeleteBlobOutcome::NotFound,
+            Some(row) if !limits.alive(row.created_at, row.stored_len, row.total_len, now) => {
+                sqlite_delete_blob(&tx, id)?;
+                DeleteBlobOutcome::NotFound
+            }
+            Some(row) if !token_hash_matches(&row.delete_token_hash, token_hash) => {
+                return Ok(DeleteBlobOutcome::TokenRefused);
+            }
+            Some(_) => {
+                sqlite_delete_blob(&tx, id)?;
+                DeleteBlobOutcome::Deleted
+            }
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn sweep_blobs(&self, now: Timestamp, limits: &BlobLimits) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (retention, incomplete) = limits.cutoffs(now);
+        tx.execute(
+            "DELETE FROM blob_chunks WHERE blob_id IN (
+                 SELECT blob_id FROM blobs
+                 WHERE created_at < ?1 OR (stored_len < total_len AND created_at < ?2))",
+            params![retention, incomplete],
+        )?;
+        let n = tx.execute(
+            "DELETE FROM blobs
+             WHERE created_at < ?1 OR (stored_len < total_len AND created_at < ?2)",
+            params![retention, incomplete],
+        )?;
+        tx.commit()?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+}
+
+/// A blob's row.
+pub(crate) struct BlobRow {
+    pub(crate) owner: Vec<u8>,
+    pub(crate) total_len: u64,
+    pub(crate) stored_len: u64,
+    pub(crate) delete_token_hash: Vec<u8>,
+    pub(crate) created_at: i64,
+}
+
+/// A length as SQL stores it (every blob length is far below `i64::MAX`).
+pub(crate) fn sql_len(len: u64) -> i64 {
+    i64::try_from(len).unwrap_or(i64::MAX)
+}
+
+/// Whether creating a blob of `total_len` would break a quota, given the owner's live
+/// blobs: `count`, `bytes` (their total lengths) and `in_flight` (those of the incomplete
+/// ones). `completes`: the creating put stores the whole blob at once.
+pub(crate) fn quota_exceeded(
+    limits: &BlobLimits,
+    count: i64,
+    bytes: i64,
+    in_flight: i64,
+    total_len: u64,
+    completes: bool,
+) -> bool {
+    let count = u64::try_from(count).unwrap_or(u64::MAX);
+    let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+    let in_flight = u64::try_from(in_flight).unwrap_or(u64::MAX);
+    count.saturating_add(1) > limits.max_blobs_per_owner
+        || bytes.saturating_add(total_len) > limits.max_bytes_per_owner
+        || (!completes
+            && in_flight.saturating_add(total_len) > limits.max_bytes_in_flight_per_owner)
+}
+
+fn sqlite_blob_row(conn: &Connection, id: &[u8]) -> Result<Option<BlobRow>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT owner, total_len, stored_len, delete_token_hash, created_at
+             FROM blobs WHERE blob_id = ?1",
+            [id],
+            |r| {
+                let total: i64 = r.get(1)?;
+                let stored: i64 = r.get(2)?;
+                Ok((
+                    BlobRow {
+                        owner: r.get(0)?,
+                        total_len: u64::try_from(total).unwrap_or(0),
+                        stored_len: u64::try_from(stored).unwrap_or(0),
+                        delete_token_hash: r.get(3)?,
+                        created_at: r.get(4)?,
+                    },
+                    total >= 0 && stored >= 0,
+                ))
+            },
+        )
+        .optional()?;
+    match row {
+        Some((_, false)) => Err(StoreError::Corrupt),
+        Some((row, true)) => Ok(Some(row)),
+        None => Ok(None),
+    }
+}
+
+fn sqlite_delete_blob(conn: &Connection, id: &[u8]) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM blob_chunks WHERE blob_id = ?1", [id])?;
+    conn.execute("DELETE FROM blobs WHERE blob_id = ?1", [id])?;
+    Ok(())
 }

@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+use confide_attachment::{BlobDeleteToken, BlobId};
 use confide_relay::protocol::{
     BundleKind, ErrorCode, Request, RequestBody, ServerMessage, check_length, frame_id_of,
 };
@@ -92,6 +93,33 @@ fn body() -> impl Strategy<Value = RequestBody> {
         Just(RequestBody::Ping),
         proptest::collection::vec(any::<u8>(), 0..=confide_relay::consts::MAX_PUSH_URL_LEN)
             .prop_map(|url| RequestBody::RegisterPush { url }),
+        (
+            any::<[u8; 16]>(),
+            any::<u64>(),
+            1..=u64::MAX,
+            bytes32(),
+            proptest::collection::vec(any::<u8>(), 0..300)
+        )
+            .prop_map(|(id, offset, total_len, delete_token_hash, bytes)| {
+                RequestBody::PutBlob {
+                    blob_id: BlobId::from_bytes(id),
+                    offset,
+                    total_len,
+                    delete_token_hash,
+                    bytes,
+                }
+            }),
+        any::<[u8; 16]>().prop_map(|id| RequestBody::BlobStatus {
+            blob_id: BlobId::from_bytes(id)
+        }),
+        (any::<[u8; 16]>(), any::<u64>()).prop_map(|(id, offset)| RequestBody::GetBlob {
+            blob_id: BlobId::from_bytes(id),
+            offset
+        }),
+        (any::<[u8; 16]>(), bytes32()).prop_map(|(id, t)| RequestBody::DeleteBlob {
+            blob_id: BlobId::from_bytes(id),
+            delete_token: BlobDeleteToken::new(t)
+        }),
     ]
 }
 
@@ -136,6 +164,34 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                 certificate
             }),
         frame().prop_map(|frame| ServerMessage::Deliver { frame }),
+        (any::<u32>(), any::<u64>())
+            .prop_map(|(id, stored_len)| ServerMessage::BlobStored { id, stored_len }),
+        (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(id, stored_len, total_len)| {
+            ServerMessage::BlobStatus {
+                id,
+                stored_len,
+                total_len,
+            }
+        }),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..300)
+        )
+            .prop_map(|(id, offset, last, bytes)| ServerMessage::BlobData {
+                id,
+                offset,
+                last,
+                bytes
+            }),
+        (any::<u32>(), 1u16..0x20, any::<u64>()).prop_map(|(id, c, stored_len)| {
+            ServerMessage::BlobRefused {
+                id,
+                code: ErrorCode::from_wire(c),
+                stored_len,
+            }
+        }),
     ]
 }
 
@@ -253,6 +309,101 @@ fn the_relay_reads_only_a_frame_header() {
     assert_eq!(check_length([0, 0, 0, 0]), None);
     assert_eq!(check_length([0, 0x10, 0, 0]), Some(1 << 20));
     assert_eq!(check_length([0, 0x10, 0, 1]), None);
+}
+
+#[test]
+fn blob_messages_have_the_documented_layout_and_limits() {
+    // `docs/relay.md` §4.3: GetBlob with id 9 of blob 0x0e.. from offset 65,536.
+    let get = Request {
+        id: 9,
+        body: RequestBody::GetBlob {
+            blob_id: BlobId::from_bytes([0x0e; 16]),
+            offset: 65_536,
+        },
+    };
+    let mut expected = vec![0x01, 0x0e, 0, 0, 0, 9];
+    expected.extend_from_slice(&[0x0e; 16]);
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(get.to_bytes().unwrap(), expected);
+
+    // PutBlob: id, offset, total_len, hash, u32 length; at most MAX_BLOB_PUT_LEN bytes and a
+    // total length of at least 1.
+    let put = |bytes: Vec<u8>, total_len: u64| Request {
+        id: 1,
+        body: RequestBody::PutBlob {
+            blob_id: BlobId::from_bytes([1; 16]),
+            offset: 0,
+            total_len,
+            delete_token_hash: [2; 32],
+            bytes,
+        },
+    };
+    let max = confide_relay::consts::MAX_BLOB_PUT_LEN;
+    let full = put(vec![3; max], 1 << 20).to_bytes().unwrap();
+    assert_eq!(full.len(), 6 + 16 + 8 + 8 + 32 + 4 + max);
+    assert!(full.len() <= confide_relay::consts::MAX_MESSAGE_LEN);
+    assert_eq!(
+        Request::from_bytes(&full).unwrap(),
+        put(vec![3; max], 1 << 20)
+    );
+    assert!(put(vec![3; max + 1], 1 << 20).to_bytes().is_err());
+    let mut over = full.clone();
+    over[70..74].copy_from_slice(&u32::try_from(max + 1).unwrap().to_be_bytes());
+    over.push(3);
+    assert_eq!(
+        Request::from_bytes(&over).unwrap_err().code,
+        ErrorCode::Malformed
+    );
+    assert!(put(vec![], 0).to_bytes().is_err());
+    let mut zero_total = put(vec![], 1).to_bytes().unwrap();
+    zero_total[37] = 0;
+    assert_eq!(
+        Request::from_bytes(&zero_total).unwrap_err(),
+        confide_relay::protocol::RequestDecodeError {
+            id: 1,
+            code: ErrorCode::Malformed
+        }
+    );
+
+    // BlobRefused: type 0x8b, id, code 0x0017, stored length.
+    let refused = ServerMessage::BlobRefused {
+        id: 4,
+        code: ErrorCode::BlobOffsetMismatch,
+        stored_len: 40_000,
+    };
+    assert_eq!(
+        refused.to_bytes().unwrap(),
+        [
+            0x01, 0x8b, 0, 0, 0, 4, 0x00, 0x17, 0, 0, 0, 0, 0, 0, 0x9c, 0x40
+        ]
+    );
+    // BlobData carries at most BLOB_DATA_LEN bytes.
+    let data = |n: usize| ServerMessage::BlobData {
+        id: 1,
+        offset: 0,
+        last: true,
+        bytes: vec![0; n],
+    };
+    let len = confide_relay::consts::BLOB_DATA_LEN;
+    assert!(data(len).to_bytes().is_ok());
+    assert!(data(len + 1).to_bytes().is_err());
+
+    // The delete token never shows.
+    let delete = Request {
+        id: 2,
+        body: RequestBody::DeleteBlob {
+            blob_id: BlobId::from_bytes([1; 16]),
+            delete_token: BlobDeleteToken::new([0xAB; 32]),
+        },
+    };
+    assert_eq!(
+        format!("{delete:?}"),
+        "Request { id: 2, kind: DeleteBlob, .. }"
+    );
+    for code in 0x0016..=0x001C {
+        assert_eq!(ErrorCode::from_wire(code).to_wire(), code);
+        assert!(!matches!(ErrorCode::from_wire(code), ErrorCode::Other(_)));
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+use confide_attachment::{BlobDeleteToken, BlobId};
 use confide_relay::protocol::{BundleKind, ErrorCode, Request, RequestBody, ServerMessage};
 use confide_test_support::{corpus, fuzzing};
 use confide_transport::{Address, Frame, FrameId, RelayToken};
@@ -61,6 +62,31 @@ fn seeds() -> Vec<Vec<u8>> {
             url: b"http://push.internal:8080/wake/7f3a".to_vec(),
         },
         RequestBody::RegisterPush { url: Vec::new() },
+        RequestBody::PutBlob {
+            blob_id: BlobId::from_bytes([14; 16]),
+            offset: 0,
+            total_len: 65_585,
+            delete_token_hash: [15; 32],
+            bytes: vec![16; 64],
+        },
+        RequestBody::PutBlob {
+            blob_id: BlobId::from_bytes([14; 16]),
+            offset: 64,
+            total_len: 65_585,
+            delete_token_hash: [15; 32],
+            bytes: Vec::new(),
+        },
+        RequestBody::BlobStatus {
+            blob_id: BlobId::from_bytes([14; 16]),
+        },
+        RequestBody::GetBlob {
+            blob_id: BlobId::from_bytes([14; 16]),
+            offset: 1_000,
+        },
+        RequestBody::DeleteBlob {
+            blob_id: BlobId::from_bytes([14; 16]),
+            delete_token: BlobDeleteToken::new([17; 32]),
+        },
     ];
     let mut out: Vec<Vec<u8>> = bodies
         .into_iter()
@@ -97,6 +123,30 @@ fn seeds() -> Vec<Vec<u8>> {
             certificate: vec![13; 100],
         },
         ServerMessage::Deliver { frame },
+        ServerMessage::BlobStored {
+            id: 14,
+            stored_len: 64,
+        },
+        ServerMessage::BlobStatus {
+            id: 15,
+            stored_len: 64,
+            total_len: 65_585,
+        },
+        ServerMessage::BlobData {
+            id: 16,
+            offset: 1_000,
+            last: true,
+            bytes: vec![18; 48],
+        },
+        ServerMessage::BlobRefused {
+            id: 17,
+            code: ErrorCode::BlobOffsetMismatch,
+            stored_len: 64,
+        },
+        ServerMessage::Error {
+            id: 18,
+            code: ErrorCode::DeleteTokenRefused,
+        },
     ] {
         out.push(m.to_bytes().unwrap());
     }

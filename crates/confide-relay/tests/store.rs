@@ -1,6 +1,8 @@
 //! The storage contract every relay backend keeps, run against the embedded SQLite store
-//! (in memory and on a file that is reopened): one copy per frame id, delivered memory,
-//! retention, limits, bundles handed out once and in order.
+//! (in memory and on a file that is reopened) and PostgreSQL: one copy per frame id,
+//! delivered memory, retention, limits, bundles handed out once and in order, and the blob
+//! store (appends at exactly the stored length, quotas, reads of complete blobs only,
+//! deletion by token, retention).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,7 +12,8 @@
 
 use confide_relay::protocol::BundleKind;
 use confide_relay::store::{
-    CreateOutcome, MailboxLimits, RelayStore, SqliteRelayStore, StoreOutcome, UploadOutcome,
+    BlobLimits, BlobPut, BlobRead, BlobState, CreateOutcome, DeleteBlobOutcome, MailboxLimits,
+    PutBlobOutcome, RelayStore, SqliteRelayStore, StoreOutcome, UploadOutcome,
 };
 use confide_wire::{Duration, Timestamp};
 
@@ -32,8 +35,215 @@ fn store_frame(s: &dyn RelayStore, id: u8, payload: &[u8], now: Timestamp) -> St
         .unwrap()
 }
 
+const BLOB_LIMITS: BlobLimits = BlobLimits {
+    max_bytes_per_owner: 1_000,
+    max_bytes_in_flight_per_owner: 600,
+    max_blobs_per_owner: 3,
+    retention: Duration::from_days(30),
+    incomplete_retention: Duration::from_days(1),
+};
+const HASH: [u8; 32] = [0x11; 32];
+const OTHER: &[u8] = b"other owner";
+
+#[allow(clippy::too_many_arguments)]
+fn put_blob(
+    s: &dyn RelayStore,
+    id: u8,
+    owner: &[u8],
+    offset: u64,
+    total_len: u64,
+    hash: &[u8; 32],
+    bytes: &[u8],
+    now: Timestamp,
+) -> PutBlobOutcome {
+    s.put_blob(
+        &BlobPut {
+            blob_id: &[id; 16],
+            owner,
+            offset,
+            total_len,
+            delete_token_hash: hash,
+            bytes,
+        },
+        now,
+        &BLOB_LIMITS,
+    )
+    .unwrap()
+}
+
+fn status(s: &dyn RelayStore, id: u8, now: Timestamp) -> Option<(u64, u64)> {
+    s.blob_status(&[id; 16], now, &BLOB_LIMITS).unwrap().map(
+        |BlobState {
+             stored_len,
+             total_len,
+         }| (stored_len, total_len),
+    )
+}
+
+fn read(s: &dyn RelayStore, id: u8, offset: u64, max: usize, now: Timestamp) -> BlobRead {
+    s.read_blob(&[id; 16], offset, max, now, &BLOB_LIMITS)
+        .unwrap()
+}
+
+fn data(bytes: &[u8]) -> BlobRead {
+    BlobRead::Data {
+        total_len: 300,
+        bytes: bytes.to_vec(),
+    }
+}
+
+/// The blob store's part of the conformance suite.
+fn blob_conformance(s: &dyn RelayStore) {
+    use PutBlobOutcome::{Exists, OffsetMismatch, QuotaExceeded, Stored, TooLarge};
+    let blob: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let t = T0;
+    // Nothing yet; a put that is not at offset 0 learns that nothing is stored.
+    assert_eq!(status(s, 1, t), None);
+    assert_eq!(read(s, 1, 0, 10, t), BlobRead::NotFound);
+    assert_eq!(
+        s.delete_blob(&[1; 16], &HASH, t, &BLOB_LIMITS).unwrap(),
+        DeleteBlobOutcome::NotFound
+    );
+    assert_eq!(
+        put_blob(s, 1, MB, 5, 300, &HASH, b"x", t),
+        OffsetMismatch { stored_len: 0 }
+    );
+    assert_eq!(status(s, 1, t), None, "a refused put creates nothing");
+
+    // Appends in pieces, each at exactly the stored length.
+    assert_eq!(
+        put_blob(s, 1, MB, 0, 300, &HASH, &blob[..100], t),
+        Stored { stored_len: 100 }
+    );
+    assert_eq!(status(s, 1, t), Some((100, 300)));
+    assert_eq!(read(s, 1, 0, 10, t), BlobRead::Incomplete);
+    for wrong in [0, 99, 101, 300] {
+        assert_eq!(
+            put_blob(s, 1, MB, wrong, 300, &HASH, &blob[..10], t),
+            OffsetMismatch { stored_len: 100 },
+            "offset {wrong}"
+        );
+    }
+    assert_eq!(
+        put_blob(s, 1, MB, 100, 301, &HASH, &blob[100..110], t),
+        Exists
+    );
+    assert_eq!(
+        put_blob(s, 1, MB, 100, 300, &[0x12; 32], &blob[100..110], t),
+        Exists
+    );
+    assert_eq!(
+        put_blob(s, 1, OTHER, 100, 300, &HASH, &blob[100..110], t),
+        Exists,
+        "another owner cannot append"
+    );
+    assert_eq!(put_blob(s, 1, MB, 100, 300, &HASH, &[0; 201], t), TooLarge);
+    assert_eq!(status(s, 1, t), Some((100, 300)), "refusals change nothing");
+    assert_eq!(
+        put_blob(s, 1, MB, 100, 300, &HASH, &blob[100..250], t),
+        Stored { stored_len: 250 }
+    );
+    assert_eq!(
+        put_blob(s, 1, MB, 250, 300, &HASH, &blob[250..], t),
+        Stored { stored_len: 300 }
+    );
+    assert_eq!(
+        put_blob(s, 1, MB, 300, 300, &HASH, &[], t),
+        Stored { stored_len: 300 },
+        "an empty put at the end is a receipt"
+    );
+
+    // Reads of a complete blob: any window, across rows, up to the end.
+    assert_eq!(read(s, 1, 0, 1_000, t), data(&blob));
+    assert_eq!(read(s, 1, 90, 20, t), data(&blob[90..110]));
+    assert_eq!(read(s, 1, 99, 152, t), data(&blob[99..251]));
+    assert_eq!(read(s, 1, 240, 1_000, t), data(&blob[240..]));
+    assert_eq!(read(s, 1, 300, 10, t), data(&[]));
+    assert_eq!(read(s, 1, 301, 10, t), BlobRead::PastEnd { total_len: 300 });
+
+    // Quotas per owner: bytes (by total length), bytes in flight, count.
+    assert_eq!(
+        put_blob(s, 2, MB, 0, 500, &HASH, &[2; 10], t),
+        Stored { stored_len: 10 }
+    );
+    assert_eq!(
+        put_blob(s, 3, MB, 0, 201, &HASH, &[3; 10], t),
+        QuotaExceeded,
+        "300 + 500 + 201 bytes"
+    );
+    assert_eq!(
+        put_blob(s, 3, MB, 0, 200, &HASH, &[3; 10], t),
+        QuotaExceeded,
+        "500 + 200 bytes in flight"
+    );
+    assert_eq!(
+        put_blob(s, 3, MB, 0, 200, &HASH, &[3; 200], t),
+        Stored { stored_len: 200 },
+        "complete at once: not in flight"
+    );
+    assert_eq!(
+        put_blob(s, 4, MB, 0, 1, &HASH, &[4], t),
+        QuotaExceeded,
+        "a fourth blob"
+    );
+    assert_eq!(
+        put_blob(s, 4, OTHER, 0, 1, &HASH, &[4], t),
+        Stored { stored_len: 1 },
+        "quotas are per owner"
+    );
+
+    // Deletion needs the token's hash; afterwards the blob is gone and its quota freed.
+    assert_eq!(
+        s.delete_blob(&[1; 16], &[0x12; 32], t, &BLOB_LIMITS)
+            .unwrap(),
+        DeleteBlobOutcome::TokenRefused
+    );
+    assert_eq!(read(s, 1, 0, 1_000, t), data(&blob), "still readable");
+    assert_eq!(
+        s.delete_blob(&[1; 16], &HASH, t, &BLOB_LIMITS).unwrap(),
+        DeleteBlobOutcome::Deleted
+    );
+    assert_eq!(status(s, 1, t), None);
+    assert_eq!(read(s, 1, 0, 10, t), BlobRead::NotFound);
+    assert_eq!(
+        s.delete_blob(&[1; 16], &HASH, t, &BLOB_LIMITS).unwrap(),
+        DeleteBlobOutcome::NotFound
+    );
+    assert_eq!(
+        put_blob(s, 5, MB, 0, 1, &HASH, &[5], t),
+        Stored { stored_len: 1 }
+    );
+
+    // Retention: an incomplete upload lapses after a day, a complete blob after 30 days,
+    // read or not; an expired blob is absent for every request.
+    assert_eq!(status(s, 2, at(1)), Some((10, 500)));
+    assert_eq!(status(s, 2, at(2)), None);
+    assert_eq!(read(s, 2, 0, 10, at(2)), BlobRead::NotFound);
+    assert_eq!(
+        put_blob(s, 2, MB, 10, 500, &HASH, &[2; 10], at(2)),
+        OffsetMismatch { stored_len: 0 },
+        "an expired upload starts again from zero"
+    );
+    assert_eq!(status(s, 3, at(29)), Some((200, 200)));
+    assert_eq!(status(s, 3, at(31)), None);
+    assert_eq!(read(s, 3, 0, 10, at(31)), BlobRead::NotFound);
+    assert_eq!(
+        s.delete_blob(&[3; 16], &HASH, at(31), &BLOB_LIMITS)
+            .unwrap(),
+        DeleteBlobOutcome::NotFound
+    );
+    // The sweep deletes what lapsed: blobs 2 (incomplete), 3 (maybe deleted above), 4, 5.
+    let swept = s.sweep_blobs(at(31), &BLOB_LIMITS).unwrap();
+    assert!((2..=4).contains(&swept), "swept {swept}");
+    assert_eq!(s.sweep_blobs(at(31), &BLOB_LIMITS).unwrap(), 0);
+    for id in 1..=5 {
+        assert_eq!(status(s, id, t), None, "blob {id} is gone");
+    }
+}
+
 /// The conformance suite: every backend passes it.
 fn conformance(s: &dyn RelayStore) {
+    blob_conformance(s);
     assert_eq!(store_frame(s, 1, b"x", T0), StoreOutcome::NoSuchMailbox);
     assert_eq!(
         s.create_mailbox(MB, &[1; 32], None, T0).unwrap(),
@@ -164,6 +374,15 @@ fn sqlite_on_disk_passes_the_conformance_suite_and_keeps_its_data() {
     assert_eq!(reopened.bundle_count(MB).unwrap(), (0, true));
     assert!(reopened.mailbox(MB).unwrap().is_some());
     drop(reopened);
+    // Deleted and expired blobs leave no row behind (`secure_delete` overwrites the pages).
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    for table in ["blobs", "blob_chunks"] {
+        let n: i64 = raw
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    drop(raw);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -226,14 +445,61 @@ fn a_version_1_database_is_migrated_keeping_its_mailboxes_and_frames() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, confide_relay::store::SQLITE_SCHEMA_VERSION);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let reopened = SqliteRelayStore::open(&path).unwrap();
     assert_eq!(
         reopened.mailbox(MB).unwrap().unwrap().push_url.as_deref(),
         Some(&b"http://gw/x"[..])
     );
+    // Version 3's blob tables are there.
+    assert_eq!(
+        put_blob(&reopened, 9, MB, 0, 3, &HASH, b"abc", T0),
+        PutBlobOutcome::Stored { stored_len: 3 }
+    );
     drop(reopened);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_version_2_database_gains_the_blob_tables_keeping_its_mailboxes() {
+    let dir = std::env::temp_dir().join(format!("confide-relay-migrate2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("relay.sqlite");
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(SCHEMA_V1).unwrap();
+        old.execute_batch(
+            "ALTER TABLE mailboxes ADD COLUMN push_url BLOB; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO mailboxes VALUES (?1, ?2, NULL, 1, NULL)",
+            rusqlite::params![MB, [1u8; 32].as_slice()],
+        )
+        .unwrap();
+    }
+    let store = SqliteRelayStore::open(&path).unwrap();
+    assert_eq!(store.mailbox(MB).unwrap().unwrap().owner_key, [1; 32]);
+    assert_eq!(
+        put_blob(&store, 9, MB, 0, 3, &HASH, b"abc", T0),
+        PutBlobOutcome::Stored { stored_len: 3 }
+    );
+    drop(store);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_largest_blob_is_the_ciphertext_of_the_largest_attachment() {
+    assert_eq!(
+        Some(confide_relay::consts::MAX_BLOB_LEN),
+        confide_attachment::ciphertext_len(confide_attachment::MAX_PLAINTEXT_LEN)
+    );
 }
 
 #[test]
