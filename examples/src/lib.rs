@@ -13,6 +13,7 @@ use confide::{
     Address, ConversationId, Endpoint, EndpointConfig, Event, ExpectedIdentity, Input, Output,
     PublishedBundles, Role, StorageKey,
 };
+use confide_attachment::{AttachmentDecryptor, AttachmentPointer, BlobDeleteToken, BlobId};
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
 use confide_sealed::{
     SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TokenVerifier, TrustRoots,
@@ -21,6 +22,7 @@ use confide_sealed::{
 use confide_sim::{LinkConfig, SimNetwork};
 use confide_store::{NewMessage, SqliteStore, Transcript};
 use confide_transport::RelayToken;
+use subtle::ConstantTimeEq;
 
 /// Why an example helper failed (setup errors; the examples print them and exit).
 pub type ExampleError = Box<dyn std::error::Error>;
@@ -140,6 +142,8 @@ pub struct Relay {
     verifiers: BTreeMap<Vec<u8>, TokenVerifier>,
     observed: Vec<Observed>,
     refused: usize,
+    /// The blob store: each encrypted attachment with the hash of its delete token.
+    blobs: BTreeMap<[u8; 16], (Vec<u8>, [u8; 32])>,
 }
 
 impl Relay {
@@ -153,7 +157,37 @@ impl Relay {
             verifiers: BTreeMap::new(),
             observed: Vec::new(),
             refused: 0,
+            blobs: BTreeMap::new(),
         }
+    }
+
+    /// Stores an encrypted attachment under `id` with the hash of its delete token (the
+    /// in-process stand-in for the reference relay's blob store, `docs/relay.md` §6.6, which
+    /// takes the same in resumable pieces). It sees ciphertext padded to a size bucket.
+    pub fn put_blob(&mut self, id: &BlobId, delete_token_hash: [u8; 32], blob: Vec<u8>) {
+        self.blobs.insert(*id.as_bytes(), (blob, delete_token_hash));
+    }
+
+    /// The blob stored under `id`, if it is still there.
+    pub fn get_blob(&self, id: &BlobId) -> Option<&[u8]> {
+        self.blobs
+            .get(id.as_bytes())
+            .map(|(blob, _)| blob.as_slice())
+    }
+
+    /// Deletes the blob under `id` for a token whose hash it stored (anyone holding the
+    /// pointer holds the token). Returns whether a blob was deleted.
+    pub fn delete_blob(&mut self, id: &BlobId, token: &BlobDeleteToken) -> bool {
+        let matches = self
+            .blobs
+            .get(id.as_bytes())
+            .is_some_and(|(_, hash)| bool::from(hash.ct_eq(&token.hash())));
+        matches && self.blobs.remove(id.as_bytes()).is_some()
+    }
+
+    /// Blobs stored.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
     }
 
     /// A typical mobile link: 10% loss, 5% duplication, 10% reordering, 30-300 ms.
@@ -265,6 +299,9 @@ pub struct Participant {
     /// [`Participant::record_sent`]; an expired or deleted message is erased from it when the
     /// endpoint says so.
     pub transcript: Option<Transcript>,
+    /// The attachments of live messages (sent or received), by message id: what the app
+    /// needs to delete each blob from the relay when its message expires or is deleted.
+    pub attachments: BTreeMap<confide::MessageId, AttachmentPointer>,
     next_timeout: Option<Timestamp>,
 }
 
@@ -283,6 +320,7 @@ impl Participant {
             store,
             online: true,
             transcript: None,
+            attachments: BTreeMap::new(),
             next_timeout: None,
         }
     }
@@ -332,6 +370,29 @@ impl Participant {
             return Ok(());
         };
         match event {
+            // An attachment's row holds its pointer (with the key), so erasing the row
+            // erases the only stored copy of the key.
+            Event::Attachment {
+                conversation,
+                id,
+                pointer,
+                expires_at,
+                sent_at,
+                ..
+            } => {
+                transcript.put(
+                    rng,
+                    now,
+                    &NewMessage {
+                        conversation: conversation.as_u64(),
+                        id: *id,
+                        from: confide::Party::Peer,
+                        sent_at: *sent_at,
+                        expires_at: *expires_at,
+                        body: &pointer.to_bytes(),
+                    },
+                )?;
+            }
             Event::Message {
                 conversation,
                 id,
@@ -365,6 +426,23 @@ impl Participant {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Remembers a received attachment; when a message with an attachment expires or is
+    /// deleted, asks the relay to delete its blob (with the token only pointer holders can
+    /// derive) and forgets the pointer, its key with it.
+    fn update_attachments(&mut self, relay: &mut Relay, event: &Event) {
+        match event {
+            Event::Attachment { id, pointer, .. } => {
+                self.attachments.insert(*id, pointer.clone());
+            }
+            Event::Expired { id, .. } | Event::Deleted { id, .. } => {
+                if let Some(pointer) = self.attachments.remove(id) {
+                    relay.delete_blob(pointer.blob_id(), &pointer.delete_token());
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Kills the app and starts it again from its database alone (what a phone does after the
@@ -412,6 +490,7 @@ impl Participant {
                 }
                 Output::Event(e) => {
                     self.update_transcript(rng, now, &e)?;
+                    self.update_attachments(relay, &e);
                     events.push(e);
                 }
                 Output::Timeout(t) => {
@@ -559,4 +638,23 @@ impl Stage {
         let s = at.saturating_duration_since(self.start).as_millis() / 1000;
         format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
     }
+}
+
+/// Downloads the blob an attachment pointer names from the relay and decrypts it (checking
+/// every chunk, the end and the digest). `None` if the relay no longer has it.
+pub fn fetch_attachment(
+    relay: &Relay,
+    pointer: &AttachmentPointer,
+) -> Result<Option<Vec<u8>>, ExampleError> {
+    let Some(blob) = relay.get_blob(pointer.blob_id()) else {
+        return Ok(None);
+    };
+    let mut decryptor = AttachmentDecryptor::for_pointer(pointer)?;
+    let mut plaintext = Vec::new();
+    let mut input = blob;
+    while let Some(out) = decryptor.push(&mut input)? {
+        plaintext.extend_from_slice(out);
+    }
+    decryptor.finish()?;
+    Ok(Some(plaintext))
 }
