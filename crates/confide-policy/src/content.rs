@@ -576,4 +576,87 @@ mod tests {
         assert!(!shown.contains("secret"));
         assert!(!shown.contains("07070707070707"));
     }
+
+    fn referral() -> Body {
+        Body::Referral(crate::typed::Referral {
+            urgency: crate::typed::Urgency::Urgent,
+            party: vec![0xce; 40],
+            note: MessageText::new(b"tonight".to_vec()),
+        })
+    }
+
+    #[test]
+    fn only_a_referral_frame_is_flagged_as_carrying_one() {
+        // Under both timer layouts (Off stamps no duration; after-send stamps 8 bytes more).
+        for timer in [
+            RetentionPolicy::Off,
+            RetentionPolicy::after_send(Duration::from_hours(1)),
+        ] {
+            let mut f = frame(referral());
+            f.timer.policy = timer;
+            let bytes = f.encode().unwrap();
+            assert!(ContentFrame::carries_referral(&bytes));
+            // Each header field is checked on the way to the tag.
+            let mut other_version = bytes.clone();
+            other_version[0] = 2;
+            assert!(!ContentFrame::carries_referral(&other_version));
+            let mut bad_proposer = bytes.clone();
+            bad_proposer[33] = 0x07;
+            assert!(!ContentFrame::carries_referral(&bad_proposer));
+            // Cut anywhere before the body tag (at 35 or 43): not flagged.
+            for cut in 0..35 {
+                assert!(!ContentFrame::carries_referral(&bytes[..cut]));
+            }
+        }
+        for body in [
+            Body::Text(MessageText::new(b"a referral?".to_vec())),
+            Body::ScreenshotNotice,
+            Body::Close,
+            Body::ReferralAnswer(crate::typed::ReferralAnswer {
+                referral: MessageId::from_bytes([1; 16]),
+                accepted: true,
+            }),
+        ] {
+            assert!(!ContentFrame::carries_referral(
+                &frame(body).encode().unwrap()
+            ));
+        }
+    }
+
+    #[test]
+    fn typed_bodies_round_trip_and_answers_are_strict() {
+        for accepted in [true, false] {
+            let f = frame(Body::ReferralAnswer(crate::typed::ReferralAnswer {
+                referral: MessageId::from_bytes([5; 16]),
+                accepted,
+            }));
+            let bytes = f.encode().unwrap();
+            assert_eq!(ContentFrame::decode(&bytes).unwrap(), f);
+            for answer in [0x00, 0x03, 0xff] {
+                let mut bad = bytes.clone();
+                *bad.last_mut().unwrap() = answer;
+                assert!(ContentFrame::decode(&bad).is_err(), "answer {answer:#04x}");
+            }
+        }
+        for body in [
+            referral(),
+            Body::ScreenshotNotice,
+            Body::Code(crate::typed::CodeStep::Exchange([0x41; 33])),
+            Body::Code(crate::typed::CodeStep::Confirm(Zeroizing::new([0xc0; 32]))),
+        ] {
+            let f = frame(body);
+            let bytes = f.encode().unwrap();
+            assert_eq!(ContentFrame::decode(&bytes).unwrap(), f);
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(ContentFrame::decode(&longer).is_err());
+        }
+        // A code step tag this version does not define is refused.
+        let mut bytes = frame(Body::Code(crate::typed::CodeStep::Exchange([0x41; 33])))
+            .encode()
+            .unwrap();
+        let at = bytes.len() - 34;
+        bytes[at] = 0x03;
+        assert!(ContentFrame::decode(&bytes).is_err());
+    }
 }

@@ -236,4 +236,27 @@ mod tests {
         empty = vec![0x03, 0, 1, 7, 0, 0];
         assert!(Referral::read(&mut Reader::new(&empty)).is_err());
     }
+
+    /// The referral limits are the documented wire limits (docs/policy.md §11): a certified
+    /// bundle of today's size (about 2.6 KiB with its ML-KEM key) fits with room.
+    #[test]
+    fn referral_limits_are_the_documented_ones() {
+        assert_eq!(MAX_REFERRAL_PARTY_LEN, 8192);
+        assert_eq!(MAX_REFERRAL_NOTE_LEN, 1024);
+    }
+
+    #[test]
+    fn each_kind_has_its_own_name() {
+        let kinds = [
+            UserContent::Text(MessageText::new(Vec::new())).kind(),
+            UserContent::ScreenshotNotice.kind(),
+            UserContent::Referral(Referral {
+                urgency: Urgency::Routine,
+                party: vec![1],
+                note: MessageText::new(Vec::new()),
+            })
+            .kind(),
+        ];
+        assert_eq!(kinds, ["text", "screenshot notice", "referral"]);
+    }
 }

@@ -8,8 +8,8 @@
 
 use confide_crypto::{Duration, Timestamp};
 use confide_policy::limits::{
-    MAX_CLOCK_SKEW, MAX_PENDING_DELETES, MAX_TOMBSTONES, MIN_RETENTION, PENDING_DELETE_LIFETIME,
-    UNSEND_RECEIVE_GRACE, UNSEND_WINDOW,
+    MAX_CLOCK_SKEW, MAX_PENDING_DELETES, MAX_TEXT_LEN, MAX_TOMBSTONES, MIN_RETENTION,
+    PENDING_DELETE_LIFETIME, UNSEND_RECEIVE_GRACE, UNSEND_WINDOW,
 };
 use confide_policy::{
     Body, ContentFrame, ConversationPolicy, Incoming, IncomingError, MessageId, MessageText,
@@ -856,4 +856,45 @@ fn initial_timer_is_clamped_by_the_local_org_bounds() {
         RetentionPolicy::after_send(Duration::from_days(400)),
         RetentionPolicy::after_send(Duration::from_days(365))
     );
+}
+
+/// The longest text is sent; one byte more is refused with its length, and nothing is tracked.
+#[test]
+fn a_text_of_the_maximum_length_is_sent_and_one_byte_more_is_refused() {
+    let (mut client, _counselor) = pair(RetentionPolicy::Off);
+    let longest = vec![b'x'; MAX_TEXT_LEN];
+    assert!(
+        client
+            .send_text(id(1), &longest, at(Duration::ZERO))
+            .is_ok()
+    );
+    let too_long = vec![b'x'; MAX_TEXT_LEN + 1];
+    assert_eq!(
+        client
+            .send_text(id(2), &too_long, at(Duration::ZERO))
+            .unwrap_err(),
+        confide_policy::SendError::TextTooLong {
+            len: MAX_TEXT_LEN + 1,
+            max: MAX_TEXT_LEN
+        }
+    );
+    assert_eq!(client.tracked_messages(), 1);
+}
+
+/// A referral whose party is over its limit is refused by name, and nothing is tracked.
+#[test]
+fn an_oversized_referral_is_refused_by_kind() {
+    let (mut client, _counselor) = pair(RetentionPolicy::Off);
+    let content = confide_policy::UserContent::Referral(confide_policy::Referral {
+        urgency: confide_policy::Urgency::Routine,
+        party: vec![1; confide_policy::limits::MAX_REFERRAL_PARTY_LEN + 1],
+        note: confide_policy::MessageText::new(Vec::new()),
+    });
+    assert_eq!(
+        client
+            .send_content(id(1), &content, at(Duration::ZERO))
+            .unwrap_err(),
+        confide_policy::SendError::ContentOutOfLimits { kind: "referral" }
+    );
+    assert_eq!(client.tracked_messages(), 0);
 }
