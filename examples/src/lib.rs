@@ -1,10 +1,13 @@
-//! Small helpers shared by the example programs in `src/bin`: a certificate issuer, an
-//! in-process relay (mailboxes over the simulated network plus a prekey directory) that
-//! records what it could see, and a participant that runs the endpoint's loop (for the
-//! single-process `counseling_session` and `intake_bot`); and the demo service keys that the
+//! Small helpers shared by the example programs in `src/bin`: a certificate issuer, a relay
+//! (by default in-process: mailboxes over the simulated network plus a prekey directory and a
+//! blob store; or a connection to the reference relay, `confide-relay`) that records what it
+//! could see, and a participant that runs the endpoint's loop (for the single-process
+//! `counseling_session` and `intake_bot`); and the demo service keys that the
 //! `relay` and `chat` programs share ([`demo_service`]), which run over the reference relay
 //! (`confide-relay`) in separate processes.
 #![forbid(unsafe_code)]
+
+mod real_relay;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -15,13 +18,14 @@ use confide::{
 };
 use confide_attachment::{AttachmentDecryptor, AttachmentPointer, BlobDeleteToken, BlobId};
 use confide_crypto::{Duration, Timestamp, identity::IdentityKeyPair, signing::SigningKey};
+use confide_relay::client::RelayAddress;
 use confide_sealed::{
     SenderCertificate, SenderClaims, ServerCertificate, ServerKey, TokenVerifier, TrustRoots,
     relay_check,
 };
 use confide_sim::{LinkConfig, SimNetwork};
 use confide_store::{NewMessage, SqliteStore, Transcript};
-use confide_transport::RelayToken;
+use confide_transport::{FrameId, RelayToken};
 use subtle::ConstantTimeEq;
 
 /// Why an example helper failed (setup errors; the examples print them and exit).
@@ -133,15 +137,31 @@ pub struct Observed {
     pub head: Vec<u8>,
 }
 
-/// A small in-process relay: store-and-forward mailboxes over a lossy simulated network, a
-/// directory of prekey bundles, and a log of everything it could observe.
+/// The relay the apps talk to: by default a small in-process relay (store-and-forward
+/// mailboxes over a lossy simulated network, a directory of prekey bundles, a blob store),
+/// or a connection to a real `confide-relay` ([`Relay::connect`], [`Relay::start_local`]).
+/// Either way it keeps a log of everything the relay could observe (in the second case as
+/// the apps observed it: the frames the relay receipted).
 pub struct Relay {
+    transport: Transport,
+    observed: Vec<Observed>,
+    refused: usize,
+}
+
+/// Where frames, bundles and blobs go.
+enum Transport {
+    /// The in-process relay over the simulated network.
+    Simulated(Box<Simulated>),
+    /// A real relay, reached over TCP.
+    Real(Box<real_relay::RealRelay>),
+}
+
+/// The in-process relay's state.
+struct Simulated {
     network: SimNetwork,
     directory: BTreeMap<Vec<u8>, Published>,
     /// Token verifiers registered by mailbox owners.
     verifiers: BTreeMap<Vec<u8>, TokenVerifier>,
-    observed: Vec<Observed>,
-    refused: usize,
     /// The blob store: each encrypted attachment with the hash of its delete token.
     blobs: BTreeMap<[u8; 16], (Vec<u8>, [u8; 32])>,
 }
@@ -152,42 +172,109 @@ impl Relay {
         let mut network = SimNetwork::new(seed);
         network.set_default_link(link);
         Self {
-            network,
-            directory: BTreeMap::new(),
-            verifiers: BTreeMap::new(),
+            transport: Transport::Simulated(Box::new(Simulated {
+                network,
+                directory: BTreeMap::new(),
+                verifiers: BTreeMap::new(),
+                blobs: BTreeMap::new(),
+            })),
             observed: Vec::new(),
             refused: 0,
-            blobs: BTreeMap::new(),
         }
     }
 
-    /// Stores an encrypted attachment under `id` with the hash of its delete token (the
-    /// in-process stand-in for the reference relay's blob store, `docs/relay.md` §6.6, which
-    /// takes the same in resumable pieces). It sees ciphertext padded to a size bucket.
-    pub fn put_blob(&mut self, id: &BlobId, delete_token_hash: [u8; 32], blob: Vec<u8>) {
-        self.blobs.insert(*id.as_bytes(), (blob, delete_token_hash));
+    /// A connection to the real relay (`confide-relay`) at `address`: each app gets a
+    /// mailbox under its own owner key, an owner connection receiving its frames and an
+    /// anonymous sending connection; bundles and blobs go to the relay's directory and blob
+    /// store. The owner keys are drawn from the operating system's random source.
+    pub fn connect(address: RelayAddress) -> Result<Self, ExampleError> {
+        Ok(Self::real(real_relay::RealRelay::connect(address)?))
+    }
+
+    /// Starts the reference relay in this process on 127.0.0.1 (a free port), keeping its
+    /// SQLite database in `dir`, and connects to it as [`Relay::connect`] does.
+    pub fn start_local(dir: &std::path::Path) -> Result<Self, ExampleError> {
+        Ok(Self::real(real_relay::RealRelay::start(dir)?))
+    }
+
+    fn real(relay: real_relay::RealRelay) -> Self {
+        Self {
+            transport: Transport::Real(Box::new(relay)),
+            observed: Vec::new(),
+            refused: 0,
+        }
+    }
+
+    /// The real relay's address; `None` for the in-process simulation.
+    pub fn real_address(&self) -> Option<RelayAddress> {
+        match &self.transport {
+            Transport::Simulated(_) => None,
+            Transport::Real(r) => Some(r.address()),
+        }
+    }
+
+    /// Stores an encrypted attachment under `id` with the hash of its delete token. `from`
+    /// is the uploading app (the real relay takes blobs only from a mailbox owner; the
+    /// in-process relay, a stand-in for the reference relay's blob store, `docs/relay.md`
+    /// §6.6, ignores it). The relay sees ciphertext padded to a size bucket.
+    pub fn put_blob(
+        &mut self,
+        from: &Address,
+        id: &BlobId,
+        delete_token_hash: [u8; 32],
+        blob: Vec<u8>,
+    ) -> Result<(), ExampleError> {
+        match &mut self.transport {
+            Transport::Simulated(s) => {
+                s.blobs.insert(*id.as_bytes(), (blob, delete_token_hash));
+                Ok(())
+            }
+            Transport::Real(r) => r.put_blob(from, id, delete_token_hash, blob),
+        }
     }
 
     /// The blob stored under `id`, if it is still there.
-    pub fn get_blob(&self, id: &BlobId) -> Option<&[u8]> {
-        self.blobs
-            .get(id.as_bytes())
-            .map(|(blob, _)| blob.as_slice())
+    pub fn get_blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, ExampleError> {
+        match &self.transport {
+            Transport::Simulated(s) => Ok(s.blobs.get(id.as_bytes()).map(|(blob, _)| blob.clone())),
+            Transport::Real(r) => r.get_blob(id),
+        }
     }
 
     /// Deletes the blob under `id` for a token whose hash it stored (anyone holding the
     /// pointer holds the token). Returns whether a blob was deleted.
-    pub fn delete_blob(&mut self, id: &BlobId, token: &BlobDeleteToken) -> bool {
-        let matches = self
-            .blobs
-            .get(id.as_bytes())
-            .is_some_and(|(_, hash)| bool::from(hash.ct_eq(&token.hash())));
-        matches && self.blobs.remove(id.as_bytes()).is_some()
+    pub fn delete_blob(
+        &mut self,
+        id: &BlobId,
+        token: &BlobDeleteToken,
+    ) -> Result<bool, ExampleError> {
+        match &mut self.transport {
+            Transport::Simulated(s) => {
+                let matches = s
+                    .blobs
+                    .get(id.as_bytes())
+                    .is_some_and(|(_, hash)| bool::from(hash.ct_eq(&token.hash())));
+                Ok(matches && s.blobs.remove(id.as_bytes()).is_some())
+            }
+            Transport::Real(r) => r.delete_blob(id, token),
+        }
     }
 
-    /// Blobs stored.
-    pub fn blob_count(&self) -> usize {
-        self.blobs.len()
+    /// Blobs stored, if this relay can count them (the in-process one; a real relay tells
+    /// a client only about a blob whose id it names: [`Relay::has_blob`]).
+    pub fn blob_count(&self) -> Option<usize> {
+        match &self.transport {
+            Transport::Simulated(s) => Some(s.blobs.len()),
+            Transport::Real(_) => None,
+        }
+    }
+
+    /// Whether the relay holds a blob under `id`.
+    pub fn has_blob(&self, id: &BlobId) -> Result<bool, ExampleError> {
+        match &self.transport {
+            Transport::Simulated(s) => Ok(s.blobs.contains_key(id.as_bytes())),
+            Transport::Real(r) => r.has_blob(id),
+        }
     }
 
     /// A typical mobile link: 10% loss, 5% duplication, 10% reordering, 30-300 ms.
@@ -201,29 +288,47 @@ impl Relay {
 
     /// Replaces the bundles published for `address`, and registers the verifier of its
     /// delivery token: from then on the relay takes frames for `address` only with the token.
+    /// (A real relay: the first call creates the mailbox; each one-time bundle is uploaded
+    /// once, since its directory appends them, and the last-resort bundle is replaced.)
     pub fn publish(
         &mut self,
         address: &Address,
         bundles: PublishedBundles,
         verifier: TokenVerifier,
-    ) {
-        self.verifiers.insert(address.as_bytes().to_vec(), verifier);
-        self.directory.insert(
-            address.as_bytes().to_vec(),
-            (bundles.one_time.into_iter().collect(), bundles.last_resort),
-        );
+    ) -> Result<(), ExampleError> {
+        match &mut self.transport {
+            Transport::Simulated(s) => {
+                s.verifiers.insert(address.as_bytes().to_vec(), verifier);
+                s.directory.insert(
+                    address.as_bytes().to_vec(),
+                    (bundles.one_time.into_iter().collect(), bundles.last_resort),
+                );
+                Ok(())
+            }
+            Transport::Real(r) => r.publish(address, bundles, verifier),
+        }
     }
 
     /// Hands out one bundle for `address`: each one-time bundle to one requester only (then
     /// it is gone), the last-resort bundle to everyone after that.
-    pub fn fetch_bundle(&mut self, address: &Address) -> Option<Vec<u8>> {
-        let (one_time, last_resort) = self.directory.get_mut(address.as_bytes())?;
-        one_time.pop_front().or_else(|| Some(last_resort.clone()))
+    pub fn fetch_bundle(&mut self, address: &Address) -> Result<Option<Vec<u8>>, ExampleError> {
+        match &mut self.transport {
+            Transport::Simulated(s) => {
+                let Some((one_time, last_resort)) = s.directory.get_mut(address.as_bytes()) else {
+                    return Ok(None);
+                };
+                Ok(one_time.pop_front().or_else(|| Some(last_resort.clone())))
+            }
+            Transport::Real(r) => r.fetch_bundle(address),
+        }
     }
 
     /// Accepts a frame for `to`'s mailbox if it comes with `to`'s delivery token (the relay
-    /// learns that the sender holds the token, not who the sender is). In this in-process
-    /// relay `from` only says which simulated link the frame takes.
+    /// learns that the sender holds the token, not who the sender is). In the in-process
+    /// relay `from` only says which simulated link the frame takes; with a real relay, it
+    /// says which app's anonymous connection sends it, and the call waits for the relay
+    /// receipt, whose frame id it returns (`None`: no receipt, the frame was refused or is
+    /// in flight on the simulated network).
     pub fn submit(
         &mut self,
         from: &Address,
@@ -231,50 +336,104 @@ impl Relay {
         token: Option<&RelayToken>,
         frame: &[u8],
         now: Timestamp,
-    ) {
-        if let Some(verifier) = self.verifiers.get(to.as_bytes())
-            && !token.is_some_and(|t| relay_check(verifier, t.expose()))
-        {
-            self.refused += 1;
-            return;
-        }
+    ) -> Result<Option<FrameId>, ExampleError> {
+        let receipt = match &mut self.transport {
+            Transport::Simulated(s) => {
+                if let Some(verifier) = s.verifiers.get(to.as_bytes())
+                    && !token.is_some_and(|t| relay_check(verifier, t.expose()))
+                {
+                    self.refused += 1;
+                    return Ok(None);
+                }
+                s.network.send(from, to, frame, now);
+                None
+            }
+            Transport::Real(r) => match r.send(from, to, token, frame)? {
+                Ok(id) => Some(id),
+                Err(_code) => {
+                    self.refused += 1;
+                    return Ok(None);
+                }
+            },
+        };
         self.observed.push(Observed {
             at: now,
             mailbox: String::from_utf8_lossy(to.as_bytes()).into_owned(),
             size: frame.len(),
             head: frame.iter().take(24).copied().collect(),
         });
-        self.network.send(from, to, frame, now);
+        Ok(receipt)
     }
 
-    /// Moves frames that arrived by `now` into their mailboxes.
+    /// Moves frames that arrived by `now` into their mailboxes (the simulated network).
     pub fn deliver_due(&mut self, now: Timestamp) {
-        self.network.deliver_due(now);
+        if let Transport::Simulated(s) = &mut self.transport {
+            s.network.deliver_due(now);
+        }
     }
 
-    /// When the next frame arrives, if one is in flight.
+    /// When the next frame arrives, if one is in flight on the simulated network.
     pub fn next_arrival(&self) -> Option<Timestamp> {
-        self.network.next_event_time()
+        match &self.transport {
+            Transport::Simulated(s) => s.network.next_event_time(),
+            Transport::Real(_) => None,
+        }
     }
 
-    /// Takes one frame from `address`'s mailbox.
-    pub fn take_mail(&mut self, address: &Address) -> Option<Vec<u8>> {
-        self.network.take_mail(address)
+    /// Whether `address` has mail waiting: in its simulated mailbox, or frames the real
+    /// relay receipted for it that its app has not taken yet.
+    pub fn has_mail(&self, address: &Address) -> bool {
+        match &self.transport {
+            Transport::Simulated(s) => s.network.mailbox_len(address) > 0,
+            Transport::Real(r) => r.has_mail(address),
+        }
     }
 
-    /// Everything the relay saw.
+    /// Takes one frame from `address`'s mailbox. With a real relay it waits (bounded) only
+    /// while the relay receipted frames for the mailbox that have not been taken; otherwise
+    /// it takes only a frame already pushed to the owner connection.
+    pub fn take_mail(&mut self, address: &Address) -> Result<Option<Vec<u8>>, ExampleError> {
+        match &mut self.transport {
+            Transport::Simulated(s) => Ok(s.network.take_mail(address)),
+            Transport::Real(r) => r.take_mail(address),
+        }
+    }
+
+    /// Tells the relay that `address`'s app persisted the state that holds `frame` (a real
+    /// relay then deletes it; nothing to do in the simulation).
+    pub fn confirm(&mut self, address: &Address, frame: &[u8]) -> Result<(), ExampleError> {
+        match &mut self.transport {
+            Transport::Simulated(_) => Ok(()),
+            Transport::Real(r) => r.confirm(address, frame),
+        }
+    }
+
+    /// `address`'s app restarted: a real relay gets a new owner connection from it (and
+    /// pushes again what was not confirmed). Nothing to do in the simulation.
+    pub fn reconnect(&mut self, address: &Address) -> Result<(), ExampleError> {
+        match &mut self.transport {
+            Transport::Simulated(_) => Ok(()),
+            Transport::Real(r) => r.reconnect(address),
+        }
+    }
+
+    /// Everything the relay saw (with a real relay: the frames it receipted).
     pub fn observed(&self) -> &[Observed] {
         &self.observed
     }
 
-    /// Frames refused for a missing or wrong delivery token.
+    /// Frames refused (the in-process relay: for a missing or wrong delivery token; a real
+    /// relay: for any reason it gave).
     pub fn refused(&self) -> usize {
         self.refused
     }
 
-    /// Frames lost by the simulated network.
-    pub fn lost(&self) -> u64 {
-        self.network.stats().lost
+    /// Frames lost by the simulated network (`None` with a real relay: nothing simulated).
+    pub fn lost(&self) -> Option<u64> {
+        match &self.transport {
+            Transport::Simulated(s) => Some(s.network.stats().lost),
+            Transport::Real(_) => None,
+        }
     }
 }
 
@@ -431,18 +590,19 @@ impl Participant {
     /// Remembers a received attachment; when a message with an attachment expires or is
     /// deleted, asks the relay to delete its blob (with the token only pointer holders can
     /// derive) and forgets the pointer, its key with it.
-    fn update_attachments(&mut self, relay: &mut Relay, event: &Event) {
+    fn update_attachments(&mut self, relay: &mut Relay, event: &Event) -> Result<(), ExampleError> {
         match event {
             Event::Attachment { id, pointer, .. } => {
                 self.attachments.insert(*id, pointer.clone());
             }
             Event::Expired { id, .. } | Event::Deleted { id, .. } => {
                 if let Some(pointer) = self.attachments.remove(id) {
-                    relay.delete_blob(pointer.blob_id(), &pointer.delete_token());
+                    relay.delete_blob(pointer.blob_id(), &pointer.delete_token())?;
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Kills the app and starts it again from its database alone (what a phone does after the
@@ -463,15 +623,16 @@ impl Participant {
         now: Timestamp,
     ) -> Result<Vec<Event>, ExampleError> {
         let mut events = Vec::new();
+        let mut receipts = Vec::new();
         loop {
             match self.endpoint.poll_output() {
-                Output::Transmit(tx) => relay.submit(
+                Output::Transmit(tx) => receipts.extend(relay.submit(
                     self.endpoint.address(),
                     &tx.to,
                     tx.token.as_ref(),
                     &tx.frame,
                     now,
-                ),
+                )?),
                 Output::Event(Event::PersistRequired) => {
                     confide_store::persist(
                         &mut self.endpoint,
@@ -486,16 +647,23 @@ impl Participant {
                         &address,
                         self.endpoint.published_bundles(),
                         self.endpoint.delivery_token_verifier(),
-                    );
+                    )?;
                 }
                 Output::Event(e) => {
                     self.update_transcript(rng, now, &e)?;
-                    self.update_attachments(relay, &e);
+                    self.update_attachments(relay, &e)?;
                     events.push(e);
                 }
-                Output::Timeout(t) => {
+                Output::Timeout(t) if receipts.is_empty() => {
                     self.next_timeout = t;
                     return Ok(events);
+                }
+                // A real relay receipted frames: their retransmissions can wait.
+                Output::Timeout(_) => {
+                    for id in std::mem::take(&mut receipts) {
+                        self.endpoint
+                            .handle_input(rng, Input::RelayReceipt { id, now });
+                    }
                 }
                 _ => {}
             }
@@ -514,10 +682,12 @@ impl Participant {
             return Ok(events);
         }
         let address = self.endpoint.address().clone();
-        while let Some(frame) = relay.take_mail(&address) {
+        while let Some(frame) = relay.take_mail(&address)? {
             self.endpoint
                 .handle_input(rng, Input::Receive { bytes: &frame, now });
             events.extend(self.drain(relay, rng, now)?);
+            // `drain` committed every change the frame made: the relay may delete it.
+            relay.confirm(&address, &frame)?;
         }
         if self.next_timeout.is_some_and(|t| t <= now) {
             self.endpoint.handle_input(rng, Input::Timeout { now });
@@ -564,7 +734,7 @@ impl Stage {
             let online_mail = self
                 .participants
                 .iter()
-                .any(|p| p.online && self.relay.network.mailbox_len(p.endpoint.address()) > 0);
+                .any(|p| p.online && self.relay.has_mail(p.endpoint.address()));
             let at = if online_mail { Some(self.now) } else { next };
             match at {
                 Some(t) if t <= until => {
@@ -609,7 +779,7 @@ impl Stage {
     ) -> Result<(ConversationId, Vec<Event>), ExampleError> {
         let bundle = self
             .relay
-            .fetch_bundle(address)
+            .fetch_bundle(address)?
             .ok_or("no bundle published for that address")?;
         let (conversation, events) = self.command(i, |e, rng, now| {
             e.start_conversation(
@@ -621,6 +791,15 @@ impl Stage {
             )
         })?;
         Ok((conversation?.conversation, events))
+    }
+
+    /// Restarts participant `i` from its database ([`Participant::restart`]); its app
+    /// connects to the relay again.
+    pub fn restart(&mut self, i: usize) -> Result<(), ExampleError> {
+        let p = self.participants.get_mut(i).ok_or("no such participant")?;
+        p.restart()?;
+        let address = p.endpoint.address().clone();
+        self.relay.reconnect(&address)
     }
 
     /// Participant `i`.
@@ -646,12 +825,12 @@ pub fn fetch_attachment(
     relay: &Relay,
     pointer: &AttachmentPointer,
 ) -> Result<Option<Vec<u8>>, ExampleError> {
-    let Some(blob) = relay.get_blob(pointer.blob_id()) else {
+    let Some(blob) = relay.get_blob(pointer.blob_id())? else {
         return Ok(None);
     };
     let mut decryptor = AttachmentDecryptor::for_pointer(pointer)?;
     let mut plaintext = Vec::new();
-    let mut input = blob;
+    let mut input = blob.as_slice();
     while let Some(out) = decryptor.push(&mut input)? {
         plaintext.extend_from_slice(out);
     }

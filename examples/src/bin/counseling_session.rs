@@ -14,6 +14,23 @@
 //!
 //! Run: `cargo run -p confide-examples --bin counseling_session [seed]` (default seed 2026;
 //! `--os-rng` draws a fresh seed from the operating system).
+//!
+//! **Over the real relay.** By default the relay is simulated in-process. With
+//! `--relay IP:PORT` the same script runs over the reference relay (`confide-relay`) started
+//! separately (`cargo run -p confide-examples --bin relay`, which listens on
+//! 127.0.0.1:7878; `--relay ws://IP:PORT/` reaches a relay's WebSocket listener); with
+//! `--start-relay` the example starts the reference relay itself, in process on 127.0.0.1
+//! (a free port, its SQLite database in a temporary directory). Against a relay started
+//! separately each run names its mailboxes with a random tag (`anon-7f3a-<tag>`), so one
+//! relay serves run after run. Each app then creates its mailbox under its own Ed25519 owner key, registers its
+//! delivery-token verifier, uploads its prekey bundles to the relay's directory, receives
+//! frames on its authenticated owner connection and confirms each only after persisting the
+//! state that holds it, and sends on an anonymous connection, waiting for the relay receipt;
+//! the voice note's blob is uploaded to, downloaded from and deleted at the relay's blob
+//! store. The apps still run on the virtual clock (the ten minutes of the timer do not take
+//! ten minutes): only frames, bundles and blobs go through the relay, over a real network
+//! without simulated loss. The certificates come from the example's own issuer, not from
+//! the relay's (the relay never sees them: they are inside the sealed envelopes).
 #![allow(clippy::print_stdout)]
 
 use chacha20::ChaCha20Rng;
@@ -25,6 +42,7 @@ use confide_crypto::{Duration, Timestamp};
 use confide_examples::{
     CertificateIssuer, ExampleError, Participant, Relay, Stage, fetch_attachment,
 };
+use confide_relay::client::RelayAddress;
 use confide_store::{MAX_PAGE_LEN, SqliteStore, Transcript};
 use rand_core::{Rng, SeedableRng};
 
@@ -32,21 +50,50 @@ const CLIENT: usize = 0;
 const COUNSELOR: usize = 1;
 const CRISIS: usize = 2;
 
-fn seed() -> Result<u64, ExampleError> {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--help" | "-h") => {
-            println!("usage: counseling_session [seed | --os-rng]");
-            std::process::exit(0);
+const USAGE: &str = "usage: counseling_session [seed | --os-rng] [--relay IP:PORT | --start-relay]
+  default: seed 2026, over an in-process simulated relay
+  --relay IP:PORT  over the reference relay started separately (`relay`: 127.0.0.1:7878;
+                   ws://IP:PORT/ for its WebSocket listener)
+  --start-relay    over the reference relay, started in this process on 127.0.0.1";
+
+/// Which relay the apps use.
+enum RelayChoice {
+    /// The in-process relay over the simulated lossy network (the default).
+    Simulated,
+    /// The reference relay at this address, started separately.
+    At(RelayAddress),
+    /// The reference relay, started in this process.
+    Start,
+}
+
+/// The seed and the relay, from the command line.
+fn args() -> Result<(u64, RelayChoice), ExampleError> {
+    let mut seed = 2026;
+    let mut relay = RelayChoice::Simulated;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--os-rng" => {
+                let mut bytes = [0u8; 8];
+                getrandom::fill(&mut bytes).map_err(|e| format!("OS random source: {e}"))?;
+                seed = u64::from_le_bytes(bytes);
+            }
+            "--relay" => {
+                let at = args.next().ok_or(USAGE)?;
+                relay = RelayChoice::At(at.parse().map_err(|_| {
+                    format!("--relay {at:?}: expected IP:PORT or ws://IP:PORT/\n{USAGE}")
+                })?);
+            }
+            "--start-relay" => relay = RelayChoice::Start,
+            s if s.starts_with('-') => return Err(format!("unknown flag {s}\n{USAGE}").into()),
+            s => seed = s.parse()?,
         }
-        Some("--os-rng") => {
-            let mut bytes = [0u8; 8];
-            getrandom::fill(&mut bytes).map_err(|e| format!("OS random source: {e}"))?;
-            Ok(u64::from_le_bytes(bytes))
-        }
-        Some(s) => Ok(s.parse()?),
-        None => Ok(2026),
     }
+    Ok((seed, relay))
 }
 
 fn who(i: usize) -> &'static str {
@@ -210,16 +257,31 @@ fn say(
 }
 
 fn main() -> Result<(), ExampleError> {
-    let seed = seed()?;
+    let (seed, relay_choice) = args()?;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let start = Timestamp::from_millis(1_767_000_000_000);
     println!("Confide counseling session (seed {seed})\n");
 
+    // A relay started separately may outlive this run and serve the next one: there each run
+    // gets mailboxes of its own, named with a random tag (the same seed makes the same frames,
+    // which a relay that delivered them before would take as duplicates).
+    let tag = match relay_choice {
+        RelayChoice::At(_) => {
+            let mut bytes = [0u8; 4];
+            getrandom::fill(&mut bytes).map_err(|e| format!("OS random source: {e}"))?;
+            Some(hex::encode(bytes))
+        }
+        RelayChoice::Simulated | RelayChoice::Start => None,
+    };
+    let name = |base: &str| {
+        tag.as_ref()
+            .map_or(base.to_owned(), |t| format!("{base}-{t}"))
+    };
     let issuer = CertificateIssuer::new(&mut rng, start)?;
     let client = issuer.register(
         &mut rng,
         start,
-        "anon-7f3a",
+        &name("anon-7f3a"),
         Role::Client,
         None,
         EndpointConfig::default(),
@@ -227,7 +289,7 @@ fn main() -> Result<(), ExampleError> {
     let counselor = issuer.register(
         &mut rng,
         start,
-        "counselor-17",
+        &name("counselor-17"),
         Role::Counselor,
         Some("Dr. Rivera"),
         EndpointConfig::default(),
@@ -235,7 +297,7 @@ fn main() -> Result<(), ExampleError> {
     let crisis = issuer.register(
         &mut rng,
         start,
-        "crisis-line",
+        &name("crisis-line"),
         Role::Counselor,
         Some("City Crisis Line"),
         EndpointConfig::default(),
@@ -263,8 +325,18 @@ fn main() -> Result<(), ExampleError> {
     let (client_db, client_transcript) = database("client", &client_key)?;
     let (counselor_db, counselor_transcript) = database("counselor", &counselor_key)?;
     let (crisis_db, crisis_transcript) = database("crisis", &crisis_key)?;
+    let relay = match relay_choice {
+        RelayChoice::Simulated => Relay::new(seed, Relay::lossy_link()),
+        RelayChoice::At(address) => Relay::connect(address)?,
+        RelayChoice::Start => Relay::start_local(&dir)?,
+    };
+    if let Some(address) = relay.real_address() {
+        println!(
+            "(over the reference relay at {address}; the apps run on a virtual clock, so the times below are virtual)\n"
+        );
+    }
     let mut stage = Stage {
-        relay: Relay::new(seed, Relay::lossy_link()),
+        relay,
         participants: vec![
             Participant::new("client", client, client_key, client_db)
                 .with_transcript(client_transcript),
@@ -311,7 +383,7 @@ fn main() -> Result<(), ExampleError> {
         stage.clock(stage.now),
         stage.get(COUNSELOR)?.store.len()?
     );
-    stage.get_mut(COUNSELOR)?.restart()?;
+    stage.restart(COUNSELOR)?;
     stage.get_mut(COUNSELOR)?.online = true;
     let _ = stage.command(COUNSELOR, |e, rng, now| {
         e.handle_input(rng, confide::Input::Timeout { now });
@@ -410,9 +482,13 @@ fn main() -> Result<(), ExampleError> {
         .collect();
     let (blob, encrypted) = confide_attachment::encrypt(&mut stage.rng, &audio)?;
     let blob_id = BlobId::random(&mut stage.rng);
-    stage
-        .relay
-        .put_blob(&blob_id, encrypted.delete_token().hash(), blob);
+    let client_address = stage.get(CLIENT)?.endpoint.address().clone();
+    stage.relay.put_blob(
+        &client_address,
+        &blob_id,
+        encrypted.delete_token().hash(),
+        blob,
+    )?;
     let pointer = AttachmentPointer::new(
         blob_id,
         &encrypted,
@@ -495,7 +571,7 @@ fn main() -> Result<(), ExampleError> {
     let crisis_address = stage.get(CRISIS)?.endpoint.address().clone();
     let party = stage
         .relay
-        .fetch_bundle(&crisis_address)
+        .fetch_bundle(&crisis_address)?
         .ok_or("the crisis line published no bundle")?;
     let clock = stage.clock(stage.now);
     println!("[{clock}] counselor | refers the client to the crisis line, marked urgent");
@@ -586,10 +662,16 @@ fn main() -> Result<(), ExampleError> {
 
     // The voice note expired with the others: both apps erased its pointer (the only copy of
     // its key) and asked the relay to delete the blob.
+    let holds = match stage.relay.blob_count() {
+        Some(n) => format!("the relay holds {n} blobs"),
+        None if stage.relay.has_blob(received.blob_id())? => {
+            "the relay STILL holds a blob under its id".to_owned()
+        }
+        None => "the relay holds no blob under its id".to_owned(),
+    };
     println!(
-        "[{}] both      | the voice note expired: the relay holds {} blobs; fetching it now: {}",
+        "[{}] both      | the voice note expired: {holds}; fetching it now: {}",
         stage.clock(stage.now),
-        stage.relay.blob_count(),
         match fetch_attachment(&stage.relay, &received)? {
             Some(_) => "STILL THERE",
             None => "gone",
@@ -597,10 +679,17 @@ fn main() -> Result<(), ExampleError> {
     );
 
     // What the relay saw.
-    println!("\nWhat the relay could see:");
+    match stage.relay.real_address() {
+        None => println!("\nWhat the relay could see:"),
+        Some(address) => println!(
+            "\nWhat the relay at {address} could see (as the apps observed it: what it receipted):"
+        ),
+    }
     let observed = stage.relay.observed();
     let total: usize = observed.iter().map(|o| o.size).sum();
-    for mailbox in ["anon-7f3a", "counselor-17"] {
+    for i in [CLIENT, COUNSELOR] {
+        let address = stage.get(i)?.endpoint.address();
+        let mailbox = String::from_utf8_lossy(address.as_bytes());
         let to: Vec<_> = observed.iter().filter(|o| o.mailbox == mailbox).collect();
         let sizes: Vec<String> = to.iter().take(6).map(|o| o.size.to_string()).collect();
         println!(
@@ -609,19 +698,43 @@ fn main() -> Result<(), ExampleError> {
             sizes.join(", ")
         );
     }
-    println!(
-        "  {} frames, {total} bytes in all; {} lost by the network and retransmitted",
-        observed.len(),
-        stage.relay.lost()
-    );
+    match stage.relay.lost() {
+        Some(lost) => println!(
+            "  {} frames, {total} bytes in all; {lost} lost by the network and retransmitted",
+            observed.len(),
+        ),
+        None => println!(
+            "  {} frames, {total} bytes in all, each stored with a relay receipt (a real network,",
+            observed.len(),
+        ),
+    }
+    if stage.relay.lost().is_none() {
+        println!(
+            "  no simulated loss); three mailboxes, each with its owner's public key and delivery-token"
+        );
+        println!(
+            "  verifier; which connection owned each mailbox and when it confirmed frames; the"
+        );
+        println!(
+            "  connections' IP addresses; the voice note's padded blob (its size, when it was"
+        );
+        println!("  uploaded by the client's mailbox owner, fetched, and deleted)");
+    }
     println!(
         "  first frame's first bytes: {}",
         hex::encode(observed.first().map(|o| o.head.clone()).unwrap_or_default())
     );
-    println!(
-        "  every frame came with its mailbox's delivery token ({} refused without one): the",
-        stage.relay.refused()
-    );
+    if stage.relay.lost().is_some() {
+        println!(
+            "  every frame came with its mailbox's delivery token ({} refused without one): the",
+            stage.relay.refused()
+        );
+    } else {
+        println!(
+            "  every frame came with its mailbox's delivery token ({} refused): the",
+            stage.relay.refused()
+        );
+    }
     println!("  relay checks that a sender is a contact of the mailbox, not which contact");
     println!("What the relay could not see:");
     println!("  who sent any frame (the sender certificate is inside the sealed envelope),");

@@ -205,7 +205,7 @@ fn main() -> Result<(), ExampleError> {
     let counselor_address = Address::new(b"counselor-17")?;
     let party = stage
         .relay
-        .fetch_bundle(&counselor_address)
+        .fetch_bundle(&counselor_address)?
         .ok_or("the counselor published no bundle")?;
     println!("          intake bot | refers the client to a counselor");
     let (r, _) = stage.command(BOT, |e, rng, now| {
