@@ -277,6 +277,12 @@ fn an_urgent_referral_accepted_starts_a_verified_conversation_and_the_referrer_l
         Some(Verification::Referral)
     );
     settle(&mut world, Duration::from_secs(5));
+    // Stored as such: a load of the persisted records says the same.
+    let loaded = Endpoint::load_records(&world.key, b"account", &world.stores[0]).unwrap();
+    assert_eq!(
+        loaded.verification(started.conversation),
+        Some(Verification::Referral)
+    );
     // The crisis service got the client's summary in a new conversation.
     let crisis_texts: Vec<&[u8]> = world.live[crisis]
         .received
