@@ -837,3 +837,16 @@ pub fn fetch_attachment(
     decryptor.finish()?;
     Ok(Some(plaintext))
 }
+
+/// The first referral participant `i` received among `events`: its message id and the
+/// referral (what the app keeps to accept or decline it).
+#[must_use]
+pub fn referral_received(
+    events: &[(usize, Event)],
+    i: usize,
+) -> Option<(confide::MessageId, confide::ReceivedReferral)> {
+    events.iter().find_map(|(j, e)| match e {
+        Event::Referral { id, referral, .. } if *j == i => Some((*id, referral.clone())),
+        _ => None,
+    })
+}

@@ -442,10 +442,7 @@ impl ConversationPolicy {
         id: MessageId,
         now: Timestamp,
     ) -> Result<OutgoingFrame, ReceiptError> {
-        if let Some(by) = self.closed_by {
-            return Err(ReceiptError::Closed { by });
-        }
-        Ok(self.frame(id, now, Body::ReferralAnswer(answer)))
+        self.control(id, now, Body::ReferralAnswer(answer))
     }
 
     /// A step of a verification by short code (a control frame: not tracked, not shown).
@@ -455,10 +452,20 @@ impl ConversationPolicy {
         id: MessageId,
         now: Timestamp,
     ) -> Result<OutgoingFrame, ReceiptError> {
+        self.control(id, now, Body::Code(step))
+    }
+
+    /// A control frame carrying `body`, unless the conversation is closed.
+    fn control(
+        &self,
+        id: MessageId,
+        now: Timestamp,
+        body: Body,
+    ) -> Result<OutgoingFrame, ReceiptError> {
         if let Some(by) = self.closed_by {
             return Err(ReceiptError::Closed { by });
         }
-        Ok(self.frame(id, now, Body::Code(step)))
+        Ok(self.frame(id, now, body))
     }
 
     /// Whether a new message of ours with `id` may be sent (open, unused id, room to track).

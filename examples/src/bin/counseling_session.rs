@@ -587,12 +587,7 @@ fn main() -> Result<(), ExampleError> {
     })?;
     r?;
     let events = run(&mut stage, 1)?;
-    let (referral_id, referral) = events
-        .iter()
-        .find_map(|(i, e)| match e {
-            Event::Referral { id, referral, .. } if *i == CLIENT => Some((*id, referral.clone())),
-            _ => None,
-        })
+    let (referral_id, referral) = confide_examples::referral_received(&events, CLIENT)
         .ok_or("the referral did not arrive")?;
     let clock = stage.clock(stage.now);
     println!("[{clock}] client    | accepts, and chooses to send a short summary along");

@@ -220,13 +220,8 @@ fn main() -> Result<(), ExampleError> {
     })?;
     r?;
     let events = run(&mut stage, 5)?;
-    let (referral_id, referral) = events
-        .iter()
-        .find_map(|(i, e)| match e {
-            Event::Referral { id, referral, .. } if *i == CLIENT => Some((*id, referral.clone())),
-            _ => None,
-        })
-        .ok_or("no referral arrived")?;
+    let (referral_id, referral) =
+        confide_examples::referral_received(&events, CLIENT).ok_or("no referral arrived")?;
     println!(
         "          client     | (the app shows a referral to {}, a certified {}: \"{}\")",
         referral.display_name.as_deref().unwrap_or("someone"),

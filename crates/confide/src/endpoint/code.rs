@@ -25,10 +25,9 @@ use thiserror::Error;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::Endpoint;
-use super::conversation::SentKind;
 use crate::consts::{MAX_CODE_FAILURES, SHORT_CODE_DIGITS};
 use crate::error::CommandError;
-use crate::event::{ConversationId, Event, Party};
+use crate::event::{ConversationId, Event};
 
 /// How a conversation's peer was verified, beyond its certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -403,16 +402,7 @@ impl Endpoint {
         conversation: ConversationId,
         step: CodeStep,
     ) -> Result<(), CommandError> {
-        let (_, frame) = self.policy_frame(rng, now, conversation, |p, id| {
-            p.code_step(step, id, now).map_err(|e| match e {
-                confide_policy::ReceiptError::Closed { by } => CommandError::Closed {
-                    by: Party::of(p.local_side(), by),
-                },
-                _ => CommandError::Policy,
-            })
-        })?;
-        self.send_frame(rng, now, conversation, frame, SentKind::Control)
-            .map(|_| ())
+        self.send_control(rng, now, conversation, |p, id| p.code_step(step, id, now))
     }
 }
 

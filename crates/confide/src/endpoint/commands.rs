@@ -242,15 +242,9 @@ impl Endpoint {
             });
         }
         let (id, frame) = self.policy_frame(rng, now, conversation, |policy, id| {
-            policy.send_text(id, text, now).map_err(|e| match e {
-                confide_policy::SendError::Closed { by } => CommandError::Closed {
-                    by: Party::of(policy.local_side(), by),
-                },
-                confide_policy::SendError::TextTooLong { len, max } => {
-                    CommandError::TextTooLong { len, max }
-                }
-                _ => CommandError::Policy,
-            })
+            policy
+                .send_text(id, text, now)
+                .map_err(|e| send_error(policy, e))
         })?;
         self.send_frame(rng, now, conversation, frame, SentKind::Text)?;
         Ok(id)
@@ -294,18 +288,36 @@ impl Endpoint {
         content: &confide_policy::UserContent,
     ) -> Result<MessageId, CommandError> {
         let (id, frame) = self.policy_frame(rng, now, conversation, |policy, id| {
-            policy.send_content(id, content, now).map_err(|e| match e {
-                confide_policy::SendError::Closed { by } => CommandError::Closed {
-                    by: Party::of(policy.local_side(), by),
-                },
-                confide_policy::SendError::TextTooLong { len, max } => {
-                    CommandError::TextTooLong { len, max }
-                }
-                _ => CommandError::Policy,
-            })
+            policy
+                .send_content(id, content, now)
+                .map_err(|e| send_error(policy, e))
         })?;
         self.send_frame(rng, now, conversation, frame, SentKind::Text)?;
         Ok(id)
+    }
+
+    /// Sends a control frame the policy builds with `build` (a referral answer, a step of a
+    /// verification by code): reliable, never shown, never tracked by the policy.
+    pub(crate) fn send_control<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now: Timestamp,
+        conversation: ConversationId,
+        build: impl FnOnce(
+            &mut ConversationPolicy,
+            MessageId,
+        ) -> Result<OutgoingFrame, confide_policy::ReceiptError>,
+    ) -> Result<(), CommandError> {
+        let (_, frame) = self.policy_frame(rng, now, conversation, |p, id| {
+            build(p, id).map_err(|e| match e {
+                confide_policy::ReceiptError::Closed { by } => CommandError::Closed {
+                    by: Party::of(p.local_side(), by),
+                },
+                _ => CommandError::Policy,
+            })
+        })?;
+        self.send_frame(rng, now, conversation, frame, SentKind::Control)
+            .map(|_| ())
     }
 
     /// Proposes a new conversation timer (clamped by the org bounds); applies here at once.
@@ -565,5 +577,18 @@ impl Endpoint {
         self.mark_changed();
         self.collect_transmits(now);
         Ok(frame_id)
+    }
+}
+
+/// What a refused user message means for the app.
+fn send_error(policy: &ConversationPolicy, e: confide_policy::SendError) -> CommandError {
+    match e {
+        confide_policy::SendError::Closed { by } => CommandError::Closed {
+            by: Party::of(policy.local_side(), by),
+        },
+        confide_policy::SendError::TextTooLong { len, max } => {
+            CommandError::TextTooLong { len, max }
+        }
+        _ => CommandError::Policy,
     }
 }

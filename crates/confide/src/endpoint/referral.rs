@@ -17,12 +17,11 @@ use core::fmt;
 use thiserror::Error;
 
 use super::code::Verification;
-use super::conversation::SentKind;
 use super::first_contact::{CertifiedBundle, CertifiedBundleError};
 use super::{Endpoint, StartedConversation};
 use crate::consts::SENDER_CERTIFICATE_GRACE;
 use crate::error::{CommandError, StartError};
-use crate::event::{ConversationId, Party};
+use crate::event::ConversationId;
 
 /// Why a referral's party was refused: the referral is not sent, or (received) not shown.
 /// Nothing changed.
@@ -217,17 +216,9 @@ impl Endpoint {
         referral: MessageId,
         accepted: bool,
     ) -> Result<(), CommandError> {
-        let (_, frame) = self.policy_frame(rng, now, conversation, |p, id| {
+        self.send_control(rng, now, conversation, |p, id| {
             p.answer_referral(ReferralAnswer { referral, accepted }, id, now)
-                .map_err(|e| match e {
-                    confide_policy::ReceiptError::Closed { by } => CommandError::Closed {
-                        by: Party::of(p.local_side(), by),
-                    },
-                    _ => CommandError::Policy,
-                })
-        })?;
-        self.send_frame(rng, now, conversation, frame, SentKind::Control)
-            .map(|_| ())
+        })
     }
 
     /// Validates a referred party's certified bundle without changing anything: it parses,
