@@ -836,8 +836,7 @@ pub async fn upload_blob<S>(
 where
     S: AsyncRead + AsyncSeek + Unpin,
 {
-    let mut backoff = INITIAL_BACKOFF;
-    let mut attempt = 1;
+    let mut retry = TransferRetry::new();
     loop {
         let result = async {
             let mut c = RelayConnection::connect(relay).await?;
@@ -847,12 +846,7 @@ where
         }
         .await;
         match result {
-            Err(e) if transient(&e) && attempt < BLOB_TRANSFER_ATTEMPTS => {
-                tracing::debug!(error = %e, "blob upload interrupted; resuming");
-                tokio::time::sleep(jittered(backoff)).await;
-                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
-                attempt += 1;
-            }
+            Err(e) if retry.may_resume(&e) => retry.wait("blob upload", &e).await,
             other => return other,
         }
     }
@@ -871,8 +865,7 @@ pub async fn download_blob<W>(
 where
     W: AsyncWrite + Unpin,
 {
-    let mut backoff = INITIAL_BACKOFF;
-    let mut attempt = 1;
+    let mut retry = TransferRetry::new();
     loop {
         let result = async {
             let mut c = RelayConnection::connect(relay).await?;
@@ -880,14 +873,38 @@ where
         }
         .await;
         match result {
-            Err(e) if transient(&e) && attempt < BLOB_TRANSFER_ATTEMPTS => {
-                tracing::debug!(error = %e, "blob download interrupted; resuming");
-                tokio::time::sleep(jittered(backoff)).await;
-                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
-                attempt += 1;
-            }
+            Err(e) if retry.may_resume(&e) => retry.wait("blob download", &e).await,
             other => return other,
         }
+    }
+}
+
+/// The reconnection schedule of one blob transfer: at most [`BLOB_TRANSFER_ATTEMPTS`]
+/// connections, with jittered exponential backoff between them.
+struct TransferRetry {
+    backoff: std::time::Duration,
+    attempt: u32,
+}
+
+impl TransferRetry {
+    fn new() -> Self {
+        Self {
+            backoff: INITIAL_BACKOFF,
+            attempt: 1,
+        }
+    }
+
+    /// Whether the transfer may resume on a new connection after `error`.
+    fn may_resume(&self, error: &ClientError) -> bool {
+        transient(error) && self.attempt < BLOB_TRANSFER_ATTEMPTS
+    }
+
+    /// Waits before the next connection.
+    async fn wait(&mut self, what: &'static str, error: &ClientError) {
+        tracing::debug!(error = %error, transfer = what, "interrupted; resuming");
+        tokio::time::sleep(jittered(self.backoff)).await;
+        self.backoff = self.backoff.saturating_mul(2).min(MAX_BACKOFF);
+        self.attempt += 1;
     }
 }
 
