@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use confide_policy::{ContentFrame, ConversationPolicy};
 use confide_test_support::{corpus, fuzzing};

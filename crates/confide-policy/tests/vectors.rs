@@ -9,7 +9,7 @@
 //! `CONFIDE_REGENERATE_VECTORS=1` to rewrite the file after an intended format change. The
 //! file carries the script (every call with its arguments and time) that produced it.
 
-mod common;
+use crate::common;
 
 use confide_policy::{ContentFrame, ConversationPolicy, RetentionPolicy, Side, TimerSetting};
 use confide_test_support::vectors;

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::Pair;
 use confide_session::{PreKeyBundle, SessionMessage};

@@ -10,7 +10,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use chacha20::ChaCha20Rng;
 use common::{Pair, Party, rng, text};

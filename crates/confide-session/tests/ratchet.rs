@@ -6,7 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::{NOW, Pair, ratchet_part, text};
 use confide_crypto::{Duration, Timestamp};

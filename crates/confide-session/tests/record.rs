@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::{NOW, Pair, Party, rng, text};
 use confide_session::{

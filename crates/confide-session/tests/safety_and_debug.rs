@@ -6,7 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::{Pair, assert_no_leak, rng};
 use confide_crypto::identity::IdentityKeyPair;

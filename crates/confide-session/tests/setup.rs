@@ -6,7 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use chacha20::ChaCha20Rng;
 use common::{NOW, Pair, Party, is_prekey, rng};

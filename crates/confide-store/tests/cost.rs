@@ -9,7 +9,7 @@
     clippy::print_stdout
 )]
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

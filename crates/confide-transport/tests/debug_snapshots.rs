@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use confide_transport::RelayToken;
 use confide_transport::driver::Input;

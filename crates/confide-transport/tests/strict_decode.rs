@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use confide_crypto::Timestamp;
 use confide_crypto::codec::DecodeError;

@@ -7,7 +7,7 @@
     clippy::needless_range_loop
 )]
 
-mod common;
+use crate::common;
 
 use common::{Service, connect, lossy, pair};
 use confide::{

@@ -7,7 +7,7 @@
     clippy::needless_range_loop
 )]
 
-mod common;
+use crate::common;
 
 use common::{T0, assert_exactly_once, exchange, lossy, pair};
 use confide_crypto::Duration;

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use chacha20::ChaCha20Rng;
 use common::{Service, T0};

@@ -11,7 +11,7 @@
     clippy::needless_range_loop
 )]
 
-mod common;
+use crate::common;
 
 use chacha20::ChaCha20Rng;
 use common::{connect, lossy, pair};

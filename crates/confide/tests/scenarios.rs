@@ -8,7 +8,7 @@
     clippy::needless_range_loop
 )]
 
-mod common;
+use crate::common;
 
 use common::{assert_exactly_once, connect, lossy, pair};
 use confide_crypto::Duration;

@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::{World, connect, lossy, pair};
 use confide::{DropReason, Input};

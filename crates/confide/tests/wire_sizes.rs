@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use common::{T0, connect, lossy, pair};
 use confide_crypto::Duration;
