@@ -13,7 +13,7 @@
 //! * groups without a `confide` function (such as `primitive`) list floor components.
 //!
 //! ```
-//! use confide_benches::table::{Estimate, parse_targets, render};
+//! use confide_bench_table::table::{Estimate, parse_targets, render};
 //!
 //! let estimates = vec![
 //!     Estimate::new("session/chain_encrypt", "confide", Some("1KiB"), 3_000.0),

@@ -1,7 +1,7 @@
 //! Prints the benchmark table of `docs/benchmarks.md` from criterion's latest results.
 //!
 //! ```text
-//! cargo run -p confide-benches --bin bench-table [-- --criterion-dir DIR] [--targets FILE]
+//! cargo run -p confide-bench-table [-- --criterion-dir DIR] [--targets FILE]
 //! ```
 //!
 //! By default results are read from `$CARGO_TARGET_DIR/criterion` (or `target/criterion` of
@@ -13,13 +13,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use confide_benches::table::{collect, parse_targets, render};
+use confide_bench_table::table::{collect, parse_targets, render};
 
 fn default_criterion_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
+                .join("../..")
                 .join("target")
         },
         PathBuf::from,
@@ -29,7 +29,7 @@ fn default_criterion_dir() -> PathBuf {
 
 fn run() -> Result<bool, String> {
     let mut criterion_dir = default_criterion_dir();
-    let mut targets_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("targets.txt");
+    let mut targets_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../targets.txt");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
