@@ -789,7 +789,7 @@ impl StoredTagWindow {
                 field: "tag window bitmap",
             });
         }
-        if (next..TAG_WINDOW_BEHIND).any(|k| bit(&seen, k)) {
+        if any_bit_from(&seen, next) {
             return Err(DecodeError::InvalidValue {
                 field: "tag window bitmap",
             });
@@ -848,6 +848,27 @@ fn bit(words: &[u64; BITMAP_WORDS], k: u64) -> bool {
         return false;
     };
     words.get(k / 64).is_some_and(|w| (w >> (k % 64)) & 1 == 1)
+}
+
+/// Whether any bit `k >= from` is set: `(from..).any(|k| bit(words, k))`, a word at a time
+/// (reading a window checks that nothing is marked below index 0; bit by bit that was up to
+/// 1,024 tests per window, a large share of loading an account with many conversations).
+fn any_bit_from(words: &[u64; BITMAP_WORDS], from: u64) -> bool {
+    let mut base = 0u64;
+    for word in words {
+        let set = if base >= from {
+            *word
+        } else {
+            // `from - base` is at least 1; at 64 or more this word lies wholly below `from`.
+            word.checked_shr(u32::try_from(from - base).unwrap_or(u32::MAX))
+                .unwrap_or(0)
+        };
+        if set != 0 {
+            return true;
+        }
+        base = base.saturating_add(64);
+    }
+    false
 }
 
 fn set_bit(words: &mut [u64; BITMAP_WORDS], k: u64) {
@@ -1138,5 +1159,44 @@ impl<K: Ord + Clone> TagDirectory<K> {
         for tag in change.added {
             self.index.insert(tag, conversation.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod bitmap_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{BITMAP_WORDS, any_bit_from, bit};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The word-at-a-time check answers exactly what testing every bit answers, for
+        /// sparse and dense bitmaps and every start (inside, at the edges of and past the
+        /// bitmap).
+        #[test]
+        fn any_bit_from_matches_testing_each_bit(
+            words in proptest::array::uniform16(prop_oneof![
+                Just(0u64),
+                any::<u64>(),
+                (0u32..64).prop_map(|b| 1u64 << b),
+            ]),
+            from in prop_oneof![0u64..1100, Just(u64::MAX)],
+        ) {
+            let naive = (from..(BITMAP_WORDS as u64 * 64)).any(|k| bit(&words, k));
+            prop_assert_eq!(any_bit_from(&words, from), naive);
+        }
+    }
+
+    #[test]
+    fn any_bit_from_at_the_word_edges() {
+        let mut words = [0u64; BITMAP_WORDS];
+        words[1] = 1; // bit 64
+        assert!(any_bit_from(&words, 0));
+        assert!(any_bit_from(&words, 64));
+        assert!(!any_bit_from(&words, 65));
+        words[0] = 1 << 63; // bit 63
+        words[1] = 0;
+        assert!(any_bit_from(&words, 63));
+        assert!(!any_bit_from(&words, 64));
     }
 }

@@ -722,10 +722,11 @@ impl Endpoint {
                 .into());
             }
         };
-        // Collected, then built into a map at once: a conversation is a large value, and
-        // inserting one by one moved each of them many times inside the map's nodes (the
-        // largest copy cost of loading many conversations).
-        let mut conversations: Vec<(ConversationId, Conversation)> = Vec::new();
+        // Collected, then built into a map at once. Each conversation is boxed (the map holds
+        // boxes): a conversation is over 2 KB, and growing the vector, sorting it into the map
+        // and moving the map into the endpoint copied every one of them several times (the
+        // largest cost of loading many conversations after the cryptography).
+        let mut conversations: Vec<(ConversationId, Box<Conversation>)> = Vec::new();
         let mut conversation_ids: BTreeSet<ConversationId> = BTreeSet::new();
         let mut tombstones = BTreeMap::new();
         let mut sent = BTreeMap::new();
@@ -757,7 +758,7 @@ impl Endpoint {
                         }
                         .into());
                     }
-                    conversations.push((id, conversation));
+                    conversations.push((id, Box::new(conversation)));
                     if !windows.is_empty() {
                         endpoint.tag_directory.restore_stored(id, windows);
                     }

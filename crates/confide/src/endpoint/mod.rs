@@ -138,7 +138,7 @@ pub struct Endpoint {
     /// mailbox; we send it to each peer until the peer acknowledged a frame carrying it.
     pub(crate) own_token: DeliveryToken,
     pub(crate) config: EndpointConfig,
-    pub(crate) conversations: Tracked<ConversationId, Conversation>,
+    pub(crate) conversations: Tracked<ConversationId, Box<Conversation>>,
     pub(crate) tombstones: Tracked<ConversationId, Tombstone>,
     pub(crate) next_conversation: u64,
     pub(crate) delivery: Delivery,
@@ -550,7 +550,7 @@ impl Endpoint {
     fn insert_conversation(&mut self, conversation: Conversation) -> ConversationId {
         let id = ConversationId(self.next_conversation);
         self.next_conversation = self.next_conversation.saturating_add(1);
-        self.conversations.insert(id, conversation);
+        self.conversations.insert(id, Box::new(conversation));
         id
     }
 
