@@ -113,8 +113,12 @@ impl ForkRecord {
         })
     }
 }
-/// Longest prekey header (identity, base key, two ids, KEM ciphertext, flag, one-time id).
-const PREKEY_HEADER_MAX_LEN: usize = 128 + 32 + 4 + 4 + KEM_CIPHERTEXT_LEN + 1 + 4;
+/// Longest prekey header (identity, base key, two ids, KEM ciphertext, flag, one-time id):
+/// the capacity its writer starts with. Only a capacity (no output depends on it), so it is a
+/// literal checked at compile time against the fields' sizes rather than a sum a mutation
+/// test could change without any test being able to tell.
+const PREKEY_HEADER_MAX_LEN: usize = 1_261;
+const _: () = assert!(PREKEY_HEADER_MAX_LEN == 128 + 32 + 4 + 4 + KEM_CIPHERTEXT_LEN + 1 + 4);
 /// Smallest ciphertext: the minimum padded plaintext plus the tag.
 pub const MIN_CIPHERTEXT_LEN: usize =
     confide_crypto::padding::MIN_PADDED_LEN + confide_crypto::aead::TAG_LEN;

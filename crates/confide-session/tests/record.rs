@@ -36,6 +36,10 @@ fn new_session_archives_the_old_one_and_in_flight_messages_still_decrypt() {
     assert_eq!(p.b.archived_count(), 1);
     let new_base = p.b.current().unwrap().base_key();
     assert_ne!(new_base, old_base);
+    // The record names both sessions, current and archived, and no other.
+    assert!(p.b.has_session(&new_base) && p.b.has_session(&old_base));
+    let unrelated = confide_crypto::x25519::X25519KeyPair::generate(&mut p.rng).public_key();
+    assert!(!p.b.has_session(&unrelated));
 
     // A message of the old session decrypts from the archive and makes it current again.
     assert_eq!(

@@ -19,7 +19,9 @@ use confide_crypto::{Duration, codec::DecodeError};
 use confide_session::{
     DecryptError, IdentityChangePolicy, SessionMessage, SessionRecord,
     consts::{MAX_FORWARD_JUMP, MAX_SKIPPED_KEY_RATCHET_STEPS},
-    message::{KIND_PREKEY_FORKED, KIND_RATCHET, KIND_RATCHET_FORKED, RATCHET_HEADER_LEN},
+    message::{
+        FORK_RECORD_LEN, KIND_PREKEY_FORKED, KIND_RATCHET, KIND_RATCHET_FORKED, RATCHET_HEADER_LEN,
+    },
 };
 use proptest::prelude::*;
 
@@ -47,7 +49,13 @@ fn cold_start_forks_only_when_needed() {
     let body = ratchet_part(&f);
     let fork = *body.fork().unwrap();
     assert_eq!((fork.base_index(), fork.start(), body.index()), (1, 1, 1));
-    assert_eq!(body.header_bytes().len(), RATCHET_HEADER_LEN + 1 + 40);
+    // One fork record: the flags byte and the record, whose published length
+    // (`FORK_RECORD_LEN`, docs/spec.md) is what an encoded record takes.
+    assert_eq!(
+        body.header_bytes().len(),
+        RATCHET_HEADER_LEN + 1 + FORK_RECORD_LEN
+    );
+    assert_eq!(FORK_RECORD_LEN, 4 + 32 + 4);
     assert_eq!(&p.b_gets(&f).unwrap().plaintext[..], b"after restart");
     // The next message stays on the branch, without another fork.
     let g = p.a_sends(b"same branch");
