@@ -3,6 +3,7 @@
 //! fixtures and the generic code they instantiate are compiled and linked once instead of
 //! once per file. `cargo test -p confide-store --test suite <file>::` runs one file's tests.
 //! `every_test_file_is_a_module` below fails if a new file is not listed.
+// The shared `common` modules rely on this crate-level allowance.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -18,18 +19,9 @@ const OWN_BINARY: &[&str] = &[];
 /// A file in `tests/` that is not declared above would silently never run.
 #[test]
 fn every_test_file_is_a_module() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let suite = include_str!("suite.rs");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            let stem = path.file_stem().unwrap().to_str().unwrap();
-            if stem != "suite" && !OWN_BINARY.contains(&stem) {
-                assert!(
-                    suite.contains(&format!("\nmod {stem};\n")),
-                    "tests/{stem}.rs is not a module of tests/suite.rs"
-                );
-            }
-        }
-    }
+    confide_test_support::suite::check_every_file_declared(
+        env!("CARGO_MANIFEST_DIR"),
+        include_str!("suite.rs"),
+        OWN_BINARY,
+    );
 }

@@ -24,4 +24,5 @@ pub mod fuzzing;
 pub mod messenger;
 pub mod sealed_fixture;
 pub mod service;
+pub mod suite;
 pub mod vectors;
