@@ -144,6 +144,42 @@ impl Storage {
             Self::Sqlite(s) => s.len().unwrap(),
         }
     }
+
+    /// The stored records by kind (their key's tag byte, endpoint.md "Record keys"): count
+    /// and bytes of values, for the printed breakdown of what a load opens.
+    fn records_by_kind(&self) -> String {
+        let records = match self {
+            Self::Ephemeral => Vec::new(),
+            Self::Memory(s) => s.records().unwrap(),
+            Self::Sqlite(s) => s.records().unwrap(),
+        };
+        let mut kinds: BTreeMap<u8, (usize, usize)> = BTreeMap::new();
+        for (k, v) in &records {
+            let e = kinds.entry(k[0]).or_default();
+            e.0 += 1;
+            e.1 += v.len();
+        }
+        let names = [
+            "",
+            "identity",
+            "counters",
+            "conversation",
+            "tombstone",
+            "sent",
+            "given up",
+            "control",
+            "outbox",
+            "seen",
+        ];
+        kinds
+            .iter()
+            .map(|(tag, (n, bytes))| {
+                let name = names.get(usize::from(*tag)).copied().unwrap_or("?");
+                format!("{n} {name} {bytes} B")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Drains an endpoint, returning its transmits' frames and counting its events. Every
@@ -679,6 +715,10 @@ fn bench_scale(c: &mut Criterion) {
         k.acknowledge(&mut frames);
         k.advance();
         let records = k.storage.records();
+        eprintln!(
+            "endpoint/persist {n} conversations: stored records by kind: {}",
+            k.storage.records_by_kind()
+        );
         let verdict = if sent.bytes <= MAX_BYTES_PER_TEXT {
             "pass"
         } else {

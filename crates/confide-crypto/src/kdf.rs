@@ -38,6 +38,10 @@ pub mod labels {
     pub const PREKEY_HEADER: &[u8] = b"Confide_v1_PreKeyHeader";
     /// Hash prefix: the storage slot (caller context) a state blob is bound to.
     pub const STATE_SLOT: &[u8] = b"Confide_v1_StateSlot";
+    /// HKDF info prefix: the key of a record store's blobs (one per store slot and kind).
+    pub const RECORD_ENCRYPTION: &[u8] = b"Confide_v1_RecordEncryption";
+    /// HKDF info prefix: the key check value of a record store's blobs.
+    pub const RECORD_KEY_CHECK: &[u8] = b"Confide_v1_RecordKeyCheck";
     /// Hash prefix: safety-number fingerprints.
     pub const SAFETY_NUMBER: &[u8] = b"Confide_v1_SafetyNumber";
     /// HKDF info: the session identifier.
@@ -296,6 +300,8 @@ mod tests {
             labels::STATE_ENCRYPTION,
             labels::STATE_KEY_CHECK,
             labels::STATE_SLOT,
+            labels::RECORD_ENCRYPTION,
+            labels::RECORD_KEY_CHECK,
             labels::PREKEY_HEADER,
             labels::SAFETY_NUMBER,
             labels::SESSION_ID,

@@ -57,8 +57,8 @@ use crate::codec::{DecodeError, Reader};
 
 /// A plaintext that authenticated under a key the caller holds (wiped when dropped).
 ///
-/// Only [`crate::aead::open_authenticated`] makes one. Use it only for state the app sealed
-/// itself under its storage key.
+/// Only [`crate::aead::open_authenticated`] and [`crate::aead::open_extended_authenticated`]
+/// make one. Use it only for state the app sealed itself under its storage key.
 pub struct AuthenticatedPlaintext(Zeroizing<Vec<u8>>);
 
 impl AuthenticatedPlaintext {

@@ -54,5 +54,16 @@ fn debug_of_secret_holding_types_is_pinned() {
         format!("{:?}", StorageKey::new([0x42; 32])),
         "StorageKey([REDACTED])"
     );
+    assert_eq!(
+        format!(
+            "{:?}",
+            confide_session::storage::RecordSealer::new(
+                &StorageKey::new([0x42; 32]),
+                confide_session::storage::StateKind::EndpointRecord,
+                b"account"
+            )
+        ),
+        "RecordSealer { kind: 5, .. }"
+    );
     assert_eq!(format!("{:?}", p.bob.id), "IdentityKeyPair([REDACTED])");
 }

@@ -23,11 +23,12 @@ use rand_core::{Rng, SeedableRng};
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 4] = [
+const TARGETS: [(&str, Check); 5] = [
     ("session_bundle", fuzzing::session_bundle),
     ("session_message", fuzzing::session_message),
     ("session_state", fuzzing::session_state),
     ("session_interaction", fuzzing::session_interaction),
+    ("session_storage_blob", fuzzing::session_storage_blob),
 ];
 
 fn bundle_seeds() -> Vec<Vec<u8>> {
@@ -122,6 +123,31 @@ fn interaction_seeds() -> Vec<Vec<u8>> {
     out
 }
 
+/// Stored blobs under the target's key, slot and record name: a record blob and a version 2
+/// blob that open (so the fuzzer starts past the key check), and one of each for another
+/// record name, which must not.
+fn storage_blob_seeds() -> Vec<Vec<u8>> {
+    use confide_session::storage::{self, RecordSealer, StateKind, StorageKey};
+    use confide_test_support::fuzzing::session::{
+        STORAGE_BLOB_KEY, STORAGE_BLOB_RECORD, STORAGE_BLOB_SLOT,
+    };
+    let mut rng = ChaCha20Rng::from_seed([0xf5; 32]);
+    let key = StorageKey::new(STORAGE_BLOB_KEY);
+    let sealer = RecordSealer::new(&key, StateKind::EndpointRecord, STORAGE_BLOB_SLOT);
+    vec![
+        sealer.seal(&mut rng, STORAGE_BLOB_RECORD, b"a record"),
+        sealer.seal(&mut rng, b"another record", b"a record elsewhere"),
+        storage::seal(
+            &mut rng,
+            &key,
+            StateKind::EndpointRecord,
+            STORAGE_BLOB_SLOT,
+            b"a version 2 blob",
+        ),
+        b"CFDS".to_vec(),
+    ]
+}
+
 /// Rewrites the seed corpora once per run when `CONFIDE_REGENERATE_CORPUS=1`.
 fn regenerate_when_asked() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -131,6 +157,7 @@ fn regenerate_when_asked() {
             corpus::write("session_message", &message_seeds());
             corpus::write("session_state", &state_seeds());
             corpus::write("session_interaction", &interaction_seeds());
+            corpus::write("session_storage_blob", &storage_blob_seeds());
         });
     }
 }
@@ -169,6 +196,32 @@ fn replay_every_corpus_file() {
     for (target, check) in TARGETS {
         let _ = corpus::replay(target, check);
     }
+}
+
+#[test]
+fn storage_blob_seeds_open_where_they_were_sealed() {
+    use confide_session::storage::{self, RecordSealer, StateKind, StorageKey};
+    use confide_test_support::fuzzing::session::{
+        STORAGE_BLOB_KEY, STORAGE_BLOB_RECORD, STORAGE_BLOB_SLOT,
+    };
+    let key = StorageKey::new(STORAGE_BLOB_KEY);
+    let sealer = RecordSealer::new(&key, StateKind::EndpointRecord, STORAGE_BLOB_SLOT);
+    let seeds = storage_blob_seeds();
+    assert_eq!(
+        &sealer.open(STORAGE_BLOB_RECORD, &seeds[0]).unwrap()[..],
+        b"a record"
+    );
+    assert!(sealer.open(STORAGE_BLOB_RECORD, &seeds[1]).is_err());
+    assert_eq!(
+        &storage::open(
+            &key,
+            StateKind::EndpointRecord,
+            STORAGE_BLOB_SLOT,
+            &seeds[2]
+        )
+        .unwrap()[..],
+        b"a version 2 blob"
+    );
 }
 
 #[test]

@@ -476,3 +476,118 @@ fn version_3_state_is_read_without_envelope_secret_and_written_as_version_4() {
     bad[ENVELOPE_SECRET_FLAG_AT] = 2;
     assert!(Session::from_bytes(&bad).is_err());
 }
+
+/// Record blobs (version 3, `RecordSealer`): a record opens under its own name in its own
+/// slot only; every other change to the blob or its place is refused with a distinct error;
+/// nothing about the state shows; two seals of the same state differ (fresh nonce).
+#[test]
+fn record_blobs_open_only_for_their_record_and_slot() {
+    use confide_session::storage::{RECORD_OVERHEAD, RECORD_STORAGE_VERSION, RecordSealer};
+    let mut p = busy_pair();
+    let key = StorageKey::new([0x3c; 32]);
+    let sealer = RecordSealer::new(&key, StateKind::EndpointRecord, b"account");
+    let plain = p.b.to_bytes();
+    let blob = sealer.seal(&mut p.rng, b"\x03conversation 7", &plain);
+    assert_eq!(blob.len(), plain.len() + RECORD_OVERHEAD);
+    assert_eq!(RECORD_OVERHEAD, 62);
+    assert_eq!(&blob[..4], MAGIC);
+    assert_eq!(blob[4], RECORD_STORAGE_VERSION);
+    assert_eq!(storage::blob_version(&blob), Some(RECORD_STORAGE_VERSION));
+    assert_eq!(storage::blob_version(&blob[..4]), None);
+    assert_eq!(
+        &sealer.open(b"\x03conversation 7", &blob).unwrap()[..],
+        &plain[..]
+    );
+    // A sealer made again from the same key, kind and slot opens it: the key is derived.
+    let again = RecordSealer::new(&key, StateKind::EndpointRecord, b"account");
+    assert_eq!(
+        &again.open(b"\x03conversation 7", &blob).unwrap()[..],
+        &plain[..]
+    );
+    assert!(!blob.windows(32).any(|w| plain.windows(32).any(|x| x == w)));
+    assert_ne!(sealer.seal(&mut p.rng, b"\x03conversation 7", &plain), blob);
+    let open = |blob: &[u8]| sealer.open(b"\x03conversation 7", blob).map(|p| p.len());
+
+    // Another record's name, another slot, another kind, another key.
+    assert_eq!(
+        sealer.open(b"\x03conversation 8", &blob).unwrap_err(),
+        StateError::Tampered
+    );
+    assert_eq!(
+        RecordSealer::new(&key, StateKind::EndpointRecord, b"account 2")
+            .open(b"\x03conversation 7", &blob)
+            .unwrap_err(),
+        StateError::WrongKey
+    );
+    assert_eq!(
+        RecordSealer::new(&key, StateKind::SessionRecord, b"account")
+            .open(b"\x03conversation 7", &blob)
+            .unwrap_err(),
+        StateError::WrongKind {
+            found: StateKind::EndpointRecord.to_byte(),
+            expected: StateKind::SessionRecord.to_byte()
+        }
+    );
+    assert_eq!(
+        RecordSealer::new(
+            &StorageKey::new([0x3d; 32]),
+            StateKind::EndpointRecord,
+            b"account"
+        )
+        .open(b"\x03conversation 7", &blob)
+        .unwrap_err(),
+        StateError::WrongKey
+    );
+    // Truncated below header + key check + nonce + tag (6 + 16 + 24 + 16 bytes).
+    for len in 0..62 {
+        assert_eq!(
+            open(&blob[..len]).unwrap_err(),
+            StateError::Truncated,
+            "{len}"
+        );
+    }
+    for len in [62, blob.len() / 2, blob.len() - 1] {
+        assert_eq!(
+            open(&blob[..len]).unwrap_err(),
+            StateError::Tampered,
+            "{len}"
+        );
+    }
+    // The nonce, the ciphertext and the tag are authenticated; the key check tells a wrong key.
+    for at in [46, 100, blob.len() - 1, 22, 45] {
+        let mut b = blob.clone();
+        b[at] ^= 1;
+        assert_eq!(open(&b).unwrap_err(), StateError::Tampered, "{at}");
+    }
+    for at in [6, 21] {
+        let mut b = blob.clone();
+        b[at] ^= 1;
+        assert_eq!(open(&b).unwrap_err(), StateError::WrongKey, "{at}");
+    }
+    // A version 2 blob is not a record blob (and the other way round).
+    for version in [1, STORAGE_VERSION, 4] {
+        let mut b = blob.clone();
+        b[4] = version;
+        assert_eq!(open(&b).unwrap_err(), StateError::UnknownVersion(version));
+    }
+    let v2 = storage::seal(
+        &mut p.rng,
+        &key,
+        StateKind::EndpointRecord,
+        b"account",
+        &plain,
+    );
+    assert_eq!(
+        sealer.open(b"", &v2).unwrap_err(),
+        StateError::UnknownVersion(STORAGE_VERSION)
+    );
+    assert_eq!(
+        storage::open(&key, StateKind::EndpointRecord, b"account", &blob).unwrap_err(),
+        StateError::UnknownVersion(RECORD_STORAGE_VERSION)
+    );
+    let mut b = blob.clone();
+    b[0] = b'X';
+    assert_eq!(open(&b).unwrap_err(), StateError::BadMagic);
+    // Failure changes nothing: the sealer still opens the original.
+    assert_eq!(open(&blob).unwrap(), plain.len());
+}

@@ -715,3 +715,87 @@ fn storage_blob_vector() {
         }),
     );
 }
+
+/// A record blob (spec §11, version 3): fixed key, slot, record name and state; the nonce
+/// from a seeded random source; with the intermediate values a reimplementation needs.
+#[test]
+fn record_blob_vector() {
+    use confide_crypto::kdf::sha256;
+    use confide_session::{
+        StateError,
+        storage::{RecordSealer, StateKind, StorageKey},
+    };
+    let key = StorageKey::new([0x5a; 32]);
+    let slot = b"counselor";
+    let record = [0x03, 0, 0, 0, 0, 0, 0, 0, 7];
+    let state = b"example conversation record bytes";
+    let mut rng = ChaCha20Rng::from_seed([0x58; 32]);
+    let sealer = RecordSealer::new(&key, StateKind::EndpointRecord, slot);
+    let blob = sealer.seal(&mut rng, &record, state);
+    let salt = sha256(&[labels::STATE_SLOT, slot]);
+    assert_eq!(&sealer.open(&record, &blob).unwrap()[..], state);
+    // Recomputed from the primitives, as the spec states it.
+    let kind = StateKind::EndpointRecord.to_byte();
+    let mut k = [0u8; 32];
+    hkdf_sha256(
+        Some(&salt),
+        &[0x5a; 32],
+        &[labels::RECORD_ENCRYPTION, &[kind]].concat(),
+        &mut k,
+    )
+    .unwrap();
+    let mut key_check = [0u8; 16];
+    hkdf_sha256(
+        Some(&salt),
+        &[0x5a; 32],
+        &[labels::RECORD_KEY_CHECK, &[kind]].concat(),
+        &mut key_check,
+    )
+    .unwrap();
+    let mut nonce = [0u8; 24];
+    rand_core::Rng::fill_bytes(&mut ChaCha20Rng::from_seed([0x58; 32]), &mut nonce);
+    let header = [b'C', b'F', b'D', b'S', 3, kind];
+    let expected = [
+        &header[..],
+        &key_check,
+        &nonce,
+        &confide_crypto::aead::seal_extended(
+            &confide_crypto::secret::AeadKey::copy_from(&k),
+            &nonce,
+            &[&header[..], &record[..]].concat(),
+            state,
+        ),
+    ]
+    .concat();
+    assert_eq!(blob, expected);
+    assert_eq!(
+        sealer
+            .open(&[0x03, 0, 0, 0, 0, 0, 0, 0, 8], &blob)
+            .unwrap_err(),
+        StateError::Tampered
+    );
+    check(
+        "record_storage.json",
+        &json!({
+            "description": "A record blob (spec.md section 11, version 3): \
+                blob = \"CFDS\" || 0x03 || kind || key_check[16] || nonce[24] || \
+                XChaCha20-Poly1305(k, nonce, aad = blob[0..6] || record, state), \
+                salt = SHA-256(\"Confide_v1_StateSlot\" || slot), \
+                k = HKDF-SHA256(salt, storage_key, \"Confide_v1_RecordEncryption\" || kind, 32), \
+                key_check = HKDF-SHA256(salt, storage_key, \"Confide_v1_RecordKeyCheck\" || kind, 16). \
+                The nonce is the first 24 bytes of ChaCha20Rng::from_seed(rng_seed). The same \
+                blob must fail to open (AEAD failure) under any other record name.",
+            "storage_key": hex::encode([0x5a; 32]),
+            "kind": StateKind::EndpointRecord.to_byte(),
+            "slot_hex": hex::encode(slot),
+            "record_hex": hex::encode(record),
+            "state_hex": hex::encode(state),
+            "rng_seed": hex::encode([0x58; 32]),
+            "salt": hex::encode(salt),
+            "key_check": hex::encode(&blob[6..22]),
+            "nonce": hex::encode(&blob[22..46]),
+            "aad": hex::encode([&blob[..6], &record[..]].concat()),
+            "blob": hex::encode(&blob),
+        }),
+    );
+}

@@ -21,7 +21,7 @@ use confide_sealed::{
 };
 use confide_session::{
     PreKeyStore, SessionRecord,
-    storage::{self, StateKind, StorageKey},
+    storage::{self, RecordSealer, StateKind, StorageKey},
 };
 use confide_transport::{Address, Delivery, FrameId, consts::MAX_ADDRESS_LEN};
 use zeroize::Zeroizing;
@@ -251,8 +251,10 @@ impl RecordKey {
     }
 }
 
-/// The slot context a record is sealed under: the app's slot, length-prefixed, then the
-/// record key, so a record opens only in its own place of its own account.
+/// The slot context a version 2 record (written before record blobs, still read) was sealed
+/// under: the app's slot, length-prefixed, then the record key, so a record opens only in
+/// its own place of its own account. Version 3 records bind the slot through the sealer's key
+/// and the record key through their associated data.
 fn record_context(slot: &[u8], key: &[u8]) -> Vec<u8> {
     let mut context = Vec::with_capacity(slot.len().saturating_add(4 + MAX_RECORD_KEY_LEN));
     context.extend_from_slice(&u32::try_from(slot.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -396,17 +398,13 @@ impl Endpoint {
         slot: &[u8],
     ) -> Result<ChangeSet, ExportError> {
         let mut set = ChangeSet::default();
+        // One key derivation per change set, not per record.
+        let sealer = RecordSealer::new(key, StateKind::EndpointRecord, slot);
         for record in self.journal.pending.keys().copied() {
             let key_bytes = record.to_bytes();
             match self.encode_record(record)? {
                 Some(plain) => {
-                    let sealed = storage::seal(
-                        rng,
-                        key,
-                        StateKind::EndpointRecord,
-                        &record_context(slot, &key_bytes),
-                        &plain,
-                    );
+                    let sealed = sealer.seal(rng, &key_bytes, &plain);
                     set.puts.push((key_bytes, sealed));
                 }
                 None => set.deletes.push(key_bytes),
@@ -432,7 +430,13 @@ impl Endpoint {
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let mut opened: BTreeMap<RecordKey, AuthenticatedPlaintext> = BTreeMap::new();
+        // Opened into a vector, then sorted by key once (stores return records in any order;
+        // decoding wants the identity first, then the counters): cheaper than a map's node
+        // per record for thousands of records.
+        let mut opened: Vec<(RecordKey, AuthenticatedPlaintext)> = Vec::new();
+        // One key derivation for the whole load; a record still in the version 2 format
+        // (written before record blobs) pays its own, until it next changes.
+        let sealer = RecordSealer::new(key, StateKind::EndpointRecord, slot);
         for (k, v) in records {
             if opened.len() >= MAX_RECORDS {
                 return Err(DecodeError::TooLong {
@@ -444,18 +448,23 @@ impl Endpoint {
             }
             let k = k.as_ref();
             let record = RecordKey::from_bytes(k)?;
-            let plain = storage::open(
-                key,
-                StateKind::EndpointRecord,
-                &record_context(slot, k),
-                v.as_ref(),
-            )?;
-            if opened.insert(record, plain).is_some() {
-                return Err(DecodeError::InvalidValue {
-                    field: "record key repeated",
-                }
-                .into());
+            let v = v.as_ref();
+            let plain = if storage::blob_version(v) == Some(storage::STORAGE_VERSION) {
+                storage::open(key, StateKind::EndpointRecord, &record_context(slot, k), v)?
+            } else {
+                sealer.open(k, v)?
+            };
+            opened.push((record, plain));
+        }
+        opened.sort_unstable_by_key(|(record, _)| *record);
+        if opened.windows(2).any(|pair| match pair {
+            [(a, _), (b, _)] => a == b,
+            _ => false,
+        }) {
+            return Err(DecodeError::InvalidValue {
+                field: "record key repeated",
             }
+            .into());
         }
         Self::decode_records(opened.iter().map(|(k, p)| (*k, p.reader())))
     }

@@ -462,6 +462,84 @@ fn records_open_only_in_their_own_place() {
     assert!(Endpoint::load_records(&key, b"client", repeated).is_err());
 }
 
+/// Records written before record blobs (version 2 `CFDS` blobs, an HKDF each) still load,
+/// alone or side by side with version 3 records, with the same binding to their place; each is
+/// rewritten as a version 3 record blob when it next changes.
+#[test]
+fn records_of_the_previous_blob_format_load_and_are_rewritten_when_they_change() {
+    use confide_session::storage::{self, RecordSealer, StateKind};
+    let Connected {
+        mut rng,
+        key,
+        client,
+        conv,
+        ..
+    } = connected(
+        45,
+        MemoryStore::new(b"client"),
+        MemoryStore::new(b"counselor"),
+    );
+    let records = client.store.records().unwrap();
+    assert!(
+        records
+            .iter()
+            .all(|(_, v)| storage::blob_version(v) == Some(storage::RECORD_STORAGE_VERSION))
+    );
+    // The same records as the previous version sealed them (endpoint.md, "Sealing").
+    let sealer = RecordSealer::new(&key, StateKind::EndpointRecord, b"client");
+    let v2: Vec<(Vec<u8>, Vec<u8>)> = records
+        .iter()
+        .map(|(k, v)| {
+            let plain = sealer.open(k, v).unwrap();
+            let context = [&6u32.to_be_bytes()[..], b"client", k].concat();
+            let blob = storage::seal(&mut rng, &key, StateKind::EndpointRecord, &context, &plain);
+            (k.clone(), blob)
+        })
+        .collect();
+    let snapshot = |e: &mut Endpoint, rng: &mut ChaCha20Rng| {
+        let blob = e.export_state(rng, &key, b"snapshot").unwrap();
+        storage::open(&key, StateKind::Endpoint, b"snapshot", &blob)
+            .unwrap()
+            .to_vec()
+    };
+    let mut from_v3 = Endpoint::load_records(&key, b"client", records.clone()).unwrap();
+    let mut from_v2 = Endpoint::load_records(&key, b"client", v2.clone()).unwrap();
+    let expected = snapshot(&mut from_v3, &mut rng);
+    assert_eq!(snapshot(&mut from_v2, &mut rng), expected);
+    let mixed: Vec<_> = records
+        .iter()
+        .zip(&v2)
+        .enumerate()
+        .map(|(i, (new, old))| if i % 2 == 0 { new.clone() } else { old.clone() })
+        .collect();
+    let mut from_mixed = Endpoint::load_records(&key, b"client", mixed).unwrap();
+    assert_eq!(snapshot(&mut from_mixed, &mut rng), expected);
+    // Bound to their place as before: another slot, or two values swapped, are refused.
+    assert!(Endpoint::load_records(&key, b"counselor", v2.clone()).is_err());
+    let mut swapped = v2.clone();
+    let (a, b) = (swapped[0].1.clone(), swapped[1].1.clone());
+    swapped[0].1 = b;
+    swapped[1].1 = a;
+    assert!(matches!(
+        Endpoint::load_records(&key, b"client", swapped),
+        Err(ImportError::Storage(_))
+    ));
+    // What changes is written as record blobs.
+    from_v2
+        .send(&mut rng, T0, conv, b"after the upgrade")
+        .unwrap();
+    let changes = from_v2.take_changes(&mut rng, &key, b"client").unwrap();
+    assert_ne!(changes.puts().len(), 0);
+    for (k, v) in changes.puts() {
+        assert_eq!(
+            storage::blob_version(v),
+            Some(storage::RECORD_STORAGE_VERSION),
+            "record {k:?}"
+        );
+        assert!(sealer.open(k, v).is_ok());
+    }
+}
+
 #[test]
 fn a_database_of_a_newer_schema_is_refused() {
     let dir = std::env::temp_dir().join(format!("confide-schema-test-{}", std::process::id()));

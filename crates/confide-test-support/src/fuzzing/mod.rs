@@ -26,7 +26,9 @@ use rand_core::SeedableRng;
 use crate::sealed_fixture;
 
 pub use attachment::{attachment_pointer, attachment_stream};
-pub use session::{session_bundle, session_interaction, session_message, session_state};
+pub use session::{
+    session_bundle, session_interaction, session_message, session_state, session_storage_blob,
+};
 pub use symmetric::sealed_symmetric;
 
 /// `policy_content`: the content frame decoder never panics, and whatever it accepts

@@ -579,3 +579,76 @@ pub fn session_interaction(data: &[u8]) {
     sim.run(data);
     sim.finish();
 }
+
+/// The storage key of the `session_storage_blob` target (its seeds are sealed under it).
+pub const STORAGE_BLOB_KEY: [u8; 32] = [0x33; 32];
+/// The slot of the `session_storage_blob` target.
+pub const STORAGE_BLOB_SLOT: &[u8] = b"fuzz slot";
+/// The record name under which the target opens its raw input as a record blob.
+pub const STORAGE_BLOB_RECORD: &[u8] = b"fuzz record";
+
+/// `session_storage_blob`: the two decoders of encrypted state at rest (`storage::open`,
+/// version 2, and `RecordSealer::open`, version 3) on the raw input: no panic, and a blob
+/// that opens opens under its own slot and record only. Then the input sealed both ways
+/// (as the state, and for the record blob also as the record's name) opens to itself, and
+/// with any one byte changed (the position taken from the input) opens no more.
+pub fn session_storage_blob(data: &[u8]) {
+    use confide_session::storage::{self, RecordSealer, StateKind};
+    let key = StorageKey::new(STORAGE_BLOB_KEY);
+    let sealer = RecordSealer::new(&key, StateKind::EndpointRecord, STORAGE_BLOB_SLOT);
+    if let Ok(plain) = sealer.open(STORAGE_BLOB_RECORD, data) {
+        assert!(
+            sealer.open(b"another record", data).is_err(),
+            "record bound"
+        );
+        let other = RecordSealer::new(&key, StateKind::EndpointRecord, b"another slot");
+        assert!(other.open(STORAGE_BLOB_RECORD, data).is_err(), "slot bound");
+        assert_eq!(
+            sealer
+                .open(STORAGE_BLOB_RECORD, data)
+                .map(|p| p.to_vec())
+                .ok(),
+            Some(plain.to_vec()),
+            "opening is deterministic"
+        );
+    }
+    if let Ok(plain) = storage::open(&key, StateKind::EndpointRecord, STORAGE_BLOB_SLOT, data) {
+        assert!(
+            storage::open(&key, StateKind::EndpointRecord, b"another slot", data).is_err(),
+            "slot bound"
+        );
+        drop(plain);
+    }
+    let mut rng = ChaCha20Rng::from_seed([0x34; 32]);
+    let at = usize::from(data.first().copied().unwrap_or(0));
+    let record = sealer.seal(&mut rng, data, data);
+    assert_eq!(
+        sealer.open(data, &record).map(|p| p.to_vec()).ok(),
+        Some(data.to_vec()),
+        "a sealed record opens"
+    );
+    let v2 = storage::seal(&mut rng, &key, StateKind::EndpointRecord, data, data);
+    assert_eq!(
+        storage::open(&key, StateKind::EndpointRecord, data, &v2)
+            .map(|p| p.to_vec())
+            .ok(),
+        Some(data.to_vec()),
+        "a sealed blob opens"
+    );
+    let flipped = |blob: &[u8]| {
+        let mut b = blob.to_vec();
+        let i = at % b.len();
+        if let Some(byte) = b.get_mut(i) {
+            *byte ^= 0x01;
+        }
+        b
+    };
+    assert!(
+        sealer.open(data, &flipped(&record)).is_err(),
+        "a changed record"
+    );
+    assert!(
+        storage::open(&key, StateKind::EndpointRecord, data, &flipped(&v2)).is_err(),
+        "a changed blob"
+    );
+}
