@@ -206,22 +206,8 @@ pub fn open(
     if ciphertext.len() < aead::TAG_LEN {
         return Err(StateError::Truncated);
     }
-    let (magic, after) = header.split_at_checked(4).ok_or(StateError::Truncated)?;
-    if magic != MAGIC {
-        return Err(StateError::BadMagic);
-    }
-    let (&version, after) = after.split_first().ok_or(StateError::Truncated)?;
-    if version != STORAGE_VERSION {
-        return Err(StateError::UnknownVersion(version));
-    }
-    let (&found, salt) = after.split_first().ok_or(StateError::Truncated)?;
-    if found != kind.to_byte() {
-        return Err(StateError::WrongKind {
-            found,
-            expected: kind.to_byte(),
-        });
-    }
-    let (k, expected_check) = derive(key, salt, found);
+    let salt = check_header(header, STORAGE_VERSION, kind.to_byte())?;
+    let (k, expected_check) = derive(key, salt, kind.to_byte());
     if !ct_eq(check, &expected_check) {
         return Err(StateError::WrongKey);
     }
@@ -281,10 +267,7 @@ impl RecordSealer {
     pub fn seal<R: CryptoRng + ?Sized>(&self, rng: &mut R, record: &[u8], state: &[u8]) -> Vec<u8> {
         let nonce: [u8; aead::EXTENDED_NONCE_LEN] = confide_crypto::random_array(rng);
         let header = self.header();
-        let mut aad = Vec::with_capacity(RECORD_HEADER_LEN.saturating_add(record.len()));
-        aad.extend_from_slice(&header);
-        aad.extend_from_slice(record);
-        let sealed = aead::seal_extended(&self.key, &nonce, &aad, state);
+        let sealed = aead::seal_extended(&self.key, &nonce, &record_aad(&header, record), state);
         let mut out = Vec::with_capacity(RECORD_OVERHEAD.saturating_add(state.len()));
         out.extend_from_slice(&header);
         out.extend_from_slice(&self.check);
@@ -310,37 +293,55 @@ impl RecordSealer {
         if ciphertext.len() < aead::TAG_LEN {
             return Err(StateError::Truncated);
         }
-        let (magic, after) = header.split_at_checked(4).ok_or(StateError::Truncated)?;
-        if magic != MAGIC {
-            return Err(StateError::BadMagic);
-        }
-        let (&version, after) = after.split_first().ok_or(StateError::Truncated)?;
-        if version != RECORD_STORAGE_VERSION {
-            return Err(StateError::UnknownVersion(version));
-        }
-        let found = after.first().copied().ok_or(StateError::Truncated)?;
-        if found != self.kind {
-            return Err(StateError::WrongKind {
-                found,
-                expected: self.kind,
-            });
-        }
+        check_header(header, RECORD_STORAGE_VERSION, self.kind)?;
         if !ct_eq(check, &self.check) {
             return Err(StateError::WrongKey);
         }
         let nonce: [u8; aead::EXTENDED_NONCE_LEN] =
             nonce.try_into().map_err(|_| StateError::Truncated)?;
-        let mut aad = Vec::with_capacity(RECORD_HEADER_LEN.saturating_add(record.len()));
-        aad.extend_from_slice(header);
-        aad.extend_from_slice(record);
-        aead::open_extended_authenticated(&self.key, &nonce, &aad, ciphertext)
-            .map_err(|_| StateError::Tampered)
+        aead::open_extended_authenticated(
+            &self.key,
+            &nonce,
+            &record_aad(header, record),
+            ciphertext,
+        )
+        .map_err(|_| StateError::Tampered)
     }
 
     fn header(&self) -> [u8; RECORD_HEADER_LEN] {
         let [m0, m1, m2, m3] = *MAGIC;
         [m0, m1, m2, m3, RECORD_STORAGE_VERSION, self.kind]
     }
+}
+
+/// A record blob's associated data: its 6-byte header, then the record's name.
+fn record_aad(header: &[u8], record: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(RECORD_HEADER_LEN.saturating_add(record.len()));
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(record);
+    aad
+}
+
+/// Checks the start of a blob's header (magic, `version`, `kind`, in that order, each with
+/// its own error) and returns the header bytes after the kind: the shared part of [`open`]
+/// and [`RecordSealer::open`].
+fn check_header(header: &[u8], version: u8, kind: u8) -> Result<&[u8], StateError> {
+    let (magic, after) = header.split_at_checked(4).ok_or(StateError::Truncated)?;
+    if magic != MAGIC {
+        return Err(StateError::BadMagic);
+    }
+    let (&found_version, after) = after.split_first().ok_or(StateError::Truncated)?;
+    if found_version != version {
+        return Err(StateError::UnknownVersion(found_version));
+    }
+    let (&found, rest) = after.split_first().ok_or(StateError::Truncated)?;
+    if found != kind {
+        return Err(StateError::WrongKind {
+            found,
+            expected: kind,
+        });
+    }
+    Ok(rest)
 }
 
 /// The format version of a stored blob (its fifth byte), without opening it: tells a
