@@ -34,13 +34,42 @@ pub fn seal(key: &AeadKey, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]
 /// Encrypts `buf` in place and appends the tag.
 pub fn seal_in_place(key: &AeadKey, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) {
     let cipher = ChaCha20Poly1305::new(key.expose().into());
+    encrypt_with(&cipher, &Nonce::from(*nonce), aad, buf);
+}
+
+/// Encrypts `buf` in place under `cipher` and appends the tag: the one body of both
+/// variants' seal.
+fn encrypt_with<C: AeadInOut>(
+    cipher: &C,
+    nonce: &chacha20poly1305::aead::Nonce<C>,
+    aad: &[u8],
+    buf: &mut Vec<u8>,
+) {
     // Encryption fails only for inputs longer than 256 GiB; callers bound lengths far below.
     if cipher
-        .encrypt_in_place(&Nonce::from(*nonce), aad, buf as &mut dyn Buffer)
+        .encrypt_in_place(nonce, aad, buf as &mut dyn Buffer)
         .is_err()
     {
         buf.clear();
     }
+}
+
+/// Decrypts a copy of `ciphertext || tag` under `cipher` (wiped when dropped): the one body of
+/// both variants' open.
+fn decrypt_with<C: AeadInOut>(
+    cipher: &C,
+    nonce: &chacha20poly1305::aead::Nonce<C>,
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if ciphertext.len() < TAG_LEN {
+        return Err(CryptoError::AeadFailure);
+    }
+    let mut buf = Zeroizing::new(ciphertext.to_vec());
+    cipher
+        .decrypt_in_place(nonce, aad, &mut *buf as &mut dyn Buffer)
+        .map_err(|_| CryptoError::AeadFailure)?;
+    Ok(buf)
 }
 
 /// Decrypts `ciphertext || tag`; the plaintext is zeroized when dropped.
@@ -50,15 +79,8 @@ pub fn open(
     aad: &[u8],
     ciphertext: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if ciphertext.len() < TAG_LEN {
-        return Err(CryptoError::AeadFailure);
-    }
-    let mut buf = Zeroizing::new(ciphertext.to_vec());
     let cipher = ChaCha20Poly1305::new(key.expose().into());
-    cipher
-        .decrypt_in_place(&Nonce::from(*nonce), aad, &mut *buf as &mut dyn Buffer)
-        .map_err(|_| CryptoError::AeadFailure)?;
-    Ok(buf)
+    decrypt_with(&cipher, &Nonce::from(*nonce), aad, ciphertext)
 }
 
 /// As [`open`], but the plaintext comes with the proof that it authenticated under `key`
@@ -84,13 +106,7 @@ pub fn seal_extended(
     let mut buf = Vec::with_capacity(plaintext.len().saturating_add(TAG_LEN));
     buf.extend_from_slice(plaintext);
     let cipher = XChaCha20Poly1305::new(key.expose().into());
-    // Encryption fails only for inputs longer than 256 GiB; callers bound lengths far below.
-    if cipher
-        .encrypt_in_place(&XNonce::from(*nonce), aad, &mut buf as &mut dyn Buffer)
-        .is_err()
-    {
-        buf.clear();
-    }
+    encrypt_with(&cipher, &XNonce::from(*nonce), aad, &mut buf);
     buf
 }
 
@@ -103,15 +119,9 @@ pub fn open_extended_authenticated(
     aad: &[u8],
     ciphertext: &[u8],
 ) -> Result<crate::stored::AuthenticatedPlaintext, CryptoError> {
-    if ciphertext.len() < TAG_LEN {
-        return Err(CryptoError::AeadFailure);
-    }
-    let mut buf = Zeroizing::new(ciphertext.to_vec());
     let cipher = XChaCha20Poly1305::new(key.expose().into());
-    cipher
-        .decrypt_in_place(&XNonce::from(*nonce), aad, &mut *buf as &mut dyn Buffer)
-        .map_err(|_| CryptoError::AeadFailure)?;
-    Ok(crate::stored::AuthenticatedPlaintext::new(buf))
+    decrypt_with(&cipher, &XNonce::from(*nonce), aad, ciphertext)
+        .map(crate::stored::AuthenticatedPlaintext::new)
 }
 
 #[cfg(test)]
