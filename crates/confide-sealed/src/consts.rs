@@ -151,8 +151,8 @@ pub const SYMMETRIC_EPOCH_MAX_AGE: confide_crypto::Duration =
 /// protect and keeps every index far from any overflow.
 pub const MAX_SYMMETRIC_EPOCH_ENVELOPES: u64 = 100_000;
 
-/// The most epochs a [`TagDirectory`](crate::TagDirectory) keeps per conversation; the oldest
-/// installed is dropped first. Reason: a sender starts an epoch with every public-key
+/// The most epochs a [`TagDirectory`](crate::TagDirectory) keeps per conversation; the least
+/// recently used (installed, or an envelope opened in it) is dropped first. Reason: a sender starts an epoch with every public-key
 /// envelope, and until the recipient's acknowledgement of one of them comes back (a round
 /// trip, longer on a lossy link) every frame it sends is such an envelope; the recipient must
 /// still hold the epoch the sender then promotes (the newest acknowledged one) when its

@@ -908,14 +908,15 @@ fn shifted(words: &[u64; BITMAP_WORDS], shift: u64) -> [u64; BITMAP_WORDS] {
 /// conversation by one map lookup (no trial decryption), then opened by that conversation's
 /// window. `K` names a conversation (the endpoint's conversation id).
 ///
-/// Holds at most [`MAX_EPOCHS_PER_CONVERSATION`] windows per conversation (the newest
-/// installed). A `BTreeMap`, not a hash map: the lookup is `O(log n)` in the number of
+/// Holds at most [`MAX_EPOCHS_PER_CONVERSATION`] windows per conversation, in order of last
+/// use: installing a window or committing an envelope in one makes it the newest, and the
+/// least recently used goes first (`docs/sealed-sender.md` §9.4). A `BTreeMap`, not a hash map: the lookup is `O(log n)` in the number of
 /// expected tags and the core reads no OS randomness for hash keys.
 pub struct TagDirectory<K> {
     windows: BTreeMap<K, Vec<TagWindow>>,
     index: BTreeMap<EnvelopeTag, K>,
     /// Windows restored from storage whose tags are not derived yet, by conversation
-    /// (oldest first). They join `windows` and `index` before the first lookup, or when their
+    /// (least recently used first). They join `windows` and `index` before the first lookup, or when their
     /// conversation's windows change.
     stored: BTreeMap<K, Vec<StoredTagWindow>>,
 }
@@ -952,8 +953,8 @@ impl<K: Ord + Clone> TagDirectory<K> {
         }
     }
 
-    /// Adds `window` as the newest epoch of `conversation`, dropping the oldest beyond
-    /// [`MAX_EPOCHS_PER_CONVERSATION`]. Returns `false`, changing nothing, if the conversation
+    /// Adds `window` as the newest epoch of `conversation`, dropping the least recently
+    /// used beyond [`MAX_EPOCHS_PER_CONVERSATION`]. Returns `false`, changing nothing, if the conversation
     /// already holds a window of the same epoch (a repeated public-key envelope must not
     /// reset what was received).
     pub fn install(&mut self, conversation: K, window: TagWindow) -> bool {
@@ -977,8 +978,9 @@ impl<K: Ord + Clone> TagDirectory<K> {
         true
     }
 
-    /// Restores a conversation's windows (read back from storage, oldest first), replacing
-    /// any it had. At most [`MAX_EPOCHS_PER_CONVERSATION`] are kept (the newest).
+    /// Restores a conversation's windows (read back from storage, least recently used
+    /// first), replacing any it had. At most [`MAX_EPOCHS_PER_CONVERSATION`] are kept (the
+    /// last ones).
     pub fn restore(&mut self, conversation: K, windows: Vec<TagWindow>) {
         self.remove(&conversation);
         for window in windows {
@@ -1038,15 +1040,15 @@ impl<K: Ord + Clone> TagDirectory<K> {
         }
     }
 
-    /// A conversation's windows, oldest first, with their tags (derived now if they were
+    /// A conversation's windows, least recently used first, with their tags (derived now if they were
     /// restored from storage, hence `&mut`).
     pub fn windows(&mut self, conversation: &K) -> &[TagWindow] {
         self.derive_stored(conversation);
         self.windows.get(conversation).map_or(&[], Vec::as_slice)
     }
 
-    /// A conversation's windows in their stored form ([`TagWindow::to_bytes`]), oldest
-    /// first: what its stored record holds.
+    /// A conversation's windows in their stored form ([`TagWindow::to_bytes`]), least
+    /// recently used first: what its stored record holds.
     #[must_use]
     pub fn stored_windows(&self, conversation: &K) -> Vec<Zeroizing<Vec<u8>>> {
         if let Some(stored) = self.stored.get(conversation) {
@@ -1089,12 +1091,19 @@ impl<K: Ord + Clone> TagDirectory<K> {
             .get(&parsed.tag)
             .cloned()
             .ok_or(SymmetricOpenError::UnknownTag)?;
-        let window = self
+        let list = self
             .windows
             .get_mut(&conversation)
-            .and_then(|list| list.iter_mut().rev().find(|w| w.expects(&parsed.tag)))
+            .ok_or(SymmetricOpenError::UnknownTag)?;
+        let position = list
+            .iter()
+            .rposition(|w| w.expects(&parsed.tag))
+            .ok_or(SymmetricOpenError::UnknownTag)?;
+        let window = list
+            .get_mut(position)
             .ok_or(SymmetricOpenError::UnknownTag)?;
         let (payload, change) = window.open_parsed(now, roots, &parsed)?;
+        move_to_newest(list, position);
         self.apply(&conversation, change);
         Ok((conversation, payload))
     }
@@ -1137,14 +1146,19 @@ impl<K: Ord + Clone> TagDirectory<K> {
     /// conversation's windows were replaced or removed meanwhile).
     pub fn commit(&mut self, conversation: &K, staged: &StagedEnvelope) -> bool {
         self.derive_stored(conversation);
-        let Some(change) = self
-            .windows
-            .get_mut(conversation)
-            .and_then(|list| list.iter_mut().rev().find(|w| w.expects(&staged.tag)))
+        let Some(list) = self.windows.get_mut(conversation) else {
+            return false;
+        };
+        let Some(position) = list.iter().rposition(|w| w.expects(&staged.tag)) else {
+            return false;
+        };
+        let Some(change) = list
+            .get_mut(position)
             .and_then(|window| window.commit_staged(staged))
         else {
             return false;
         };
+        move_to_newest(list, position);
         self.apply(conversation, change);
         true
     }
@@ -1159,6 +1173,17 @@ impl<K: Ord + Clone> TagDirectory<K> {
         for tag in change.added {
             self.index.insert(tag, conversation.clone());
         }
+    }
+}
+
+/// Makes the window at `position` the newest of its conversation's list: the one an
+/// envelope just opened in is the epoch its sender uses now, and must be the last to go
+/// when later public-key envelopes install more windows ([`TagDirectory::install`] drops
+/// the front of the list).
+fn move_to_newest(list: &mut Vec<TagWindow>, position: usize) {
+    if position.saturating_add(1) < list.len() {
+        let window = list.remove(position);
+        list.push(window);
     }
 }
 

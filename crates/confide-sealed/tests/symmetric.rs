@@ -379,7 +379,7 @@ fn the_sender_stops_after_the_epoch_max_age() {
 }
 
 #[test]
-fn a_repeated_epoch_is_not_installed_again_and_old_epochs_are_dropped() {
+fn a_repeated_epoch_is_not_installed_again_and_the_least_recently_used_is_dropped() {
     let mut directory = TagDirectory::new();
     let mut s = sealer(7);
     assert!(directory.install(1u8, window(7)));
@@ -388,41 +388,150 @@ fn a_repeated_epoch_is_not_installed_again_and_old_epochs_are_dropped() {
     // The same public-key envelope opened again must not reset the window (replay).
     assert!(!directory.install(1, window(7)));
     assert!(directory.open(NOW, &TrustRoots::new(), &e).is_err());
-    // Newer epochs push the oldest out, once the conversation holds the maximum.
-    let newer: Vec<u8> = (8..7 + u8::try_from(MAX_EPOCHS_PER_CONVERSATION).unwrap()).collect();
-    for seed in &newer {
-        assert!(directory.install(1, window(*seed)));
+    // Newer epochs fill the conversation up to the maximum.
+    let max = u8::try_from(MAX_EPOCHS_PER_CONVERSATION).unwrap();
+    for seed in 8..7 + max {
+        assert!(directory.install(1, window(seed)));
     }
     assert_eq!(directory.windows(&1).len(), MAX_EPOCHS_PER_CONVERSATION);
+    // Epoch 7, installed first, is used again: it becomes the last to go.
     let e7 = s.seal(NOW, b"still held").unwrap();
     assert_eq!(
         &directory.open(NOW, &TrustRoots::new(), &e7).unwrap().1[..],
         b"still held"
     );
-    assert!(directory.install(
-        1,
-        window(7 + u8::try_from(MAX_EPOCHS_PER_CONVERSATION).unwrap())
-    ));
+    // So the next install drops epoch 8, the least recently used, not epoch 7.
+    assert!(directory.install(1, window(7 + max)));
     assert_eq!(directory.windows(&1).len(), MAX_EPOCHS_PER_CONVERSATION);
-    let e = s.seal(NOW, b"old epoch").unwrap();
     assert_eq!(
-        directory.open(NOW, &TrustRoots::new(), &e).unwrap_err(),
+        directory
+            .open(NOW, &TrustRoots::new(), &sealer(8).seal(NOW, b"x").unwrap())
+            .unwrap_err(),
+        SymmetricOpenError::UnknownTag
+    );
+    assert_eq!(
+        &directory
+            .open(NOW, &TrustRoots::new(), &s.seal(NOW, b"in use").unwrap())
+            .unwrap()
+            .1[..],
+        b"in use"
+    );
+    // Without further use, epochs go in the order they were installed: epoch 9 next, then
+    // epoch 7 after the epochs installed after its last use.
+    assert!(directory.install(1, window(8 + max)));
+    assert_eq!(
+        directory
+            .open(NOW, &TrustRoots::new(), &sealer(9).seal(NOW, b"x").unwrap())
+            .unwrap_err(),
+        SymmetricOpenError::UnknownTag
+    );
+    for seed in 9 + max..9 + 2 * max {
+        assert!(directory.install(1, window(seed)));
+    }
+    assert_eq!(
+        directory
+            .open(NOW, &TrustRoots::new(), &s.seal(NOW, b"x").unwrap())
+            .unwrap_err(),
         SymmetricOpenError::UnknownTag
     );
     // The previous epoch still opens beside the current one.
-    let e8 = sealer(8).seal(NOW, b"previous").unwrap();
-    let e9 = sealer(9).seal(NOW, b"current").unwrap();
+    let previous = 7 + 2 * max;
+    let ep = sealer(previous).seal(NOW, b"previous").unwrap();
+    let ec = sealer(previous + 1).seal(NOW, b"current").unwrap();
     assert_eq!(
-        &directory.open(NOW, &TrustRoots::new(), &e9).unwrap().1[..],
+        &directory.open(NOW, &TrustRoots::new(), &ec).unwrap().1[..],
         b"current"
     );
     assert_eq!(
-        &directory.open(NOW, &TrustRoots::new(), &e8).unwrap().1[..],
+        &directory.open(NOW, &TrustRoots::new(), &ep).unwrap().1[..],
         b"previous"
     );
     assert_eq!(
         directory.expected_tag_count(),
         MAX_EPOCHS_PER_CONVERSATION * TAG_WINDOW_AHEAD as usize
+    );
+}
+
+#[test]
+fn a_committed_staged_envelope_keeps_its_epoch_like_open_and_a_refused_one_does_not() {
+    let roots = TrustRoots::new();
+    let max = u8::try_from(MAX_EPOCHS_PER_CONVERSATION).unwrap();
+    let mut directory = TagDirectory::new();
+    for seed in 0..max {
+        assert!(directory.install(1u8, window(seed)));
+    }
+    // An envelope of epoch 0 staged but not committed (its payload was refused later)
+    // does not count as use: epoch 0 is still the first to go.
+    let mut s0 = sealer(0);
+    let (_, _, _staged) = directory
+        .open_staged(NOW, &roots, &s0.seal(NOW, b"refused").unwrap())
+        .unwrap();
+    let order: Vec<_> = directory
+        .windows(&1)
+        .iter()
+        .map(TagWindow::to_bytes)
+        .collect();
+    // One of epoch 1, committed, moves it last.
+    let mut s1 = sealer(1);
+    let mut lone = window(1);
+    let e1 = s1.seal(NOW, b"kept").unwrap();
+    lone.open(NOW, &roots, &e1).unwrap();
+    let (_, _, staged) = directory.open_staged(NOW, &roots, &e1).unwrap();
+    assert_eq!(
+        directory
+            .windows(&1)
+            .iter()
+            .map(TagWindow::to_bytes)
+            .collect::<Vec<_>>(),
+        order,
+        "staging changes nothing"
+    );
+    assert!(directory.commit(&1, &staged));
+    assert!(directory.install(1, window(max)));
+    assert!(directory.install(1, window(max + 1)));
+    // Epochs 0 and 2 went; 1 stayed.
+    assert_eq!(
+        directory
+            .open(NOW, &roots, &s0.seal(NOW, b"x").unwrap())
+            .unwrap_err(),
+        SymmetricOpenError::UnknownTag
+    );
+    assert_eq!(
+        directory
+            .open(NOW, &roots, &sealer(2).seal(NOW, b"x").unwrap())
+            .unwrap_err(),
+        SymmetricOpenError::UnknownTag
+    );
+    let e1 = s1.seal(NOW, b"y").unwrap();
+    lone.open(NOW, &roots, &e1).unwrap();
+    assert_eq!(&directory.open(NOW, &roots, &e1).unwrap().1[..], b"y");
+    // The stored form lists the windows in that order, so a restored directory drops the
+    // same ones next.
+    let stored = directory.stored_windows(&1);
+    let mut restored = TagDirectory::new();
+    restored.restore_stored(
+        1u8,
+        stored
+            .iter()
+            .map(|b| StoredTagWindow::from_bytes(b).unwrap())
+            .collect(),
+    );
+    assert_eq!(
+        restored
+            .windows(&1)
+            .iter()
+            .map(TagWindow::to_bytes)
+            .collect::<Vec<_>>(),
+        directory
+            .windows(&1)
+            .iter()
+            .map(TagWindow::to_bytes)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        directory.windows(&1).last().map(TagWindow::to_bytes),
+        Some(lone.to_bytes()),
+        "epoch 1, used last, is the newest"
     );
 }
 

@@ -243,10 +243,11 @@ pub const SYMMETRIC_RESEAL_AFTER_ATTEMPTS: u32 = 3;
 
 /// Epochs of our public-key envelopes kept per conversation until the frame carrying each is
 /// acknowledged (`docs/endpoint.md`, "Symmetric envelopes"). The peer keeps windows for its
-/// newest epochs (`MAX_EPOCHS_PER_CONVERSATION`) in the order it handles our frames, and
-/// acknowledges each right after; an acknowledged epoch becomes current and the older pending
-/// ones are dropped (a late acknowledgement never takes us back to an older epoch). On a lossy link several public-key frames are in flight before the first
-/// acknowledgement; 8 covers a burst, and each costs 64 bytes of keys in memory. A frame whose
+/// last-used epochs (`MAX_EPOCHS_PER_CONVERSATION`) and acknowledges each public-key frame
+/// right after installing its window; an acknowledged epoch becomes current and the older
+/// pending ones are dropped (a late acknowledgement never takes us back to an older epoch, and
+/// counts towards ending the current one instead). On a lossy link several public-key frames
+/// are in flight before the first acknowledgement; 8 covers a burst, and each costs 64 bytes of keys in memory. A frame whose
 /// epoch was forgotten is still delivered; only the switch to symmetric envelopes waits.
 pub const MAX_PENDING_SENDER_EPOCHS: usize = 8;
 

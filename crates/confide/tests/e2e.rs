@@ -66,10 +66,9 @@ fn refused_envelopes(world: &common::World, i: usize) -> u64 {
 
 #[test]
 fn a_mildly_lossy_link_runs_on_symmetric_envelopes_after_first_contact() {
-    // The seed was 3
-    // until record blobs changed the RNG draws of every persist (a 24-byte nonce instead of a
-    // 32-byte salt); the scenario seed 3 now makes hits the known bug reproduced by
-    // `known_bug_an_epoch_the_peer_never_installed_becomes_current` below.
+    // Seed 1 refuses none. Some schedules refuse a few symmetric envelopes sealed in the
+    // round trip before the sender learns that late public-key frames pushed its epoch out
+    // (seeds 1 to 24: 55 in all, at most 14 in one run); see the test below.
     let (world, service, n) = mildly_lossy_exchange(1);
     for i in 0..2 {
         assert_eq!(world.live[i].delivered, n);
@@ -88,38 +87,36 @@ fn a_mildly_lossy_link_runs_on_symmetric_envelopes_after_first_contact() {
     world.assert_no_key_reuse(&service.roots);
 }
 
-/// **Known bug, not fixed yet** (found 2026-11-30 while changing the RNG draws of persisting):
-/// with seed 5 (also 3, 7 and 8, less often) on the same mildly lossy link, one side's
-/// symmetric envelopes are refused by the other (`EnvelopeRefused`, `UnknownTag`) hundreds of
-/// times in the first seconds. Diagnosed with debug output (seeds 5 and 7): the client sends
-/// a burst of public-key frames before any acknowledgement, each starting an epoch (serials 0
-/// to 15 and more); the counselor handles one of the newest first (serial 15), installs its
-/// window and acknowledges it, and the client makes it current (the newest acknowledged epoch,
-/// `SenderEpochs`). Then the older frames of the burst arrive late, each installing its window
-/// as the newest; after eight of them the counselor has evicted serial 15's window
-/// (`MAX_EPOCHS_PER_CONVERSATION` windows, kept in the order it handled their frames), and every
-/// symmetric envelope of the client's current epoch is `UnknownTag`. The two sides order
-/// epochs differently: the sender by start, the receiver by arrival. Tried and reverted:
-/// installing a late frame's window (its message used a skipped key) only into a free place
-/// fixed seed 5 but broke seeds 7, 11, 13, 14 and 15 (the free places filled with older
-/// epochs, and a newer epoch that also arrived late was not installed). A fix needs the
-/// receiver to order windows by the sender's message order (the session's receive step and
-/// index) or the sender to follow the receiver's order. Every text is still delivered exactly once (the
-/// refused frames are re-sealed with public keys after `SYMMETRIC_RESEAL_AFTER_ATTEMPTS`), so
-/// nothing is lost, but the link pays retransmissions and public-key envelopes. Reproduced on
-/// the code before the change too (seed 5: 479 refused). Run it with `--ignored`.
+/// The schedules that made one side's symmetric envelopes refused by the hundred (seed 5: 508
+/// refused; seed 15: 501 with an intermediate fix that followed the order acknowledgements
+/// arrived in). Before the first acknowledgement comes back the client sends a burst of
+/// public-key frames, each starting an epoch; the counselor handles one of the newest first,
+/// acknowledges it (the client makes that epoch current) and then handles older frames of the
+/// burst that were delayed, each installing a window. Eight of them pushed the current epoch's
+/// window out, and every envelope of it was `UnknownTag` until re-sealed. Now the counselor
+/// keeps windows in order of last use (an epoch in use is the last to go) and the client
+/// counts the acknowledgements of those older frames, ending its epoch once eight came:
+/// what remains is at most the envelopes of one round trip.
 #[test]
-#[ignore = "known bug: an epoch the peer never installed becomes current (see the doc comment)"]
-fn known_bug_an_epoch_the_peer_never_installed_becomes_current() {
-    let (world, _service, _) = mildly_lossy_exchange(5);
-    for i in 0..2 {
-        assert_eq!(
-            refused_envelopes(&world, i),
-            0,
-            "node {i} refused symmetric envelopes"
-        );
+fn late_public_key_frames_do_not_strand_the_senders_epoch() {
+    for seed in [5, 15] {
+        let (world, service, n) = mildly_lossy_exchange(seed);
+        for i in 0..2 {
+            assert_eq!(world.live[i].delivered, n);
+            let refused = refused_envelopes(&world, i);
+            assert!(
+                refused <= MAX_REFUSED_IN_A_ROUND_TRIP,
+                "seed {seed}: node {i} refused {refused} symmetric envelopes"
+            );
+        }
+        world.assert_no_key_reuse(&service.roots);
     }
 }
+
+/// Symmetric envelopes one side may refuse on the mildly lossy link: those its peer seals in
+/// the round trip before it learns its epoch was pushed out, and their retransmissions before
+/// the re-seal (measured: at most 14 over seeds 1 to 24).
+const MAX_REFUSED_IN_A_ROUND_TRIP: u64 = 24;
 
 #[test]
 fn messages_each_way_survive_loss_duplication_and_reordering() {
@@ -150,18 +147,21 @@ fn messages_each_way_survive_loss_duplication_and_reordering() {
         // On this hostile link public-key frames reach the peer out of order often enough
         // to push out of its eight windows the epoch we promoted; the refused symmetric frames
         // are re-encrypted (docs/sealed-sender.md §9.5), so nothing is lost, but many frames
-        // stay public-key. Measured: about 40% symmetric, a quarter of them refused.
+        // stay public-key. Measured: about 40% symmetric, a quarter of them refused, while the
+        // peer dropped its windows in install order and we never learnt of it; 48%
+        // symmetric, 7% of them refused, with windows kept in order of last use and the
+        // late acknowledgements counted.
         let (frames, symmetric) = symmetric_share(&world, i);
         let refused = world
             .endpoint(1 - i)
             .stats()
             .dropped(confide::DropReason::EnvelopeRefused);
         assert!(
-            symmetric * 4 > frames,
+            symmetric * 5 > frames * 2,
             "node {i}: {symmetric} of {frames} frames symmetric"
         );
         assert!(
-            refused * 2 < symmetric as u64,
+            refused * 8 < symmetric as u64,
             "node {i}: {refused} of its {symmetric} symmetric envelopes refused"
         );
     }

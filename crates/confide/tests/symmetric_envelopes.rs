@@ -387,3 +387,104 @@ fn an_acknowledgement_payload_in_a_public_key_envelope_is_refused() {
         "the genuine acknowledgement still does"
     );
 }
+
+/// Every whole frame node `n` put on the wire from index `from` on.
+fn frames_from(world: &World, n: usize, from: usize) -> Vec<Vec<u8>> {
+    world.wire[n]
+        .borrow()
+        .iter()
+        .skip(from)
+        .map(|(_, frame)| frame.clone())
+        .collect()
+}
+
+/// Hands `frame` to node `to` directly (the simulated link between the two is cut).
+fn deliver(world: &mut World, to: usize, frame: &[u8]) {
+    world.command(to, |e, now, rng| {
+        e.handle_input(rng, Input::Receive { bytes: frame, now })
+    });
+}
+
+/// Hands node `to` everything node `from` put on the wire since `mark`, after letting its
+/// acknowledgement timers run; returns the new mark.
+fn forward(world: &mut World, from: usize, to: usize, mark: usize) -> usize {
+    settle(world);
+    let frames = frames_from(world, from, mark);
+    for frame in &frames {
+        deliver(world, to, frame);
+    }
+    mark + frames.len()
+}
+
+#[test]
+fn late_older_public_key_frames_that_push_the_current_epoch_out_end_it_at_the_sender() {
+    let (mut world, roots, conv, _) = established(84);
+    // The client restarts (its epochs are gone) and sends ten texts while the link is cut:
+    // ten public-key envelopes, each starting an epoch.
+    world.crash(0);
+    let client = world.endpoint(0).address().clone();
+    let counselor = world.endpoint(1).address().clone();
+    world.sim.network_mut().cut(&client, &counselor);
+    let mark = world.wire[0].borrow().len();
+    for i in 0..10u8 {
+        world.send(0, conv, &[b'a' + i]);
+    }
+    let burst = envelopes(&world, 0, mark);
+    assert_eq!(burst.len(), 10);
+    assert!(burst.iter().all(|e| !e.0), "all public-key");
+    let frame = |e: &(bool, usize, FrameId, Vec<u8>)| {
+        Frame::Data {
+            id: e.2,
+            payload: e.3.clone(),
+        }
+        .to_bytes()
+        .unwrap()
+    };
+    // The counselor handles the newest first and acknowledges it: the client makes that
+    // epoch current. No envelope of it reaches the counselor yet.
+    let mut back = world.wire[1].borrow().len();
+    deliver(&mut world, 1, &frame(&burst[9]));
+    back = forward(&mut world, 1, 0, back);
+    // Then the nine older ones arrive late. Each installs a window; the current epoch's,
+    // never used, is pushed out. Their acknowledgements reach the client.
+    for e in &burst[..9] {
+        deliver(&mut world, 1, &frame(e));
+    }
+    forward(&mut world, 1, 0, back);
+    assert_eq!(world.live[1].received.len(), 1 + 10);
+    // So the client's next envelope is a public-key one, which the counselor opens: nothing
+    // is refused. (Had the client kept its epoch, the text would go symmetric and be
+    // refused as `UnknownTag` until re-sealed.)
+    let refused_before = world
+        .endpoint(1)
+        .stats()
+        .dropped(DropReason::EnvelopeRefused);
+    let mark = world.wire[0].borrow().len();
+    world.send(0, conv, b"after the burst");
+    let after = envelopes(&world, 0, mark);
+    assert_eq!(after.len(), 1);
+    assert!(!after[0].0, "public-key, starting a new epoch");
+    world.sim.network_mut().heal(&client, &counselor);
+    settle(&mut world);
+    assert_eq!(
+        world.live[1].received.last().unwrap().1,
+        b"after the burst".to_vec()
+    );
+    assert_eq!(
+        world
+            .endpoint(1)
+            .stats()
+            .dropped(DropReason::EnvelopeRefused),
+        refused_before
+    );
+    // And once that is acknowledged, symmetric again.
+    let mark = world.wire[0].borrow().len();
+    world.send(0, conv, b"small again");
+    settle(&mut world);
+    assert!(envelopes(&world, 0, mark).iter().all(|e| e.0));
+    assert_eq!(
+        world.live[1].received.last().unwrap().1,
+        b"small again".to_vec()
+    );
+    world.assert_no_key_reuse(&roots);
+}

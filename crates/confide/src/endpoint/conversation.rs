@@ -230,17 +230,30 @@ impl OutgoingEpoch {
 /// §9.5). **In memory only, on purpose**: after any restart, load or import the first
 /// envelope is a public-key one again and starts a new epoch, so no envelope key, nonce or
 /// tag is ever used twice whatever state the app restores (§9.8).
+///
+/// The peer installs an epoch's window when it first handles the frame that started it and
+/// acknowledges that frame right after, keeping windows for the
+/// [`MAX_EPOCHS_PER_CONVERSATION`] epochs it installed or used last. On a lossy link it
+/// handles our public-key frames in another order than we sent them: a burst of older
+/// frames arriving after the one whose epoch became current installs windows that push the
+/// current one out, and every symmetric envelope of it would be refused. So the first
+/// acknowledgement of each public-key frame that does not make its epoch current counts as a
+/// window installed after the current one's, and once [`MAX_EPOCHS_PER_CONVERSATION`] of them
+/// came the current epoch ends: the next envelope starts a new one.
+///
+/// [`MAX_EPOCHS_PER_CONVERSATION`]: confide_sealed::MAX_EPOCHS_PER_CONVERSATION
 #[derive(Default)]
 pub(crate) struct SenderEpochs {
     /// The epoch the peer confirmed (it acknowledged the frame that started it): used for
     /// every envelope while it is usable.
     pub(crate) current: Option<OutgoingEpoch>,
+    /// Windows the peer installed after the current epoch's, as far as its acknowledgements
+    /// tell: public-key frames acknowledged since, whose epochs did not become current.
+    pub(crate) installed_since_current: usize,
     /// Epochs started by public-key envelopes in reliable frames not yet acknowledged, with
-    /// those frames' ids, oldest first (at most [`MAX_PENDING_SENDER_EPOCHS`]). The peer
-    /// installs an epoch's window when it first handles the frame and acknowledges it right
-    /// after, keeping windows for its newest epochs only; so an acknowledged epoch becomes
-    /// current and the pending ones older than it are dropped: a late acknowledgement of an
-    /// older frame never takes us back to an epoch the peer is likelier to have dropped.
+    /// those frames' ids, oldest first (at most [`MAX_PENDING_SENDER_EPOCHS`]). An
+    /// acknowledged one becomes current and the pending ones older than it are dropped: a
+    /// late acknowledgement never takes us back to an older epoch.
     ///
     /// [`MAX_PENDING_SENDER_EPOCHS`]: crate::consts::MAX_PENDING_SENDER_EPOCHS
     pub(crate) pending: VecDeque<(FrameId, OutgoingEpoch)>,
@@ -267,9 +280,14 @@ impl SenderEpochs {
 
 impl core::fmt::Debug for SenderEpochs {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let Self { current, pending } = self;
+        let Self {
+            current,
+            installed_since_current,
+            pending,
+        } = self;
         f.debug_struct("SenderEpochs")
             .field("current", &current.as_ref().map(|e| e.sealer.next_index()))
+            .field("installed_since_current", installed_since_current)
             .field("pending", &pending.len())
             .finish()
     }

@@ -782,28 +782,49 @@ impl Endpoint {
         }
     }
 
-    /// The peer acknowledged our frame `frame_id`: if it carried a pending epoch's
-    /// public-key envelope, that epoch becomes current (the peer installed its window just
-    /// before acknowledging).
+    /// The peer acknowledged our frame `frame_id` (called before the delivery machine
+    /// forgets it). If it carried a pending epoch's public-key envelope, that epoch becomes
+    /// current (the peer installed its window just before acknowledging) and the pending ones
+    /// started before it are forgotten. The first acknowledgement of any other public-key
+    /// frame (one whose epoch we forgot, or started before the current one) counts as a
+    /// window the peer installed after the current one's; [`MAX_EPOCHS_PER_CONVERSATION`] of
+    /// them may have pushed it out, so it ends (see [`SenderEpochs`]).
+    ///
+    /// [`MAX_EPOCHS_PER_CONVERSATION`]: confide_sealed::MAX_EPOCHS_PER_CONVERSATION
     pub(crate) fn confirm_epoch(&mut self, conversation: ConversationId, frame_id: FrameId) {
         let symmetric = self.symmetric_sent.remove(&frame_id);
+        let public_key_frame_waiting = symmetric.is_none()
+            && self.delivery.waiting().any(|(id, payload, _)| {
+                id == frame_id && payload.first() != Some(&confide_sealed::SYMMETRIC_ENVELOPE_KIND)
+            });
         let Some(epochs) = self.sender_epochs.get_mut(&conversation) else {
             return;
         };
         if let Some(position) = epochs.pending.iter().position(|(f, _)| *f == frame_id)
             && let Some((_, epoch)) = epochs.pending.remove(position)
         {
-            // Epochs started before this one can no longer become current: an
-            // acknowledgement that arrives late must not take us back to an older epoch,
-            // which the peer is likelier to have dropped.
+            // Epochs started before this one can no longer become current: the peer keeps
+            // the newest windows it installed, and a late acknowledgement of an older frame
+            // would take us back to an epoch it is likelier to have dropped. Their late
+            // acknowledgements are counted below instead.
             epochs.pending.drain(..position);
             epochs.current = Some(epoch);
-        } else if let Some((c, serial)) = symmetric
-            && c == conversation
-            && let Some(current) = epochs.current.as_mut()
-            && current.serial == serial
-        {
-            current.proven = true;
+            epochs.installed_since_current = 0;
+        } else if let Some((c, serial)) = symmetric {
+            if c == conversation
+                && let Some(current) = epochs.current.as_mut()
+                && current.serial == serial
+            {
+                current.proven = true;
+            }
+        } else if public_key_frame_waiting && epochs.current.is_some() {
+            // The peer installed this frame's window when it handled the frame, after the
+            // current epoch's (whose acknowledgement came first) as far as we can tell.
+            epochs.installed_since_current = epochs.installed_since_current.saturating_add(1);
+            if epochs.installed_since_current >= confide_sealed::MAX_EPOCHS_PER_CONVERSATION {
+                epochs.current = None;
+                epochs.installed_since_current = 0;
+            }
         }
     }
 
