@@ -1180,10 +1180,9 @@ impl<K: Ord + Clone> TagDirectory<K> {
 /// envelope just opened in is the epoch its sender uses now, and must be the last to go
 /// when later public-key envelopes install more windows ([`TagDirectory::install`] drops
 /// the front of the list).
-fn move_to_newest(list: &mut Vec<TagWindow>, position: usize) {
-    if position.saturating_add(1) < list.len() {
-        let window = list.remove(position);
-        list.push(window);
+fn move_to_newest(list: &mut [TagWindow], position: usize) {
+    if let Some(from_it) = list.get_mut(position..) {
+        from_it.rotate_left(1);
     }
 }
 

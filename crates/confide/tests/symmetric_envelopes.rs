@@ -406,85 +406,125 @@ fn deliver(world: &mut World, to: usize, frame: &[u8]) {
 }
 
 /// Hands node `to` everything node `from` put on the wire since `mark`, after letting its
-/// acknowledgement timers run; returns the new mark.
-fn forward(world: &mut World, from: usize, to: usize, mark: usize) -> usize {
-    settle(world);
+/// acknowledgement timers run for five seconds (each frame `copies` times); returns the new
+/// mark.
+fn forward(world: &mut World, from: usize, to: usize, mark: usize, copies: usize) -> usize {
+    // Five seconds pass even when nothing is due (the link is cut).
+    let until = world.now().saturating_add(Duration::from_secs(5));
+    world.run_until(until);
+    let _ = world.sim.run_until(&mut world.rng, until, usize::MAX);
+    world.handle_events();
     let frames = frames_from(world, from, mark);
     for frame in &frames {
-        deliver(world, to, frame);
+        for _ in 0..copies {
+            deliver(world, to, frame);
+        }
     }
     mark + frames.len()
 }
 
+/// The whole frame of one of [`envelopes`]' entries.
+fn data_frame(e: &(bool, usize, FrameId, Vec<u8>)) -> Vec<u8> {
+    Frame::Data {
+        id: e.2,
+        payload: e.3.clone(),
+    }
+    .to_bytes()
+    .unwrap()
+}
+
 #[test]
-fn late_older_public_key_frames_that_push_the_current_epoch_out_end_it_at_the_sender() {
+fn late_older_public_key_frames_end_the_senders_epoch_once_they_may_have_pushed_it_out() {
     let (mut world, roots, conv, _) = established(84);
-    // The client restarts (its epochs are gone) and sends ten texts while the link is cut:
-    // ten public-key envelopes, each starting an epoch.
+    let max = confide_sealed::MAX_EPOCHS_PER_CONVERSATION;
+    // The client restarts (its epochs are gone) and sends twenty texts while the link is
+    // cut: twenty public-key envelopes, each starting an epoch.
     world.crash(0);
     let client = world.endpoint(0).address().clone();
     let counselor = world.endpoint(1).address().clone();
     world.sim.network_mut().cut(&client, &counselor);
     let mark = world.wire[0].borrow().len();
-    for i in 0..10u8 {
+    for i in 0..20u8 {
         world.send(0, conv, &[b'a' + i]);
     }
     let burst = envelopes(&world, 0, mark);
-    assert_eq!(burst.len(), 10);
+    assert_eq!(burst.len(), 20);
     assert!(burst.iter().all(|e| !e.0), "all public-key");
-    let frame = |e: &(bool, usize, FrameId, Vec<u8>)| {
-        Frame::Data {
-            id: e.2,
-            payload: e.3.clone(),
-        }
-        .to_bytes()
-        .unwrap()
-    };
-    // The counselor handles the newest first and acknowledges it: the client makes that
-    // epoch current. No envelope of it reaches the counselor yet.
     let mut back = world.wire[1].borrow().len();
-    deliver(&mut world, 1, &frame(&burst[9]));
-    back = forward(&mut world, 1, 0, back);
-    // Then the nine older ones arrive late. Each installs a window; the current epoch's,
-    // never used, is pushed out. Their acknowledgements reach the client.
-    for e in &burst[..9] {
-        deliver(&mut world, 1, &frame(e));
-    }
-    forward(&mut world, 1, 0, back);
-    assert_eq!(world.live[1].received.len(), 1 + 10);
-    // So the client's next envelope is a public-key one, which the counselor opens: nothing
-    // is refused. (Had the client kept its epoch, the text would go symmetric and be
-    // refused as `UnknownTag` until re-sealed.)
-    let refused_before = world
-        .endpoint(1)
-        .stats()
-        .dropped(DropReason::EnvelopeRefused);
-    let mark = world.wire[0].borrow().len();
-    world.send(0, conv, b"after the burst");
-    let after = envelopes(&world, 0, mark);
-    assert_eq!(after.len(), 1);
-    assert!(!after[0].0, "public-key, starting a new epoch");
-    world.sim.network_mut().heal(&client, &counselor);
-    settle(&mut world);
-    assert_eq!(
-        world.live[1].received.last().unwrap().1,
-        b"after the burst".to_vec()
-    );
-    assert_eq!(
+    // One text from the client, handed to the counselor alone (not the retransmissions of
+    // the burst): is it symmetric?
+    let text = |world: &mut World, body: &[u8], back: &mut usize| {
+        let mark = world.wire[0].borrow().len();
+        world.send(0, conv, body);
+        let sent = envelopes(world, 0, mark);
+        assert_eq!(sent.len(), 1);
+        deliver(world, 1, &data_frame(&sent[0]));
+        assert_eq!(world.live[1].received.last().unwrap().1, body.to_vec());
+        *back = forward(world, 1, 0, *back, 1);
+        sent[0].0
+    };
+    let refused = |world: &World| {
         world
             .endpoint(1)
             .stats()
-            .dropped(DropReason::EnvelopeRefused),
-        refused_before
+            .dropped(DropReason::EnvelopeRefused)
+    };
+    let refused_before = refused(&world);
+
+    // The counselor handles the newest first and acknowledges it: the client makes that
+    // epoch current.
+    deliver(&mut world, 1, &data_frame(&burst[19]));
+    back = forward(&mut world, 1, 0, back, 1);
+    // Seven older frames arrive late; their acknowledgements reach the client. The window
+    // of the current epoch is still held (eight windows), so the client keeps using it.
+    for e in &burst[12..19] {
+        deliver(&mut world, 1, &data_frame(e));
+    }
+    back = forward(&mut world, 1, 0, back, 1);
+    assert!(
+        text(&mut world, b"A", &mut back),
+        "seven installs: still symmetric"
     );
-    // And once that is acknowledged, symmetric again.
-    let mark = world.wire[0].borrow().len();
-    world.send(0, conv, b"small again");
-    settle(&mut world);
-    assert!(envelopes(&world, 0, mark).iter().all(|e| e.0));
-    assert_eq!(
-        world.live[1].received.last().unwrap().1,
-        b"small again".to_vec()
+    // That envelope made the window the counselor's last used. Two more late frames, each
+    // arriving four times (the counselor acknowledges the copies again: only the first
+    // acknowledgement of a frame counts), leave it in place.
+    let mark = back;
+    for e in &burst[10..12] {
+        for _ in 0..4 {
+            deliver(&mut world, 1, &data_frame(e));
+            back = forward(&mut world, 1, 0, back, 1);
+        }
+    }
+    assert!(
+        back - mark >= 8,
+        "each copy was acknowledged again ({} frames)",
+        back - mark
     );
+    assert!(
+        text(&mut world, b"B", &mut back),
+        "used since: still symmetric"
+    );
+    // Eight more late frames: the window may be gone now (it is: least recently used).
+    for e in &burst[2..2 + max] {
+        deliver(&mut world, 1, &data_frame(e));
+    }
+    forward(&mut world, 1, 0, back, 1);
+    // So the client's next envelope is a public-key one, which the counselor opens.
+    // (Had the client kept its epoch, the text would go symmetric and be refused as
+    // `UnknownTag` until re-sealed.)
+    assert!(
+        !text(&mut world, b"after the burst", &mut back),
+        "public-key, starting a new epoch"
+    );
+    assert_eq!(world.live[1].received.len(), 1 + 18 + 3);
+    assert_eq!(refused(&world), refused_before, "nothing refused");
+    // Once that is acknowledged, symmetric again; the link heals and everything settles.
+    assert!(text(&mut world, b"small again", &mut back));
+    world.sim.network_mut().heal(&client, &counselor);
+    let until = world.now().saturating_add(Duration::from_secs(600));
+    world.run_until(until);
+    // The two frames of the burst never handed over arrive with their retransmissions.
+    assert_eq!(world.live[1].received.len(), 1 + 20 + 4);
+    assert_eq!(refused(&world), refused_before);
     world.assert_no_key_reuse(&roots);
 }

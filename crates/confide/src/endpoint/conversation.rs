@@ -238,8 +238,10 @@ impl OutgoingEpoch {
 /// frames arriving after the one whose epoch became current installs windows that push the
 /// current one out, and every symmetric envelope of it would be refused. So the first
 /// acknowledgement of each public-key frame that does not make its epoch current counts as a
-/// window installed after the current one's, and once [`MAX_EPOCHS_PER_CONVERSATION`] of them
-/// came the current epoch ends: the next envelope starts a new one.
+/// window installed after the current one's was last used (installed, or an envelope opened
+/// in it: an acknowledged symmetric envelope of it starts the count again), and once
+/// [`MAX_EPOCHS_PER_CONVERSATION`] of them came the current epoch ends: the next envelope
+/// starts a new one.
 ///
 /// [`MAX_EPOCHS_PER_CONVERSATION`]: confide_sealed::MAX_EPOCHS_PER_CONVERSATION
 #[derive(Default)]
@@ -247,8 +249,9 @@ pub(crate) struct SenderEpochs {
     /// The epoch the peer confirmed (it acknowledged the frame that started it): used for
     /// every envelope while it is usable.
     pub(crate) current: Option<OutgoingEpoch>,
-    /// Windows the peer installed after the current epoch's, as far as its acknowledgements
-    /// tell: public-key frames acknowledged since, whose epochs did not become current.
+    /// Windows the peer installed since it last used the current epoch's, as far as its
+    /// acknowledgements tell: public-key frames acknowledged since, whose epochs did not
+    /// become current.
     pub(crate) installed_since_current: usize,
     /// Epochs started by public-key envelopes in reliable frames not yet acknowledged, with
     /// those frames' ids, oldest first (at most [`MAX_PENDING_SENDER_EPOCHS`]). An

@@ -787,8 +787,10 @@ impl Endpoint {
     /// current (the peer installed its window just before acknowledging) and the pending ones
     /// started before it are forgotten. The first acknowledgement of any other public-key
     /// frame (one whose epoch we forgot, or started before the current one) counts as a
-    /// window the peer installed after the current one's; [`MAX_EPOCHS_PER_CONVERSATION`] of
-    /// them may have pushed it out, so it ends (see [`SenderEpochs`]).
+    /// window the peer installed after the current one's was last used;
+    /// [`MAX_EPOCHS_PER_CONVERSATION`] of them may have pushed it out, so it ends (see
+    /// [`SenderEpochs`]). An acknowledged symmetric envelope of the current epoch (the peer
+    /// used its window) starts the count again.
     ///
     /// [`MAX_EPOCHS_PER_CONVERSATION`]: confide_sealed::MAX_EPOCHS_PER_CONVERSATION
     pub(crate) fn confirm_epoch(&mut self, conversation: ConversationId, frame_id: FrameId) {
@@ -815,7 +817,11 @@ impl Endpoint {
                 && let Some(current) = epochs.current.as_mut()
                 && current.serial == serial
             {
+                // The peer opened an envelope of the current epoch, which made its window
+                // the last to go (order of last use): installs counted before no longer
+                // threaten it.
                 current.proven = true;
+                epochs.installed_since_current = 0;
             }
         } else if public_key_frame_waiting && epochs.current.is_some() {
             // The peer installed this frame's window when it handled the frame, after the
