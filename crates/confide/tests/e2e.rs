@@ -196,3 +196,80 @@ fn counselor_offline_for_a_day_still_gets_everything() {
     assert_eq!(world.live[1].delivered, n);
     assert!(world.sim.network().stats().dropped_by_partition > 0);
 }
+
+/// What one change set of the counselor writes when it sends a 1 KiB text after `days` days
+/// of 20 texts each way a day (a day is 40 texts 30 s apart, then 23 hours of quiet): the
+/// total, and the conversation record's share. Every record is weighed as the store gets it
+/// (`ChangeSet::written_bytes` of that record's key and value).
+fn bytes_of_a_text_after(days: u32) -> (usize, usize) {
+    let (mut world, _service) = pair(1, lossy(0, 0, 0));
+    world.verify_records = false;
+    let conv = common::connect(&mut world);
+    world.send(0, conv, b"hello");
+    let pause = |world: &mut common::World, d: Duration| {
+        let until = world.now().saturating_add(d);
+        world.run_until(until);
+        let _ = world.sim.run_until(&mut world.rng, until, usize::MAX);
+        world.handle_events();
+    };
+    pause(&mut world, Duration::from_secs(30));
+    let counselor_conv = world.endpoint(1).conversations()[0];
+    for day in 0..days {
+        for i in 0..20 {
+            world.send(0, conv, format!("client, day {day}, {i}").as_bytes());
+            pause(&mut world, Duration::from_secs(30));
+            world.send(
+                1,
+                counselor_conv,
+                format!("counselor, day {day}, {i}").as_bytes(),
+            );
+            pause(&mut world, Duration::from_secs(30));
+        }
+        pause(&mut world, Duration::from_hours(23));
+    }
+    world.persist_now(1);
+    world.defer_persist[1] = true;
+    world.command(1, |e, now, rng| {
+        e.send(rng, now, counselor_conv, &[b'x'; 1024]).unwrap();
+    });
+    let key = world.key.clone();
+    let node = world.nodes[1];
+    world
+        .sim
+        .command(&mut world.rng, node, |node, rng, _| {
+            let changes = node.endpoint.take_changes(rng, &key, b"account").unwrap();
+            let conversation: usize = changes
+                .puts()
+                .filter(|(k, _)| k.first() == Some(&0x03))
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
+            node.endpoint.confirm_persisted();
+            (changes.written_bytes(), conversation)
+        })
+        .unwrap()
+}
+
+/// **Known bug, not fixed yet** (issue 10, measured 2026-12-01): a text's change set grows
+/// with its conversation's past, because the conversation record (rewritten whole with every
+/// text: its session advanced) holds the policy's state, and that keeps the id of every
+/// expired, deleted or retired message (up to `MAX_TOMBSTONES` = 4,096, 16 bytes each) besides
+/// the messages still tracked. Measured with this scenario: after 2 days a 1 KiB text writes
+/// 9,191 B (conversation record 5,756 B), after 30 days 29,349 B (25,914 B), after 120 days
+/// 76,309 B (72,874 B, of which the policy's state about 65.7 KB). The issue's target is at most 4 KB whatever the
+/// history. The fix it needs: the policy's tombstones and tracked messages as records of their
+/// own (one small put per message tracked, retired or forgotten), like the outbox entries.
+/// Run it with `--ignored`.
+#[test]
+#[ignore = "known bug: a text's change set grows with its conversation's past (see the doc comment)"]
+fn known_bug_a_texts_change_set_grows_with_its_conversations_past() {
+    let (early, _) = bytes_of_a_text_after(2);
+    let (later, conversation) = bytes_of_a_text_after(30);
+    assert!(
+        later <= 4000,
+        "after 30 days: {later} B (conversation {conversation} B)"
+    );
+    assert!(
+        later <= early + 256,
+        "2 days: {early} B; 30 days: {later} B"
+    );
+}
