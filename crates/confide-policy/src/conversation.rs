@@ -211,9 +211,68 @@ pub struct ConversationPolicy {
     pending_deletes: BTreeMap<MessageId, PendingDelete>,
     pending_queue: ExpiryQueue<MessageId>,
     tombstones: VecDeque<MessageId>,
-    tombstone_set: BTreeSet<MessageId>,
+    tombstone_set: TombstoneOrder,
     events: VecDeque<PolicyEvent>,
+    /// Bookkeeping for incremental persistence, not state.
+    changes: EntryChanges,
 }
+
+/// The position of every tombstone in the order they were made, for stores that keep each
+/// tombstone as a record of its own ([`ConversationPolicy::entry_to_bytes`]): the oldest is
+/// forgotten first, so a restored state must know which that is. Positions are bookkeeping:
+/// two states with the same tombstones in the same order are equal whatever their positions.
+#[derive(Clone, Default)]
+struct TombstoneOrder {
+    position: BTreeMap<MessageId, u64>,
+    next: u64,
+}
+
+impl TombstoneOrder {
+    fn contains(&self, id: &MessageId) -> bool {
+        self.position.contains_key(id)
+    }
+
+    /// Gives `id` the next position; `false` if it already has one.
+    fn insert(&mut self, id: MessageId) -> bool {
+        if self.position.contains_key(&id) {
+            return false;
+        }
+        self.position.insert(id, self.next);
+        self.next = self.next.saturating_add(1);
+        true
+    }
+
+    fn remove(&mut self, id: &MessageId) {
+        self.position.remove(id);
+    }
+}
+
+impl PartialEq for TombstoneOrder {
+    fn eq(&self, other: &Self) -> bool {
+        self.position.keys().eq(other.position.keys())
+    }
+}
+
+impl Eq for TombstoneOrder {}
+
+/// Ids whose per-message entry (tracked message, pending delete or tombstone) was added,
+/// changed or removed since [`ConversationPolicy::take_changed_entries`]. Not state: two
+/// policies that differ only in it are equal.
+#[derive(Clone, Default)]
+struct EntryChanges(BTreeSet<MessageId>);
+
+impl PartialEq for EntryChanges {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for EntryChanges {}
+
+/// Kinds of a per-message entry ([`ConversationPolicy::entry_to_bytes`]).
+const ENTRY_TRACKED: u8 = 1;
+const ENTRY_PENDING_DELETE: u8 = 2;
+const ENTRY_TOMBSTONE: u8 = 3;
 
 impl fmt::Debug for ConversationPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -229,6 +288,7 @@ impl fmt::Debug for ConversationPolicy {
             tombstones,
             tombstone_set: _,
             events,
+            changes: _,
         } = self;
         f.debug_struct("ConversationPolicy")
             .field("local", local)
@@ -259,8 +319,9 @@ impl ConversationPolicy {
             pending_deletes: BTreeMap::new(),
             pending_queue: ExpiryQueue::new(),
             tombstones: VecDeque::new(),
-            tombstone_set: BTreeSet::new(),
+            tombstone_set: TombstoneOrder::default(),
             events: VecDeque::new(),
+            changes: EntryChanges::default(),
         }
     }
 
@@ -364,6 +425,7 @@ impl ConversationPolicy {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some((id, _)) = self.message_queue.pop_due(now) {
             if let Some(message) = self.messages.remove(&id) {
+                self.changes.0.insert(id);
                 self.tombstone(id);
                 if self.deadline(&message).is_some_and(|d| d <= now) {
                     self.events.push_back(PolicyEvent::Expired { id });
@@ -372,6 +434,7 @@ impl ConversationPolicy {
         }
         while let Some((target, _)) = self.pending_queue.pop_due(now) {
             self.pending_deletes.remove(&target);
+            self.changes.0.insert(target);
             self.tombstone(target);
         }
     }
@@ -866,8 +929,10 @@ impl ConversationPolicy {
             && let Some((oldest, _)) = self.pending_queue.pop_first()
         {
             self.pending_deletes.remove(&oldest);
+            self.changes.0.insert(oldest);
             self.tombstone(oldest);
         }
+        self.changes.0.insert(target);
         self.pending_deletes.insert(
             target,
             PendingDelete {
@@ -911,7 +976,9 @@ impl ConversationPolicy {
 
     fn drop_pending_delete(&mut self, target: &MessageId) {
         self.pending_queue.cancel(target);
-        self.pending_deletes.remove(target);
+        if self.pending_deletes.remove(target).is_some() {
+            self.changes.0.insert(*target);
+        }
     }
 
     fn id_in_use(&self, id: &MessageId) -> bool {
@@ -960,22 +1027,26 @@ impl ConversationPolicy {
             self.message_queue.insert(id, at);
         }
         self.messages.insert(id, message);
+        self.changes.0.insert(id);
     }
 
     /// Forgets a message except its id (tombstone).
     fn erase(&mut self, id: MessageId) {
         self.message_queue.cancel(&id);
         self.messages.remove(&id);
+        self.changes.0.insert(id);
         self.tombstone(id);
     }
 
     fn tombstone(&mut self, id: MessageId) {
         if self.tombstone_set.insert(id) {
             self.tombstones.push_back(id);
+            self.changes.0.insert(id);
         }
         while self.tombstones.len() > MAX_TOMBSTONES {
             if let Some(oldest) = self.tombstones.pop_front() {
                 self.tombstone_set.remove(&oldest);
+                self.changes.0.insert(oldest);
             }
         }
     }
@@ -997,6 +1068,7 @@ impl ConversationPolicy {
         }
         message.read_at = Some(now);
         let updated = *message;
+        self.changes.0.insert(id);
         if let Some(at) = self.scheduled_time(&updated) {
             self.message_queue.insert(id, at);
         }
@@ -1082,46 +1154,8 @@ impl ConversationPolicy {
                 });
             }
             previous = Some(id);
-            let author = crate::retention::read_side(&mut r, "author")?;
-            let local_time = Timestamp::from_millis(r.u64()?);
-            let claimed_send_time = Timestamp::from_millis(r.u64()?);
-            let policy = RetentionPolicy::read(&mut r)?;
-            if org.clamp(policy) != policy {
-                return Err(DecodeError::InvalidValue {
-                    field: "message policy outside org bounds",
-                });
-            }
-            if author == local && claimed_send_time != local_time {
-                return Err(DecodeError::InvalidValue {
-                    field: "own message times",
-                });
-            }
-            let read_at = if r.bool("read flag")? {
-                if !matches!(
-                    policy,
-                    RetentionPolicy::Expire {
-                        start: StartRule::AfterRead,
-                        ..
-                    }
-                ) {
-                    return Err(DecodeError::InvalidValue {
-                        field: "read time without after-read timer",
-                    });
-                }
-                Some(Timestamp::from_millis(r.u64()?))
-            } else {
-                None
-            };
-            state.track(
-                id,
-                TrackedMessage {
-                    author,
-                    local_time,
-                    claimed_send_time,
-                    policy,
-                    read_at,
-                },
-            );
+            let message = read_tracked(&mut r, local, org)?;
+            state.track(id, message);
         }
 
         let count = r.count32("pending deletes", MAX_PENDING_DELETES)?;
@@ -1162,8 +1196,226 @@ impl ConversationPolicy {
             state.tombstones.push_back(id);
         }
         r.finish()?;
+        // Restored from storage: nothing is waiting to be written.
+        state.changes = EntryChanges::default();
         Ok(state)
     }
+
+    // ---- persistence entry by entry ------------------------------------------------------
+
+    /// The state without its per-message entries: [`to_bytes`](Self::to_bytes)'s layout with
+    /// no tracked messages, pending deletes or tombstones (three zero counts). A store that
+    /// keeps each entry as a record of its own ([`entry_to_bytes`](Self::entry_to_bytes))
+    /// writes this beside them, so a change to one message does not rewrite the others.
+    /// Refused while events wait to be polled.
+    pub fn to_bytes_without_entries(&self) -> Result<Zeroizing<Vec<u8>>, StateEncodeError> {
+        if !self.events.is_empty() {
+            return Err(StateEncodeError::EventsNotDrained {
+                count: self.events.len(),
+            });
+        }
+        let mut w = Writer::with_capacity(64);
+        w.u8(STATE_VERSION).u8(self.local.to_byte());
+        self.org.write(&mut w);
+        self.current.write(&mut w);
+        w.u8(self.closed_by.map_or(0, Side::to_byte));
+        w.u32(0).u32(0).u32(0);
+        Ok(w.into_zeroizing())
+    }
+
+    /// Whether the state holds any per-message entry.
+    #[must_use]
+    pub fn has_entries(&self) -> bool {
+        !(self.messages.is_empty() && self.pending_deletes.is_empty() && self.tombstones.is_empty())
+    }
+
+    /// The ids of every per-message entry (tracked messages, pending deletes and tombstones;
+    /// an id is in at most one of them), ascending.
+    #[must_use]
+    pub fn entry_ids(&self) -> Vec<MessageId> {
+        let mut ids: Vec<MessageId> = self
+            .messages
+            .keys()
+            .chain(self.pending_deletes.keys())
+            .chain(self.tombstone_set.position.keys())
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The ids whose entry was added, changed or removed since the previous call (or since
+    /// the state was created or restored), ascending; forgets them. Write
+    /// [`entry_to_bytes`](Self::entry_to_bytes) of each, or delete the entry where that is
+    /// `None`.
+    pub fn take_changed_entries(&mut self) -> BTreeSet<MessageId> {
+        core::mem::take(&mut self.changes.0)
+    }
+
+    /// The entry of `id` as canonical bytes (layout in `docs/policy.md`, "State entry by
+    /// entry"), or `None` if the state holds nothing about `id`.
+    #[must_use]
+    pub fn entry_to_bytes(&self, id: &MessageId) -> Option<Zeroizing<Vec<u8>>> {
+        let mut w = Writer::with_capacity(40);
+        if let Some(m) = self.messages.get(id) {
+            w.u8(ENTRY_TRACKED)
+                .u8(m.author.to_byte())
+                .u64(m.local_time.as_millis())
+                .u64(m.claimed_send_time.as_millis());
+            m.policy.write(&mut w);
+            match m.read_at {
+                None => w.u8(0),
+                Some(t) => w.u8(1).u64(t.as_millis()),
+            };
+        } else if let Some(p) = self.pending_deletes.get(id) {
+            w.u8(ENTRY_PENDING_DELETE)
+                .u64(p.delete_claimed_send_time.as_millis())
+                .u64(p.received_at.as_millis());
+        } else if let Some(position) = self.tombstone_set.position.get(id) {
+            w.u8(ENTRY_TOMBSTONE).u64(*position);
+        } else {
+            return None;
+        }
+        Some(w.into_zeroizing())
+    }
+
+    /// Restores the per-message entries of a state read with [`from_bytes`](Self::from_bytes)
+    /// from a [`to_bytes_without_entries`](Self::to_bytes_without_entries) form, each as
+    /// [`entry_to_bytes`](Self::entry_to_bytes) wrote it under its id. All or nothing, and
+    /// strict: ids must be strictly ascending, the state must hold no entry yet, each entry is
+    /// checked like its part of [`from_bytes`](Self::from_bytes), the limits hold, and no two
+    /// tombstones share a position. The restored state has no changed entries.
+    pub fn with_entries<'a>(
+        self,
+        entries: impl IntoIterator<Item = (MessageId, &'a [u8])>,
+    ) -> Result<Self, DecodeError> {
+        if self.has_entries() {
+            return Err(DecodeError::InvalidValue {
+                field: "policy entries restored twice",
+            });
+        }
+        let mut state = self;
+        let mut previous: Option<MessageId> = None;
+        let mut tombstones: BTreeMap<u64, MessageId> = BTreeMap::new();
+        for (id, bytes) in entries {
+            if previous.is_some_and(|p| p >= id) {
+                return Err(DecodeError::InvalidValue {
+                    field: "policy entry order",
+                });
+            }
+            previous = Some(id);
+            let mut r = Reader::new(bytes);
+            match r.u8()? {
+                ENTRY_TRACKED => {
+                    if state.messages.len() >= MAX_TRACKED_MESSAGES {
+                        return Err(DecodeError::TooLong {
+                            field: "tracked messages",
+                            len: state.messages.len().saturating_add(1),
+                            max: MAX_TRACKED_MESSAGES,
+                        });
+                    }
+                    let message = read_tracked(&mut r, state.local, state.org)?;
+                    state.track(id, message);
+                }
+                ENTRY_PENDING_DELETE => {
+                    if state.pending_deletes.len() >= MAX_PENDING_DELETES {
+                        return Err(DecodeError::TooLong {
+                            field: "pending deletes",
+                            len: state.pending_deletes.len().saturating_add(1),
+                            max: MAX_PENDING_DELETES,
+                        });
+                    }
+                    let delete_claimed_send_time = Timestamp::from_millis(r.u64()?);
+                    let received_at = Timestamp::from_millis(r.u64()?);
+                    state.pending_deletes.insert(
+                        id,
+                        PendingDelete {
+                            delete_claimed_send_time,
+                            received_at,
+                        },
+                    );
+                    state
+                        .pending_queue
+                        .insert(id, received_at.saturating_add(PENDING_DELETE_LIFETIME));
+                }
+                ENTRY_TOMBSTONE => {
+                    if tombstones.len() >= MAX_TOMBSTONES {
+                        return Err(DecodeError::TooLong {
+                            field: "tombstones",
+                            len: tombstones.len().saturating_add(1),
+                            max: MAX_TOMBSTONES,
+                        });
+                    }
+                    if tombstones.insert(r.u64()?, id).is_some() {
+                        return Err(DecodeError::InvalidValue {
+                            field: "tombstone position repeated",
+                        });
+                    }
+                }
+                _ => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "policy entry kind",
+                    });
+                }
+            }
+            r.finish()?;
+        }
+        for (position, id) in &tombstones {
+            state.tombstone_set.position.insert(*id, *position);
+            state.tombstones.push_back(*id);
+        }
+        state.tombstone_set.next = tombstones
+            .last_key_value()
+            .map_or(0, |(last, _)| last.saturating_add(1));
+        state.changes = EntryChanges::default();
+        Ok(state)
+    }
+}
+
+/// Reads a tracked message's fields (after its id), checking them against the conversation's
+/// side and organisation bounds.
+fn read_tracked(
+    r: &mut Reader<'_>,
+    local: Side,
+    org: OrgBounds,
+) -> Result<TrackedMessage, DecodeError> {
+    let author = crate::retention::read_side(r, "author")?;
+    let local_time = Timestamp::from_millis(r.u64()?);
+    let claimed_send_time = Timestamp::from_millis(r.u64()?);
+    let policy = RetentionPolicy::read(r)?;
+    if org.clamp(policy) != policy {
+        return Err(DecodeError::InvalidValue {
+            field: "message policy outside org bounds",
+        });
+    }
+    if author == local && claimed_send_time != local_time {
+        return Err(DecodeError::InvalidValue {
+            field: "own message times",
+        });
+    }
+    let read_at = if r.bool("read flag")? {
+        if !matches!(
+            policy,
+            RetentionPolicy::Expire {
+                start: StartRule::AfterRead,
+                ..
+            }
+        ) {
+            return Err(DecodeError::InvalidValue {
+                field: "read time without after-read timer",
+            });
+        }
+        Some(Timestamp::from_millis(r.u64()?))
+    } else {
+        None
+    };
+    Ok(TrackedMessage {
+        author,
+        local_time,
+        claimed_send_time,
+        policy,
+        read_at,
+    })
 }
 
 /// Sorted, deduplicated ids.

@@ -16,6 +16,7 @@ use confide_policy::{
     OrgBounds, PolicyEvent, RetentionDuration, RetentionPolicy, Side, StartRule, TimerSetting,
     UnsendError,
 };
+use std::collections::BTreeSet;
 
 const T0: Timestamp = Timestamp::from_millis(1_750_000_000_000);
 
@@ -678,6 +679,140 @@ fn state_survives_serialization_with_pending_expiries() {
     b.handle_timeout(later);
     assert_eq!(drain(&mut restored), drain(&mut b));
     assert_eq!(restored, b);
+}
+
+/// Restores `p` the way an incremental store holds it: the state without entries, and each
+/// entry as a record of its own (all of them, ascending).
+fn restored_entry_by_entry(p: &ConversationPolicy) -> ConversationPolicy {
+    let entries: Vec<(MessageId, Vec<u8>)> = p
+        .entry_ids()
+        .into_iter()
+        .map(|id| (id, p.entry_to_bytes(&id).unwrap().to_vec()))
+        .collect();
+    ConversationPolicy::from_bytes(&p.to_bytes_without_entries().unwrap())
+        .unwrap()
+        .with_entries(entries.iter().map(|(id, e)| (*id, e.as_slice())))
+        .unwrap()
+}
+
+/// Tombstones kept entry by entry keep their order across a restore: beyond
+/// `MAX_TOMBSTONES` the restored state forgets the same oldest ids, in the same order, as one
+/// that was never stored.
+#[test]
+fn tombstones_restored_entry_by_entry_are_forgotten_oldest_first() {
+    let (mut a, mut b) = pair(RetentionPolicy::after_send(MIN_RETENTION));
+    // Ids arrive, a millisecond apart, in an order unlike their byte order, so they expire
+    // (and become tombstones) in an order unlike the stored keys' order (ascending ids).
+    for (k, n) in (0..(MAX_TOMBSTONES as u32 - 5)).rev().enumerate() {
+        let now = at(Duration::from_millis(k as u64));
+        let f = a.send_text(id(n), b"", now).unwrap();
+        let _ = b.handle_incoming(f.as_bytes(), now).unwrap();
+    }
+    b.handle_timeout(at(Duration::from_mins(61)));
+    drain(&mut b);
+    let _ = b.take_changed_entries();
+    let mut restored = restored_entry_by_entry(&b);
+    assert_eq!(restored, b);
+    assert!(
+        restored.take_changed_entries().is_empty(),
+        "restoring is not a change"
+    );
+    let now = at(Duration::from_mins(62));
+    for n in 100_000..100_020 {
+        let f = a.send_text(id(n), b"", now).unwrap();
+        let _ = b.handle_incoming(f.as_bytes(), now).unwrap();
+        let _ = restored.handle_incoming(f.as_bytes(), now).unwrap();
+    }
+    let later = at(Duration::from_hours(3));
+    b.handle_timeout(later);
+    restored.handle_timeout(later);
+    assert_eq!(drain(&mut restored), drain(&mut b));
+    assert_eq!(&*restored.to_bytes().unwrap(), &*b.to_bytes().unwrap());
+    // The 15 oldest (the first delivered: the highest ids) are gone in both, the newest
+    // of the first ones kept.
+    let top = MAX_TOMBSTONES as u32 - 6;
+    assert!(!restored.is_tombstoned(&id(top)));
+    assert!(restored.is_tombstoned(&id(0)));
+    // Every change is reported: the new tombstones and the forgotten ones.
+    let changed = restored.take_changed_entries();
+    assert!(changed.contains(&id(top)) && changed.contains(&id(100_019)));
+    assert_eq!(restored.entry_to_bytes(&id(top)), None);
+    assert_eq!(changed.len(), 20 + 15);
+}
+
+#[test]
+fn entries_are_restored_strictly() {
+    let (mut a, mut b) = pair(hour());
+    let f = a.send_text(id(1), b"m", T0).unwrap();
+    let _ = b.handle_incoming(f.as_bytes(), T0).unwrap();
+    let pending = raw(
+        id(20),
+        T0,
+        a.current_timer(),
+        Body::Delete { target: id(21) },
+    );
+    let _ = b.handle_incoming(&pending, T0).unwrap();
+    let g = a.send_text(id(2), b"m", T0).unwrap();
+    let _ = b.handle_incoming(g.as_bytes(), T0).unwrap();
+    let _ = b.handle_incoming(
+        &raw(id(3), T0, a.current_timer(), Body::Delete { target: id(2) }),
+        T0,
+    );
+    drain(&mut b);
+    let core = b.to_bytes_without_entries().unwrap();
+    let entries: Vec<(MessageId, Vec<u8>)> = b
+        .entry_ids()
+        .into_iter()
+        .map(|i| (i, b.entry_to_bytes(&i).unwrap().to_vec()))
+        .collect();
+    assert_eq!(
+        entries.len(),
+        3,
+        "a tracked message, a pending delete, a tombstone"
+    );
+    let kinds: BTreeSet<u8> = entries.iter().map(|(_, e)| e[0]).collect();
+    assert_eq!(kinds, [1, 2, 3].into());
+    let restore = |list: &[(MessageId, Vec<u8>)]| {
+        ConversationPolicy::from_bytes(&core)
+            .unwrap()
+            .with_entries(list.iter().map(|(i, e)| (*i, e.as_slice())))
+    };
+    assert_eq!(restore(&entries).unwrap(), b);
+    // Out of order or repeated ids.
+    let mut reversed = entries.clone();
+    reversed.reverse();
+    assert!(restore(&reversed).is_err());
+    let mut repeated = entries.clone();
+    repeated.push(entries[2].clone());
+    assert!(restore(&repeated).is_err());
+    // Every entry: trailing bytes, every truncation, an unknown kind.
+    for k in 0..entries.len() {
+        let mut broken = entries.clone();
+        broken[k].1.push(0);
+        assert!(restore(&broken).is_err());
+        for cut in 0..entries[k].1.len() {
+            let mut broken = entries.clone();
+            broken[k].1.truncate(cut);
+            assert!(restore(&broken).is_err());
+        }
+        let mut broken = entries.clone();
+        broken[k].1[0] = 4;
+        assert!(restore(&broken).is_err());
+    }
+    // Two tombstones in one position.
+    let t = entries.iter().find(|(_, e)| e[0] == 3).unwrap().clone();
+    let mut twice = entries.clone();
+    twice.push((id(99), t.1.clone()));
+    twice.sort();
+    assert!(restore(&twice).is_err());
+    // Entries into a state that has them already.
+    let full = b.to_bytes().unwrap();
+    assert!(
+        ConversationPolicy::from_bytes(&full)
+            .unwrap()
+            .with_entries(core::iter::empty())
+            .is_err()
+    );
 }
 
 #[test]

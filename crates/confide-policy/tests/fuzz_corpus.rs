@@ -1,6 +1,7 @@
 //! Replays the fuzz corpora (`fuzz/corpus/policy_content`, `fuzz/corpus/policy_state`) through
 //! the fuzz targets' checks (`confide_test_support::fuzzing::policy_*`): no panic, and whatever
-//! decodes re-encodes to the same bytes. Set `CONFIDE_REGENERATE_CORPUS=1` to (re)write the
+//! decodes re-encodes to the same bytes (`policy_state` seeds hold states whole and entry by
+//! entry). Set `CONFIDE_REGENERATE_CORPUS=1` to (re)write the
 //! seed files from the scripted scenario.
 #![allow(
     clippy::unwrap_used,
@@ -23,7 +24,13 @@ fn corpora_replay() {
     if corpus::regenerate_requested() {
         let s = common::scenario();
         corpus::write("policy_content", &seeds(&s.frames));
-        corpus::write("policy_state", &seeds(&s.states));
+        // Each state whole, and entry by entry (`fuzzing::POLICY_ENTRY_BY_ENTRY`).
+        let mut states = seeds(&s.states);
+        for (_, bytes) in &s.states {
+            let state = ConversationPolicy::from_bytes(bytes).unwrap();
+            states.push(fuzzing::policy_state_entry_form(&state));
+        }
+        corpus::write("policy_state", &states);
     }
     let frames = corpus::replay("policy_content", fuzzing::policy_content);
     assert!(
@@ -36,5 +43,12 @@ fn corpora_replay() {
             .iter()
             .any(|b| ConversationPolicy::from_bytes(b).is_ok()),
         "no seed of policy_state decodes"
+    );
+    assert!(
+        states
+            .iter()
+            .filter(|b| b.first() == Some(&fuzzing::POLICY_ENTRY_BY_ENTRY))
+            .any(|b| b.len() > 40),
+        "no seed of policy_state holds a state with entries, entry by entry"
     );
 }

@@ -165,6 +165,9 @@ struct Party {
     visible: BTreeMap<MessageId, Visible>,
     surfaced_ever: BTreeSet<MessageId>,
     sent: Vec<MessageId>,
+    /// What an incremental store holds of the policy's per-message entries, kept up to date
+    /// from `take_changed_entries` at every persist.
+    stored_entries: BTreeMap<MessageId, Vec<u8>>,
 }
 
 struct Sim {
@@ -198,6 +201,7 @@ impl Sim {
             visible: BTreeMap::new(),
             surfaced_ever: BTreeSet::new(),
             sent: Vec::new(),
+            stored_entries: BTreeMap::new(),
         };
         Self {
             org,
@@ -478,10 +482,41 @@ impl Sim {
             }
             Op::Persist { side } => {
                 if self.persist {
-                    let bytes = self.parties[side].policy.to_bytes().unwrap();
+                    let party = &mut self.parties[side];
+                    let bytes = party.policy.to_bytes().unwrap();
                     let restored = ConversationPolicy::from_bytes(&bytes).unwrap();
-                    assert!(restored == self.parties[side].policy);
-                    self.parties[side].policy = restored;
+                    assert!(restored == party.policy);
+                    // Entry by entry, as an incremental store keeps it: only what changed is
+                    // written, and the store then holds exactly the state's entries.
+                    for id in party.policy.take_changed_entries() {
+                        match party.policy.entry_to_bytes(&id) {
+                            Some(entry) => {
+                                party.stored_entries.insert(id, entry.to_vec());
+                            }
+                            None => {
+                                party.stored_entries.remove(&id);
+                            }
+                        }
+                    }
+                    assert_eq!(
+                        party.stored_entries.keys().copied().collect::<Vec<_>>(),
+                        party.policy.entry_ids()
+                    );
+                    let core = party.policy.to_bytes_without_entries().unwrap();
+                    let from_entries = ConversationPolicy::from_bytes(&core)
+                        .unwrap()
+                        .with_entries(
+                            party
+                                .stored_entries
+                                .iter()
+                                .map(|(id, e)| (*id, e.as_slice())),
+                        )
+                        .unwrap();
+                    assert!(from_entries == party.policy);
+                    assert_eq!(&*from_entries.to_bytes().unwrap(), &*bytes);
+                    // Go on from the state restored entry by entry (tombstone positions
+                    // continue from the stored ones).
+                    party.policy = from_entries;
                 }
             }
         }

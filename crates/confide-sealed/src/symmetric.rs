@@ -20,7 +20,7 @@
 //! Byte-level specification: `docs/sealed-sender.md` §9.
 
 use core::fmt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use confide_crypto::{
     CryptoError, Timestamp,
@@ -919,6 +919,9 @@ pub struct TagDirectory<K> {
     /// (least recently used first). They join `windows` and `index` before the first lookup, or when their
     /// conversation's windows change.
     stored: BTreeMap<K, Vec<StoredTagWindow>>,
+    /// Conversations whose windows changed since [`TagDirectory::take_changed`]
+    /// (bookkeeping for incremental persistence, not state).
+    changed: BTreeSet<K>,
 }
 
 impl<K> fmt::Debug for TagDirectory<K> {
@@ -927,6 +930,7 @@ impl<K> fmt::Debug for TagDirectory<K> {
             windows,
             index,
             stored,
+            changed: _,
         } = self;
         f.debug_struct("TagDirectory")
             .field("conversations", &windows.len())
@@ -950,7 +954,17 @@ impl<K: Ord + Clone> TagDirectory<K> {
             windows: BTreeMap::new(),
             index: BTreeMap::new(),
             stored: BTreeMap::new(),
+            changed: BTreeSet::new(),
         }
+    }
+
+    /// The conversations whose windows changed (installed, opened in, committed to, dropped,
+    /// restored or removed) since the previous call, and forgets them: what a store that
+    /// keeps each conversation's [`TagDirectory::stored_windows`] as a record of its own
+    /// rewrites (or deletes, where a conversation has none left). Deriving the tags of
+    /// restored windows changes nothing.
+    pub fn take_changed(&mut self) -> BTreeSet<K> {
+        core::mem::take(&mut self.changed)
     }
 
     /// Adds `window` as the newest epoch of `conversation`, dropping the least recently
@@ -966,6 +980,7 @@ impl<K: Ord + Clone> TagDirectory<K> {
         for tag in window.expected_tags() {
             self.index.insert(*tag, conversation.clone());
         }
+        self.changed.insert(conversation.clone());
         list.push(window);
         while list.len() > MAX_EPOCHS_PER_CONVERSATION {
             let old = list.remove(0);
@@ -1004,6 +1019,7 @@ impl<K: Ord + Clone> TagDirectory<K> {
         let excess = kept.len().saturating_sub(MAX_EPOCHS_PER_CONVERSATION);
         kept.drain(..excess);
         if !kept.is_empty() {
+            self.changed.insert(conversation.clone());
             self.stored.insert(conversation, kept);
         }
     }
@@ -1011,8 +1027,12 @@ impl<K: Ord + Clone> TagDirectory<K> {
     /// Derives the tags of `conversation`'s stored windows, if it has any.
     fn derive_stored(&mut self, conversation: &K) {
         if let Some(stored) = self.stored.remove(conversation) {
+            let was_changed = self.changed.contains(conversation);
             for window in stored {
                 self.install(conversation.clone(), window.into_window());
+            }
+            if !was_changed {
+                self.changed.remove(conversation);
             }
         }
     }
@@ -1020,16 +1040,23 @@ impl<K: Ord + Clone> TagDirectory<K> {
     /// Derives the tags of every stored window (before a lookup, which must see them all).
     fn derive_all_stored(&mut self) {
         while let Some((conversation, stored)) = self.stored.pop_first() {
+            let was_changed = self.changed.contains(&conversation);
             for window in stored {
                 self.install(conversation.clone(), window.into_window());
+            }
+            if !was_changed {
+                self.changed.remove(&conversation);
             }
         }
     }
 
     /// Forgets a conversation's windows (closed, or its session replaced).
     pub fn remove(&mut self, conversation: &K) {
-        self.stored.remove(conversation);
+        if self.stored.remove(conversation).is_some() {
+            self.changed.insert(conversation.clone());
+        }
         if let Some(list) = self.windows.remove(conversation) {
+            self.changed.insert(conversation.clone());
             for window in &list {
                 for tag in window.expected_tags() {
                     if self.index.get(tag) == Some(conversation) {
@@ -1104,6 +1131,7 @@ impl<K: Ord + Clone> TagDirectory<K> {
             .ok_or(SymmetricOpenError::UnknownTag)?;
         let (payload, change) = window.open_parsed(now, roots, &parsed)?;
         move_to_newest(list, position);
+        self.changed.insert(conversation.clone());
         self.apply(&conversation, change);
         Ok((conversation, payload))
     }
@@ -1159,6 +1187,7 @@ impl<K: Ord + Clone> TagDirectory<K> {
             return false;
         };
         move_to_newest(list, position);
+        self.changed.insert(conversation.clone());
         self.apply(conversation, change);
         true
     }

@@ -18,7 +18,16 @@ use confide_crypto::Duration;
 /// Version 7 adds to each conversation record how its peer was verified (by short code or
 /// by referral) and its failed code attempts; version 5 and 6 records still load (not
 /// verified, no failed attempts) and are rewritten as version 7 when they change.
-pub const ENDPOINT_STATE_VERSION: u8 = 7;
+/// Version 8 moves the conversation policy's per-message entries (tracked messages, pending
+/// deletes, tombstones) out of the conversation record into records of their own, so that a
+/// text no longer rewrites the whole history of its conversation; version 5 to 7 records
+/// still load, and a conversation loaded from one is rewritten, with its entries, in the next
+/// change set.
+pub const ENDPOINT_STATE_VERSION: u8 = 8;
+
+/// A previous [`ENDPOINT_STATE_VERSION`], still read: its conversation records hold the
+/// policy's per-message entries.
+pub const ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE: u8 = 7;
 
 /// A previous [`ENDPOINT_STATE_VERSION`], still read: its conversation records have no
 /// verification fields.

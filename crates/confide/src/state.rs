@@ -13,7 +13,10 @@ use confide_crypto::{
 };
 use confide_policy::{
     ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, StartRule,
-    limits::MAX_IDS_PER_FRAME,
+    limits::{
+        MAX_IDS_PER_FRAME, MAX_PENDING_DELETES, MAX_TOMBSTONES as MAX_POLICY_TOMBSTONES,
+        MAX_TRACKED_MESSAGES,
+    },
 };
 use confide_sealed::{
     DeliveryToken, MAX_EPOCHS_PER_CONVERSATION, MAX_SENDER_CERTIFICATE_LEN, ProfileKey, Role,
@@ -27,12 +30,15 @@ use confide_transport::{Address, Delivery, FrameId, consts::MAX_ADDRESS_LEN};
 use zeroize::Zeroizing;
 
 use crate::consts::{
-    ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
-    ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION, MAX_CLOSED_CONVERSATIONS, MAX_CODE_FAILURES,
-    MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS,
-    MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
+    ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
+    ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
+    MAX_CLOSED_CONVERSATIONS, MAX_CODE_FAILURES, MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS,
+    MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED,
+    MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
 };
-use crate::endpoint::conversation::{Conversation, GivenUp, SentKind, SentRecord, Tombstone};
+use crate::endpoint::conversation::{
+    Conversation, Delivered, DeliveredLog, GivenUp, SentKind, SentRecord, Tombstone,
+};
 use crate::endpoint::tracked::{ControlSeen, Tracked};
 use crate::endpoint::{
     AckPolicy, Endpoint, EndpointConfig, EndpointStats, Persistence, Verification,
@@ -160,8 +166,14 @@ const KEY_GIVEN_UP: u8 = 6;
 const KEY_CONTROL: u8 = 7;
 const KEY_OUTBOX: u8 = 8;
 const KEY_SEEN: u8 = 9;
-/// Longest record key: a tag and a frame id.
-const MAX_RECORD_KEY_LEN: usize = 1 + FrameId::LEN;
+const KEY_POLICY_ENTRY: u8 = 10;
+const KEY_WINDOWS: u8 = 11;
+const KEY_DELIVERED: u8 = 12;
+/// Longest record key: a tag, a conversation id and a message id.
+const MAX_RECORD_KEY_LEN: usize = 1 + 8 + MessageId::LEN;
+/// Most per-message entries one conversation's policy holds.
+const MAX_POLICY_ENTRIES: usize =
+    MAX_TRACKED_MESSAGES + MAX_PENDING_DELETES + MAX_POLICY_TOMBSTONES;
 /// Most records one endpoint state can hold: two singletons plus every bounded collection.
 const MAX_RECORDS: usize = 2
     + MAX_CONVERSATIONS
@@ -170,7 +182,9 @@ const MAX_RECORDS: usize = 2
     + 2 * confide_transport::consts::MAX_OUTBOX_MESSAGES
     + MAX_GIVEN_UP_REMEMBERED
     + MAX_CONTROL_FRAMES_REMEMBERED
-    + confide_transport::consts::MAX_DEDUP_ENTRIES;
+    + confide_transport::consts::MAX_DEDUP_ENTRIES
+    + (MAX_CONVERSATIONS + MAX_CLOSED_CONVERSATIONS)
+        * (MAX_POLICY_ENTRIES + 1 + MAX_RECENTLY_DELIVERED);
 
 /// Which record: its byte form (a tag, then the id) is the record's key in a store, and part
 /// of the associated data its encryption is bound to. Keys sort like their byte forms.
@@ -191,6 +205,15 @@ pub(crate) enum RecordKey {
     Outbox(FrameId),
     /// The delivery machine's dedup-window entry.
     Seen(FrameId),
+    /// One per-message entry of a conversation's policy: a tracked message, a pending delete
+    /// or a tombstone (version 8 on; before, the conversation record held them all).
+    PolicyEntry(ConversationId, MessageId),
+    /// The windows of a conversation's symmetric epochs (version 8 on; before, in the
+    /// conversation record).
+    Windows(ConversationId),
+    /// One of our texts the peer acknowledged, by conversation and arrival order (version 8
+    /// on; before, in the conversation record).
+    Delivered(ConversationId, u64),
 }
 
 impl RecordKey {
@@ -223,6 +246,20 @@ impl RecordKey {
                 out.push(tag);
                 out.extend_from_slice(f.as_bytes());
             }
+            Self::PolicyEntry(c, m) => {
+                out.push(KEY_POLICY_ENTRY);
+                out.extend_from_slice(&c.0.to_be_bytes());
+                out.extend_from_slice(&m.to_bytes());
+            }
+            Self::Windows(c) => {
+                out.push(KEY_WINDOWS);
+                out.extend_from_slice(&c.0.to_be_bytes());
+            }
+            Self::Delivered(c, order) => {
+                out.push(KEY_DELIVERED);
+                out.extend_from_slice(&c.0.to_be_bytes());
+                out.extend_from_slice(&order.to_be_bytes());
+            }
         }
         out
     }
@@ -240,6 +277,11 @@ impl RecordKey {
             KEY_CONTROL => Self::Control(read_frame_id(&mut r)?),
             KEY_OUTBOX => Self::Outbox(read_frame_id(&mut r)?),
             KEY_SEEN => Self::Seen(read_frame_id(&mut r)?),
+            KEY_POLICY_ENTRY => {
+                Self::PolicyEntry(ConversationId(r.u64()?), MessageId::from_bytes(r.array()?))
+            }
+            KEY_WINDOWS => Self::Windows(ConversationId(r.u64()?)),
+            KEY_DELIVERED => Self::Delivered(ConversationId(r.u64()?), r.u64()?),
             _ => {
                 return Err(DecodeError::InvalidValue {
                     field: "record key",
@@ -507,10 +549,7 @@ impl Endpoint {
         let plain = storage::open(key, StateKind::Endpoint, slot, blob)?;
         let mut r = plain.reader();
         let version = r.u8()?;
-        if version != ENDPOINT_STATE_VERSION
-            && version != ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION
-            && version != ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE
-        {
+        if !is_readable_version(version) {
             return Err(DecodeError::UnknownVersion {
                 what: "endpoint state",
                 found: version,
@@ -544,6 +583,20 @@ impl Endpoint {
         let journal = &mut self.journal;
         for id in self.conversations.take_changed() {
             journal.mark(RecordKey::Conversation(id));
+            // A policy changes only through its conversation, so its changed entries are all
+            // in conversations noted as changed. (A removed conversation's entries were
+            // noted for deletion when it was removed.)
+            if let Some(c) = self.conversations.get_mut_unnoted(&id) {
+                for message in c.policy.take_changed_entries() {
+                    journal.mark(RecordKey::PolicyEntry(id, message));
+                }
+                for order in c.recently_delivered.take_changed() {
+                    journal.mark(RecordKey::Delivered(id, order));
+                }
+            }
+        }
+        for id in self.tag_directory.take_changed() {
+            journal.mark(RecordKey::Windows(id));
         }
         for id in self.tombstones.take_changed() {
             journal.mark(RecordKey::Tombstone(id));
@@ -586,6 +639,25 @@ impl Endpoint {
         keys.extend(self.control_seen.ids().map(RecordKey::Control));
         keys.extend(entries.outbox.into_iter().map(RecordKey::Outbox));
         keys.extend(entries.seen.into_iter().map(RecordKey::Seen));
+        for (id, c) in self.conversations.iter() {
+            keys.extend(
+                c.policy
+                    .entry_ids()
+                    .into_iter()
+                    .map(|m| RecordKey::PolicyEntry(*id, m)),
+            );
+            if !self.tag_directory.stored_windows(id).is_empty() {
+                keys.push(RecordKey::Windows(*id));
+            }
+            keys.extend(
+                c.recently_delivered
+                    .entries
+                    .iter()
+                    .map(|d| RecordKey::Delivered(*id, d.order)),
+            );
+        }
+        // Ascending, as the snapshot requires (the per-conversation records interleave).
+        keys.sort_unstable();
         keys.sort_unstable();
         keys
     }
@@ -598,7 +670,7 @@ impl Endpoint {
             RecordKey::Identity => self.write_identity(&mut w)?,
             RecordKey::Counters => self.write_counters(&mut w)?,
             RecordKey::Conversation(id) => match self.conversations.get(&id) {
-                Some(c) => write_conversation(&mut w, c, &self.tag_directory.stored_windows(&id))?,
+                Some(c) => write_conversation(&mut w, c)?,
                 None => return Ok(None),
             },
             RecordKey::Tombstone(id) => match self.tombstones.get(&id) {
@@ -638,6 +710,41 @@ impl Endpoint {
             RecordKey::Seen(frame) => match self.delivery.seen_record(frame) {
                 Some(entry) => {
                     w.var32("dedup entry", MAX_STATE_COMPONENT_LEN, &entry)?;
+                }
+                None => return Ok(None),
+            },
+            RecordKey::PolicyEntry(id, message) => match self
+                .conversations
+                .get(&id)
+                .and_then(|c| c.policy.entry_to_bytes(&message))
+            {
+                Some(entry) => {
+                    // The rest of the record: its layout is the policy's (docs/policy.md).
+                    w.bytes(&entry);
+                }
+                None => return Ok(None),
+            },
+            RecordKey::Windows(id) => {
+                // Least recently used first (`docs/sealed-sender.md` §9.7); our own epochs
+                // are never stored.
+                let windows = self.tag_directory.stored_windows(&id);
+                if windows.is_empty() || !self.conversations.contains_key(&id) {
+                    return Ok(None);
+                }
+                w.u8(u8::try_from(windows.len()).unwrap_or(u8::MAX));
+                for window in &windows {
+                    w.bytes(window);
+                }
+            }
+            RecordKey::Delivered(id, order) => match self
+                .conversations
+                .get(&id)
+                .and_then(|c| c.recently_delivered.get(order))
+            {
+                Some(d) => {
+                    w.bytes(&d.message.to_bytes())
+                        .bytes(d.frame.as_bytes())
+                        .u64(d.at.as_millis());
                 }
                 None => return Ok(None),
             },
@@ -743,6 +850,13 @@ impl Endpoint {
         let mut control = Vec::new();
         let mut outbox: Vec<(FrameId, Vec<u8>)> = Vec::new();
         let mut seen: Vec<(FrameId, Vec<u8>)> = Vec::new();
+        // Policy entries by conversation, then message (the records' order), and the
+        // conversations whose record (version 7 or older) held its entries itself.
+        let mut policy_entries: Vec<(ConversationId, MessageId, &'a [u8])> = Vec::new();
+        let mut delivered: Vec<(ConversationId, Delivered)> = Vec::new();
+        // Conversations read from a record of version 7 or older, which held its policy
+        // entries, windows and delivered texts itself: no records of those may follow.
+        let mut legacy: BTreeSet<ConversationId> = BTreeSet::new();
         let issued = |id: ConversationId| id.0 < endpoint.next_conversation;
         for (record, mut r) in records {
             let version = read_version(&mut r)?;
@@ -761,6 +875,9 @@ impl Endpoint {
                         .into());
                     }
                     let (conversation, windows) = read_conversation(&mut r, version)?;
+                    if version < ENDPOINT_STATE_VERSION {
+                        legacy.insert(id);
+                    }
                     if !conversation_ids.insert(id) {
                         return Err(DecodeError::InvalidValue {
                             field: "record key repeated",
@@ -836,9 +953,39 @@ impl Endpoint {
                     frame,
                     r.var32("dedup entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
                 )),
+                RecordKey::PolicyEntry(id, message) => {
+                    owned_by_conversation(version, id, &conversation_ids, &legacy)?;
+                    policy_entries.push((id, message, r.rest()));
+                }
+                RecordKey::Windows(id) => {
+                    owned_by_conversation(version, id, &conversation_ids, &legacy)?;
+                    let windows = read_windows(&mut r)?;
+                    let conversation = conversations
+                        .binary_search_by_key(&id, |(c, _)| *c)
+                        .ok()
+                        .and_then(|i| conversations.get(i))
+                        .ok_or(DecodeError::InvalidValue {
+                            field: "record of a conversation",
+                        })?;
+                    if windows.is_empty()
+                        || !receives_symmetric(&conversation.1.record, &conversation.1.policy)
+                    {
+                        return Err(DecodeError::InvalidValue {
+                            field: "tag windows of a closed conversation",
+                        }
+                        .into());
+                    }
+                    endpoint.tag_directory.restore_stored(id, windows);
+                }
+                RecordKey::Delivered(id, order) => {
+                    owned_by_conversation(version, id, &conversation_ids, &legacy)?;
+                    delivered.push((id, read_delivered(&mut r, order)?));
+                }
             }
             r.finish()?;
         }
+        restore_policy_entries(&mut conversations, &policy_entries)?;
+        restore_delivered(&mut conversations, &delivered)?;
         let open = conversations.iter().filter(|(_, c)| c.is_open()).count();
         if open > MAX_CONVERSATIONS
             || conversations.len().saturating_sub(open) > MAX_CLOSED_CONVERSATIONS
@@ -877,6 +1024,23 @@ impl Endpoint {
             }
             .into());
         }
+        // Restoring is not a change.
+        let _ = endpoint.tag_directory.take_changed();
+        // A conversation whose record held its policy entries, windows and delivered texts
+        // (version 7 or older) is rewritten with them, as records of their own, in the next
+        // change set; until then its stored record stays valid.
+        for id in legacy {
+            if let Some(c) = endpoint.conversations.get(&id) {
+                endpoint.journal.mark(RecordKey::Conversation(id));
+                endpoint.journal.mark(RecordKey::Windows(id));
+                for message in c.policy.entry_ids() {
+                    endpoint.journal.mark(RecordKey::PolicyEntry(id, message));
+                }
+                for d in &c.recently_delivered.entries {
+                    endpoint.journal.mark(RecordKey::Delivered(id, d.order));
+                }
+            }
+        }
         // Whether this is a cold start or an older backup, tell each peer what we hold.
         endpoint.resume_pending = true;
         endpoint.journal.prekey_revision = endpoint.store.revision();
@@ -911,6 +1075,77 @@ impl Endpoint {
     }
 }
 
+/// Restores each conversation's policy entries (`entries` sorted by conversation, then
+/// message; every conversation among `conversations`, which is sorted by id).
+fn restore_policy_entries(
+    conversations: &mut [(ConversationId, Box<Conversation>)],
+    entries: &[(ConversationId, MessageId, &[u8])],
+) -> Result<(), DecodeError> {
+    let mut rest = entries;
+    while let Some(&(id, _, _)) = rest.first() {
+        let n = rest.iter().take_while(|(c, _, _)| *c == id).count();
+        let (group, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
+        let conversation = conversations
+            .binary_search_by_key(&id, |(c, _)| *c)
+            .ok()
+            .and_then(|i| conversations.get_mut(i))
+            .ok_or(DecodeError::InvalidValue {
+                field: "policy entry",
+            })?;
+        let policy = conversation.1.policy.clone();
+        conversation.1.policy = policy.with_entries(group.iter().map(|(_, m, b)| (*m, *b)))?;
+    }
+    Ok(())
+}
+
+/// A record of version 8 that belongs to a conversation (its policy entries, windows,
+/// delivered texts) must follow that conversation's record, of version 8 too (older ones held
+/// all of it themselves).
+fn owned_by_conversation(
+    version: u8,
+    id: ConversationId,
+    conversations: &BTreeSet<ConversationId>,
+    legacy: &BTreeSet<ConversationId>,
+) -> Result<(), DecodeError> {
+    if version == ENDPOINT_STATE_VERSION && conversations.contains(&id) && !legacy.contains(&id) {
+        Ok(())
+    } else {
+        Err(DecodeError::InvalidValue {
+            field: "record of a conversation",
+        })
+    }
+}
+
+/// Restores each conversation's delivered texts (`delivered` sorted by conversation, then
+/// order; every conversation among `conversations`, which is sorted by id).
+fn restore_delivered(
+    conversations: &mut [(ConversationId, Box<Conversation>)],
+    delivered: &[(ConversationId, Delivered)],
+) -> Result<(), DecodeError> {
+    let mut rest = delivered;
+    while let Some(&(id, _)) = rest.first() {
+        let n = rest.iter().take_while(|(c, _)| *c == id).count();
+        let (group, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
+        let conversation = conversations
+            .binary_search_by_key(&id, |(c, _)| *c)
+            .ok()
+            .and_then(|i| conversations.get_mut(i))
+            .ok_or(DecodeError::InvalidValue {
+                field: "record of a conversation",
+            })?;
+        let next_order = conversation.1.recently_delivered.next_order;
+        conversation.1.recently_delivered =
+            DeliveredLog::loaded(group.iter().map(|(_, d)| *d).collect(), next_order).ok_or(
+                DecodeError::InvalidValue {
+                    field: "recently delivered",
+                },
+            )?;
+    }
+    Ok(())
+}
+
 fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {
     if len > max {
         return Err(DecodeError::TooLong { field, len, max });
@@ -918,14 +1153,19 @@ fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), Decode
     Ok(())
 }
 
-/// Reads a record's version: the current one, or one of the two before it (whose records
-/// differ only in the sent and conversation records). Returns it.
+/// Whether records (or a snapshot) of `version` still load: the current one, or one of the
+/// three before it (whose records differ only in the sent and conversation records).
+fn is_readable_version(version: u8) -> bool {
+    version == ENDPOINT_STATE_VERSION
+        || version == ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE
+        || version == ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION
+        || version == ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE
+}
+
+/// Reads a record's version (see [`is_readable_version`]). Returns it.
 fn read_version(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let version = r.u8()?;
-    if version != ENDPOINT_STATE_VERSION
-        && version != ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION
-        && version != ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE
-    {
+    if !is_readable_version(version) {
         return Err(DecodeError::UnknownVersion {
             what: "endpoint record",
             found: version,
@@ -1008,11 +1248,7 @@ fn read_identity(mut r: AuthenticatedReader<'_>) -> Result<Endpoint, ImportError
     ))
 }
 
-fn write_conversation(
-    w: &mut Writer,
-    c: &Conversation,
-    windows: &[Zeroizing<Vec<u8>>],
-) -> Result<(), ExportError> {
+fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), ExportError> {
     w.var16("peer address", MAX_ADDRESS_LEN, c.peer_address.as_bytes())?;
     w.bytes(&c.peer_identity.to_bytes());
     match c.peer_role {
@@ -1023,17 +1259,17 @@ fn write_conversation(
             w.u8(1).u8(role.to_wire());
         }
     }
-    let policy = c.policy.to_bytes().map_err(|_| ExportError::Policy)?;
+    // The per-message entries are records of their own (`RecordKey::PolicyEntry`).
+    let policy = c
+        .policy
+        .to_bytes_without_entries()
+        .map_err(|_| ExportError::Policy)?;
     w.var32("policy", MAX_STATE_COMPONENT_LEN, &policy)?;
     write_opt_time(w, c.initiated_at);
     w.u64(c.next_seq);
     write_opt_time(w, c.reset_requested_at);
-    w.u16(u16::try_from(c.recently_delivered.len()).unwrap_or(u16::MAX));
-    for (message, frame, at) in &c.recently_delivered {
-        w.bytes(&message.to_bytes())
-            .bytes(frame.as_bytes())
-            .u64(at.as_millis());
-    }
+    // The delivered texts are records of their own (`RecordKey::Delivered`).
+    w.u64(c.recently_delivered.next_order);
     w.u8(u8::try_from(c.recent_received.len()).unwrap_or(u8::MAX));
     for frame in &c.recent_received {
         w.bytes(frame.as_bytes());
@@ -1075,12 +1311,8 @@ fn write_conversation(
         }
     }
     w.u8(u8::from(c.token_confirmed));
-    // The windows of the peer's symmetric epochs, oldest first (`docs/sealed-sender.md`
-    // §9.7); our own epochs are never stored.
-    w.u8(u8::try_from(windows.len()).unwrap_or(u8::MAX));
-    for window in windows {
-        w.bytes(window);
-    }
+    // The windows of the peer's symmetric epochs are a record of their own
+    // (`RecordKey::Windows`).
     w.var32(
         "session record",
         MAX_STATE_COMPONENT_LEN,
@@ -1089,6 +1321,43 @@ fn write_conversation(
     w.u8(c.verified.map_or(0, Verification::to_byte))
         .u8(c.code_failures);
     Ok(())
+}
+
+/// Only an open conversation with a session receives symmetric envelopes (and so may have
+/// windows).
+fn receives_symmetric(record: &SessionRecord, policy: &ConversationPolicy) -> bool {
+    record.current().is_some() && policy.closed_by().is_none()
+}
+
+/// Reads a count and that many stored windows, least recently used first, no two of the same
+/// epoch.
+fn read_windows(r: &mut Reader<'_>) -> Result<Vec<StoredTagWindow>, DecodeError> {
+    let n = usize::from(r.u8()?);
+    check_count("tag windows", n, MAX_EPOCHS_PER_CONVERSATION)?;
+    let mut windows: Vec<StoredTagWindow> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let window = StoredTagWindow::from_bytes(r.bytes(TAG_WINDOW_STATE_LEN)?)?;
+        if windows.iter().any(|w| w.same_epoch(&window)) {
+            return Err(DecodeError::InvalidValue {
+                field: "tag window repeated",
+            });
+        }
+        windows.push(window);
+    }
+    Ok(windows)
+}
+
+/// Reads a delivered text's message id, frame id and time.
+fn read_delivered(r: &mut Reader<'_>, order: u64) -> Result<Delivered, DecodeError> {
+    let message = MessageId::from_bytes(r.array()?);
+    let frame = read_frame_id(r)?;
+    let at = Timestamp::from_millis(r.u64()?);
+    Ok(Delivered {
+        order,
+        message,
+        frame,
+        at,
+    })
 }
 
 fn read_conversation(
@@ -1109,13 +1378,21 @@ fn read_conversation(
     let initiated_at = read_opt_time(r, "initiated flag")?;
     let next_seq = r.u64()?;
     let reset_requested_at = read_opt_time(r, "reset flag")?;
-    let n = r.count16("recently delivered", MAX_RECENTLY_DELIVERED)?;
-    let mut recently_delivered = VecDeque::with_capacity(n);
-    for _ in 0..n {
-        let message = MessageId::from_bytes(r.array()?);
-        let frame = read_frame_id(r)?;
-        recently_delivered.push_back((message, frame, Timestamp::from_millis(r.u64()?)));
-    }
+    let recently_delivered = if version >= ENDPOINT_STATE_VERSION {
+        // The entries are records of their own, restored after this one.
+        let next_order = r.u64()?;
+        DeliveredLog::loaded(Vec::new(), next_order).unwrap_or_default()
+    } else {
+        let n = r.count16("recently delivered", MAX_RECENTLY_DELIVERED)?;
+        let mut entries = Vec::with_capacity(n);
+        for order in 0..n {
+            entries.push(read_delivered(r, u64::try_from(order).unwrap_or(u64::MAX))?);
+        }
+        let next_order = u64::try_from(n).unwrap_or(u64::MAX);
+        DeliveredLog::loaded(entries, next_order).ok_or(DecodeError::InvalidValue {
+            field: "recently delivered",
+        })?
+    };
     let n = usize::from(r.u8()?);
     check_count("recent received", n, MAX_RECENT_RECEIVED)?;
     let mut recent_received = VecDeque::with_capacity(n);
@@ -1173,23 +1450,24 @@ fn read_conversation(
         }
     };
     let token_confirmed = r.bool("token confirmed")?;
-    let n = usize::from(r.u8()?);
-    check_count("tag windows", n, MAX_EPOCHS_PER_CONVERSATION)?;
-    let mut windows: Vec<StoredTagWindow> = Vec::with_capacity(n);
-    for _ in 0..n {
-        let window = StoredTagWindow::from_bytes(r.bytes(TAG_WINDOW_STATE_LEN)?)?;
-        if windows.iter().any(|w| w.same_epoch(&window)) {
-            return Err(DecodeError::InvalidValue {
-                field: "tag window repeated",
-            }
-            .into());
-        }
-        windows.push(window);
-    }
+    let windows = if version >= ENDPOINT_STATE_VERSION {
+        // A record of their own, restored after this one.
+        Vec::new()
+    } else {
+        read_windows(r)?
+    };
     let record = SessionRecord::from_authenticated(
         r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?,
     )?;
-    let (verified, code_failures) = if version >= ENDPOINT_STATE_VERSION {
+    if version >= ENDPOINT_STATE_VERSION && policy.has_entries() {
+        // Version 8 keeps them in records of their own: one encoding.
+        return Err(DecodeError::InvalidValue {
+            field: "policy entries in a conversation record",
+        }
+        .into());
+    }
+    let (verified, code_failures) = if version >= ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE
+    {
         let verified = Verification::from_byte(r.u8()?).ok_or(DecodeError::InvalidValue {
             field: "verification",
         })?;
@@ -1204,8 +1482,7 @@ fn read_conversation(
     } else {
         (None, 0)
     };
-    if !windows.is_empty() && (record.current().is_none() || policy.closed_by().is_some()) {
-        // Only an open conversation with a session receives symmetric envelopes.
+    if !windows.is_empty() && !receives_symmetric(&record, &policy) {
         return Err(DecodeError::InvalidValue {
             field: "tag windows of a closed conversation",
         }

@@ -361,19 +361,112 @@ fn plaintext(world: &mut common::World, n: usize) -> Vec<u8> {
     .to_vec()
 }
 
+/// A version 8 conversation record with what version 8 keeps in records of their own put
+/// back inline, the way versions 7 and older stored it: its policy's entries (records `0x0a
+/// || id || message`), its delivered texts (`0x0c || id || order`, renumbered from 0 as an
+/// old record's load numbers them) and the windows of the peer's epochs (`0x0b || id`).
+fn with_conversation_records_inline(
+    records: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    key: &[u8],
+    record: &[u8],
+) -> Vec<u8> {
+    let u = |b: &[u8]| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x));
+    let of_this = |tag: u8| {
+        records
+            .iter()
+            .filter(move |(k, _)| k[0] == tag && k[1..9] == key[1..9])
+    };
+    // version, var16 address, identity (128), role flag [+ role], then the var32 policy.
+    let mut at = 1 + 2 + u(&record[1..3]) + 128;
+    at += if record[at] == 1 { 2 } else { 1 };
+    let n = u(&record[at..at + 4]);
+    let core = &record[at + 4..at + 4 + n];
+    let entries: Vec<(confide_policy::MessageId, &[u8])> = of_this(0x0a)
+        .map(|(k, v)| {
+            (
+                confide_policy::MessageId::from_bytes(k[9..25].try_into().unwrap()),
+                &v[1..],
+            )
+        })
+        .collect();
+    let policy = confide_policy::ConversationPolicy::from_bytes(core)
+        .unwrap()
+        .with_entries(entries)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let mut out = record[..at].to_vec();
+    out.extend_from_slice(&u32::try_from(policy.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(&policy);
+    let mut at = at + 4 + n;
+    fn copy(out: &mut Vec<u8>, record: &[u8], n: usize, at: &mut usize) {
+        out.extend_from_slice(&record[*at..*at + n]);
+        *at += n;
+    }
+    let flag_then = |record: &[u8], at: usize, n: usize| if record[at] == 1 { 1 + n } else { 1 };
+    copy(&mut out, record, flag_then(record, at, 8), &mut at); // initiated at
+    copy(&mut out, record, 8, &mut at); // next receive sequence number
+    copy(&mut out, record, flag_then(record, at, 8), &mut at); // reset requested at
+    // Version 8: the next delivered order; before, the delivered texts themselves.
+    let delivered: Vec<&Vec<u8>> = of_this(0x0c).map(|(_, v)| v).collect();
+    assert_eq!(
+        u(&record[at..at + 8]),
+        delivered.len(),
+        "no delivered text forgotten yet: orders 0 .. n"
+    );
+    at += 8;
+    out.extend_from_slice(&u16::try_from(delivered.len()).unwrap().to_be_bytes());
+    for d in delivered {
+        out.extend_from_slice(&d[1..]);
+    }
+    let n = 1 + 16 * usize::from(record[at]);
+    copy(&mut out, record, n, &mut at); // recent received
+    copy(&mut out, record, 1, &mut at); // resume unconfirmed
+    let n = 1 + 40 * usize::from(record[at]);
+    copy(&mut out, record, n, &mut at); // honoured resets
+    copy(&mut out, record, flag_then(record, at, 24), &mut at); // close
+    let n = if record[at] == 1 {
+        1 + 4 + u(&record[at + 1..at + 5]) + 128
+    } else {
+        1
+    };
+    copy(&mut out, record, n, &mut at); // held identity change
+    let n = 2 + 16 * u(&record[at..at + 2]);
+    copy(&mut out, record, n, &mut at); // pending acknowledgements
+    copy(&mut out, record, flag_then(record, at, 8), &mut at); // acknowledgement due
+    copy(&mut out, record, flag_then(record, at, 16), &mut at); // peer token
+    copy(&mut out, record, 1, &mut at); // token confirmed
+    // Version 8: the windows are a record; before, here.
+    match of_this(0x0b).next() {
+        Some((_, v)) => out.extend_from_slice(&v[1..]),
+        None => out.push(0),
+    }
+    out.extend_from_slice(&record[at..]);
+    out
+}
+
 /// States stored by the previous versions load, and are the same state: exported again each
-/// is byte for byte the current version's snapshot of the same endpoint. Version 6 conversation
-/// records lack the verification fields (an unverified conversation with no failed code
-/// attempts); version 5 also kept each sent record's session message.
+/// is byte for byte the current version's snapshot of the same endpoint. Version 7
+/// conversation records hold their policy's per-message entries (version 8 keeps each as a
+/// record of its own); version 6 conversation records also lack the verification fields (an
+/// unverified conversation with no failed code attempts); version 5 also kept each sent
+/// record's session message.
 #[test]
 fn states_of_previous_versions_load_as_the_same_state() {
     use confide::consts::{
-        ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
-        ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
+        ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
+        ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
     };
     use confide_session::storage::{StateKind, seal};
     let (mut world, _service) = pair(19, lossy(0, 0, 0));
     let conv = connect(&mut world);
+    // A text delivered (a delivered record), and one received from the peer (the window of
+    // its epoch).
+    world.send(0, conv, b"delivered");
+    settle(&mut world, Duration::from_secs(3));
+    let counselor_conv = world.endpoint(1).conversations()[0];
+    world.send(1, counselor_conv, b"an answer");
+    settle(&mut world, Duration::from_secs(3));
     // Texts still waiting for their acknowledgements: sent records in the state.
     for i in 0..3 {
         world.send(0, conv, format!("waiting {i}").as_bytes());
@@ -383,7 +476,13 @@ fn states_of_previous_versions_load_as_the_same_state() {
     let sent: Vec<&Vec<u8>> = records.keys().filter(|k| k[0] == 0x05).collect();
     assert!(!sent.is_empty(), "the state holds waiting frames");
     assert!(records.keys().any(|k| k[0] == 0x03), "and a conversation");
+    assert!(
+        records.keys().any(|k| k[0] == 0x0a),
+        "and a policy entry of it"
+    );
+    assert!(records.keys().any(|k| k[0] == 0x0c), "and a delivered text");
     for old_version in [
+        ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
         ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
         ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
     ] {
@@ -392,12 +491,21 @@ fn states_of_previous_versions_load_as_the_same_state() {
         // version 5, in each sent record a session message (token-carrying kind 0x21 when
         // the flag says so) instead of the flag.
         let mut old = vec![old_version];
-        old.extend_from_slice(&u32::try_from(records.len()).unwrap().to_be_bytes());
+        let own_records = |k: &[u8]| matches!(k[0], 0x0a..=0x0c);
+        let kept = records.keys().filter(|k| !own_records(k)).count();
+        old.extend_from_slice(&u32::try_from(kept).unwrap().to_be_bytes());
         for (key, value) in &records {
-            let mut value = value.clone();
+            if own_records(key) {
+                continue;
+            }
+            let mut value = if key[0] == 0x03 {
+                with_conversation_records_inline(&records, key, value)
+            } else {
+                value.clone()
+            };
             assert_eq!(value[0], ENDPOINT_STATE_VERSION);
             value[0] = old_version;
-            if key[0] == 0x03 {
+            if key[0] == 0x03 && old_version != ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE {
                 assert_eq!(
                     value.split_off(value.len() - 2),
                     [0, 0],

@@ -154,8 +154,8 @@ impl World {
 /// record's prekey store and the first conversation record's session record (its last field).
 fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let u = |b: &[u8]| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x));
-    // The snapshot: version 7, record count, then each key and plaintext, keys ascending.
-    assert_eq!(state[0], 0x07, "ENDPOINT_STATE_VERSION");
+    // The snapshot: version 8, record count, then each key and plaintext, keys ascending.
+    assert_eq!(state[0], 0x08, "ENDPOINT_STATE_VERSION");
     let count = u(&state[1..5]);
     let mut at = 5usize;
     let mut records = Vec::new();
@@ -175,7 +175,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     // Identity (key 0x01): version, then the prekey store.
     let (key, identity) = &records[0];
     assert_eq!(key, &[0x01]);
-    assert_eq!(identity[0], 0x07);
+    assert_eq!(identity[0], 0x08);
     let n = u(&identity[1..5]);
     let store = identity[5..5 + n].to_vec();
     // The first conversation (key 0x03 || id).
@@ -189,7 +189,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
         at += n;
         s
     };
-    assert_eq!(take(1), [0x07], "record version");
+    assert_eq!(take(1), [0x08], "record version");
     let n = u(&take(2));
     let _peer_address = take(n);
     let _peer_identity = take(128);
@@ -197,7 +197,12 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
         take(1); // role
     }
     let n = u(&take(4));
-    let _policy = take(n);
+    let policy = take(n);
+    assert_eq!(
+        &policy[policy.len() - 12..],
+        &[0; 12],
+        "no policy entries inline: they are records of their own"
+    );
     if take(1) == [1] {
         take(8); // initiated at
     }
@@ -205,8 +210,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     if take(1) == [1] {
         take(8); // reset requested at
     }
-    let n = u(&take(2));
-    take(n * 40); // recently delivered
+    let _next_delivered_order = take(8); // the delivered texts are records 0x0c
     let n = u(&take(1));
     take(n * 16); // recent received
     let _resume_unconfirmed = take(1);
@@ -228,9 +232,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
         take(16); // peer token
     }
     let _token_confirmed = take(1);
-    let n = u(&take(1));
-    assert!(n <= confide_sealed::MAX_EPOCHS_PER_CONVERSATION);
-    take(n * confide_sealed::TAG_WINDOW_STATE_LEN); // the peer's symmetric epochs
+    // The windows of the peer's symmetric epochs are record 0x0b.
     let n = u(&take(4));
     let record = take(n);
     let verification = take(1);

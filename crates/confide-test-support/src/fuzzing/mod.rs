@@ -14,8 +14,9 @@ use std::sync::LazyLock;
 
 use chacha20::ChaCha20Rng;
 use confide::{AcknowledgementPayload, CertifiedBundle, Endpoint, StorageKey};
+use confide_crypto::codec::{Reader, Writer};
 use confide_crypto::{Timestamp, identity::IdentityKeyPair};
-use confide_policy::{ContentFrame, ConversationPolicy};
+use confide_policy::{ContentFrame, ConversationPolicy, MessageId};
 use confide_sealed::{
     ENVELOPE_OVERHEAD, SealedEnvelope, SenderCertificate, ServerCertificate, TrustRoots,
 };
@@ -40,19 +41,108 @@ pub fn policy_content(data: &[u8]) {
     }
 }
 
-/// `policy_state`: the conversation policy state decoder never panics, whatever it accepts
-/// re-encodes to exactly the input, and a restored state survives a timeout at the end of
-/// time.
+/// First byte of a `policy_state` input that holds a state entry by entry (a policy state
+/// starts with its version, `0x01`): then `u16` length and the state without entries, then
+/// any number of entries, each a 16-byte message id, a `u16` length and
+/// `ConversationPolicy::entry_to_bytes` (`docs/policy.md` §10.1).
+pub const POLICY_ENTRY_BY_ENTRY: u8 = 0xe0;
+
+/// `policy_state`: the conversation policy state decoders never panic. Whatever `from_bytes`
+/// accepts re-encodes to exactly the input, restores entry by entry to the same state, and
+/// survives a timeout at the end of time. An input starting with [`POLICY_ENTRY_BY_ENTRY`]
+/// goes to `with_entries` instead: whatever it accepts re-encodes entry by entry to exactly
+/// the input, and its whole form restores to the same state.
 pub fn policy_state(data: &[u8]) {
+    if let Some((&POLICY_ENTRY_BY_ENTRY, rest)) = data.split_first() {
+        policy_state_entries(rest);
+        return;
+    }
     if let Ok(mut state) = ConversationPolicy::from_bytes(data) {
         let encoded = state
             .to_bytes()
             .expect("a restored state has no pending events");
         assert_eq!(&encoded[..], data, "decoding is not canonical");
+        let split = policy_state_entry_form(&state);
+        let (core, entries) = parse_entry_form(&split[1..]).expect("the entry form parses");
+        let restored = ConversationPolicy::from_bytes(core)
+            .and_then(|s| s.with_entries(entries))
+            .expect("a state restores entry by entry");
+        assert!(
+            restored == state,
+            "restored entry by entry, the state differs"
+        );
         state.handle_timeout(Timestamp::MAX);
         while state.poll_event().is_some() {}
         let _ = state.poll_timeout();
     }
+}
+
+/// `state` in the entry-by-entry form [`policy_state`] reads (seeds of its corpus).
+///
+/// # Panics
+/// If `state` has events waiting to be polled.
+#[must_use]
+pub fn policy_state_entry_form(state: &ConversationPolicy) -> Vec<u8> {
+    let core = state.to_bytes_without_entries().expect("no pending events");
+    let mut w = Writer::new();
+    w.u8(POLICY_ENTRY_BY_ENTRY);
+    w.var16("core", usize::from(u16::MAX), &core)
+        .expect("a state without entries is short");
+    for id in state.entry_ids() {
+        let entry = state.entry_to_bytes(&id).expect("a listed entry exists");
+        w.bytes(&id.to_bytes());
+        w.var16("entry", usize::from(u16::MAX), &entry)
+            .expect("an entry is short");
+    }
+    w.into_vec()
+}
+
+/// A policy state entry by entry: the state without entries, and each entry under its id.
+type EntryForm<'a> = (&'a [u8], Vec<(MessageId, &'a [u8])>);
+
+/// The state without entries and the entries of the entry-by-entry form (after its first
+/// byte); `None` if it does not parse.
+fn parse_entry_form(data: &[u8]) -> Option<EntryForm<'_>> {
+    let mut r = Reader::new(data);
+    let core = r.var16("core", usize::from(u16::MAX)).ok()?;
+    let mut entries = Vec::new();
+    while r.remaining() > 0 {
+        let id = MessageId::from_bytes(r.array().ok()?);
+        entries.push((id, r.var16("entry", usize::from(u16::MAX)).ok()?));
+    }
+    Some((core, entries))
+}
+
+fn policy_state_entries(data: &[u8]) {
+    let Some((core, entries)) = parse_entry_form(data) else {
+        return;
+    };
+    let Ok(mut state) =
+        ConversationPolicy::from_bytes(core).and_then(|s| s.with_entries(entries.clone()))
+    else {
+        return;
+    };
+    assert_eq!(
+        &state.to_bytes_without_entries().expect("no pending events")[..],
+        core,
+        "the state without entries is not canonical"
+    );
+    let ids: Vec<MessageId> = entries.iter().map(|(id, _)| *id).collect();
+    assert_eq!(state.entry_ids(), ids, "entries lost or invented");
+    for (id, bytes) in &entries {
+        let encoded = state.entry_to_bytes(id).expect("a restored entry exists");
+        assert_eq!(&encoded[..], *bytes, "an entry is not canonical");
+    }
+    assert!(
+        state.take_changed_entries().is_empty(),
+        "restoring is not a change"
+    );
+    let whole = state.to_bytes().expect("no pending events");
+    let again = ConversationPolicy::from_bytes(&whole).expect("the whole form restores");
+    assert!(again == state, "restored whole, the state differs");
+    state.handle_timeout(Timestamp::MAX);
+    while state.poll_event().is_some() {}
+    let _ = state.poll_timeout();
 }
 
 /// The recipient and trust roots of the [`sealed_fixture`], built once: the seed corpus

@@ -1,7 +1,7 @@
 //! One conversation's state, what we keep of our own frames until they are acknowledged, and
 //! the tombstone a closed conversation shrinks to.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use confide_crypto::{
     Timestamp,
@@ -87,8 +87,8 @@ pub(crate) struct Conversation {
     /// When we last asked the peer to reset the session.
     pub(crate) reset_requested_at: Option<Timestamp>,
     /// Our texts the peer acknowledged recently, in the order the acknowledgements arrived
-    /// (what a peer that restored an older backup may have lost): content id, frame id, when.
-    pub(crate) recently_delivered: VecDeque<(MessageId, FrameId, Timestamp)>,
+    /// (what a peer that restored an older backup may have lost).
+    pub(crate) recently_delivered: DeliveredLog,
     /// Frame ids of the peer's latest texts we received, oldest first (sent in a resume frame
     /// after an import, so the peer can tell what a restored backup lost).
     pub(crate) recent_received: VecDeque<FrameId>,
@@ -139,7 +139,7 @@ impl Conversation {
             initiated_at,
             next_seq: 0,
             reset_requested_at: None,
-            recently_delivered: VecDeque::new(),
+            recently_delivered: DeliveredLog::default(),
             recent_received: VecDeque::new(),
             resume_unconfirmed: false,
             reset_honoured: VecDeque::new(),
@@ -160,10 +160,7 @@ impl Conversation {
 
     /// Remembers a delivered text, forgetting the oldest beyond [`MAX_RECENTLY_DELIVERED`].
     pub(crate) fn note_delivered(&mut self, id: MessageId, frame: FrameId, now: Timestamp) {
-        self.recently_delivered.push_back((id, frame, now));
-        while self.recently_delivered.len() > MAX_RECENTLY_DELIVERED {
-            self.recently_delivered.pop_front();
-        }
+        self.recently_delivered.push(id, frame, now);
     }
 
     /// Remembers a text received from the peer (its frame id).
@@ -189,14 +186,14 @@ impl Conversation {
     pub(crate) fn lost_after_resume(&mut self, received: &[FrameId]) -> Vec<MessageId> {
         let last_held = self
             .recently_delivered
+            .entries
             .iter()
-            .rposition(|(_, f, _)| received.contains(f));
+            .rposition(|d| received.contains(&d.frame));
         let from = last_held.map_or(0, |i| i.saturating_add(1));
-        let lost: Vec<(MessageId, FrameId, Timestamp)> =
-            self.recently_delivered.drain(from..).collect();
+        let lost = self.recently_delivered.drain_from(from);
         lost.into_iter()
-            .filter(|(_, f, _)| !received.contains(f))
-            .map(|(id, _, _)| id)
+            .filter(|d| !received.contains(&d.frame))
+            .map(|d| d.message)
             .collect()
     }
 
@@ -301,4 +298,88 @@ impl core::fmt::Debug for SenderEpochs {
 pub(crate) struct Tombstone {
     pub(crate) closed_by: Party,
     pub(crate) shrunk_at: Timestamp,
+}
+
+/// One of our texts the peer acknowledged: content id, frame id, when, and its place in the
+/// order acknowledgements arrived (its record's key, `docs/endpoint.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    pub(crate) order: u64,
+    pub(crate) message: MessageId,
+    pub(crate) frame: FrameId,
+    pub(crate) at: Timestamp,
+}
+
+/// The texts the peer acknowledged recently, oldest first, at most
+/// [`MAX_RECENTLY_DELIVERED`]; each is a record of its own, so a text acknowledged writes one
+/// small record and does not rewrite the others.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeliveredLog {
+    /// Ascending `order`.
+    pub(crate) entries: VecDeque<Delivered>,
+    /// The order the next entry gets (above every entry's).
+    pub(crate) next_order: u64,
+    /// Orders of entries added or dropped since [`DeliveredLog::take_changed`] (bookkeeping
+    /// for incremental persistence, not state).
+    changed: BTreeSet<u64>,
+}
+
+impl DeliveredLog {
+    /// From stored entries (ascending order, each below `next_order`); `None` if they are
+    /// not, or too many.
+    pub(crate) fn loaded(entries: Vec<Delivered>, next_order: u64) -> Option<Self> {
+        if entries.len() > MAX_RECENTLY_DELIVERED
+            || entries.iter().any(|d| d.order >= next_order)
+            || entries.windows(2).any(|pair| match pair {
+                [a, b] => a.order >= b.order,
+                _ => false,
+            })
+        {
+            return None;
+        }
+        Some(Self {
+            entries: entries.into(),
+            next_order,
+            changed: BTreeSet::new(),
+        })
+    }
+
+    /// Remembers a delivered text, forgetting the oldest beyond [`MAX_RECENTLY_DELIVERED`].
+    fn push(&mut self, message: MessageId, frame: FrameId, at: Timestamp) {
+        let order = self.next_order;
+        self.next_order = self.next_order.saturating_add(1);
+        self.entries.push_back(Delivered {
+            order,
+            message,
+            frame,
+            at,
+        });
+        self.changed.insert(order);
+        while self.entries.len() > MAX_RECENTLY_DELIVERED {
+            if let Some(old) = self.entries.pop_front() {
+                self.changed.insert(old.order);
+            }
+        }
+    }
+
+    /// Removes and returns the entries from position `from` on.
+    fn drain_from(&mut self, from: usize) -> Vec<Delivered> {
+        let from = from.min(self.entries.len());
+        let drained: Vec<Delivered> = self.entries.drain(from..).collect();
+        self.changed.extend(drained.iter().map(|d| d.order));
+        drained
+    }
+
+    /// The entry with `order`, if it is still remembered.
+    pub(crate) fn get(&self, order: u64) -> Option<&Delivered> {
+        self.entries
+            .binary_search_by_key(&order, |d| d.order)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+    }
+
+    /// The orders of entries added or dropped since the previous call; forgets them.
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<u64> {
+        core::mem::take(&mut self.changed)
+    }
 }

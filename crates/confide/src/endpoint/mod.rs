@@ -1008,9 +1008,23 @@ impl Endpoint {
     }
 
     fn make_tombstone(&mut self, id: ConversationId, now: Timestamp) {
-        let Some(conv) = self.conversations.remove(&id) else {
+        let Some(mut conv) = self.conversations.remove(&id) else {
             return;
         };
+        // Its policy's entries and its delivered texts are records of their own: delete them
+        // with it (its windows go with `forget_epochs`).
+        let mut entries = conv.policy.take_changed_entries();
+        entries.extend(conv.policy.entry_ids());
+        for message in entries {
+            self.journal
+                .mark(crate::state::RecordKey::PolicyEntry(id, message));
+        }
+        let mut delivered = conv.recently_delivered.take_changed();
+        delivered.extend(conv.recently_delivered.entries.iter().map(|d| d.order));
+        for order in delivered {
+            self.journal
+                .mark(crate::state::RecordKey::Delivered(id, order));
+        }
         self.forget_epochs(id);
         let closed_by = conv
             .policy

@@ -49,6 +49,13 @@ impl<K: Ord + Copy, V> Tracked<K, V> {
         Some(entry)
     }
 
+    /// The entry at `key` **without** noting it as changed: only for draining bookkeeping
+    /// that is not state (a conversation policy's own log of changed entries, which is
+    /// drained when the conversation was noted as changed anyway).
+    pub(crate) fn get_mut_unnoted(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key)
+    }
+
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.changed.insert(key);
         self.map.insert(key, value)
