@@ -578,6 +578,13 @@ impl Endpoint {
         Self::decode_records(records.into_iter())
     }
 
+    /// For an endpoint that keeps no state ([`Persistence::Ephemeral`]): forgets every change
+    /// noted so far, so that the change logs stay empty however long it runs.
+    pub(crate) fn forget_changes(&mut self) {
+        self.gather_changes();
+        self.journal.pending.clear();
+    }
+
     /// Moves every change noted since the last call into the journal.
     fn gather_changes(&mut self) {
         let journal = &mut self.journal;

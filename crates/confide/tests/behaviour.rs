@@ -717,3 +717,47 @@ fn garbage_and_forged_frames_change_nothing() {
     );
     assert_eq!(world.live[1].received.len(), 1);
 }
+
+/// An endpoint that keeps no state (`Persistence::Ephemeral`) keeps no record of what changed
+/// either: after a conversation of 100 texts, a change set holds the counters and nothing else
+/// (its change logs did not grow with every message), while the same endpoint's whole state
+/// is still there for `take_all_records`.
+#[test]
+fn an_ephemeral_endpoint_keeps_no_change_log() {
+    let mut world = common::World::new(23, lossy(0, 0, 0));
+    let service = Service::new(&mut world.rng);
+    let config = EndpointConfig {
+        persistence: confide::Persistence::Ephemeral,
+        ..EndpointConfig::default()
+    };
+    for (name, role) in [
+        (&b"client-1"[..], Role::Client),
+        (b"counselor-1", Role::Counselor),
+    ] {
+        let (e, identity) = service.endpoint(&mut world.rng, name, role, config);
+        world.add(e, identity);
+    }
+    let conv = connect(&mut world);
+    for i in 0..50 {
+        world.send(0, conv, format!("text {i}").as_bytes());
+        settle(&mut world, Duration::from_secs(2));
+    }
+    let counselor_conv = world.endpoint(1).conversations()[0];
+    for i in 0..50 {
+        world.send(1, counselor_conv, format!("answer {i}").as_bytes());
+        settle(&mut world, Duration::from_secs(2));
+    }
+    assert_eq!(world.live[0].delivered, 50);
+    let key = world.key.clone();
+    let (changes, all) = world.command(0, |e, _, rng| {
+        let changes = e.take_changes(rng, &key, b"account").unwrap();
+        let all = e.take_all_records(rng, &key, b"account").unwrap();
+        (changes, all)
+    });
+    assert_eq!(
+        (changes.puts().len(), changes.deletes().len()),
+        (1, 0),
+        "only the counters: {changes:?}"
+    );
+    assert!(all.puts().len() > 50, "the state is whole: {all:?}");
+}

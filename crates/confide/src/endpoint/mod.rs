@@ -68,7 +68,9 @@ pub enum Persistence {
     Required,
     /// For endpoints that keep no state at all (a throwaway session, a benchmark): frames
     /// leave at once and no [`Event::PersistRequired`] is emitted. A restart of such an
-    /// endpoint loses its conversations.
+    /// endpoint loses its conversations. It keeps no record of what changed:
+    /// [`Endpoint::take_changes`] returns only the counters (use
+    /// [`Endpoint::take_all_records`] or [`Endpoint::export_state`] to store one anyway).
     Ephemeral,
 }
 
@@ -486,7 +488,14 @@ impl Endpoint {
         match self.gate.poll(ephemeral) {
             Some(GateOutput::PersistRequired) => Output::Event(Event::PersistRequired),
             Some(GateOutput::Transmit(tx)) => Output::Transmit(tx),
-            None => Output::Timeout(self.poll_timeout()),
+            None => {
+                if ephemeral {
+                    // Nothing is ever taken as a change set: what changed is not kept (or
+                    // the change logs would grow with every message for as long as it runs).
+                    self.forget_changes();
+                }
+                Output::Timeout(self.poll_timeout())
+            }
         }
     }
 
