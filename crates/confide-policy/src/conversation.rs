@@ -248,8 +248,10 @@ impl TombstoneOrder {
 }
 
 impl PartialEq for TombstoneOrder {
-    fn eq(&self, other: &Self) -> bool {
-        self.position.keys().eq(other.position.keys())
+    /// Always equal: the policy's `tombstones` list (compared beside it) holds the same ids
+    /// in their order; the positions are bookkeeping.
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
 

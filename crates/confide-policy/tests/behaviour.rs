@@ -805,6 +805,23 @@ fn entries_are_restored_strictly() {
     twice.push((id(99), t.1.clone()));
     twice.sort();
     assert!(restore(&twice).is_err());
+    // Which states have entries: one tracked message, one pending delete, one tombstone
+    // each count alone (a state without entries takes entries; one with any refuses more).
+    let fresh = || ConversationPolicy::from_bytes(&core).unwrap();
+    assert!(!fresh().has_entries());
+    for (i, e) in &entries {
+        let one = fresh().with_entries([(*i, e.as_slice())]).unwrap();
+        assert!(one.has_entries(), "kind {}", e[0]);
+        let bytes = one.to_bytes().unwrap();
+        assert!(
+            ConversationPolicy::from_bytes(&bytes)
+                .unwrap()
+                .with_entries(core::iter::empty())
+                .is_err(),
+            "kind {}",
+            e[0]
+        );
+    }
     // Entries into a state that has them already.
     let full = b.to_bytes().unwrap();
     assert!(

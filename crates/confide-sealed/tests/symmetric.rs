@@ -882,3 +882,81 @@ proptest! {
         }
     }
 }
+
+/// `take_changed` names every conversation whose windows changed (what an incremental store
+/// rewrites), once, and nothing else: not a refused or a staged envelope, and not deriving the
+/// tags of windows restored from storage (by a lookup, or by a change of the conversation).
+#[test]
+fn the_directory_reports_the_conversations_whose_windows_changed() {
+    let roots = TrustRoots::new();
+    let mut directory = TagDirectory::new();
+    assert!(directory.take_changed().is_empty());
+    assert!(directory.install(1u8, window(50)));
+    assert!(directory.install(2u8, window(51)));
+    assert!(!directory.install(2u8, window(51)), "the same epoch again");
+    assert_eq!(directory.take_changed(), [1, 2].into());
+    assert!(
+        directory.take_changed().is_empty(),
+        "each change is reported once"
+    );
+    // Opening in a window changes it; a refused or merely staged envelope does not.
+    let mut s = sealer(50);
+    let first = s.seal(NOW, b"a").unwrap();
+    let second = s.seal(NOW, b"b").unwrap();
+    directory.open(NOW, &roots, &first).unwrap();
+    assert_eq!(directory.take_changed(), [1].into());
+    assert!(directory.open(NOW, &roots, &first).is_err(), "a replay");
+    let (_, _, staged) = directory.open_staged(NOW, &roots, &second).unwrap();
+    assert!(directory.take_changed().is_empty());
+    assert!(directory.commit(&1, &staged));
+    assert_eq!(directory.take_changed(), [1].into());
+    assert!(!directory.commit(&1, &staged), "committed already");
+    assert!(directory.take_changed().is_empty());
+    // Removing changes it (and removing what is not there does not).
+    directory.remove(&2);
+    directory.remove(&3);
+    assert_eq!(directory.take_changed(), [2].into());
+    // Restoring is a change; deriving the restored tags later is not, whether a lookup
+    // derives every conversation's or a change derives one conversation's.
+    let stored = |d: &TagDirectory<u8>, c: u8| -> Vec<StoredTagWindow> {
+        d.stored_windows(&c)
+            .iter()
+            .map(|b| StoredTagWindow::from_bytes(b).unwrap())
+            .collect()
+    };
+    let mut restored = TagDirectory::new();
+    restored.restore_stored(1u8, stored(&directory, 1));
+    restored.restore_stored(
+        4u8,
+        [window(52).to_bytes()]
+            .iter()
+            .map(|b| StoredTagWindow::from_bytes(b).unwrap())
+            .collect(),
+    );
+    assert_eq!(restored.take_changed(), [1, 4].into());
+    assert!(restored.lookup(&second).is_none(), "received already");
+    assert!(
+        restored.take_changed().is_empty(),
+        "deriving is not a change"
+    );
+    let mut again = TagDirectory::new();
+    again.restore_stored(1u8, stored(&directory, 1));
+    again.restore_stored(4u8, stored(&restored, 4));
+    let _ = again.take_changed();
+    assert_eq!(again.windows(&4).len(), 1);
+    assert!(
+        again.take_changed().is_empty(),
+        "deriving one conversation is not a change"
+    );
+    assert!(again.install(1, window(53)));
+    assert_eq!(
+        again.take_changed(),
+        [1].into(),
+        "only the conversation that changed"
+    );
+    // A conversation restored and then changed before any lookup is reported once.
+    let mut fresh = TagDirectory::new();
+    fresh.restore_stored(5u8, stored(&restored, 4));
+    assert!(fresh.install(5, window(54)));
+    assert_eq!(fresh.take_changed(), [5].into());
+}
