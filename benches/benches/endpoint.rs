@@ -159,22 +159,10 @@ impl Storage {
             e.0 += 1;
             e.1 += v.len();
         }
-        let names = [
-            "",
-            "identity",
-            "counters",
-            "conversation",
-            "tombstone",
-            "sent",
-            "given up",
-            "control",
-            "outbox",
-            "seen",
-        ];
         kinds
             .iter()
             .map(|(tag, (n, bytes))| {
-                let name = names.get(usize::from(*tag)).copied().unwrap_or("?");
+                let name = record_kind(&[*tag]);
                 format!("{n} {name} {bytes} B")
             })
             .collect::<Vec<_>>()
@@ -461,6 +449,10 @@ fn record_kind(key: &[u8]) -> &'static str {
         Some(7) => "control",
         Some(8) => "outbox",
         Some(9) => "seen",
+        Some(10) => "policy entry",
+        Some(11) => "windows",
+        Some(12) => "delivered",
+        Some(13) => "tombstone chunk",
         _ => "unknown",
     }
 }

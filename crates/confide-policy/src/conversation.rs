@@ -211,57 +211,46 @@ pub struct ConversationPolicy {
     pending_deletes: BTreeMap<MessageId, PendingDelete>,
     pending_queue: ExpiryQueue<MessageId>,
     tombstones: VecDeque<MessageId>,
-    tombstone_set: TombstoneOrder,
+    tombstone_set: BTreeSet<MessageId>,
+    /// The position of the oldest tombstone (bookkeeping for stores, not state).
+    tombstone_first: TombstonePosition,
     events: VecDeque<PolicyEvent>,
     /// Bookkeeping for incremental persistence, not state.
     changes: EntryChanges,
 }
 
-/// The position of every tombstone in the order they were made, for stores that keep each
-/// tombstone as a record of its own ([`ConversationPolicy::entry_to_bytes`]): the oldest is
-/// forgotten first, so a restored state must know which that is. Positions are bookkeeping:
-/// two states with the same tombstones in the same order are equal whatever their positions.
-#[derive(Clone, Default)]
-struct TombstoneOrder {
-    position: BTreeMap<MessageId, u64>,
-    next: u64,
-}
+/// The position of the oldest tombstone in the order tombstones were made: the newest is at
+/// `first + len - 1` (tombstones are added at the back and forgotten at the front, so their
+/// positions are contiguous). Stores that keep tombstones in chunks of
+/// [`TOMBSTONES_PER_CHUNK`] positions ([`ConversationPolicy::tombstone_chunk_to_bytes`])
+/// name a chunk by `position / TOMBSTONES_PER_CHUNK`. Bookkeeping: two states with the same
+/// tombstones in the same order are equal whatever their positions.
+#[derive(Clone, Copy, Default)]
+struct TombstonePosition(u64);
 
-impl TombstoneOrder {
-    fn contains(&self, id: &MessageId) -> bool {
-        self.position.contains_key(id)
-    }
-
-    /// Gives `id` the next position; `false` if it already has one.
-    fn insert(&mut self, id: MessageId) -> bool {
-        if self.position.contains_key(&id) {
-            return false;
-        }
-        self.position.insert(id, self.next);
-        self.next = self.next.saturating_add(1);
-        true
-    }
-
-    fn remove(&mut self, id: &MessageId) {
-        self.position.remove(id);
-    }
-}
-
-impl PartialEq for TombstoneOrder {
-    /// Always equal: the policy's `tombstones` list (compared beside it) holds the same ids
-    /// in their order; the positions are bookkeeping.
+impl PartialEq for TombstonePosition {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for TombstoneOrder {}
+impl Eq for TombstonePosition {}
 
-/// Ids whose per-message entry (tracked message, pending delete or tombstone) was added,
-/// changed or removed since [`ConversationPolicy::take_changed_entries`]. Not state: two
-/// policies that differ only in it are equal.
+/// Tombstones per stored chunk.
+///
+/// Reason: a stored record costs a key and about 60 bytes of sealing, and opening one costs
+/// about a microsecond; 64 ids (1 KiB) per chunk keep a full conversation's 4,096 tombstones to
+/// 64 records, while a new tombstone rewrites at most 1 KiB.
+pub const TOMBSTONES_PER_CHUNK: u64 = 64;
+
+/// What changed since [`ConversationPolicy::take_changed_entries`]: the ids whose tracked
+/// message or pending delete was added, changed or removed, and the tombstone chunks that
+/// gained or lost an id. Not state: two policies that differ only in it are equal.
 #[derive(Clone, Default)]
-struct EntryChanges(BTreeSet<MessageId>);
+struct EntryChanges {
+    ids: BTreeSet<MessageId>,
+    chunks: BTreeSet<u64>,
+}
 
 impl PartialEq for EntryChanges {
     fn eq(&self, _: &Self) -> bool {
@@ -274,7 +263,6 @@ impl Eq for EntryChanges {}
 /// Kinds of a per-message entry ([`ConversationPolicy::entry_to_bytes`]).
 const ENTRY_TRACKED: u8 = 1;
 const ENTRY_PENDING_DELETE: u8 = 2;
-const ENTRY_TOMBSTONE: u8 = 3;
 
 impl fmt::Debug for ConversationPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -289,6 +277,7 @@ impl fmt::Debug for ConversationPolicy {
             pending_queue: _,
             tombstones,
             tombstone_set: _,
+            tombstone_first: _,
             events,
             changes: _,
         } = self;
@@ -321,7 +310,8 @@ impl ConversationPolicy {
             pending_deletes: BTreeMap::new(),
             pending_queue: ExpiryQueue::new(),
             tombstones: VecDeque::new(),
-            tombstone_set: TombstoneOrder::default(),
+            tombstone_set: BTreeSet::new(),
+            tombstone_first: TombstonePosition::default(),
             events: VecDeque::new(),
             changes: EntryChanges::default(),
         }
@@ -427,7 +417,7 @@ impl ConversationPolicy {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some((id, _)) = self.message_queue.pop_due(now) {
             if let Some(message) = self.messages.remove(&id) {
-                self.changes.0.insert(id);
+                self.changes.ids.insert(id);
                 self.tombstone(id);
                 if self.deadline(&message).is_some_and(|d| d <= now) {
                     self.events.push_back(PolicyEvent::Expired { id });
@@ -436,7 +426,7 @@ impl ConversationPolicy {
         }
         while let Some((target, _)) = self.pending_queue.pop_due(now) {
             self.pending_deletes.remove(&target);
-            self.changes.0.insert(target);
+            self.changes.ids.insert(target);
             self.tombstone(target);
         }
     }
@@ -931,10 +921,10 @@ impl ConversationPolicy {
             && let Some((oldest, _)) = self.pending_queue.pop_first()
         {
             self.pending_deletes.remove(&oldest);
-            self.changes.0.insert(oldest);
+            self.changes.ids.insert(oldest);
             self.tombstone(oldest);
         }
-        self.changes.0.insert(target);
+        self.changes.ids.insert(target);
         self.pending_deletes.insert(
             target,
             PendingDelete {
@@ -979,7 +969,7 @@ impl ConversationPolicy {
     fn drop_pending_delete(&mut self, target: &MessageId) {
         self.pending_queue.cancel(target);
         if self.pending_deletes.remove(target).is_some() {
-            self.changes.0.insert(*target);
+            self.changes.ids.insert(*target);
         }
     }
 
@@ -1029,26 +1019,34 @@ impl ConversationPolicy {
             self.message_queue.insert(id, at);
         }
         self.messages.insert(id, message);
-        self.changes.0.insert(id);
+        self.changes.ids.insert(id);
     }
 
     /// Forgets a message except its id (tombstone).
     fn erase(&mut self, id: MessageId) {
         self.message_queue.cancel(&id);
         self.messages.remove(&id);
-        self.changes.0.insert(id);
+        self.changes.ids.insert(id);
         self.tombstone(id);
     }
 
     fn tombstone(&mut self, id: MessageId) {
         if self.tombstone_set.insert(id) {
             self.tombstones.push_back(id);
-            self.changes.0.insert(id);
+            let position = self
+                .tombstone_first
+                .0
+                .saturating_add(u64::try_from(self.tombstones.len()).unwrap_or(u64::MAX))
+                .saturating_sub(1);
+            self.changes.chunks.insert(position / TOMBSTONES_PER_CHUNK);
         }
         while self.tombstones.len() > MAX_TOMBSTONES {
             if let Some(oldest) = self.tombstones.pop_front() {
                 self.tombstone_set.remove(&oldest);
-                self.changes.0.insert(oldest);
+                self.changes
+                    .chunks
+                    .insert(self.tombstone_first.0 / TOMBSTONES_PER_CHUNK);
+                self.tombstone_first.0 = self.tombstone_first.0.saturating_add(1);
             }
         }
     }
@@ -1070,7 +1068,7 @@ impl ConversationPolicy {
         }
         message.read_at = Some(now);
         let updated = *message;
-        self.changes.0.insert(id);
+        self.changes.ids.insert(id);
         if let Some(at) = self.scheduled_time(&updated) {
             self.message_queue.insert(id, at);
         }
@@ -1207,9 +1205,11 @@ impl ConversationPolicy {
 
     /// The state without its per-message entries: [`to_bytes`](Self::to_bytes)'s layout with
     /// no tracked messages, pending deletes or tombstones (three zero counts). A store that
-    /// keeps each entry as a record of its own ([`entry_to_bytes`](Self::entry_to_bytes))
-    /// writes this beside them, so a change to one message does not rewrite the others.
-    /// Refused while events wait to be polled.
+    /// keeps each tracked message and pending delete as a record of its own
+    /// ([`entry_to_bytes`](Self::entry_to_bytes)) and the tombstones in chunks
+    /// ([`tombstone_chunk_to_bytes`](Self::tombstone_chunk_to_bytes)) writes this beside them,
+    /// so a change to one message does not rewrite the others. Refused while events wait to be
+    /// polled.
     pub fn to_bytes_without_entries(&self) -> Result<Zeroizing<Vec<u8>>, StateEncodeError> {
         if !self.events.is_empty() {
             return Err(StateEncodeError::EventsNotDrained {
@@ -1225,37 +1225,44 @@ impl ConversationPolicy {
         Ok(w.into_zeroizing())
     }
 
-    /// Whether the state holds any per-message entry.
+    /// Whether the state holds any tracked message, pending delete or tombstone.
     #[must_use]
     pub fn has_entries(&self) -> bool {
         !(self.messages.is_empty() && self.pending_deletes.is_empty() && self.tombstones.is_empty())
     }
 
-    /// The ids of every per-message entry (tracked messages, pending deletes and tombstones;
-    /// an id is in at most one of them), ascending.
+    /// The ids of every tracked message and pending delete (an id is in at most one of them),
+    /// ascending.
     #[must_use]
     pub fn entry_ids(&self) -> Vec<MessageId> {
         let mut ids: Vec<MessageId> = self
             .messages
             .keys()
             .chain(self.pending_deletes.keys())
-            .chain(self.tombstone_set.position.keys())
             .copied()
             .collect();
         ids.sort_unstable();
         ids
     }
 
-    /// The ids whose entry was added, changed or removed since the previous call (or since
-    /// the state was created or restored), ascending; forgets them. Write
-    /// [`entry_to_bytes`](Self::entry_to_bytes) of each, or delete the entry where that is
-    /// `None`.
+    /// The ids whose tracked message or pending delete was added, changed or removed since the
+    /// previous call (or since the state was created or restored), ascending; forgets them.
+    /// Write [`entry_to_bytes`](Self::entry_to_bytes) of each, or delete the entry where that
+    /// is `None`.
     pub fn take_changed_entries(&mut self) -> BTreeSet<MessageId> {
-        core::mem::take(&mut self.changes.0)
+        core::mem::take(&mut self.changes.ids)
     }
 
-    /// The entry of `id` as canonical bytes (layout in `docs/policy.md`, "State entry by
-    /// entry"), or `None` if the state holds nothing about `id`.
+    /// The tombstone chunks that gained or lost an id since the previous call (or since the
+    /// state was created or restored), ascending; forgets them. Write
+    /// [`tombstone_chunk_to_bytes`](Self::tombstone_chunk_to_bytes) of each, or delete the
+    /// chunk where that is `None`.
+    pub fn take_changed_tombstone_chunks(&mut self) -> BTreeSet<u64> {
+        core::mem::take(&mut self.changes.chunks)
+    }
+
+    /// The tracked message or pending delete of `id` as canonical bytes (layout in
+    /// `docs/policy.md` §10.1), or `None` if the state has neither for `id`.
     #[must_use]
     pub fn entry_to_bytes(&self, id: &MessageId) -> Option<Zeroizing<Vec<u8>>> {
         let mut w = Writer::with_capacity(40);
@@ -1273,23 +1280,66 @@ impl ConversationPolicy {
             w.u8(ENTRY_PENDING_DELETE)
                 .u64(p.delete_claimed_send_time.as_millis())
                 .u64(p.received_at.as_millis());
-        } else if let Some(position) = self.tombstone_set.position.get(id) {
-            w.u8(ENTRY_TOMBSTONE).u64(*position);
         } else {
             return None;
         }
         Some(w.into_zeroizing())
     }
 
-    /// Restores the per-message entries of a state read with [`from_bytes`](Self::from_bytes)
-    /// from a [`to_bytes_without_entries`](Self::to_bytes_without_entries) form, each as
-    /// [`entry_to_bytes`](Self::entry_to_bytes) wrote it under its id. All or nothing, and
-    /// strict: ids must be strictly ascending, the state must hold no entry yet, each entry is
-    /// checked like its part of [`from_bytes`](Self::from_bytes), the limits hold, and no two
-    /// tombstones share a position. The restored state has no changed entries.
+    /// The positions of the oldest tombstone and one past the newest.
+    fn tombstone_positions(&self) -> (u64, u64) {
+        let first = self.tombstone_first.0;
+        let len = u64::try_from(self.tombstones.len()).unwrap_or(u64::MAX);
+        (first, first.saturating_add(len))
+    }
+
+    /// The chunks that hold tombstones (chunk `c` holds the positions `c *`
+    /// [`TOMBSTONES_PER_CHUNK`] up to the next chunk's), ascending.
+    #[must_use]
+    pub fn tombstone_chunks(&self) -> Vec<u64> {
+        let (first, end) = self.tombstone_positions();
+        if first == end {
+            return Vec::new();
+        }
+        let last = end.saturating_sub(1) / TOMBSTONES_PER_CHUNK;
+        (first / TOMBSTONES_PER_CHUNK..=last).collect()
+    }
+
+    /// The tombstones of chunk `chunk` as canonical bytes (layout in `docs/policy.md` §10.1),
+    /// or `None` if it holds none.
+    #[must_use]
+    pub fn tombstone_chunk_to_bytes(&self, chunk: u64) -> Option<Zeroizing<Vec<u8>>> {
+        let (first, end) = self.tombstone_positions();
+        let chunk_start = chunk.checked_mul(TOMBSTONES_PER_CHUNK)?;
+        let from = chunk_start.max(first);
+        let to = chunk_start.saturating_add(TOMBSTONES_PER_CHUNK).min(end);
+        if from >= to {
+            return None;
+        }
+        let skip = usize::try_from(from.saturating_sub(first)).ok()?;
+        let count = usize::try_from(to.saturating_sub(from)).ok()?;
+        let mut w = Writer::with_capacity(2 + count * MessageId::LEN);
+        w.u8(u8::try_from(from.saturating_sub(chunk_start)).ok()?)
+            .u8(u8::try_from(count).ok()?);
+        for id in self.tombstones.iter().skip(skip).take(count) {
+            w.bytes(&id.to_bytes());
+        }
+        Some(w.into_zeroizing())
+    }
+
+    /// Restores the entries of a state read with [`from_bytes`](Self::from_bytes) from a
+    /// [`to_bytes_without_entries`](Self::to_bytes_without_entries) form: each tracked message
+    /// and pending delete as [`entry_to_bytes`](Self::entry_to_bytes) wrote it under its id,
+    /// and each tombstone chunk as [`tombstone_chunk_to_bytes`](Self::tombstone_chunk_to_bytes)
+    /// wrote it under its number. All or nothing, and strict: ids and chunk numbers must be
+    /// strictly ascending, the state must hold no entry yet, each entry is checked like its
+    /// part of [`from_bytes`](Self::from_bytes), the limits hold, the chunks' positions are
+    /// contiguous (every chunk but the last ends at its end, every chunk but the first starts
+    /// at its start), and no id is in two places. The restored state has no changes.
     pub fn with_entries<'a>(
         self,
         entries: impl IntoIterator<Item = (MessageId, &'a [u8])>,
+        tombstone_chunks: impl IntoIterator<Item = (u64, &'a [u8])>,
     ) -> Result<Self, DecodeError> {
         if self.has_entries() {
             return Err(DecodeError::InvalidValue {
@@ -1298,7 +1348,6 @@ impl ConversationPolicy {
         }
         let mut state = self;
         let mut previous: Option<MessageId> = None;
-        let mut tombstones: BTreeMap<u64, MessageId> = BTreeMap::new();
         for (id, bytes) in entries {
             if previous.is_some_and(|p| p >= id) {
                 return Err(DecodeError::InvalidValue {
@@ -1340,20 +1389,6 @@ impl ConversationPolicy {
                         .pending_queue
                         .insert(id, received_at.saturating_add(PENDING_DELETE_LIFETIME));
                 }
-                ENTRY_TOMBSTONE => {
-                    if tombstones.len() >= MAX_TOMBSTONES {
-                        return Err(DecodeError::TooLong {
-                            field: "tombstones",
-                            len: tombstones.len().saturating_add(1),
-                            max: MAX_TOMBSTONES,
-                        });
-                    }
-                    if tombstones.insert(r.u64()?, id).is_some() {
-                        return Err(DecodeError::InvalidValue {
-                            field: "tombstone position repeated",
-                        });
-                    }
-                }
                 _ => {
                     return Err(DecodeError::InvalidValue {
                         field: "policy entry kind",
@@ -1362,13 +1397,51 @@ impl ConversationPolicy {
             }
             r.finish()?;
         }
-        for (position, id) in &tombstones {
-            state.tombstone_set.position.insert(*id, *position);
-            state.tombstones.push_back(*id);
+        // The position one past the last tombstone read so far.
+        let mut end: Option<u64> = None;
+        for (chunk, bytes) in tombstone_chunks {
+            let bad = DecodeError::InvalidValue {
+                field: "tombstone chunk",
+            };
+            let chunk_start = chunk.checked_mul(TOMBSTONES_PER_CHUNK).ok_or(bad)?;
+            let mut r = Reader::new(bytes);
+            let offset = u64::from(r.u8()?);
+            let count = r.u8()?;
+            let from = chunk_start.saturating_add(offset);
+            let to = from.saturating_add(u64::from(count));
+            let contiguous = match end {
+                None => true,
+                // After a chunk that ended at its end, the next one starts at its start.
+                Some(e) => e == chunk_start && offset == 0,
+            };
+            if count == 0 || to > chunk_start.saturating_add(TOMBSTONES_PER_CHUNK) || !contiguous {
+                return Err(bad);
+            }
+            if end.is_none() {
+                state.tombstone_first = TombstonePosition(from);
+            }
+            for _ in 0..count {
+                let id = MessageId::from_bytes(r.array()?);
+                if state.tombstones.len() >= MAX_TOMBSTONES {
+                    return Err(DecodeError::TooLong {
+                        field: "tombstones",
+                        len: state.tombstones.len().saturating_add(1),
+                        max: MAX_TOMBSTONES,
+                    });
+                }
+                if state.messages.contains_key(&id)
+                    || state.pending_deletes.contains_key(&id)
+                    || !state.tombstone_set.insert(id)
+                {
+                    return Err(DecodeError::InvalidValue {
+                        field: "tombstones",
+                    });
+                }
+                state.tombstones.push_back(id);
+            }
+            r.finish()?;
+            end = Some(to);
         }
-        state.tombstone_set.next = tombstones
-            .last_key_value()
-            .map_or(0, |(last, _)| last.saturating_add(1));
         state.changes = EntryChanges::default();
         Ok(state)
     }

@@ -7,6 +7,7 @@
 //! Behaviour of one conversation's policy as the facade and an attacker see it.
 
 use confide_crypto::{Duration, Timestamp};
+use confide_policy::conversation::TOMBSTONES_PER_CHUNK;
 use confide_policy::limits::{
     MAX_CLOCK_SKEW, MAX_PENDING_DELETES, MAX_TEXT_LEN, MAX_TOMBSTONES, MIN_RETENTION,
     PENDING_DELETE_LIFETIME, UNSEND_RECEIVE_GRACE, UNSEND_WINDOW,
@@ -681,28 +682,49 @@ fn state_survives_serialization_with_pending_expiries() {
     assert_eq!(restored, b);
 }
 
-/// Restores `p` the way an incremental store holds it: the state without entries, and each
-/// entry as a record of its own (all of them, ascending).
-fn restored_entry_by_entry(p: &ConversationPolicy) -> ConversationPolicy {
-    let entries: Vec<(MessageId, Vec<u8>)> = p
-        .entry_ids()
-        .into_iter()
-        .map(|id| (id, p.entry_to_bytes(&id).unwrap().to_vec()))
-        .collect();
-    ConversationPolicy::from_bytes(&p.to_bytes_without_entries().unwrap())
-        .unwrap()
-        .with_entries(entries.iter().map(|(id, e)| (*id, e.as_slice())))
-        .unwrap()
+/// `p` the way an incremental store holds it: the state without entries, each tracked
+/// message and pending delete under its id, each tombstone chunk under its number.
+struct Stored {
+    core: Vec<u8>,
+    entries: Vec<(MessageId, Vec<u8>)>,
+    chunks: Vec<(u64, Vec<u8>)>,
 }
 
-/// Tombstones kept entry by entry keep their order across a restore: beyond
-/// `MAX_TOMBSTONES` the restored state forgets the same oldest ids, in the same order, as one
-/// that was never stored.
+impl Stored {
+    fn of(p: &ConversationPolicy) -> Self {
+        Self {
+            core: p.to_bytes_without_entries().unwrap().to_vec(),
+            entries: p
+                .entry_ids()
+                .into_iter()
+                .map(|id| (id, p.entry_to_bytes(&id).unwrap().to_vec()))
+                .collect(),
+            chunks: p
+                .tombstone_chunks()
+                .into_iter()
+                .map(|c| (c, p.tombstone_chunk_to_bytes(c).unwrap().to_vec()))
+                .collect(),
+        }
+    }
+
+    fn restore(&self) -> Result<ConversationPolicy, confide_crypto::codec::DecodeError> {
+        ConversationPolicy::from_bytes(&self.core)
+            .unwrap()
+            .with_entries(
+                self.entries.iter().map(|(id, e)| (*id, e.as_slice())),
+                self.chunks.iter().map(|(c, e)| (*c, e.as_slice())),
+            )
+    }
+}
+
+/// Tombstones kept in chunks keep their order across a restore: beyond `MAX_TOMBSTONES` the
+/// restored state forgets the same oldest ids, in the same order, as one that was never
+/// stored, and reports the chunks that changed.
 #[test]
-fn tombstones_restored_entry_by_entry_are_forgotten_oldest_first() {
+fn tombstones_restored_from_chunks_are_forgotten_oldest_first() {
     let (mut a, mut b) = pair(RetentionPolicy::after_send(MIN_RETENTION));
     // Ids arrive, a millisecond apart, in an order unlike their byte order, so they expire
-    // (and become tombstones) in an order unlike the stored keys' order (ascending ids).
+    // (and become tombstones) in an order unlike the ids' order.
     for (k, n) in (0..(MAX_TOMBSTONES as u32 - 5)).rev().enumerate() {
         let now = at(Duration::from_millis(k as u64));
         let f = a.send_text(id(n), b"", now).unwrap();
@@ -710,13 +732,19 @@ fn tombstones_restored_entry_by_entry_are_forgotten_oldest_first() {
     }
     b.handle_timeout(at(Duration::from_mins(61)));
     drain(&mut b);
+    assert!(b.entry_ids().is_empty(), "every text expired");
+    let chunks = b.take_changed_tombstone_chunks();
+    assert_eq!(chunks.len(), MAX_TOMBSTONES / TOMBSTONES_PER_CHUNK as usize);
+    assert_eq!(b.tombstone_chunks(), chunks.into_iter().collect::<Vec<_>>());
     let _ = b.take_changed_entries();
-    let mut restored = restored_entry_by_entry(&b);
+    let stored = Stored::of(&b);
+    let mut restored = stored.restore().unwrap();
     assert_eq!(restored, b);
     assert!(
         restored.take_changed_entries().is_empty(),
         "restoring is not a change"
     );
+    assert!(restored.take_changed_tombstone_chunks().is_empty());
     let now = at(Duration::from_mins(62));
     for n in 100_000..100_020 {
         let f = a.send_text(id(n), b"", now).unwrap();
@@ -732,12 +760,21 @@ fn tombstones_restored_entry_by_entry_are_forgotten_oldest_first() {
     // of the first ones kept.
     let top = MAX_TOMBSTONES as u32 - 6;
     assert!(!restored.is_tombstoned(&id(top)));
+    assert!(restored.is_tombstoned(&id(top - 15)));
     assert!(restored.is_tombstoned(&id(0)));
-    // Every change is reported: the new tombstones and the forgotten ones.
+    // Every change is reported: the 20 texts tracked then expired, and the chunks that lost
+    // the 15 oldest (positions 0 to 14: chunk 0) and gained the 20 newest (positions 4,091
+    // to 4,110: chunks 63 and 64).
     let changed = restored.take_changed_entries();
-    assert!(changed.contains(&id(top)) && changed.contains(&id(100_019)));
-    assert_eq!(restored.entry_to_bytes(&id(top)), None);
-    assert_eq!(changed.len(), 20 + 15);
+    assert_eq!(changed.len(), 20);
+    assert!(changed.iter().all(|i| restored.entry_to_bytes(i).is_none()));
+    assert_eq!(restored.take_changed_tombstone_chunks(), [0, 63, 64].into());
+    // A store that applied those changes restores the same state again.
+    let again = Stored::of(&restored).restore().unwrap();
+    assert_eq!(&*again.to_bytes().unwrap(), &*b.to_bytes().unwrap());
+    assert_eq!(again.tombstone_chunks(), (0..=64).collect::<Vec<_>>());
+    assert_eq!(restored.tombstone_chunk_to_bytes(0).unwrap()[..2], [15, 49]);
+    assert_eq!(restored.tombstone_chunk_to_bytes(65), None);
 }
 
 #[test]
@@ -752,84 +789,125 @@ fn entries_are_restored_strictly() {
         Body::Delete { target: id(21) },
     );
     let _ = b.handle_incoming(&pending, T0).unwrap();
-    let g = a.send_text(id(2), b"m", T0).unwrap();
-    let _ = b.handle_incoming(g.as_bytes(), T0).unwrap();
-    let _ = b.handle_incoming(
-        &raw(id(3), T0, a.current_timer(), Body::Delete { target: id(2) }),
-        T0,
-    );
-    drain(&mut b);
-    let core = b.to_bytes_without_entries().unwrap();
-    let entries: Vec<(MessageId, Vec<u8>)> = b
-        .entry_ids()
-        .into_iter()
-        .map(|i| (i, b.entry_to_bytes(&i).unwrap().to_vec()))
-        .collect();
-    assert_eq!(
-        entries.len(),
-        3,
-        "a tracked message, a pending delete, a tombstone"
-    );
-    let kinds: BTreeSet<u8> = entries.iter().map(|(_, e)| e[0]).collect();
-    assert_eq!(kinds, [1, 2, 3].into());
-    let restore = |list: &[(MessageId, Vec<u8>)]| {
-        ConversationPolicy::from_bytes(&core)
-            .unwrap()
-            .with_entries(list.iter().map(|(i, e)| (*i, e.as_slice())))
-    };
-    assert_eq!(restore(&entries).unwrap(), b);
-    // Out of order or repeated ids.
-    let mut reversed = entries.clone();
-    reversed.reverse();
-    assert!(restore(&reversed).is_err());
-    let mut repeated = entries.clone();
-    repeated.push(entries[2].clone());
-    assert!(restore(&repeated).is_err());
-    // Every entry: trailing bytes, every truncation, an unknown kind.
-    for k in 0..entries.len() {
-        let mut broken = entries.clone();
-        broken[k].1.push(0);
-        assert!(restore(&broken).is_err());
-        for cut in 0..entries[k].1.len() {
-            let mut broken = entries.clone();
-            broken[k].1.truncate(cut);
-            assert!(restore(&broken).is_err());
-        }
-        let mut broken = entries.clone();
-        broken[k].1[0] = 4;
-        assert!(restore(&broken).is_err());
+    for n in [2, 4] {
+        let g = a.send_text(id(n), b"m", T0).unwrap();
+        let _ = b.handle_incoming(g.as_bytes(), T0).unwrap();
+        let delete = raw(
+            id(n + 1),
+            T0,
+            a.current_timer(),
+            Body::Delete { target: id(n) },
+        );
+        let _ = b.handle_incoming(&delete, T0);
     }
-    // Two tombstones in one position.
-    let t = entries.iter().find(|(_, e)| e[0] == 3).unwrap().clone();
-    let mut twice = entries.clone();
-    twice.push((id(99), t.1.clone()));
-    twice.sort();
-    assert!(restore(&twice).is_err());
+    drain(&mut b);
+    let stored = Stored::of(&b);
+    assert_eq!(
+        stored.entries.len(),
+        2,
+        "a tracked message, a pending delete"
+    );
+    let kinds: BTreeSet<u8> = stored.entries.iter().map(|(_, e)| e[0]).collect();
+    assert_eq!(kinds, [1, 2].into());
+    assert_eq!(stored.chunks.len(), 1, "two tombstones, one chunk");
+    assert_eq!(stored.chunks[0].1[..2], [0, 2]);
+    assert_eq!(stored.restore().unwrap(), b);
+    let with = |f: &dyn Fn(&mut Stored)| {
+        let mut s = Stored::of(&b);
+        f(&mut s);
+        s.restore()
+    };
+    // Out of order or repeated ids.
+    assert!(with(&|s| s.entries.reverse()).is_err());
+    assert!(with(&|s| s.entries.push(s.entries[1].clone())).is_err());
+    // Every entry and chunk: trailing bytes, every truncation, an unknown kind.
+    for k in 0..stored.entries.len() {
+        assert!(with(&|s| s.entries[k].1.push(0)).is_err());
+        for cut in 0..stored.entries[k].1.len() {
+            assert!(with(&|s| s.entries[k].1.truncate(cut)).is_err());
+        }
+        for kind in [0, 3, 4] {
+            assert!(with(&|s| s.entries[k].1[0] = kind).is_err());
+        }
+    }
+    assert!(with(&|s| s.chunks[0].1.push(0)).is_err());
+    for cut in 0..stored.chunks[0].1.len() {
+        assert!(with(&|s| s.chunks[0].1.truncate(cut)).is_err());
+    }
+    // A chunk that is empty, runs past its end, repeats an id, or holds a tracked id.
+    assert!(with(&|s| s.chunks[0].1 = vec![0, 0]).is_err());
+    assert!(with(&|s| s.chunks[0].1[0] = 63).is_err());
+    assert!(
+        with(&|s| {
+            let first = s.chunks[0].1[2..18].to_vec();
+            s.chunks[0].1[18..34].copy_from_slice(&first);
+        })
+        .is_err()
+    );
+    assert!(
+        with(&|s| {
+            let tracked = s.entries[0].0.to_bytes();
+            s.chunks[0].1[2..18].copy_from_slice(&tracked);
+        })
+        .is_err()
+    );
+    // Chunks that are not contiguous: a gap, a chunk that does not end at its end before
+    // the next, one that does not start at its start after the previous.
+    let split = |first: (u8, u8), second: (u64, u8, u8)| {
+        move |s: &mut Stored| {
+            let ids = s.chunks[0].1[2..].to_vec();
+            s.chunks = vec![
+                (0, [vec![first.0, first.1], ids[..16].to_vec()].concat()),
+                (
+                    second.0,
+                    [vec![second.1, second.2], ids[16..].to_vec()].concat(),
+                ),
+            ];
+        }
+    };
+    assert!(
+        with(&split((63, 1), (1, 0, 1))).is_ok(),
+        "contiguous across chunks"
+    );
+    assert!(with(&split((63, 1), (2, 0, 1))).is_err(), "a gap");
+    assert!(
+        with(&split((62, 1), (1, 0, 1))).is_err(),
+        "ends before its end"
+    );
+    assert!(
+        with(&split((63, 1), (1, 1, 1))).is_err(),
+        "starts after its start"
+    );
+    assert!(
+        with(&|s| s.chunks.reverse()).is_ok(),
+        "one chunk reversed is itself"
+    );
     // Which states have entries: one tracked message, one pending delete, one tombstone
     // each count alone (a state without entries takes entries; one with any refuses more).
-    let fresh = || ConversationPolicy::from_bytes(&core).unwrap();
+    let fresh = || ConversationPolicy::from_bytes(&stored.core).unwrap();
     assert!(!fresh().has_entries());
-    for (i, e) in &entries {
-        let one = fresh().with_entries([(*i, e.as_slice())]).unwrap();
-        assert!(one.has_entries(), "kind {}", e[0]);
+    let one_chunk = (
+        stored.chunks[0].0,
+        [vec![0, 1], stored.chunks[0].1[2..18].to_vec()].concat(),
+    );
+    let singles: Vec<ConversationPolicy> = stored
+        .entries
+        .iter()
+        .map(|(i, e)| fresh().with_entries([(*i, e.as_slice())], []).unwrap())
+        .chain([fresh()
+            .with_entries([], [(one_chunk.0, one_chunk.1.as_slice())])
+            .unwrap()])
+        .collect();
+    for one in singles {
+        assert!(one.has_entries());
         let bytes = one.to_bytes().unwrap();
         assert!(
             ConversationPolicy::from_bytes(&bytes)
                 .unwrap()
-                .with_entries(core::iter::empty())
-                .is_err(),
-            "kind {}",
-            e[0]
+                .with_entries([], [])
+                .is_err()
         );
     }
-    // Entries into a state that has them already.
-    let full = b.to_bytes().unwrap();
-    assert!(
-        ConversationPolicy::from_bytes(&full)
-            .unwrap()
-            .with_entries(core::iter::empty())
-            .is_err()
-    );
 }
 
 #[test]

@@ -168,6 +168,8 @@ struct Party {
     /// What an incremental store holds of the policy's per-message entries, kept up to date
     /// from `take_changed_entries` at every persist.
     stored_entries: BTreeMap<MessageId, Vec<u8>>,
+    /// And of its tombstone chunks.
+    stored_chunks: BTreeMap<u64, Vec<u8>>,
 }
 
 struct Sim {
@@ -202,6 +204,7 @@ impl Sim {
             surfaced_ever: BTreeSet::new(),
             sent: Vec::new(),
             stored_entries: BTreeMap::new(),
+            stored_chunks: BTreeMap::new(),
         };
         Self {
             org,
@@ -498,9 +501,23 @@ impl Sim {
                             }
                         }
                     }
+                    for chunk in party.policy.take_changed_tombstone_chunks() {
+                        match party.policy.tombstone_chunk_to_bytes(chunk) {
+                            Some(bytes) => {
+                                party.stored_chunks.insert(chunk, bytes.to_vec());
+                            }
+                            None => {
+                                party.stored_chunks.remove(&chunk);
+                            }
+                        }
+                    }
                     assert_eq!(
                         party.stored_entries.keys().copied().collect::<Vec<_>>(),
                         party.policy.entry_ids()
+                    );
+                    assert_eq!(
+                        party.stored_chunks.keys().copied().collect::<Vec<_>>(),
+                        party.policy.tombstone_chunks()
                     );
                     let core = party.policy.to_bytes_without_entries().unwrap();
                     let from_entries = ConversationPolicy::from_bytes(&core)
@@ -510,6 +527,7 @@ impl Sim {
                                 .stored_entries
                                 .iter()
                                 .map(|(id, e)| (*id, e.as_slice())),
+                            party.stored_chunks.iter().map(|(c, e)| (*c, e.as_slice())),
                         )
                         .unwrap();
                     assert!(from_entries == party.policy);

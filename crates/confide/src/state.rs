@@ -13,6 +13,7 @@ use confide_crypto::{
 };
 use confide_policy::{
     ConversationPolicy, MessageId, OrgBounds, RetentionDuration, RetentionPolicy, StartRule,
+    conversation::TOMBSTONES_PER_CHUNK,
     limits::{
         MAX_IDS_PER_FRAME, MAX_PENDING_DELETES, MAX_TOMBSTONES as MAX_POLICY_TOMBSTONES,
         MAX_TRACKED_MESSAGES,
@@ -169,11 +170,15 @@ const KEY_SEEN: u8 = 9;
 const KEY_POLICY_ENTRY: u8 = 10;
 const KEY_WINDOWS: u8 = 11;
 const KEY_DELIVERED: u8 = 12;
+const KEY_TOMBSTONE_CHUNK: u8 = 13;
 /// Longest record key: a tag, a conversation id and a message id.
 const MAX_RECORD_KEY_LEN: usize = 1 + 8 + MessageId::LEN;
-/// Most per-message entries one conversation's policy holds.
-const MAX_POLICY_ENTRIES: usize =
-    MAX_TRACKED_MESSAGES + MAX_PENDING_DELETES + MAX_POLICY_TOMBSTONES;
+/// Most records of one conversation's policy: its tracked messages, its pending deletes, and
+/// the chunks its tombstones span.
+const MAX_POLICY_ENTRIES: usize = MAX_TRACKED_MESSAGES
+    + MAX_PENDING_DELETES
+    + MAX_POLICY_TOMBSTONES / TOMBSTONES_PER_CHUNK as usize
+    + 1;
 /// Most records one endpoint state can hold: two singletons plus every bounded collection.
 const MAX_RECORDS: usize = 2
     + MAX_CONVERSATIONS
@@ -205,8 +210,8 @@ pub(crate) enum RecordKey {
     Outbox(FrameId),
     /// The delivery machine's dedup-window entry.
     Seen(FrameId),
-    /// One per-message entry of a conversation's policy: a tracked message, a pending delete
-    /// or a tombstone (version 8 on; before, the conversation record held them all).
+    /// One per-message entry of a conversation's policy: a tracked message or a pending delete
+    /// (version 8 on; before, the conversation record held them all).
     PolicyEntry(ConversationId, MessageId),
     /// The windows of a conversation's symmetric epochs (version 8 on; before, in the
     /// conversation record).
@@ -214,6 +219,9 @@ pub(crate) enum RecordKey {
     /// One of our texts the peer acknowledged, by conversation and arrival order (version 8
     /// on; before, in the conversation record).
     Delivered(ConversationId, u64),
+    /// A chunk of a conversation policy's tombstones, by conversation and chunk number
+    /// (version 8 on; before, in the conversation record).
+    TombstoneChunk(ConversationId, u64),
 }
 
 impl RecordKey {
@@ -255,8 +263,12 @@ impl RecordKey {
                 out.push(KEY_WINDOWS);
                 out.extend_from_slice(&c.0.to_be_bytes());
             }
-            Self::Delivered(c, order) => {
-                out.push(KEY_DELIVERED);
+            Self::Delivered(c, order) | Self::TombstoneChunk(c, order) => {
+                out.push(if matches!(self, Self::Delivered(..)) {
+                    KEY_DELIVERED
+                } else {
+                    KEY_TOMBSTONE_CHUNK
+                });
                 out.extend_from_slice(&c.0.to_be_bytes());
                 out.extend_from_slice(&order.to_be_bytes());
             }
@@ -282,6 +294,7 @@ impl RecordKey {
             }
             KEY_WINDOWS => Self::Windows(ConversationId(r.u64()?)),
             KEY_DELIVERED => Self::Delivered(ConversationId(r.u64()?), r.u64()?),
+            KEY_TOMBSTONE_CHUNK => Self::TombstoneChunk(ConversationId(r.u64()?), r.u64()?),
             _ => {
                 return Err(DecodeError::InvalidValue {
                     field: "record key",
@@ -597,6 +610,9 @@ impl Endpoint {
                 for message in c.policy.take_changed_entries() {
                     journal.mark(RecordKey::PolicyEntry(id, message));
                 }
+                for chunk in c.policy.take_changed_tombstone_chunks() {
+                    journal.mark(RecordKey::TombstoneChunk(id, chunk));
+                }
                 for order in c.recently_delivered.take_changed() {
                     journal.mark(RecordKey::Delivered(id, order));
                 }
@@ -661,6 +677,12 @@ impl Endpoint {
                     .entries
                     .iter()
                     .map(|d| RecordKey::Delivered(*id, d.order)),
+            );
+            keys.extend(
+                c.policy
+                    .tombstone_chunks()
+                    .into_iter()
+                    .map(|chunk| RecordKey::TombstoneChunk(*id, chunk)),
             );
         }
         // Ascending, as the snapshot requires (the per-conversation records interleave).
@@ -752,6 +774,17 @@ impl Endpoint {
                     w.bytes(&d.message.to_bytes())
                         .bytes(d.frame.as_bytes())
                         .u64(d.at.as_millis());
+                }
+                None => return Ok(None),
+            },
+            RecordKey::TombstoneChunk(id, chunk) => match self
+                .conversations
+                .get(&id)
+                .and_then(|c| c.policy.tombstone_chunk_to_bytes(chunk))
+            {
+                // The rest of the record: its layout is the policy's (docs/policy.md).
+                Some(bytes) => {
+                    w.bytes(&bytes);
                 }
                 None => return Ok(None),
             },
@@ -860,6 +893,7 @@ impl Endpoint {
         // Policy entries by conversation, then message (the records' order), and the
         // conversations whose record (version 7 or older) held its entries itself.
         let mut policy_entries: Vec<(ConversationId, MessageId, &'a [u8])> = Vec::new();
+        let mut tombstone_chunks: Vec<(ConversationId, u64, &'a [u8])> = Vec::new();
         let mut delivered: Vec<(ConversationId, Delivered)> = Vec::new();
         // Conversations read from a record of version 7 or older, which held its policy
         // entries, windows and delivered texts itself: no records of those may follow.
@@ -988,10 +1022,14 @@ impl Endpoint {
                     owned_by_conversation(version, id, &conversation_ids, &legacy)?;
                     delivered.push((id, read_delivered(&mut r, order)?));
                 }
+                RecordKey::TombstoneChunk(id, chunk) => {
+                    owned_by_conversation(version, id, &conversation_ids, &legacy)?;
+                    tombstone_chunks.push((id, chunk, r.rest()));
+                }
             }
             r.finish()?;
         }
-        restore_policy_entries(&mut conversations, &policy_entries)?;
+        restore_policy_entries(&mut conversations, &policy_entries, &tombstone_chunks)?;
         restore_delivered(&mut conversations, &delivered)?;
         let open = conversations.iter().filter(|(_, c)| c.is_open()).count();
         if open > MAX_CONVERSATIONS
@@ -1043,6 +1081,9 @@ impl Endpoint {
                 for message in c.policy.entry_ids() {
                     endpoint.journal.mark(RecordKey::PolicyEntry(id, message));
                 }
+                for chunk in c.policy.tombstone_chunks() {
+                    endpoint.journal.mark(RecordKey::TombstoneChunk(id, chunk));
+                }
                 for d in &c.recently_delivered.entries {
                     endpoint.journal.mark(RecordKey::Delivered(id, d.order));
                 }
@@ -1082,28 +1123,41 @@ impl Endpoint {
     }
 }
 
-/// Restores each conversation's policy entries (`entries` sorted by conversation, then
-/// message; every conversation among `conversations`, which is sorted by id).
+/// Restores each conversation's policy entries and tombstone chunks (both sorted by
+/// conversation, then id or chunk number; every conversation among `conversations`, which is
+/// sorted by id). Linear: both lists are walked once, a conversation's run at a time.
 fn restore_policy_entries(
     conversations: &mut [(ConversationId, Box<Conversation>)],
     entries: &[(ConversationId, MessageId, &[u8])],
+    chunks: &[(ConversationId, u64, &[u8])],
 ) -> Result<(), DecodeError> {
-    let mut rest = entries;
-    while let Some(&(id, _, _)) = rest.first() {
-        let n = rest.iter().take_while(|(c, _, _)| *c == id).count();
-        let (group, tail) = rest.split_at(n.min(rest.len()));
-        rest = tail;
+    let (mut entries, mut chunks) = (entries, chunks);
+    loop {
+        let id = match (entries.first(), chunks.first()) {
+            (Some(e), Some(c)) => e.0.min(c.0),
+            (Some(e), None) => e.0,
+            (None, Some(c)) => c.0,
+            (None, None) => return Ok(()),
+        };
+        let n = entries.iter().take_while(|(c, _, _)| *c == id).count();
+        let (these_entries, rest) = entries.split_at(n.min(entries.len()));
+        entries = rest;
+        let n = chunks.iter().take_while(|(c, _, _)| *c == id).count();
+        let (these_chunks, rest) = chunks.split_at(n.min(chunks.len()));
+        chunks = rest;
         let conversation = conversations
             .binary_search_by_key(&id, |(c, _)| *c)
             .ok()
             .and_then(|i| conversations.get_mut(i))
             .ok_or(DecodeError::InvalidValue {
-                field: "policy entry",
+                field: "record of a conversation",
             })?;
         let policy = conversation.1.policy.clone();
-        conversation.1.policy = policy.with_entries(group.iter().map(|(_, m, b)| (*m, *b)))?;
+        conversation.1.policy = policy.with_entries(
+            these_entries.iter().map(|(_, m, b)| (*m, *b)),
+            these_chunks.iter().map(|(_, n, b)| (*n, *b)),
+        )?;
     }
-    Ok(())
 }
 
 /// A record of version 8 that belongs to a conversation (its policy entries, windows,

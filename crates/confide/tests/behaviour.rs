@@ -363,7 +363,7 @@ fn plaintext(world: &mut common::World, n: usize) -> Vec<u8> {
 
 /// A version 8 conversation record with what version 8 keeps in records of their own put
 /// back inline, the way versions 7 and older stored it: its policy's entries (records `0x0a
-/// || id || message`), its delivered texts (`0x0c || id || order`, renumbered from 0 as an
+/// || id || message` and tombstone chunks `0x0d || id || chunk`), its delivered texts (`0x0c || id || order`, renumbered from 0 as an
 /// old record's load numbers them) and the windows of the peer's epochs (`0x0b || id`).
 fn with_conversation_records_inline(
     records: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
@@ -389,9 +389,12 @@ fn with_conversation_records_inline(
             )
         })
         .collect();
+    let chunks: Vec<(u64, &[u8])> = of_this(0x0d)
+        .map(|(k, v)| (u64::from_be_bytes(k[9..17].try_into().unwrap()), &v[1..]))
+        .collect();
     let policy = confide_policy::ConversationPolicy::from_bytes(core)
         .unwrap()
-        .with_entries(entries)
+        .with_entries(entries, chunks)
         .unwrap()
         .to_bytes()
         .unwrap();
@@ -491,7 +494,7 @@ fn states_of_previous_versions_load_as_the_same_state() {
         // version 5, in each sent record a session message (token-carrying kind 0x21 when
         // the flag says so) instead of the flag.
         let mut old = vec![old_version];
-        let own_records = |k: &[u8]| matches!(k[0], 0x0a..=0x0c);
+        let own_records = |k: &[u8]| matches!(k[0], 0x0a..=0x0d);
         let kept = records.keys().filter(|k| !own_records(k)).count();
         old.extend_from_slice(&u32::try_from(kept).unwrap().to_be_bytes());
         for (key, value) in &records {

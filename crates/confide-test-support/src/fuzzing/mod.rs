@@ -43,8 +43,9 @@ pub fn policy_content(data: &[u8]) {
 
 /// First byte of a `policy_state` input that holds a state entry by entry (a policy state
 /// starts with its version, `0x01`): then `u16` length and the state without entries, then
-/// any number of entries, each a 16-byte message id, a `u16` length and
-/// `ConversationPolicy::entry_to_bytes` (`docs/policy.md` §10.1).
+/// any number of items: `0x00`, a 16-byte message id, `u16` length and
+/// `ConversationPolicy::entry_to_bytes`; or `0x01`, a `u64` chunk number, `u16` length and
+/// `ConversationPolicy::tombstone_chunk_to_bytes` (`docs/policy.md` §10.1).
 pub const POLICY_ENTRY_BY_ENTRY: u8 = 0xe0;
 
 /// `policy_state`: the conversation policy state decoders never panic. Whatever `from_bytes`
@@ -63,10 +64,8 @@ pub fn policy_state(data: &[u8]) {
             .expect("a restored state has no pending events");
         assert_eq!(&encoded[..], data, "decoding is not canonical");
         let split = policy_state_entry_form(&state);
-        let (core, entries) = parse_entry_form(&split[1..]).expect("the entry form parses");
-        let restored = ConversationPolicy::from_bytes(core)
-            .and_then(|s| s.with_entries(entries))
-            .expect("a state restores entry by entry");
+        let form = parse_entry_form(&split[1..]).expect("the entry form parses");
+        let restored = form.restore().expect("a state restores entry by entry");
         assert!(
             restored == state,
             "restored entry by entry, the state differs"
@@ -90,51 +89,91 @@ pub fn policy_state_entry_form(state: &ConversationPolicy) -> Vec<u8> {
         .expect("a state without entries is short");
     for id in state.entry_ids() {
         let entry = state.entry_to_bytes(&id).expect("a listed entry exists");
-        w.bytes(&id.to_bytes());
+        w.u8(0).bytes(&id.to_bytes());
         w.var16("entry", usize::from(u16::MAX), &entry)
             .expect("an entry is short");
+    }
+    for chunk in state.tombstone_chunks() {
+        let bytes = state
+            .tombstone_chunk_to_bytes(chunk)
+            .expect("a listed chunk exists");
+        w.u8(1).u64(chunk);
+        w.var16("chunk", usize::from(u16::MAX), &bytes)
+            .expect("a chunk is short");
     }
     w.into_vec()
 }
 
-/// A policy state entry by entry: the state without entries, and each entry under its id.
-type EntryForm<'a> = (&'a [u8], Vec<(MessageId, &'a [u8])>);
+/// A policy state entry by entry: the state without entries, each entry under its id, each
+/// tombstone chunk under its number.
+struct EntryForm<'a> {
+    core: &'a [u8],
+    entries: Vec<(MessageId, &'a [u8])>,
+    chunks: Vec<(u64, &'a [u8])>,
+}
 
-/// The state without entries and the entries of the entry-by-entry form (after its first
-/// byte); `None` if it does not parse.
+impl EntryForm<'_> {
+    fn restore(&self) -> Result<ConversationPolicy, confide_crypto::codec::DecodeError> {
+        ConversationPolicy::from_bytes(self.core)
+            .and_then(|s| s.with_entries(self.entries.clone(), self.chunks.clone()))
+    }
+}
+
+/// The entry-by-entry form (after its first byte); `None` if it does not parse.
 fn parse_entry_form(data: &[u8]) -> Option<EntryForm<'_>> {
     let mut r = Reader::new(data);
     let core = r.var16("core", usize::from(u16::MAX)).ok()?;
-    let mut entries = Vec::new();
+    let mut form = EntryForm {
+        core,
+        entries: Vec::new(),
+        chunks: Vec::new(),
+    };
     while r.remaining() > 0 {
-        let id = MessageId::from_bytes(r.array().ok()?);
-        entries.push((id, r.var16("entry", usize::from(u16::MAX)).ok()?));
+        match r.u8().ok()? {
+            0 => {
+                let id = MessageId::from_bytes(r.array().ok()?);
+                form.entries
+                    .push((id, r.var16("entry", usize::from(u16::MAX)).ok()?));
+            }
+            1 => {
+                let chunk = r.u64().ok()?;
+                form.chunks
+                    .push((chunk, r.var16("chunk", usize::from(u16::MAX)).ok()?));
+            }
+            _ => return None,
+        }
     }
-    Some((core, entries))
+    Some(form)
 }
 
 fn policy_state_entries(data: &[u8]) {
-    let Some((core, entries)) = parse_entry_form(data) else {
+    let Some(form) = parse_entry_form(data) else {
         return;
     };
-    let Ok(mut state) =
-        ConversationPolicy::from_bytes(core).and_then(|s| s.with_entries(entries.clone()))
-    else {
+    let Ok(mut state) = form.restore() else {
         return;
     };
     assert_eq!(
         &state.to_bytes_without_entries().expect("no pending events")[..],
-        core,
+        form.core,
         "the state without entries is not canonical"
     );
-    let ids: Vec<MessageId> = entries.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<MessageId> = form.entries.iter().map(|(id, _)| *id).collect();
     assert_eq!(state.entry_ids(), ids, "entries lost or invented");
-    for (id, bytes) in &entries {
+    for (id, bytes) in &form.entries {
         let encoded = state.entry_to_bytes(id).expect("a restored entry exists");
         assert_eq!(&encoded[..], *bytes, "an entry is not canonical");
     }
+    let chunks: Vec<u64> = form.chunks.iter().map(|(c, _)| *c).collect();
+    assert_eq!(state.tombstone_chunks(), chunks, "chunks lost or invented");
+    for (chunk, bytes) in &form.chunks {
+        let encoded = state
+            .tombstone_chunk_to_bytes(*chunk)
+            .expect("a restored chunk exists");
+        assert_eq!(&encoded[..], *bytes, "a chunk is not canonical");
+    }
     assert!(
-        state.take_changed_entries().is_empty(),
+        state.take_changed_entries().is_empty() && state.take_changed_tombstone_chunks().is_empty(),
         "restoring is not a change"
     );
     let whole = state.to_bytes().expect("no pending events");

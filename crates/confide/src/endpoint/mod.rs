@@ -1020,13 +1020,19 @@ impl Endpoint {
         let Some(mut conv) = self.conversations.remove(&id) else {
             return;
         };
-        // Its policy's entries and its delivered texts are records of their own: delete them
-        // with it (its windows go with `forget_epochs`).
+        // Its policy's entries and tombstone chunks and its delivered texts are records of
+        // their own: delete them with it (its windows go with `forget_epochs`).
         let mut entries = conv.policy.take_changed_entries();
         entries.extend(conv.policy.entry_ids());
         for message in entries {
             self.journal
                 .mark(crate::state::RecordKey::PolicyEntry(id, message));
+        }
+        let mut chunks = conv.policy.take_changed_tombstone_chunks();
+        chunks.extend(conv.policy.tombstone_chunks());
+        for chunk in chunks {
+            self.journal
+                .mark(crate::state::RecordKey::TombstoneChunk(id, chunk));
         }
         let mut delivered = conv.recently_delivered.take_changed();
         delivered.extend(conv.recently_delivered.entries.iter().map(|d| d.order));
