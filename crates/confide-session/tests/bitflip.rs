@@ -309,3 +309,32 @@ fn bundle_one_time_prekey_flips_fail_at_the_responder() {
     }
     assert_eq!(same_key, 1);
 }
+
+/// `Session::decrypt` on its own (without the record, which routes a prekey message by its
+/// base key) refuses a prekey message of another session between the same two identities as
+/// `Authentication`, before comparing any header, and changes nothing.
+#[test]
+fn a_session_refuses_a_prekey_message_of_another_session_between_the_same_peers() {
+    let (mut p, first) = first_message(47);
+    p.b_gets(&first).unwrap();
+    let mut bobs = Session::from_bytes(&p.b.current().unwrap().to_bytes()).unwrap();
+    // A second session from Alice: the same identities, another base key.
+    let bundle = p.bob.store.bundles()[0].clone();
+    p.a = SessionRecord::with_session(p.alice.initiate(&mut p.rng, &bundle));
+    let other = p.a_sends(b"another session");
+    let parsed = confide_session::SessionMessage::from_bytes(&other).unwrap();
+    assert!(matches!(parsed, confide_session::SessionMessage::PreKey(_)));
+    let before = bobs.to_bytes();
+    assert_eq!(
+        bobs.decrypt(&parsed, NOW).unwrap_err(),
+        DecryptError::Authentication
+    );
+    assert_eq!(bobs.to_bytes(), before, "a refused message changes nothing");
+    // Its own first message passes the identity and header checks and is refused only as
+    // the duplicate it is (it was received before the session was copied).
+    let own = confide_session::SessionMessage::from_bytes(&first).unwrap();
+    assert_eq!(
+        bobs.decrypt(&own, NOW).unwrap_err(),
+        DecryptError::Duplicate
+    );
+}
