@@ -591,3 +591,64 @@ fn record_blobs_open_only_for_their_record_and_slot() {
     // Failure changes nothing: the sealer still opens the original.
     assert_eq!(open(&blob).unwrap(), plain.len());
 }
+
+/// The prekey store's record of the base keys it accepted (to refuse replayed first
+/// messages) survives a round trip under its one signed prekey, and is read strictly: out of
+/// order, or under a signed prekey the store no longer holds, it is refused.
+#[test]
+fn seen_base_keys_round_trip_and_are_read_strictly() {
+    // Bob has no one-time prekeys: first messages use his signed prekey alone, and he
+    // remembers their base keys to refuse replays.
+    let mut rng = common::rng(61);
+    let alice = common::Party::new(&mut rng, 0, 0);
+    let mut bob = common::Party::new(&mut rng, 0, 0);
+    let bundle = bob.store.bundles()[0].clone();
+    let mut bobs = SessionRecord::new();
+    for text in [&b"one"[..], b"two"] {
+        let mut alices = SessionRecord::with_session(alice.initiate(&mut rng, &bundle));
+        let first = alices.encrypt(&mut rng, text).unwrap();
+        bob.decrypt(&mut bobs, &first).unwrap();
+    }
+    assert_eq!(bob.store.seen_base_key_count(bundle.signed_prekey_id()), 2);
+    let bytes = bob.store.to_bytes().to_vec();
+    let restored = PreKeyStore::from_bytes(&bytes).unwrap();
+    assert_eq!(restored.to_bytes().to_vec(), bytes);
+    // The seen base keys are the store's last field: two entries of a u32 id and 32 bytes.
+    let n = bytes.len();
+    let (a, b) = (n - 72, n - 36);
+    let mut swapped = bytes.clone();
+    swapped[a..].copy_from_slice(&[&bytes[b..], &bytes[a..b]].concat());
+    assert!(PreKeyStore::from_bytes(&swapped).is_err(), "not ascending");
+    let mut retired = bytes.clone();
+    for at in [a, b] {
+        retired[at..at + 4].copy_from_slice(&9_999u32.to_be_bytes());
+    }
+    assert!(
+        PreKeyStore::from_bytes(&retired).is_err(),
+        "under a signed prekey the store does not hold"
+    );
+}
+
+/// The store reports its published prekeys and when they were made (what an endpoint's
+/// rotation schedule reads), through rotations.
+#[test]
+fn the_store_reports_its_published_prekeys_and_when_they_were_made() {
+    let mut rng = ChaCha20Rng::from_seed([62; 32]);
+    let identity = confide_crypto::identity::IdentityKeyPair::generate(&mut rng);
+    let mut store = PreKeyStore::new(identity, &mut rng, common::NOW);
+    assert_eq!(store.signed_prekey_created_at(), Some(common::NOW));
+    assert_eq!(store.last_resort_kem_created_at(), Some(common::NOW));
+    let first = store.published_signed_prekey_id().unwrap();
+    let later = common::NOW.saturating_add(confide_crypto::Duration::from_days(7));
+    let second = store.rotate_signed_prekey(&mut rng, later);
+    assert_ne!(second, first);
+    assert_eq!(store.published_signed_prekey_id(), Some(second));
+    assert_eq!(store.signed_prekey_created_at(), Some(later));
+    assert_eq!(store.last_resort_kem_created_at(), Some(common::NOW));
+    let latest = later.saturating_add(confide_crypto::Duration::from_days(1));
+    let third = store.rotate_signed_prekey(&mut rng, latest);
+    assert_eq!(store.published_signed_prekey_id(), Some(third));
+    store.rotate_last_resort_kem_prekey(&mut rng, latest);
+    assert_eq!(store.last_resort_kem_created_at(), Some(latest));
+    assert_eq!(store.signed_prekey_created_at(), Some(latest));
+}
