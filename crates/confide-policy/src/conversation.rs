@@ -1184,16 +1184,7 @@ impl ConversationPolicy {
 
         let count = r.count32("tombstones", MAX_TOMBSTONES)?;
         for _ in 0..count {
-            let id = MessageId::from_bytes(r.array()?);
-            if state.messages.contains_key(&id)
-                || state.pending_deletes.contains_key(&id)
-                || !state.tombstone_set.insert(id)
-            {
-                return Err(DecodeError::InvalidValue {
-                    field: "tombstones",
-                });
-            }
-            state.tombstones.push_back(id);
+            state.restore_tombstone(MessageId::from_bytes(r.array()?))?;
         }
         r.finish()?;
         // Restored from storage: nothing is waiting to be written.
@@ -1327,6 +1318,21 @@ impl ConversationPolicy {
         Some(w.into_zeroizing())
     }
 
+    /// Appends a tombstone read from storage (the newest so far): refused if the id is
+    /// tracked, pending or a tombstone already. Both stored forms restore through it.
+    fn restore_tombstone(&mut self, id: MessageId) -> Result<(), DecodeError> {
+        if self.messages.contains_key(&id)
+            || self.pending_deletes.contains_key(&id)
+            || !self.tombstone_set.insert(id)
+        {
+            return Err(DecodeError::InvalidValue {
+                field: "tombstones",
+            });
+        }
+        self.tombstones.push_back(id);
+        Ok(())
+    }
+
     /// Restores the entries of a state read with [`from_bytes`](Self::from_bytes) from a
     /// [`to_bytes_without_entries`](Self::to_bytes_without_entries) form: each tracked message
     /// and pending delete as [`entry_to_bytes`](Self::entry_to_bytes) wrote it under its id,
@@ -1429,15 +1435,7 @@ impl ConversationPolicy {
                         max: MAX_TOMBSTONES,
                     });
                 }
-                if state.messages.contains_key(&id)
-                    || state.pending_deletes.contains_key(&id)
-                    || !state.tombstone_set.insert(id)
-                {
-                    return Err(DecodeError::InvalidValue {
-                        field: "tombstones",
-                    });
-                }
-                state.tombstones.push_back(id);
+                state.restore_tombstone(id)?;
             }
             r.finish()?;
             end = Some(to);

@@ -1001,15 +1001,9 @@ impl Endpoint {
                 RecordKey::Windows(id) => {
                     owned_by_conversation(version, id, &conversation_ids, &legacy)?;
                     let windows = read_windows(&mut r)?;
-                    let conversation = conversations
-                        .binary_search_by_key(&id, |(c, _)| *c)
-                        .ok()
-                        .and_then(|i| conversations.get(i))
-                        .ok_or(DecodeError::InvalidValue {
-                            field: "record of a conversation",
-                        })?;
+                    let conversation = loaded_conversation(&mut conversations, id)?;
                     if windows.is_empty()
-                        || !receives_symmetric(&conversation.1.record, &conversation.1.policy)
+                        || !receives_symmetric(&conversation.record, &conversation.policy)
                     {
                         return Err(DecodeError::InvalidValue {
                             field: "tag windows of a closed conversation",
@@ -1123,6 +1117,33 @@ impl Endpoint {
     }
 }
 
+/// The conversation `id` among `conversations` (sorted by id, as the records arrive).
+fn loaded_conversation(
+    conversations: &mut [(ConversationId, Box<Conversation>)],
+    id: ConversationId,
+) -> Result<&mut Conversation, DecodeError> {
+    conversations
+        .binary_search_by_key(&id, |(c, _)| *c)
+        .ok()
+        .and_then(|i| conversations.get_mut(i))
+        .map(|(_, c)| &mut **c)
+        .ok_or(DecodeError::InvalidValue {
+            field: "record of a conversation",
+        })
+}
+
+/// Splits off the front of `list` (sorted by conversation) the run that belongs to `id`.
+fn take_run<'l, T>(
+    list: &mut &'l [T],
+    id: ConversationId,
+    owner: impl Fn(&T) -> ConversationId,
+) -> &'l [T] {
+    let n = list.iter().take_while(|t| owner(t) == id).count();
+    let (run, rest) = list.split_at(n.min(list.len()));
+    *list = rest;
+    run
+}
+
 /// Restores each conversation's policy entries and tombstone chunks (both sorted by
 /// conversation, then id or chunk number; every conversation among `conversations`, which is
 /// sorted by id). Linear: both lists are walked once, a conversation's run at a time.
@@ -1139,21 +1160,11 @@ fn restore_policy_entries(
             (None, Some(c)) => c.0,
             (None, None) => return Ok(()),
         };
-        let n = entries.iter().take_while(|(c, _, _)| *c == id).count();
-        let (these_entries, rest) = entries.split_at(n.min(entries.len()));
-        entries = rest;
-        let n = chunks.iter().take_while(|(c, _, _)| *c == id).count();
-        let (these_chunks, rest) = chunks.split_at(n.min(chunks.len()));
-        chunks = rest;
-        let conversation = conversations
-            .binary_search_by_key(&id, |(c, _)| *c)
-            .ok()
-            .and_then(|i| conversations.get_mut(i))
-            .ok_or(DecodeError::InvalidValue {
-                field: "record of a conversation",
-            })?;
-        let policy = conversation.1.policy.clone();
-        conversation.1.policy = policy.with_entries(
+        let these_entries = take_run(&mut entries, id, |e| e.0);
+        let these_chunks = take_run(&mut chunks, id, |c| c.0);
+        let conversation = loaded_conversation(conversations, id)?;
+        let policy = conversation.policy.clone();
+        conversation.policy = policy.with_entries(
             these_entries.iter().map(|(_, m, b)| (*m, *b)),
             these_chunks.iter().map(|(_, n, b)| (*n, *b)),
         )?;
@@ -1186,18 +1197,10 @@ fn restore_delivered(
 ) -> Result<(), DecodeError> {
     let mut rest = delivered;
     while let Some(&(id, _)) = rest.first() {
-        let n = rest.iter().take_while(|(c, _)| *c == id).count();
-        let (group, tail) = rest.split_at(n.min(rest.len()));
-        rest = tail;
-        let conversation = conversations
-            .binary_search_by_key(&id, |(c, _)| *c)
-            .ok()
-            .and_then(|i| conversations.get_mut(i))
-            .ok_or(DecodeError::InvalidValue {
-                field: "record of a conversation",
-            })?;
-        let next_order = conversation.1.recently_delivered.next_order;
-        conversation.1.recently_delivered =
+        let group = take_run(&mut rest, id, |d| d.0);
+        let conversation = loaded_conversation(conversations, id)?;
+        let next_order = conversation.recently_delivered.next_order;
+        conversation.recently_delivered =
             DeliveredLog::loaded(group.iter().map(|(_, d)| *d).collect(), next_order).ok_or(
                 DecodeError::InvalidValue {
                     field: "recently delivered",
