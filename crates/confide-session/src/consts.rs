@@ -37,8 +37,13 @@ pub const MAX_SKIPPED_KEY_RATCHET_STEPS: u32 = 512;
 /// Reason: a chain is forked each time the sender restarts from stored state before the next
 /// ratchet step; remembering the branches we moved past turns a late repeat of one of their
 /// messages into [`crate::DecryptError::Duplicate`] instead of
-/// [`crate::DecryptError::PeerRolledBack`]. Sixteen app restarts within one ratchet step is
-/// far beyond normal use; past that the error is only less precise, never unsafe.
+/// [`crate::DecryptError::PeerRolledBack`]. Once the list is full the oldest nonce is forgotten,
+/// and a message on any earlier branch of the chain is refused as
+/// [`crate::DecryptError::Duplicate`]: a forgotten branch cannot be told from one never heard
+/// from, and deriving its keys again could decrypt a replay. An honest message of an earlier
+/// branch that its successor overtook on the network is then lost to the session (the
+/// endpoint resets it and the sender sends the message again). More than sixteen app
+/// restarts within one ratchet step is rare.
 pub const MAX_REMEMBERED_FORKS: usize = 16;
 
 /// How many previous remote ratchet keys a session remembers, to tell a late duplicate from a

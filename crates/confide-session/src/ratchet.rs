@@ -952,12 +952,22 @@ fn reach_branch(
                 });
             }
             if theirs.start() < chain.index {
-                if target == Target::Message
-                    && theirs.start() < ours.start()
-                    && until < ours.start()
-                {
+                // A message is never below its branch's start (the parser checks it), so a
+                // message below our branch's start is on a branch that starts below ours.
+                if target == Target::Message && until < ours.start() {
+                    // Honest senders used an earlier branch only below our branch's start.
+                    if chain
+                        .fork
+                        .as_ref()
+                        .is_some_and(|f| f.retired.len() >= MAX_REMEMBERED_FORKS)
+                    {
+                        // With the list full, an earlier branch we may have forgotten cannot
+                        // be told from one we never heard from: deriving its keys again
+                        // could decrypt a replay. Refused; the endpoint resets the session.
+                        return Err(DecryptError::Duplicate);
+                    }
                     // An earlier branch we never heard from (its successor overtook it on
-                    // the network): honest senders used it only below our branch's start.
+                    // the network).
                     return earlier_branch(chain, theirs, ours.start(), until, stamp, budget);
                 }
                 // A newer branch must start above everything received on the current one.

@@ -18,7 +18,7 @@ use common::{NOW, Pair, is_prekey, ratchet_part, text};
 use confide_crypto::{Duration, codec::DecodeError};
 use confide_session::{
     DecryptError, IdentityChangePolicy, SessionMessage, SessionRecord,
-    consts::{MAX_FORWARD_JUMP, MAX_SKIPPED_KEY_RATCHET_STEPS},
+    consts::{MAX_FORWARD_JUMP, MAX_REMEMBERED_FORKS, MAX_SKIPPED_KEY_RATCHET_STEPS},
     message::{
         FORK_RECORD_LEN, KIND_PREKEY_FORKED, KIND_RATCHET, KIND_RATCHET_FORKED, RATCHET_HEADER_LEN,
     },
@@ -247,6 +247,134 @@ fn abandoned_branch_and_forged_fork_records_change_nothing() {
         assert_eq!(p.bob_state(), before, "tampered {what}");
     }
     assert_eq!(&p.b_gets(&next).unwrap().plaintext[..], b"next");
+}
+
+/// The sender restarts `forks` times in one sending chain, one message on each branch, and
+/// Bob receives each as it comes: every branch but the last is retired by a newer one.
+fn restarts_in_one_chain(seed: u8, forks: usize) -> (Pair, Vec<Vec<u8>>) {
+    let mut p = Pair::established(seed);
+    let m = p.a_sends(b"m");
+    p.b_gets(&m).unwrap();
+    let mut sent = Vec::new();
+    for i in 0..forks {
+        p.a = cold_start(&p.a);
+        let f = p.a_sends(&text(i));
+        assert_eq!(&p.b_gets(&f).unwrap().plaintext[..], &text(i)[..]);
+        sent.push(f);
+    }
+    (p, sent)
+}
+
+#[test]
+fn replays_of_retired_branches_stay_refused_past_the_remembered_forks() {
+    // Up to the limit every retired branch is remembered; past it the oldest are forgotten,
+    // and a replay of one of their messages must still not decrypt again.
+    for forks in [MAX_REMEMBERED_FORKS + 1, MAX_REMEMBERED_FORKS + 3] {
+        let (mut p, sent) = restarts_in_one_chain(141, forks);
+        for (i, m) in sent.iter().enumerate() {
+            let before = p.bob_state();
+            assert_eq!(
+                p.b_gets(m).unwrap_err(),
+                DecryptError::Duplicate,
+                "{forks} branches: replay of the message on branch {i}"
+            );
+            assert_eq!(p.bob_state(), before);
+        }
+        // The conversation goes on.
+        let next = p.a_sends(b"after the replays");
+        assert_eq!(
+            &p.b_gets(&next).unwrap().plaintext[..],
+            b"after the replays"
+        );
+    }
+}
+
+#[test]
+fn earlier_branches_that_arrive_late_are_retired_up_to_the_limit() {
+    // Bob hears from the newest branch first; the earlier ones arrive afterwards, oldest
+    // first, each accepted once through the earlier-branch rule and then retired.
+    let mut p = Pair::established(142);
+    let m = p.a_sends(b"m");
+    p.b_gets(&m).unwrap();
+    let mut sent = Vec::new();
+    for i in 0..=MAX_REMEMBERED_FORKS + 1 {
+        p.a = cold_start(&p.a);
+        sent.push(p.a_sends(&text(i)));
+    }
+    let newest = sent.pop().unwrap();
+    p.b_gets(&newest).unwrap();
+    // As many earlier branches as the chain remembers are accepted, each once.
+    for (i, m) in sent.iter().enumerate().take(MAX_REMEMBERED_FORKS) {
+        assert_eq!(&p.b_gets(m).unwrap().plaintext[..], &text(i)[..]);
+        assert_eq!(p.b_gets(m).unwrap_err(), DecryptError::Duplicate);
+    }
+    // With the list full, Bob can no longer tell an earlier branch he never heard from from
+    // one he forgot: the next is refused (the endpoint resets the session and the sender
+    // sends it again), and so is every replay.
+    for m in &sent {
+        let before = p.bob_state();
+        assert_eq!(p.b_gets(m).unwrap_err(), DecryptError::Duplicate);
+        assert_eq!(p.bob_state(), before);
+    }
+    let next = p.a_sends(b"after");
+    assert_eq!(&p.b_gets(&next).unwrap().plaintext[..], b"after");
+}
+
+#[test]
+fn an_earlier_branch_used_where_its_successor_starts_is_a_rollback() {
+    // Alice's branch n1 sends three messages; a copy of that state, restored on a second
+    // device, forks n2 where n1 stood and Bob follows n2. The original keeps sending on n1,
+    // at the position where n2 starts: no honest sender does that.
+    let mut p = Pair::established(143);
+    let m = p.a_sends(b"m");
+    p.b_gets(&m).unwrap();
+    p.a = cold_start(&p.a);
+    let on_n1: Vec<_> = (0..3).map(|i| p.a_sends(&text(i))).collect();
+    let mut original = p.a.clone();
+    p.a = cold_start(&p.a);
+    let on_n2 = p.a_sends(b"on n2");
+    let n2 = *ratchet_part(&on_n2).fork().unwrap();
+    assert_eq!(&p.b_gets(&on_n2).unwrap().plaintext[..], b"on n2");
+    let late = original.encrypt(&mut p.rng, b"n1 at n2's start").unwrap();
+    let late_part = ratchet_part(&late);
+    assert_eq!(late_part.index(), n2.start());
+    assert!(late_part.fork().unwrap().start() < n2.start());
+    let before = p.bob_state();
+    assert_eq!(p.b_gets(&late).unwrap_err(), DecryptError::PeerRolledBack);
+    assert_eq!(p.bob_state(), before);
+    // n1's messages below n2's start are still accepted, once.
+    for (i, m) in on_n1.iter().enumerate() {
+        assert_eq!(&p.b_gets(m).unwrap().plaintext[..], &text(i)[..]);
+    }
+}
+
+#[test]
+fn a_chain_ending_on_an_earlier_branch_below_its_successor_is_a_rollback() {
+    // A backup taken on branch n1 after one message; the live phone sends another on n1,
+    // restarts onto n2, and Bob follows n2 and replies. The backup, restored, hears the reply
+    // and answers on a new chain that says its last chain ended on n1 at a length below
+    // n2's start: an older state than Bob has seen.
+    let mut p = Pair::established(144);
+    let m = p.a_sends(b"m");
+    p.b_gets(&m).unwrap();
+    p.a = cold_start(&p.a);
+    let _first_on_n1 = p.a_sends(b"n1, first");
+    let backup = p.a.to_bytes();
+    let _second_on_n1 = p.a_sends(b"n1, second");
+    p.a = cold_start(&p.a);
+    let on_n2 = p.a_sends(b"on n2");
+    let n2 = *ratchet_part(&on_n2).fork().unwrap();
+    p.b_gets(&on_n2).unwrap();
+    let reply = p.b_sends(b"reply");
+    let mut restored = SessionRecord::from_bytes(&backup).unwrap();
+    p.alice.decrypt(&mut restored, &reply).unwrap();
+    let answer = restored.encrypt(&mut p.rng, b"from the backup").unwrap();
+    let part = ratchet_part(&answer);
+    assert!(part.previous_chain_len() < n2.start());
+    assert!(part.previous_fork().is_some_and(|f| f.start() < n2.start()));
+    let before = p.bob_state();
+    assert_eq!(p.b_gets(&answer).unwrap_err(), DecryptError::PeerRolledBack);
+    assert_eq!(p.bob_state(), before);
 }
 
 #[test]
