@@ -33,9 +33,9 @@ use zeroize::Zeroizing;
 use crate::consts::{
     ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
     ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
-    MAX_CLOSED_CONVERSATIONS, MAX_CODE_FAILURES, MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS,
-    MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED,
-    MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
+    LOG_ENTRIES_PER_CHUNK, MAX_CLOSED_CONVERSATIONS, MAX_CODE_FAILURES,
+    MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS,
+    MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
 };
 use crate::endpoint::conversation::{
     Conversation, Delivered, DeliveredLog, GivenUp, SentKind, SentRecord, Tombstone,
@@ -171,6 +171,8 @@ const KEY_POLICY_ENTRY: u8 = 10;
 const KEY_WINDOWS: u8 = 11;
 const KEY_DELIVERED: u8 = 12;
 const KEY_TOMBSTONE_CHUNK: u8 = 13;
+const KEY_CONTROL_CHUNK: u8 = 14;
+const KEY_DELIVERED_CHUNK: u8 = 15;
 /// Longest record key: a tag, a conversation id and a message id.
 const MAX_RECORD_KEY_LEN: usize = 1 + 8 + MessageId::LEN;
 /// Most records of one conversation's policy: its tracked messages, its pending deletes, and
@@ -204,7 +206,8 @@ pub(crate) enum RecordKey {
     /// What we keep of one of our frames waiting for its acknowledgement.
     Sent(FrameId),
     GivenUp(FrameId),
-    /// A received acknowledgement or resume frame (remembered to refuse replays).
+    /// A received acknowledgement or resume frame (remembered to refuse replays): read from
+    /// older stores only; now in [`RecordKey::ControlChunk`]s.
     Control(FrameId),
     /// The delivery machine's outbox entry.
     Outbox(FrameId),
@@ -217,11 +220,18 @@ pub(crate) enum RecordKey {
     /// conversation record).
     Windows(ConversationId),
     /// One of our texts the peer acknowledged, by conversation and arrival order (version 8
-    /// on; before, in the conversation record).
+    /// stores; before, in the conversation record): read only; now in
+    /// [`RecordKey::DeliveredChunk`]s.
     Delivered(ConversationId, u64),
     /// A chunk of a conversation policy's tombstones, by conversation and chunk number
     /// (version 8 on; before, in the conversation record).
     TombstoneChunk(ConversationId, u64),
+    /// Received acknowledgements and resume frames, [`LOG_ENTRIES_PER_CHUNK`] arrival orders
+    /// a record, by chunk number.
+    ControlChunk(u64),
+    /// A conversation's delivered texts, [`LOG_ENTRIES_PER_CHUNK`] arrival orders a record,
+    /// by conversation and chunk number.
+    DeliveredChunk(ConversationId, u64),
 }
 
 impl RecordKey {
@@ -263,14 +273,20 @@ impl RecordKey {
                 out.push(KEY_WINDOWS);
                 out.extend_from_slice(&c.0.to_be_bytes());
             }
-            Self::Delivered(c, order) | Self::TombstoneChunk(c, order) => {
-                out.push(if matches!(self, Self::Delivered(..)) {
-                    KEY_DELIVERED
-                } else {
-                    KEY_TOMBSTONE_CHUNK
+            Self::Delivered(c, order)
+            | Self::TombstoneChunk(c, order)
+            | Self::DeliveredChunk(c, order) => {
+                out.push(match self {
+                    Self::Delivered(..) => KEY_DELIVERED,
+                    Self::TombstoneChunk(..) => KEY_TOMBSTONE_CHUNK,
+                    _ => KEY_DELIVERED_CHUNK,
                 });
                 out.extend_from_slice(&c.0.to_be_bytes());
                 out.extend_from_slice(&order.to_be_bytes());
+            }
+            Self::ControlChunk(chunk) => {
+                out.push(KEY_CONTROL_CHUNK);
+                out.extend_from_slice(&chunk.to_be_bytes());
             }
         }
         out
@@ -295,6 +311,8 @@ impl RecordKey {
             KEY_WINDOWS => Self::Windows(ConversationId(r.u64()?)),
             KEY_DELIVERED => Self::Delivered(ConversationId(r.u64()?), r.u64()?),
             KEY_TOMBSTONE_CHUNK => Self::TombstoneChunk(ConversationId(r.u64()?), r.u64()?),
+            KEY_CONTROL_CHUNK => Self::ControlChunk(r.u64()?),
+            KEY_DELIVERED_CHUNK => Self::DeliveredChunk(ConversationId(r.u64()?), r.u64()?),
             _ => {
                 return Err(DecodeError::InvalidValue {
                     field: "record key",
@@ -614,7 +632,7 @@ impl Endpoint {
                     journal.mark(RecordKey::TombstoneChunk(id, chunk));
                 }
                 for order in c.recently_delivered.take_changed() {
-                    journal.mark(RecordKey::Delivered(id, order));
+                    journal.mark(RecordKey::DeliveredChunk(id, order / LOG_ENTRIES_PER_CHUNK));
                 }
             }
         }
@@ -630,8 +648,8 @@ impl Endpoint {
         for id in self.given_up.take_changed() {
             journal.mark(RecordKey::GivenUp(id));
         }
-        for id in self.control_seen.take_changed() {
-            journal.mark(RecordKey::Control(id));
+        for chunk in self.control_seen.take_changed() {
+            journal.mark(RecordKey::ControlChunk(chunk));
         }
         let delivery = self.delivery.take_changes();
         for id in delivery.outbox {
@@ -659,7 +677,12 @@ impl Endpoint {
         keys.extend(self.tombstones.keys().map(|id| RecordKey::Tombstone(*id)));
         keys.extend(self.sent.keys().map(|f| RecordKey::Sent(*f)));
         keys.extend(self.given_up.keys().map(|f| RecordKey::GivenUp(*f)));
-        keys.extend(self.control_seen.ids().map(RecordKey::Control));
+        keys.extend(
+            self.control_seen
+                .chunks()
+                .into_iter()
+                .map(RecordKey::ControlChunk),
+        );
         keys.extend(entries.outbox.into_iter().map(RecordKey::Outbox));
         keys.extend(entries.seen.into_iter().map(RecordKey::Seen));
         for (id, c) in self.conversations.iter() {
@@ -674,9 +697,9 @@ impl Endpoint {
             }
             keys.extend(
                 c.recently_delivered
-                    .entries
-                    .iter()
-                    .map(|d| RecordKey::Delivered(*id, d.order)),
+                    .chunks()
+                    .into_iter()
+                    .map(|chunk| RecordKey::DeliveredChunk(*id, chunk)),
             );
             keys.extend(
                 c.policy
@@ -686,7 +709,6 @@ impl Endpoint {
             );
         }
         // Ascending, as the snapshot requires (the per-conversation records interleave).
-        keys.sort_unstable();
         keys.sort_unstable();
         keys
     }
@@ -724,12 +746,35 @@ impl Endpoint {
                 }
                 None => return Ok(None),
             },
-            RecordKey::Control(frame) => match self.control_seen.order_of(frame) {
-                Some(order) => {
-                    w.u64(order);
+            // Written by older releases only: deleted once read (their entries now live in
+            // chunks).
+            RecordKey::Control(_) | RecordKey::Delivered(..) => return Ok(None),
+            RecordKey::ControlChunk(chunk) => {
+                let entries = self.control_seen.chunk(chunk);
+                if entries.is_empty() {
+                    return Ok(None);
                 }
-                None => return Ok(None),
-            },
+                write_chunk(&mut w, &entries, |w, id| {
+                    w.bytes(id.as_bytes());
+                });
+            }
+            RecordKey::DeliveredChunk(id, chunk) => {
+                let entries = self
+                    .conversations
+                    .get(&id)
+                    .map(|c| c.recently_delivered.chunk(chunk))
+                    .unwrap_or_default();
+                if entries.is_empty() {
+                    return Ok(None);
+                }
+                let entries: Vec<(u64, Delivered)> =
+                    entries.into_iter().map(|d| (d.order, d)).collect();
+                write_chunk(&mut w, &entries, |w, d| {
+                    w.bytes(&d.message.to_bytes())
+                        .bytes(d.frame.as_bytes())
+                        .u64(d.at.as_millis());
+                });
+            }
             RecordKey::Outbox(frame) => match self.delivery.outbox_record(frame) {
                 Some(entry) => {
                     w.var32("outbox entry", MAX_STATE_COMPONENT_LEN, &entry)?;
@@ -765,18 +810,6 @@ impl Endpoint {
                     w.bytes(window);
                 }
             }
-            RecordKey::Delivered(id, order) => match self
-                .conversations
-                .get(&id)
-                .and_then(|c| c.recently_delivered.get(order))
-            {
-                Some(d) => {
-                    w.bytes(&d.message.to_bytes())
-                        .bytes(d.frame.as_bytes())
-                        .u64(d.at.as_millis());
-                }
-                None => return Ok(None),
-            },
             RecordKey::TombstoneChunk(id, chunk) => match self
                 .conversations
                 .get(&id)
@@ -898,6 +931,10 @@ impl Endpoint {
         // Conversations read from a record of version 7 or older, which held its policy
         // entries, windows and delivered texts itself: no records of those may follow.
         let mut legacy: BTreeSet<ConversationId> = BTreeSet::new();
+        // Records of a kind older releases wrote one per entry (version 8 control frames and
+        // delivered texts), now stored in chunks: rewritten as chunks, and deleted, in the
+        // next change set.
+        let mut per_entry: Vec<RecordKey> = Vec::new();
         let issued = |id: ConversationId| id.0 < endpoint.next_conversation;
         for (record, mut r) in records {
             let version = read_version(&mut r)?;
@@ -985,7 +1022,15 @@ impl Endpoint {
                         },
                     );
                 }
-                RecordKey::Control(frame) => control.push((frame, r.u64()?)),
+                RecordKey::Control(frame) => {
+                    control.push((frame, r.u64()?));
+                    per_entry.push(record);
+                }
+                RecordKey::ControlChunk(chunk) => {
+                    control.extend(read_chunk(&mut r, chunk, |r, order| {
+                        Ok((read_frame_id(r)?, order))
+                    })?);
+                }
                 RecordKey::Outbox(frame) => outbox.push((
                     frame,
                     r.var32("outbox entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
@@ -1015,6 +1060,15 @@ impl Endpoint {
                 RecordKey::Delivered(id, order) => {
                     owned_by_conversation(version, id, &conversation_ids, &legacy)?;
                     delivered.push((id, read_delivered(&mut r, order)?));
+                    per_entry.push(record);
+                }
+                RecordKey::DeliveredChunk(id, chunk) => {
+                    owned_by_conversation(version, id, &conversation_ids, &legacy)?;
+                    delivered.extend(
+                        read_chunk(&mut r, chunk, read_delivered)?
+                            .into_iter()
+                            .map(|d| (id, d)),
+                    );
                 }
                 RecordKey::TombstoneChunk(id, chunk) => {
                     owned_by_conversation(version, id, &conversation_ids, &legacy)?;
@@ -1024,6 +1078,8 @@ impl Endpoint {
             r.finish()?;
         }
         restore_policy_entries(&mut conversations, &policy_entries, &tombstone_chunks)?;
+        // By conversation, then order (a store may hold both forms while it is rewritten).
+        delivered.sort_unstable_by_key(|(id, d)| (*id, d.order));
         restore_delivered(&mut conversations, &delivered)?;
         let open = conversations.iter().filter(|(_, c)| c.is_open()).count();
         if open > MAX_CONVERSATIONS
@@ -1078,9 +1134,27 @@ impl Endpoint {
                 for chunk in c.policy.tombstone_chunks() {
                     endpoint.journal.mark(RecordKey::TombstoneChunk(id, chunk));
                 }
-                for d in &c.recently_delivered.entries {
-                    endpoint.journal.mark(RecordKey::Delivered(id, d.order));
+                for chunk in c.recently_delivered.chunks() {
+                    endpoint.journal.mark(RecordKey::DeliveredChunk(id, chunk));
                 }
+            }
+        }
+        for record in per_entry {
+            endpoint.journal.mark(record);
+            match record {
+                RecordKey::Control(frame) => {
+                    if let Some(order) = control_order(&endpoint.control_seen, frame) {
+                        endpoint
+                            .journal
+                            .mark(RecordKey::ControlChunk(order / LOG_ENTRIES_PER_CHUNK));
+                    }
+                }
+                RecordKey::Delivered(id, order) => {
+                    endpoint
+                        .journal
+                        .mark(RecordKey::DeliveredChunk(id, order / LOG_ENTRIES_PER_CHUNK));
+                }
+                _ => {}
             }
         }
         // Whether this is a cold start or an older backup, tell each peer what we hold.
@@ -1208,6 +1282,55 @@ fn restore_delivered(
             )?;
     }
     Ok(())
+}
+
+/// Writes one chunk of an ordered log (`docs/endpoint.md`, "Stored state"): the entry count,
+/// then each entry's offset in the chunk (its order modulo [`LOG_ENTRIES_PER_CHUNK`],
+/// ascending) and its body. `entries` are `(order, entry)` of one chunk, ascending, at most
+/// [`LOG_ENTRIES_PER_CHUNK`].
+fn write_chunk<T>(w: &mut Writer, entries: &[(u64, T)], body: impl Fn(&mut Writer, &T)) {
+    w.u8(u8::try_from(entries.len()).unwrap_or(u8::MAX));
+    for (order, entry) in entries {
+        w.u8(u8::try_from(order % LOG_ENTRIES_PER_CHUNK).unwrap_or(u8::MAX));
+        body(w, entry);
+    }
+}
+
+/// Reads one chunk of an ordered log, the record of chunk `chunk`: between one and
+/// [`LOG_ENTRIES_PER_CHUNK`] entries at strictly increasing offsets below it. `entry` reads
+/// each body, given the entry's order.
+fn read_chunk<'a, T>(
+    r: &mut Reader<'a>,
+    chunk: u64,
+    mut entry: impl FnMut(&mut Reader<'a>, u64) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let invalid = DecodeError::InvalidValue { field: "log chunk" };
+    let first = chunk.checked_mul(LOG_ENTRIES_PER_CHUNK).ok_or(invalid)?;
+    let n = r.u8()?;
+    if n == 0 || u64::from(n) > LOG_ENTRIES_PER_CHUNK {
+        return Err(invalid);
+    }
+    let mut out = Vec::with_capacity(usize::from(n));
+    let mut previous: Option<u8> = None;
+    for _ in 0..n {
+        let offset = r.u8()?;
+        if u64::from(offset) >= LOG_ENTRIES_PER_CHUNK || previous.is_some_and(|p| p >= offset) {
+            return Err(invalid);
+        }
+        previous = Some(offset);
+        out.push(entry(r, first.saturating_add(u64::from(offset)))?);
+    }
+    Ok(out)
+}
+
+/// The arrival order of the remembered control frame `frame`.
+fn control_order(control: &ControlSeen, frame: FrameId) -> Option<u64> {
+    control
+        .chunks()
+        .into_iter()
+        .flat_map(|chunk| control.chunk(chunk))
+        .find(|(_, id)| *id == frame)
+        .map(|(order, _)| order)
 }
 
 fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {

@@ -448,6 +448,56 @@ fn with_conversation_records_inline(
     out
 }
 
+/// The records of a state as version 8 stored them before its ordered logs went into chunks:
+/// each received control frame a record (`0x07 || frame id`: its arrival order) instead of
+/// chunks `0x0e || chunk`, and each delivered text a record (`0x0c || conversation || order`:
+/// the text) instead of chunks `0x0f || conversation || chunk`.
+fn with_logs_per_entry(
+    records: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, value) in records {
+        let (first, key_prefix, id_len, body_len) = match key[0] {
+            0x0e => (
+                u64::from_be_bytes(key[1..9].try_into().unwrap()) * 16,
+                vec![0x07],
+                16,
+                0,
+            ),
+            0x0f => (
+                u64::from_be_bytes(key[9..17].try_into().unwrap()) * 16,
+                [&[0x0c][..], &key[1..9]].concat(),
+                0,
+                40,
+            ),
+            _ => {
+                out.insert(key.clone(), value.clone());
+                continue;
+            }
+        };
+        let n = usize::from(value[1]);
+        let mut at = 2;
+        for _ in 0..n {
+            let order = first + u64::from(value[at]);
+            let body = &value[at + 1..at + 1 + id_len.max(body_len)];
+            at += 1 + id_len.max(body_len);
+            if key[0] == 0x0e {
+                let mut k = key_prefix.clone();
+                k.extend_from_slice(body);
+                let mut v = vec![value[0]];
+                v.extend_from_slice(&order.to_be_bytes());
+                out.insert(k, v);
+            } else {
+                let mut k = key_prefix.clone();
+                k.extend_from_slice(&order.to_be_bytes());
+                out.insert(k, [&[value[0]][..], body].concat());
+            }
+        }
+        assert_eq!(at, value.len(), "a whole chunk");
+    }
+    out
+}
+
 /// States stored by the previous versions load, and are the same state: exported again each
 /// is byte for byte the current version's snapshot of the same endpoint. Version 7
 /// conversation records hold their policy's per-message entries (version 8 keeps each as a
@@ -483,8 +533,14 @@ fn states_of_previous_versions_load_as_the_same_state() {
         records.keys().any(|k| k[0] == 0x0a),
         "and a policy entry of it"
     );
-    assert!(records.keys().any(|k| k[0] == 0x0c), "and a delivered text");
+    assert!(records.keys().any(|k| k[0] == 0x0f), "and a delivered text");
+    assert!(
+        records.keys().any(|k| k[0] == 0x0e),
+        "and a received control frame"
+    );
+    let records = with_logs_per_entry(&records);
     for old_version in [
+        ENDPOINT_STATE_VERSION,
         ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
         ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
         ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
@@ -494,21 +550,25 @@ fn states_of_previous_versions_load_as_the_same_state() {
         // version 5, in each sent record a session message (token-carrying kind 0x21 when
         // the flag says so) instead of the flag.
         let mut old = vec![old_version];
-        let own_records = |k: &[u8]| matches!(k[0], 0x0a..=0x0d);
+        let own_records =
+            |k: &[u8]| old_version != ENDPOINT_STATE_VERSION && matches!(k[0], 0x0a..=0x0d);
         let kept = records.keys().filter(|k| !own_records(k)).count();
         old.extend_from_slice(&u32::try_from(kept).unwrap().to_be_bytes());
         for (key, value) in &records {
             if own_records(key) {
                 continue;
             }
-            let mut value = if key[0] == 0x03 {
+            let mut value = if key[0] == 0x03 && old_version != ENDPOINT_STATE_VERSION {
                 with_conversation_records_inline(&records, key, value)
             } else {
                 value.clone()
             };
             assert_eq!(value[0], ENDPOINT_STATE_VERSION);
             value[0] = old_version;
-            if key[0] == 0x03 && old_version != ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE {
+            if key[0] == 0x03
+                && old_version != ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE
+                && old_version != ENDPOINT_STATE_VERSION
+            {
                 assert_eq!(
                     value.split_off(value.len() - 2),
                     [0, 0],
@@ -547,6 +607,58 @@ fn states_of_previous_versions_load_as_the_same_state() {
             "version {old_version} loads as the same state, written as the current version"
         );
     }
+}
+
+/// A store written before the ordered logs went into chunks (a record per received control
+/// frame, a record per delivered text) loads, and its first change set rewrites it: every
+/// per-entry record deleted, every chunk written, after which the store holds exactly the
+/// records of the current form of the same state.
+#[test]
+fn a_store_with_a_record_per_log_entry_is_rewritten_in_chunks() {
+    use confide_session::storage::{RecordSealer, StateKind};
+    let (mut world, _service) = pair(21, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    for i in 0..20 {
+        world.send(0, conv, format!("text {i}").as_bytes());
+        settle(&mut world, Duration::from_secs(3));
+    }
+    let current = common::snapshot_records(&plaintext(&mut world, 0));
+    let per_entry = with_logs_per_entry(&current);
+    let chunks = |m: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>, tag: u8| {
+        m.keys().filter(|k| k[0] == tag).count()
+    };
+    // 20 delivered texts: two chunks instead of 20 records.
+    assert_eq!(chunks(&current, 0x0f), 2);
+    assert_eq!(chunks(&per_entry, 0x0c), 20);
+    assert!(chunks(&per_entry, 0x07) > chunks(&current, 0x0e));
+    let sealer = RecordSealer::new(&world.key, StateKind::EndpointRecord, b"account");
+    let mut store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = per_entry
+        .iter()
+        .map(|(k, v)| (k.clone(), sealer.seal(&mut world.rng, k, v)))
+        .collect();
+    let mut loaded = Endpoint::load_records(&world.key, b"account", &store).unwrap();
+    let changes = loaded
+        .take_changes(&mut world.rng, &world.key, b"account")
+        .unwrap();
+    let deleted: Vec<&[u8]> = changes.deletes().collect();
+    assert_eq!(
+        deleted.len(),
+        chunks(&per_entry, 0x07) + chunks(&per_entry, 0x0c),
+        "every per-entry record deleted"
+    );
+    assert!(deleted.iter().all(|k| k[0] == 0x07 || k[0] == 0x0c));
+    for k in deleted {
+        store.remove(k);
+    }
+    for (k, v) in changes.puts() {
+        store.insert(k.to_vec(), v.to_vec());
+    }
+    loaded.confirm_persisted();
+    let opened: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = store
+        .iter()
+        .map(|(k, v)| (k.clone(), sealer.open(k, v).unwrap().to_vec()))
+        .collect();
+    assert_eq!(opened, current, "the store now holds the chunked form");
 }
 
 #[test]

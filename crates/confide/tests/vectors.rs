@@ -210,7 +210,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     if take(1) == [1] {
         take(8); // reset requested at
     }
-    let _next_delivered_order = take(8); // the delivered texts are records 0x0c
+    let _next_delivered_order = take(8); // the delivered texts are chunks 0x0f
     let n = u(&take(1));
     take(n * 16); // recent received
     let _resume_unconfirmed = take(1);

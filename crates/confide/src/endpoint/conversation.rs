@@ -14,7 +14,9 @@ use confide_session::SessionRecord;
 use confide_transport::{Address, FrameId};
 use zeroize::Zeroizing;
 
-use crate::consts::{MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED};
+use crate::consts::{
+    LOG_ENTRIES_PER_CHUNK, MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED,
+};
 use crate::event::{ConversationId, Party};
 
 /// What kind of frame an outbox entry carries, so its acknowledgement is reported right.
@@ -370,16 +372,31 @@ impl DeliveredLog {
         drained
     }
 
-    /// The entry with `order`, if it is still remembered.
-    pub(crate) fn get(&self, order: u64) -> Option<&Delivered> {
-        self.entries
-            .binary_search_by_key(&order, |d| d.order)
-            .ok()
-            .and_then(|i| self.entries.get(i))
-    }
-
     /// The orders of entries added or dropped since the previous call; forgets them.
     pub(crate) fn take_changed(&mut self) -> BTreeSet<u64> {
         core::mem::take(&mut self.changed)
+    }
+
+    /// The chunks ([`LOG_ENTRIES_PER_CHUNK`] orders each) that hold entries, ascending.
+    pub(crate) fn chunks(&self) -> BTreeSet<u64> {
+        self.entries
+            .iter()
+            .map(|d| d.order / LOG_ENTRIES_PER_CHUNK)
+            .collect()
+    }
+
+    /// The entries of chunk `chunk`, ascending; empty if it holds none.
+    pub(crate) fn chunk(&self, chunk: u64) -> Vec<Delivered> {
+        let Some(first) = chunk.checked_mul(LOG_ENTRIES_PER_CHUNK) else {
+            return Vec::new();
+        };
+        let end = first.saturating_add(LOG_ENTRIES_PER_CHUNK);
+        let from = self.entries.partition_point(|d| d.order < first);
+        self.entries
+            .iter()
+            .skip(from)
+            .take_while(|d| d.order < end)
+            .copied()
+            .collect()
     }
 }

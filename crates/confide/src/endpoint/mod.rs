@@ -1037,8 +1037,10 @@ impl Endpoint {
         let mut delivered = conv.recently_delivered.take_changed();
         delivered.extend(conv.recently_delivered.entries.iter().map(|d| d.order));
         for order in delivered {
-            self.journal
-                .mark(crate::state::RecordKey::Delivered(id, order));
+            self.journal.mark(crate::state::RecordKey::DeliveredChunk(
+                id,
+                order / crate::consts::LOG_ENTRIES_PER_CHUNK,
+            ));
         }
         self.forget_epochs(id);
         let closed_by = conv

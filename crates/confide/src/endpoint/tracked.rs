@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use confide_transport::FrameId;
 
-use crate::consts::MAX_CONTROL_FRAMES_REMEMBERED;
+use crate::consts::{LOG_ENTRIES_PER_CHUNK, MAX_CONTROL_FRAMES_REMEMBERED};
 
 /// A `BTreeMap` that notes the key of every entry inserted, removed or borrowed mutably.
 pub(crate) struct Tracked<K: Ord + Copy, V> {
@@ -80,12 +80,16 @@ impl<K: Ord + Copy, V> Tracked<K, V> {
 }
 
 /// Frame ids of received acknowledgements and resume frames, each with its arrival order;
-/// the oldest are forgotten beyond [`MAX_CONTROL_FRAMES_REMEMBERED`].
+/// the oldest are forgotten beyond [`MAX_CONTROL_FRAMES_REMEMBERED`]. Stored in chunks of
+/// [`LOG_ENTRIES_PER_CHUNK`] by order (`docs/endpoint.md`), so the change log notes chunks.
 #[derive(Default)]
 pub(crate) struct ControlSeen {
-    by_id: Tracked<FrameId, u64>,
+    by_id: BTreeMap<FrameId, u64>,
     by_order: BTreeMap<u64, FrameId>,
     next_order: u64,
+    /// Chunks with an entry added or forgotten since [`ControlSeen::take_changed`]
+    /// (bookkeeping for incremental persistence, not state).
+    changed: BTreeSet<u64>,
 }
 
 impl ControlSeen {
@@ -106,9 +110,10 @@ impl ControlSeen {
             }
         }
         Some(Self {
-            by_id: Tracked::loaded(by_id),
+            by_id,
             by_order,
             next_order,
+            changed: BTreeSet::new(),
         })
     }
 
@@ -125,27 +130,41 @@ impl ControlSeen {
         self.next_order = order.saturating_add(1);
         self.by_id.insert(id, order);
         self.by_order.insert(order, id);
+        self.changed.insert(order / LOG_ENTRIES_PER_CHUNK);
         while self.by_order.len() > MAX_CONTROL_FRAMES_REMEMBERED {
-            if let Some((_, oldest)) = self.by_order.pop_first() {
+            if let Some((old, oldest)) = self.by_order.pop_first() {
                 self.by_id.remove(&oldest);
+                self.changed.insert(old / LOG_ENTRIES_PER_CHUNK);
             }
         }
     }
 
-    pub(crate) fn ids(&self) -> impl Iterator<Item = FrameId> + '_ {
-        self.by_id.keys().copied()
+    /// The chunks that hold entries, ascending.
+    pub(crate) fn chunks(&self) -> BTreeSet<u64> {
+        self.by_order
+            .keys()
+            .map(|order| order / LOG_ENTRIES_PER_CHUNK)
+            .collect()
     }
 
-    pub(crate) fn order_of(&self, id: FrameId) -> Option<u64> {
-        self.by_id.get(&id).copied()
+    /// The entries of chunk `chunk` as `(order, id)`, ascending; empty if it holds none.
+    pub(crate) fn chunk(&self, chunk: u64) -> Vec<(u64, FrameId)> {
+        let Some(first) = chunk.checked_mul(LOG_ENTRIES_PER_CHUNK) else {
+            return Vec::new();
+        };
+        self.by_order
+            .range(first..first.saturating_add(LOG_ENTRIES_PER_CHUNK))
+            .map(|(order, id)| (*order, *id))
+            .collect()
     }
 
     pub(crate) fn next_order(&self) -> u64 {
         self.next_order
     }
 
-    pub(crate) fn take_changed(&mut self) -> BTreeSet<FrameId> {
-        self.by_id.take_changed()
+    /// The chunks changed since the last call, and forgets them.
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<u64> {
+        core::mem::take(&mut self.changed)
     }
 }
 
