@@ -27,10 +27,11 @@ use confide_wire::{CryptoRng, Duration, Timestamp};
 use thiserror::Error;
 
 use crate::consts::{
-    DEDUP_WINDOW_AGE, GIVE_UP_AFTER, INITIAL_RETRANSMIT_TIMEOUT, MAX_DEDUP_ENTRIES,
-    MAX_HELD_PAYLOAD_BYTES, MAX_OUTBOX_MESSAGES, MAX_PAYLOAD_LEN, MAX_QUEUED_UNACKNOWLEDGED,
-    MAX_RETRANSMIT_BACKOFF, MIN_REACKNOWLEDGE_INTERVAL, REACKNOWLEDGE_BUDGET,
-    REACKNOWLEDGE_BUDGET_WINDOW, RELAY_RECEIPT_HOLD, RETRANSMIT_JITTER_PERCENT, STATE_VERSION,
+    DEDUP_ENTRIES_PER_CHUNK, DEDUP_WINDOW_AGE, GIVE_UP_AFTER, INITIAL_RETRANSMIT_TIMEOUT,
+    MAX_DEDUP_ENTRIES, MAX_HELD_PAYLOAD_BYTES, MAX_OUTBOX_MESSAGES, MAX_PAYLOAD_LEN,
+    MAX_QUEUED_UNACKNOWLEDGED, MAX_RETRANSMIT_BACKOFF, MIN_REACKNOWLEDGE_INTERVAL,
+    REACKNOWLEDGE_BUDGET, REACKNOWLEDGE_BUDGET_WINDOW, RELAY_RECEIPT_HOLD,
+    RETRANSMIT_JITTER_PERCENT, STATE_VERSION,
 };
 use crate::frame::encode_data;
 use crate::{Address, FrameId, Transmit};
@@ -259,6 +260,17 @@ pub struct Delivery {
 struct ChangeLog {
     outbox: BTreeSet<FrameId>,
     seen: BTreeSet<FrameId>,
+    /// The chunks ([`DEDUP_ENTRIES_PER_CHUNK`] arrival orders each) of the entries in `seen`.
+    seen_chunks: BTreeSet<u64>,
+}
+
+impl ChangeLog {
+    /// Notes that the dedup entry `id`, of arrival order `order`, was added, changed or
+    /// removed.
+    fn note_seen(&mut self, id: FrameId, order: u64) {
+        self.seen.insert(id);
+        self.seen_chunks.insert(order / DEDUP_ENTRIES_PER_CHUNK);
+    }
 }
 
 impl PartialEq for ChangeLog {
@@ -279,8 +291,11 @@ pub struct DeliveryChanges {
     /// `None`.
     pub outbox: Vec<FrameId>,
     /// Dedup-window entries: write [`Delivery::seen_record`] of each, or delete it where that
-    /// is `None`.
+    /// is `None` (a store that keeps a record per entry).
     pub seen: Vec<FrameId>,
+    /// The chunks of those entries: write [`Delivery::seen_chunk_record`] of each, or delete
+    /// it where that is `None` (a store that keeps the dedup window in chunks).
+    pub seen_chunks: Vec<u64>,
 }
 
 impl core::fmt::Debug for Delivery {
@@ -559,7 +574,7 @@ impl Delivery {
         self.reack_count = count.saturating_add(1);
         if let Some(entry) = self.seen.get_mut(&id) {
             entry.acked_at = now;
-            self.changes.seen.insert(id);
+            self.changes.note_seen(id, entry.order);
         }
         true
     }
@@ -571,7 +586,7 @@ impl Delivery {
         match self.seen.get_mut(&id) {
             Some(entry) => {
                 entry.digest = digest;
-                self.changes.seen.insert(id);
+                self.changes.note_seen(id, entry.order);
                 true
             }
             None => false,
@@ -594,8 +609,9 @@ impl Delivery {
             IncomingStatus::New => {}
             status => return status,
         }
-        if self.seen.remove(&id).is_some() {
+        if let Some(old) = self.seen.remove(&id) {
             self.seen_order.retain(|s| *s != id);
+            self.changes.note_seen(id, old.order);
         }
         self.seen.insert(
             id,
@@ -607,13 +623,14 @@ impl Delivery {
                 acked_at: now,
             },
         );
+        self.changes.note_seen(id, self.next_seen_order);
         self.next_seen_order = self.next_seen_order.saturating_add(1);
         self.seen_order.push_back(id);
-        self.changes.seen.insert(id);
         while self.seen_order.len() > MAX_DEDUP_ENTRIES {
-            if let Some(oldest) = self.seen_order.pop_front() {
-                self.seen.remove(&oldest);
-                self.changes.seen.insert(oldest);
+            if let Some(oldest) = self.seen_order.pop_front()
+                && let Some(entry) = self.seen.remove(&oldest)
+            {
+                self.changes.note_seen(oldest, entry.order);
             }
         }
         self.stats.received = self.stats.received.saturating_add(1);
@@ -676,8 +693,9 @@ impl Delivery {
                 Some(e) if !Self::expired(e, now) => break,
                 _ => {
                     self.seen_order.pop_front();
-                    self.seen.remove(&front);
-                    self.changes.seen.insert(front);
+                    if let Some(entry) = self.seen.remove(&front) {
+                        self.changes.note_seen(front, entry.order);
+                    }
                 }
             }
         }
@@ -969,6 +987,7 @@ impl Delivery {
         DeliveryChanges {
             outbox: changes.outbox.into_iter().collect(),
             seen: changes.seen.into_iter().collect(),
+            seen_chunks: changes.seen_chunks.into_iter().collect(),
         }
     }
 
@@ -978,6 +997,13 @@ impl Delivery {
         DeliveryChanges {
             outbox: self.outbox.iter().map(|e| e.id).collect(),
             seen: self.seen.keys().copied().collect(),
+            seen_chunks: self
+                .seen
+                .values()
+                .map(|e| e.order / DEDUP_ENTRIES_PER_CHUNK)
+                .collect::<BTreeSet<u64>>()
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -1014,6 +1040,51 @@ impl Delivery {
         Some(w.into_vec())
     }
 
+    /// The record of the dedup entries of chunk `chunk` (the arrival orders `chunk *`
+    /// [`DEDUP_ENTRIES_PER_CHUNK`] up to the next chunk's), or `None` if it holds none (delete
+    /// it). Layout (`docs/transport.md`): version, an entry count (1 ..= 16), then each entry
+    /// as in [`Delivery::seen_record`], ascending by order.
+    #[must_use]
+    pub fn seen_chunk_record(&self, chunk: u64) -> Option<Vec<u8>> {
+        let entries = self.seen_chunk_entries(chunk);
+        if entries.is_empty() {
+            return None;
+        }
+        let mut w = Writer::with_capacity(entries.len().saturating_mul(160).saturating_add(2));
+        w.u8(STATE_VERSION)
+            .u8(u8::try_from(entries.len()).unwrap_or(u8::MAX));
+        for (id, entry) in entries {
+            write_seen_entry(&mut w, id, entry);
+        }
+        Some(w.into_vec())
+    }
+
+    /// The ids of the dedup entries in chunk `chunk` (see [`Delivery::seen_chunk_record`]),
+    /// ascending by arrival order.
+    #[must_use]
+    pub fn seen_chunk_ids(&self, chunk: u64) -> Vec<FrameId> {
+        self.seen_chunk_entries(chunk)
+            .into_iter()
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The dedup entries of chunk `chunk`, ascending by arrival order.
+    fn seen_chunk_entries(&self, chunk: u64) -> Vec<(&FrameId, &SeenEntry)> {
+        let Some(first) = chunk.checked_mul(DEDUP_ENTRIES_PER_CHUNK) else {
+            return Vec::new();
+        };
+        let end = first.saturating_add(DEDUP_ENTRIES_PER_CHUNK);
+        let order_of = |id: &FrameId| self.seen.get(id).map_or(u64::MAX, |e| e.order);
+        // `seen_order` is in arrival order, so the chunk's entries are one run of it.
+        let from = self.seen_order.partition_point(|id| order_of(id) < first);
+        self.seen_order
+            .iter()
+            .skip(from)
+            .map_while(|id| self.seen.get(id).filter(|e| e.order < end).map(|e| (id, e)))
+            .collect()
+    }
+
     /// Reassembles a machine from its core record and the records of its outbox and dedup
     /// entries, in any order. Strict: an unknown version, a broken invariant (duplicate ids,
     /// sequence or order numbers, a sequence or order number the core has not issued yet), a
@@ -1023,6 +1094,19 @@ impl Delivery {
         core: &[u8],
         outbox: impl IntoIterator<Item = &'a [u8]>,
         seen: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Self, DecodeError> {
+        Self::from_chunked_records(core, outbox, seen, core::iter::empty())
+    }
+
+    /// [`Delivery::from_records`] for a store that keeps the dedup window in chunks
+    /// ([`Delivery::seen_chunk_record`]), given as `(chunk number, record)`, possibly beside
+    /// per-entry records (a store being rewritten). Every entry of a chunk must lie in that
+    /// chunk's orders, ascending; no id or order may appear twice across all records.
+    pub fn from_chunked_records<'a>(
+        core: &[u8],
+        outbox: impl IntoIterator<Item = &'a [u8]>,
+        seen: impl IntoIterator<Item = &'a [u8]>,
+        seen_chunks: impl IntoIterator<Item = (u64, &'a [u8])>,
     ) -> Result<Self, DecodeError> {
         let mut r = Reader::new(core);
         read_version(&mut r)?;
@@ -1064,6 +1148,39 @@ impl Delivery {
             let mut r = Reader::new(record);
             read_version(&mut r)?;
             entries.push(read_seen_entry(&mut r)?);
+            r.finish()?;
+        }
+        let invalid = DecodeError::InvalidValue {
+            field: "dedup window chunk",
+        };
+        for (chunk, record) in seen_chunks {
+            let first = chunk.checked_mul(DEDUP_ENTRIES_PER_CHUNK).ok_or(invalid)?;
+            let end = first.saturating_add(DEDUP_ENTRIES_PER_CHUNK);
+            let mut r = Reader::new(record);
+            read_version(&mut r)?;
+            let n = r.u8()?;
+            if n == 0 || u64::from(n) > DEDUP_ENTRIES_PER_CHUNK {
+                return Err(invalid);
+            }
+            let mut previous: Option<u64> = None;
+            for _ in 0..n {
+                if entries.len() >= MAX_DEDUP_ENTRIES {
+                    return Err(DecodeError::TooLong {
+                        field: "dedup window",
+                        len: entries.len().saturating_add(1),
+                        max: MAX_DEDUP_ENTRIES,
+                    });
+                }
+                let (id, entry) = read_seen_entry(&mut r)?;
+                if entry.order < first
+                    || entry.order >= end
+                    || previous.is_some_and(|p| p >= entry.order)
+                {
+                    return Err(invalid);
+                }
+                previous = Some(entry.order);
+                entries.push((id, entry));
+            }
             r.finish()?;
         }
         entries.sort_by_key(|(_, e)| e.order);

@@ -250,6 +250,8 @@ struct RecordStore {
     core: Vec<u8>,
     outbox: BTreeMap<FrameId, Vec<u8>>,
     seen: BTreeMap<FrameId, Vec<u8>>,
+    /// The same dedup window kept in chunks instead (a second store, from the same changes).
+    seen_chunks: BTreeMap<u64, Vec<u8>>,
 }
 
 impl RecordStore {
@@ -269,6 +271,23 @@ impl RecordStore {
                 None => self.seen.remove(&id),
             };
         }
+        for chunk in changes.seen_chunks {
+            match d.seen_chunk_record(chunk) {
+                Some(r) => self.seen_chunks.insert(chunk, r),
+                None => self.seen_chunks.remove(&chunk),
+            };
+        }
+    }
+
+    /// The machine from the chunked form of the dedup window.
+    fn load_chunked(&self) -> Delivery {
+        Delivery::from_chunked_records(
+            &self.core,
+            self.outbox.values().map(Vec::as_slice),
+            [],
+            self.seen_chunks.iter().map(|(k, v)| (*k, v.as_slice())),
+        )
+        .unwrap()
     }
 
     fn load(&self) -> Delivery {
@@ -305,6 +324,12 @@ proptest! {
             store.apply(&mut live);
             let loaded = store.load();
             prop_assert_eq!(loaded.to_bytes(), live.to_bytes());
+            prop_assert_eq!(store.load_chunked().to_bytes(), live.to_bytes());
+            // Exactly the chunks that hold entries are stored.
+            prop_assert_eq!(
+                store.seen_chunks.keys().copied().collect::<Vec<_>>(),
+                live.entries().seen_chunks
+            );
             prop_assert_eq!(store.outbox.len(), live.outbox_len());
             prop_assert_eq!(store.seen.len(), live.dedup_len());
         }
@@ -335,4 +360,92 @@ fn records_are_strict() {
     assert!(loaded.is_waiting(id));
     // The queued first transmission is not in the records: the entry waits for its timer.
     assert!(loaded.clone().poll_transmit().is_none());
+}
+
+/// The dedup window in chunks of `DEDUP_ENTRIES_PER_CHUNK` by arrival order: 40 entries are 3
+/// chunks; a new entry changes only its own chunk, forgetting the oldest changes the first;
+/// the chunks reload to the same machine, alone or beside per-entry records of other entries;
+/// and reading is strict.
+#[test]
+fn the_dedup_window_is_stored_in_chunks() {
+    use confide_transport::consts::{DEDUP_ENTRIES_PER_CHUNK, DEDUP_WINDOW_AGE};
+    use confide_transport::{IncomingStatus, PayloadDigest};
+    assert_eq!(DEDUP_ENTRIES_PER_CHUNK, 16);
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    let mut d = Delivery::new();
+    let from = Address::new(b"peer").unwrap();
+    let id = |i: u8| FrameId::from_bytes([i; 16]);
+    for i in 0..40u8 {
+        assert_eq!(
+            d.accept_incoming(id(i), from.clone(), PayloadDigest::from_bytes([i; 32]), now),
+            IncomingStatus::New
+        );
+    }
+    let changes = d.take_changes();
+    assert_eq!(changes.seen_chunks, [0, 1, 2]);
+    assert_eq!(d.entries().seen_chunks, [0, 1, 2]);
+    assert!(d.seen_chunk_record(3).is_none());
+    let chunks: Vec<(u64, Vec<u8>)> = (0..3)
+        .map(|k| (k, d.seen_chunk_record(k).unwrap()))
+        .collect();
+    assert_eq!(chunks[0].1[1], 16, "sixteen entries in a full chunk");
+    assert_eq!(chunks[2].1[1], 8);
+    let core = d.core_record();
+    let as_slices = |c: &[(u64, Vec<u8>)]| -> Vec<(u64, Vec<u8>)> { c.to_vec() };
+    let load = |seen: &[Vec<u8>], chunks: &[(u64, Vec<u8>)]| {
+        Delivery::from_chunked_records(
+            &core,
+            [],
+            seen.iter().map(Vec::as_slice),
+            chunks.iter().map(|(k, v)| (*k, v.as_slice())),
+        )
+    };
+    assert_eq!(load(&[], &chunks).unwrap().to_bytes(), d.to_bytes());
+    // The first chunk as per-entry records beside the other two chunks.
+    let per_entry: Vec<Vec<u8>> = (0..16).map(|i| d.seen_record(id(i)).unwrap()).collect();
+    assert_eq!(
+        load(&per_entry, &chunks[1..]).unwrap().to_bytes(),
+        d.to_bytes()
+    );
+    // Twice the same entry (per entry and in its chunk): refused.
+    assert!(load(&per_entry, &chunks).is_err());
+    // A chunk under another number, an empty one, a trailing byte, a truncated one, entries
+    // out of order: refused.
+    let mut wrong = as_slices(&chunks);
+    wrong[0].0 = 5;
+    assert!(load(&[], &wrong).is_err());
+    let mut empty = as_slices(&chunks);
+    empty[2].1.truncate(1);
+    empty[2].1.push(0);
+    assert!(load(&[], &empty).is_err());
+    let mut long = as_slices(&chunks);
+    long[1].1.push(0);
+    assert!(load(&[], &long).is_err());
+    let mut short = as_slices(&chunks);
+    short[1].1.pop();
+    assert!(load(&[], &short).is_err());
+    let mut overfull = as_slices(&chunks);
+    overfull[0].1[1] = 17;
+    assert!(load(&[], &overfull).is_err());
+    // Two chunks merged into one record: the second chunk's entries lie outside chunk 0.
+    let mut merged = as_slices(&chunks[..1]);
+    merged[0].1[1] = 24;
+    merged[0].1.extend_from_slice(&chunks[2].1[2..]);
+    assert!(load(&[], &merged).is_err());
+    // Changes name only the chunks touched.
+    assert_eq!(
+        d.accept_incoming(
+            id(40),
+            from.clone(),
+            PayloadDigest::from_bytes([40; 32]),
+            now
+        ),
+        IncomingStatus::New
+    );
+    assert_eq!(d.take_changes().seen_chunks, [2]);
+    let later = now.saturating_add(DEDUP_WINDOW_AGE);
+    d.handle_timeout(later.saturating_add(Duration::from_millis(1)));
+    assert_eq!(d.dedup_len(), 0, "every entry expired");
+    assert_eq!(d.take_changes().seen_chunks, [0, 1, 2]);
+    assert!(d.entries().seen_chunks.is_empty());
 }

@@ -34,6 +34,9 @@ fn regenerate_when_asked() {
             states.push(d.to_bytes());
             frames.extend(polled);
             records.push(records_of(&d));
+            if let Some(chunked) = chunk_records_of(&d) {
+                records.push(chunked);
+            }
         }
         corpus::write("transport_frame", &frames);
         corpus::write("transport_state", &states);
@@ -57,6 +60,37 @@ fn records_of(d: &Delivery) -> Vec<u8> {
     fuzzing::join_transport_records(&d.core_record(), &outbox, &seen)
 }
 
+/// A machine's records with its dedup window in chunks, framed as the `transport_records`
+/// target reads chunks (the `i`-th dedup record is chunk `i`); `None` unless its chunks are
+/// numbered from 0 without a gap, as in a young machine.
+fn chunk_records_of(d: &Delivery) -> Option<Vec<u8>> {
+    let entries = d.entries();
+    if entries.seen_chunks.is_empty()
+        || entries
+            .seen_chunks
+            .iter()
+            .enumerate()
+            .any(|(i, k)| *k != i as u64)
+    {
+        return None;
+    }
+    let outbox: Vec<Vec<u8>> = entries
+        .outbox
+        .iter()
+        .map(|id| d.outbox_record(*id).unwrap())
+        .collect();
+    let chunks: Vec<Vec<u8>> = entries
+        .seen_chunks
+        .iter()
+        .map(|k| d.seen_chunk_record(*k).unwrap())
+        .collect();
+    Some(fuzzing::join_transport_records(
+        &d.core_record(),
+        &outbox,
+        &chunks,
+    ))
+}
+
 #[test]
 fn records_corpus_replays() {
     regenerate_when_asked();
@@ -68,6 +102,21 @@ fn records_corpus_replays() {
             })
         }),
         "the seed corpus holds loadable records with outbox entries"
+    );
+    assert!(
+        inputs.iter().any(|i| {
+            fuzzing::split_transport_records(i).is_some_and(|(core, outbox, seen)| {
+                !seen.is_empty()
+                    && Delivery::from_chunked_records(
+                        core,
+                        outbox,
+                        [],
+                        seen.iter().enumerate().map(|(k, r)| (k as u64, *r)),
+                    )
+                    .is_ok()
+            })
+        }),
+        "and records with the dedup window in chunks"
     );
 }
 

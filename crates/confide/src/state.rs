@@ -173,6 +173,7 @@ const KEY_DELIVERED: u8 = 12;
 const KEY_TOMBSTONE_CHUNK: u8 = 13;
 const KEY_CONTROL_CHUNK: u8 = 14;
 const KEY_DELIVERED_CHUNK: u8 = 15;
+const KEY_SEEN_CHUNK: u8 = 16;
 /// Longest record key: a tag, a conversation id and a message id.
 const MAX_RECORD_KEY_LEN: usize = 1 + 8 + MessageId::LEN;
 /// Most records of one conversation's policy: its tracked messages, its pending deletes, and
@@ -211,7 +212,8 @@ pub(crate) enum RecordKey {
     Control(FrameId),
     /// The delivery machine's outbox entry.
     Outbox(FrameId),
-    /// The delivery machine's dedup-window entry.
+    /// The delivery machine's dedup-window entry: read from older stores only; now in
+    /// [`RecordKey::SeenChunk`]s.
     Seen(FrameId),
     /// One per-message entry of a conversation's policy: a tracked message or a pending delete
     /// (version 8 on; before, the conversation record held them all).
@@ -232,6 +234,9 @@ pub(crate) enum RecordKey {
     /// A conversation's delivered texts, [`LOG_ENTRIES_PER_CHUNK`] arrival orders a record,
     /// by conversation and chunk number.
     DeliveredChunk(ConversationId, u64),
+    /// The delivery machine's dedup-window entries of one chunk (`Delivery::seen_chunk_record`),
+    /// by chunk number.
+    SeenChunk(u64),
 }
 
 impl RecordKey {
@@ -284,8 +289,12 @@ impl RecordKey {
                 out.extend_from_slice(&c.0.to_be_bytes());
                 out.extend_from_slice(&order.to_be_bytes());
             }
-            Self::ControlChunk(chunk) => {
-                out.push(KEY_CONTROL_CHUNK);
+            Self::ControlChunk(chunk) | Self::SeenChunk(chunk) => {
+                out.push(if matches!(self, Self::ControlChunk(_)) {
+                    KEY_CONTROL_CHUNK
+                } else {
+                    KEY_SEEN_CHUNK
+                });
                 out.extend_from_slice(&chunk.to_be_bytes());
             }
         }
@@ -312,6 +321,7 @@ impl RecordKey {
             KEY_DELIVERED => Self::Delivered(ConversationId(r.u64()?), r.u64()?),
             KEY_TOMBSTONE_CHUNK => Self::TombstoneChunk(ConversationId(r.u64()?), r.u64()?),
             KEY_CONTROL_CHUNK => Self::ControlChunk(r.u64()?),
+            KEY_SEEN_CHUNK => Self::SeenChunk(r.u64()?),
             KEY_DELIVERED_CHUNK => Self::DeliveredChunk(ConversationId(r.u64()?), r.u64()?),
             _ => {
                 return Err(DecodeError::InvalidValue {
@@ -655,8 +665,8 @@ impl Endpoint {
         for id in delivery.outbox {
             journal.mark(RecordKey::Outbox(id));
         }
-        for id in delivery.seen {
-            journal.mark(RecordKey::Seen(id));
+        for chunk in delivery.seen_chunks {
+            journal.mark(RecordKey::SeenChunk(chunk));
         }
         let revision = self.store.revision();
         if revision != journal.prekey_revision {
@@ -684,7 +694,7 @@ impl Endpoint {
                 .map(RecordKey::ControlChunk),
         );
         keys.extend(entries.outbox.into_iter().map(RecordKey::Outbox));
-        keys.extend(entries.seen.into_iter().map(RecordKey::Seen));
+        keys.extend(entries.seen_chunks.into_iter().map(RecordKey::SeenChunk));
         for (id, c) in self.conversations.iter() {
             keys.extend(
                 c.policy
@@ -781,9 +791,10 @@ impl Endpoint {
                 }
                 None => return Ok(None),
             },
-            RecordKey::Seen(frame) => match self.delivery.seen_record(frame) {
-                Some(entry) => {
-                    w.var32("dedup entry", MAX_STATE_COMPONENT_LEN, &entry)?;
+            RecordKey::Seen(_) => return Ok(None),
+            RecordKey::SeenChunk(chunk) => match self.delivery.seen_chunk_record(chunk) {
+                Some(entries) => {
+                    w.var32("dedup chunk", MAX_STATE_COMPONENT_LEN, &entries)?;
                 }
                 None => return Ok(None),
             },
@@ -923,6 +934,7 @@ impl Endpoint {
         let mut control = Vec::new();
         let mut outbox: Vec<(FrameId, Vec<u8>)> = Vec::new();
         let mut seen: Vec<(FrameId, Vec<u8>)> = Vec::new();
+        let mut seen_chunks: Vec<(u64, Vec<u8>)> = Vec::new();
         // Policy entries by conversation, then message (the records' order), and the
         // conversations whose record (version 7 or older) held its entries itself.
         let mut policy_entries: Vec<(ConversationId, MessageId, &'a [u8])> = Vec::new();
@@ -1035,9 +1047,16 @@ impl Endpoint {
                     frame,
                     r.var32("outbox entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
                 )),
-                RecordKey::Seen(frame) => seen.push((
-                    frame,
-                    r.var32("dedup entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
+                RecordKey::Seen(frame) => {
+                    seen.push((
+                        frame,
+                        r.var32("dedup entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
+                    ));
+                    per_entry.push(record);
+                }
+                RecordKey::SeenChunk(chunk) => seen_chunks.push((
+                    chunk,
+                    r.var32("dedup chunk", MAX_STATE_COMPONENT_LEN)?.to_vec(),
                 )),
                 RecordKey::PolicyEntry(id, message) => {
                     owned_by_conversation(version, id, &conversation_ids, &legacy)?;
@@ -1101,15 +1120,27 @@ impl Endpoint {
             ControlSeen::loaded(control, next_control_order).ok_or(DecodeError::InvalidValue {
                 field: "control frames",
             })?;
-        endpoint.delivery = Delivery::from_records(
+        endpoint.delivery = Delivery::from_chunked_records(
             &delivery_core,
             outbox.iter().map(|(_, e)| e.as_slice()),
             seen.iter().map(|(_, e)| e.as_slice()),
+            seen_chunks.iter().map(|(k, e)| (*k, e.as_slice())),
         )?;
-        // Each delivery record sits under its own id.
+        // Each delivery record sits under its own id, each dedup chunk under its own number
+        // (the delivery machine checked that every entry of a chunk lies in its orders).
         let entries = endpoint.delivery.entries();
         let outbox_keys: Vec<FrameId> = outbox.iter().map(|(f, _)| *f).collect();
-        let seen_keys: BTreeSet<FrameId> = seen.iter().map(|(f, _)| *f).collect();
+        let mut seen_keys: BTreeSet<FrameId> = seen.iter().map(|(f, _)| *f).collect();
+        for (chunk, _) in &seen_chunks {
+            for id in endpoint.delivery.seen_chunk_ids(*chunk) {
+                if !seen_keys.insert(id) {
+                    return Err(DecodeError::InvalidValue {
+                        field: "delivery record key",
+                    }
+                    .into());
+                }
+            }
+        }
         if entries.outbox.iter().copied().collect::<BTreeSet<_>>()
             != outbox_keys.into_iter().collect::<BTreeSet<_>>()
             || entries.seen.into_iter().collect::<BTreeSet<_>>() != seen_keys
@@ -1139,22 +1170,31 @@ impl Endpoint {
                 }
             }
         }
+        // Per-entry records: each deleted, and the chunks now holding their entries written
+        // (all of a log's chunks when any of its entries was per-entry: one pass, not one
+        // per record).
+        let (mut control_per_entry, mut seen_per_entry) = (false, false);
         for record in per_entry {
             endpoint.journal.mark(record);
             match record {
-                RecordKey::Control(frame) => {
-                    if let Some(order) = control_order(&endpoint.control_seen, frame) {
-                        endpoint
-                            .journal
-                            .mark(RecordKey::ControlChunk(order / LOG_ENTRIES_PER_CHUNK));
-                    }
-                }
+                RecordKey::Control(_) => control_per_entry = true,
+                RecordKey::Seen(_) => seen_per_entry = true,
                 RecordKey::Delivered(id, order) => {
                     endpoint
                         .journal
                         .mark(RecordKey::DeliveredChunk(id, order / LOG_ENTRIES_PER_CHUNK));
                 }
                 _ => {}
+            }
+        }
+        if control_per_entry {
+            for chunk in endpoint.control_seen.chunks() {
+                endpoint.journal.mark(RecordKey::ControlChunk(chunk));
+            }
+        }
+        if seen_per_entry {
+            for chunk in endpoint.delivery.entries().seen_chunks {
+                endpoint.journal.mark(RecordKey::SeenChunk(chunk));
             }
         }
         // Whether this is a cold start or an older backup, tell each peer what we hold.
@@ -1321,16 +1361,6 @@ fn read_chunk<'a, T>(
         out.push(entry(r, first.saturating_add(u64::from(offset)))?);
     }
     Ok(out)
-}
-
-/// The arrival order of the remembered control frame `frame`.
-fn control_order(control: &ControlSeen, frame: FrameId) -> Option<u64> {
-    control
-        .chunks()
-        .into_iter()
-        .flat_map(|chunk| control.chunk(chunk))
-        .find(|(_, id)| *id == frame)
-        .map(|(order, _)| order)
 }
 
 fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {

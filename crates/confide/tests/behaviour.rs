@@ -450,13 +450,36 @@ fn with_conversation_records_inline(
 
 /// The records of a state as version 8 stored them before its ordered logs went into chunks:
 /// each received control frame a record (`0x07 || frame id`: its arrival order) instead of
-/// chunks `0x0e || chunk`, and each delivered text a record (`0x0c || conversation || order`:
-/// the text) instead of chunks `0x0f || conversation || chunk`.
+/// chunks `0x0e || chunk`, each delivered text a record (`0x0c || conversation || order`:
+/// the text) instead of chunks `0x0f || conversation || chunk`, and each dedup entry a record
+/// (`0x09 || frame id`) instead of chunks `0x10 || chunk`.
 fn with_logs_per_entry(
     records: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
 ) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     for (key, value) in records {
+        if key[0] == 0x10 {
+            // A dedup chunk: version, var32 the delivery machine's chunk record (its version,
+            // a count, then each entry: id, order, address (u8 length), seen at, digest,
+            // acked at); per entry, record 0x09 || id holding the machine's entry record.
+            let chunk = &value[5..];
+            assert_eq!(
+                u32::from_be_bytes(value[1..5].try_into().unwrap()) as usize,
+                chunk.len()
+            );
+            let mut at = 2;
+            for _ in 0..chunk[1] {
+                let len = 16 + 8 + 1 + usize::from(chunk[at + 24]) + 8 + 32 + 8;
+                let entry = [&[chunk[0]][..], &chunk[at..at + len]].concat();
+                let mut v = vec![value[0]];
+                v.extend_from_slice(&u32::try_from(entry.len()).unwrap().to_be_bytes());
+                v.extend_from_slice(&entry);
+                out.insert([&[0x09][..], &chunk[at..at + 16]].concat(), v);
+                at += len;
+            }
+            assert_eq!(at, chunk.len(), "a whole dedup chunk");
+            continue;
+        }
         let (first, key_prefix, id_len, body_len) = match key[0] {
             0x0e => (
                 u64::from_be_bytes(key[1..9].try_into().unwrap()) * 16,
@@ -538,6 +561,7 @@ fn states_of_previous_versions_load_as_the_same_state() {
         records.keys().any(|k| k[0] == 0x0e),
         "and a received control frame"
     );
+    assert!(records.keys().any(|k| k[0] == 0x10), "and a dedup entry");
     let records = with_logs_per_entry(&records);
     for old_version in [
         ENDPOINT_STATE_VERSION,
@@ -618,8 +642,12 @@ fn a_store_with_a_record_per_log_entry_is_rewritten_in_chunks() {
     use confide_session::storage::{RecordSealer, StateKind};
     let (mut world, _service) = pair(21, lossy(0, 0, 0));
     let conv = connect(&mut world);
+    world.send(0, conv, b"hello");
+    settle(&mut world, Duration::from_secs(3));
+    let counselor_conv = world.endpoint(1).conversations()[0];
     for i in 0..20 {
         world.send(0, conv, format!("text {i}").as_bytes());
+        world.send(1, counselor_conv, format!("answer {i}").as_bytes());
         settle(&mut world, Duration::from_secs(3));
     }
     let current = common::snapshot_records(&plaintext(&mut world, 0));
@@ -627,9 +655,9 @@ fn a_store_with_a_record_per_log_entry_is_rewritten_in_chunks() {
     let chunks = |m: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>, tag: u8| {
         m.keys().filter(|k| k[0] == tag).count()
     };
-    // 20 delivered texts: two chunks instead of 20 records.
+    // 21 delivered texts: two chunks instead of 21 records.
     assert_eq!(chunks(&current, 0x0f), 2);
-    assert_eq!(chunks(&per_entry, 0x0c), 20);
+    assert_eq!(chunks(&per_entry, 0x0c), 21);
     assert!(chunks(&per_entry, 0x07) > chunks(&current, 0x0e));
     let sealer = RecordSealer::new(&world.key, StateKind::EndpointRecord, b"account");
     let mut store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = per_entry
@@ -641,12 +669,13 @@ fn a_store_with_a_record_per_log_entry_is_rewritten_in_chunks() {
         .take_changes(&mut world.rng, &world.key, b"account")
         .unwrap();
     let deleted: Vec<&[u8]> = changes.deletes().collect();
+    assert!(chunks(&per_entry, 0x09) > chunks(&current, 0x10));
     assert_eq!(
         deleted.len(),
-        chunks(&per_entry, 0x07) + chunks(&per_entry, 0x0c),
+        chunks(&per_entry, 0x07) + chunks(&per_entry, 0x0c) + chunks(&per_entry, 0x09),
         "every per-entry record deleted"
     );
-    assert!(deleted.iter().all(|k| k[0] == 0x07 || k[0] == 0x0c));
+    assert!(deleted.iter().all(|k| matches!(k[0], 0x07 | 0x0c | 0x09)));
     for k in deleted {
         store.remove(k);
     }

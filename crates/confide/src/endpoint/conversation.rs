@@ -181,22 +181,10 @@ impl Conversation {
         }
     }
 
-    /// Given the ids of our frames a peer that imported a state holds, the texts it
-    /// acknowledged that it no longer has: those acknowledged after the last one it holds
-    /// (all of them, if it holds none of the recent ones). They are forgotten here, so each
-    /// is reported once.
+    /// The texts a peer that imported a state may no longer have, given the ids of our
+    /// frames it holds ([`DeliveredLog::lost_after_resume`]).
     pub(crate) fn lost_after_resume(&mut self, received: &[FrameId]) -> Vec<MessageId> {
-        let last_held = self
-            .recently_delivered
-            .entries
-            .iter()
-            .rposition(|d| received.contains(&d.frame));
-        let from = last_held.map_or(0, |i| i.saturating_add(1));
-        let lost = self.recently_delivered.drain_from(from);
-        lost.into_iter()
-            .filter(|d| !received.contains(&d.frame))
-            .map(|d| d.message)
-            .collect()
+        self.recently_delivered.lost_after_resume(received)
     }
 
     /// Whether a closed conversation has nothing left to do and may shrink to a tombstone.
@@ -364,12 +352,51 @@ impl DeliveredLog {
         }
     }
 
-    /// Removes and returns the entries from position `from` on.
-    fn drain_from(&mut self, from: usize) -> Vec<Delivered> {
-        let from = from.min(self.entries.len());
-        let drained: Vec<Delivered> = self.entries.drain(from..).collect();
-        self.changed.extend(drained.iter().map(|d| d.order));
-        drained
+    /// Given the ids of our frames a peer that imported a state holds (its last
+    /// [`MAX_RECENT_RECEIVED`] texts from us, oldest first), the texts it acknowledged that it
+    /// may no longer have. They are forgotten here, so each is reported once.
+    ///
+    /// Fewer ids than the list holds means the peer lists every text of ours it has: each
+    /// acknowledged text not listed is lost. A full list names only the latest: the texts
+    /// acknowledged from the first listed one on, and not listed, are reported; those
+    /// acknowledged before it are taken as older than the list. Our log is in the order
+    /// acknowledgements arrived, which is not always the order the peer received the texts
+    /// in: anchoring on the last listed text (as before) missed a lost text whose
+    /// acknowledgement overtook that of one the peer kept. A text reported here may have
+    /// survived (hence "possibly lost"); one not reported is held, unless acknowledgements
+    /// were reordered across a whole list.
+    pub(crate) fn lost_after_resume(&mut self, received: &[FrameId]) -> Vec<MessageId> {
+        let from = if received.len() < MAX_RECENT_RECEIVED {
+            0
+        } else {
+            self.entries
+                .iter()
+                .position(|d| received.contains(&d.frame))
+                .unwrap_or(0)
+        };
+        // Only the unlisted go: a listed text stays, so a later restore of the peer (to a state
+        // older still) is measured against the whole log again.
+        self.remove_from(from, |d| !received.contains(&d.frame))
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    /// Removes and returns the entries from position `from` on that `remove` selects, in
+    /// order.
+    fn remove_from(&mut self, from: usize, remove: impl Fn(&Delivered) -> bool) -> Vec<Delivered> {
+        let mut removed = Vec::new();
+        let mut position = 0usize;
+        self.entries.retain(|d| {
+            let keep = position < from || !remove(d);
+            position = position.saturating_add(1);
+            if !keep {
+                removed.push(*d);
+            }
+            keep
+        });
+        self.changed.extend(removed.iter().map(|d| d.order));
+        removed
     }
 
     /// The orders of entries added or dropped since the previous call; forgets them.
@@ -398,5 +425,79 @@ impl DeliveredLog {
             .take_while(|d| d.order < end)
             .copied()
             .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn frame(i: u8) -> FrameId {
+        FrameId::from_bytes([i; 16])
+    }
+
+    fn message(i: u8) -> MessageId {
+        MessageId::from_bytes([i; 16])
+    }
+
+    /// A log of our texts `ids`, acknowledged in that order.
+    fn log(ids: impl IntoIterator<Item = u8>) -> DeliveredLog {
+        let mut log = DeliveredLog::default();
+        for i in ids {
+            log.push(message(i), frame(i), Timestamp::from_millis(u64::from(i)));
+        }
+        let _ = log.take_changed();
+        log
+    }
+
+    fn kept(log: &DeliveredLog) -> Vec<MessageId> {
+        log.entries.iter().map(|d| d.message).collect()
+    }
+
+    #[test]
+    fn a_peer_listing_fewer_texts_than_its_list_holds_lost_every_other() {
+        // The peer received 2 before 1, but the acknowledgement of 1 arrived first; the state
+        // it restored kept 2 only. (Anchoring on the last listed text reported 3 alone.)
+        let mut l = log([1, 2, 3]);
+        assert_eq!(l.lost_after_resume(&[frame(2)]), [message(1), message(3)]);
+        assert_eq!(kept(&l), [message(2)], "a listed text stays in the log");
+        assert_eq!(
+            l.take_changed(),
+            [0, 2].into(),
+            "the orders of the removed entries"
+        );
+        // Reported once: the same resume again reports nothing.
+        assert!(l.lost_after_resume(&[frame(2)]).is_empty());
+        // A later restore to an older state still: the text it kept is measured again.
+        assert_eq!(l.lost_after_resume(&[]), [message(2)]);
+        assert!(l.entries.is_empty());
+    }
+
+    #[test]
+    fn a_full_list_names_only_the_latest_texts() {
+        // Texts 0 ..= 19 acknowledged in order; the peer lists its latest 16 (3 ..= 18).
+        let mut l = log(0..20);
+        let held: Vec<FrameId> = (3..19).map(frame).collect();
+        assert_eq!(held.len(), MAX_RECENT_RECEIVED);
+        // 19 came after the first listed text and is not listed: lost. 0 ..= 2 were
+        // acknowledged before it: older than the list, kept.
+        assert_eq!(l.lost_after_resume(&held), [message(19)]);
+        assert_eq!(kept(&l), (0..19).map(message).collect::<Vec<_>>());
+        // The first listed text acknowledged after an unlisted one: the unlisted one before it
+        // is taken as older; one between listed texts is lost.
+        let mut l = log([
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 30, 18,
+        ]);
+        let held: Vec<FrameId> = (2..18).map(frame).collect();
+        assert_eq!(held.len(), MAX_RECENT_RECEIVED);
+        assert_eq!(l.lost_after_resume(&held), [message(30), message(18)]);
+        // A full list with none of the logged texts: every logged text is lost.
+        let mut l = log(0..4);
+        let held: Vec<FrameId> = (100..116).map(frame).collect();
+        assert_eq!(
+            l.lost_after_resume(&held),
+            (0..4).map(message).collect::<Vec<_>>()
+        );
     }
 }
