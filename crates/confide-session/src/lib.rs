@@ -76,4 +76,4 @@ pub use prekeys::{
 pub use ratchet::{CHAIN_FORK_LABEL, kdf_vector};
 pub use record::{IdentityChangePolicy, RecordEncryptError, SessionRecord};
 pub use safety::{COMPACT_LEN, SAFETY_NUMBER_VERSION, SafetyNumber};
-pub use session::{Decrypted, Session, Side};
+pub use session::{Decrypted, KnownIdentities, Session, Side};

@@ -46,6 +46,28 @@ use crate::{
 /// bundle: [`Side::Initiator`]; the other side used ours: [`Side::Responder`]).
 pub use confide_wire::Side;
 
+/// The two identities a caller already stores beside a session record (an endpoint keeps its
+/// own identity and each conversation's peer identity): the record's compact form
+/// ([`crate::SessionRecord::to_bytes_compact`]) leaves out every session identity equal to
+/// one of these, 128 bytes each (`docs/spec.md` §11).
+#[derive(Clone, Copy)]
+pub struct KnownIdentities<'a> {
+    /// Our identity.
+    pub local: &'a IdentityPublicKey,
+    /// The peer's identity.
+    pub remote: &'a IdentityPublicKey,
+}
+
+impl core::fmt::Debug for KnownIdentities<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            local: _,
+            remote: _,
+        } = self;
+        f.write_str("KnownIdentities")
+    }
+}
+
 #[derive(Clone)]
 struct PendingPreKey {
     signed_prekey_id: u32,
@@ -450,7 +472,7 @@ impl Session {
     #[must_use]
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::with_capacity(512);
-        self.write(&mut w);
+        self.write(&mut w, None);
         w.into_zeroizing()
     }
 
@@ -458,7 +480,7 @@ impl Session {
     /// message starts a fresh sending chain or branch (see [`Session::encrypt`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let (s, _) = Self::read(&mut StateSource::Untrusted(&mut r))?;
+        let (s, _) = Self::read(&mut StateSource::Untrusted(&mut r), None)?;
         r.finish()?;
         Ok(s)
     }
@@ -473,20 +495,39 @@ impl Session {
     /// let _ = confide_session::Session::from_authenticated_bytes(&[0u8; 4]);
     /// ```
     pub fn from_authenticated(mut r: AuthenticatedReader<'_>) -> Result<Self, DecodeError> {
-        let (s, _) = Self::read(&mut StateSource::Authenticated(&mut r))?;
+        let (s, _) = Self::read(&mut StateSource::Authenticated(&mut r), None)?;
         r.finish()?;
         Ok(s)
     }
 
-    pub(crate) fn write(&self, w: &mut Writer) {
-        w.u8(crate::state::SESSION_STATE_VERSION)
-            .bytes(&self.local.to_bytes())
-            .bytes(&self.remote.to_bytes())
-            .u8(match self.role {
-                Side::Initiator => 1,
-                _ => 2,
-            })
-            .bytes(self.base_key.as_bytes());
+    /// Writes the session; in the compact form (`known`), an identity equal to the known one
+    /// is left out, as a flags byte says (`docs/spec.md` §11).
+    pub(crate) fn write(&self, w: &mut Writer, known: Option<KnownIdentities<'_>>) {
+        w.u8(crate::state::SESSION_STATE_VERSION);
+        match known {
+            None => {
+                w.bytes(&self.local.to_bytes())
+                    .bytes(&self.remote.to_bytes());
+            }
+            Some(known) => {
+                let local = self.local.to_bytes();
+                let remote = self.remote.to_bytes();
+                let local_known = local == known.local.to_bytes();
+                let remote_known = remote == known.remote.to_bytes();
+                w.u8(u8::from(local_known) | u8::from(remote_known) << 1);
+                if !local_known {
+                    w.bytes(&local);
+                }
+                if !remote_known {
+                    w.bytes(&remote);
+                }
+            }
+        }
+        w.u8(match self.role {
+            Side::Initiator => 1,
+            _ => 2,
+        })
+        .bytes(self.base_key.as_bytes());
         match &self.envelope_secret {
             None => {
                 w.u8(0);
@@ -519,18 +560,51 @@ impl Session {
     /// Reads a session of the current version, or of version 3 (read without an envelope
     /// secret). Returns the version byte it found, so a record can insist that every session
     /// in it has the record's own version (one encoding per value).
-    pub(crate) fn read(r: &mut StateSource<'_, '_>) -> Result<(Self, u8), DecodeError> {
+    ///
+    /// In the compact form (`known`, current version only) a flags byte says which identity
+    /// was left out (bit 0: ours, bit 1: the peer's; no other bit); one written out must differ
+    /// from the known one (one encoding per value).
+    pub(crate) fn read(
+        r: &mut StateSource<'_, '_>,
+        known: Option<KnownIdentities<'_>>,
+    ) -> Result<(Self, u8), DecodeError> {
         let version = r.u8()?;
         if version != crate::state::SESSION_STATE_VERSION
-            && version != crate::state::SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET
+            && (known.is_some()
+                || version != crate::state::SESSION_STATE_VERSION_WITHOUT_ENVELOPE_SECRET)
         {
             return Err(DecodeError::UnknownVersion {
                 what: "session state",
                 found: version,
             });
         }
-        let local = r.identity()?;
-        let remote = r.identity()?;
+        let (local, remote) = match known {
+            None => (r.identity()?, r.identity()?),
+            Some(known) => {
+                let flags = r.u8()?;
+                if flags > 3 {
+                    return Err(DecodeError::InvalidValue {
+                        field: "compact session identity flags",
+                    });
+                }
+                let mut identity =
+                    |elided: bool, given: &IdentityPublicKey| -> Result<_, DecodeError> {
+                        if elided {
+                            return Ok(*given);
+                        }
+                        let written = r.identity()?;
+                        if written.to_bytes() == given.to_bytes() {
+                            return Err(DecodeError::InvalidValue {
+                                field: "compact session identity written out",
+                            });
+                        }
+                        Ok(written)
+                    };
+                let local = identity(flags & 1 == 1, known.local)?;
+                let remote = identity(flags & 2 == 2, known.remote)?;
+                (local, remote)
+            }
+        };
         let role = match r.u8()? {
             1 => Side::Initiator,
             2 => Side::Responder,

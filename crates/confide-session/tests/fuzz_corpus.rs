@@ -17,7 +17,7 @@ use common::{Pair, Party, rng, text};
 use confide_test_support::corpus;
 use confide_test_support::fuzzing::{
     self,
-    session::{STATE_PREKEY_STORE, STATE_RECORD, STATE_SESSION},
+    session::{STATE_COMPACT_RECORD, STATE_PREKEY_STORE, STATE_RECORD, STATE_SESSION},
 };
 use rand_core::{Rng, SeedableRng};
 
@@ -93,6 +93,21 @@ fn state_seeds() -> Vec<Vec<u8>> {
     let first = p.a_sends(b"new");
     p.b_gets(&first).unwrap();
     out.push(with(STATE_RECORD, p.b.to_bytes()));
+    // The same record in its compact form: with both its identities known (an archived
+    // session of another peer keeps its own), and with neither.
+    let current = p.b.current().unwrap();
+    let (local, remote) = (*current.local_identity(), *current.remote_identity());
+    for (l, r) in [(&local, &remote), (&remote, &local)] {
+        let known = confide_session::KnownIdentities {
+            local: l,
+            remote: r,
+        };
+        let mut seed = vec![STATE_COMPACT_RECORD];
+        seed.extend_from_slice(&l.to_bytes());
+        seed.extend_from_slice(&r.to_bytes());
+        seed.extend_from_slice(&p.b.to_bytes_compact(known));
+        out.push(seed);
+    }
     // A session of version 3 (before the envelope secret), read and upgraded.
     let v4 = p.b.current().unwrap().to_bytes();
     let flag_at = 1 + 128 + 128 + 1 + 32;
@@ -176,6 +191,25 @@ fn seed_generators_produce_inputs_that_decode() {
         let again = match *sel {
             STATE_RECORD => SessionRecord::from_bytes(rest).unwrap().to_bytes(),
             STATE_PREKEY_STORE => PreKeyStore::from_bytes(rest).unwrap().to_bytes(),
+            STATE_COMPACT_RECORD => {
+                let local =
+                    confide_crypto::identity::IdentityPublicKey::from_bytes(&rest[..128]).unwrap();
+                let remote =
+                    confide_crypto::identity::IdentityPublicKey::from_bytes(&rest[128..256])
+                        .unwrap();
+                let known = confide_session::KnownIdentities {
+                    local: &local,
+                    remote: &remote,
+                };
+                let body = &rest[256..];
+                let mut again = rest[..256].to_vec();
+                again.extend_from_slice(
+                    &SessionRecord::from_bytes_compact(body, known)
+                        .unwrap()
+                        .to_bytes_compact(known),
+                );
+                zeroize::Zeroizing::new(again)
+            }
             _ => Session::from_bytes(rest).unwrap().to_bytes(),
         };
         if *sel != STATE_PREKEY_STORE

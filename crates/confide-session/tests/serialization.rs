@@ -652,3 +652,75 @@ fn the_store_reports_its_published_prekeys_and_when_they_were_made() {
     assert_eq!(store.last_resort_kem_created_at(), Some(latest));
     assert_eq!(store.signed_prekey_created_at(), Some(latest));
 }
+
+/// The compact form (`docs/spec.md` §11) leaves out every session identity equal to the known
+/// ones, 256 bytes a session; it reads back to the same record only with the same identities,
+/// strictly: one encoding per value.
+#[test]
+fn compact_records_leave_out_the_known_identities() {
+    use confide_session::KnownIdentities;
+    let p = busy_pair();
+    let record = &p.b;
+    let session = record.current().unwrap();
+    let (local, remote) = (*session.local_identity(), *session.remote_identity());
+    let known = KnownIdentities {
+        local: &local,
+        remote: &remote,
+    };
+    let full = record.to_bytes();
+    let compact = record.to_bytes_compact(known);
+    let sessions = 1 + record.archived_count();
+    // A flags byte instead of two identities of 128 bytes, in each session.
+    assert_eq!(full.len() - compact.len(), sessions * (256 - 1));
+    let back = SessionRecord::from_bytes_compact(&compact, known).unwrap();
+    assert_eq!(back.to_bytes(), full);
+    assert_eq!(back.to_bytes_compact(known), compact);
+    // A record whose sessions have another peer identity (an identity change) keeps it
+    // written out; read with other known identities, the identities differ.
+    let other = Pair::established(81);
+    let stranger = *other.b.current().unwrap().remote_identity();
+    let known_other = KnownIdentities {
+        local: &local,
+        remote: &stranger,
+    };
+    let partly = record.to_bytes_compact(known_other);
+    assert_eq!(full.len() - partly.len(), sessions * (128 - 1));
+    assert_eq!(
+        SessionRecord::from_bytes_compact(&partly, known_other)
+            .unwrap()
+            .to_bytes(),
+        full
+    );
+    assert!(
+        SessionRecord::from_bytes_compact(&compact, known_other)
+            .is_ok_and(|r| r.to_bytes() != full),
+        "the identities come from the caller"
+    );
+    // Strict: the flags byte right after the current session's version byte (record
+    // version, current flag, session version).
+    let flags_at = 3;
+    assert_eq!(compact[flags_at], 3);
+    for bad in [4u8, 0x80, 0xff] {
+        let mut c = compact.to_vec();
+        c[flags_at] = bad;
+        assert!(SessionRecord::from_bytes_compact(&c, known).is_err());
+    }
+    // An identity written out although it equals the known one: another encoding, refused.
+    assert!(SessionRecord::from_bytes_compact(&partly, known).is_err());
+    // Version 3 sessions exist only in the full form; trailing and missing bytes.
+    let mut v3 = compact.to_vec();
+    v3[0] = 3;
+    assert!(SessionRecord::from_bytes_compact(&v3, known).is_err());
+    let mut long = compact.to_vec();
+    long.push(0);
+    assert!(SessionRecord::from_bytes_compact(&long, known).is_err());
+    for cut in [
+        1,
+        flags_at,
+        flags_at + 1,
+        compact.len() / 2,
+        compact.len() - 1,
+    ] {
+        assert!(SessionRecord::from_bytes_compact(&compact[..cut], known).is_err());
+    }
+}

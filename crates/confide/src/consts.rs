@@ -23,7 +23,16 @@ use confide_crypto::Duration;
 /// text no longer rewrites the whole history of its conversation; version 5 to 7 records
 /// still load, and a conversation loaded from one is rewritten, with its entries, in the next
 /// change set.
-pub const ENDPOINT_STATE_VERSION: u8 = 8;
+/// Version 9 stores each conversation's session record in its compact form
+/// (`SessionRecord::to_bytes_compact`): a session identity equal to ours or to the
+/// conversation's peer identity is left out (256 bytes a session in every write and load);
+/// version 8 conversation records (the full form) still load, and are written as version 9
+/// when they change.
+pub const ENDPOINT_STATE_VERSION: u8 = 9;
+
+/// A previous [`ENDPOINT_STATE_VERSION`], still read: its conversation records hold the
+/// session record in its full form.
+pub const ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS: u8 = 8;
 
 /// A previous [`ENDPOINT_STATE_VERSION`], still read: its conversation records hold the
 /// policy's per-message entries.

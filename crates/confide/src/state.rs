@@ -24,18 +24,19 @@ use confide_sealed::{
     SenderCertificate, StoredTagWindow, TAG_WINDOW_STATE_LEN, TrustRoots,
 };
 use confide_session::{
-    PreKeyStore, SessionRecord,
+    KnownIdentities, PreKeyStore, SessionRecord,
     storage::{self, RecordSealer, StateKind, StorageKey},
 };
 use confide_transport::{Address, Delivery, FrameId, consts::MAX_ADDRESS_LEN};
 use zeroize::Zeroizing;
 
 use crate::consts::{
-    ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
-    ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
-    LOG_ENTRIES_PER_CHUNK, MAX_CLOSED_CONVERSATIONS, MAX_CODE_FAILURES,
-    MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS,
-    MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
+    ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS,
+    ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE, ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
+    ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION, LOG_ENTRIES_PER_CHUNK, MAX_CLOSED_CONVERSATIONS,
+    MAX_CODE_FAILURES, MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED,
+    MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN,
+    MAX_TOMBSTONES,
 };
 use crate::endpoint::conversation::{
     Conversation, Delivered, DeliveredLog, GivenUp, SentKind, SentRecord, Tombstone,
@@ -731,7 +732,7 @@ impl Endpoint {
             RecordKey::Identity => self.write_identity(&mut w)?,
             RecordKey::Counters => self.write_counters(&mut w)?,
             RecordKey::Conversation(id) => match self.conversations.get(&id) {
-                Some(c) => write_conversation(&mut w, c)?,
+                Some(c) => write_conversation(&mut w, c, &self.store.identity().public())?,
                 None => return Ok(None),
             },
             RecordKey::Tombstone(id) => match self.tombstones.get(&id) {
@@ -948,6 +949,7 @@ impl Endpoint {
         // next change set.
         let mut per_entry: Vec<RecordKey> = Vec::new();
         let issued = |id: ConversationId| id.0 < endpoint.next_conversation;
+        let own = endpoint.store.identity().public();
         for (record, mut r) in records {
             let version = read_version(&mut r)?;
             match record {
@@ -964,8 +966,8 @@ impl Endpoint {
                         }
                         .into());
                     }
-                    let (conversation, windows) = read_conversation(&mut r, version)?;
-                    if version < ENDPOINT_STATE_VERSION {
+                    let (conversation, windows) = read_conversation(&mut r, version, &own)?;
+                    if version <= ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE {
                         legacy.insert(id);
                     }
                     if !conversation_ids.insert(id) {
@@ -1294,7 +1296,11 @@ fn owned_by_conversation(
     conversations: &BTreeSet<ConversationId>,
     legacy: &BTreeSet<ConversationId>,
 ) -> Result<(), DecodeError> {
-    if version == ENDPOINT_STATE_VERSION && conversations.contains(&id) && !legacy.contains(&id) {
+    // Records of their own exist from version 8 on.
+    if version >= ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS
+        && conversations.contains(&id)
+        && !legacy.contains(&id)
+    {
         Ok(())
     } else {
         Err(DecodeError::InvalidValue {
@@ -1374,6 +1380,7 @@ fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), Decode
 /// three before it (whose records differ only in the sent and conversation records).
 fn is_readable_version(version: u8) -> bool {
     version == ENDPOINT_STATE_VERSION
+        || version == ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS
         || version == ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE
         || version == ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION
         || version == ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE
@@ -1465,7 +1472,13 @@ fn read_identity(mut r: AuthenticatedReader<'_>) -> Result<Endpoint, ImportError
     ))
 }
 
-fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), ExportError> {
+/// Writes a conversation record; `own` is our identity (left out of the session record where
+/// its sessions hold it, like the peer's).
+fn write_conversation(
+    w: &mut Writer,
+    c: &Conversation,
+    own: &IdentityPublicKey,
+) -> Result<(), ExportError> {
     w.var16("peer address", MAX_ADDRESS_LEN, c.peer_address.as_bytes())?;
     w.bytes(&c.peer_identity.to_bytes());
     match c.peer_role {
@@ -1533,7 +1546,10 @@ fn write_conversation(w: &mut Writer, c: &Conversation) -> Result<(), ExportErro
     w.var32(
         "session record",
         MAX_STATE_COMPONENT_LEN,
-        &c.record.to_bytes(),
+        &c.record.to_bytes_compact(KnownIdentities {
+            local: own,
+            remote: &c.peer_identity,
+        }),
     )?;
     w.u8(c.verified.map_or(0, Verification::to_byte))
         .u8(c.code_failures);
@@ -1577,9 +1593,12 @@ fn read_delivered(r: &mut Reader<'_>, order: u64) -> Result<Delivered, DecodeErr
     })
 }
 
+/// Reads a conversation record of `version`; `own` is our identity (left out of a version 9
+/// record's sessions where they hold it).
 fn read_conversation(
     r: &mut AuthenticatedReader<'_>,
     version: u8,
+    own: &IdentityPublicKey,
 ) -> Result<(Conversation, Vec<StoredTagWindow>), ImportError> {
     let peer_address = read_address(r)?;
     // Verified when it was stored (from a validated certificate or bundle); the record came
@@ -1595,7 +1614,7 @@ fn read_conversation(
     let initiated_at = read_opt_time(r, "initiated flag")?;
     let next_seq = r.u64()?;
     let reset_requested_at = read_opt_time(r, "reset flag")?;
-    let recently_delivered = if version >= ENDPOINT_STATE_VERSION {
+    let recently_delivered = if version >= ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS {
         // The entries are records of their own, restored after this one.
         let next_order = r.u64()?;
         DeliveredLog::loaded(Vec::new(), next_order).unwrap_or_default()
@@ -1667,16 +1686,26 @@ fn read_conversation(
         }
     };
     let token_confirmed = r.bool("token confirmed")?;
-    let windows = if version >= ENDPOINT_STATE_VERSION {
+    let windows = if version >= ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS {
         // A record of their own, restored after this one.
         Vec::new()
     } else {
         read_windows(r)?
     };
-    let record = SessionRecord::from_authenticated(
-        r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?,
-    )?;
-    if version >= ENDPOINT_STATE_VERSION && policy.has_entries() {
+    let session_bytes = r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?;
+    let record = if version >= ENDPOINT_STATE_VERSION {
+        // Compact: the identities equal to ours and the peer's are left out.
+        SessionRecord::from_authenticated_compact(
+            session_bytes,
+            KnownIdentities {
+                local: own,
+                remote: &peer_identity,
+            },
+        )?
+    } else {
+        SessionRecord::from_authenticated(session_bytes)?
+    };
+    if version >= ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS && policy.has_entries() {
         // Version 8 keeps them in records of their own: one encoding.
         return Err(DecodeError::InvalidValue {
             field: "policy entries in a conversation record",

@@ -448,6 +448,62 @@ fn with_conversation_records_inline(
     out
 }
 
+/// A version 9 conversation record with its session record in the full form, as version 8
+/// (and every version before) stored it: version 9 leaves out the session identities equal to
+/// ours (`own`) and to the conversation's peer identity (`docs/spec.md` §11).
+fn with_full_session(record: &[u8], own: &confide_crypto::identity::IdentityPublicKey) -> Vec<u8> {
+    let u = |b: &[u8]| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x));
+    let flag_then = |at: usize, n: usize| if record[at] == 1 { 1 + n } else { 1 };
+    // version, var16 address, identity (128), role flag [+ role], var32 policy, initiated,
+    // next seq, reset requested, next delivered order, recent received, resume flag,
+    // honoured resets, close, held identity change, pending acknowledgements, acknowledgement
+    // due, peer token, token confirmed; then the session record and the verification fields.
+    let mut at = 1 + 2 + u(&record[1..3]);
+    let peer =
+        confide_crypto::identity::IdentityPublicKey::from_bytes(&record[at..at + 128]).unwrap();
+    at += 128;
+    at += flag_then(at, 1);
+    at += 4 + u(&record[at..at + 4]);
+    at += flag_then(at, 8);
+    at += 8;
+    at += flag_then(at, 8);
+    at += 8;
+    at += 1 + 16 * usize::from(record[at]);
+    at += 1;
+    at += 1 + 40 * usize::from(record[at]);
+    at += flag_then(at, 24);
+    at += if record[at] == 1 {
+        1 + 4 + u(&record[at + 1..at + 5]) + 128
+    } else {
+        1
+    };
+    at += 2 + 16 * u(&record[at..at + 2]);
+    at += flag_then(at, 8);
+    at += flag_then(at, 16);
+    at += 1;
+    let n = u(&record[at..at + 4]);
+    let compact = &record[at + 4..at + 4 + n];
+    assert_eq!(
+        at + 4 + n + 2,
+        record.len(),
+        "the session record, then two bytes"
+    );
+    let full = confide_session::SessionRecord::from_bytes_compact(
+        compact,
+        confide_session::KnownIdentities {
+            local: own,
+            remote: &peer,
+        },
+    )
+    .unwrap()
+    .to_bytes();
+    let mut out = record[..at].to_vec();
+    out.extend_from_slice(&u32::try_from(full.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(&full);
+    out.extend_from_slice(&record[at + 4 + n..]);
+    out
+}
+
 /// The records of a state as version 8 stored them before its ordered logs went into chunks:
 /// each received control frame a record (`0x07 || frame id`: its arrival order) instead of
 /// chunks `0x0e || chunk`, each delivered text a record (`0x0c || conversation || order`:
@@ -530,7 +586,8 @@ fn with_logs_per_entry(
 #[test]
 fn states_of_previous_versions_load_as_the_same_state() {
     use confide::consts::{
-        ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
+        ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS,
+        ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
         ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
     };
     use confide_session::storage::{StateKind, seal};
@@ -548,6 +605,7 @@ fn states_of_previous_versions_load_as_the_same_state() {
         world.send(0, conv, format!("waiting {i}").as_bytes());
     }
     let current = plaintext(&mut world, 0);
+    let own = world.endpoint(0).identity();
     let records = common::snapshot_records(&current);
     let sent: Vec<&Vec<u8>> = records.keys().filter(|k| k[0] == 0x05).collect();
     assert!(!sent.is_empty(), "the state holds waiting frames");
@@ -564,7 +622,7 @@ fn states_of_previous_versions_load_as_the_same_state() {
     assert!(records.keys().any(|k| k[0] == 0x10), "and a dedup entry");
     let records = with_logs_per_entry(&records);
     for old_version in [
-        ENDPOINT_STATE_VERSION,
+        ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS,
         ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
         ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
         ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
@@ -574,24 +632,27 @@ fn states_of_previous_versions_load_as_the_same_state() {
         // version 5, in each sent record a session message (token-carrying kind 0x21 when
         // the flag says so) instead of the flag.
         let mut old = vec![old_version];
-        let own_records =
-            |k: &[u8]| old_version != ENDPOINT_STATE_VERSION && matches!(k[0], 0x0a..=0x0d);
+        let own_records = |k: &[u8]| {
+            old_version != ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS && matches!(k[0], 0x0a..=0x0d)
+        };
         let kept = records.keys().filter(|k| !own_records(k)).count();
         old.extend_from_slice(&u32::try_from(kept).unwrap().to_be_bytes());
         for (key, value) in &records {
             if own_records(key) {
                 continue;
             }
-            let mut value = if key[0] == 0x03 && old_version != ENDPOINT_STATE_VERSION {
-                with_conversation_records_inline(&records, key, value)
-            } else {
+            let mut value = if key[0] != 0x03 {
                 value.clone()
+            } else if old_version == ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS {
+                with_full_session(value, &own)
+            } else {
+                with_conversation_records_inline(&records, key, &with_full_session(value, &own))
             };
             assert_eq!(value[0], ENDPOINT_STATE_VERSION);
             value[0] = old_version;
             if key[0] == 0x03
                 && old_version != ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE
-                && old_version != ENDPOINT_STATE_VERSION
+                && old_version != ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS
             {
                 assert_eq!(
                     value.split_off(value.len() - 2),

@@ -152,10 +152,10 @@ impl World {
 
 /// Reads docs/endpoint.md's "Stored state" layout: the snapshot's records, the identity
 /// record's prekey store and the first conversation record's session record (its last field).
-fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
+fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let u = |b: &[u8]| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x));
     // The snapshot: version 8, record count, then each key and plaintext, keys ascending.
-    assert_eq!(state[0], 0x08, "ENDPOINT_STATE_VERSION");
+    assert_eq!(state[0], 0x09, "ENDPOINT_STATE_VERSION");
     let count = u(&state[1..5]);
     let mut at = 5usize;
     let mut records = Vec::new();
@@ -175,7 +175,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
     // Identity (key 0x01): version, then the prekey store.
     let (key, identity) = &records[0];
     assert_eq!(key, &[0x01]);
-    assert_eq!(identity[0], 0x08);
+    assert_eq!(identity[0], 0x09);
     let n = u(&identity[1..5]);
     let store = identity[5..5 + n].to_vec();
     // The first conversation (key 0x03 || id).
@@ -189,10 +189,10 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
         at += n;
         s
     };
-    assert_eq!(take(1), [0x08], "record version");
+    assert_eq!(take(1), [0x09], "record version");
     let n = u(&take(2));
     let _peer_address = take(n);
-    let _peer_identity = take(128);
+    let peer_identity = take(128);
     if take(1) == [1] {
         take(1); // role
     }
@@ -244,7 +244,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
         c.len(),
         "the verification fields are the conversation's last fields"
     );
-    (store, record)
+    (store, record, peer_identity)
 }
 
 #[test]
@@ -389,9 +389,19 @@ fn endpoint_state_vectors() {
         unreachable!()
     };
     let opened = confide_sealed::open(&identities[0], &roots, at(4), &payload).unwrap();
-    let (store, record) = store_and_first_record(&client_state_before_ack);
+    let (store, record, peer) = store_and_first_record(&client_state_before_ack);
     let mut store = PreKeyStore::from_bytes(&store).unwrap();
-    let mut record = SessionRecord::from_bytes(&record).unwrap();
+    // Version 9: the session record's compact form, our identity and the peer's left out.
+    let own = store.identity().public();
+    let peer = confide_crypto::identity::IdentityPublicKey::from_bytes(&peer).unwrap();
+    let mut record = SessionRecord::from_bytes_compact(
+        &record,
+        confide_session::KnownIdentities {
+            local: &own,
+            remote: &peer,
+        },
+    )
+    .unwrap();
     let content = record
         .decrypt(
             &mut store,

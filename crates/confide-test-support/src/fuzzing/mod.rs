@@ -469,14 +469,18 @@ pub fn endpoint_state(data: &[u8]) {
     let plain = open(&key, StateKind::Endpoint, slot, &again).expect("own blob opens");
     // A state holding an older prekey store (version 1) or session records of version 3 is
     // read and written back as the current version: then the re-encoding, never shorter, must
-    // be a fixed point. A state of endpoint version 5 loses its sent records' session
-    // messages, so it may shrink; version 6 conversation records grow by two bytes. (Each
+    // be a fixed point. A state of an earlier endpoint version may shrink (version 5 loses its
+    // sent records' session messages; every version before 9 holds its sessions in full), and
+    // so may a state with per-entry log records. (Each
     // record's own canonical form is checked strictly by the session_state target.)
     if plain[..] != *data {
-        let version_5 =
-            data.first() == Some(&confide::consts::ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE);
+        // Conversation records before version 9 hold their sessions in full; version 9 leaves
+        // out the identities it knows: an older state may shrink.
+        let older = data
+            .first()
+            .is_some_and(|v| *v < confide::consts::ENDPOINT_STATE_VERSION);
         assert!(
-            version_5 || has_per_entry_log_records(data) || plain.len() >= data.len(),
+            older || has_per_entry_log_records(data) || plain.len() >= data.len(),
             "an upgrade never shrinks the state"
         );
         let blob = seal(&mut rng, &key, StateKind::Endpoint, slot, &plain);

@@ -13,20 +13,23 @@ use confide_crypto::{
     secret::SecretBytes,
 };
 use confide_session::{
-    DecryptError, ExpectedIdentity, IdentityChangePolicy, PreKeyBundle, PreKeyStore,
-    RecordEncryptError, Session, SessionMessage, SessionRecord,
+    DecryptError, ExpectedIdentity, IdentityChangePolicy, KnownIdentities, PreKeyBundle,
+    PreKeyStore, RecordEncryptError, Session, SessionMessage, SessionRecord,
     consts::MAX_SKIPPED_KEY_RATCHET_STEPS, storage::StorageKey,
 };
 use rand_core::SeedableRng;
 
 const NOW: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 
-/// Selector bytes of the `session_state` target (first input byte modulo 3).
+/// Selector bytes of the `session_state` target (first input byte modulo 4).
 pub const STATE_RECORD: u8 = 0;
 /// See [`STATE_RECORD`].
 pub const STATE_PREKEY_STORE: u8 = 1;
 /// See [`STATE_RECORD`].
 pub const STATE_SESSION: u8 = 2;
+/// See [`STATE_RECORD`]: our identity (128 bytes), the peer's (128 bytes), then a session
+/// record in its compact form with those identities known.
+pub const STATE_COMPACT_RECORD: u8 = 3;
 
 fn fixed_identity() -> &'static IdentityKeyPair {
     static ID: OnceLock<IdentityKeyPair> = OnceLock::new();
@@ -78,13 +81,14 @@ pub fn session_message(data: &[u8]) {
 }
 
 /// `session_state`: the first byte selects the state type; a state that decodes re-encodes
-/// to the same bytes and can be used without panicking.
+/// to the same bytes and can be used without panicking. A compact record also converts to the
+/// full form and back unchanged.
 pub fn session_state(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
     let mut rng = ChaCha20Rng::from_seed([0x22; 32]);
-    match selector % 3 {
+    match selector % 4 {
         STATE_RECORD => {
             let Ok(mut record) = SessionRecord::from_bytes(rest) else {
                 return;
@@ -103,6 +107,39 @@ pub fn session_state(data: &[u8]) {
             }
             let _ = record.encrypt(&mut rng, b"fuzz");
             let _ = record.prune_skipped_keys(NOW);
+        }
+        STATE_COMPACT_RECORD => {
+            let Some((local, rest)) = rest.split_at_checked(128) else {
+                return;
+            };
+            let Some((remote, body)) = rest.split_at_checked(128) else {
+                return;
+            };
+            let (Ok(local), Ok(remote)) = (
+                IdentityPublicKey::from_bytes(local),
+                IdentityPublicKey::from_bytes(remote),
+            ) else {
+                return;
+            };
+            let known = KnownIdentities {
+                local: &local,
+                remote: &remote,
+            };
+            let Ok(mut record) = SessionRecord::from_bytes_compact(body, known) else {
+                return;
+            };
+            assert_eq!(
+                &record.to_bytes_compact(known)[..],
+                body,
+                "compact record re-encoding differs"
+            );
+            let full = SessionRecord::from_bytes(&record.to_bytes()).expect("full form reads");
+            assert_eq!(
+                &full.to_bytes_compact(known)[..],
+                body,
+                "compact and full forms disagree"
+            );
+            let _ = record.encrypt(&mut rng, b"fuzz");
         }
         STATE_PREKEY_STORE => {
             let Ok(store) = PreKeyStore::from_bytes(rest) else {
