@@ -514,7 +514,12 @@ impl Session {
                 let remote = self.remote.to_bytes();
                 let local_known = local == known.local.to_bytes();
                 let remote_known = remote == known.remote.to_bytes();
-                w.u8(u8::from(local_known) | u8::from(remote_known) << 1);
+                w.u8(match (local_known, remote_known) {
+                    (false, false) => 0,
+                    (true, false) => 1,
+                    (false, true) => 2,
+                    (true, true) => 3,
+                });
                 if !local_known {
                     w.bytes(&local);
                 }

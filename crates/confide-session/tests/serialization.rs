@@ -707,10 +707,19 @@ fn compact_records_leave_out_the_known_identities() {
     }
     // An identity written out although it equals the known one: another encoding, refused.
     assert!(SessionRecord::from_bytes_compact(&partly, known).is_err());
-    // Version 3 sessions exist only in the full form; trailing and missing bytes.
+    // Version 3 exists only in the full form, even for a record without sessions; trailing
+    // and missing bytes.
     let mut v3 = compact.to_vec();
     v3[0] = 3;
     assert!(SessionRecord::from_bytes_compact(&v3, known).is_err());
+    let empty = SessionRecord::new().to_bytes_compact(known);
+    assert_eq!(&empty[..], [4, 0, 0]);
+    assert!(SessionRecord::from_bytes_compact(&empty, known).is_ok());
+    assert!(SessionRecord::from_bytes_compact(&[3, 0, 0], known).is_err());
+    assert!(
+        SessionRecord::from_bytes(&[3, 0, 0]).is_ok(),
+        "the full form reads it"
+    );
     let mut long = compact.to_vec();
     long.push(0);
     assert!(SessionRecord::from_bytes_compact(&long, known).is_err());
@@ -723,4 +732,20 @@ fn compact_records_leave_out_the_known_identities() {
     ] {
         assert!(SessionRecord::from_bytes_compact(&compact[..cut], known).is_err());
     }
+    // Through storage encryption (as the endpoint reads it), with the same strictness.
+    let key = StorageKey::new([9; 32]);
+    let sealed = |state: &[u8]| {
+        let blob = storage::seal(
+            &mut ChaCha20Rng::from_seed([3; 32]),
+            &key,
+            StateKind::SessionRecord,
+            b"slot",
+            state,
+        );
+        storage::open(&key, StateKind::SessionRecord, b"slot", &blob).unwrap()
+    };
+    let fast = SessionRecord::from_authenticated_compact(sealed(&compact).reader(), known).unwrap();
+    assert_eq!(fast.to_bytes(), full);
+    assert!(SessionRecord::from_authenticated_compact(sealed(&long).reader(), known).is_err());
+    assert!(SessionRecord::from_authenticated_compact(sealed(&v3).reader(), known).is_err());
 }

@@ -427,11 +427,24 @@ fn the_dedup_window_is_stored_in_chunks() {
     let mut overfull = as_slices(&chunks);
     overfull[0].1[1] = 17;
     assert!(load(&[], &overfull).is_err());
-    // Two chunks merged into one record: the second chunk's entries lie outside chunk 0.
-    let mut merged = as_slices(&chunks[..1]);
-    merged[0].1[1] = 24;
-    merged[0].1.extend_from_slice(&chunks[2].1[2..]);
-    assert!(load(&[], &merged).is_err());
+    // A chunk's entries above its orders (chunk 2 stored as chunk 1), and two entries of a
+    // chunk out of order (each entry here is 77 bytes: the same 4-byte address).
+    let mut above = as_slices(&chunks);
+    above[2].0 = 1;
+    above.remove(1);
+    assert!(load(&[], &above).is_err());
+    let entry = 16 + 8 + 1 + 4 + 8 + 32 + 8;
+    let mut swapped = as_slices(&chunks);
+    let (first, second) = (2..2 + entry, 2 + entry..2 + 2 * entry);
+    let a = swapped[0].1[first.clone()].to_vec();
+    let b = swapped[0].1[second.clone()].to_vec();
+    swapped[0].1[first].copy_from_slice(&b);
+    swapped[0].1[second].copy_from_slice(&a);
+    assert!(load(&[], &swapped).is_err());
+    // The ids of each chunk, in order.
+    assert_eq!(d.seen_chunk_ids(1), (16..32).map(id).collect::<Vec<_>>());
+    assert_eq!(d.seen_chunk_ids(2), (32..40).map(id).collect::<Vec<_>>());
+    assert!(d.seen_chunk_ids(3).is_empty());
     // Changes name only the chunks touched.
     assert_eq!(
         d.accept_incoming(
