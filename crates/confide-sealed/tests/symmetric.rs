@@ -960,3 +960,55 @@ fn the_directory_reports_the_conversations_whose_windows_changed() {
     assert!(fresh.install(5, window(54)));
     assert_eq!(fresh.take_changed(), [5].into());
 }
+
+/// The largest payload seals and opens; one byte more is refused by the parser (the exact
+/// boundary of `SymmetricEnvelope::parse`).
+#[test]
+fn the_largest_symmetric_envelope_opens_and_one_byte_more_is_refused() {
+    let max = confide_sealed::MAX_PAYLOAD_LEN;
+    let e = sealer(6).seal(NOW, &vec![7u8; max]).unwrap();
+    assert_eq!(e.len(), max + SYMMETRIC_ENVELOPE_OVERHEAD);
+    assert!(EnvelopeTag::of_envelope(&e).is_some());
+    let mut w = window(6);
+    assert_eq!(w.open(NOW, &TrustRoots::new(), &e).unwrap().len(), max);
+    let mut longer = e.clone();
+    longer.push(0);
+    assert!(EnvelopeTag::of_envelope(&longer).is_none());
+    assert!(matches!(
+        window(6).open(NOW, &TrustRoots::new(), &longer),
+        Err(SymmetricOpenError::Decode(DecodeError::TooLong { .. }))
+    ));
+}
+
+/// What the sealer and the windows report, and how windows compare: by their whole state, so
+/// two windows that differ only in their tag key are different.
+#[test]
+fn windows_and_sealers_report_their_state_and_compare_by_all_of_it() {
+    assert_eq!(sealer(4).started_at(), NOW);
+    let w = window(4);
+    assert_eq!(w.accept_until(), until());
+    assert_eq!(w.server_key_id(), SERVER_KEY_ID);
+    let (seed, secret) = keys(4);
+    let other_key_id = TagWindow::new(&seed, &secret, NOW, 7).unwrap();
+    assert_eq!(other_key_id.server_key_id(), 7);
+    assert_eq!(other_key_id.accept_until(), NOW);
+    // An envelope's tag is the 16 bytes after its kind byte.
+    let e = sealer(4).seal(NOW, b"tagged").unwrap();
+    let tag = EnvelopeTag::of_envelope(&e).unwrap();
+    assert_eq!(&tag.as_bytes()[..], &e[1..1 + ENVELOPE_TAG_LEN]);
+    assert_ne!(tag.as_bytes(), &[0; ENVELOPE_TAG_LEN]);
+    // Equality: the same state, another epoch, another key id, and only the tag key changed
+    // (byte 1 of the stored form, `docs/sealed-sender.md` §9.7).
+    assert!(window(4) == window(4));
+    assert!(window(4) != window(5));
+    assert!(w != other_key_id);
+    let bytes = w.to_bytes();
+    let mut other_tag_key = bytes.to_vec();
+    other_tag_key[1] ^= 0x01;
+    let stored = StoredTagWindow::from_bytes(&bytes).unwrap();
+    assert!(stored == StoredTagWindow::from_bytes(&bytes).unwrap());
+    assert!(stored != StoredTagWindow::from_bytes(&other_tag_key).unwrap());
+    assert!(
+        TagWindow::from_bytes(&bytes).unwrap() != TagWindow::from_bytes(&other_tag_key).unwrap()
+    );
+}
