@@ -1012,3 +1012,27 @@ fn windows_and_sealers_report_their_state_and_compare_by_all_of_it() {
         TagWindow::from_bytes(&bytes).unwrap() != TagWindow::from_bytes(&other_tag_key).unwrap()
     );
 }
+
+/// A stored window's next index may be exactly `MAX_SYMMETRIC_EPOCH_ENVELOPES`, not more.
+#[test]
+fn a_stored_window_at_the_last_index_reads_and_one_more_is_refused() {
+    use confide_sealed::MAX_SYMMETRIC_EPOCH_ENVELOPES;
+    let mut w = window(8);
+    let e = sealer(8).seal(NOW, b"one").unwrap();
+    w.open(NOW, &TrustRoots::new(), &e).unwrap();
+    let bytes = w.to_bytes();
+    // version, tag key, message root, then next (u64) at byte 65; its bitmap marks index
+    // next - 1 only, which stays canonical whatever next is.
+    assert_eq!(&bytes[65..73], &1u64.to_be_bytes());
+    let with_next = |next: u64| {
+        let mut b = bytes.to_vec();
+        b[65..73].copy_from_slice(&next.to_be_bytes());
+        b
+    };
+    let last = StoredTagWindow::from_bytes(&with_next(MAX_SYMMETRIC_EPOCH_ENVELOPES)).unwrap();
+    assert_eq!(
+        &last.to_bytes()[..],
+        &with_next(MAX_SYMMETRIC_EPOCH_ENVELOPES)[..]
+    );
+    assert!(StoredTagWindow::from_bytes(&with_next(MAX_SYMMETRIC_EPOCH_ENVELOPES + 1)).is_err());
+}
