@@ -173,6 +173,42 @@ impl ControlSeen {
 mod tests {
     use super::*;
 
+    fn frame(i: u64) -> FrameId {
+        let mut b = [0u8; 16];
+        b[8..].copy_from_slice(&i.to_be_bytes());
+        FrameId::from_bytes(b)
+    }
+
+    #[test]
+    fn control_frames_forget_the_oldest_beyond_the_bound_and_note_their_chunks() {
+        let max = MAX_CONTROL_FRAMES_REMEMBERED as u64;
+        let mut c = ControlSeen::default();
+        for i in 0..max {
+            c.insert(frame(i));
+        }
+        // Exactly the bound is kept: nothing forgotten yet.
+        assert!(c.contains(&frame(0)) && c.contains(&frame(max - 1)));
+        assert_eq!(c.chunks().len(), 64);
+        assert_eq!(c.take_changed().len(), 64, "every chunk written");
+        // Sixteen more: orders 0 to 15 (chunk 0) forgotten, chunk 64 written.
+        for i in max..max + 16 {
+            c.insert(frame(i));
+        }
+        assert!(!c.contains(&frame(15)) && c.contains(&frame(16)));
+        assert!(c.chunk(0).is_empty());
+        assert_eq!(c.take_changed(), [0, 64].into());
+        // One more forgets order 16, the first of chunk 1.
+        c.insert(frame(max + 16));
+        assert!(!c.contains(&frame(16)) && c.contains(&frame(17)));
+        assert_eq!(c.take_changed(), [1, 65].into());
+        assert_eq!(c.chunk(1).first(), Some(&(17, frame(17))));
+        assert_eq!(c.chunk(65), [(max + 16, frame(max + 16))]);
+        // Inserting a remembered id changes nothing.
+        c.insert(frame(max + 16));
+        assert!(c.take_changed().is_empty());
+        assert_eq!(c.next_order(), max + 17);
+    }
+
     #[test]
     fn every_change_is_noted_and_reading_is_not() {
         let mut m: Tracked<u8, u8> = Tracked::loaded([(1, 1), (2, 2), (3, 3)].into());
