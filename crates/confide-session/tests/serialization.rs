@@ -17,6 +17,22 @@ use confide_session::{
 };
 use rand_core::SeedableRng;
 
+/// `state` sealed as a session record under `key` and opened again: authenticated bytes, as
+/// the fast restore paths require.
+fn through_storage(
+    key: &StorageKey,
+    state: &[u8],
+) -> confide_crypto::stored::AuthenticatedPlaintext {
+    let blob = storage::seal(
+        &mut ChaCha20Rng::from_seed([5; 32]),
+        key,
+        StateKind::SessionRecord,
+        b"slot",
+        state,
+    );
+    storage::open(key, StateKind::SessionRecord, b"slot", &blob).unwrap()
+}
+
 /// A pair in mid-conversation with skipped keys, an archived session and a prekey phase
 /// behind it.
 fn busy_pair() -> Pair {
@@ -287,16 +303,7 @@ fn authenticated_restore_skips_only_the_checks_storage_already_guarantees() {
     let mut tampered = bytes.to_vec();
     tampered[2 + 1 + 64 + 10] ^= 1;
     assert!(SessionRecord::from_bytes(&tampered).is_err());
-    let sealed = |state: &[u8]| {
-        let blob = storage::seal(
-            &mut ChaCha20Rng::from_seed([5; 32]),
-            &key,
-            StateKind::SessionRecord,
-            b"slot",
-            state,
-        );
-        storage::open(&key, StateKind::SessionRecord, b"slot", &blob).unwrap()
-    };
+    let sealed = |state: &[u8]| through_storage(&key, state);
     assert!(SessionRecord::from_authenticated(sealed(&tampered).reader()).is_ok());
     // Structure is still parsed strictly on the fast path.
     let long = [&bytes[..], &[0]].concat();
@@ -734,16 +741,7 @@ fn compact_records_leave_out_the_known_identities() {
     }
     // Through storage encryption (as the endpoint reads it), with the same strictness.
     let key = StorageKey::new([9; 32]);
-    let sealed = |state: &[u8]| {
-        let blob = storage::seal(
-            &mut ChaCha20Rng::from_seed([3; 32]),
-            &key,
-            StateKind::SessionRecord,
-            b"slot",
-            state,
-        );
-        storage::open(&key, StateKind::SessionRecord, b"slot", &blob).unwrap()
-    };
+    let sealed = |state: &[u8]| through_storage(&key, state);
     let fast = SessionRecord::from_authenticated_compact(sealed(&compact).reader(), known).unwrap();
     assert_eq!(fast.to_bytes(), full);
     assert!(SessionRecord::from_authenticated_compact(sealed(&long).reader(), known).is_err());

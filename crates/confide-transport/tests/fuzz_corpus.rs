@@ -44,14 +44,19 @@ fn regenerate_when_asked() {
     });
 }
 
-/// A machine's records, framed as the `transport_records` target reads them.
-fn records_of(d: &Delivery) -> Vec<u8> {
-    let entries = d.entries();
-    let outbox: Vec<Vec<u8>> = entries
+/// The records of a machine's outbox entries.
+fn outbox_records(d: &Delivery) -> Vec<Vec<u8>> {
+    d.entries()
         .outbox
         .iter()
         .map(|id| d.outbox_record(*id).unwrap())
-        .collect();
+        .collect()
+}
+
+/// A machine's records, framed as the `transport_records` target reads them.
+fn records_of(d: &Delivery) -> Vec<u8> {
+    let entries = d.entries();
+    let outbox = outbox_records(d);
     let seen: Vec<Vec<u8>> = entries
         .seen
         .iter()
@@ -74,11 +79,7 @@ fn chunk_records_of(d: &Delivery) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let outbox: Vec<Vec<u8>> = entries
-        .outbox
-        .iter()
-        .map(|id| d.outbox_record(*id).unwrap())
-        .collect();
+    let outbox = outbox_records(d);
     let chunks: Vec<Vec<u8>> = entries
         .seen_chunks
         .iter()

@@ -1351,7 +1351,9 @@ fn read_chunk<'a, T>(
     mut entry: impl FnMut(&mut Reader<'a>, u64) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
     let invalid = DecodeError::InvalidValue { field: "log chunk" };
-    let first = chunk.checked_mul(LOG_ENTRIES_PER_CHUNK).ok_or(invalid)?;
+    let first = crate::endpoint::tracked::chunk_orders(chunk)
+        .ok_or(invalid)?
+        .start;
     let n = r.u8()?;
     if n == 0 || u64::from(n) > LOG_ENTRIES_PER_CHUNK {
         return Err(invalid);

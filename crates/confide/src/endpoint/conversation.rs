@@ -414,15 +414,14 @@ impl DeliveredLog {
 
     /// The entries of chunk `chunk`, ascending; empty if it holds none.
     pub(crate) fn chunk(&self, chunk: u64) -> Vec<Delivered> {
-        let Some(first) = chunk.checked_mul(LOG_ENTRIES_PER_CHUNK) else {
+        let Some(orders) = super::tracked::chunk_orders(chunk) else {
             return Vec::new();
         };
-        let end = first.saturating_add(LOG_ENTRIES_PER_CHUNK);
-        let from = self.entries.partition_point(|d| d.order < first);
+        let from = self.entries.partition_point(|d| d.order < orders.start);
         self.entries
             .iter()
             .skip(from)
-            .take_while(|d| d.order < end)
+            .take_while(|d| orders.contains(&d.order))
             .copied()
             .collect()
     }

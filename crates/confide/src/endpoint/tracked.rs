@@ -79,6 +79,13 @@ impl<K: Ord + Copy, V> Tracked<K, V> {
     }
 }
 
+/// The arrival orders chunk `chunk` of an ordered log holds ([`LOG_ENTRIES_PER_CHUNK`] of
+/// them, `docs/endpoint.md`), or `None` for a chunk number past every order.
+pub(crate) fn chunk_orders(chunk: u64) -> Option<core::ops::Range<u64>> {
+    let first = chunk.checked_mul(LOG_ENTRIES_PER_CHUNK)?;
+    Some(first..first.saturating_add(LOG_ENTRIES_PER_CHUNK))
+}
+
 /// Frame ids of received acknowledgements and resume frames, each with its arrival order;
 /// the oldest are forgotten beyond [`MAX_CONTROL_FRAMES_REMEMBERED`]. Stored in chunks of
 /// [`LOG_ENTRIES_PER_CHUNK`] by order (`docs/endpoint.md`), so the change log notes chunks.
@@ -149,11 +156,11 @@ impl ControlSeen {
 
     /// The entries of chunk `chunk` as `(order, id)`, ascending; empty if it holds none.
     pub(crate) fn chunk(&self, chunk: u64) -> Vec<(u64, FrameId)> {
-        let Some(first) = chunk.checked_mul(LOG_ENTRIES_PER_CHUNK) else {
+        let Some(orders) = chunk_orders(chunk) else {
             return Vec::new();
         };
         self.by_order
-            .range(first..first.saturating_add(LOG_ENTRIES_PER_CHUNK))
+            .range(orders)
             .map(|(order, id)| (*order, *id))
             .collect()
     }
