@@ -1219,8 +1219,24 @@ fn move_to_newest(list: &mut [TagWindow], position: usize) {
 mod bitmap_tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::{BITMAP_WORDS, any_bit_from, bit};
+    use super::{BITMAP_WORDS, any_bit_from, bit, shifted};
     use proptest::prelude::*;
+
+    /// `shifted` computed one bit at a time: bit `k` moves to `k + shift`, what passes the
+    /// top drops out.
+    fn shifted_bit_by_bit(words: &[u64; BITMAP_WORDS], shift: u64) -> [u64; BITMAP_WORDS] {
+        let bits = BITMAP_WORDS as u64 * 64;
+        let mut out = [0u64; BITMAP_WORDS];
+        for k in 0..bits {
+            let Some(to) = k.checked_add(shift).filter(|to| *to < bits) else {
+                continue;
+            };
+            if bit(words, k) {
+                out[(to / 64) as usize] |= 1u64 << (to % 64);
+            }
+        }
+        out
+    }
 
     proptest! {
         /// The word-at-a-time check answers exactly what testing every bit answers, for
@@ -1238,6 +1254,40 @@ mod bitmap_tests {
             let naive = (from..(BITMAP_WORDS as u64 * 64)).any(|k| bit(&words, k));
             prop_assert_eq!(any_bit_from(&words, from), naive);
         }
+
+        /// The word-at-a-time shift moves every bit as shifting one bit at a time does, for
+        /// every shift: within a word, across words, by whole words (a multiple of 64, which
+        /// a window reaches only if `TAG_WINDOW_AHEAD` grows past 64), and past the bitmap.
+        #[test]
+        fn shifted_matches_moving_each_bit(
+            words in proptest::array::uniform16(prop_oneof![
+                Just(0u64),
+                any::<u64>(),
+                (0u32..64).prop_map(|b| 1u64 << b),
+            ]),
+            shift in prop_oneof![
+                0u64..1100,
+                (0u64..18).prop_map(|w| w * 64),
+                Just(u64::MAX),
+            ],
+        ) {
+            prop_assert_eq!(shifted(&words, shift), shifted_bit_by_bit(&words, shift));
+        }
+    }
+
+    #[test]
+    fn shifted_by_whole_words_moves_words() {
+        let mut words = [0u64; BITMAP_WORDS];
+        words[0] = 0x8000_0000_0000_0001;
+        words[1] = 0x0123_4567_89ab_cdef;
+        let by_64 = shifted(&words, 64);
+        assert_eq!(by_64[0], 0);
+        assert_eq!(by_64[1], 0x8000_0000_0000_0001);
+        assert_eq!(by_64[2], 0x0123_4567_89ab_cdef);
+        let by_128 = shifted(&words, 128);
+        assert_eq!(&by_128[..2], &[0, 0]);
+        assert_eq!(by_128[2], 0x8000_0000_0000_0001);
+        assert_eq!(shifted(&words, 0), words);
     }
 
     #[test]
