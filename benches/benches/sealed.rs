@@ -171,20 +171,33 @@ fn hkdf<const N: usize>(salt: Option<&[u8]>, ikm: &[u8], info: &[&[u8]]) -> [u8;
     out
 }
 
-fn aead_seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+fn aead_seal_nonce(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut buf = plaintext.to_vec();
     ChaCha20Poly1305::new(key.into())
-        .encrypt_in_place(&[0u8; 12].into(), aad, &mut buf)
+        .encrypt_in_place(nonce.into(), aad, &mut buf)
         .unwrap();
     buf
 }
 
-fn aead_open(key: &[u8; 32], aad: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>> {
+fn aead_open_nonce(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Option<Vec<u8>> {
     let mut buf = ciphertext.to_vec();
     ChaCha20Poly1305::new(key.into())
-        .decrypt_in_place(&[0u8; 12].into(), aad, &mut buf)
+        .decrypt_in_place(nonce.into(), aad, &mut buf)
         .ok()?;
     Some(buf)
+}
+
+fn aead_seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    aead_seal_nonce(key, &[0u8; 12], aad, plaintext)
+}
+
+fn aead_open(key: &[u8; 32], aad: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>> {
+    aead_open_nonce(key, &[0u8; 12], aad, ciphertext)
 }
 
 /// The cryptographic work of `seal`, done directly with the primitives. Key material is
@@ -366,24 +379,24 @@ fn floor_symmetric(payload: &[u8], index: u64) -> usize {
         m.update(&i.to_be_bytes());
         m.finalize().into_bytes()
     };
-    let key_nonce = |i: u64| -> [u8; 44] {
-        hkdf(
-            None,
-            &root,
-            &[labels::SYMMETRIC_MESSAGE, &[2], &i.to_be_bytes()],
-        )
+    // The epoch's AEAD key and nonce base are derived once per epoch (when the sealer and
+    // the window are made), so per envelope only the nonce `iv XOR i` is formed.
+    let keys: [u8; 44] = hkdf(None, &root, &[labels::SYMMETRIC_KEYS, &[2]]);
+    let key: [u8; 32] = keys[..32].try_into().unwrap();
+    let nonce = |i: u64| -> [u8; 12] {
+        let mut n: [u8; 12] = keys[32..].try_into().unwrap();
+        for (b, c) in n[4..].iter_mut().zip(i.to_be_bytes()) {
+            *b ^= c;
+        }
+        n
     };
-    // Sender: tag, key and nonce, AEAD.
+    // Sender: tag, nonce, AEAD.
     let tag = mac(&tag_key, index);
-    let kn = key_nonce(index);
-    let key: [u8; 32] = kn[..32].try_into().unwrap();
     let aad = [&[2u8][..], &tag[..16]].concat();
-    let ciphertext = aead_seal(&key, &aad, payload);
-    // Recipient: the tag entering the window, key and nonce, AEAD.
+    let ciphertext = aead_seal_nonce(&key, &nonce(index), &aad, payload);
+    // Recipient: the tag entering the window, nonce, AEAD.
     let entering = mac(&tag_key, index + 32);
-    let kn = key_nonce(index);
-    let key: [u8; 32] = kn[..32].try_into().unwrap();
-    let opened = aead_open(&key, &aad, &ciphertext).map_or(0, |p| p.len());
+    let opened = aead_open_nonce(&key, &nonce(index), &aad, &ciphertext).map_or(0, |p| p.len());
     opened + usize::from(entering[0])
 }
 

@@ -63,8 +63,9 @@ pub mod labels {
     pub const SYMMETRIC_EPOCH: &[u8] = b"Confide_v1_SymmetricEnvelope_Epoch";
     /// HMAC input prefix: the tag of one symmetric envelope.
     pub const SYMMETRIC_TAG: &[u8] = b"Confide_v1_SymmetricEnvelope_Tag";
-    /// HKDF info: the key and nonce of one symmetric envelope.
-    pub const SYMMETRIC_MESSAGE: &[u8] = b"Confide_v1_SymmetricEnvelope_Message";
+    /// HKDF info: a symmetric sealed-sender epoch's AEAD key and nonce base (the nonce of
+    /// envelope `i` is the base XOR `i`).
+    pub const SYMMETRIC_KEYS: &[u8] = b"Confide_v1_SymmetricEnvelope_Keys";
     /// HKDF info prefix: the message store's wrapping root key, per account slot
     /// (confide-store, `docs/store.md`).
     pub const TRANSCRIPT_WRAP_ROOT: &[u8] = b"Confide_v1_Transcript_WrapRoot";
@@ -313,7 +314,7 @@ mod tests {
             labels::ENVELOPE_EXPORTER,
             labels::SYMMETRIC_EPOCH,
             labels::SYMMETRIC_TAG,
-            labels::SYMMETRIC_MESSAGE,
+            labels::SYMMETRIC_KEYS,
             labels::TRANSCRIPT_WRAP_ROOT,
             labels::TRANSCRIPT_TAG_KEY,
             labels::TRANSCRIPT_KEY_CHECK,

@@ -8,13 +8,14 @@
 //! ```text
 //! tag_key || message_root = HKDF(salt = seed, ikm = ES, info = SYMMETRIC_EPOCH || 0x02, 64)
 //! tag_i   = HMAC-SHA256(tag_key, SYMMETRIC_TAG || u64(i))[0..16]
-//! k_i || n_i = HKDF(salt = none, ikm = message_root, info = SYMMETRIC_MESSAGE || 0x02 || u64(i), 44)
-//! envelope_i = 0x02 || tag_i || AEAD(k_i, n_i, aad = 0x02 || tag_i, payload)
+//! k || iv = HKDF(salt = none, ikm = message_root, info = SYMMETRIC_KEYS || 0x02, 44)   once per epoch
+//! n_i     = iv XOR (0x00000000 || u64(i))
+//! envelope_i = 0x02 || tag_i || AEAD(k, n_i, aad = 0x02 || tag_i, payload)
 //! ```
 //!
 //! The sender's [`SymmetricSealer`] counts `i` up from 0 and is never stored: after a restart
 //! (or a restored backup) the next envelope is a public-key one, which starts a fresh epoch,
-//! so no `(key, nonce)` is ever used twice. The recipient's [`TagWindow`] knows the tags of
+//! so no nonce is ever used twice under an epoch's key. The recipient's [`TagWindow`] knows the tags of
 //! the indices it still accepts; a [`TagDirectory`] maps every expected tag of every
 //! conversation to its conversation, so an envelope is opened with one lookup and one AEAD.
 //! Byte-level specification: `docs/sealed-sender.md` §9.
@@ -186,24 +187,43 @@ fn tag_from_mac(mac: &[u8; 32]) -> EnvelopeTag {
     EnvelopeTag(tag)
 }
 
-/// `k_i || n_i = HKDF(salt = none, ikm = message_root, info = SYMMETRIC_MESSAGE || 0x02 ||
-/// u64(i), 44)`.
-fn message_key(root: &MessageRoot, index: u64) -> Result<(AeadKey, [u8; NONCE_LEN]), CryptoError> {
-    let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
-    hkdf_sha256_multi(
-        None,
-        root.expose(),
-        &[
-            labels::SYMMETRIC_MESSAGE,
-            &[SYMMETRIC_ENVELOPE_KIND],
-            &index.to_be_bytes(),
-        ],
-        okm.as_mut_slice(),
-    )?;
-    let (key, nonce) = okm.split_at(32);
-    let key = AeadKey::from_slice(key).ok_or(CryptoError::KdfLength)?;
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::KdfLength)?;
-    Ok((key, nonce))
+/// An epoch's AEAD key and nonce base, derived once when the sealer or window is made
+/// (`docs/sealed-sender.md` §9.2): the nonce of envelope `i` is `iv XOR (0^4 || u64(i))`, as
+/// TLS 1.3 forms its record nonces (RFC 8446 §5.3), so sealing or opening an envelope
+/// derives nothing. Both halves are wiped when dropped.
+#[derive(Clone)]
+struct EpochAead {
+    key: AeadKey,
+    iv: Zeroizing<[u8; NONCE_LEN]>,
+}
+
+impl EpochAead {
+    /// `k || iv = HKDF(salt = none, ikm = message_root, info = SYMMETRIC_KEYS || 0x02, 44)`.
+    fn derive(root: &MessageRoot) -> Result<Self, CryptoError> {
+        let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
+        hkdf_sha256_multi(
+            None,
+            root.expose(),
+            &[labels::SYMMETRIC_KEYS, &[SYMMETRIC_ENVELOPE_KIND]],
+            okm.as_mut_slice(),
+        )?;
+        let (key, iv) = okm.split_at(32);
+        let key = AeadKey::from_slice(key).ok_or(CryptoError::KdfLength)?;
+        let mut base = Zeroizing::new([0u8; NONCE_LEN]);
+        base.copy_from_slice(iv);
+        Ok(Self { key, iv: base })
+    }
+
+    /// `n_i = iv XOR (0x00000000 || u64(i))`: distinct for distinct indices.
+    fn nonce(&self, index: u64) -> [u8; NONCE_LEN] {
+        let mut nonce = *self.iv;
+        let counter = index.to_be_bytes();
+        let offset = NONCE_LEN - counter.len();
+        for (n, c) in nonce.iter_mut().skip(offset).zip(counter) {
+            *n ^= c;
+        }
+        nonce
+    }
 }
 
 /// `kind || tag`: the associated data of the envelope's AEAD.
@@ -261,7 +281,7 @@ impl<'a> SymmetricEnvelope<'a> {
 /// a restored backup (after which the sender starts a new epoch with a public-key envelope).
 pub struct SymmetricSealer {
     tag_key: TagKey,
-    message_root: MessageRoot,
+    aead: EpochAead,
     next: u64,
     started_at: Timestamp,
 }
@@ -270,7 +290,7 @@ impl fmt::Debug for SymmetricSealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Self {
             tag_key: _,
-            message_root: _,
+            aead: _,
             next,
             started_at,
         } = self;
@@ -293,9 +313,11 @@ impl SymmetricSealer {
     ) -> Result<Self, SymmetricSealError> {
         let (tag_key, message_root) =
             epoch_keys(seed, secret).map_err(|_| SymmetricSealError::KeyDerivation)?;
+        let aead =
+            EpochAead::derive(&message_root).map_err(|_| SymmetricSealError::KeyDerivation)?;
         Ok(Self {
             tag_key,
-            message_root,
+            aead,
             next: 0,
             started_at,
         })
@@ -307,7 +329,7 @@ impl SymmetricSealer {
     ///
     /// ```text
     /// i = next; next = i + 1
-    /// envelope = 0x02 || tag_i || AEAD(k_i, n_i, aad = 0x02 || tag_i, payload)
+    /// envelope = 0x02 || tag_i || AEAD(k, n_i, aad = 0x02 || tag_i, payload)
     /// ```
     pub fn seal(&mut self, now: Timestamp, payload: &[u8]) -> Result<Vec<u8>, SymmetricSealError> {
         let total =
@@ -323,14 +345,13 @@ impl SymmetricSealer {
             return Err(SymmetricSealError::EpochExhausted);
         }
         let tag = tag_at(&self.tag_key, index);
-        let (key, nonce) = message_key(&self.message_root, index)
-            .map_err(|_| SymmetricSealError::KeyDerivation)?;
+        let nonce = self.aead.nonce(index);
         let mut out = Vec::with_capacity(total);
         out.push(SYMMETRIC_ENVELOPE_KIND);
         out.extend_from_slice(&tag.0);
         let mut content = Vec::with_capacity(payload.len().saturating_add(TAG_LEN));
         content.extend_from_slice(payload);
-        aead::seal_in_place(&key, &nonce, &envelope_aad(&tag), &mut content);
+        aead::seal_in_place(&self.aead.key, &nonce, &envelope_aad(&tag), &mut content);
         out.extend_from_slice(&content);
         self.next = index.saturating_add(1);
         Ok(out)
@@ -402,6 +423,9 @@ impl StagedEnvelope {
 pub struct TagWindow {
     /// What is stored of it; everything below is derived from it.
     state: StoredTagWindow,
+    /// The epoch's AEAD key and nonce base (`None` only if deriving them failed, which the
+    /// fixed lengths rule out; opening then refuses with `KeyDerivation`).
+    aead: Option<EpochAead>,
     /// Every index still accepted, by tag.
     by_tag: BTreeMap<EnvelopeTag, u64>,
     /// The same, by index.
@@ -412,6 +436,7 @@ impl fmt::Debug for TagWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Self {
             state,
+            aead: _,
             by_tag,
             by_index: _,
         } = self;
@@ -580,11 +605,13 @@ impl TagWindow {
                 server_key_id: self.state.server_key_id,
             });
         }
-        let (key, nonce) = message_key(&self.state.message_root, index)
-            .map_err(|_| SymmetricOpenError::KeyDerivation)?;
+        let keys = self
+            .aead
+            .as_ref()
+            .ok_or(SymmetricOpenError::KeyDerivation)?;
         let payload = aead::open(
-            &key,
-            &nonce,
+            &keys.key,
+            &keys.nonce(index),
             &envelope_aad(&envelope.tag),
             envelope.ciphertext,
         )
@@ -830,8 +857,10 @@ impl StoredTagWindow {
     /// The window, with its tags derived.
     #[must_use]
     pub fn into_window(self) -> TagWindow {
+        let aead = EpochAead::derive(&self.message_root).ok();
         let mut window = TagWindow {
             state: self,
+            aead,
             by_tag: BTreeMap::new(),
             by_index: BTreeMap::new(),
         };

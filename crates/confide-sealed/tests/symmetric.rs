@@ -63,20 +63,20 @@ fn reference_envelope(n: u8, index: u64, payload: &[u8]) -> Vec<u8> {
         &[b"Confide_v1_SymmetricEnvelope_Tag", &index.to_be_bytes()],
     );
     let tag = &mac[..16];
-    let mut kn = [0u8; 44];
+    // The epoch's key and nonce base; envelope i's nonce is the base XOR i (§9.2).
+    let mut kiv = [0u8; 44];
     hkdf_sha256_multi(
         None,
         root,
-        &[
-            b"Confide_v1_SymmetricEnvelope_Message",
-            &[0x02],
-            &index.to_be_bytes(),
-        ],
-        &mut kn,
+        &[b"Confide_v1_SymmetricEnvelope_Keys", &[0x02]],
+        &mut kiv,
     )
     .unwrap();
-    let key = AeadKey::from_slice(&kn[..32]).unwrap();
-    let nonce: [u8; 12] = kn[32..].try_into().unwrap();
+    let key = AeadKey::from_slice(&kiv[..32]).unwrap();
+    let mut nonce: [u8; 12] = kiv[32..].try_into().unwrap();
+    for (n, c) in nonce[4..].iter_mut().zip(index.to_be_bytes()) {
+        *n ^= c;
+    }
     let aad = [&[0x02][..], tag].concat();
     [&aad[..], &aead::seal(&key, &nonce, &aad, payload)].concat()
 }

@@ -183,6 +183,15 @@ fn generate_symmetric() -> Value {
     assert_eq!(opened.epoch_seed, seed);
     let secret = EnvelopeSecret::new([0x71; 32]);
     let (tag_key, message_root) = epoch_keys(seed.expose(), secret.expose());
+    // The epoch's AEAD key and nonce base (§9.2), derived once for all its envelopes.
+    let mut epoch_aead = [0u8; 44];
+    confide_crypto::kdf::hkdf_sha256_multi(
+        None,
+        &message_root,
+        &[b"Confide_v1_SymmetricEnvelope_Keys", &[0x02]],
+        &mut epoch_aead,
+    )
+    .unwrap();
     let mut sealer = SymmetricSealer::new(&seed, &secret, NOW).unwrap();
     let accept_until = NOW.saturating_add(SENDER_LIFETIME);
     let mut window = TagWindow::new(&seed, &secret, accept_until, SERVER_KEY_ID).unwrap();
@@ -199,20 +208,11 @@ fn generate_symmetric() -> Value {
             &[b"Confide_v1_SymmetricEnvelope_Tag", &index.to_be_bytes()],
         );
         let tag = &mac[..16];
-        let mut kn = [0u8; 44];
-        confide_crypto::kdf::hkdf_sha256_multi(
-            None,
-            &message_root,
-            &[
-                b"Confide_v1_SymmetricEnvelope_Message",
-                &[0x02],
-                &index.to_be_bytes(),
-            ],
-            &mut kn,
-        )
-        .unwrap();
-        let key = confide_crypto::secret::AeadKey::from_slice(&kn[..32]).unwrap();
-        let nonce: [u8; 12] = kn[32..].try_into().unwrap();
+        let key = confide_crypto::secret::AeadKey::from_slice(&epoch_aead[..32]).unwrap();
+        let mut nonce: [u8; 12] = epoch_aead[32..].try_into().unwrap();
+        for (n, c) in nonce[4..].iter_mut().zip(index.to_be_bytes()) {
+            *n ^= c;
+        }
         let aad = [&[0x02][..], tag].concat();
         let expected = [
             &aad[..],
@@ -224,7 +224,6 @@ fn generate_symmetric() -> Value {
             "index": index,
             "payload": hex::encode(payload),
             "tag": hex::encode(tag),
-            "key": hex::encode(&kn[..32]),
             "nonce": hex::encode(nonce),
             "envelope": hex::encode(&envelope),
         }));
@@ -248,6 +247,8 @@ fn generate_symmetric() -> Value {
         "envelope_secret": hex::encode(secret.expose()),
         "tag_key": hex::encode(tag_key),
         "message_root": hex::encode(message_root),
+        "key": hex::encode(&epoch_aead[..32]),
+        "iv": hex::encode(&epoch_aead[32..]),
         "envelopes": envelopes,
         "accept_until_ms": accept_until.as_millis(),
         "server_key_id": SERVER_KEY_ID,
