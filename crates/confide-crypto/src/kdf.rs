@@ -157,10 +157,21 @@ pub fn hmac_sha256_parts(key: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
 /// HMAC-SHA-256 keyed once for many messages: [`HmacSha256Keyed::mac`] computes what
 /// [`hmac_sha256_parts`] does with the same key, without repeating the key's two
 /// compression-function calls per message (half the cost of a short message). For deriving
-/// many values under one key in a row (the tags of a symmetric envelope window); keep it
-/// local to that loop, like the state inside [`hmac_sha256_parts`].
+/// many values under one key (the tags of a symmetric envelope epoch). The keyed state is as
+/// secret as the key: it is wiped when dropped (the `zeroize` feature of `hmac` and `sha2`,
+/// checked at compile time below).
 #[derive(Clone)]
 pub struct HmacSha256Keyed(HmacSha256);
+
+// The keyed state wipes itself when dropped: `Hmac` declares nothing itself, but its two
+// SHA-256 cores (inner and outer) and its block buffer each wipe themselves with the
+// `zeroize` features. This stops compiling if those features are ever turned off.
+const _: fn() = || {
+    use hmac::digest::block_api::{Buffer, EagerHash};
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<<sha2::Sha256 as EagerHash>::Core>();
+    wiped_on_drop::<Buffer<hmac::block_api::HmacCore<sha2::Sha256>>>();
+};
 
 impl HmacSha256Keyed {
     /// Keys the HMAC with `key`.

@@ -27,7 +27,7 @@ use confide_crypto::{
     CryptoError, Timestamp,
     aead::{self, NONCE_LEN, TAG_LEN},
     codec::{DecodeError, Reader, Writer},
-    kdf::{HmacSha256Keyed, hkdf_sha256_multi, hmac_sha256_parts, labels},
+    kdf::{HmacSha256Keyed, hkdf_sha256_multi, labels},
     secret::{AeadKey, EnvelopeSecret},
 };
 use subtle::ConstantTimeEq;
@@ -158,24 +158,10 @@ fn epoch_keys(
     ))
 }
 
-/// `tag_i = HMAC-SHA256(tag_key, SYMMETRIC_TAG || u64(i))[0..16]`.
-fn tag_at(tag_key: &TagKey, index: u64) -> EnvelopeTag {
-    tag_from_mac(&hmac_sha256_parts(
-        tag_key.expose(),
-        &[labels::SYMMETRIC_TAG, &index.to_be_bytes()],
-    ))
-}
-
-/// [`tag_at`] for many indices under one tag key (the key's HMAC state computed once).
-fn tags_at(tag_key: &TagKey, indices: &[u64]) -> Vec<(u64, EnvelopeTag)> {
-    let keyed = HmacSha256Keyed::new(tag_key.expose());
-    indices
-        .iter()
-        .map(|index| {
-            let mac = keyed.mac(&[labels::SYMMETRIC_TAG, &index.to_be_bytes()]);
-            (*index, tag_from_mac(&mac))
-        })
-        .collect()
+/// `tag_i = HMAC-SHA256(tag_key, SYMMETRIC_TAG || u64(i))[0..16]`, under the tag key's
+/// HMAC state keyed once per epoch (a sealer's or window's `tags`).
+fn tag_at(tags: &HmacSha256Keyed, index: u64) -> EnvelopeTag {
+    tag_from_mac(&tags.mac(&[labels::SYMMETRIC_TAG, &index.to_be_bytes()]))
 }
 
 /// The first [`ENVELOPE_TAG_LEN`] bytes of an HMAC output.
@@ -280,7 +266,8 @@ impl<'a> SymmetricEnvelope<'a> {
 /// envelopes are ever sealed under the same index of the same epoch, even across a crash or
 /// a restored backup (after which the sender starts a new epoch with a public-key envelope).
 pub struct SymmetricSealer {
-    tag_key: TagKey,
+    /// HMAC state keyed with the epoch's tag key (wiped when dropped).
+    tags: HmacSha256Keyed,
     aead: EpochAead,
     next: u64,
     started_at: Timestamp,
@@ -289,7 +276,7 @@ pub struct SymmetricSealer {
 impl fmt::Debug for SymmetricSealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Self {
-            tag_key: _,
+            tags: _,
             aead: _,
             next,
             started_at,
@@ -316,7 +303,7 @@ impl SymmetricSealer {
         let aead =
             EpochAead::derive(&message_root).map_err(|_| SymmetricSealError::KeyDerivation)?;
         Ok(Self {
-            tag_key,
+            tags: HmacSha256Keyed::new(tag_key.expose()),
             aead,
             next: 0,
             started_at,
@@ -344,7 +331,7 @@ impl SymmetricSealer {
         if index >= MAX_SYMMETRIC_EPOCH_ENVELOPES {
             return Err(SymmetricSealError::EpochExhausted);
         }
-        let tag = tag_at(&self.tag_key, index);
+        let tag = tag_at(&self.tags, index);
         let nonce = self.aead.nonce(index);
         let mut out = Vec::with_capacity(total);
         out.push(SYMMETRIC_ENVELOPE_KIND);
@@ -426,6 +413,9 @@ pub struct TagWindow {
     /// The epoch's AEAD key and nonce base (`None` only if deriving them failed, which the
     /// fixed lengths rule out; opening then refuses with `KeyDerivation`).
     aead: Option<EpochAead>,
+    /// HMAC state keyed with the tag key, for the tags entering the window (wiped when
+    /// dropped).
+    tags: HmacSha256Keyed,
     /// Every index still accepted, by tag.
     by_tag: BTreeMap<EnvelopeTag, u64>,
     /// The same, by index.
@@ -437,6 +427,7 @@ impl fmt::Debug for TagWindow {
         let Self {
             state,
             aead: _,
+            tags: _,
             by_tag,
             by_index: _,
         } = self;
@@ -636,9 +627,7 @@ impl TagWindow {
         let to = new_next
             .saturating_add(TAG_WINDOW_AHEAD)
             .min(MAX_SYMMETRIC_EPOCH_ENVELOPES);
-        (from..to)
-            .map(|i| (i, tag_at(&self.state.tag_key, i)))
-            .collect()
+        (from..to).map(|i| (i, tag_at(&self.tags, i))).collect()
     }
 
     /// Records `index` as received, with the tags entering the window. Infallible.
@@ -858,13 +847,16 @@ impl StoredTagWindow {
     #[must_use]
     pub fn into_window(self) -> TagWindow {
         let aead = EpochAead::derive(&self.message_root).ok();
+        let tags = HmacSha256Keyed::new(self.tag_key.expose());
         let mut window = TagWindow {
             state: self,
             aead,
+            tags,
             by_tag: BTreeMap::new(),
             by_index: BTreeMap::new(),
         };
-        for (index, tag) in tags_at(&window.state.tag_key, &window.state.expected_indices()) {
+        for index in window.state.expected_indices() {
+            let tag = tag_at(&window.tags, index);
             window.by_tag.insert(tag, index);
             window.by_index.insert(index, tag);
         }
