@@ -19,7 +19,9 @@
 //!   `synchronous = FULL`, so every commit waits for an fsync of the write-ahead log).
 //! * `floor`: the same cryptographic and framing work done by the lower crates directly, as
 //!   the endpoint does it in an established conversation: for the text, policy frame, session
-//!   encrypt, symmetric seal, transport frame encode/decode, symmetric open, session decrypt,
+//!   encrypt, symmetric seal (the session message's ciphertext carried without a second
+//!   encryption, `docs/sealed-sender.md` §9.3), transport frame encode/decode, symmetric open,
+//!   session decrypt,
 //!   policy handling; for its acknowledgement, the acknowledgement payload sealed in the
 //!   other direction's symmetric epoch (no session), frame, open, parse. The ratio
 //!   `confide / floor` is the facade's own overhead.
@@ -935,8 +937,14 @@ fn floor_roundtrip(f: &mut Floor, text: &[u8]) -> usize {
     // Message.
     let id = MessageId::random(&mut f.rng);
     let frame = f.client_policy.send_text(id, text, NOW).unwrap();
-    let ct = f.client.encrypt(&mut f.rng, frame.as_bytes()).unwrap();
-    let env = f.client_sealer.seal(NOW, &ct).unwrap();
+    let message = f
+        .client
+        .encrypt_message(&mut f.rng, frame.as_bytes())
+        .unwrap();
+    let env = f
+        .client_sealer
+        .seal_with_clear_suffix(NOW, &message.to_bytes(), message.ciphertext_len())
+        .unwrap();
     let wire = Frame::Data {
         id: FrameId::random(&mut f.rng),
         payload: env,

@@ -392,7 +392,7 @@ fn floor_symmetric(payload: &[u8], index: u64) -> usize {
     };
     // Sender: tag, nonce, AEAD.
     let tag = mac(&tag_key, index);
-    let aad = [&[2u8][..], &tag[..16]].concat();
+    let aad = [&[2u8][..], &tag[..16], &[0u8; 4]].concat();
     let ciphertext = aead_seal_nonce(&key, &nonce(index), &aad, payload);
     // Recipient: the tag entering the window, nonce, AEAD.
     let entering = mac(&tag_key, index + 32);

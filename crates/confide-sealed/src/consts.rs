@@ -109,8 +109,9 @@ pub const SYMMETRIC_ENVELOPE_KIND: u8 = 0x02;
 /// symmetric envelope carries one.
 pub const ENVELOPE_TAG_LEN: usize = 16;
 
-/// Bytes a symmetric envelope adds to its payload: kind, tag and the AEAD tag.
-pub const SYMMETRIC_ENVELOPE_OVERHEAD: usize = 1 + ENVELOPE_TAG_LEN + TAG_LEN;
+/// Bytes a symmetric envelope adds to its payload: kind, tag, the length of the part carried
+/// unencrypted (`u32`) and the AEAD tag.
+pub const SYMMETRIC_ENVELOPE_OVERHEAD: usize = 1 + ENVELOPE_TAG_LEN + 4 + TAG_LEN;
 
 /// The symmetric envelope length for a payload of `payload_len` bytes, or `None` above
 /// [`MAX_PAYLOAD_LEN`].

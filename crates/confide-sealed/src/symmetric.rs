@@ -10,7 +10,9 @@
 //! tag_i   = HMAC-SHA256(tag_key, SYMMETRIC_TAG || u64(i))[0..16]
 //! k || iv = HKDF(salt = none, ikm = message_root, info = SYMMETRIC_KEYS || 0x02, 44)   once per epoch
 //! n_i     = iv XOR (0x00000000 || u64(i))
-//! envelope_i = 0x02 || tag_i || AEAD(k, n_i, aad = 0x02 || tag_i, payload)
+//! envelope_i = 0x02 || tag_i || u32(C) || clear || AEAD(k, n_i, aad = all before it, sealed)
+//!              where payload = sealed || clear, and clear (C bytes, often 0) is ciphertext
+//!              already: a session message's AEAD output, carried without a second encryption
 //! ```
 //!
 //! The sender's [`SymmetricSealer`] counts `i` up from 0 and is never stored: after a restart
@@ -107,6 +109,14 @@ pub enum SymmetricSealError {
     /// Key derivation failed (cannot happen with the fixed lengths used here).
     #[error("key derivation failed")]
     KeyDerivation,
+    /// The part to carry unencrypted is longer than the payload.
+    #[error("clear part of {clear_len} bytes in a payload of {payload_len}")]
+    ClearPartTooLong {
+        /// The clear part's length asked for.
+        clear_len: usize,
+        /// The payload's length.
+        payload_len: usize,
+    },
 }
 
 /// Why a symmetric envelope did not open ([`TagWindow::open`], [`TagDirectory::open`]).
@@ -212,24 +222,23 @@ impl EpochAead {
     }
 }
 
-/// `kind || tag`: the associated data of the envelope's AEAD.
-fn envelope_aad(tag: &EnvelopeTag) -> [u8; 1 + ENVELOPE_TAG_LEN] {
-    let mut aad = [0u8; 1 + ENVELOPE_TAG_LEN];
-    let (kind, rest) = aad.split_at_mut(1);
-    kind.copy_from_slice(&[SYMMETRIC_ENVELOPE_KIND]);
-    rest.copy_from_slice(&tag.0);
-    aad
-}
-
-/// The outer structure of a symmetric envelope.
+/// The outer structure of a symmetric envelope (`docs/sealed-sender.md` §9.3):
+/// `kind || tag || u32(C) || clear[C] || AEAD(k, n_i, aad = everything before it, sealed)`;
+/// its payload is `sealed || clear`.
 struct SymmetricEnvelope<'a> {
     tag: EnvelopeTag,
+    /// The AEAD's associated data: kind, tag, `C` and the clear part.
+    aad: &'a [u8],
+    /// The part of the payload carried without a second encryption (authenticated).
+    clear: &'a [u8],
+    /// The sealed part and its AEAD tag.
     ciphertext: &'a [u8],
 }
 
 impl<'a> SymmetricEnvelope<'a> {
-    /// Kind `0x02`, a 16-byte tag, then at least an AEAD tag and at most
-    /// [`MAX_PAYLOAD_LEN`] bytes before it.
+    /// Kind `0x02`, a 16-byte tag, `C` (at most [`MAX_PAYLOAD_LEN`]), `C` clear bytes, then
+    /// at least an AEAD tag; the payload (sealed and clear parts) at most
+    /// [`MAX_PAYLOAD_LEN`].
     fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let kind = r.u8()?;
@@ -240,6 +249,8 @@ impl<'a> SymmetricEnvelope<'a> {
             });
         }
         let tag = EnvelopeTag(r.array()?);
+        let clear = r.var32("symmetric envelope clear part", MAX_PAYLOAD_LEN)?;
+        let aad_len = r.offset();
         let ciphertext = r.rest();
         if ciphertext.len() < TAG_LEN {
             return Err(DecodeError::UnexpectedEnd {
@@ -247,16 +258,28 @@ impl<'a> SymmetricEnvelope<'a> {
                 needed: TAG_LEN.saturating_sub(ciphertext.len()),
             });
         }
-        let max = MAX_PAYLOAD_LEN.saturating_add(TAG_LEN);
-        if ciphertext.len() > max {
+        let payload_len = ciphertext
+            .len()
+            .saturating_sub(TAG_LEN)
+            .saturating_add(clear.len());
+        if payload_len > MAX_PAYLOAD_LEN {
             return Err(DecodeError::TooLong {
-                field: "symmetric envelope ciphertext",
-                len: ciphertext.len(),
-                max,
+                field: "symmetric envelope payload",
+                len: payload_len,
+                max: MAX_PAYLOAD_LEN,
             });
         }
         r.finish()?;
-        Ok(Self { tag, ciphertext })
+        let aad = bytes.get(..aad_len).ok_or(DecodeError::UnexpectedEnd {
+            offset: 0,
+            needed: aad_len,
+        })?;
+        Ok(Self {
+            tag,
+            aad,
+            clear,
+            ciphertext,
+        })
     }
 }
 
@@ -316,11 +339,47 @@ impl SymmetricSealer {
     ///
     /// ```text
     /// i = next; next = i + 1
-    /// envelope = 0x02 || tag_i || AEAD(k, n_i, aad = 0x02 || tag_i, payload)
+    /// envelope = 0x02 || tag_i || u32(0) || AEAD(k, n_i, aad = 0x02 || tag_i || u32(0), payload)
     /// ```
     pub fn seal(&mut self, now: Timestamp, payload: &[u8]) -> Result<Vec<u8>, SymmetricSealError> {
+        self.seal_with_clear_suffix(now, payload, 0)
+    }
+
+    /// As [`SymmetricSealer::seal`], but the last `clear_len` bytes of `payload` travel
+    /// without being encrypted again: authenticated (they are part of the AEAD's associated
+    /// data), not hidden by this envelope (`docs/sealed-sender.md` §9.3).
+    ///
+    /// Only for bytes that are already ciphertext the relay cannot read and that were never
+    /// sent before under any envelope: the AEAD output of a session message just encrypted
+    /// (`SessionMessage::ciphertext_len`), which is fresh for every message. Sending them
+    /// twice would let the relay link the two envelopes. Refuses a `clear_len` longer than
+    /// the payload (changing nothing).
+    ///
+    /// ```text
+    /// C = clear_len; sealed = payload[..len - C]; clear = payload[len - C..]
+    /// envelope = 0x02 || tag_i || u32(C) || clear || AEAD(k, n_i, aad = 0x02 || tag_i || u32(C) || clear, sealed)
+    /// ```
+    pub fn seal_with_clear_suffix(
+        &mut self,
+        now: Timestamp,
+        payload: &[u8],
+        clear_len: usize,
+    ) -> Result<Vec<u8>, SymmetricSealError> {
         let total =
             symmetric_envelope_len(payload.len()).ok_or(SymmetricSealError::PayloadTooLong {
+                len: payload.len(),
+                max: MAX_PAYLOAD_LEN,
+            })?;
+        let (sealed, clear) = payload
+            .len()
+            .checked_sub(clear_len)
+            .and_then(|at| payload.split_at_checked(at))
+            .ok_or(SymmetricSealError::ClearPartTooLong {
+                clear_len,
+                payload_len: payload.len(),
+            })?;
+        let clear_len_field =
+            u32::try_from(clear.len()).map_err(|_| SymmetricSealError::PayloadTooLong {
                 len: payload.len(),
                 max: MAX_PAYLOAD_LEN,
             })?;
@@ -336,10 +395,10 @@ impl SymmetricSealer {
         let mut out = Vec::with_capacity(total);
         out.push(SYMMETRIC_ENVELOPE_KIND);
         out.extend_from_slice(&tag.0);
-        let mut content = Vec::with_capacity(payload.len().saturating_add(TAG_LEN));
-        content.extend_from_slice(payload);
-        aead::seal_in_place(&self.aead.key, &nonce, &envelope_aad(&tag), &mut content);
-        out.extend_from_slice(&content);
+        out.extend_from_slice(&clear_len_field.to_be_bytes());
+        out.extend_from_slice(clear);
+        let ciphertext = aead::seal(&self.aead.key, &nonce, &out, sealed);
+        out.extend_from_slice(&ciphertext);
         self.next = index.saturating_add(1);
         Ok(out)
     }
@@ -600,13 +659,20 @@ impl TagWindow {
             .aead
             .as_ref()
             .ok_or(SymmetricOpenError::KeyDerivation)?;
-        let payload = aead::open(
+        let sealed = aead::open(
             &keys.key,
             &keys.nonce(index),
-            &envelope_aad(&envelope.tag),
+            envelope.aad,
             envelope.ciphertext,
         )
         .map_err(|_| SymmetricOpenError::Decrypt)?;
+        // `sealed || clear`, in a buffer allocated once (growing a wiped buffer would leave
+        // the old allocation unwiped).
+        let mut payload = Zeroizing::new(Vec::with_capacity(
+            sealed.len().saturating_add(envelope.clear.len()),
+        ));
+        payload.extend_from_slice(&sealed);
+        payload.extend_from_slice(envelope.clear);
         Ok((index, payload))
     }
 

@@ -48,6 +48,11 @@ fn sealer(n: u8) -> SymmetricSealer {
 
 /// §9.2 from the primitives: the envelope of index `i`.
 fn reference_envelope(n: u8, index: u64, payload: &[u8]) -> Vec<u8> {
+    reference_split_envelope(n, index, payload, 0)
+}
+
+/// As `reference_envelope`, the last `clear_len` bytes of the payload carried unencrypted.
+fn reference_split_envelope(n: u8, index: u64, payload: &[u8], clear_len: usize) -> Vec<u8> {
     let (seed, secret) = keys(n);
     let mut okm = [0u8; 64];
     hkdf_sha256_multi(
@@ -77,8 +82,9 @@ fn reference_envelope(n: u8, index: u64, payload: &[u8]) -> Vec<u8> {
     for (n, c) in nonce[4..].iter_mut().zip(index.to_be_bytes()) {
         *n ^= c;
     }
-    let aad = [&[0x02][..], tag].concat();
-    [&aad[..], &aead::seal(&key, &nonce, &aad, payload)].concat()
+    let (sealed, clear) = payload.split_at(payload.len() - clear_len);
+    let aad = [&[0x02][..], tag, &(clear_len as u32).to_be_bytes(), clear].concat();
+    [&aad[..], &aead::seal(&key, &nonce, &aad, sealed)].concat()
 }
 
 #[test]
@@ -95,14 +101,102 @@ fn envelopes_follow_the_specified_key_schedule() {
 }
 
 #[test]
-fn a_symmetric_envelope_adds_33_bytes() {
+fn a_clear_suffix_is_carried_unencrypted_authenticated_and_opens_as_one_payload() {
+    let mut s = sealer(5);
+    let mut w = window(5);
+    let payload: Vec<u8> = (0..1200u32).map(|i| (i * 31 % 251) as u8).collect();
+    for (i, clear_len) in [0usize, 1, 1100, 1200].into_iter().enumerate() {
+        let e = s.seal_with_clear_suffix(NOW, &payload, clear_len).unwrap();
+        assert_eq!(
+            e,
+            reference_split_envelope(5, i as u64, &payload, clear_len),
+            "clear {clear_len}"
+        );
+        assert_eq!(e.len(), payload.len() + SYMMETRIC_ENVELOPE_OVERHEAD);
+        // The clear part is on the wire as it is, right after its length.
+        assert_eq!(&e[17..21], &(clear_len as u32).to_be_bytes());
+        assert_eq!(
+            &e[21..21 + clear_len],
+            &payload[payload.len() - clear_len..]
+        );
+        // Any change to it (or to its length) is refused, changing nothing.
+        let before = w.to_bytes();
+        if clear_len > 0 {
+            let mut altered = e.clone();
+            altered[21] ^= 1;
+            assert_eq!(
+                w.open(NOW, &TrustRoots::new(), &altered),
+                Err(SymmetricOpenError::Decrypt)
+            );
+        }
+        let mut moved = e.clone();
+        moved[20] ^= 1;
+        assert!(w.open(NOW, &TrustRoots::new(), &moved).is_err());
+        assert_eq!(w.to_bytes(), before, "failure changes nothing");
+        let opened = w.open(NOW, &TrustRoots::new(), &e).unwrap();
+        assert_eq!(&opened[..], &payload[..]);
+    }
+    // A clear part longer than the payload is refused and uses no index.
+    assert_eq!(
+        s.seal_with_clear_suffix(NOW, b"abc", 4),
+        Err(SymmetricSealError::ClearPartTooLong {
+            clear_len: 4,
+            payload_len: 3
+        })
+    );
+    assert_eq!(s.next_index(), 4);
+}
+
+#[test]
+fn a_clear_length_beyond_the_envelope_or_the_limit_is_refused() {
+    let mut s = sealer(6);
+    let mut w = window(6);
+    let e = s.seal_with_clear_suffix(NOW, &[9u8; 40], 30).unwrap();
+    let before = w.to_bytes();
+    // A length inside the envelope moves the boundary: the AEAD covers it, so it fails there.
+    for claimed in [0u32, 29, 31, 40] {
+        let mut bad = e.clone();
+        bad[17..21].copy_from_slice(&claimed.to_be_bytes());
+        assert_eq!(
+            w.open(NOW, &TrustRoots::new(), &bad),
+            Err(SymmetricOpenError::Decrypt),
+            "{claimed}"
+        );
+    }
+    // One that leaves no room for the AEAD tag, or passes the payload limit, does not parse.
+    for claimed in [
+        41u32,
+        56,
+        57,
+        confide_sealed::MAX_PAYLOAD_LEN as u32 + 1,
+        u32::MAX,
+    ] {
+        let mut bad = e.clone();
+        bad[17..21].copy_from_slice(&claimed.to_be_bytes());
+        assert!(
+            matches!(
+                w.open(NOW, &TrustRoots::new(), &bad),
+                Err(SymmetricOpenError::Decode(_))
+            ),
+            "{claimed}"
+        );
+    }
+    assert_eq!(w.to_bytes(), before, "failure changes nothing");
+    assert_eq!(
+        &w.open(NOW, &TrustRoots::new(), &e).unwrap()[..],
+        &[9u8; 40]
+    );
+}
+
+#[test]
+fn a_symmetric_envelope_adds_37_bytes() {
     let mut s = sealer(1);
     for len in [0usize, 1, 100, 1024, 4096] {
         let e = s.seal(NOW, &vec![0u8; len]).unwrap();
         assert_eq!(e.len(), len + SYMMETRIC_ENVELOPE_OVERHEAD);
         assert_eq!(e[0], SYMMETRIC_ENVELOPE_KIND);
     }
-    assert_eq!(SYMMETRIC_ENVELOPE_OVERHEAD, 1 + ENVELOPE_TAG_LEN + 16);
+    assert_eq!(SYMMETRIC_ENVELOPE_OVERHEAD, 1 + ENVELOPE_TAG_LEN + 4 + 16);
     assert_eq!(
         confide_sealed::symmetric_envelope_len(100),
         Some(100 + SYMMETRIC_ENVELOPE_OVERHEAD)
@@ -295,6 +389,12 @@ fn every_flipped_bit_is_refused_and_changes_nothing() {
             let expected = match i {
                 0 => matches!(err, SymmetricOpenError::Decode(_)),
                 1..=16 => err == SymmetricOpenError::UnknownTag,
+                // The clear part's length: beyond the envelope it does not parse; inside, it
+                // moves the boundary the AEAD authenticates.
+                17..=20 => matches!(
+                    err,
+                    SymmetricOpenError::Decode(_) | SymmetricOpenError::Decrypt
+                ),
                 _ => err == SymmetricOpenError::Decrypt,
             };
             assert!(expected, "byte {i} bit {b}: {err:?}");

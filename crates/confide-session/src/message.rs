@@ -462,6 +462,18 @@ impl SessionMessage {
         w.into_vec()
     }
 
+    /// The length of the message's AEAD ciphertext (padded plaintext and tag), which is
+    /// always the last part of [`SessionMessage::to_bytes`] (`docs/spec.md` §6). A sealed
+    /// envelope may carry these bytes without encrypting them again
+    /// (`docs/sealed-sender.md` §9.3).
+    #[must_use]
+    pub fn ciphertext_len(&self) -> usize {
+        match self {
+            Self::Ratchet(m) => m.ciphertext.len(),
+            Self::PreKey(p) => p.message.ciphertext.len(),
+        }
+    }
+
     fn encoded_len_hint(&self) -> usize {
         let ct = match self {
             Self::Ratchet(m) => m.ciphertext.len(),

@@ -104,8 +104,19 @@ impl SessionRecord {
         rng: &mut R,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, RecordEncryptError> {
+        self.encrypt_message(rng, plaintext)
+            .map(|m| SessionMessage::to_bytes(&m))
+    }
+
+    /// As [`SessionRecord::encrypt`], returning the message itself (for a caller that needs
+    /// its parts, such as [`SessionMessage::ciphertext_len`]).
+    pub fn encrypt_message<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<SessionMessage, RecordEncryptError> {
         let session = self.current.as_mut().ok_or(RecordEncryptError::NoSession)?;
-        Ok(session.encrypt(rng, plaintext)?.to_bytes())
+        Ok(session.encrypt(rng, plaintext)?)
     }
 
     /// Decrypts any message from this peer: an established-session message, or a prekey message

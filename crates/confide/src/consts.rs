@@ -295,3 +295,13 @@ pub const SHORT_CODE_DIGITS: usize = 6;
 /// at most five guesses at a six-digit code (a 1 in 200 000 chance) for the life of the
 /// conversation. Stored with the conversation, so restarting the app does not reset it.
 pub const MAX_CODE_FAILURES: u8 = 5;
+
+/// Leading bytes of a received envelope that its dedup digest covers
+/// (`docs/endpoint.md`, "Duplicates and altered copies"): a symmetric envelope's kind and
+/// per-index tag (17 bytes) and a public-key envelope's version and fresh ephemeral key lie
+/// inside them, so two different seals of the same content always differ here.
+pub const DEDUP_DIGEST_HEAD: usize = 64;
+
+/// Trailing bytes of a received envelope that its dedup digest covers: the AEAD tag of
+/// either kind of envelope.
+pub const DEDUP_DIGEST_TAIL: usize = 16;

@@ -821,6 +821,37 @@ fn a_relay_cannot_make_the_recipient_acknowledge_on_demand() {
     town.counselor.mailbox.push_back(original.clone());
     assert_eq!(town.counselor.receive_all(&mut town.rng, now).len(), 1);
     assert_eq!(town.counselor.texts().len(), 1, "never shown twice");
+
+    // A copy changed only between the dedup digest's head and tail counts as the byte-identical
+    // copy (docs/endpoint.md): within the same limits, and never opened or shown.
+    let mut middle = payload_of(&original);
+    let at = confide::consts::DEDUP_DIGEST_HEAD;
+    assert!(middle.len() > at + confide::consts::DEDUP_DIGEST_TAIL);
+    middle[at] ^= 1;
+    let altered_before = town
+        .counselor
+        .e
+        .stats()
+        .dropped(DropReason::AlteredDuplicate);
+    town.counselor
+        .mailbox
+        .push_back(reframe(&original, middle.clone()));
+    assert!(
+        town.counselor.receive_all(&mut town.rng, now).is_empty(),
+        "within MIN_REACKNOWLEDGE_INTERVAL of the last answer"
+    );
+    town.advance(confide_transport::consts::MIN_REACKNOWLEDGE_INTERVAL);
+    let now = town.now;
+    town.counselor.mailbox.push_back(reframe(&original, middle));
+    assert_eq!(town.counselor.receive_all(&mut town.rng, now).len(), 1);
+    assert_eq!(
+        town.counselor
+            .e
+            .stats()
+            .dropped(DropReason::AlteredDuplicate),
+        altered_before
+    );
+    assert_eq!(town.counselor.texts().len(), 1, "never shown twice");
 }
 
 #[test]

@@ -107,9 +107,9 @@ fn an_established_conversation_switches_to_symmetric_envelopes_after_the_first_a
     );
     // The target for a 100-byte text, and what its acknowledgement costs now.
     assert!(sent[0].1 <= 400, "100 B text: {} bytes", sent[0].1);
-    assert_eq!(sent[0].1, 373);
+    assert_eq!(sent[0].1, 377);
     // The acknowledgement is not a session message: one frame id in a symmetric envelope.
-    assert_eq!(acks[0].1, 75);
+    assert_eq!(acks[0].1, 79);
     assert_eq!(world.live[1].received.last().unwrap().1, text.to_vec());
     // Both directions, and the acknowledgements, keep going symmetric.
     world.send(1, counselor_conv, b"ok");
@@ -236,7 +236,7 @@ fn an_acknowledgement_outside_the_session_opens_once_and_only_unaltered() {
     world.run_until(world.now().saturating_add(Duration::from_millis(900)));
     let acks = envelopes(&world, 1, mark);
     let (symmetric, len, ack_id, ack) = acks.first().cloned().expect("the counselor acknowledged");
-    assert!(symmetric && len == 75, "{acks:?}");
+    assert!(symmetric && len == 79, "{acks:?}");
     assert_eq!(
         world.live[0].delivered, 1,
         "only the first text is confirmed so far"

@@ -97,7 +97,7 @@ fn frame_sizes_on_the_wire_are_the_documented_buckets() {
         "first contact carries the token"
     );
     // Once a public-key envelope was acknowledged, the sender switches to symmetric
-    // envelopes (docs/sealed-sender.md §9): the same session message, 640 bytes less.
+    // envelopes (docs/sealed-sender.md §9): the same session message, 636 bytes less.
     assert!(!symmetric.is_empty(), "{symmetric:?}");
     let symmetric_len = documented("ratchet form, short text, symmetric envelope");
     // Acknowledgements in symmetric envelopes are not session messages (one id each here:

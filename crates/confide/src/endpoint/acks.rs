@@ -188,6 +188,7 @@ impl Endpoint {
             now,
             secret,
             &payload.to_bytes(),
+            0,
         )?;
         Some((conv.peer_address.clone(), envelope))
     }

@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(p.to_bytes(), expected);
         assert_eq!(
             confide_sealed::symmetric_envelope_len(expected.len()),
-            Some(53)
+            Some(57)
         );
     }
 

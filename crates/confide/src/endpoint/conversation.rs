@@ -252,18 +252,24 @@ pub(crate) struct SenderEpochs {
 impl SenderEpochs {
     /// `payload` sealed as the next envelope of the current epoch, with the epoch's serial, if
     /// there is a current epoch and it is usable at `now` with the session's envelope secret
-    /// `secret` (the one check every symmetric envelope goes through). `None` changes nothing.
+    /// `secret` (the one check every symmetric envelope goes through); its last `clear_len`
+    /// bytes (a fresh session message's ciphertext, or none) travel without a second
+    /// encryption. `None` changes nothing.
     pub(crate) fn seal_current(
         &mut self,
         now: Timestamp,
         secret: &EnvelopeSecret,
         payload: &[u8],
+        clear_len: usize,
     ) -> Option<(Vec<u8>, u64)> {
         let current = self.current.as_mut()?;
         if !current.usable(now, secret) {
             return None;
         }
-        let envelope = current.sealer.seal(now, payload).ok()?;
+        let envelope = current
+            .sealer
+            .seal_with_clear_suffix(now, payload, clear_len)
+            .ok()?;
         Some((envelope, current.serial))
     }
 }

@@ -607,7 +607,13 @@ impl Endpoint {
         acks: Option<&AcknowledgementPayload>,
     ) -> Option<Sealed> {
         let conv = self.conversations.get_mut(&conversation)?;
-        let session_message = conv.record.encrypt(rng, content).ok()?;
+        let message = conv.record.encrypt_message(rng, content).ok()?;
+        // The session message's AEAD ciphertext ends every payload below (the token and the
+        // acknowledgements go in front of it). A symmetric envelope carries it without
+        // encrypting it again (`docs/sealed-sender.md` §9.3): it is fresh for this message and
+        // never sent under another envelope (every re-seal encrypts the content again).
+        let ciphertext_len = message.ciphertext_len();
+        let session_message = message.to_bytes();
         let carries_token = !conv.token_confirmed;
         let payload = with_token(conv, &self.own_token, session_message);
         let payload = match acks {
@@ -624,7 +630,8 @@ impl Endpoint {
         let epochs = self.sender_epochs.entry(conversation).or_default();
         if symmetric_allowed
             && let Some(secret) = &secret
-            && let Some((envelope, serial)) = epochs.seal_current(now, secret, &payload)
+            && let Some((envelope, serial)) =
+                epochs.seal_current(now, secret, &payload, ciphertext_len)
         {
             return Some(Sealed {
                 carries_token,
