@@ -221,3 +221,37 @@ fn error_when_no_session_decrypts() {
         DecryptError::NoSession
     );
 }
+
+/// `SessionMessage::ciphertext_len` names exactly the message's AEAD output, which ends its
+/// encoding (`docs/spec.md` §6): what a symmetric envelope carries without encrypting it
+/// again. For the prekey form (before the first reply) and the ratchet form, short and long.
+#[test]
+fn the_ciphertext_ends_every_message_and_ciphertext_len_says_how_long_it_is() {
+    for (mut p, prekey) in [(Pair::new(71), true), (Pair::established(72), false)] {
+        for len in [0usize, 5, 300, 5000] {
+            let message = p.a.encrypt_message(&mut p.rng, &vec![7u8; len]).unwrap();
+            let bytes = message.to_bytes();
+            let expected = confide_crypto::padding::padded_len(len).unwrap() + 16;
+            assert_eq!(message.ciphertext_len(), expected, "{len} bytes");
+            let ciphertext = match &message {
+                SessionMessage::Ratchet(m) => m.ciphertext(),
+                SessionMessage::PreKey(m) => m.message().ciphertext(),
+                _ => unreachable!(),
+            };
+            assert_eq!(ciphertext.len(), expected);
+            assert!(bytes.ends_with(ciphertext), "{len} bytes");
+            assert_eq!(matches!(message, SessionMessage::PreKey(_)), prekey);
+            // The encoding is what `encrypt` returns: it decrypts at the peer.
+            let plaintext =
+                p.b.decrypt(
+                    &mut p.bob.store,
+                    &bytes,
+                    NOW,
+                    confide_session::IdentityChangePolicy::Refuse,
+                )
+                .unwrap()
+                .plaintext;
+            assert_eq!(plaintext.len(), len);
+        }
+    }
+}

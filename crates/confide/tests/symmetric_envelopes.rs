@@ -108,8 +108,17 @@ fn an_established_conversation_switches_to_symmetric_envelopes_after_the_first_a
     // The target for a 100-byte text, and what its acknowledgement costs now.
     assert!(sent[0].1 <= 400, "100 B text: {} bytes", sent[0].1);
     assert_eq!(sent[0].1, 377);
-    // The acknowledgement is not a session message: one frame id in a symmetric envelope.
+    // The text's session message ciphertext (256 padded bytes and a 16-byte tag) travels
+    // without a second encryption, right after its length (docs/sealed-sender.md §9.3);
+    // everything in front of it is sealed.
+    let envelope = &sent[0].3;
+    assert_eq!(&envelope[17..21], &272u32.to_be_bytes());
+    let payload_len = envelope.len() - confide_sealed::SYMMETRIC_ENVELOPE_OVERHEAD;
+    assert!(payload_len > 272, "the session header and kind are sealed");
+    // The acknowledgement is not a session message: one frame id in a symmetric envelope,
+    // all of it sealed.
     assert_eq!(acks[0].1, 79);
+    assert_eq!(&acks[0].3[17..21], &0u32.to_be_bytes());
     assert_eq!(world.live[1].received.last().unwrap().1, text.to_vec());
     // Both directions, and the acknowledgements, keep going symmetric.
     world.send(1, counselor_conv, b"ok");

@@ -854,20 +854,17 @@ fn dedup_digest(payload: &[u8]) -> PayloadDigest {
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
         .to_be_bytes();
-    let covered = DEDUP_DIGEST_HEAD.saturating_add(DEDUP_DIGEST_TAIL);
-    let split = payload
+    // One rule for every length: the head is the first 64 bytes (or all of a shorter
+    // envelope), the tail starts 16 bytes before the end but never inside the head, so an
+    // envelope of at most 80 bytes is hashed whole.
+    let head_end = payload.len().min(DEDUP_DIGEST_HEAD);
+    let tail_start = payload
         .len()
-        .checked_sub(DEDUP_DIGEST_TAIL)
-        .filter(|_| payload.len() > covered);
-    let digest = match split {
-        Some(tail_start) => {
-            let head = payload.get(..DEDUP_DIGEST_HEAD).unwrap_or(payload);
-            let tail = payload.get(tail_start..).unwrap_or_default();
-            sha256(&[&len, head, tail])
-        }
-        None => sha256(&[&len, payload]),
-    };
-    PayloadDigest::from_bytes(digest)
+        .saturating_sub(DEDUP_DIGEST_TAIL)
+        .max(head_end);
+    let head = payload.get(..head_end).unwrap_or_default();
+    let tail = payload.get(tail_start..).unwrap_or_default();
+    PayloadDigest::from_bytes(sha256(&[&len, head, tail]))
 }
 
 #[cfg(test)]
