@@ -854,6 +854,58 @@ fn a_relay_cannot_make_the_recipient_acknowledge_on_demand() {
     assert_eq!(town.counselor.texts().len(), 1, "never shown twice");
 }
 
+/// A symmetric envelope carries the session ciphertext in clear, and authenticates all of it
+/// (docs/sealed-sender.md §9.3): a change inside it is refused at the envelope, like any other
+/// change, so it reaches no session. (Binding only the session's own tag would have let the
+/// relay make the session fail for an authenticated sender, which the endpoint answers with a
+/// reset request: a relay-triggered session reset. This test caught that design.) Nothing is
+/// shown, acknowledged or sent, and the genuine frame after it is received as if the altered
+/// one never came.
+#[test]
+fn a_change_inside_the_clear_session_ciphertext_is_refused_at_the_envelope() {
+    let mut town = Town::new(14, 1, Duration::from_days(300));
+    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
+    let conv = town.start(0, &bundle);
+    town.client_send(0, conv, "first, in a public-key envelope");
+    town.settle(&all_online(&town));
+    town.client_send(0, conv, "second, in a symmetric envelope");
+    let original = town.counselor.mailbox.pop_front().unwrap();
+    let payload = payload_of(&original);
+    assert_eq!(payload[0], confide_sealed::SYMMETRIC_ENVELOPE_KIND);
+    let clear_len = u32::from_be_bytes(payload[17..21].try_into().unwrap()) as usize;
+    assert!(clear_len > 16, "the session ciphertext travels in clear");
+    let mut altered = payload.clone();
+    altered[21 + clear_len / 2] ^= 0x40;
+    let before = town.counselor.e.stats();
+    let now = town.now;
+    town.counselor
+        .mailbox
+        .push_back(reframe(&original, altered));
+    let out = town.counselor.receive_all(&mut town.rng, now);
+    assert!(out.is_empty(), "nothing is sent for an altered frame");
+    assert_eq!(town.counselor.texts().len(), 1);
+    let stats = town.counselor.e.stats();
+    for reason in DropReason::ALL {
+        let expected = u64::from(reason == DropReason::EnvelopeRefused);
+        assert_eq!(
+            stats.dropped(reason) - before.dropped(reason),
+            expected,
+            "{reason:?}"
+        );
+    }
+    // The genuine frame, same id: received and acknowledged as a new one.
+    town.counselor.mailbox.push_back(original);
+    let out = town.counselor.receive_all(&mut town.rng, now);
+    assert_eq!(out.len(), 1, "acknowledged");
+    assert_eq!(
+        town.counselor.texts(),
+        vec![
+            "first, in a public-key envelope".to_string(),
+            "second, in a symmetric envelope".to_string()
+        ]
+    );
+}
+
 #[test]
 fn a_resealed_copy_of_a_received_frame_is_acknowledged_once_more_and_not_shown_again() {
     let mut town = Town::new(13, 1, Duration::from_days(300));
