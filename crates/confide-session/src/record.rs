@@ -132,8 +132,21 @@ impl SessionRecord {
         identity_change: IdentityChangePolicy,
     ) -> Result<Decrypted, DecryptError> {
         let message = SessionMessage::from_bytes(bytes)?;
-        match &message {
-            SessionMessage::Ratchet(_) => self.decrypt_existing(&message, now),
+        self.decrypt_message(store, &message, now, identity_change)
+    }
+
+    /// As [`SessionRecord::decrypt`], for a message the caller parsed already (with
+    /// [`SessionMessage::from_bytes`], which is all `decrypt` adds): transactional in the same
+    /// way.
+    pub fn decrypt_message(
+        &mut self,
+        store: &mut PreKeyStore,
+        message: &SessionMessage,
+        now: Timestamp,
+        identity_change: IdentityChangePolicy,
+    ) -> Result<Decrypted, DecryptError> {
+        match message {
+            SessionMessage::Ratchet(_) => self.decrypt_existing(message, now),
             SessionMessage::PreKey(p) => {
                 let known = self.position_of(|s| {
                     s.base_key() == p.base_key() && s.remote_identity() == p.initiator_identity()
@@ -141,7 +154,7 @@ impl SessionRecord {
                 if let Some(position) = known {
                     // The prekey message names its session by base key: only that session
                     // may decrypt it (and checks that its header is the original one).
-                    return self.decrypt_at(position, &message, now);
+                    return self.decrypt_at(position, message, now);
                 }
                 if p.initiator_identity() == &store.identity().public() {
                     return Err(DecryptError::OwnIdentity);

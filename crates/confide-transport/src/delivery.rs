@@ -978,6 +978,13 @@ impl Delivery {
 
     // ---- incremental persistence -------------------------------------------------------
 
+    /// Forgets the changes noted since the last call without reporting them: for a machine
+    /// whose state is never stored (what [`Delivery::take_changes`] would return is dropped
+    /// unread, without building it).
+    pub fn forget_changes(&mut self) {
+        self.changes = Default::default();
+    }
+
     /// The ids of the outbox and dedup entries that changed since the previous call (or since
     /// the machine was created or loaded), and forgets them. With [`Delivery::core_record`],
     /// [`Delivery::outbox_record`] and [`Delivery::seen_record`] this lets a store write only

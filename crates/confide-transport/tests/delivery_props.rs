@@ -366,6 +366,36 @@ fn records_are_strict() {
 /// chunks; a new entry changes only its own chunk, forgetting the oldest changes the first;
 /// the chunks reload to the same machine, alone or beside per-entry records of other entries;
 /// and reading is strict.
+/// `forget_changes` drops what `take_changes` would have reported, and only that: the
+/// next change is reported again.
+#[test]
+fn forgotten_changes_are_not_reported_and_later_ones_are() {
+    let now = Timestamp::from_millis(1_750_000_000_000);
+    let mut d = Delivery::new();
+    let from = Address::new(b"peer").unwrap();
+    let id = |i: u8| FrameId::from_bytes([i; 16]);
+    for i in 0..20u8 {
+        let _ = d.accept_incoming(
+            id(i),
+            from.clone(),
+            confide_transport::PayloadDigest::from_bytes([i; 32]),
+            now,
+        );
+    }
+    d.forget_changes();
+    let changes = d.take_changes();
+    assert!(changes.outbox.is_empty() && changes.seen.is_empty() && changes.seen_chunks.is_empty());
+    let _ = d.accept_incoming(
+        id(20),
+        from,
+        confide_transport::PayloadDigest::from_bytes([20; 32]),
+        now,
+    );
+    let changes = d.take_changes();
+    assert_eq!(changes.seen, [id(20)]);
+    assert_eq!(changes.seen_chunks, [1]);
+}
+
 #[test]
 fn the_dedup_window_is_stored_in_chunks() {
     use confide_transport::consts::{DEDUP_ENTRIES_PER_CHUNK, DEDUP_WINDOW_AGE};

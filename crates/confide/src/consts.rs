@@ -297,10 +297,11 @@ pub const SHORT_CODE_DIGITS: usize = 6;
 pub const MAX_CODE_FAILURES: u8 = 5;
 
 /// Leading bytes of a received envelope that its dedup digest covers
-/// (`docs/endpoint.md`, "Duplicates and altered copies"): a symmetric envelope's kind and
-/// per-index tag (17 bytes) and a public-key envelope's version and fresh ephemeral key lie
-/// inside them, so two different seals of the same content always differ here.
-pub const DEDUP_DIGEST_HEAD: usize = 64;
+/// (`docs/endpoint.md`, "No acknowledgement oracle"): a symmetric envelope's kind and
+/// per-index tag (17 bytes), and a public-key envelope's version and 31 bytes of its fresh
+/// ephemeral key, lie inside them, so two different seals of the same content always differ
+/// here. 32, so that the length, head and tail (52 bytes) fit SHA-256's one block.
+pub const DEDUP_DIGEST_HEAD: usize = 32;
 
 /// Trailing bytes of a received envelope that its dedup digest covers: the AEAD tag of
 /// either kind of envelope.

@@ -675,12 +675,16 @@ impl Endpoint {
         for chunk in self.control_seen.take_changed() {
             mark(RecordKey::ControlChunk(chunk));
         }
-        let delivery = self.delivery.take_changes();
-        for id in delivery.outbox {
-            mark(RecordKey::Outbox(id));
-        }
-        for chunk in delivery.seen_chunks {
-            mark(RecordKey::SeenChunk(chunk));
+        if keep {
+            let delivery = self.delivery.take_changes();
+            for id in delivery.outbox {
+                mark(RecordKey::Outbox(id));
+            }
+            for chunk in delivery.seen_chunks {
+                mark(RecordKey::SeenChunk(chunk));
+            }
+        } else {
+            self.delivery.forget_changes();
         }
         let revision = self.store.revision();
         if revision != journal.prekey_revision {

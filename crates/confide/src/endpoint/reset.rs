@@ -94,12 +94,11 @@ impl ResetRequest {
 
 /// What an authenticated envelope carries.
 pub(crate) enum Payload {
-    /// A session message, with the sender's delivery token if it sent one in front of it,
-    /// and the bytes of the session message alone.
+    /// A session message (parsed once, here), with the sender's delivery token if it sent
+    /// one in front of it.
     Session {
         message: SessionMessage,
         token: Option<DeliveryToken>,
-        bytes: Vec<u8>,
         /// Acknowledgements of the peer that rode in front of the session message (kind
         /// `0x23`); they count only once the session message authenticated.
         acks: Option<AcknowledgementPayload>,
@@ -122,12 +121,10 @@ pub(crate) fn classify(payload: &[u8]) -> Result<Payload, DecodeError> {
                 Payload::Session {
                     message,
                     token,
-                    bytes,
                     acks: None,
                 } => Ok(Payload::Session {
                     message,
                     token,
-                    bytes,
                     acks: Some(acks),
                 }),
                 _ => Err(DecodeError::InvalidValue {
@@ -144,19 +141,16 @@ pub(crate) fn classify(payload: &[u8]) -> Result<Payload, DecodeError> {
             }
             let _kind = r.u8()?;
             let token = DeliveryToken::new(r.array()?);
-            let bytes = r.rest();
-            let message = SessionMessage::from_bytes(bytes)?;
+            let message = SessionMessage::from_bytes(r.rest())?;
             Ok(Payload::Session {
                 message,
                 token: Some(token),
-                bytes: bytes.to_vec(),
                 acks: None,
             })
         }
         _ => Ok(Payload::Session {
             message: SessionMessage::from_bytes(payload)?,
             token: None,
-            bytes: payload.to_vec(),
             acks: None,
         }),
     }
