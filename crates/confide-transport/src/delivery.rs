@@ -63,9 +63,11 @@ pub enum AckOutcome {
     PeerMismatch,
 }
 
-/// A collision-resistant digest of a received frame's payload, computed by the caller (the
-/// facade uses SHA-256 of the sealed envelope). The machine only compares digests: it does no
-/// cryptography itself.
+/// A digest of a received frame's payload, computed by the caller: equal digests mean "the
+/// same copy" to the machine (the facade hashes the sealed envelope's length, first 32 and last
+/// 16 bytes with SHA-256, which differ for any two seals: `docs/endpoint.md`, "No
+/// acknowledgement oracle"). The machine only compares digests: it does no cryptography
+/// itself.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PayloadDigest([u8; 32]);
 

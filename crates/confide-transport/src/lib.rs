@@ -56,7 +56,7 @@
 //! now = now.saturating_add(Duration::from_millis(50));
 //! let frame = wire.remove(0);
 //! let Frame::Data { id: received, payload } = Frame::from_bytes(&frame).unwrap() else { panic!() };
-//! // The facade digests the payload (SHA-256 of the envelope; any fixed digest here).
+//! // The facade digests the payload (its dedup digest of the envelope; any fixed digest here).
 //! let digest = PayloadDigest::from_bytes([payload.len() as u8; 32]);
 //! assert_eq!(counselor_delivery.check_incoming(received, &digest, now), IncomingStatus::New);
 //! // ... open the sealed envelope, decrypt, authenticate the sender as `client` ...
