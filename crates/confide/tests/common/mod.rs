@@ -472,6 +472,7 @@ pub fn exchange(
     ];
     let mut step = 0usize;
     while plan.iter().any(|p| !p.is_empty()) {
+        let mut sent = false;
         for side in 0..2 {
             let conv = if side == 0 {
                 Some(client_conv)
@@ -487,11 +488,23 @@ pub fn exchange(
             }
             plan[side].pop_front();
             world.send(side, conv, &text);
+            sent = true;
             between(world, step);
             step += 1;
         }
-        let next = world.now().saturating_add(gap);
+        let before = world.now();
+        let next = before.saturating_add(gap);
         world.run_until(next);
+        // Nobody could send and nothing was due within `gap` (the counselor waits for the
+        // first frame, whose retransmission wait is longer): without this the loop would spin
+        // on the same state forever. Step to the next event; with none left, stop.
+        if !sent && world.now() == before {
+            if world.sim.next_deadline().is_none() {
+                break;
+            }
+            world.sim.step(&mut world.rng);
+            world.handle_events();
+        }
     }
     let deadline = world.now().saturating_add(limit);
     let n = per_side;
