@@ -83,8 +83,8 @@ impl ShortCode {
         while filled < SHORT_CODE_DIGITS {
             let mut byte = confide_crypto::random_array::<1, R>(rng);
             // Rejection sampling: 250 = 25 * 10, so every digit is equally likely.
-            if let [b] = byte
-                && b < 250
+            let [b] = byte;
+            if b < 250
                 && let Some(slot) = digits.get_mut(filled)
             {
                 *slot = b'0' + b % 10;
