@@ -426,6 +426,49 @@ mod tests {
         }
     }
 
+    /// Draws the bytes it was given, in order (then zeros).
+    struct ScriptedRng(std::collections::VecDeque<u8>);
+
+    impl rand_core::TryRng for ScriptedRng {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            let mut b = [0u8; 4];
+            self.try_fill_bytes(&mut b)?;
+            Ok(u32::from_le_bytes(b))
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            let mut b = [0u8; 8];
+            self.try_fill_bytes(&mut b)?;
+            Ok(u64::from_le_bytes(b))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            for d in dst {
+                *d = self.0.pop_front().unwrap_or(0);
+            }
+            Ok(())
+        }
+    }
+
+    impl rand_core::TryCryptoRng for ScriptedRng {}
+
+    /// Rejection sampling, byte by byte: 250 and above are drawn again (250 = 25 * 10, so each
+    /// digit is equally likely), everything below is its value mod 10.
+    #[test]
+    fn generation_rejects_bytes_from_250_and_takes_the_rest_mod_10() {
+        let mut rng = ScriptedRng(
+            [250u8, 255, 249, 0, 251, 10, 123, 7, 42, 99]
+                .into_iter()
+                .collect(),
+        );
+        let code = ShortCode::generate(&mut rng);
+        assert_eq!(code.digits(), b"900372");
+        assert_eq!(
+            rng.0.as_slices().0,
+            &[99u8][..],
+            "six accepted, three rejected"
+        );
+    }
+
     #[test]
     fn generated_codes_are_digits_and_vary() {
         use rand_core::SeedableRng;
