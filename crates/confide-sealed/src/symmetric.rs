@@ -1325,17 +1325,22 @@ mod bitmap_tests {
         out
     }
 
+    /// Bitmaps with empty, full-random and single-bit words.
+    fn bitmaps() -> impl Strategy<Value = [u64; BITMAP_WORDS]> {
+        proptest::array::uniform16(prop_oneof![
+            Just(0u64),
+            any::<u64>(),
+            (0u32..64).prop_map(|b| 1u64 << b),
+        ])
+    }
+
     proptest! {
         /// The word-at-a-time check answers exactly what testing every bit answers, for
         /// sparse and dense bitmaps and every start (inside, at the edges of and past the
         /// bitmap).
         #[test]
         fn any_bit_from_matches_testing_each_bit(
-            words in proptest::array::uniform16(prop_oneof![
-                Just(0u64),
-                any::<u64>(),
-                (0u32..64).prop_map(|b| 1u64 << b),
-            ]),
+            words in bitmaps(),
             from in prop_oneof![0u64..1100, Just(u64::MAX)],
         ) {
             let naive = (from..(BITMAP_WORDS as u64 * 64)).any(|k| bit(&words, k));
@@ -1347,11 +1352,7 @@ mod bitmap_tests {
         /// a window reaches only if `TAG_WINDOW_AHEAD` grows past 64), and past the bitmap.
         #[test]
         fn shifted_matches_moving_each_bit(
-            words in proptest::array::uniform16(prop_oneof![
-                Just(0u64),
-                any::<u64>(),
-                (0u32..64).prop_map(|b| 1u64 << b),
-            ]),
+            words in bitmaps(),
             shift in prop_oneof![
                 0u64..1100,
                 (0u64..18).prop_map(|w| w * 64),

@@ -192,6 +192,15 @@ impl Town {
     }
 
     /// Client `i` starts a conversation from `bundle`.
+    /// One client and the counselor, the client's conversation started from the counselor's
+    /// first one-time bundle (nothing sent yet).
+    fn started(seed: u8, valid: Duration) -> (Self, ConversationId) {
+        let mut town = Self::new(seed, 1, valid);
+        let bundle = town.counselor.e.published_bundles().one_time[0].clone();
+        let conv = town.start(0, &bundle);
+        (town, conv)
+    }
+
     fn start(&mut self, i: usize, bundle: &[u8]) -> ConversationId {
         let addr = self.counselor.e.address().clone();
         let now = self.now;
@@ -409,9 +418,7 @@ impl LoggedTown {
 }
 
 fn conversation_pair(seed: u8) -> (LoggedTown, ConversationId, ConversationId) {
-    let mut town = Town::new(seed, 1, Duration::from_days(300));
-    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
-    let conv = town.start(0, &bundle);
+    let (town, conv) = Town::started(seed, Duration::from_days(300));
     let mut lt = LoggedTown {
         town,
         wire: Vec::new(),
@@ -605,9 +612,7 @@ fn a_thousand_clients_reach_an_offline_counselor_through_the_directory() {
 
 #[test]
 fn a_message_sealed_before_the_certificate_expired_is_accepted_within_the_grace_period() {
-    let mut town = Town::new(9, 1, Duration::from_days(2));
-    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
-    let conv = town.start(0, &bundle);
+    let (mut town, conv) = Town::started(9, Duration::from_days(2));
     town.advance(Duration::from_days(1));
     town.client_send(0, conv, "sent on the last valid day");
     // The counselor is offline for four days: the client's certificate expires meanwhile.
@@ -728,9 +733,7 @@ fn an_expired_certificate_is_refused_after_grace_and_renewal_reseals_waiting_fra
 
 #[test]
 fn a_late_acknowledgement_turns_a_failure_into_delivered() {
-    let mut town = Town::new(11, 1, Duration::from_days(300));
-    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
-    let conv = town.start(0, &bundle);
+    let (mut town, conv) = Town::started(11, Duration::from_days(300));
     let id = town.client_send(0, conv, "are you there?");
     // The counselor stays offline for eight days: the client gives up after seven.
     let mut online = all_online(&town);
@@ -772,9 +775,7 @@ fn payload_of(frame: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_relay_cannot_make_the_recipient_acknowledge_on_demand() {
-    let mut town = Town::new(12, 1, Duration::from_days(300));
-    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
-    let conv = town.start(0, &bundle);
+    let (mut town, conv) = Town::started(12, Duration::from_days(300));
     town.client_send(0, conv, "something only my counselor may know");
     let original = town.counselor.mailbox.front().unwrap().clone();
     town.settle(&all_online(&town));
@@ -863,9 +864,7 @@ fn a_relay_cannot_make_the_recipient_acknowledge_on_demand() {
 /// one never came.
 #[test]
 fn a_change_inside_the_clear_session_ciphertext_is_refused_at_the_envelope() {
-    let mut town = Town::new(14, 1, Duration::from_days(300));
-    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
-    let conv = town.start(0, &bundle);
+    let (mut town, conv) = Town::started(14, Duration::from_days(300));
     town.client_send(0, conv, "first, in a public-key envelope");
     town.settle(&all_online(&town));
     town.client_send(0, conv, "second, in a symmetric envelope");
@@ -908,9 +907,7 @@ fn a_change_inside_the_clear_session_ciphertext_is_refused_at_the_envelope() {
 
 #[test]
 fn a_resealed_copy_of_a_received_frame_is_acknowledged_once_more_and_not_shown_again() {
-    let mut town = Town::new(13, 1, Duration::from_days(300));
-    let bundle = town.counselor.e.published_bundles().one_time[0].clone();
-    let conv = town.start(0, &bundle);
+    let (mut town, conv) = Town::started(13, Duration::from_days(300));
     let id = town.client_send(0, conv, "hello");
     // The counselor receives it, but its acknowledgement is lost.
     let now = town.now;

@@ -837,8 +837,8 @@ fn session_refusal(e: DecryptError) -> DropReason {
     }
 }
 
-/// The dedup digest of a received envelope (`docs/endpoint.md`, "Duplicates and altered
-/// copies"): SHA-256 of its length (`u32`, big-endian), its first [`DEDUP_DIGEST_HEAD`] bytes
+/// The dedup digest of a received envelope (`docs/endpoint.md`, "No acknowledgement
+/// oracle"): SHA-256 of its length (`u32`, big-endian), its first [`DEDUP_DIGEST_HEAD`] bytes
 /// and its last [`DEDUP_DIGEST_TAIL`]; of its length and all of it when it is no longer than
 /// both together.
 ///
@@ -846,8 +846,8 @@ fn session_refusal(e: DecryptError) -> DropReason {
 /// fresh AEAD tag at the end), so a re-sealed copy is always `Altered` and opened. A copy
 /// that keeps both parts and changes only the middle is treated as a byte-identical one:
 /// acknowledged again within the re-acknowledgement limits and not opened, which is what the
-/// relay gets by replaying the original. Hashing one SHA-256 block instead of the whole envelope saved
-/// about a fifteenth of a 1 KiB round trip.
+/// relay gets by replaying the original. Hashing one SHA-256 block instead of the whole
+/// envelope saved about a fifteenth of a 1 KiB round trip.
 fn dedup_digest(payload: &[u8]) -> PayloadDigest {
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
