@@ -439,6 +439,18 @@ struct Persisted {
     by_kind: BTreeMap<&'static str, usize>,
 }
 
+impl Persisted {
+    /// The bytes of the puts by record kind, as `kind bytes, ...`.
+    fn kinds(&self) -> String {
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(kind, bytes)| format!("{kind} {bytes}"))
+            .collect();
+        kinds.join(", ")
+    }
+}
+
 /// The record kind of a stored key: its first byte (docs/endpoint.md, "Stored state").
 fn record_kind(key: &[u8]) -> &'static str {
     match key.first() {
@@ -721,11 +733,6 @@ fn bench_scale(c: &mut Criterion) {
         } else {
             "FAIL"
         };
-        let kinds: Vec<String> = sent
-            .by_kind
-            .iter()
-            .map(|(kind, bytes)| format!("{kind} {bytes}"))
-            .collect();
         eprintln!(
             "endpoint/persist {n} conversations: {records} records stored; one 1 KiB text \
              writes {} B in {} puts ({}) and {} deletes; target <= {MAX_BYTES_PER_TEXT} B: \
@@ -733,7 +740,7 @@ fn bench_scale(c: &mut Criterion) {
              setup {setup:.1?}",
             sent.bytes,
             sent.puts,
-            kinds.join(", "),
+            sent.kinds(),
             sent.deletes,
             last.bytes,
             short.bytes,
@@ -782,7 +789,7 @@ fn bench_scale(c: &mut Criterion) {
                 .warm_up_time(Duration::from_secs(1))
                 .measurement_time(Duration::from_secs(3));
         }
-        let (mut texts, mut last_bytes) = (ACK_EVERY, 0);
+        let (mut texts, mut last) = (ACK_EVERY, Persisted::default());
         group.bench_function(BenchmarkId::new("confide", n), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -791,7 +798,7 @@ fn bench_scale(c: &mut Criterion) {
                     let sent = k.send_text(black_box(&text), &mut frames);
                     total += sent.time;
                     texts += 1;
-                    last_bytes = sent.bytes;
+                    last = sent;
                     if i % ACK_EVERY as u64 == 0 {
                         k.acknowledge(&mut frames);
                         k.advance();
@@ -807,7 +814,9 @@ fn bench_scale(c: &mut Criterion) {
         if texts > ACK_EVERY {
             eprintln!(
                 "endpoint/persist {n} conversations: after {texts} texts on the conversation, \
-                 one text writes {last_bytes} B"
+                 one text writes {} B ({})",
+                last.bytes,
+                last.kinds(),
             );
         }
         // Back to the memory store (refilled: the commits above went to SQLite only).

@@ -156,6 +156,11 @@ pub enum OutboxError {
     /// The random source kept producing ids already in use (it is broken).
     #[error("random source produced colliding message ids")]
     IdCollision,
+    /// The payload is empty. A sealed envelope never is; an empty payload in the outbox marks
+    /// an entry whose owner keeps what to rebuild it from
+    /// ([`Delivery::outbox_record_without_payload`]).
+    #[error("empty payload")]
+    EmptyPayload,
 }
 
 /// Counters kept with the state (for diagnostics; they never affect behaviour).
@@ -499,6 +504,9 @@ impl Delivery {
             return Ok(false);
         };
         let old_len = self.outbox.get(index).map_or(0, |e| e.payload.len());
+        if payload.is_empty() {
+            return Err(OutboxError::EmptyPayload);
+        }
         if payload.len() > MAX_PAYLOAD_LEN {
             return Err(OutboxError::PayloadTooLarge {
                 len: payload.len(),
@@ -733,7 +741,14 @@ impl Delivery {
         while let Some(queued) = self.transmit_queue.pop_front() {
             let (to, frame) = match &queued {
                 QueuedTransmit::Outbox(id) => {
-                    let Some(entry) = self.outbox.iter().find(|e| e.id == *id) else {
+                    // An entry without its payload (loaded from a record that left it out)
+                    // never goes out empty: it goes at its next retransmission after
+                    // `replace_payload` gave it one.
+                    let Some(entry) = self
+                        .outbox
+                        .iter()
+                        .find(|e| e.id == *id && !e.payload.is_empty())
+                    else {
                         continue;
                     };
                     (entry.to.clone(), encode_data(id, &entry.payload))
@@ -818,6 +833,9 @@ impl Delivery {
     }
 
     fn check_payload(&self, len: usize) -> Result<(), OutboxError> {
+        if len == 0 {
+            return Err(OutboxError::EmptyPayload);
+        }
         if len > MAX_PAYLOAD_LEN {
             return Err(OutboxError::PayloadTooLarge {
                 len,
@@ -1037,6 +1055,46 @@ impl Delivery {
         w.u8(STATE_VERSION);
         write_outbox_entry(&mut w, entry);
         Some(w.into_vec())
+    }
+
+    /// [`Delivery::outbox_record`] with an empty payload (length 0), for an owner that keeps
+    /// what to build the payload from and would otherwise store it twice (the endpoint keeps
+    /// each message's content, not its sealed frame). A machine loaded from such a record
+    /// holds the entry without a payload: it is never transmitted as it is, and once
+    /// [`Delivery::handle_timeout`] queues its retransmission it is listed by
+    /// [`Delivery::queued_without_payload`] until [`Delivery::replace_payload`] gives it one.
+    #[must_use]
+    pub fn outbox_record_without_payload(&self, id: FrameId) -> Option<Vec<u8>> {
+        let entry = self.outbox.iter().find(|e| e.id == id)?;
+        let mut w = Writer::with_capacity(128);
+        w.u8(STATE_VERSION);
+        write_outbox_entry_fields(&mut w, entry, &[]);
+        Some(w.into_vec())
+    }
+
+    /// The waiting entries that have no payload (loaded from
+    /// [`Delivery::outbox_record_without_payload`] records) and are queued to be transmitted:
+    /// give each one with [`Delivery::replace_payload`] before polling transmits (an entry
+    /// still without one is skipped, and goes at its next retransmission). In queue order.
+    /// Costs one pass over the outbox and one over the queue.
+    #[must_use]
+    pub fn queued_without_payload(&self) -> Vec<FrameId> {
+        let empty: BTreeSet<FrameId> = self
+            .outbox
+            .iter()
+            .filter(|e| e.payload.is_empty())
+            .map(|e| e.id)
+            .collect();
+        if empty.is_empty() {
+            return Vec::new();
+        }
+        self.transmit_queue
+            .iter()
+            .filter_map(|q| match q {
+                QueuedTransmit::Outbox(id) if empty.contains(id) => Some(*id),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The record of the dedup entry `id`, or `None` if it is not remembered (delete it).
@@ -1317,12 +1375,17 @@ fn read_version(r: &mut Reader<'_>) -> Result<(), DecodeError> {
 }
 
 fn write_outbox_entry(w: &mut Writer, e: &OutboxEntry) {
+    write_outbox_entry_fields(w, e, &e.payload);
+}
+
+/// An outbox entry with `payload` in place of its own (empty: left out).
+fn write_outbox_entry_fields(w: &mut Writer, e: &OutboxEntry, payload: &[u8]) {
     w.bytes(e.id.as_bytes()).u64(e.seq);
     e.to.write(w);
     w.u64(e.created_at.as_millis())
         .u32(e.attempts)
         .u64(e.next_attempt_at.as_millis());
-    write_payload(w, &e.payload);
+    write_payload(w, payload);
 }
 
 fn read_outbox_entry(r: &mut Reader<'_>) -> Result<OutboxEntry, DecodeError> {
@@ -1387,6 +1450,81 @@ mod tests {
         match Frame::from_bytes(&tx.frame).unwrap() {
             Frame::Data { id, .. } => id,
         }
+    }
+
+    #[test]
+    fn an_empty_payload_is_refused_and_changes_nothing() {
+        let mut rng = ChaCha20Rng::from_seed([9; 32]);
+        let mut d = Delivery::new();
+        let id = d.send(&mut rng, t(0), addr(2), b"sealed".to_vec()).unwrap();
+        let _ = d.poll_transmit();
+        let before = d.to_bytes();
+        assert_eq!(
+            d.send(&mut rng, t(1), addr(2), Vec::new()),
+            Err(OutboxError::EmptyPayload)
+        );
+        assert_eq!(
+            d.send_unacknowledged(&mut rng, addr(2), Vec::new()),
+            Err(OutboxError::EmptyPayload)
+        );
+        assert_eq!(
+            d.replace_payload(id, Vec::new()),
+            Err(OutboxError::EmptyPayload)
+        );
+        assert_eq!(d.to_bytes(), before);
+        assert!(d.poll_transmit().is_none());
+    }
+
+    /// An entry restored from a record without its payload never goes out empty: when its
+    /// retransmission is due it is listed for a payload, and once given one it goes out with
+    /// it, under its id, on its schedule.
+    #[test]
+    fn an_entry_stored_without_its_payload_waits_for_one() {
+        let mut rng = ChaCha20Rng::from_seed([10; 32]);
+        let mut d = Delivery::new();
+        let id = d.send(&mut rng, t(0), addr(2), b"sealed".to_vec()).unwrap();
+        let other = d.send(&mut rng, t(0), addr(3), b"kept".to_vec()).unwrap();
+        while d.poll_transmit().is_some() {}
+        let record = d.outbox_record_without_payload(id).unwrap();
+        let whole = d.outbox_record(id).unwrap();
+        assert_eq!(record.len() + b"sealed".len(), whole.len());
+        assert_eq!(&record[record.len() - 4..], &[0; 4], "payload length 0");
+        assert!(
+            d.outbox_record_without_payload(FrameId::from_bytes([7; 16]))
+                .is_none()
+        );
+        let other_record = d.outbox_record(other).unwrap();
+        let mut loaded = Delivery::from_records(
+            &d.core_record(),
+            [record.as_slice(), other_record.as_slice()],
+            [],
+        )
+        .unwrap();
+        assert!(
+            loaded.queued_without_payload().is_empty(),
+            "nothing due yet"
+        );
+        // Both are due: the one with its payload goes, the other waits for one.
+        let due = loaded.poll_timeout().unwrap();
+        loaded.handle_timeout(due.saturating_add(Duration::from_secs(3)));
+        assert_eq!(loaded.queued_without_payload(), vec![id]);
+        let mut twin = loaded.clone();
+        let tx = loaded.poll_transmit().unwrap();
+        assert_eq!((frame_id(&tx), tx.to), (other, addr(3)));
+        assert!(loaded.poll_transmit().is_none(), "never an empty frame");
+        // Given a payload, it goes with it.
+        assert_eq!(twin.replace_payload(id, b"sealed again".to_vec()), Ok(true));
+        assert!(twin.queued_without_payload().is_empty());
+        let sent: Vec<Transmit> = core::iter::from_fn(|| twin.poll_transmit()).collect();
+        assert_eq!(sent.len(), 2);
+        let again = sent.iter().find(|tx| frame_id(tx) == id).unwrap();
+        match Frame::from_bytes(&again.frame).unwrap() {
+            Frame::Data { payload, .. } => assert_eq!(payload, b"sealed again"),
+        }
+        assert_eq!(
+            twin.outbox_record(id).unwrap().len(),
+            whole.len() + b" again".len()
+        );
     }
 
     #[test]

@@ -28,7 +28,16 @@ use confide_crypto::Duration;
 /// conversation's peer identity is left out (256 bytes a session in every write and load);
 /// version 8 conversation records (the full form) still load, and are written as version 9
 /// when they change.
-pub const ENDPOINT_STATE_VERSION: u8 = 9;
+/// Version 10 stores the outbox entry of a frame that has a sent record without its payload
+/// (length 0): the sealed frame repeated the content the sent record keeps (a 1 KiB text
+/// was stored twice). After a load such a frame's content is encrypted again when its
+/// retransmission is due. Version 9 records still load (their outbox entries keep their
+/// payloads, which go out as they are); a release that reads version 9 refuses version 10
+/// rather than send an empty frame.
+pub const ENDPOINT_STATE_VERSION: u8 = 10;
+
+/// A previous [`ENDPOINT_STATE_VERSION`], still read: every outbox entry holds its payload.
+pub const ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS: u8 = 9;
 
 /// A previous [`ENDPOINT_STATE_VERSION`], still read: its conversation records hold the
 /// session record in its full form.

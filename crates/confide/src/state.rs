@@ -32,11 +32,11 @@ use zeroize::Zeroizing;
 
 use crate::consts::{
     ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS,
-    ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE, ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
-    ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION, LOG_ENTRIES_PER_CHUNK, MAX_CLOSED_CONVERSATIONS,
-    MAX_CODE_FAILURES, MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED,
-    MAX_HONOURED_RESETS, MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN,
-    MAX_TOMBSTONES,
+    ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS, ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
+    ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
+    LOG_ENTRIES_PER_CHUNK, MAX_CLOSED_CONVERSATIONS, MAX_CODE_FAILURES,
+    MAX_CONTROL_FRAMES_REMEMBERED, MAX_CONVERSATIONS, MAX_GIVEN_UP_REMEMBERED, MAX_HONOURED_RESETS,
+    MAX_RECENT_RECEIVED, MAX_RECENTLY_DELIVERED, MAX_STATE_COMPONENT_LEN, MAX_TOMBSTONES,
 };
 use crate::endpoint::conversation::{
     Conversation, Delivered, DeliveredLog, GivenUp, SentKind, SentRecord, Tombstone,
@@ -668,6 +668,10 @@ impl Endpoint {
         }
         for id in self.sent.take_changed() {
             mark(RecordKey::Sent(id));
+            // Whether its outbox entry is stored with its payload depends on the sent record
+            // (`encode_record`): a frame that loses its sent record while it still waits
+            // (a close frame) is stored again, whole.
+            mark(RecordKey::Outbox(id));
         }
         for id in self.given_up.take_changed() {
             mark(RecordKey::GivenUp(id));
@@ -803,7 +807,15 @@ impl Endpoint {
                         .u64(d.at.as_millis());
                 });
             }
-            RecordKey::Outbox(frame) => match self.delivery.outbox_record(frame) {
+            // A frame whose content we keep (its sent record) is stored without its payload:
+            // the content is encrypted again when the frame next goes out after a load
+            // (`docs/endpoint.md`, "Backups and restores"). Only frames without a sent record
+            // (a close frame) keep theirs.
+            RecordKey::Outbox(frame) => match if self.sent.contains_key(&frame) {
+                self.delivery.outbox_record_without_payload(frame)
+            } else {
+                self.delivery.outbox_record(frame)
+            } {
                 Some(entry) => {
                     w.var32("outbox entry", MAX_STATE_COMPONENT_LEN, &entry)?;
                 }
@@ -951,6 +963,8 @@ impl Endpoint {
         let mut given_up = BTreeMap::new();
         let mut control = Vec::new();
         let mut outbox: Vec<(FrameId, Vec<u8>)> = Vec::new();
+        // Outbox records of version 9 or older: each must hold its payload.
+        let mut outbox_with_payloads: BTreeSet<FrameId> = BTreeSet::new();
         let mut seen: Vec<(FrameId, Vec<u8>)> = Vec::new();
         let mut seen_chunks: Vec<(u64, Vec<u8>)> = Vec::new();
         // Policy entries by conversation, then message (the records' order), and the
@@ -1062,10 +1076,15 @@ impl Endpoint {
                         Ok((read_frame_id(r)?, order))
                     })?);
                 }
-                RecordKey::Outbox(frame) => outbox.push((
-                    frame,
-                    r.var32("outbox entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
-                )),
+                RecordKey::Outbox(frame) => {
+                    if version <= ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS {
+                        outbox_with_payloads.insert(frame);
+                    }
+                    outbox.push((
+                        frame,
+                        r.var32("outbox entry", MAX_STATE_COMPONENT_LEN)?.to_vec(),
+                    ));
+                }
                 RecordKey::Seen(frame) => {
                     seen.push((
                         frame,
@@ -1159,6 +1178,17 @@ impl Endpoint {
                     .into());
                 }
             }
+        }
+        // An outbox entry stored without its payload (version 10 on) is rebuilt from its
+        // sent record.
+        if endpoint.delivery.waiting().any(|(id, payload, _)| {
+            payload.is_empty()
+                && (!endpoint.sent.contains_key(&id) || outbox_with_payloads.contains(&id))
+        }) {
+            return Err(DecodeError::InvalidValue {
+                field: "outbox entry without its payload or sent record",
+            }
+            .into());
         }
         if entries.outbox.iter().copied().collect::<BTreeSet<_>>()
             != outbox_keys.into_iter().collect::<BTreeSet<_>>()
@@ -1396,9 +1426,10 @@ fn check_count(field: &'static str, len: usize, max: usize) -> Result<(), Decode
 }
 
 /// Whether records (or a snapshot) of `version` still load: the current one, or one of the
-/// three before it (whose records differ only in the sent and conversation records).
+/// five before it (whose records differ in the sent, conversation and outbox records).
 fn is_readable_version(version: u8) -> bool {
     version == ENDPOINT_STATE_VERSION
+        || version == ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS
         || version == ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS
         || version == ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE
         || version == ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION
@@ -1712,7 +1743,7 @@ fn read_conversation(
         read_windows(r)?
     };
     let session_bytes = r.authenticated_var32("session record", MAX_STATE_COMPONENT_LEN)?;
-    let record = if version >= ENDPOINT_STATE_VERSION {
+    let record = if version >= ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS {
         // Compact: the identities equal to ours and the peer's are left out.
         SessionRecord::from_authenticated_compact(
             session_bytes,

@@ -577,16 +577,50 @@ fn with_logs_per_entry(
     out
 }
 
+/// An outbox record (`0x08`) as the current version stores a frame whose sent record keeps
+/// its content (its payload left out, length 0), with `payload` put back in: as versions 9
+/// and older stored every waiting frame. Layout: the record version, then `u32` length and
+/// the delivery machine's outbox record, which ends with its payload's `u32` length and bytes.
+fn with_outbox_payload(value: &[u8], payload: &[u8]) -> Vec<u8> {
+    let inner = &value[5..];
+    assert_eq!(
+        u32::from_be_bytes(value[1..5].try_into().unwrap()) as usize,
+        inner.len()
+    );
+    assert_eq!(
+        &inner[inner.len() - 4..],
+        &[0; 4],
+        "stored without its payload"
+    );
+    let mut entry = inner[..inner.len() - 4].to_vec();
+    entry.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    entry.extend_from_slice(payload);
+    let mut out = vec![value[0]];
+    out.extend_from_slice(&u32::try_from(entry.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(&entry);
+    out
+}
+
+/// What stands for the sealed frame of the waiting frame under outbox key `key` in a state
+/// of version 9 or older (the loader does not open payloads; a retransmission sends them as
+/// they are).
+fn earlier_frame(key: &[u8]) -> Vec<u8> {
+    [&b"a frame sealed by an earlier version, "[..], &key[1..]].concat()
+}
+
 /// States stored by the previous versions load, and are the same state: exported again each
-/// is byte for byte the current version's snapshot of the same endpoint. Version 7
-/// conversation records hold their policy's per-message entries (version 8 keeps each as a
-/// record of its own); version 6 conversation records also lack the verification fields (an
-/// unverified conversation with no failed code attempts); version 5 also kept each sent
-/// record's session message.
+/// is byte for byte the current version's snapshot of the same endpoint. Version 9 stored
+/// every waiting frame whole in its outbox record (version 10 leaves the payload out where
+/// the sent record keeps the content); version 8 conversation records hold the full session
+/// record; version 7 conversation records hold their policy's per-message entries (version 8
+/// keeps each as a record of its own); version 6 conversation records also lack the
+/// verification fields (an unverified conversation with no failed code attempts); version 5
+/// also kept each sent record's session message.
 #[test]
 fn states_of_previous_versions_load_as_the_same_state() {
     use confide::consts::{
         ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS,
+        ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS,
         ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
         ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE, ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
     };
@@ -609,6 +643,11 @@ fn states_of_previous_versions_load_as_the_same_state() {
     let records = common::snapshot_records(&current);
     let sent: Vec<&Vec<u8>> = records.keys().filter(|k| k[0] == 0x05).collect();
     assert!(!sent.is_empty(), "the state holds waiting frames");
+    assert_eq!(
+        records.keys().filter(|k| k[0] == 0x08).count(),
+        sent.len(),
+        "each in the outbox"
+    );
     assert!(records.keys().any(|k| k[0] == 0x03), "and a conversation");
     assert!(
         records.keys().any(|k| k[0] == 0x0a),
@@ -620,40 +659,42 @@ fn states_of_previous_versions_load_as_the_same_state() {
         "and a received control frame"
     );
     assert!(records.keys().any(|k| k[0] == 0x10), "and a dedup entry");
-    let records = with_logs_per_entry(&records);
-    for old_version in [
-        ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS,
-        ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
-        ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
-        ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
-    ] {
-        // Rewrite it as that version wrote it: every record's version byte; each
-        // conversation record without its two verification bytes (both zero here); and for
-        // version 5, in each sent record a session message (token-carrying kind 0x21 when
-        // the flag says so) instead of the flag.
+    let with_logs = with_logs_per_entry(&records);
+    // The snapshot as `old_version` wrote it (or, with `payloads` false, the same with the
+    // outbox records as the current version writes them): every record's version byte;
+    // each outbox record with its payload; for version 8 and older, each conversation
+    // record with its full session record; for version 7 and older, with its policy's
+    // entries, windows and delivered texts inline and without its two verification bytes
+    // (both zero here) below version 7; for version 5, in each sent record a session message
+    // (token-carrying kind 0x21 when the flag says so) instead of the flag.
+    let rewrite = |old_version: u8, payloads: bool| -> Vec<u8> {
+        let records = if old_version == ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS {
+            &records
+        } else {
+            &with_logs
+        };
         let mut old = vec![old_version];
         let own_records = |k: &[u8]| {
-            old_version != ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS && matches!(k[0], 0x0a..=0x0d)
+            old_version < ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS && matches!(k[0], 0x0a..=0x0d)
         };
         let kept = records.keys().filter(|k| !own_records(k)).count();
         old.extend_from_slice(&u32::try_from(kept).unwrap().to_be_bytes());
-        for (key, value) in &records {
+        for (key, value) in records {
             if own_records(key) {
                 continue;
             }
-            let mut value = if key[0] != 0x03 {
+            let mut value = if key[0] == 0x08 && payloads {
+                with_outbox_payload(value, &earlier_frame(key))
+            } else if key[0] != 0x03 || old_version == ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS {
                 value.clone()
             } else if old_version == ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS {
                 with_full_session(value, &own)
             } else {
-                with_conversation_records_inline(&records, key, &with_full_session(value, &own))
+                with_conversation_records_inline(records, key, &with_full_session(value, &own))
             };
             assert_eq!(value[0], ENDPOINT_STATE_VERSION);
             value[0] = old_version;
-            if key[0] == 0x03
-                && old_version != ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE
-                && old_version != ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS
-            {
+            if key[0] == 0x03 && old_version < ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE {
                 assert_eq!(
                     value.split_off(value.len() - 2),
                     [0, 0],
@@ -672,13 +713,25 @@ fn states_of_previous_versions_load_as_the_same_state() {
             old.extend_from_slice(&u32::try_from(value.len()).unwrap().to_be_bytes());
             old.extend_from_slice(&value);
         }
-        let blob = seal(
+        old
+    };
+    let seal_blob = |world: &mut common::World, plain: &[u8]| {
+        seal(
             &mut world.rng,
             &world.key,
             StateKind::Endpoint,
             b"account",
-            &old,
-        );
+            plain,
+        )
+    };
+    for old_version in [
+        ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS,
+        ENDPOINT_STATE_VERSION_WITH_FULL_SESSIONS,
+        ENDPOINT_STATE_VERSION_WITH_POLICY_ENTRIES_INLINE,
+        ENDPOINT_STATE_VERSION_WITHOUT_VERIFICATION,
+        ENDPOINT_STATE_VERSION_WITH_SENT_MESSAGE,
+    ] {
+        let blob = seal_blob(&mut world, &rewrite(old_version, true));
         let mut loaded = Endpoint::import_state(&world.key, b"account", &blob).unwrap();
         let again = loaded
             .export_state(&mut world.rng, &world.key, b"account")
@@ -691,7 +744,179 @@ fn states_of_previous_versions_load_as_the_same_state() {
             current,
             "version {old_version} loads as the same state, written as the current version"
         );
+        // No record written before version 10 may leave a payload out.
+        let blob = seal_blob(&mut world, &rewrite(old_version, false));
+        assert!(
+            Endpoint::import_state(&world.key, b"account", &blob).is_err(),
+            "version {old_version} with an outbox entry without its payload is refused"
+        );
     }
+    // The current version's own form loads.
+    let blob = seal_blob(&mut world, &current);
+    assert!(Endpoint::import_state(&world.key, b"account", &blob).is_ok());
+}
+
+/// A waiting frame loaded from a version 9 state goes out again as it was stored, byte for
+/// byte (it was encrypted before the snapshot: the same key with the same plaintext), when
+/// its retransmission is due; nothing re-encrypts it.
+#[test]
+fn a_waiting_frame_of_version_9_goes_out_as_it_was_stored() {
+    use confide::consts::{ENDPOINT_STATE_VERSION, ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS};
+    use confide_session::storage::{StateKind, seal};
+    let (mut world, _service) = pair(23, lossy(0, 0, 0));
+    let conv = connect(&mut world);
+    world.send(0, conv, b"waiting");
+    let records = common::snapshot_records(&plaintext(&mut world, 0));
+    let mut old = vec![ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS];
+    old.extend_from_slice(&u32::try_from(records.len()).unwrap().to_be_bytes());
+    let mut frames = Vec::new();
+    for (key, value) in &records {
+        let mut value = if key[0] == 0x08 {
+            frames.push(earlier_frame(key));
+            with_outbox_payload(value, &earlier_frame(key))
+        } else {
+            value.clone()
+        };
+        assert_eq!(value[0], ENDPOINT_STATE_VERSION);
+        value[0] = ENDPOINT_STATE_VERSION_WITH_OUTBOX_PAYLOADS;
+        old.extend_from_slice(&u16::try_from(key.len()).unwrap().to_be_bytes());
+        old.extend_from_slice(key);
+        old.extend_from_slice(&u32::try_from(value.len()).unwrap().to_be_bytes());
+        old.extend_from_slice(&value);
+    }
+    assert_eq!(frames.len(), 1, "the text waits");
+    let blob = seal(
+        &mut world.rng,
+        &world.key,
+        StateKind::Endpoint,
+        b"account",
+        &old,
+    );
+    let mut loaded = Endpoint::import_state(&world.key, b"account", &blob).unwrap();
+    let wire = retransmit_after_load(&mut loaded, &mut world);
+    for frame in &frames {
+        assert!(
+            wire.iter()
+                .any(|f| f.windows(frame.len()).any(|w| w == frame)),
+            "the stored frame goes out as it was"
+        );
+    }
+}
+
+/// A waiting text is stored with its content, not with its sealed frame as well (a 1 KiB
+/// text was stored twice), and after a crash it goes out encrypted again, under the same
+/// frame id, when its retransmission is due: a peer that never got it shows it once; a peer
+/// that got it (its acknowledgement was lost) acknowledges the new copy without showing it
+/// again. No message key is used twice.
+#[test]
+fn a_waiting_text_is_stored_without_its_frame_and_goes_out_encrypted_again_after_a_crash() {
+    use confide_transport::Frame;
+    for peer_got_it in [false, true] {
+        let (mut world, service) = pair(29, lossy(0, 0, 0));
+        let conv = connect(&mut world);
+        world.send(0, conv, b"hello");
+        settle(&mut world, Duration::from_secs(5));
+        assert_eq!(world.live[0].delivered, 1);
+        let client = world.endpoint(0).address().clone();
+        let counselor = world.endpoint(1).address().clone();
+        if peer_got_it {
+            // Only the acknowledgements are lost.
+            world
+                .sim
+                .network_mut()
+                .set_link(&counselor, &client, lossy(100, 0, 0));
+        } else {
+            world.sim.network_mut().cut(&client, &counselor);
+        }
+        let text = vec![b'x'; 1024];
+        let before = world.wire[0].borrow().len();
+        world.send(0, conv, &text);
+        settle(&mut world, Duration::from_secs(1));
+        let original = world.wire[0].borrow()[before].1.clone();
+        let Frame::Data { id, payload } = Frame::from_bytes(&original).unwrap() else {
+            panic!("a data frame")
+        };
+        let stored = plaintext(&mut world, 0);
+        let records = common::snapshot_records(&stored);
+        let outbox: Vec<&Vec<u8>> = records
+            .iter()
+            .filter(|(k, _)| k[0] == 0x08)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(outbox.len(), 1, "the text waits");
+        assert!(
+            outbox[0].len() < 128,
+            "its outbox entry holds no frame: {} B",
+            outbox[0].len()
+        );
+        let tail = &payload[payload.len() - 64..];
+        assert!(
+            !stored.windows(tail.len()).any(|w| w == tail),
+            "no part of the sealed frame is stored"
+        );
+        let shown = |world: &common::World| {
+            world.live[1]
+                .received
+                .iter()
+                .filter(|(_, t)| *t == text)
+                .count()
+        };
+        assert_eq!(shown(&world), usize::from(peer_got_it));
+
+        world.crash(0);
+        if peer_got_it {
+            world
+                .sim
+                .network_mut()
+                .set_link(&counselor, &client, lossy(0, 0, 0));
+        } else {
+            world.sim.network_mut().heal(&client, &counselor);
+        }
+        let before = world.wire[0].borrow().len();
+        let limit = world.now().saturating_add(Duration::from_hours(1));
+        assert!(
+            world.run_while(limit, |w| w.live[0].delivered == 2),
+            "delivered after the crash (peer got it: {peer_got_it})"
+        );
+        assert_eq!(shown(&world), 1, "shown once (peer got it: {peer_got_it})");
+        let copies: Vec<Vec<u8>> = world.wire[0].borrow()[before..]
+            .iter()
+            .filter_map(|(_, f)| match Frame::from_bytes(f) {
+                Ok(Frame::Data { id: i, payload }) if i == id => Some(payload),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !copies.is_empty() && copies.iter().all(|c| *c != payload),
+            "it went again under its id, encrypted again"
+        );
+        world.assert_no_key_reuse(&service.roots);
+    }
+}
+
+/// Runs `loaded` an hour past `world`'s clock, persisting whenever asked, and returns every
+/// frame it transmits.
+fn retransmit_after_load(loaded: &mut Endpoint, world: &mut common::World) -> Vec<Vec<u8>> {
+    let now = world.now().saturating_add(Duration::from_hours(1));
+    let mut wire = Vec::new();
+    loaded.handle_input(&mut world.rng, Input::Timeout { now });
+    for _ in 0..1000 {
+        match loaded.poll_output() {
+            Output::Transmit(tx) => wire.push(tx.frame),
+            Output::Event(Event::PersistRequired) => {
+                let _ = loaded
+                    .take_changes(&mut world.rng, &world.key, b"account")
+                    .unwrap();
+                loaded.confirm_persisted();
+            }
+            Output::Event(_) => {}
+            Output::Timeout(Some(t)) if t <= now => {
+                loaded.handle_input(&mut world.rng, Input::Timeout { now });
+            }
+            _ => return wire,
+        }
+    }
+    panic!("the loaded endpoint never settled")
 }
 
 /// A store written before the ordered logs went into chunks (a record per received control

@@ -1425,7 +1425,10 @@ fn run(seed: u64, clients: usize, days: u64) {
             _ => CertStyle::Lapse,
         };
         let cert_expires = if i == 0 {
-            T0_MS + 5 * DAY
+            // Half a day after it arrives: its 8 texts, one or two a turn, outlast the
+            // certificate whatever the counselor's pace, so every seed sees a send refused
+            // for a lapsed certificate (`cert_refusals`).
+            arrival + 12 * HOUR
         } else {
             arrival + w.between(5 * DAY, 30 * DAY)
         };

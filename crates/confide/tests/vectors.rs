@@ -154,8 +154,8 @@ impl World {
 /// record's prekey store and the first conversation record's session record (its last field).
 fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let u = |b: &[u8]| b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x));
-    // The snapshot: version 8, record count, then each key and plaintext, keys ascending.
-    assert_eq!(state[0], 0x09, "ENDPOINT_STATE_VERSION");
+    // The snapshot: version 10, record count, then each key and plaintext, keys ascending.
+    assert_eq!(state[0], 0x0a, "ENDPOINT_STATE_VERSION");
     let count = u(&state[1..5]);
     let mut at = 5usize;
     let mut records = Vec::new();
@@ -175,7 +175,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     // Identity (key 0x01): version, then the prekey store.
     let (key, identity) = &records[0];
     assert_eq!(key, &[0x01]);
-    assert_eq!(identity[0], 0x09);
+    assert_eq!(identity[0], 0x0a);
     let n = u(&identity[1..5]);
     let store = identity[5..5 + n].to_vec();
     // The first conversation (key 0x03 || id).
@@ -189,7 +189,7 @@ fn store_and_first_record(state: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         at += n;
         s
     };
-    assert_eq!(take(1), [0x09], "record version");
+    assert_eq!(take(1), [0x0a], "record version");
     let n = u(&take(2));
     let _peer_address = take(n);
     let peer_identity = take(128);

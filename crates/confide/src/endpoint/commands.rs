@@ -193,6 +193,22 @@ impl Endpoint {
         false
     }
 
+    /// Gives a payload to every frame whose retransmission is queued but whose payload was
+    /// not stored (a state loaded from records keeps each waiting frame's content, not its
+    /// sealed frame): its content is encrypted again in its conversation's current session
+    /// and sealed, under the same frame id. The loaded session is marked restored, so this
+    /// takes a fresh key (`docs/endpoint.md`, "Backups and restores"). A frame that cannot be
+    /// encrypted again (its conversation has no session) is given up, which the app learns
+    /// for a text (`Event::DeliveryFailed`).
+    pub(crate) fn supply_payloads<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
+        for frame_id in self.delivery.queued_without_payload() {
+            if !self.reencrypt_frame(rng, now, frame_id) && self.delivery.cancel(frame_id) {
+                self.gave_up(frame_id);
+                self.mark_changed();
+            }
+        }
+    }
+
     /// Replaces our sender certificate (renewal). It must name our identity. Frames still
     /// waiting for an acknowledgement are re-sealed under it at once, so a recipient that
     /// comes online after the old certificate's grace period still accepts them.

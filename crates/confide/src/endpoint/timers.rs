@@ -40,6 +40,7 @@ fn conversation_due(c: &Conversation, now: Timestamp) -> bool {
 impl Endpoint {
     pub(crate) fn timeout<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
         self.delivery.handle_timeout(now);
+        self.supply_payloads(rng, now);
         self.reseal_unanswered_symmetric(rng, now);
         self.flush_due_acks(rng, now);
         // Only conversations with something due are touched (and so rewritten by an
