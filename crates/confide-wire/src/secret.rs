@@ -172,17 +172,15 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let (mut words_a, mut words_b) = (a.chunks_exact(8), b.chunks_exact(8));
     let mut diff = 0u64;
     for (x, y) in words_a.by_ref().zip(words_b.by_ref()) {
-        diff |= word(x) ^ word(y);
+        // `chunks_exact(8)`: always eight bytes (a branch on the length, not on the data).
+        if let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
+            diff |= u64::from_ne_bytes(x) ^ u64::from_ne_bytes(y);
+        }
     }
     for (x, y) in words_a.remainder().iter().zip(words_b.remainder()) {
         diff |= u64::from(x ^ y);
     }
     bool::from(diff.ct_eq(&0))
-}
-
-/// Up to eight bytes as a big-endian word (a load and a byte swap once compiled).
-fn word(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0u64, |w, b| (w << 8) | u64::from(*b))
 }
 
 #[cfg(test)]
@@ -229,6 +227,14 @@ mod tests {
             let mut longer = a.clone();
             longer.push(0);
             assert!(!ct_eq(&a, &longer), "{len} bytes and one more");
+        }
+        // The same difference in two words, and in a word and the tail, does not cancel out.
+        let a = [0u8; 20];
+        for (first, second) in [(0, 8), (3, 11), (0, 16), (7, 19)] {
+            let mut b = a;
+            b[first] ^= 0x80;
+            b[second] ^= 0x80;
+            assert!(!ct_eq(&a, &b), "bytes {first} and {second}");
         }
     }
 }
