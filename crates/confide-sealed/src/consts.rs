@@ -113,6 +113,16 @@ pub const ENVELOPE_TAG_LEN: usize = 16;
 /// unencrypted (`u32`) and the AEAD tag.
 pub const SYMMETRIC_ENVELOPE_OVERHEAD: usize = 1 + ENVELOPE_TAG_LEN + 4 + TAG_LEN;
 
+/// How many of the last bytes of a symmetric envelope's clear part its AEAD binds
+/// (`docs/sealed-sender.md` §9.3): the clear part's own authentication tag.
+///
+/// Reason: the clear part is AEAD output already (a session message's ciphertext and its
+/// 16-byte tag, under a key the relay does not have). Binding its tag ties the envelope to
+/// that one ciphertext (any other ciphertext under that tag is a forgery of the clear part's
+/// own AEAD), and spares a Poly1305 pass over the whole text on each side. A clear part
+/// shorter than this is bound whole.
+pub const SYMMETRIC_CLEAR_BOUND_LEN: usize = 16;
+
 /// The symmetric envelope length for a payload of `payload_len` bytes, or `None` above
 /// [`MAX_PAYLOAD_LEN`].
 #[must_use]

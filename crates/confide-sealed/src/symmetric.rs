@@ -10,9 +10,10 @@
 //! tag_i   = HMAC-SHA256(tag_key, SYMMETRIC_TAG || u64(i))[0..16]
 //! k || iv = HKDF(salt = none, ikm = message_root, info = SYMMETRIC_KEYS || 0x02, 44)   once per epoch
 //! n_i     = iv XOR (0x00000000 || u64(i))
-//! envelope_i = 0x02 || tag_i || u32(C) || clear || AEAD(k, n_i, aad = all before it, sealed)
+//! envelope_i = 0x02 || tag_i || u32(C) || clear || AEAD(k, n_i, aad, sealed)
 //!              where payload = sealed || clear, and clear (C bytes, often 0) is ciphertext
 //!              already: a session message's AEAD output, carried without a second encryption
+//! aad        = 0x02 || tag_i || u32(C) || the last min(C, 16) bytes of clear (its own tag)
 //! ```
 //!
 //! The sender's [`SymmetricSealer`] counts `i` up from 0 and is never stored: after a restart
@@ -40,9 +41,9 @@ use crate::{
     EpochSeed, TrustRoots,
     consts::{
         ENVELOPE_TAG_LEN, MAX_EPOCHS_PER_CONVERSATION, MAX_PAYLOAD_LEN,
-        MAX_SYMMETRIC_EPOCH_ENVELOPES, SYMMETRIC_ENVELOPE_KIND, SYMMETRIC_EPOCH_MAX_AGE,
-        TAG_WINDOW_AHEAD, TAG_WINDOW_BEHIND, TAG_WINDOW_BITMAP_LEN, TAG_WINDOW_STATE_VERSION,
-        symmetric_envelope_len,
+        MAX_SYMMETRIC_EPOCH_ENVELOPES, SYMMETRIC_CLEAR_BOUND_LEN, SYMMETRIC_ENVELOPE_KIND,
+        SYMMETRIC_EPOCH_MAX_AGE, TAG_WINDOW_AHEAD, TAG_WINDOW_BEHIND, TAG_WINDOW_BITMAP_LEN,
+        TAG_WINDOW_STATE_VERSION, symmetric_envelope_len,
     },
 };
 
@@ -223,13 +224,15 @@ impl EpochAead {
 }
 
 /// The outer structure of a symmetric envelope (`docs/sealed-sender.md` §9.3):
-/// `kind || tag || u32(C) || clear[C] || AEAD(k, n_i, aad = everything before it, sealed)`;
-/// its payload is `sealed || clear`.
+/// `kind || tag || u32(C) || clear[C] || AEAD(k, n_i, aad, sealed)`, where `aad` is the kind,
+/// the tag, `C` and the clear part's last [`SYMMETRIC_CLEAR_BOUND_LEN`] bytes; its payload is
+/// `sealed || clear`.
 struct SymmetricEnvelope<'a> {
     tag: EnvelopeTag,
-    /// The AEAD's associated data: kind, tag, `C` and the clear part.
-    aad: &'a [u8],
-    /// The part of the payload carried without a second encryption (authenticated).
+    /// Kind, tag and `C`: the first part of the AEAD's associated data.
+    header: &'a [u8],
+    /// The part of the payload carried without a second encryption. The envelope binds only
+    /// its last [`SYMMETRIC_CLEAR_BOUND_LEN`] bytes, its own AEAD tag.
     clear: &'a [u8],
     /// The sealed part and its AEAD tag.
     ciphertext: &'a [u8],
@@ -249,8 +252,8 @@ impl<'a> SymmetricEnvelope<'a> {
             });
         }
         let tag = EnvelopeTag(r.array()?);
+        let header_len = r.offset().saturating_add(4);
         let clear = r.var32("symmetric envelope clear part", MAX_PAYLOAD_LEN)?;
-        let aad_len = r.offset();
         let ciphertext = r.rest();
         if ciphertext.len() < TAG_LEN {
             return Err(DecodeError::UnexpectedEnd {
@@ -270,17 +273,39 @@ impl<'a> SymmetricEnvelope<'a> {
             });
         }
         r.finish()?;
-        let aad = bytes.get(..aad_len).ok_or(DecodeError::UnexpectedEnd {
+        let header = bytes.get(..header_len).ok_or(DecodeError::UnexpectedEnd {
             offset: 0,
-            needed: aad_len,
+            needed: header_len,
         })?;
         Ok(Self {
             tag,
-            aad,
+            header,
             clear,
             ciphertext,
         })
     }
+}
+
+/// Room for the longest associated data: kind (1), tag (16), `C` (4) and the clear part's
+/// bound bytes (16). A literal, checked against its parts at compile time.
+const MAX_SYMMETRIC_AAD_LEN: usize = 37;
+const _: () =
+    assert!(MAX_SYMMETRIC_AAD_LEN == 1 + ENVELOPE_TAG_LEN + 4 + SYMMETRIC_CLEAR_BOUND_LEN);
+
+/// The AEAD's associated data of a symmetric envelope: `header` (kind, tag, `C`) then the
+/// last [`SYMMETRIC_CLEAR_BOUND_LEN`] bytes of `clear` (all of it if shorter), copied into
+/// `buf`. `None` only for a header longer than the layout's (never, for the callers here).
+fn symmetric_aad<'b>(
+    buf: &'b mut [u8; MAX_SYMMETRIC_AAD_LEN],
+    header: &[u8],
+    clear: &[u8],
+) -> Option<&'b [u8]> {
+    let bound = clear.get(clear.len().saturating_sub(SYMMETRIC_CLEAR_BOUND_LEN)..)?;
+    let len = header.len().checked_add(bound.len())?;
+    let (h, rest) = buf.split_at_mut_checked(header.len())?;
+    h.copy_from_slice(header);
+    rest.get_mut(..bound.len())?.copy_from_slice(bound);
+    buf.get(..len)
 }
 
 /// The sending side of one symmetric epoch: seals envelopes `0, 1, 2, ...` to the peer.
@@ -346,18 +371,20 @@ impl SymmetricSealer {
     }
 
     /// As [`SymmetricSealer::seal`], but the last `clear_len` bytes of `payload` travel
-    /// without being encrypted again: authenticated (they are part of the AEAD's associated
-    /// data), not hidden by this envelope (`docs/sealed-sender.md` §9.3).
+    /// without being encrypted again, not hidden by this envelope (`docs/sealed-sender.md`
+    /// §9.3). The envelope binds only their last [`SYMMETRIC_CLEAR_BOUND_LEN`] bytes.
     ///
-    /// Only for bytes that are already ciphertext the relay cannot read and that were never
-    /// sent before under any envelope: the AEAD output of a session message just encrypted
-    /// (`SessionMessage::ciphertext_len`), which is fresh for every message. Sending them
-    /// twice would let the relay link the two envelopes. Refuses a `clear_len` longer than
-    /// the payload (changing nothing).
+    /// Only for bytes that are already AEAD output the relay cannot read, ending with their
+    /// own 16-byte authentication tag, never sent before under any envelope, and checked by
+    /// their recipient before anything trusts them: the AEAD output of a session message
+    /// just encrypted (`SessionMessage::ciphertext_len`), fresh for every message, which the
+    /// recipient's session authenticates. Sending them twice would let the relay link the
+    /// two envelopes. Refuses a `clear_len` longer than the payload (changing nothing).
     ///
     /// ```text
     /// C = clear_len; sealed = payload[..len - C]; clear = payload[len - C..]
-    /// envelope = 0x02 || tag_i || u32(C) || clear || AEAD(k, n_i, aad = 0x02 || tag_i || u32(C) || clear, sealed)
+    /// aad = 0x02 || tag_i || u32(C) || clear[C - min(C, 16)..]
+    /// envelope = 0x02 || tag_i || u32(C) || clear || AEAD(k, n_i, aad, sealed)
     /// ```
     pub fn seal_with_clear_suffix(
         &mut self,
@@ -396,8 +423,14 @@ impl SymmetricSealer {
         out.push(SYMMETRIC_ENVELOPE_KIND);
         out.extend_from_slice(&tag.0);
         out.extend_from_slice(&clear_len_field.to_be_bytes());
+        let mut aad = [0u8; MAX_SYMMETRIC_AAD_LEN];
+        let aad =
+            symmetric_aad(&mut aad, &out, clear).ok_or(SymmetricSealError::PayloadTooLong {
+                len: payload.len(),
+                max: MAX_PAYLOAD_LEN,
+            })?;
+        let ciphertext = aead::seal(&self.aead.key, &nonce, aad, sealed);
         out.extend_from_slice(clear);
-        let ciphertext = aead::seal(&self.aead.key, &nonce, &out, sealed);
         out.extend_from_slice(&ciphertext);
         self.next = index.saturating_add(1);
         Ok(out)
@@ -579,6 +612,12 @@ impl TagWindow {
     /// server key is not revoked ([`SymmetricOpenError::ServerRevoked`]); the AEAD
     /// ([`SymmetricOpenError::Decrypt`]). Only if all pass does the window record the index;
     /// any error changes nothing.
+    ///
+    /// The payload's clear part (the envelope's last `C` payload bytes,
+    /// [`SymmetricSealer::seal_with_clear_suffix`]) is bound only through its last
+    /// [`SYMMETRIC_CLEAR_BOUND_LEN`] bytes: the caller must check it with its own AEAD
+    /// before trusting it. With a clear part use [`TagWindow::open_staged`] and commit once
+    /// that check passed, or a copy changed in transit would use up the index.
     pub fn open(
         &mut self,
         now: Timestamp,
@@ -603,8 +642,8 @@ impl TagWindow {
     /// Opens a symmetric envelope of this epoch like [`TagWindow::open`], with the same checks
     /// in the same order, but records nothing: the window is unchanged until
     /// [`TagWindow::commit`] is called with the returned [`StagedEnvelope`]. For a caller that
-    /// has more checks to run on the payload (a session decrypt) and must change nothing if
-    /// one of them fails.
+    /// has more checks to run on the payload (a session decrypt, which is what authenticates
+    /// a clear part beyond its bound tag) and must change nothing if one of them fails.
     pub fn open_staged(
         &self,
         now: Timestamp,
@@ -659,13 +698,11 @@ impl TagWindow {
             .aead
             .as_ref()
             .ok_or(SymmetricOpenError::KeyDerivation)?;
-        let sealed = aead::open(
-            &keys.key,
-            &keys.nonce(index),
-            envelope.aad,
-            envelope.ciphertext,
-        )
-        .map_err(|_| SymmetricOpenError::Decrypt)?;
+        let mut aad = [0u8; MAX_SYMMETRIC_AAD_LEN];
+        let aad = symmetric_aad(&mut aad, envelope.header, envelope.clear)
+            .ok_or(SymmetricOpenError::Decrypt)?;
+        let sealed = aead::open(&keys.key, &keys.nonce(index), aad, envelope.ciphertext)
+            .map_err(|_| SymmetricOpenError::Decrypt)?;
         // `sealed || clear`, in a buffer allocated once (growing a wiped buffer would leave
         // the old allocation unwiped).
         let mut payload = Zeroizing::new(Vec::with_capacity(

@@ -83,8 +83,11 @@ fn reference_split_envelope(n: u8, index: u64, payload: &[u8], clear_len: usize)
         *n ^= c;
     }
     let (sealed, clear) = payload.split_at(payload.len() - clear_len);
-    let aad = [&[0x02][..], tag, &(clear_len as u32).to_be_bytes(), clear].concat();
-    [&aad[..], &aead::seal(&key, &nonce, &aad, sealed)].concat()
+    let header = [&[0x02][..], tag, &(clear_len as u32).to_be_bytes()].concat();
+    // The associated data binds the clear part's last 16 bytes (its own tag), §9.3.
+    let bound = &clear[clear.len().saturating_sub(16)..];
+    let aad = [&header[..], bound].concat();
+    [&header[..], clear, &aead::seal(&key, &nonce, &aad, sealed)].concat()
 }
 
 #[test]
@@ -101,11 +104,11 @@ fn envelopes_follow_the_specified_key_schedule() {
 }
 
 #[test]
-fn a_clear_suffix_is_carried_unencrypted_authenticated_and_opens_as_one_payload() {
+fn a_clear_suffix_is_carried_unencrypted_bound_by_its_tag_and_opens_as_one_payload() {
     let mut s = sealer(5);
     let mut w = window(5);
     let payload: Vec<u8> = (0..1200u32).map(|i| (i * 31 % 251) as u8).collect();
-    for (i, clear_len) in [0usize, 1, 1100, 1200].into_iter().enumerate() {
+    for (i, clear_len) in [0usize, 1, 16, 17, 1100, 1200].into_iter().enumerate() {
         let e = s.seal_with_clear_suffix(NOW, &payload, clear_len).unwrap();
         assert_eq!(
             e,
@@ -119,20 +122,34 @@ fn a_clear_suffix_is_carried_unencrypted_authenticated_and_opens_as_one_payload(
             &e[21..21 + clear_len],
             &payload[payload.len() - clear_len..]
         );
-        // Any change to it (or to its length) is refused, changing nothing.
+        // A change to its last 16 bytes (its own tag, or all of a shorter one) or to its
+        // length is refused, changing nothing.
         let before = w.to_bytes();
-        if clear_len > 0 {
+        let bound_from = 21 + clear_len.saturating_sub(16);
+        for at in bound_from..21 + clear_len {
             let mut altered = e.clone();
-            altered[21] ^= 1;
+            altered[at] ^= 1;
             assert_eq!(
-                w.open(NOW, &TrustRoots::new(), &altered),
-                Err(SymmetricOpenError::Decrypt)
+                w.open_staged(NOW, &TrustRoots::new(), &altered)
+                    .map(|_| ())
+                    .err(),
+                Some(SymmetricOpenError::Decrypt),
+                "clear {clear_len}, byte {at}"
             );
         }
         let mut moved = e.clone();
         moved[20] ^= 1;
         assert!(w.open(NOW, &TrustRoots::new(), &moved).is_err());
         assert_eq!(w.to_bytes(), before, "failure changes nothing");
+        // A change before them is not the envelope's to see: it opens, and the clear part's
+        // own AEAD (the session's) refuses it. Staged only: nothing recorded.
+        if clear_len > 16 {
+            let mut altered = e.clone();
+            altered[21] ^= 1;
+            let (opened, _) = w.open_staged(NOW, &TrustRoots::new(), &altered).unwrap();
+            assert_ne!(&opened[..], &payload[..]);
+            assert_eq!(w.to_bytes(), before, "staging records nothing");
+        }
         let opened = w.open(NOW, &TrustRoots::new(), &e).unwrap();
         assert_eq!(&opened[..], &payload[..]);
     }
@@ -144,7 +161,7 @@ fn a_clear_suffix_is_carried_unencrypted_authenticated_and_opens_as_one_payload(
             payload_len: 3
         })
     );
-    assert_eq!(s.next_index(), 4);
+    assert_eq!(s.next_index(), 6);
 }
 
 #[test]

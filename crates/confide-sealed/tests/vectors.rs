@@ -219,9 +219,13 @@ fn generate_symmetric() -> Value {
             *n ^= c;
         }
         let (sealed_part, clear) = payload.split_at(payload.len() - clear_len);
-        let aad = [&[0x02][..], tag, &(clear_len as u32).to_be_bytes(), clear].concat();
+        let header = [&[0x02][..], tag, &(clear_len as u32).to_be_bytes()].concat();
+        // The associated data binds the clear part's last 16 bytes (§9.3).
+        let bound = &clear[clear.len().saturating_sub(16)..];
+        let aad = [&header[..], bound].concat();
         let expected = [
-            &aad[..],
+            &header[..],
+            clear,
             &confide_crypto::aead::seal(&key, &nonce, &aad, sealed_part),
         ]
         .concat();

@@ -855,15 +855,16 @@ fn a_relay_cannot_make_the_recipient_acknowledge_on_demand() {
     assert_eq!(town.counselor.texts().len(), 1, "never shown twice");
 }
 
-/// A symmetric envelope carries the session ciphertext in clear, and authenticates all of it
-/// (docs/sealed-sender.md §9.3): a change inside it is refused at the envelope, like any other
-/// change, so it reaches no session. (Binding only the session's own tag would have let the
-/// relay make the session fail for an authenticated sender, which the endpoint answers with a
-/// reset request: a relay-triggered session reset. This test caught that design.) Nothing is
-/// shown, acknowledged or sent, and the genuine frame after it is received as if the altered
-/// one never came.
+/// A symmetric envelope carries the session ciphertext in clear and binds only its last 16
+/// bytes, the session's own tag (docs/sealed-sender.md §9.3). A change to that tag is refused
+/// at the envelope; a change before it opens the envelope and is refused by the session. That
+/// refusal must not be taken for a peer out of sync: a relay would then make us reset the
+/// session (the design this test first caught, when the envelope bound only the tag and the
+/// endpoint answered every session failure with a reset request). Either way nothing is
+/// shown, acknowledged or sent, nothing is recorded, and the genuine frame after them is
+/// received as if the altered ones never came.
 #[test]
-fn a_change_inside_the_clear_session_ciphertext_is_refused_at_the_envelope() {
+fn a_change_inside_the_clear_session_ciphertext_is_refused_without_a_reset() {
     let (mut town, conv) = Town::started(14, Duration::from_days(300));
     town.client_send(0, conv, "first, in a public-key envelope");
     town.settle(&all_online(&town));
@@ -873,24 +874,34 @@ fn a_change_inside_the_clear_session_ciphertext_is_refused_at_the_envelope() {
     assert_eq!(payload[0], confide_sealed::SYMMETRIC_ENVELOPE_KIND);
     let clear_len = u32::from_be_bytes(payload[17..21].try_into().unwrap()) as usize;
     assert!(clear_len > 16, "the session ciphertext travels in clear");
-    let mut altered = payload.clone();
-    altered[21 + clear_len / 2] ^= 0x40;
-    let before = town.counselor.e.stats();
     let now = town.now;
-    town.counselor
-        .mailbox
-        .push_back(reframe(&original, altered));
-    let out = town.counselor.receive_all(&mut town.rng, now);
-    assert!(out.is_empty(), "nothing is sent for an altered frame");
-    assert_eq!(town.counselor.texts().len(), 1);
-    let stats = town.counselor.e.stats();
-    for reason in DropReason::ALL {
-        let expected = u64::from(reason == DropReason::EnvelopeRefused);
-        assert_eq!(
-            stats.dropped(reason) - before.dropped(reason),
-            expected,
-            "{reason:?}"
+    for (at, refused_by) in [
+        (21 + clear_len / 2, DropReason::SessionAuthentication),
+        (21, DropReason::SessionAuthentication),
+        (21 + clear_len - 1, DropReason::EnvelopeRefused),
+        (21 + clear_len - 16, DropReason::EnvelopeRefused),
+    ] {
+        let mut altered = payload.clone();
+        altered[at] ^= 0x40;
+        let before = town.counselor.e.stats();
+        town.counselor
+            .mailbox
+            .push_back(reframe(&original, altered));
+        let out = town.counselor.receive_all(&mut town.rng, now);
+        assert!(
+            out.is_empty(),
+            "nothing is sent for an altered frame (byte {at}): no acknowledgement, no reset request"
         );
+        assert_eq!(town.counselor.texts().len(), 1);
+        let stats = town.counselor.e.stats();
+        for reason in DropReason::ALL {
+            let expected = u64::from(reason == refused_by);
+            assert_eq!(
+                stats.dropped(reason) - before.dropped(reason),
+                expected,
+                "byte {at}: {reason:?}"
+            );
+        }
     }
     // The genuine frame, same id: received and acknowledged as a new one.
     town.counselor.mailbox.push_back(original);
@@ -902,6 +913,16 @@ fn a_change_inside_the_clear_session_ciphertext_is_refused_at_the_envelope() {
             "first, in a public-key envelope".to_string(),
             "second, in a symmetric envelope".to_string()
         ]
+    );
+    // And the conversation goes on in the same session: no reset happened.
+    town.settle(&all_online(&town));
+    assert!(
+        town.counselor
+            .events
+            .iter()
+            .chain(town.clients[0].events.iter())
+            .all(|e| !matches!(e, Event::SessionReset { .. })),
+        "no session reset"
     );
 }
 

@@ -509,6 +509,19 @@ impl Endpoint {
                 self.reacknowledge(rng, now, conversation, auth.frame_id);
                 Ok(None)
             }
+            Err(DecryptError::Authentication)
+                if matches!(auth.sealing, Sealing::Symmetric { .. }) =>
+            {
+                // A symmetric envelope binds the session ciphertext it carries in clear only
+                // through its tag (`docs/sealed-sender.md` §9.3): a relay can change the rest
+                // and the envelope still opens. So a session that does not authenticate here
+                // is no proof that the states diverged, and no reset is asked for (the relay
+                // must not be able to make us reset). Nothing is recorded: the envelope's tag
+                // stays unused for the genuine copy, and a sender whose frames go
+                // unacknowledged seals them again with public keys (§9.5), where a real
+                // divergence is found.
+                Err((Some(conversation), DropReason::SessionAuthentication))
+            }
             Err(e) => {
                 // Inside an envelope authenticated as the peer, in a frame we never accepted
                 // (the dedup window and the control-frame list let it through), a message
