@@ -861,8 +861,9 @@ fn a_relay_cannot_make_the_recipient_acknowledge_on_demand() {
 /// refusal must not be taken for a peer out of sync: a relay would then make us reset the
 /// session (the design this test first caught, when the envelope bound only the tag and the
 /// endpoint answered every session failure with a reset request). Either way nothing is
-/// shown, acknowledged or sent, nothing is recorded, and the genuine frame after them is
-/// received as if the altered ones never came.
+/// shown, acknowledged or sent, nothing is recorded, no event reaches the conversation (the
+/// relay could repeat a changed copy at will: only a counter moves), and the genuine frame
+/// after them is received as if the altered ones never came.
 #[test]
 fn a_change_inside_the_clear_session_ciphertext_is_refused_without_a_reset() {
     let (mut town, conv) = Town::started(14, Duration::from_days(300));
@@ -875,8 +876,11 @@ fn a_change_inside_the_clear_session_ciphertext_is_refused_without_a_reset() {
     let clear_len = u32::from_be_bytes(payload[17..21].try_into().unwrap()) as usize;
     assert!(clear_len > 16, "the session ciphertext travels in clear");
     let now = town.now;
+    let events_before = town.counselor.events.len();
     for (at, refused_by) in [
         (21 + clear_len / 2, DropReason::SessionAuthentication),
+        (21, DropReason::SessionAuthentication),
+        // The same changed copy again: the tag was not used up, and it is refused again.
         (21, DropReason::SessionAuthentication),
         (21 + clear_len - 1, DropReason::EnvelopeRefused),
         (21 + clear_len - 16, DropReason::EnvelopeRefused),
@@ -903,6 +907,12 @@ fn a_change_inside_the_clear_session_ciphertext_is_refused_without_a_reset() {
             );
         }
     }
+    // Counted only: nothing the relay can repeat at will reaches the conversation's events.
+    assert_eq!(
+        town.counselor.events.len(),
+        events_before,
+        "no event for a changed copy"
+    );
     // The genuine frame, same id: received and acknowledged as a new one.
     town.counselor.mailbox.push_back(original);
     let out = town.counselor.receive_all(&mut town.rng, now);

@@ -519,8 +519,10 @@ impl Endpoint {
                 // must not be able to make us reset). Nothing is recorded: the envelope's tag
                 // stays unused for the genuine copy, and a sender whose frames go
                 // unacknowledged seals them again with public keys (§9.5), where a real
-                // divergence is found.
-                Err((Some(conversation), DropReason::SessionAuthentication))
+                // divergence is found. Counted, with no event for the conversation: the relay
+                // could repeat a changed copy as often as it likes (the tag stays unused), and
+                // it must not be able to fill the app's conversation with drop notices either.
+                Err((None, DropReason::SessionAuthentication))
             }
             Err(e) => {
                 // Inside an envelope authenticated as the peer, in a frame we never accepted
