@@ -46,6 +46,69 @@ fn sealer(n: u8) -> SymmetricSealer {
     SymmetricSealer::new(&seed, &secret, NOW).unwrap()
 }
 
+/// An epoch recomputed from the primitives (docs/sealed-sender.md §9.1-§9.3), independently
+/// of the crate's code: what the tests and the vectors compare the sealer's output with.
+pub(crate) struct ReferenceEpoch {
+    pub(crate) tag_key: [u8; 32],
+    pub(crate) message_root: [u8; 32],
+    /// `k || iv`, derived once per epoch.
+    pub(crate) key_iv: [u8; 44],
+}
+
+impl ReferenceEpoch {
+    pub(crate) fn new(seed: &[u8; 32], secret: &[u8; 32]) -> Self {
+        let mut okm = [0u8; 64];
+        hkdf_sha256_multi(
+            Some(seed),
+            secret,
+            &[b"Confide_v1_SymmetricEnvelope_Epoch", &[0x02]],
+            &mut okm,
+        )
+        .unwrap();
+        let mut key_iv = [0u8; 44];
+        hkdf_sha256_multi(
+            None,
+            &okm[32..],
+            &[b"Confide_v1_SymmetricEnvelope_Keys", &[0x02]],
+            &mut key_iv,
+        )
+        .unwrap();
+        Self {
+            tag_key: okm[..32].try_into().unwrap(),
+            message_root: okm[32..].try_into().unwrap(),
+            key_iv,
+        }
+    }
+
+    /// Envelope `index` of `payload`, its last `clear_len` bytes carried unencrypted; with
+    /// its tag and nonce.
+    pub(crate) fn envelope(
+        &self,
+        index: u64,
+        payload: &[u8],
+        clear_len: usize,
+    ) -> (Vec<u8>, [u8; 16], [u8; 12]) {
+        let mac = hmac_sha256_parts(
+            &self.tag_key,
+            &[b"Confide_v1_SymmetricEnvelope_Tag", &index.to_be_bytes()],
+        );
+        let tag: [u8; 16] = mac[..16].try_into().unwrap();
+        // Envelope i's nonce is the epoch's base XOR i (§9.2).
+        let key = AeadKey::from_slice(&self.key_iv[..32]).unwrap();
+        let mut nonce: [u8; 12] = self.key_iv[32..].try_into().unwrap();
+        for (n, c) in nonce[4..].iter_mut().zip(index.to_be_bytes()) {
+            *n ^= c;
+        }
+        let (sealed, clear) = payload.split_at(payload.len() - clear_len);
+        let header = [&[0x02][..], &tag, &(clear_len as u32).to_be_bytes()].concat();
+        // The associated data binds the clear part's last 16 bytes (its own tag), §9.3.
+        let bound = &clear[clear.len().saturating_sub(16)..];
+        let aad = [&header[..], bound].concat();
+        let envelope = [&header[..], clear, &aead::seal(&key, &nonce, &aad, sealed)].concat();
+        (envelope, tag, nonce)
+    }
+}
+
 /// §9.2 from the primitives: the envelope of index `i`.
 fn reference_envelope(n: u8, index: u64, payload: &[u8]) -> Vec<u8> {
     reference_split_envelope(n, index, payload, 0)
@@ -54,40 +117,9 @@ fn reference_envelope(n: u8, index: u64, payload: &[u8]) -> Vec<u8> {
 /// As `reference_envelope`, the last `clear_len` bytes of the payload carried unencrypted.
 fn reference_split_envelope(n: u8, index: u64, payload: &[u8], clear_len: usize) -> Vec<u8> {
     let (seed, secret) = keys(n);
-    let mut okm = [0u8; 64];
-    hkdf_sha256_multi(
-        Some(seed.expose()),
-        secret.expose(),
-        &[b"Confide_v1_SymmetricEnvelope_Epoch", &[0x02]],
-        &mut okm,
-    )
-    .unwrap();
-    let (tag_key, root) = okm.split_at(32);
-    let mac = hmac_sha256_parts(
-        tag_key,
-        &[b"Confide_v1_SymmetricEnvelope_Tag", &index.to_be_bytes()],
-    );
-    let tag = &mac[..16];
-    // The epoch's key and nonce base; envelope i's nonce is the base XOR i (§9.2).
-    let mut kiv = [0u8; 44];
-    hkdf_sha256_multi(
-        None,
-        root,
-        &[b"Confide_v1_SymmetricEnvelope_Keys", &[0x02]],
-        &mut kiv,
-    )
-    .unwrap();
-    let key = AeadKey::from_slice(&kiv[..32]).unwrap();
-    let mut nonce: [u8; 12] = kiv[32..].try_into().unwrap();
-    for (n, c) in nonce[4..].iter_mut().zip(index.to_be_bytes()) {
-        *n ^= c;
-    }
-    let (sealed, clear) = payload.split_at(payload.len() - clear_len);
-    let header = [&[0x02][..], tag, &(clear_len as u32).to_be_bytes()].concat();
-    // The associated data binds the clear part's last 16 bytes (its own tag), §9.3.
-    let bound = &clear[clear.len().saturating_sub(16)..];
-    let aad = [&header[..], bound].concat();
-    [&header[..], clear, &aead::seal(&key, &nonce, &aad, sealed)].concat()
+    ReferenceEpoch::new(seed.expose(), secret.expose())
+        .envelope(index, payload, clear_len)
+        .0
 }
 
 #[test]

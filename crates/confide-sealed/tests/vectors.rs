@@ -154,19 +154,6 @@ fn symmetric_vectors_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/test-vectors/sealed/symmetric.json")
 }
 
-/// docs/sealed-sender.md §9 from the primitives: `(tag_key, message_root)` of an epoch.
-fn epoch_keys(seed: &[u8; 32], secret: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
-    let mut okm = [0u8; 64];
-    confide_crypto::kdf::hkdf_sha256_multi(
-        Some(seed),
-        secret,
-        &[b"Confide_v1_SymmetricEnvelope_Epoch", &[0x02]],
-        &mut okm,
-    )
-    .unwrap();
-    (okm[..32].try_into().unwrap(), okm[32..].try_into().unwrap())
-}
-
 fn generate_symmetric() -> Value {
     use confide_crypto::secret::EnvelopeSecret;
     use confide_sealed::{SymmetricSealer, TagWindow, seal_starting_epoch};
@@ -182,16 +169,8 @@ fn generate_symmetric() -> Value {
     let opened = open(&recipient(), &roots(), NOW, &public_key_envelope).unwrap();
     assert_eq!(opened.epoch_seed, seed);
     let secret = EnvelopeSecret::new([0x71; 32]);
-    let (tag_key, message_root) = epoch_keys(seed.expose(), secret.expose());
-    // The epoch's AEAD key and nonce base (§9.2), derived once for all its envelopes.
-    let mut epoch_aead = [0u8; 44];
-    confide_crypto::kdf::hkdf_sha256_multi(
-        None,
-        &message_root,
-        &[b"Confide_v1_SymmetricEnvelope_Keys", &[0x02]],
-        &mut epoch_aead,
-    )
-    .unwrap();
+    // The epoch recomputed from the primitives (§9.1-§9.3), independently of the code.
+    let reference = crate::symmetric::ReferenceEpoch::new(seed.expose(), secret.expose());
     let mut sealer = SymmetricSealer::new(&seed, &secret, NOW).unwrap();
     let accept_until = NOW.saturating_add(SENDER_LIFETIME);
     let mut window = TagWindow::new(&seed, &secret, accept_until, SERVER_KEY_ID).unwrap();
@@ -208,27 +187,7 @@ fn generate_symmetric() -> Value {
             .seal_with_clear_suffix(NOW, payload, clear_len)
             .unwrap();
         // The intermediate values, recomputed from the primitives, must give these bytes.
-        let mac = confide_crypto::kdf::hmac_sha256_parts(
-            &tag_key,
-            &[b"Confide_v1_SymmetricEnvelope_Tag", &index.to_be_bytes()],
-        );
-        let tag = &mac[..16];
-        let key = confide_crypto::secret::AeadKey::from_slice(&epoch_aead[..32]).unwrap();
-        let mut nonce: [u8; 12] = epoch_aead[32..].try_into().unwrap();
-        for (n, c) in nonce[4..].iter_mut().zip(index.to_be_bytes()) {
-            *n ^= c;
-        }
-        let (sealed_part, clear) = payload.split_at(payload.len() - clear_len);
-        let header = [&[0x02][..], tag, &(clear_len as u32).to_be_bytes()].concat();
-        // The associated data binds the clear part's last 16 bytes (§9.3).
-        let bound = &clear[clear.len().saturating_sub(16)..];
-        let aad = [&header[..], bound].concat();
-        let expected = [
-            &header[..],
-            clear,
-            &confide_crypto::aead::seal(&key, &nonce, &aad, sealed_part),
-        ]
-        .concat();
+        let (expected, tag, nonce) = reference.envelope(index, payload, clear_len);
         assert_eq!(envelope, expected, "index {index}");
         envelopes.push(json!({
             "index": index,
@@ -256,10 +215,10 @@ fn generate_symmetric() -> Value {
         "public_key_envelope": hex::encode(&public_key_envelope),
         "epoch_seed": hex::encode(seed.expose()),
         "envelope_secret": hex::encode(secret.expose()),
-        "tag_key": hex::encode(tag_key),
-        "message_root": hex::encode(message_root),
-        "key": hex::encode(&epoch_aead[..32]),
-        "iv": hex::encode(&epoch_aead[32..]),
+        "tag_key": hex::encode(reference.tag_key),
+        "message_root": hex::encode(reference.message_root),
+        "key": hex::encode(&reference.key_iv[..32]),
+        "iv": hex::encode(&reference.key_iv[32..]),
         "envelopes": envelopes,
         "accept_until_ms": accept_until.as_millis(),
         "server_key_id": SERVER_KEY_ID,
