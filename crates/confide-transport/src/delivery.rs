@@ -458,14 +458,48 @@ impl Delivery {
     /// Removes a waiting message without an event (for example, the user unsent it before it
     /// was acknowledged). Returns whether it was waiting.
     pub fn cancel(&mut self, id: FrameId) -> bool {
-        let Some(index) = self.outbox.iter().position(|e| e.id == id) else {
+        self.outbox
+            .iter()
+            .position(|e| e.id == id)
+            .and_then(|index| self.remove_waiting(index))
+            .is_some()
+    }
+
+    /// Gives up a waiting message now, as [`Delivery::handle_timeout`] does once
+    /// [`GIVE_UP_AFTER`] passed: it leaves the outbox and [`DeliveryEvent::DeliveryFailed`]
+    /// reports it. For an owner that can no longer build its payload (an entry stored
+    /// without one, [`Delivery::outbox_record_without_payload`]). Returns whether it was
+    /// waiting.
+    pub fn give_up(&mut self, id: FrameId) -> bool {
+        let Some(id) = self
+            .outbox
+            .iter()
+            .position(|e| e.id == id)
+            .and_then(|index| self.remove_waiting(index))
+        else {
             return false;
         };
-        self.outbox.remove(index);
+        self.report_failed(id);
+        true
+    }
+
+    /// Removes the outbox entry at `index` with its queued transmit and relay hold; returns
+    /// its id (`None` past the end).
+    fn remove_waiting(&mut self, index: usize) -> Option<FrameId> {
+        if index >= self.outbox.len() {
+            return None;
+        }
+        let id = self.outbox.remove(index).id;
         self.changes.outbox.insert(id);
         self.unqueue(id);
         self.relay_held.remove(&id);
-        true
+        Some(id)
+    }
+
+    /// A message given up: the event for the owner, and the counter.
+    fn report_failed(&mut self, id: FrameId) {
+        self.events.push_back(DeliveryEvent::DeliveryFailed(id));
+        self.stats.failed = self.stats.failed.saturating_add(1);
     }
 
     /// Reports a receipt from the relay: it durably stored the frame `id` (a transport-level
@@ -655,13 +689,9 @@ impl Delivery {
         while let Some(entry) = self.outbox.get_mut(index) {
             let give_up_at = entry.give_up_at();
             if now >= give_up_at {
-                let id = entry.id;
-                self.outbox.remove(index);
-                self.changes.outbox.insert(id);
-                self.unqueue(id);
-                self.relay_held.remove(&id);
-                self.events.push_back(DeliveryEvent::DeliveryFailed(id));
-                self.stats.failed = self.stats.failed.saturating_add(1);
+                if let Some(id) = self.remove_waiting(index) {
+                    self.report_failed(id);
+                }
                 continue;
             }
             if now >= entry.next_attempt_at {
@@ -1450,6 +1480,32 @@ mod tests {
         match Frame::from_bytes(&tx.frame).unwrap() {
             Frame::Data { id, .. } => id,
         }
+    }
+
+    #[test]
+    fn give_up_reports_a_waiting_message_as_failed_at_once() {
+        let mut rng = ChaCha20Rng::from_seed([11; 32]);
+        let mut d = Delivery::new();
+        let id = d.send(&mut rng, t(0), addr(2), b"sealed".to_vec()).unwrap();
+        let other = d.send(&mut rng, t(0), addr(3), b"kept".to_vec()).unwrap();
+        assert!(d.give_up(id));
+        assert!(!d.is_waiting(id) && d.is_waiting(other));
+        assert_eq!(d.poll_event(), Some(DeliveryEvent::DeliveryFailed(id)));
+        assert_eq!(d.poll_event(), None);
+        assert_eq!(d.stats().failed, 1);
+        // Its queued transmit went with it.
+        let sent: Vec<FrameId> = core::iter::from_fn(|| d.poll_transmit())
+            .map(|tx| frame_id(&tx))
+            .collect();
+        assert_eq!(sent, vec![other]);
+        assert!(
+            d.take_changes().outbox.contains(&id),
+            "its record is deleted"
+        );
+        // Not waiting any more: nothing to give up, nothing reported.
+        assert!(!d.give_up(id));
+        assert_eq!(d.poll_event(), None);
+        assert_eq!(d.stats().failed, 1);
     }
 
     #[test]

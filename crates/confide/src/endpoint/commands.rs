@@ -198,13 +198,13 @@ impl Endpoint {
     /// sealed frame): its content is encrypted again in its conversation's current session
     /// and sealed, under the same frame id. The loaded session is marked restored, so this
     /// takes a fresh key (`docs/endpoint.md`, "Backups and restores"). A frame that cannot be
-    /// encrypted again (its conversation has no session) is given up, which the app learns
-    /// for a text (`Event::DeliveryFailed`).
+    /// encrypted again (its conversation has no session) is given up through the delivery
+    /// machine, as one whose time ran out: the app learns it for a text
+    /// (`Event::DeliveryFailed`) when the machine's events are collected.
     pub(crate) fn supply_payloads<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, now: Timestamp) {
         for frame_id in self.delivery.queued_without_payload() {
-            if !self.reencrypt_frame(rng, now, frame_id) && self.delivery.cancel(frame_id) {
-                self.gave_up(frame_id);
-                self.mark_changed();
+            if !self.reencrypt_frame(rng, now, frame_id) {
+                self.delivery.give_up(frame_id);
             }
         }
     }

@@ -955,35 +955,31 @@ impl Endpoint {
                         self.on_delivered(s.conversation, s.message, id, s.kind, now);
                     }
                 }
-                DeliveryEvent::DeliveryFailed(id) => self.gave_up(id),
+                DeliveryEvent::DeliveryFailed(id) => {
+                    if let Some(s) = self.sent.remove(&id)
+                        && s.kind == SentKind::Text
+                    {
+                        self.events.push_back(Event::DeliveryFailed {
+                            conversation: s.conversation,
+                            id: s.message,
+                        });
+                        self.given_up.insert(
+                            id,
+                            GivenUp {
+                                conversation: s.conversation,
+                                message: s.message,
+                            },
+                        );
+                        while self.given_up.len() > MAX_GIVEN_UP_REMEMBERED {
+                            let _ = self.given_up.pop_first();
+                        }
+                    }
+                }
                 _ => {}
             }
         }
         if changed {
             self.mark_changed();
-        }
-    }
-
-    /// The frame `frame_id` is no longer sent: for a text, the app learns it was not
-    /// delivered (`Event::DeliveryFailed`), and it is remembered as given up.
-    pub(crate) fn gave_up(&mut self, frame_id: FrameId) {
-        if let Some(s) = self.sent.remove(&frame_id)
-            && s.kind == SentKind::Text
-        {
-            self.events.push_back(Event::DeliveryFailed {
-                conversation: s.conversation,
-                id: s.message,
-            });
-            self.given_up.insert(
-                frame_id,
-                GivenUp {
-                    conversation: s.conversation,
-                    message: s.message,
-                },
-            );
-            while self.given_up.len() > MAX_GIVEN_UP_REMEMBERED {
-                let _ = self.given_up.pop_first();
-            }
         }
     }
 
